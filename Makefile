@@ -1,0 +1,48 @@
+# fastpath: the README's two commands are `make demo` and `make test` (as root).
+GO      ?= go
+BIN     := bin/fastpath
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS := -X main.version=$(VERSION)
+
+.PHONY: all build demo test unit lint generate check-generate deps clean
+
+all: build
+
+build:
+	$(GO) build -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/fastpath
+
+deps:
+	scripts/deps.sh runtime
+
+# The main job: a lab of network namespaces, the daemon in it, real traffic,
+# a report; everything removed afterwards.
+demo: deps build
+	$(BIN) demo
+
+# The whole suite as CI runs it: generated code current, lint, all tests
+# (privileged ones included, so run as root).
+test: check-generate lint
+	scripts/deps.sh runtime
+	$(GO) test -count=1 -timeout 15m ./...
+
+# Fast, unprivileged subset.
+unit:
+	$(GO) test -count=1 -short ./...
+
+lint:
+	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+
+# Regenerate the BPF objects with the pinned clang (Debian clang-19).
+generate:
+	scripts/deps.sh build
+	$(GO) generate ./internal/datapath
+
+# CI: the committed objects must be what the sources produce.
+check-generate: generate
+	@git diff --exit-code --stat -- internal/datapath || \
+	  { echo "generated BPF objects differ from the committed ones: run 'make generate' and commit"; exit 1; }
+
+clean:
+	rm -rf bin

@@ -1,0 +1,27 @@
+/* SPDX-License-Identifier: GPL-2.0 OR BSD-2-Clause */
+#pragma once
+#include "common.h"
+
+/* Counters live in a per-CPU hash the daemon pre-creates for each managed
+ * interface; an interface without an entry is not counted (and not managed). */
+static __always_inline void fp_count_fwd(__u32 ifindex, __u64 bytes)
+{
+	struct fp_stats *s = bpf_map_lookup_elem(&fp_if_stats, &ifindex);
+
+	if (!s)
+		return;
+	s->fwd_packets++;
+	s->fwd_bytes += bytes;
+}
+
+static __always_inline void fp_count_pass(__u32 ifindex, __u32 reason, __u64 bytes)
+{
+	struct fp_stats *s = bpf_map_lookup_elem(&fp_if_stats, &ifindex);
+
+	if (!s)
+		return;
+	s->pass_packets++;
+	s->pass_bytes += bytes;
+	if (reason < FP_PASS_MAX)
+		s->pass_reason[reason]++;
+}

@@ -1,0 +1,84 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"strings"
+
+	"github.com/spf13/cobra"
+)
+
+func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
+	var lf logFlags
+	root := &cobra.Command{
+		Use:   "fastpath",
+		Short: "Linux router fast path in eBPF",
+		Long: `fastpath forwards routed IPv4/IPv6 packets in XDP/TC, following the kernel's FIB and neighbour tables.
+Everything it cannot handle exactly right goes to the kernel unchanged.`,
+		SilenceErrors: true,
+		SilenceUsage:  true,
+		Args:          noArgs,
+		RunE:          helpOrUnknown,
+		// Reject bad log flags for every command, before any work.
+		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
+			if _, err := lf.logger(stderr); err != nil {
+				return usageError(cmd.CommandPath(), err)
+			}
+			return nil
+		},
+	}
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	root.SetFlagErrorFunc(func(cmd *cobra.Command, err error) error {
+		return usageError(cmd.CommandPath(), err)
+	})
+	root.CompletionOptions.HiddenDefaultCmd = true
+	root.SuggestionsMinimumDistance = 2
+	lf.register(root)
+
+	root.AddCommand(
+		newRunCmd(&lf, stderr),
+		newStatusCmd(),
+		newStatsCmd(),
+		newCheckConfigCmd(),
+		newVersionCmd(),
+		newLabCmd(&lf, stderr),
+		newDemoCmd(&lf, stderr),
+	)
+	return root
+}
+
+// noArgs rejects positional arguments as a usage error; on a command with
+// subcommands it reads as an unknown command, with suggestions.
+func noArgs(cmd *cobra.Command, args []string) error {
+	if len(args) == 0 {
+		return nil
+	}
+	if !cmd.HasSubCommands() {
+		return usageError(cmd.CommandPath(), fmt.Errorf("unexpected argument %q", args[0]))
+	}
+	msg := fmt.Sprintf("unknown command %q for %q", args[0], cmd.CommandPath())
+	if s := cmd.SuggestionsFor(args[0]); len(s) > 0 {
+		msg += "; did you mean " + strings.Join(s, " or ") + "?"
+	}
+	return usageError(cmd.CommandPath(), fmt.Errorf("%s", msg))
+}
+
+// oneArg requires exactly one positional argument, described by name.
+func oneArg(name string) cobra.PositionalArgs {
+	return func(cmd *cobra.Command, args []string) error {
+		switch {
+		case len(args) == 0:
+			return usageError(cmd.CommandPath(), fmt.Errorf("missing %s", name))
+		case len(args) > 1:
+			return usageError(cmd.CommandPath(), fmt.Errorf("unexpected argument %q after %s", args[1], name))
+		}
+		return nil
+	}
+}
+
+// helpOrUnknown runs commands that only group others: without arguments
+// it shows help (noArgs has refused anything else).
+func helpOrUnknown(cmd *cobra.Command, _ []string) error {
+	return cmd.Help()
+}

@@ -1,0 +1,101 @@
+package main
+
+import (
+	"cmp"
+	"context"
+	"fmt"
+	"io"
+	"slices"
+	"strconv"
+
+	"github.com/spf13/cobra"
+
+	"github.com/fastpath-router/fastpath/internal/api"
+)
+
+func newStatsCmd() *cobra.Command {
+	var (
+		f   clientFlags
+		all bool
+	)
+	cmd := &cobra.Command{
+		Use:   "stats",
+		Short: "Show forwarded and passed-to-kernel counters per interface",
+		Long: `Show the datapath counters of each interface, counted where packets arrive:
+packets and bytes fastpath forwarded itself, packets and bytes it passed to
+the kernel, and why it passed them (docs/counters.md explains each reason).
+Reasons with a zero count are left out unless --all is given. Counters start
+at zero when the daemon starts.`,
+		Example: `  fastpath stats
+  fastpath stats --all
+  watch -n1 fastpath stats
+  fastpath stats --json | jq '.interfaces[] | {name, forwarded}'`,
+		Args: noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx, cancel := context.WithTimeout(cmd.Context(), callTimeout)
+			defer cancel()
+			st, err := api.NewClient(f.socket).Stats(ctx)
+			if err != nil {
+				return err
+			}
+			if f.json {
+				return writeJSON(cmd.OutOrStdout(), st)
+			}
+			return writeStats(cmd.OutOrStdout(), st, all)
+		},
+	}
+	f.register(cmd)
+	cmd.Flags().BoolVar(&all, "all", false, "also show pass reasons with a zero count")
+	return cmd
+}
+
+func writeStats(w io.Writer, st *api.Stats, all bool) error {
+	if len(st.Interfaces) == 0 {
+		_, err := fmt.Fprintln(w, "no interfaces served by the datapath")
+		return err
+	}
+	for n, i := range st.Interfaces {
+		if n > 0 {
+			fmt.Fprintln(w)
+		}
+		reasons := sortedReasons(i.PassReasons, all)
+		// Column widths: labels left-aligned, numbers right-aligned.
+		lw, pw := len("forwarded"), digits(max(i.Forwarded.Packets, i.Passed.Packets))
+		for _, r := range reasons {
+			lw = max(lw, len(r.name)+2)
+			pw = max(pw, digits(r.count))
+		}
+		bw := digits(max(i.Forwarded.Bytes, i.Passed.Bytes))
+		fmt.Fprintf(w, "%s (ifindex %d)\n", i.Name, i.Ifindex)
+		fmt.Fprintf(w, "  %-*s  %*d pkts  %*d bytes\n", lw, "forwarded", pw, i.Forwarded.Packets, bw, i.Forwarded.Bytes)
+		fmt.Fprintf(w, "  %-*s  %*d pkts  %*d bytes\n", lw, "passed", pw, i.Passed.Packets, bw, i.Passed.Bytes)
+		for _, r := range reasons {
+			fmt.Fprintf(w, "    %-*s  %*d pkts\n", lw-2, r.name, pw, r.count)
+		}
+	}
+	return nil
+}
+
+func digits(n uint64) int { return len(strconv.FormatUint(n, 10)) }
+
+type reason struct {
+	name  string
+	count uint64
+}
+
+// sortedReasons lists the biggest first, then by name; zeros only if all.
+func sortedReasons(m map[string]uint64, all bool) []reason {
+	var out []reason
+	for name, count := range m {
+		if count > 0 || all {
+			out = append(out, reason{name, count})
+		}
+	}
+	slices.SortFunc(out, func(a, b reason) int {
+		if c := cmp.Compare(b.count, a.count); c != 0 {
+			return c
+		}
+		return cmp.Compare(a.name, b.name)
+	})
+	return out
+}

@@ -1,0 +1,110 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"strconv"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/fastpath-router/fastpath/internal/api"
+)
+
+// callTimeout bounds one API call from the CLI.
+const callTimeout = 10 * time.Second
+
+// clientFlags are the flags of commands that talk to the daemon.
+type clientFlags struct {
+	socket string
+	json   bool
+}
+
+func (f *clientFlags) register(cmd *cobra.Command) {
+	cmd.Flags().StringVar(&f.socket, "socket", api.DefaultSocket, "the daemon's API socket (its config's api.socket)")
+	cmd.Flags().BoolVar(&f.json, "json", false, "print the API's JSON")
+}
+
+func newStatusCmd() *cobra.Command {
+	var f clientFlags
+	cmd := &cobra.Command{
+		Use:   "status",
+		Short: "Show the daemon and how each interface is attached",
+		Long: `Show the running daemon (version, pid, network namespace, config) and, for each
+configured interface, its mode, the attach method configured and the one in
+use, its state, the BPF program id and whether it can be an XDP redirect
+target. An interface in state "error" or "missing" is served by the kernel
+alone; the ERROR column says why.`,
+		Example: `  fastpath status
+  fastpath status --json | jq '.interfaces[] | select(.state != "attached")'
+  ip netns exec rtr fastpath status --socket /run/fastpath/rtr.sock`,
+		Args: noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx, cancel := context.WithTimeout(cmd.Context(), callTimeout)
+			defer cancel()
+			st, err := api.NewClient(f.socket).Status(ctx)
+			if err != nil {
+				return err
+			}
+			if f.json {
+				return writeJSON(cmd.OutOrStdout(), st)
+			}
+			return writeStatus(cmd.OutOrStdout(), st, time.Now())
+		},
+	}
+	f.register(cmd)
+	return cmd
+}
+
+func writeStatus(w io.Writer, st *api.Status, now time.Time) error {
+	fmt.Fprintf(w, "fastpath %s, pid %d, netns %s\n", st.Version, st.PID, orDash(st.NetNS))
+	fmt.Fprintf(w, "config:  %s\n", orDash(st.ConfigFile))
+	if !st.StartedAt.IsZero() {
+		fmt.Fprintf(w, "started: %s (up %s)\n", st.StartedAt.Local().Format(time.RFC3339),
+			now.Sub(st.StartedAt).Round(time.Second))
+	}
+	fmt.Fprintln(w)
+	if len(st.Interfaces) == 0 {
+		fmt.Fprintln(w, "no interfaces configured")
+		return nil
+	}
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "INTERFACE\tIFINDEX\tMODE\tATTACH\tATTACHED AS\tSTATE\tPROGRAM ID\tXDP TARGET\tERROR")
+	for _, i := range st.Interfaces {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n",
+			i.Name, numOrDash(uint64(i.Ifindex)), orDash(i.Mode), orDash(i.Attach), orDash(i.AttachedAs),
+			orDash(i.State), numOrDash(uint64(i.ProgramID)), yesNo(i.XDPTarget), orDash(i.Error))
+	}
+	return tw.Flush()
+}
+
+// writeJSON prints v indented, as the API sent it.
+func writeJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+func numOrDash(n uint64) string {
+	if n == 0 {
+		return "-"
+	}
+	return strconv.FormatUint(n, 10)
+}
+
+func yesNo(b bool) string {
+	if b {
+		return "yes"
+	}
+	return "no"
+}

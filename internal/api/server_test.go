@@ -1,0 +1,261 @@
+package api
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+type fakeBackend struct {
+	status *Status
+	stats  *Stats
+	err    error
+}
+
+func (f *fakeBackend) Status(context.Context) (*Status, error) { return f.status, f.err }
+func (f *fakeBackend) Stats(context.Context) (*Stats, error)   { return f.stats, f.err }
+
+func testStatus() *Status {
+	return &Status{
+		Version: "test", PID: 42, NetNS: "net:[1]", ConfigFile: "/etc/fastpath.yaml",
+		StartedAt: time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC),
+		Interfaces: []InterfaceStatus{
+			{Name: "r0", Ifindex: 3, Mode: "route", Attach: "auto", AttachedAs: "xdp",
+				ProgramID: 17, LinkID: 5, XDPTarget: true, State: StateAttached},
+			{Name: "r9", Mode: "route", Attach: "tc", State: StateMissing},
+		},
+	}
+}
+
+func testStats() *Stats {
+	return &Stats{Interfaces: []InterfaceStats{{
+		Name: "r0", Ifindex: 3,
+		Forwarded:   Counter{Packets: 10, Bytes: 1000},
+		Passed:      Counter{Packets: 2, Bytes: 120},
+		PassReasons: map[string]uint64{"no_neigh": 2, "ttl": 0},
+	}}}
+}
+
+// startServer serves b on a fresh socket and returns its path; the server
+// is stopped, and its exit checked, when the test ends.
+func startServer(t *testing.T, b Backend) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "run", "fastpath.sock")
+	srv := NewServer(b, slog.New(slog.DiscardHandler))
+	l, err := srv.Listen(path)
+	if err != nil {
+		t.Fatalf("Listen: %v", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- srv.ServeListener(ctx, l) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("ServeListener: %v", err)
+		}
+	})
+	return path
+}
+
+func TestRoundTrip(t *testing.T) {
+	path := startServer(t, &fakeBackend{status: testStatus(), stats: testStats()})
+	c := NewClient(path)
+	ctx := t.Context()
+
+	st, err := c.Status(ctx)
+	if err != nil {
+		t.Fatalf("Status: %v", err)
+	}
+	if !reflect.DeepEqual(st, testStatus()) {
+		t.Errorf("Status = %+v, want %+v", st, testStatus())
+	}
+	stats, err := c.Stats(ctx)
+	if err != nil {
+		t.Fatalf("Stats: %v", err)
+	}
+	if !reflect.DeepEqual(stats, testStats()) {
+		t.Errorf("Stats = %+v, want %+v", stats, testStats())
+	}
+}
+
+func TestBackendError(t *testing.T) {
+	path := startServer(t, &fakeBackend{err: errors.New("datapath not loaded")})
+	_, err := NewClient(path).Status(t.Context())
+	if err == nil || err.Error() != "daemon: datapath not loaded (HTTP 500)" {
+		t.Errorf("Status error = %v", err)
+	}
+}
+
+func TestSocketMode(t *testing.T) {
+	path := startServer(t, &fakeBackend{})
+	fi, err := os.Lstat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi.Mode().Type() != os.ModeSocket || fi.Mode().Perm() != 0o600 {
+		t.Errorf("socket mode = %v, want a socket with 0600", fi.Mode())
+	}
+	di, err := os.Stat(filepath.Dir(path))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if di.Mode().Perm() != 0o755 {
+		t.Errorf("created directory mode = %v, want 0755", di.Mode().Perm())
+	}
+}
+
+func TestSecondServerRefused(t *testing.T) {
+	path := startServer(t, &fakeBackend{status: testStatus()})
+	_, err := NewServer(&fakeBackend{}, nil).Listen(path)
+	want := "api socket " + path + " is in use by another fastpath daemon (another network namespace?); set api.socket"
+	if err == nil || err.Error() != want {
+		t.Fatalf("second Listen = %v, want %q", err, want)
+	}
+	// The first server must be unharmed.
+	if _, err := NewClient(path).Status(t.Context()); err != nil {
+		t.Errorf("first server after refused takeover: %v", err)
+	}
+}
+
+func TestStaleSocketReplaced(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "fastpath.sock")
+	// A bound socket nobody listens on: what a killed daemon leaves.
+	fd, err := syscall.Socket(syscall.AF_UNIX, syscall.SOCK_STREAM, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Bind(fd, &syscall.SockaddrUnix{Name: path}); err != nil {
+		t.Fatal(err)
+	}
+	syscall.Close(fd)
+
+	l, err := NewServer(&fakeBackend{}, nil).Listen(path)
+	if err != nil {
+		t.Fatalf("Listen over stale socket: %v", err)
+	}
+	l.Close()
+}
+
+func TestNotASocketRefused(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "fastpath.sock")
+	if err := os.WriteFile(path, []byte("keep me"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, err := NewServer(&fakeBackend{}, nil).Listen(path)
+	if err == nil || !strings.Contains(err.Error(), "exists and is not a socket") {
+		t.Fatalf("Listen on a regular file = %v", err)
+	}
+	if b, _ := os.ReadFile(path); string(b) != "keep me" {
+		t.Errorf("regular file was changed")
+	}
+}
+
+func TestSocketRemovedAfterShutdown(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "fastpath.sock")
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- NewServer(&fakeBackend{status: testStatus()}, nil).Serve(ctx, path) }()
+
+	// Wait for the server to answer, then stop it.
+	c := NewClient(path)
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		_, err := c.Status(t.Context())
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("server never answered: %v", err)
+		}
+		select {
+		case err := <-done:
+			t.Fatalf("Serve returned early: %v", err)
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("Serve: %v", err)
+	}
+	if _, err := os.Lstat(path); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("socket still there after shutdown: %v", err)
+	}
+}
+
+func TestClientUnreachable(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "nope.sock")
+	_, err := NewClient(path).Status(t.Context())
+	want := "cannot reach fastpath daemon at " + path + ": is it running? (use --socket for another daemon)"
+	if err == nil || err.Error() != want {
+		t.Errorf("Status on missing socket = %v, want %q", err, want)
+	}
+	if !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("error does not wrap the cause: %v", err)
+	}
+}
+
+func TestHTTPErrors(t *testing.T) {
+	path := startServer(t, &fakeBackend{status: testStatus()})
+	hc := &http.Client{Transport: &http.Transport{
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, "unix", path)
+		},
+	}}
+	tests := []struct {
+		method, path string
+		code         int
+		body         string
+	}{
+		{"GET", "/v1/nope", 404, `{"error":"no such endpoint: /v1/nope"}`},
+		{"GET", "/", 404, `{"error":"no such endpoint: /"}`},
+		{"POST", "/v1/status", 405, `{"error":"method POST not allowed on /v1/status; use GET"}`},
+		{"DELETE", "/v1/stats", 405, `{"error":"method DELETE not allowed on /v1/stats; use GET"}`},
+	}
+	for _, tt := range tests {
+		req, err := http.NewRequestWithContext(t.Context(), tt.method, "http://fastpath"+tt.path, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp, err := hc.Do(req)
+		if err != nil {
+			t.Fatalf("%s %s: %v", tt.method, tt.path, err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != tt.code || strings.TrimSpace(string(body)) != tt.body {
+			t.Errorf("%s %s = %d %s, want %d %s", tt.method, tt.path, resp.StatusCode, body, tt.code, tt.body)
+		}
+		if ct := resp.Header.Get("Content-Type"); ct != "application/json" {
+			t.Errorf("%s %s: Content-Type %q", tt.method, tt.path, ct)
+		}
+		if tt.code == 405 && resp.Header.Get("Allow") != "GET" {
+			t.Errorf("%s %s: Allow %q", tt.method, tt.path, resp.Header.Get("Allow"))
+		}
+	}
+}
+
+// The daemon listens first and may fail before serving: closing the
+// listener must leave no socket behind.
+func TestListenCloseRemovesSocket(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "fastpath.sock")
+	l, err := NewServer(&fakeBackend{}, nil).Listen(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.Close()
+	if _, err := os.Lstat(path); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("socket still there after Close: %v", err)
+	}
+}

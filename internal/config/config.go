@@ -1,0 +1,79 @@
+// Package config reads fastpath's YAML configuration.
+//
+// Decoding is strict: unknown keys, wrong types and extra YAML documents are
+// errors, so a typo never silently falls back to a default. Every problem is
+// reported at once, each with the file, line and field path.
+package config
+
+import (
+	"fmt"
+	"os"
+
+	"github.com/fastpath-router/fastpath/internal/api"
+)
+
+// Mode says what the datapath does with packets arriving on an interface.
+type Mode string
+
+// Interface modes.
+const (
+	// ModeRoute forwards statelessly along the kernel FIB, without
+	// conntrack or firewall: for trusted segments only.
+	ModeRoute Mode = "route"
+	// ModeOff attaches nothing; the kernel handles every packet.
+	ModeOff Mode = "off"
+	// ModeOffload forwards established conntrack flows (NAT included).
+	// Not implemented yet: configs using it are rejected.
+	ModeOffload Mode = "offload"
+)
+
+// Attach says how the datapath program is attached to an interface.
+type Attach string
+
+// Attach methods.
+const (
+	AttachAuto       Attach = "auto"
+	AttachXDP        Attach = "xdp"
+	AttachXDPGeneric Attach = "xdp-generic"
+	AttachTC         Attach = "tc"
+)
+
+// Config is the whole configuration file.
+type Config struct {
+	Version    int         `yaml:"version"`
+	Interfaces []Interface `yaml:"interfaces"`
+	API        API         `yaml:"api"`
+}
+
+// Interface is one managed network interface.
+type Interface struct {
+	Name   string `yaml:"name"`
+	Mode   Mode   `yaml:"mode"`
+	Attach Attach `yaml:"attach"` // empty means AttachAuto
+}
+
+// API configures the daemon's unix socket API.
+type API struct {
+	Socket string `yaml:"socket"` // empty means api.DefaultSocket
+}
+
+// Load reads and parses the config file at path.
+func Load(path string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read config: %w", err)
+	}
+	return Parse(data, path)
+}
+
+// applyDefaults fills the fields a config may leave out.
+func (c *Config) applyDefaults() {
+	for i := range c.Interfaces {
+		if c.Interfaces[i].Attach == "" {
+			c.Interfaces[i].Attach = AttachAuto
+		}
+	}
+	if c.API.Socket == "" {
+		c.API.Socket = api.DefaultSocket
+	}
+}

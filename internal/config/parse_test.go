@@ -1,0 +1,153 @@
+package config
+
+import (
+	"reflect"
+	"testing"
+)
+
+// TestParseErrors checks the exact message of every rule, and that all
+// problems of a document are reported together.
+func TestParseErrors(t *testing.T) {
+	const modeRequired = `required; choose "route" (stateless FIB forwarding that skips the firewall) or "off" — "offload", the conntrack-aware default, is not available yet`
+	tests := []struct {
+		name string
+		yaml string
+		want []string
+	}{
+		{"empty", "", []string{
+			`c.yaml: config is empty; it needs at least "version: 1" and one interface`}},
+		{"only comments", "# nothing\n", []string{
+			`c.yaml: config is empty; it needs at least "version: 1" and one interface`}},
+		{"null document", "---\n~\n", []string{
+			`c.yaml: config is empty; it needs at least "version: 1" and one interface`}},
+		{"syntax error", "version: 1\ninterfaces: [\n", []string{
+			`c.yaml:2: invalid YAML: did not find expected node content`}},
+		{"two documents", "version: 1\n---\nversion: 1\n", []string{
+			`c.yaml:2: more than one YAML document; the config must be a single document`}},
+		{"top level list", "- version: 1\n", []string{
+			`c.yaml:1: expected a mapping of fields, got a list`}},
+		{"missing version", "interfaces:\n  - {name: r0, mode: route}\n", []string{
+			`c.yaml: version: required, must be 1`}},
+		{"version 0", "version: 0\ninterfaces:\n  - {name: r0, mode: route}\n", []string{
+			`c.yaml:1: version: unsupported version 0; must be 1`}},
+		{"version 2", "version: 2\ninterfaces:\n  - {name: r0, mode: route}\n", []string{
+			`c.yaml:1: version: unsupported version 2; must be 1`}},
+		{"version wrong type", "version: one\ninterfaces:\n  - {name: r0, mode: route}\n", []string{
+			`c.yaml:1: version: expected an integer, got string "one"`}},
+		{"no interfaces key", "version: 1\n", []string{
+			`c.yaml: interfaces: at least one interface is required`}},
+		{"empty interfaces", "version: 1\ninterfaces: []\n", []string{
+			`c.yaml:2: interfaces: at least one interface is required`}},
+		{"interfaces not a list", "version: 1\ninterfaces:\n  r0: route\n", []string{
+			`c.yaml:3: interfaces: expected a list, got a mapping`}},
+		{"interface not a mapping", "version: 1\ninterfaces:\n  - r0\n", []string{
+			`c.yaml:3: interfaces[0]: expected a mapping of fields, got string "r0"`}},
+		{"empty interface entry", "version: 1\ninterfaces:\n  -\n  - {name: r1, mode: bogus}\n", []string{
+			`c.yaml:3: interfaces[0]: empty list entry; expected a mapping of fields`,
+			`c.yaml:4: interfaces[1].mode (r1): unknown mode "bogus"; allowed: "route", "off" ("offload" is not available yet)`}},
+		{"name missing", "version: 1\ninterfaces:\n  - mode: route\n", []string{
+			`c.yaml:3: interfaces[0].name: required`}},
+		{"name wrong type", "version: 1\ninterfaces:\n  - name: [r0]\n    mode: route\n", []string{
+			`c.yaml:3: interfaces[0].name: expected a string, got a list`}},
+		{"name too long", "version: 1\ninterfaces:\n  - {name: abcdefghijklmnop, mode: route}\n", []string{
+			`c.yaml:3: interfaces[0].name: "abcdefghijklmnop" is not a valid Linux interface name: 16 bytes long, at most 15 allowed`}},
+		{"name slash", "version: 1\ninterfaces:\n  - {name: a/b, mode: route}\n", []string{
+			`c.yaml:3: interfaces[0].name: "a/b" is not a valid Linux interface name: contains "/" or ":"`}},
+		{"name space", "version: 1\ninterfaces:\n  - {name: 'a b', mode: route}\n", []string{
+			`c.yaml:3: interfaces[0].name: "a b" is not a valid Linux interface name: contains whitespace or a control character`}},
+		{"name dot", "version: 1\ninterfaces:\n  - {name: ., mode: route}\n", []string{
+			`c.yaml:3: interfaces[0].name: "." is not a valid Linux interface name: "." and ".." are reserved`}},
+		{"name dotdot", "version: 1\ninterfaces:\n  - {name: .., mode: route}\n", []string{
+			`c.yaml:3: interfaces[0].name: ".." is not a valid Linux interface name: "." and ".." are reserved`}},
+		{"duplicate name", "version: 1\ninterfaces:\n  - {name: r0, mode: route}\n  - {name: r1, mode: route}\n  - {name: r0, mode: off}\n", []string{
+			`c.yaml:5: interfaces[2].name: duplicate interface "r0" (also interfaces[0]); list each interface once`}},
+		{"mode missing", "version: 1\ninterfaces:\n  - name: r0\n", []string{
+			`c.yaml:3: interfaces[0].mode (r0): ` + modeRequired}},
+		{"mode null", "version: 1\ninterfaces:\n  - name: r0\n    mode:\n", []string{
+			`c.yaml:4: interfaces[0].mode (r0): ` + modeRequired}},
+		{"mode offload", "version: 1\ninterfaces:\n  - name: r0\n    mode: offload\n", []string{
+			`c.yaml:4: interfaces[0].mode (r0): "offload" is not implemented yet in this version of fastpath; use "route" (stateless FIB forwarding that skips the firewall) or "off"`}},
+		{"mode unknown", "version: 1\ninterfaces:\n  - name: r0\n    mode: Route\n", []string{
+			`c.yaml:4: interfaces[0].mode (r0): unknown mode "Route"; allowed: "route", "off" ("offload" is not available yet)`}},
+		{"attach unknown", "version: 1\ninterfaces:\n  - {name: r0, mode: route}\n  - name: r1\n    mode: route\n    attach: native\n", []string{
+			`c.yaml:6: interfaces[1].attach (r1): unknown attach method "native"; allowed: "auto" (default), "xdp", "xdp-generic", "tc"`}},
+		{"unknown top key", "version: 1\ninterface:\n  - {name: r0, mode: route}\n", []string{
+			`c.yaml: interfaces: at least one interface is required`,
+			`c.yaml:2: interface: unknown field; allowed here: api, interfaces, version`}},
+		{"unknown interface key", "version: 1\ninterfaces:\n  - name: r0\n    mode: route\n    atach: xdp\n", []string{
+			`c.yaml:5: interfaces[0].atach: unknown field; allowed here: attach, mode, name`}},
+		{"unknown api key", "version: 1\ninterfaces:\n  - {name: r0, mode: route}\napi:\n  sock: /x\n", []string{
+			`c.yaml:5: api.sock: unknown field; allowed here: socket`}},
+		{"duplicate key", "version: 1\nversion: 1\ninterfaces:\n  - {name: r0, mode: route}\n", []string{
+			`c.yaml:2: version: duplicate key (first set at line 1)`}},
+		{"merge key", "version: 1\ninterfaces:\n  - &a {name: r0, mode: route}\n  - <<: *a\n    name: r1\n", []string{
+			`c.yaml:4: interfaces[1].<<: merge keys (<<) are not supported; write the fields out`,
+			`c.yaml:4: interfaces[1].mode (r1): ` + modeRequired}},
+		{"api not a mapping", "version: 1\ninterfaces:\n  - {name: r0, mode: route}\napi: /x\n", []string{
+			`c.yaml:4: api: expected a mapping of fields, got string "/x"`}},
+		{"socket relative", "version: 1\ninterfaces:\n  - {name: r0, mode: route}\napi:\n  socket: fastpath.sock\n", []string{
+			`c.yaml:5: api.socket: "fastpath.sock" must be an absolute path`}},
+		{"socket too long", "version: 1\ninterfaces:\n  - {name: r0, mode: route}\napi:\n  socket: /" + string(make([]byte, 0)) + longName(110) + "\n", []string{
+			`c.yaml:5: api.socket: path is 111 bytes; unix socket paths are limited to 107`}},
+		{"all problems at once", `interfaces:
+  - name: r0
+  - name: r0
+    mode: offload
+  - name: bad name
+    mode: route
+    attach: fast
+api:
+  socket: rel
+`, []string{
+			`c.yaml: version: required, must be 1`,
+			`c.yaml:2: interfaces[0].mode (r0): ` + modeRequired,
+			`c.yaml:3: interfaces[1].name: duplicate interface "r0" (also interfaces[0]); list each interface once`,
+			`c.yaml:4: interfaces[1].mode (r0): "offload" is not implemented yet in this version of fastpath; use "route" (stateless FIB forwarding that skips the firewall) or "off"`,
+			`c.yaml:5: interfaces[2].name: "bad name" is not a valid Linux interface name: contains whitespace or a control character`,
+			`c.yaml:7: interfaces[2].attach (bad name): unknown attach method "fast"; allowed: "auto" (default), "xdp", "xdp-generic", "tc"`,
+			`c.yaml:9: api.socket: "rel" must be an absolute path`,
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := Parse([]byte(tt.yaml), "c.yaml")
+			if err == nil {
+				t.Fatalf("Parse succeeded: %+v", c)
+			}
+			if c != nil {
+				t.Errorf("Parse returned a config with an error")
+			}
+			if got := errLines(err); !reflect.DeepEqual(got, tt.want) {
+				t.Errorf("errors:\ngot  %q\nwant %q", got, tt.want)
+			}
+		})
+	}
+}
+
+func longName(n int) string {
+	b := make([]byte, n)
+	for i := range b {
+		b[i] = 'x'
+	}
+	return string(b)
+}
+
+// FuzzParse checks that no input panics, and that whatever Parse accepts
+// also passes Validate.
+func FuzzParse(f *testing.F) {
+	f.Add([]byte(validYAML))
+	f.Add([]byte("version: 1\ninterfaces:\n  - &a {name: r0, mode: route}\n  - *a\n"))
+	f.Add([]byte("version: [\n"))
+	f.Add([]byte("a: &a [*a]\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		c, err := Parse(data, "fuzz.yaml")
+		if (c == nil) == (err == nil) {
+			t.Fatalf("Parse returned config %v and error %v", c, err)
+		}
+		if c != nil {
+			if err := c.Validate(); err != nil {
+				t.Fatalf("accepted config fails Validate: %v", err)
+			}
+		}
+	})
+}

@@ -1,0 +1,117 @@
+// Package daemon runs fastpath in one network namespace: it holds the
+// single-instance lock, loads the datapath, keeps the configured interfaces
+// attached as links come and go, and serves the API.
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"time"
+
+	"github.com/fastpath-router/fastpath/internal/api"
+	"github.com/fastpath-router/fastpath/internal/config"
+	"github.com/fastpath-router/fastpath/internal/datapath"
+	"github.com/fastpath-router/fastpath/internal/xdpfeat"
+)
+
+// Options are the daemon's settings that do not come from the config file.
+type Options struct {
+	Logger     *slog.Logger
+	ConfigPath string
+	Version    string
+}
+
+// resyncEvery bounds how long a missed netlink event can leave the datapath
+// out of step with the kernel.
+const resyncEvery = 5 * time.Second
+
+// lockName is an abstract unix socket: abstract names belong to a network
+// namespace, so there is one per namespace, and the kernel frees it when the
+// process dies, however it dies.
+const lockName = "@fastpath-daemon-lock"
+
+// ErrAlreadyRunning is returned when another daemon serves this namespace.
+var ErrAlreadyRunning = errors.New("another fastpath daemon is already running in this network namespace")
+
+// Run runs the daemon until ctx ends, then detaches everything it attached.
+// It returns an error, with nothing left attached, if the configuration
+// cannot be applied in full at start.
+func Run(ctx context.Context, cfg *config.Config, opts Options) error {
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	lock, err := net.Listen("unix", lockName)
+	if err != nil {
+		return ErrAlreadyRunning
+	}
+	defer lock.Close()
+
+	netns, _ := os.Readlink("/proc/self/ns/net")
+	b := &backend{status: api.Status{
+		Version: opts.Version, PID: os.Getpid(), NetNS: netns,
+		ConfigFile: opts.ConfigPath, StartedAt: time.Now().UTC(),
+	}}
+	// Take the socket before attaching anything, so a busy socket fails the
+	// start with nothing changed.
+	srv := api.NewServer(b, log)
+	ln, err := srv.Listen(cfg.API.Socket)
+	if err != nil {
+		return err
+	}
+	defer ln.Close()
+
+	dp, err := datapath.Load()
+	if err != nil {
+		return err
+	}
+	defer dp.Close()
+	feats, err := xdpfeat.Open()
+	if err != nil {
+		return err
+	}
+	defer feats.Close()
+
+	r := newReconciler(cfg, dp, feats, log)
+	if err := r.start(); err != nil {
+		r.detachAll()
+		return err
+	}
+	defer r.detachAll()
+
+	b.r = r // before serving: the server reads it only once it serves
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	events, err := watch(ctx, log)
+	if err != nil {
+		return err
+	}
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- srv.ServeListener(ctx, ln) }()
+	log.Info("fastpath running", "interfaces", len(cfg.Interfaces), "socket", cfg.API.Socket, "netns", netns)
+	notifyReady(log)
+
+	tick := time.NewTicker(resyncEvery)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			log.Info("stopping: detaching from all interfaces")
+			return nil
+		case err := <-serveErr:
+			if ctx.Err() != nil {
+				return nil
+			}
+			return fmt.Errorf("api server: %w", err)
+		case <-events:
+			r.sync()
+		case <-tick.C:
+			r.sync()
+		}
+	}
+}

@@ -1,0 +1,317 @@
+package daemon
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/link"
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+
+	"github.com/fastpath-router/fastpath/internal/api"
+	"github.com/fastpath-router/fastpath/internal/config"
+	"github.com/fastpath-router/fastpath/internal/datapath"
+	"github.com/fastpath-router/fastpath/internal/xdpfeat"
+)
+
+// iface is one configured interface and what the daemon did with it.
+type iface struct {
+	cfg       config.Interface
+	ifindex   int // 0 while missing
+	mac       net.HardwareAddr
+	hook      datapath.Hook
+	link      link.Link
+	progID    uint32
+	linkID    uint32
+	xdpTarget bool
+	state     string
+	err       error
+}
+
+func (ic *iface) managed() bool { return ic.cfg.Mode != config.ModeOff }
+
+// reconciler makes the datapath match the config and the kernel's links.
+// All methods take mu: netlink events, the resync tick and API reads
+// interleave.
+type reconciler struct {
+	mu     sync.Mutex
+	dp     *datapath.Datapath
+	feats  *xdpfeat.Querier
+	log    *slog.Logger
+	ifaces []*iface
+}
+
+func newReconciler(cfg *config.Config, dp *datapath.Datapath, feats *xdpfeat.Querier, log *slog.Logger) *reconciler {
+	r := &reconciler{dp: dp, feats: feats, log: log}
+	for _, c := range cfg.Interfaces {
+		st := api.StateMissing
+		if c.Mode == config.ModeOff {
+			st = api.StateOff
+		}
+		r.ifaces = append(r.ifaces, &iface{cfg: c, state: st})
+	}
+	return r
+}
+
+func datapathMode(m config.Mode) datapath.Mode {
+	if m == config.ModeRoute {
+		return datapath.ModeRoute
+	}
+	return datapath.ModeOff
+}
+
+// linksByName lists the namespace's links, retrying a dump the kernel
+// interrupted because links changed meanwhile.
+func linksByName() (map[string]netlink.Link, error) {
+	var (
+		links []netlink.Link
+		err   error
+	)
+	for range 5 {
+		links, err = netlink.LinkList()
+		if !errors.Is(err, netlink.ErrDumpInterrupted) {
+			break
+		}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("list links: %w", err)
+	}
+	m := make(map[string]netlink.Link, len(links))
+	for _, l := range links {
+		m[l.Attrs().Name] = l
+	}
+	return m, nil
+}
+
+// start applies the config in full or fails: every configured interface must
+// exist and attach. On error the caller runs detachAll.
+func (r *reconciler) start() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	links, err := linksByName()
+	if err != nil {
+		return err
+	}
+	var missing []error
+	for _, ic := range r.ifaces {
+		l, ok := links[ic.cfg.Name]
+		if !ok {
+			missing = append(missing, fmt.Errorf("interface %s: no such interface in this network namespace", ic.cfg.Name))
+			continue
+		}
+		if err := checkEthernet(l); err != nil && ic.managed() {
+			missing = append(missing, fmt.Errorf("interface %s: %w", ic.cfg.Name, err))
+		}
+	}
+	if err := errors.Join(missing...); err != nil {
+		return err
+	}
+	// Declare every interface first, so auto attach can see all egresses.
+	for _, ic := range r.ifaces {
+		if !ic.managed() {
+			continue
+		}
+		if err := r.declare(ic, links[ic.cfg.Name]); err != nil {
+			return err
+		}
+	}
+	r.updateTargets()
+	for _, ic := range r.ifaces {
+		if !ic.managed() {
+			continue
+		}
+		if err := r.attach(ic); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func checkEthernet(l netlink.Link) error {
+	if l.Attrs().EncapType != "ether" || len(l.Attrs().HardwareAddr) != 6 {
+		return fmt.Errorf("not an ethernet device (link type %s): fastpath forwards ethernet frames only", l.Attrs().EncapType)
+	}
+	return nil
+}
+
+// declare writes the interface into the datapath maps (mode, MAC).
+func (r *reconciler) declare(ic *iface, l netlink.Link) error {
+	a := l.Attrs()
+	if err := r.dp.SetIface(a.Index, a.HardwareAddr, datapathMode(ic.cfg.Mode)); err != nil {
+		return fmt.Errorf("interface %s: %w", ic.cfg.Name, err)
+	}
+	ic.ifindex = a.Index
+	ic.mac = append(net.HardwareAddr(nil), a.HardwareAddr...)
+	return nil
+}
+
+// resolveHook turns the configured attach into a hook, saying why for auto.
+func (r *reconciler) resolveHook(ic *iface) (datapath.Hook, string) {
+	switch ic.cfg.Attach {
+	case config.AttachXDP:
+		return datapath.HookXDP, "configured"
+	case config.AttachXDPGeneric:
+		return datapath.HookXDPGeneric, "configured"
+	case config.AttachTC:
+		return datapath.HookTC, "configured"
+	}
+	f, err := r.feats.Get(ic.ifindex)
+	if err != nil {
+		return datapath.HookTC, err.Error()
+	}
+	if !f.NativeXDP() {
+		return datapath.HookTC, "driver has no native XDP"
+	}
+	for _, o := range r.ifaces {
+		if o != ic && o.managed() && o.ifindex != 0 && !o.xdpTarget {
+			return datapath.HookTC, fmt.Sprintf("egress %s cannot transmit XDP frames (for a veth: its peer needs GRO or an XDP program)", o.cfg.Name)
+		}
+	}
+	return datapath.HookXDP, "native XDP and every egress takes XDP frames"
+}
+
+func (r *reconciler) attach(ic *iface) error {
+	hook, why := r.resolveHook(ic)
+	l, err := r.dp.Attach(ic.ifindex, hook)
+	if err != nil {
+		return fmt.Errorf("interface %s: %w", ic.cfg.Name, explainAttach(hook, err))
+	}
+	ic.link, ic.hook, ic.state, ic.err = l, hook, api.StateAttached, nil
+	ic.linkID, ic.progID = 0, 0
+	if info, err := l.Info(); err == nil {
+		ic.linkID, ic.progID = uint32(info.ID), uint32(info.Program)
+	}
+	r.log.Info("attached", "interface", ic.cfg.Name, "ifindex", ic.ifindex, "hook", hook, "why", why, "mode", ic.cfg.Mode)
+	return nil
+}
+
+func explainAttach(hook datapath.Hook, err error) error {
+	// The kernel answers EOPNOTSUPP when the driver lacks native XDP.
+	if hook == datapath.HookXDP && (errors.Is(err, unix.EOPNOTSUPP) || errors.Is(err, ebpf.ErrNotSupported)) {
+		return fmt.Errorf("%w (the driver has no native XDP: use attach: tc, or xdp-generic for tests)", err)
+	}
+	return err
+}
+
+// teardown detaches and forgets an interface's datapath state.
+func (r *reconciler) teardown(ic *iface, state string) {
+	if ic.link != nil {
+		if err := ic.link.Close(); err != nil {
+			r.log.Warn("detach", "interface", ic.cfg.Name, "err", err)
+		}
+		ic.link = nil
+	}
+	if ic.ifindex != 0 {
+		if err := r.dp.RemoveIface(ic.ifindex); err != nil {
+			r.log.Warn("remove interface from datapath", "interface", ic.cfg.Name, "err", err)
+		}
+	}
+	ic.ifindex, ic.mac, ic.hook, ic.progID, ic.linkID, ic.xdpTarget = 0, nil, "", 0, 0, false
+	ic.state = state
+}
+
+// detachAll undoes everything; the daemon's last act.
+func (r *reconciler) detachAll() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, ic := range r.ifaces {
+		if ic.managed() {
+			r.teardown(ic, api.StateMissing)
+		}
+	}
+}
+
+// updateTargets puts exactly the managed interfaces that can transmit XDP
+// frames into the devmap.
+func (r *reconciler) updateTargets() {
+	for _, ic := range r.ifaces {
+		if !ic.managed() || ic.ifindex == 0 {
+			continue
+		}
+		ok := false
+		if f, err := r.feats.Get(ic.ifindex); err == nil {
+			ok = f.RedirectTarget()
+		} else {
+			r.log.Warn("xdp features", "interface", ic.cfg.Name, "err", err)
+		}
+		if ok == ic.xdpTarget {
+			continue
+		}
+		if err := r.dp.SetXDPTarget(ic.ifindex, ok); err != nil {
+			r.log.Warn("xdp target", "interface", ic.cfg.Name, "err", err)
+			continue
+		}
+		ic.xdpTarget = ok
+		r.log.Info("xdp redirect target", "interface", ic.cfg.Name, "accepts_xdp_frames", ok)
+	}
+}
+
+// sync brings the datapath in line with the links that exist now: an
+// interface that went away is detached, one that (re)appeared is attached,
+// a changed MAC is rewritten. Failures are per interface: the rest keeps
+// working.
+func (r *reconciler) sync() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	links, err := linksByName()
+	if err != nil {
+		r.log.Warn("resync", "err", err)
+		return
+	}
+	for _, ic := range r.ifaces {
+		if !ic.managed() {
+			continue
+		}
+		l, ok := links[ic.cfg.Name]
+		if ic.ifindex != 0 && (!ok || l.Attrs().Index != ic.ifindex) {
+			r.log.Warn("interface went away: its traffic goes through the kernel", "interface", ic.cfg.Name, "ifindex", ic.ifindex)
+			r.teardown(ic, api.StateMissing)
+		}
+		if !ok {
+			continue
+		}
+		if ic.ifindex != 0 {
+			if l.Attrs().HardwareAddr.String() != ic.mac.String() {
+				if err := r.declare(ic, l); err != nil {
+					r.log.Warn("mac change", "interface", ic.cfg.Name, "err", err)
+				}
+			}
+			continue
+		}
+		if err := checkEthernet(l); err != nil {
+			r.fail(ic, err)
+			continue
+		}
+		if err := r.declare(ic, l); err != nil {
+			r.fail(ic, err)
+			continue
+		}
+	}
+	r.updateTargets()
+	for _, ic := range r.ifaces {
+		if ic.managed() && ic.ifindex != 0 && ic.link == nil {
+			if err := r.attach(ic); err != nil {
+				r.fail(ic, err)
+				continue
+			}
+			r.log.Info("interface is back", "interface", ic.cfg.Name)
+		}
+	}
+}
+
+// fail records a per-interface error, logging it only when it changes so a
+// persistent problem does not flood the log every resync.
+func (r *reconciler) fail(ic *iface, err error) {
+	if ic.err == nil || ic.err.Error() != err.Error() {
+		r.log.Error("interface not attached: its traffic goes through the kernel", "interface", ic.cfg.Name, "err", err)
+	}
+	if ic.ifindex != 0 && ic.link == nil {
+		_ = r.dp.RemoveIface(ic.ifindex)
+		ic.ifindex, ic.mac, ic.xdpTarget = 0, nil, false
+	}
+	ic.state, ic.err = api.StateError, err
+}

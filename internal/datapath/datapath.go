@@ -1,0 +1,207 @@
+// Package datapath loads the fastpath BPF programs, attaches them to
+// interfaces and reads and writes their maps. It knows nothing of config
+// files or netlink watching: the daemon drives it.
+package datapath
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"strings"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/btf"
+	"github.com/cilium/ebpf/link"
+)
+
+// Mode is how packets arriving on an interface are handled.
+type Mode uint32
+
+const (
+	// ModeOff: the program passes everything to the kernel.
+	ModeOff = Mode(fastpathFpModeFP_MODE_OFF)
+	// ModeRoute: stateless FIB forwarding (no conntrack, no firewall).
+	ModeRoute = Mode(fastpathFpModeFP_MODE_ROUTE)
+)
+
+// Hook is where a program is attached.
+type Hook string
+
+const (
+	HookXDP        Hook = "xdp"         // native (driver) XDP
+	HookXDPGeneric Hook = "xdp-generic" // skb-based XDP, slow, for testing
+	HookTC         Hook = "tc"          // tcx ingress
+)
+
+// Datapath holds the loaded programs and maps of one network namespace.
+type Datapath struct {
+	objs    fastpathObjects
+	reasons []string
+}
+
+// Load loads the programs and maps into the kernel. A verifier rejection is
+// returned with the verifier's full log.
+func Load() (*Datapath, error) {
+	spec, err := loadFastpath()
+	if err != nil {
+		return nil, fmt.Errorf("parse bpf object: %w", err)
+	}
+	reasons, err := reasonNames(spec)
+	if err != nil {
+		return nil, err
+	}
+	d := &Datapath{reasons: reasons}
+	if err := spec.LoadAndAssign(&d.objs, nil); err != nil {
+		var verr *ebpf.VerifierError
+		if errors.As(err, &verr) {
+			return nil, fmt.Errorf("load bpf programs: %+v", verr)
+		}
+		return nil, fmt.Errorf("load bpf programs: %w", err)
+	}
+	return d, nil
+}
+
+// Close releases programs and maps. Links attached with Attach hold their
+// own references and must be closed by the caller.
+func (d *Datapath) Close() error { return d.objs.Close() }
+
+// ReasonNames returns the pass reason counter names, indexed like
+// IfaceStats.PassReason, e.g. "ttl", "no_neigh".
+func (d *Datapath) ReasonNames() []string { return d.reasons }
+
+// reasonNames reads enum fp_reason from the object's BTF, so the C enum is
+// the single source of the names.
+func reasonNames(spec *ebpf.CollectionSpec) ([]string, error) {
+	var e *btf.Enum
+	if err := spec.Types.TypeByName("fp_reason", &e); err != nil {
+		return nil, fmt.Errorf("bpf object has no enum fp_reason: %w", err)
+	}
+	names := make([]string, 0, len(e.Values))
+	for i, v := range e.Values {
+		if v.Value != uint64(i) {
+			return nil, fmt.Errorf("enum fp_reason is not dense at %s", v.Name)
+		}
+		if v.Name == "FP_PASS_MAX" {
+			break
+		}
+		names = append(names, strings.ToLower(strings.TrimPrefix(v.Name, "FP_PASS_")))
+	}
+	if len(names) != len(fastpathFpStats{}.PassReason) {
+		return nil, fmt.Errorf("enum fp_reason has %d reasons, counters have %d", len(names), len(fastpathFpStats{}.PassReason))
+	}
+	return names, nil
+}
+
+// Attach attaches the program for hook to the interface. The returned link
+// detaches when closed or when the process exits: nothing outlives the
+// daemon unless it pins it.
+func (d *Datapath) Attach(ifindex int, hook Hook) (link.Link, error) {
+	switch hook {
+	case HookXDP, HookXDPGeneric:
+		flags := link.XDPDriverMode
+		if hook == HookXDPGeneric {
+			flags = link.XDPGenericMode
+		}
+		l, err := link.AttachXDP(link.XDPOptions{Program: d.objs.FpXdp, Interface: ifindex, Flags: flags})
+		if err != nil {
+			return nil, fmt.Errorf("attach %s: %w", hook, err)
+		}
+		return l, nil
+	case HookTC:
+		l, err := link.AttachTCX(link.TCXOptions{Program: d.objs.FpTc, Attach: ebpf.AttachTCXIngress, Interface: ifindex})
+		if err != nil {
+			return nil, fmt.Errorf("attach tcx ingress: %w", err)
+		}
+		return l, nil
+	}
+	return nil, fmt.Errorf("unknown hook %q", hook)
+}
+
+// SetIface declares an interface managed: packets arriving on it are handled
+// per mode, and it may be used as an egress by the TC program. Its counters
+// are created zeroed if absent (kept if present, so a mode change does not
+// reset them).
+func (d *Datapath) SetIface(ifindex int, mac net.HardwareAddr, mode Mode) error {
+	if len(mac) != 6 {
+		return fmt.Errorf("interface %d: need a 6-byte ethernet address, got %q", ifindex, mac)
+	}
+	key := uint32(ifindex)
+	var zero []fastpathFpStats = make([]fastpathFpStats, ebpf.MustPossibleCPU())
+	if err := d.objs.FpIfStats.Update(key, zero, ebpf.UpdateNoExist); err != nil && !errors.Is(err, ebpf.ErrKeyExist) {
+		return fmt.Errorf("create counters of interface %d: %w", ifindex, err)
+	}
+	v := fastpathFpIface{Mode: fastpathFpMode(mode)}
+	copy(v.Mac[:], mac)
+	if err := d.objs.FpIfaces.Update(key, v, ebpf.UpdateAny); err != nil {
+		return fmt.Errorf("configure interface %d: %w", ifindex, err)
+	}
+	return nil
+}
+
+// RemoveIface stops managing an interface: its packets and packets routed
+// to it go to the kernel. Its counters are dropped too.
+func (d *Datapath) RemoveIface(ifindex int) error {
+	key := uint32(ifindex)
+	var errs []error
+	for _, m := range []*ebpf.Map{d.objs.FpTxPorts, d.objs.FpIfaces, d.objs.FpIfStats} {
+		if err := m.Delete(key); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+			errs = append(errs, err)
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("remove interface %d: %w", ifindex, err)
+	}
+	return nil
+}
+
+// SetXDPTarget adds or removes an interface as a target of XDP redirects.
+// Only devices the kernel says can transmit XDP frames belong there: a
+// redirect to any other device is dropped by the kernel. The devmap resolves
+// ifindex in the network namespace of the calling thread.
+func (d *Datapath) SetXDPTarget(ifindex int, ok bool) error {
+	key := uint32(ifindex)
+	if ok {
+		if err := d.objs.FpTxPorts.Update(key, uint32(ifindex), ebpf.UpdateAny); err != nil {
+			return fmt.Errorf("add interface %d to xdp targets: %w", ifindex, err)
+		}
+		return nil
+	}
+	if err := d.objs.FpTxPorts.Delete(key); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+		return fmt.Errorf("remove interface %d from xdp targets: %w", ifindex, err)
+	}
+	return nil
+}
+
+// IfaceStats are one interface's counters summed over CPUs.
+type IfaceStats struct {
+	FwdPackets, FwdBytes   uint64
+	PassPackets, PassBytes uint64
+	PassReason             []uint64 // indexed like ReasonNames
+}
+
+// Stats reads the counters of every managed interface, keyed by ifindex.
+func (d *Datapath) Stats() (map[int]IfaceStats, error) {
+	out := make(map[int]IfaceStats)
+	var (
+		key    uint32
+		percpu []fastpathFpStats
+	)
+	it := d.objs.FpIfStats.Iterate()
+	for it.Next(&key, &percpu) {
+		s := IfaceStats{PassReason: make([]uint64, len(d.reasons))}
+		for _, c := range percpu {
+			s.FwdPackets += c.FwdPackets
+			s.FwdBytes += c.FwdBytes
+			s.PassPackets += c.PassPackets
+			s.PassBytes += c.PassBytes
+			for i := range s.PassReason {
+				s.PassReason[i] += c.PassReason[i]
+			}
+		}
+		out[int(key)] = s
+	}
+	if err := it.Err(); err != nil {
+		return nil, fmt.Errorf("read counters: %w", err)
+	}
+	return out, nil
+}

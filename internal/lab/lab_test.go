@@ -1,0 +1,238 @@
+package lab
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"log/slog"
+	"net"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/fastpath-router/fastpath/internal/nsutil"
+	"github.com/fastpath-router/fastpath/internal/xdpfeat"
+)
+
+func requireRoot(t *testing.T) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("skipping: needs root to create network namespaces (run `sudo go test`)")
+	}
+}
+
+// testName returns a lab name unique to this run: "t" + 6 hex digits.
+func testName(t *testing.T) string {
+	t.Helper()
+	b := make([]byte, 3)
+	rand.Read(b)
+	return "t" + hex.EncodeToString(b)
+}
+
+// upLab brings a lab up and tears it down when the test ends.
+func upLab(t *testing.T, ctx context.Context) *Lab {
+	t.Helper()
+	name := testName(t)
+	t.Cleanup(func() {
+		if err := Down(name); err != nil {
+			t.Errorf("Down(%s): %v", name, err)
+		}
+	})
+	start := time.Now()
+	l, err := Up(ctx, Options{Name: name, Log: testLogger(t)})
+	if err != nil {
+		t.Fatalf("Up: %v", err)
+	}
+	t.Logf("lab %s up in %s", name, time.Since(start))
+	return l
+}
+
+func TestValidateName(t *testing.T) {
+	for _, n := range []string{"lab", "a", "t0-9", "12345678"} {
+		if err := ValidateName(n); err != nil {
+			t.Errorf("ValidateName(%q) = %v, want nil", n, err)
+		}
+	}
+	for _, n := range []string{"", "123456789", "Lab", "a_b", "a/b", "a b", "é"} {
+		if err := ValidateName(n); err == nil {
+			t.Errorf("ValidateName(%q) = nil, want an error", n)
+		}
+	}
+}
+
+func TestDescribe(t *testing.T) {
+	l := describe("x")
+	if l.Gen != "fp-x-gen" || l.Rtr != "fp-x-rtr" || l.Sink != "fp-x-sink" {
+		t.Errorf("namespaces %s %s %s", l.Gen, l.Rtr, l.Sink)
+	}
+	for _, a := range []string{l.GenAddr4.String(), l.RtrInAddr4.String(), l.RtrOutAddr4.String(), l.SinkAddr4.String()} {
+		if !strings.HasPrefix(a, "198.18.") {
+			t.Errorf("IPv4 address %s outside 198.18.0.0/15", a)
+		}
+	}
+	for _, a := range []string{l.GenAddr6.String(), l.RtrInAddr6.String(), l.RtrOutAddr6.String(), l.SinkAddr6.String()} {
+		if !strings.HasPrefix(a, "fd00:") {
+			t.Errorf("IPv6 address %s outside fd00::/8", a)
+		}
+	}
+}
+
+func TestUpPingGetDown(t *testing.T) {
+	requireRoot(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	start := time.Now()
+	l := upLab(t, ctx)
+	if took := time.Since(start); took > 2*time.Second {
+		t.Errorf("Up took %s, want < 2s", took)
+	}
+
+	for _, dst := range []string{l.SinkAddr4.String(), l.SinkAddr6.String()} {
+		out, err := l.Command(ctx, l.Gen, "ping", "-c1", "-W2", dst).CombinedOutput()
+		if err != nil {
+			t.Errorf("ping %s from gen: %v\n%s", dst, err, out)
+		}
+	}
+	// The end hosts' offloads are what fastpath relies on.
+	for _, e := range []struct{ ns, ifc string }{{l.Gen, l.GenIf}, {l.Sink, l.SinkIf}} {
+		out, err := l.Command(ctx, e.ns, "ethtool", "-k", e.ifc).CombinedOutput()
+		if err != nil {
+			t.Fatalf("ethtool -k %s: %v\n%s", e.ifc, err, out)
+		}
+		for _, want := range []string{"generic-receive-offload: on", "tx-checksumming: off"} {
+			if !strings.Contains(string(out), want) {
+				t.Errorf("%s/%s: ethtool -k lacks %q", e.ns, e.ifc, want)
+			}
+		}
+	}
+	// GRO on g0/s0 is what makes r0/r1 take XDP-redirected frames: ask the
+	// kernel (netdev netlink, from inside rtr).
+	if err := nsutil.Do(l.Rtr, func() error {
+		q, err := xdpfeat.Open()
+		if err != nil {
+			return err
+		}
+		defer q.Close()
+		for _, ifc := range []string{l.RtrIn, l.RtrOut} {
+			ifi, err := net.InterfaceByName(ifc)
+			if err != nil {
+				return err
+			}
+			f, err := q.Get(ifi.Index)
+			if err != nil {
+				return err
+			}
+			if !f.RedirectTarget() {
+				t.Errorf("%s/%s: xdp_features %#x lack NDO_XMIT", l.Rtr, ifc, uint64(f))
+			}
+		}
+		return nil
+	}); err != nil {
+		t.Errorf("query xdp features in rtr: %v", err)
+	}
+	for _, sc := range []struct{ key, want string }{
+		{"net/ipv4/ip_forward", "1"}, {"net/ipv6/conf/all/forwarding", "1"},
+	} {
+		out, err := l.Command(ctx, l.Rtr, "cat", "/proc/sys/"+sc.key).Output()
+		if err != nil || strings.TrimSpace(string(out)) != sc.want {
+			t.Errorf("rtr %s = %q (%v), want %s", sc.key, out, err, sc.want)
+		}
+	}
+
+	g, err := Get(l.Name)
+	if err != nil {
+		t.Fatalf("Get: %v", err)
+	}
+	if *g != *l {
+		t.Errorf("Get = %+v, want %+v", g, l)
+	}
+
+	if _, err := Up(ctx, Options{Name: l.Name}); err == nil || !strings.Contains(err.Error(), "already exists") {
+		t.Errorf("second Up = %v, want an 'already exists' error", err)
+	}
+	// The failed Up must not have touched the running lab.
+	if out, err := l.Command(ctx, l.Gen, "ping", "-c1", "-W2", l.SinkAddr4.String()).CombinedOutput(); err != nil {
+		t.Errorf("ping after failed second Up: %v\n%s", err, out)
+	}
+
+	if err := Down(l.Name); err != nil {
+		t.Fatalf("Down: %v", err)
+	}
+	for _, ns := range l.Namespaces() {
+		if nsutil.Exists(ns) {
+			t.Errorf("namespace %s still exists after Down", ns)
+		}
+	}
+	if _, err := Get(l.Name); err == nil {
+		t.Error("Get after Down succeeded")
+	}
+	if err := Down(l.Name); err != nil {
+		t.Errorf("second Down: %v", err)
+	}
+}
+
+func TestUpCleansUpOnFailure(t *testing.T) {
+	requireRoot(t)
+	name := testName(t)
+	l := describe(name)
+	t.Cleanup(func() {
+		if err := Down(name); err != nil {
+			t.Errorf("Down(%s): %v", name, err)
+		}
+	})
+
+	// A namespace taken by someone else: Up must refuse and leave it.
+	if err := nsutil.Create(l.Sink); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Up(context.Background(), Options{Name: name}); err == nil {
+		t.Fatal("Up succeeded with its sink namespace already present")
+	}
+	if nsutil.Exists(l.Gen) || nsutil.Exists(l.Rtr) {
+		t.Error("failed Up left gen or rtr behind")
+	}
+	if !nsutil.Exists(l.Sink) {
+		t.Error("failed Up removed the pre-existing sink namespace")
+	}
+	if _, err := Get(name); err == nil || !strings.Contains(err.Error(), "incomplete") {
+		t.Errorf("Get on a partial lab = %v, want 'incomplete'", err)
+	}
+	if err := nsutil.Delete(l.Sink); err != nil {
+		t.Fatal(err)
+	}
+
+	// A failure midway through setup (the context ends): everything goes.
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := Up(ctx, Options{Name: name}); err == nil {
+		t.Fatal("Up succeeded with a cancelled context")
+	}
+	for _, ns := range l.Namespaces() {
+		if nsutil.Exists(ns) {
+			t.Errorf("failed Up left %s behind", ns)
+		}
+	}
+}
+
+func TestUpRejectsBadName(t *testing.T) {
+	if _, err := Up(context.Background(), Options{Name: "Bad_Name"}); err == nil {
+		t.Fatal("Up accepted an invalid name")
+	}
+	if err := Down("../x"); err == nil {
+		t.Fatal("Down accepted an invalid name")
+	}
+}
+
+// testLogger sends debug logs to t.Log, shown with -v or on failure.
+func testLogger(t *testing.T) *slog.Logger {
+	return slog.New(slog.NewTextHandler(tWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
+}
+
+type tWriter struct{ t *testing.T }
+
+func (w tWriter) Write(p []byte) (int, error) {
+	w.t.Helper()
+	w.t.Log(strings.TrimRight(string(p), "\n"))
+	return len(p), nil
+}
