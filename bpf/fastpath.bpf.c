@@ -1,11 +1,14 @@
 // SPDX-License-Identifier: GPL-2.0 OR BSD-2-Clause
 //go:build ignore
 
-/* Entry points only: one XDP and one TC program over the same library. */
+/* Entry points only: XDP and TC programs over the same library, and the
+ * netfilter-hook program that records netfilter's verdicts. */
 #include "lib/common.h"
 #include "lib/counters.h"
 #include "lib/parse.h"
 #include "lib/forward.h"
+#include "lib/flow.h"
+#include <bpf/bpf_core_read.h>
 
 char __license[] SEC("license") = "Dual BSD/GPL";
 
@@ -17,12 +20,14 @@ int fp_xdp(struct xdp_md *ctx)
 	struct fp_pkt p = {
 		.data = (void *)(long)ctx->data,
 		.data_end = (void *)(long)ctx->data_end,
+		.len = ctx->data_end - ctx->data, /* frags-unaware: linear only */
 	};
 	__u32 ifindex = ctx->ingress_ifindex;
 	__u64 bytes = p.data_end - p.data;
 	struct bpf_fib_lookup fib;
 	struct fp_iface *in;
-	__u32 reason;
+	struct fp_flow *f;
+	__u32 reason = FP_PASS_FIB_OTHER; /* every path sets its own */
 
 	in = bpf_map_lookup_elem(&fp_ifaces, &ifindex);
 	if (!in || in->mode == FP_MODE_OFF) {
@@ -36,7 +41,26 @@ int fp_xdp(struct xdp_md *ctx)
 		reason = FP_PASS_L2_NOT_HOST;
 		goto pass;
 	}
-	if (fp_route(ctx, &fib, &p, ifindex, 1, &reason))
+	if (in->mode == FP_MODE_OFFLOAD) {
+		f = fp_flow_get(ctx, 1, &p, ifindex, p.tot_len, &reason);
+		if (!f)
+			goto pass;
+		if (p.tot_len > f->mtu) {
+			reason = FP_PASS_FRAG_NEEDED;
+			goto pass;
+		}
+		/* As below: the redirect target is checked before any edit */
+		if (bpf_redirect_map(&fp_tx_ports, f->ifindex_out, XDP_PASS) != XDP_REDIRECT) {
+			reason = FP_PASS_EGRESS;
+			goto pass;
+		}
+		fp_flow_rewrite_l3(&p, f);
+		fp_flow_rewrite_l4_xdp(&p, f);
+		fp_flow_account(f, bytes);
+		fp_count_fwd(ifindex, bytes);
+		return XDP_REDIRECT;
+	}
+	if (fp_route(ctx, &fib, &p, ifindex, p.tot_len, &reason))
 		goto pass;
 	/* bpf_redirect_map only records the target; the frame leaves after we
 	 * return. A devmap miss (egress cannot take XDP frames) yields XDP_PASS
@@ -53,6 +77,49 @@ pass:
 	return XDP_PASS;
 }
 
+/* fp_tc_flow forwards an offloaded flow's skb. Checksums go through the
+ * kernel's helpers, which handle CHECKSUM_PARTIAL (locally generated) and
+ * CHECKSUM_COMPLETE skbs; they invalidate packet pointers, so they come
+ * last. */
+static __always_inline long fp_tc_flow(struct __sk_buff *skb, struct fp_pkt *p, struct fp_flow *f)
+{
+	__u32 l4 = p->l4 - p->data;
+	__u32 check = l4 + fp_l4_check_off(p->l4_proto);
+	__u64 mangled = p->l4_proto == IPPROTO_UDP ? BPF_F_MARK_MANGLED_0 : 0;
+	__be16 *ports = p->l4;
+	__be16 old_sport, old_dport;
+	__be32 old_v6word = 0;
+	int nat = f->flags & (FP_FLOW_SNAT | FP_FLOW_DNAT);
+
+	if ((void *)(ports + 2) > p->data_end)
+		return TC_ACT_OK;
+	old_sport = ports[0];
+	old_dport = ports[1];
+	if (p->family == AF_INET6)
+		old_v6word = *(__be32 *)(p->l3 + 4);
+	fp_flow_rewrite_l3(p, f);
+	if (p->family == AF_INET6)
+		bpf_csum_update(skb, bpf_csum_diff(&old_v6word, 4, (__be32 *)(p->l3 + 4), 4, 0));
+	if (nat) {
+		ports[0] = f->nat_sport;
+		ports[1] = f->nat_dport;
+		bpf_l4_csum_replace(skb, check, 0, f->csum_addr, BPF_F_PSEUDO_HDR | mangled);
+		bpf_l4_csum_replace(skb, check, old_sport, f->nat_sport, 2 | mangled);
+		bpf_l4_csum_replace(skb, check, old_dport, f->nat_dport, 2 | mangled);
+	}
+	return bpf_redirect(f->ifindex_out, 0);
+}
+
+/* fp_tc_l3_len: the L3 length of each packet that will leave. A GSO skb
+ * (a GRO aggregate) leaves as segments of gso_size payload, each with the
+ * headers; the kernel's own forwarding checks those against the MTU. */
+static __always_inline __u32 fp_tc_l3_len(struct __sk_buff *skb, const struct fp_pkt *p)
+{
+	if (!skb->gso_size)
+		return p->tot_len;
+	return (__u32)(p->l4 - p->l3) + p->l4_hdr_len + skb->gso_size;
+}
+
 SEC("tc")
 int fp_tc(struct __sk_buff *skb)
 {
@@ -60,8 +127,9 @@ int fp_tc(struct __sk_buff *skb)
 	__u64 bytes = skb->len;
 	struct bpf_fib_lookup fib;
 	struct fp_iface *in;
+	struct fp_flow *f;
 	struct fp_pkt p;
-	__u32 reason;
+	__u32 reason = FP_PASS_FIB_OTHER, l3_len; /* every path sets its own reason */
 
 	in = bpf_map_lookup_elem(&fp_ifaces, &ifindex);
 	if (!in || in->mode == FP_MODE_OFF) {
@@ -75,15 +143,36 @@ int fp_tc(struct __sk_buff *skb)
 	}
 	/* Headers may sit in paged data: make them linear before parsing */
 	__builtin_memset(&p, 0, sizeof(p));
+	p.len = skb->len;
 	p.data = (void *)(long)skb->data;
 	p.data_end = (void *)(long)skb->data_end;
-	if (p.data + FP_TC_PULL_LEN > p.data_end && p.data_end - p.data < skb->len)
+	if (p.data + FP_TC_PULL_LEN > p.data_end && p.data_end - p.data < skb->len) {
 		bpf_skb_pull_data(skb, skb->len < FP_TC_PULL_LEN ? skb->len : FP_TC_PULL_LEN);
-	p.data = (void *)(long)skb->data;
-	p.data_end = (void *)(long)skb->data_end;
+		p.data = (void *)(long)skb->data;
+		p.data_end = (void *)(long)skb->data_end;
+	}
 	if (fp_parse(&p, &reason))
 		goto pass;
-	if (fp_route(skb, &fib, &p, ifindex, 0, &reason))
+	/* A tag the driver or stack moved into metadata is invisible to the
+	 * parser; the frame still belongs to a VLAN device. */
+	if (skb->vlan_present) {
+		reason = FP_PASS_VLAN;
+		goto pass;
+	}
+	l3_len = fp_tc_l3_len(skb, &p);
+	if (in->mode == FP_MODE_OFFLOAD) {
+		f = fp_flow_get(skb, 0, &p, ifindex, l3_len, &reason);
+		if (!f)
+			goto pass;
+		if (l3_len > f->mtu) {
+			reason = FP_PASS_FRAG_NEEDED;
+			goto pass;
+		}
+		fp_flow_account(f, bytes);
+		fp_count_fwd(ifindex, bytes);
+		return fp_tc_flow(skb, &p, f);
+	}
+	if (fp_route(skb, &fib, &p, ifindex, l3_len, &reason))
 		goto pass;
 	if (p.family == AF_INET6) {
 		/* Keep a CHECKSUM_COMPLETE skb->csum true after the hop limit edit */
@@ -99,4 +188,53 @@ int fp_tc(struct __sk_buff *skb)
 pass:
 	fp_count_pass(ifindex, reason, bytes);
 	return TC_ACT_OK;
+}
+
+#define NF_ACCEPT 1
+
+/* fp_nf_accept runs in netfilter's POSTROUTING hook after every other
+ * chain (NAT included): a forwarded packet that reaches it was accepted by
+ * the whole ruleset. It records the packet's flow, as the flow looked on
+ * arrival (conntrack's tuple of its direction), under the current ruleset
+ * generation; only such flows are offloaded. */
+SEC("netfilter")
+int fp_nf_accept(struct bpf_nf_ctx *ctx)
+{
+	struct sk_buff *skb = ctx->skb;
+	unsigned long nfct = skb->_nfct;
+	const struct fp_state *st;
+	struct nf_conntrack_tuple t;
+	struct fp_flow_key k = {};
+	struct nf_conn *ct;
+	__u32 *seen;
+
+	/* skb_iif 0: locally generated, not forwarded */
+	if (!skb->skb_iif || !(nfct & ~7UL))
+		return NF_ACCEPT;
+	ct = (struct nf_conn *)(nfct & ~7UL);
+	if ((nfct & 7) >= IP_CT_IS_REPLY)
+		BPF_CORE_READ_INTO(&t, ct, tuplehash[1].tuple);
+	else
+		BPF_CORE_READ_INTO(&t, ct, tuplehash[0].tuple);
+	k.proto = BPF_CORE_READ(&t, dst.protonum);
+	if (k.proto != IPPROTO_TCP && k.proto != IPPROTO_UDP)
+		return NF_ACCEPT;
+	k.family = BPF_CORE_READ(&t, src.l3num);
+	k.sport = t.src.u.all;
+	k.dport = t.dst.u.all;
+	if (k.family == AF_INET) {
+		k.saddr[0] = t.src.u3.all[0];
+		k.daddr[0] = t.dst.u3.all[0];
+	} else {
+		__builtin_memcpy(k.saddr, t.src.u3.all, 16);
+		__builtin_memcpy(k.daddr, t.dst.u3.all, 16);
+	}
+	st = fp_state();
+	if (!st)
+		return NF_ACCEPT;
+	/* Write only on change: every kernel-forwarded packet passes here */
+	seen = bpf_map_lookup_elem(&fp_accepted, &k);
+	if (!seen || *seen != st->fw_gen)
+		bpf_map_update_elem(&fp_accepted, &k, &st->fw_gen, BPF_ANY);
+	return NF_ACCEPT;
 }

@@ -55,13 +55,24 @@ enum fp_reason {
 	FP_PASS_HAIRPIN,         /* egress == ingress: kernel sends a redirect */
 	FP_PASS_FIB_OTHER,       /* any other FIB answer */
 	FP_PASS_DISABLED,        /* ingress not (or no longer) configured */
+	/* offload mode */
+	FP_PASS_ICMP,            /* ICMP: conntrack lookup from BPF cannot serve it */
+	FP_PASS_NOT_ACCEPTED,    /* netfilter has not forwarded this flow under the current ruleset */
+	FP_PASS_NO_CONNTRACK,    /* no conntrack entry (yet, or any more) */
+	FP_PASS_NOT_ESTABLISHED, /* entry not confirmed + established (TCP) / replied (UDP) */
+	FP_PASS_CT_HELPER,       /* entry has a helper, expectation or sequence adjustment */
+	FP_PASS_TCP_CLOSE,       /* TCP FIN/RST: the kernel must see the teardown */
+	FP_PASS_WATCHDOG,        /* daemon heartbeat stale: fail open to the kernel */
 	FP_PASS_MAX,
 };
 
 /* Per-CPU counters of one ingress interface. */
 struct fp_stats {
-	__u64 fwd_packets;
+	__u64 fwd_packets;    /* route mode and offloaded flows together */
 	__u64 fwd_bytes;
+	__u64 flows_added;    /* flow cache fills (offload mode) */
+	__u64 flows_removed;  /* flows evicted by the datapath (FIN/RST, conntrack gone) */
+	__u64 events_lost;    /* flow events dropped because the ring buffer was full */
 	__u64 pass_packets;
 	__u64 pass_bytes;
 	__u64 pass_reason[FP_PASS_MAX];
@@ -70,6 +81,7 @@ struct fp_stats {
 enum fp_mode {
 	FP_MODE_OFF = 0,
 	FP_MODE_ROUTE = 1,
+	FP_MODE_OFFLOAD = 2,
 };
 
 /* Configuration of one managed interface, keyed by ifindex. */
@@ -77,11 +89,155 @@ struct fp_iface {
 	__u8 mac[6];
 	__u16 pad;
 	enum fp_mode mode; /* how packets arriving here are handled */
+	__u32 mtu;         /* as egress: larger non-GSO packets go to the kernel */
 };
 
-/* Emits enum fp_reason into BTF, where the daemon reads the counter names
- * (bpf2go -type needs it there too). */
-const volatile enum fp_reason fp_pass_max = FP_PASS_MAX;
+/* A flow as it arrives at an ingress: one direction of a conntrack entry. */
+struct fp_flow_key {
+	__u8 family;
+	__u8 proto;
+	__be16 sport;
+	__be16 dport;
+	__u16 pad;
+	__be32 saddr[4]; /* IPv4 in [0] */
+	__be32 daddr[4];
+};
+
+enum fp_flow_flags {
+	FP_FLOW_SNAT = 1, /* source address/port rewritten */
+	FP_FLOW_DNAT = 2, /* destination address/port rewritten */
+	FP_FLOW_REPLY = 4, /* this key is the conntrack reply direction */
+};
+
+/* Everything needed to forward a cached flow's packet without lookups. */
+struct fp_flow {
+	__u64 packets;       /* exact, updated atomically */
+	__u64 bytes;
+	__u64 created_ns;
+	__u64 last_ns;       /* last packet (bpf_ktime_get_ns) */
+	__u64 ct_refresh_ns; /* last conntrack timeout refresh */
+	__u32 ifindex_in;
+	__u32 ifindex_out;
+	__u32 fib_gen;       /* route/neighbour/link state it was built under */
+	__u32 fw_gen;        /* ruleset it was accepted under */
+	__u32 mtu;           /* path MTU towards the egress */
+	__u32 csum_addr;     /* ones' complement diff of the address rewrite */
+	__u8 smac[6];
+	__u8 dmac[6];
+	__u8 flags;          /* enum fp_flow_flags */
+	__u8 pad[3];
+	__be16 nat_sport;    /* the packet's ports and addresses after NAT */
+	__be16 nat_dport;
+	__be32 nat_saddr[4];
+	__be32 nat_daddr[4];
+};
+
+enum fp_event_type {
+	FP_EV_FLOW_ADD = 1, /* a flow entered the cache: fastpath forwards it now */
+	FP_EV_FLOW_DEL = 2, /* the datapath evicted a flow; reason says why */
+};
+
+/* Flow events to the daemon. It needs FP_EV_FLOW_ADD to make the conntrack
+ * entry tolerate the sequence numbers it no longer sees (see docs). */
+struct fp_event {
+	__u64 ts_ns;
+	__u32 type;        /* enum fp_event_type */
+	__u32 reason;      /* enum fp_reason, for FP_EV_FLOW_DEL */
+	__u32 ifindex_in;
+	__u32 ifindex_out;
+	struct fp_flow_key key;
+	__be32 nat_saddr[4];
+	__be32 nat_daddr[4];
+	__be16 nat_sport;
+	__be16 nat_dport;
+	__u8 flags;        /* enum fp_flow_flags */
+	__u8 pad[3];
+};
+
+/* Global state written by the daemon: generations and the heartbeat. */
+struct fp_state {
+	__u32 fib_gen;            /* bumped on route, neighbour, link changes */
+	__u32 fw_gen;             /* bumped on every nftables ruleset change */
+	__u64 heartbeat_ns;       /* daemon's last heartbeat (CLOCK_MONOTONIC) */
+	__u64 watchdog_ns;        /* heartbeat older than this: stop offloading */
+	__u32 tcp_timeout_ms;     /* conntrack timeouts to refresh offloaded flows with */
+	__u32 udp_timeout_ms;
+	__u32 udp_stream_timeout_ms;
+	__u32 route_mtus;         /* entries in fp_mtu4 + fp_mtu6 */
+};
+
+/* Routes that carry an MTU metric. bpf_fib_lookup honours only locked route
+ * MTUs, while the kernel's forwarding honours every route MTU; the daemon
+ * mirrors such routes here so the datapath can do as the kernel does. An
+ * LPM match on a less specific MTU route only sends packets to the kernel:
+ * the error is on the safe side. */
+struct fp_lpm4 {
+	__u32 prefixlen;
+	__be32 addr;
+};
+
+struct fp_lpm6 {
+	__u32 prefixlen;
+	__be32 addr[4];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(max_entries, 4096);
+	__type(key, struct fp_lpm4);
+	__type(value, __u32);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+} fp_mtu4 SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(max_entries, 4096);
+	__type(key, struct fp_lpm6);
+	__type(value, __u32);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+} fp_mtu6 SEC(".maps");
+
+/* A full ring drops events (counted in events_lost): the datapath never
+ * waits for the daemon. */
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 256 * 1024);
+} fp_events SEC(".maps");
+
+/* Flow cache; max_entries is set by the daemon from the config. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 65536);
+	__type(key, struct fp_flow_key);
+	__type(value, struct fp_flow);
+} fp_flows SEC(".maps");
+
+/* Flows netfilter let through, by the fw_gen they were seen under. Written
+ * by the netfilter-hook program: the kernel's verdict, observed. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 65536);
+	__type(key, struct fp_flow_key);
+	__type(value, __u32);
+} fp_accepted SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct fp_state);
+} fp_globals SEC(".maps");
+
+/* Types the daemon decodes that no map declares (events, enums) reach BTF
+ * only through a global; bpf2go -type and the daemon read them from there
+ * (the pass reason names come from enum fp_reason). Never read here. */
+struct fp_btf_types {
+	struct fp_event event;
+	enum fp_event_type event_type;
+	enum fp_flow_flags flow_flags;
+	enum fp_reason reason;
+};
+const volatile struct fp_btf_types fp_btf_types;
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);

@@ -25,3 +25,23 @@ static __always_inline void fp_count_pass(__u32 ifindex, __u32 reason, __u64 byt
 	if (reason < FP_PASS_MAX)
 		s->pass_reason[reason]++;
 }
+
+static __always_inline void fp_count_flow(__u32 ifindex, int added)
+{
+	struct fp_stats *s = bpf_map_lookup_elem(&fp_if_stats, &ifindex);
+
+	if (!s)
+		return;
+	if (added)
+		s->flows_added++;
+	else
+		s->flows_removed++;
+}
+
+static __always_inline void fp_count_event_lost(__u32 ifindex)
+{
+	struct fp_stats *s = bpf_map_lookup_elem(&fp_if_stats, &ifindex);
+
+	if (s)
+		s->events_lost++;
+}

@@ -11,11 +11,11 @@
 #define BPF_FIB_LKUP_RET_NO_SRC_ADDR 9
 #endif
 
-/* Fill the FIB query from the parsed packet. tot_len asks the kernel to check
- * the egress MTU; TC leaves it 0 so the kernel checks the skb itself, which
- * is GSO-aware (a GRO aggregate is larger than the MTU but forwardable). */
+/* Fill the FIB query from the parsed packet. tot_len (the L3 length of
+ * each packet that will leave, see fp_tc_l3_len for GSO) asks the kernel to
+ * check it against the egress MTU. */
 static __always_inline void fp_fib_params(struct bpf_fib_lookup *fib, const struct fp_pkt *p,
-					  __u32 ifindex, int with_tot_len)
+					  __u32 ifindex, __u32 l3_len)
 {
 	__builtin_memset(fib, 0, sizeof(*fib));
 	fib->family = p->family;
@@ -23,8 +23,7 @@ static __always_inline void fp_fib_params(struct bpf_fib_lookup *fib, const stru
 	fib->sport = p->sport;
 	fib->dport = p->dport;
 	fib->ifindex = ifindex;
-	if (with_tot_len)
-		fib->tot_len = p->tot_len;
+	fib->tot_len = l3_len;
 	if (p->family == AF_INET) {
 		struct iphdr *iph = p->l3;
 
@@ -59,20 +58,66 @@ static __always_inline __u32 fp_fib_reason(int rc)
 	return FP_PASS_FIB_OTHER;
 }
 
-/* fp_route looks up the FIB and checks the answer is one we may act on. On
- * success fib->ifindex is the egress and fib->smac/dmac the new MACs. */
-static __always_inline int fp_route(void *ctx, struct bpf_fib_lookup *fib, const struct fp_pkt *p,
-				    __u32 ifindex, int with_tot_len, __u32 *reason)
+static __always_inline const __be32 *fp_dst_of(const struct fp_pkt *p)
 {
-	struct fp_iface *egress;
-	int rc;
+	if (p->family == AF_INET)
+		return &((struct iphdr *)p->l3)->daddr;
+	return ((struct ipv6hdr *)p->l3)->daddr.in6_u.u6_addr32;
+}
 
-	fp_fib_params(fib, p, ifindex, with_tot_len);
-	rc = bpf_fib_lookup(ctx, fib, sizeof(*fib), 0);
+/* fp_route_mtu returns the MTU of the most specific route with an MTU
+ * metric covering dst, or 0. Only consulted when such routes exist. */
+static __always_inline __u32 fp_route_mtu(__u8 family, const __be32 *dst)
+{
+	__u32 zero = 0, *mtu;
+	struct fp_state *st = bpf_map_lookup_elem(&fp_globals, &zero);
+
+	if (!st || !st->route_mtus)
+		return 0;
+	if (family == AF_INET) {
+		struct fp_lpm4 k = { .prefixlen = 32, .addr = dst[0] };
+
+		mtu = bpf_map_lookup_elem(&fp_mtu4, &k);
+	} else {
+		struct fp_lpm6 k = { .prefixlen = 128 };
+
+		__builtin_memcpy(k.addr, dst, 16);
+		mtu = bpf_map_lookup_elem(&fp_mtu6, &k);
+	}
+	return mtu ? *mtu : 0;
+}
+
+/* fp_fib_check turns a FIB answer into a pass reason, also enforcing route
+ * MTU metrics the lookup ignores. */
+static __always_inline int fp_fib_check(int rc, __u8 family, const __be32 *dst, __u32 l3_len, __u32 *reason)
+{
+	__u32 mtu;
+
 	if (rc != BPF_FIB_LKUP_RET_SUCCESS) {
 		*reason = fp_fib_reason(rc);
 		return -1;
 	}
+	mtu = fp_route_mtu(family, dst);
+	if (mtu && l3_len > mtu) {
+		*reason = FP_PASS_FRAG_NEEDED;
+		return -1;
+	}
+	return 0;
+}
+
+/* fp_route looks up the FIB and checks the answer is one we may act on. On
+ * success fib->ifindex is the egress and fib->smac/dmac the new MACs. */
+static __always_inline int fp_route(void *ctx, struct bpf_fib_lookup *fib, const struct fp_pkt *p,
+				    __u32 ifindex, __u32 l3_len, __u32 *reason)
+{
+	struct fp_iface *egress;
+	int rc;
+
+	fp_fib_params(fib, p, ifindex, l3_len);
+	rc = bpf_fib_lookup(ctx, fib, sizeof(*fib), 0);
+	/* not fib->ipv4_dst: on success the lookup overwrites it with the gateway */
+	if (fp_fib_check(rc, p->family, fp_dst_of(p), l3_len, reason))
+		return -1;
 	if (fib->ifindex == ifindex) {
 		*reason = FP_PASS_HAIRPIN;
 		return -1;

@@ -7,15 +7,19 @@
 
 struct fp_pkt {
 	void *data;
-	void *data_end;
+	void *data_end;     /* end of the linear data headers are read from */
+	__u32 len;          /* whole frame: TC skbs may carry more than is linear */
 	struct ethhdr *eth;
 	void *l3;           /* IPv4 or IPv6 header */
+	void *l4;           /* TCP/UDP/ICMP header, bounds checked by fp_parse_l4 */
 	__u16 l3_proto;     /* ETH_P_IP / ETH_P_IPV6, host order */
 	__u16 tot_len;      /* IP total length (v6: payload + 40), host order */
 	__u8 family;        /* AF_INET / AF_INET6 */
 	__u8 l4_proto;
 	__u8 vlan_tags;
 	__u8 tos;
+	__u8 tcp_flags;     /* FIN, SYN, RST, ... (TCP only) */
+	__u8 l4_hdr_len;    /* TCP header with options, or 8 (UDP, ICMP) */
 	__be16 sport;
 	__be16 dport;
 };
@@ -65,6 +69,9 @@ static __always_inline int fp_parse_l4(struct fp_pkt *p, void *l4, __u32 *reason
 		}
 		p->sport = th->source;
 		p->dport = th->dest;
+		p->tcp_flags = ((__u8 *)th)[13];
+		p->l4_hdr_len = th->doff * 4;
+		p->l4 = l4;
 		return 0;
 	}
 	case IPPROTO_UDP: {
@@ -76,14 +83,20 @@ static __always_inline int fp_parse_l4(struct fp_pkt *p, void *l4, __u32 *reason
 		}
 		p->sport = uh->source;
 		p->dport = uh->dest;
+		p->l4_hdr_len = sizeof(*uh);
+		p->l4 = l4;
 		return 0;
 	}
 	case IPPROTO_ICMP:
 	case IPPROTO_ICMPV6:
+		/* each family's own ICMP only; IPv4 carrying ICMPv6 is odd, not ours */
+		if ((p->l4_proto == IPPROTO_ICMP) != (p->family == AF_INET))
+			break;
 		if (l4 + 4 > p->data_end) {
 			*reason = FP_PASS_MALFORMED;
 			return -1;
 		}
+		p->l4 = l4;
 		return 0;
 	}
 	*reason = FP_PASS_L4_PROTO;
@@ -100,7 +113,7 @@ static __always_inline int fp_parse_ipv4(struct fp_pkt *p, __u32 *reason)
 		return -1;
 	}
 	tot_len = bpf_ntohs(iph->tot_len);
-	if (tot_len < sizeof(*iph) || p->l3 + tot_len > p->data_end) {
+	if (tot_len < sizeof(*iph) || (__u32)(p->l3 - p->data) + tot_len > p->len) {
 		*reason = FP_PASS_MALFORMED;
 		return -1;
 	}
@@ -141,7 +154,7 @@ static __always_inline int fp_parse_ipv6(struct fp_pkt *p, __u32 *reason)
 	}
 	plen = bpf_ntohs(ip6h->payload_len);
 	/* payload_len 0 is a jumbogram (hop-by-hop option) or garbage */
-	if (plen == 0 || (void *)(ip6h + 1) + plen > p->data_end) {
+	if (plen == 0 || (__u32)(p->l3 - p->data) + sizeof(*ip6h) + plen > p->len) {
 		*reason = FP_PASS_MALFORMED;
 		return -1;
 	}

@@ -22,8 +22,9 @@ func newCheckConfigCmd() *cobra.Command {
 		Use:   "check-config FILE",
 		Short: "Validate a config file without running anything",
 		Long: `Validate a config file: strict YAML (unknown keys are errors), the
-version, interface names, modes, attach methods and the API socket. Every
-problem is reported, each with its line and field. Nothing is attached and no
+version, interface names, modes, attach methods, the flow cache settings and
+the API socket. Every problem is reported, each with its line and field.
+docs/config.md describes every key. Nothing is attached and no
 root is needed, so it fits in a deploy pipeline before the daemon restarts.
 
 Exit status: 0 if the file is valid, 2 if not.`,

@@ -14,7 +14,12 @@ func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
 		Use:   "fastpath",
 		Short: "Linux router fast path in eBPF",
 		Long: `fastpath forwards routed IPv4/IPv6 packets in XDP/TC, following the kernel's FIB and neighbour tables.
-Everything it cannot handle exactly right goes to the kernel unchanged.`,
+Everything it cannot handle exactly right goes to the kernel unchanged.
+
+In offload mode (the default) the kernel's firewall, conntrack and NAT decide
+on every new connection; once conntrack holds it as established, fastpath
+forwards it, NAT included. Route mode forwards statelessly and skips the
+firewall: for trusted segments only. See docs/config.md.`,
 		SilenceErrors: true,
 		SilenceUsage:  true,
 		Args:          noArgs,
@@ -40,6 +45,7 @@ Everything it cannot handle exactly right goes to the kernel unchanged.`,
 		newRunCmd(&lf, stderr),
 		newStatusCmd(),
 		newStatsCmd(),
+		newFlowsCmd(),
 		newCheckConfigCmd(),
 		newVersionCmd(),
 		newLabCmd(&lf, stderr),

@@ -1,8 +1,8 @@
 package main
 
 import (
-	"errors"
 	"context"
+	"errors"
 	"io"
 	"os/signal"
 	"syscall"
@@ -21,9 +21,12 @@ func newRunCmd(lf *logFlags, stderr io.Writer) *cobra.Command {
 		Long: `Run the fastpath daemon in the foreground, in the current network namespace.
 
 It attaches the datapath to the interfaces in the config, keeps them attached
-as links come and go, and serves the API (fastpath status, fastpath stats) on
-the config's api.socket. SIGINT or SIGTERM detaches everything and exits, so
-packets go back to the kernel path. Logs go to stderr; it suits a systemd
+as links come and go, and serves the API (fastpath status, stats, flows) on
+the config's api.socket. Interfaces in offload mode (the default) forward the
+connections conntrack holds as established, NAT included, after the firewall
+accepted them; route mode forwards statelessly, skipping the firewall.
+SIGINT or SIGTERM detaches everything and exits, so packets go back to the
+kernel path. Logs go to stderr; it suits a systemd
 service with Type=simple or Type=notify. Needs root.
 
 Exit status: 0 after a clean stop, 1 if the daemon failed, 2 if the config is

@@ -24,8 +24,11 @@ func newStatsCmd() *cobra.Command {
 		Long: `Show the datapath counters of each interface, counted where packets arrive:
 packets and bytes fastpath forwarded itself, packets and bytes it passed to
 the kernel, and why it passed them (docs/counters.md explains each reason).
-Reasons with a zero count are left out unless --all is given. Counters start
-at zero when the daemon starts.`,
+In offload mode, "flows" counts the flows this interface put into the flow
+cache and those the datapath removed (TCP FIN/RST, conntrack entry gone);
+'fastpath flows' lists the ones cached now. Reasons and flow counts that are
+zero are left out unless --all is given. Counters start at zero when the
+daemon starts.`,
 		Example: `  fastpath stats
   fastpath stats --all
   watch -n1 fastpath stats
@@ -45,7 +48,7 @@ at zero when the daemon starts.`,
 		},
 	}
 	f.register(cmd)
-	cmd.Flags().BoolVar(&all, "all", false, "also show pass reasons with a zero count")
+	cmd.Flags().BoolVar(&all, "all", false, "also show pass reasons and flow counts that are zero")
 	return cmd
 }
 
@@ -59,6 +62,9 @@ func writeStats(w io.Writer, st *api.Stats, all bool) error {
 			fmt.Fprintln(w)
 		}
 		reasons := sortedReasons(i.PassReasons, all)
+		// Flow cache churn exists only in offload mode; route mode
+		// interfaces would show a line of zeros.
+		flows := all || i.FlowsAdded > 0 || i.FlowsRemoved > 0
 		// Column widths: labels left-aligned, numbers right-aligned.
 		lw, pw := len("forwarded"), digits(max(i.Forwarded.Packets, i.Passed.Packets))
 		for _, r := range reasons {
@@ -66,8 +72,15 @@ func writeStats(w io.Writer, st *api.Stats, all bool) error {
 			pw = max(pw, digits(r.count))
 		}
 		bw := digits(max(i.Forwarded.Bytes, i.Passed.Bytes))
+		if flows {
+			pw = max(pw, digits(i.FlowsAdded))
+			bw = max(bw, digits(i.FlowsRemoved))
+		}
 		fmt.Fprintf(w, "%s (ifindex %d)\n", i.Name, i.Ifindex)
 		fmt.Fprintf(w, "  %-*s  %*d pkts  %*d bytes\n", lw, "forwarded", pw, i.Forwarded.Packets, bw, i.Forwarded.Bytes)
+		if flows {
+			fmt.Fprintf(w, "  %-*s  %*d added %*d removed\n", lw, "flows", pw, i.FlowsAdded, bw, i.FlowsRemoved)
+		}
 		fmt.Fprintf(w, "  %-*s  %*d pkts  %*d bytes\n", lw, "passed", pw, i.Passed.Packets, bw, i.Passed.Bytes)
 		for _, r := range reasons {
 			fmt.Fprintf(w, "    %-*s  %*d pkts\n", lw-2, r.name, pw, r.count)

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"syscall"
+	"time"
 )
 
 // maxResponse bounds what the client reads, against a confused peer.
@@ -30,6 +31,7 @@ func NewClient(socketPath string) *Client {
 			return d.DialContext(ctx, "unix", socketPath)
 		},
 		DisableCompression: true,
+		IdleConnTimeout:    30 * time.Second,
 	}
 	return &Client{socket: socketPath, http: &http.Client{Transport: tr}}
 }
@@ -50,6 +52,16 @@ func (c *Client) Stats(ctx context.Context) (*Stats, error) {
 		return nil, err
 	}
 	return &s, nil
+}
+
+// Flows returns the flow cache of offload mode, one entry per direction of
+// each offloaded connection, in no particular order.
+func (c *Client) Flows(ctx context.Context) (*Flows, error) {
+	var f Flows
+	if err := c.get(ctx, "/v1/flows", &f); err != nil {
+		return nil, err
+	}
+	return &f, nil
 }
 
 func (c *Client) get(ctx context.Context, path string, out any) error {

@@ -12,6 +12,7 @@ func (s *Server) Handler() http.Handler {
 	routes := map[string]func(context.Context) (any, error){
 		"/v1/status": func(ctx context.Context) (any, error) { return s.b.Status(ctx) },
 		"/v1/stats":  func(ctx context.Context) (any, error) { return s.b.Stats(ctx) },
+		"/v1/flows":  func(ctx context.Context) (any, error) { return s.b.Flows(ctx) },
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		get, ok := routes[r.URL.Path]

@@ -18,6 +18,7 @@ const (
 	readHeaderTimeout = 5 * time.Second
 	shutdownTimeout   = 5 * time.Second
 	probeTimeout      = time.Second
+	idleTimeout       = time.Minute
 )
 
 // Server serves Backend over HTTP+JSON on a unix socket.
@@ -110,7 +111,10 @@ func (s *Server) ServeListener(ctx context.Context, l net.Listener) error {
 		Handler:           s.Handler(),
 		ReadHeaderTimeout: readHeaderTimeout,
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
-		BaseContext:       func(net.Listener) context.Context { return ctx },
+		IdleTimeout:       idleTimeout,
+		// Requests keep ctx's values but not its cancellation, so those in
+		// flight at shutdown can finish within shutdownTimeout.
+		BaseContext: func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
 	}
 	done := make(chan error, 1)
 	go func() { done <- srv.Serve(l) }()

@@ -2,11 +2,13 @@ package api
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -19,11 +21,13 @@ import (
 type fakeBackend struct {
 	status *Status
 	stats  *Stats
+	flows  *Flows
 	err    error
 }
 
 func (f *fakeBackend) Status(context.Context) (*Status, error) { return f.status, f.err }
 func (f *fakeBackend) Stats(context.Context) (*Stats, error)   { return f.stats, f.err }
+func (f *fakeBackend) Flows(context.Context) (*Flows, error)   { return f.flows, f.err }
 
 func testStatus() *Status {
 	return &Status{
@@ -40,10 +44,27 @@ func testStatus() *Status {
 func testStats() *Stats {
 	return &Stats{Interfaces: []InterfaceStats{{
 		Name: "r0", Ifindex: 3,
-		Forwarded:   Counter{Packets: 10, Bytes: 1000},
-		Passed:      Counter{Packets: 2, Bytes: 120},
-		PassReasons: map[string]uint64{"no_neigh": 2, "ttl": 0},
+		Forwarded:    Counter{Packets: 10, Bytes: 1000},
+		Passed:       Counter{Packets: 2, Bytes: 120},
+		FlowsAdded:   4,
+		FlowsRemoved: 2,
+		PassReasons:  map[string]uint64{"no_neigh": 2, "ttl": 0},
 	}}}
+}
+
+func testFlows() *Flows {
+	ap := netip.MustParseAddrPort
+	return &Flows{Capacity: 65536, Flows: []Flow{
+		{Proto: "tcp", Family: "ipv4", Direction: "original",
+			In:  Tuple{Src: ap("10.0.0.2:40000"), Dst: ap("198.18.2.1:443")},
+			Out: Tuple{Src: ap("198.18.2.254:40000"), Dst: ap("198.18.2.1:443")},
+			NAT: "snat", Ingress: "lan0", Egress: "wan0",
+			Packets: 10, Bytes: 9000, AgeSec: 12.5, IdleSec: 0.25},
+		{Proto: "udp", Family: "ipv6", Direction: "reply",
+			In:      Tuple{Src: ap("[fd00::2]:53"), Dst: ap("[fd00:1::2]:5353")},
+			Out:     Tuple{Src: ap("[fd00::2]:53"), Dst: ap("[fd00:1::2]:5353")},
+			Ingress: "r1", Egress: "r0", Packets: 1, Bytes: 100, Stale: true},
+	}}
 }
 
 // startServer serves b on a fresh socket and returns its path; the server
@@ -87,6 +108,81 @@ func TestRoundTrip(t *testing.T) {
 	if !reflect.DeepEqual(stats, testStats()) {
 		t.Errorf("Stats = %+v, want %+v", stats, testStats())
 	}
+}
+
+func TestFlowsRoundTrip(t *testing.T) {
+	path := startServer(t, &fakeBackend{flows: testFlows()})
+	got, err := NewClient(path).Flows(t.Context())
+	if err != nil {
+		t.Fatalf("Flows: %v", err)
+	}
+	if !reflect.DeepEqual(got, testFlows()) {
+		t.Errorf("Flows = %+v, want %+v", got, testFlows())
+	}
+}
+
+// Tools read /v1/flows with jq: addresses must be "ip:port" strings.
+func TestFlowsWire(t *testing.T) {
+	path := startServer(t, &fakeBackend{flows: testFlows()})
+	body := getBody(t, path, "/v1/flows")
+	var raw struct {
+		Capacity int              `json:"capacity"`
+		Flows    []map[string]any `json:"flows"`
+	}
+	if err := json.Unmarshal(body, &raw); err != nil {
+		t.Fatalf("decode %s: %v", body, err)
+	}
+	if raw.Capacity != 65536 || len(raw.Flows) != 2 {
+		t.Fatalf("got %s", body)
+	}
+	f := raw.Flows[1]
+	in, _ := f["in"].(map[string]any)
+	if in["src"] != "[fd00::2]:53" || in["dst"] != "[fd00:1::2]:5353" || f["stale"] != true || f["nat"] != "" {
+		t.Errorf("flow on the wire: %v", f)
+	}
+	for _, key := range []string{"proto", "family", "direction", "out", "ingress", "egress",
+		"packets", "bytes", "age_seconds", "idle_seconds"} {
+		if _, ok := f[key]; !ok {
+			t.Errorf("flow lacks %q: %v", key, f)
+		}
+	}
+}
+
+func TestFlowsError(t *testing.T) {
+	path := startServer(t, &fakeBackend{err: errors.New("no interface in offload mode")})
+	_, err := NewClient(path).Flows(t.Context())
+	if err == nil || err.Error() != "daemon: no interface in offload mode (HTTP 500)" {
+		t.Errorf("Flows error = %v", err)
+	}
+}
+
+// getBody GETs path from the server at socket and returns the body of a
+// 200 answer.
+func getBody(t *testing.T, socket, path string) []byte {
+	t.Helper()
+	req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, "http://fastpath"+path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := unixHTTPClient(socket).Do(req)
+	if err != nil {
+		t.Fatalf("GET %s: %v", path, err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET %s: %s %s %v", path, resp.Status, body, err)
+	}
+	return body
+}
+
+func unixHTTPClient(socket string) *http.Client {
+	return &http.Client{Transport: &http.Transport{
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, "unix", socket)
+		},
+	}}
 }
 
 func TestBackendError(t *testing.T) {
@@ -207,12 +303,7 @@ func TestClientUnreachable(t *testing.T) {
 
 func TestHTTPErrors(t *testing.T) {
 	path := startServer(t, &fakeBackend{status: testStatus()})
-	hc := &http.Client{Transport: &http.Transport{
-		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-			var d net.Dialer
-			return d.DialContext(ctx, "unix", path)
-		},
-	}}
+	hc := unixHTTPClient(path)
 	tests := []struct {
 		method, path string
 		code         int
@@ -222,6 +313,8 @@ func TestHTTPErrors(t *testing.T) {
 		{"GET", "/", 404, `{"error":"no such endpoint: /"}`},
 		{"POST", "/v1/status", 405, `{"error":"method POST not allowed on /v1/status; use GET"}`},
 		{"DELETE", "/v1/stats", 405, `{"error":"method DELETE not allowed on /v1/stats; use GET"}`},
+		{"PUT", "/v1/flows", 405, `{"error":"method PUT not allowed on /v1/flows; use GET"}`},
+		{"GET", "/v1/flows/1", 404, `{"error":"no such endpoint: /v1/flows/1"}`},
 	}
 	for _, tt := range tests {
 		req, err := http.NewRequestWithContext(t.Context(), tt.method, "http://fastpath"+tt.path, nil)

@@ -4,6 +4,7 @@ package api
 
 import (
 	"context"
+	"net/netip"
 	"time"
 )
 
@@ -14,6 +15,7 @@ const DefaultSocket = "/run/fastpath/fastpath.sock"
 type Backend interface {
 	Status(ctx context.Context) (*Status, error)
 	Stats(ctx context.Context) (*Stats, error)
+	Flows(ctx context.Context) (*Flows, error)
 }
 
 // Status describes the daemon and each configured interface.
@@ -63,6 +65,10 @@ type InterfaceStats struct {
 	Ifindex   int     `json:"ifindex"`
 	Forwarded Counter `json:"forwarded"`
 	Passed    Counter `json:"passed"`
+	// FlowsAdded / FlowsRemoved: flows this ingress put into / the datapath
+	// evicted from the flow cache (offload mode; FIN/RST, conntrack gone).
+	FlowsAdded   uint64 `json:"flows_added"`
+	FlowsRemoved uint64 `json:"flows_removed"`
 	// PassReasons counts packets handed to the kernel, by reason name
 	// (see docs/counters.md); every reason is present, zero or not.
 	PassReasons map[string]uint64 `json:"pass_reasons"`
@@ -71,4 +77,35 @@ type InterfaceStats struct {
 // Stats holds the counters of every interface the datapath serves.
 type Stats struct {
 	Interfaces []InterfaceStats `json:"interfaces"`
+}
+
+// Tuple is one direction of a connection as packets carry it.
+type Tuple struct {
+	Src netip.AddrPort `json:"src"`
+	Dst netip.AddrPort `json:"dst"`
+}
+
+// Flow is one direction of a connection in the flow cache (offload mode).
+type Flow struct {
+	Proto     string  `json:"proto"`     // tcp | udp
+	Family    string  `json:"family"`    // ipv4 | ipv6
+	Direction string  `json:"direction"` // original | reply (conntrack's view)
+	In        Tuple   `json:"in"`        // as packets arrive
+	Out       Tuple   `json:"out"`       // as they leave, after NAT
+	NAT       string  `json:"nat"`       // "", "snat", "dnat" or "snat+dnat"
+	Ingress   string  `json:"ingress"`
+	Egress    string  `json:"egress"`
+	Packets   uint64  `json:"packets"` // forwarded by fastpath, exact
+	Bytes     uint64  `json:"bytes"`
+	AgeSec    float64 `json:"age_seconds"`
+	IdleSec   float64 `json:"idle_seconds"`
+	// Stale: built under routes or a ruleset that changed since; its next
+	// packet re-validates it (or sends it to the kernel).
+	Stale bool `json:"stale"`
+}
+
+// Flows is the flow cache's content.
+type Flows struct {
+	Capacity int    `json:"capacity"`
+	Flows    []Flow `json:"flows"`
 }

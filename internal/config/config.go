@@ -8,6 +8,7 @@ package config
 import (
 	"fmt"
 	"os"
+	"time"
 
 	"github.com/fastpath-router/fastpath/internal/api"
 )
@@ -17,14 +18,16 @@ type Mode string
 
 // Interface modes.
 const (
+	// ModeOffload, the default: netfilter, conntrack and NAT decide on
+	// every new flow in the kernel; once conntrack holds it as
+	// established, the datapath forwards it, NAT included. ICMP and
+	// anything conntrack cannot serve to BPF stay on the kernel path.
+	ModeOffload Mode = "offload"
 	// ModeRoute forwards statelessly along the kernel FIB, without
 	// conntrack or firewall: for trusted segments only.
 	ModeRoute Mode = "route"
 	// ModeOff attaches nothing; the kernel handles every packet.
 	ModeOff Mode = "off"
-	// ModeOffload forwards established conntrack flows (NAT included).
-	// Not implemented yet: configs using it are rejected.
-	ModeOffload Mode = "offload"
 )
 
 // Attach says how the datapath program is attached to an interface.
@@ -42,14 +45,31 @@ const (
 type Config struct {
 	Version    int         `yaml:"version"`
 	Interfaces []Interface `yaml:"interfaces"`
+	Flows      Flows       `yaml:"flows"`
 	API        API         `yaml:"api"`
 }
 
 // Interface is one managed network interface.
 type Interface struct {
 	Name   string `yaml:"name"`
-	Mode   Mode   `yaml:"mode"`
+	Mode   Mode   `yaml:"mode"`   // empty means ModeOffload
 	Attach Attach `yaml:"attach"` // empty means AttachAuto
+}
+
+// Flow cache defaults, used where a config leaves the field out (or zero).
+const (
+	DefaultMaxEntries  = 65536
+	DefaultIdleTimeout = 30 * time.Second
+)
+
+// Flows sizes the flow cache of offload mode.
+type Flows struct {
+	// MaxEntries bounds the cache (one entry per direction of a
+	// connection); 0 means DefaultMaxEntries.
+	MaxEntries int `yaml:"max_entries"`
+	// IdleTimeout: a flow that forwards no packet for this long leaves the
+	// cache; 0 means DefaultIdleTimeout.
+	IdleTimeout Duration `yaml:"idle_timeout"`
 }
 
 // API configures the daemon's unix socket API.
@@ -69,9 +89,18 @@ func Load(path string) (*Config, error) {
 // applyDefaults fills the fields a config may leave out.
 func (c *Config) applyDefaults() {
 	for i := range c.Interfaces {
+		if c.Interfaces[i].Mode == "" {
+			c.Interfaces[i].Mode = ModeOffload
+		}
 		if c.Interfaces[i].Attach == "" {
 			c.Interfaces[i].Attach = AttachAuto
 		}
+	}
+	if c.Flows.MaxEntries == 0 {
+		c.Flows.MaxEntries = DefaultMaxEntries
+	}
+	if c.Flows.IdleTimeout == 0 {
+		c.Flows.IdleTimeout = Duration(DefaultIdleTimeout)
 	}
 	if c.API.Socket == "" {
 		c.API.Socket = api.DefaultSocket

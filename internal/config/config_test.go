@@ -7,21 +7,28 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"time"
+
+	"gopkg.in/yaml.v3"
 
 	"github.com/fastpath-router/fastpath/internal/api"
 )
 
-const validYAML = `# two routed interfaces
+const validYAML = `# offload by default, one routed segment, one left alone
 version: 1
 interfaces:
-  - name: r0
-    mode: route
+  - name: wan0
+  - name: lan0
+    mode: offload
     attach: xdp
   - name: r1
     mode: route
   - name: mgmt0
     mode: off
     attach: tc
+flows:
+  max_entries: 262144
+  idle_timeout: 2m30s
 api:
   socket: /run/fp/api.sock
 `
@@ -34,11 +41,13 @@ func TestParseValid(t *testing.T) {
 	want := &Config{
 		Version: 1,
 		Interfaces: []Interface{
-			{Name: "r0", Mode: ModeRoute, Attach: AttachXDP},
+			{Name: "wan0", Mode: ModeOffload, Attach: AttachAuto},
+			{Name: "lan0", Mode: ModeOffload, Attach: AttachXDP},
 			{Name: "r1", Mode: ModeRoute, Attach: AttachAuto},
 			{Name: "mgmt0", Mode: ModeOff, Attach: AttachTC},
 		},
-		API: API{Socket: "/run/fp/api.sock"},
+		Flows: Flows{MaxEntries: 262144, IdleTimeout: Duration(150 * time.Second)},
+		API:   API{Socket: "/run/fp/api.sock"},
 	}
 	if !reflect.DeepEqual(c, want) {
 		t.Errorf("got  %+v\nwant %+v", c, want)
@@ -46,15 +55,48 @@ func TestParseValid(t *testing.T) {
 }
 
 func TestParseDefaults(t *testing.T) {
-	c, err := Parse([]byte("version: 1\ninterfaces:\n  - {name: eth0, mode: route}\n"), "min.yaml")
-	if err != nil {
-		t.Fatalf("Parse: %v", err)
+	for name, doc := range map[string]string{
+		"left out": "version: 1\ninterfaces:\n  - name: eth0\n",
+		"null":     "version: 1\ninterfaces:\n  - name: eth0\n    mode:\n    attach:\nflows:\napi:\n",
+		"empty":    "version: 1\ninterfaces:\n  - {name: eth0}\nflows: {}\napi: {}\n",
+	} {
+		c, err := Parse([]byte(doc), "min.yaml")
+		if err != nil {
+			t.Fatalf("%s: Parse: %v", name, err)
+		}
+		want := &Config{
+			Version:    1,
+			Interfaces: []Interface{{Name: "eth0", Mode: ModeOffload, Attach: AttachAuto}},
+			Flows:      Flows{MaxEntries: 65536, IdleTimeout: Duration(30 * time.Second)},
+			API:        API{Socket: api.DefaultSocket},
+		}
+		if !reflect.DeepEqual(c, want) {
+			t.Errorf("%s:\ngot  %+v\nwant %+v", name, c, want)
+		}
 	}
-	if c.Interfaces[0].Attach != AttachAuto {
-		t.Errorf("attach = %q, want %q", c.Interfaces[0].Attach, AttachAuto)
-	}
-	if c.API.Socket != api.DefaultSocket {
-		t.Errorf("api.socket = %q, want %q", c.API.Socket, api.DefaultSocket)
+}
+
+func TestParseFlowBounds(t *testing.T) {
+	for _, tt := range []struct {
+		flows   string
+		entries int
+		idle    time.Duration
+	}{
+		{"{max_entries: 1024, idle_timeout: 1s}", 1024, time.Second},
+		{"{max_entries: 16777216, idle_timeout: 24h}", 16777216, 24 * time.Hour},
+		{"{idle_timeout: 1.5s}", DefaultMaxEntries, 1500 * time.Millisecond},
+		{"{idle_timeout: \"1h30m\"}", DefaultMaxEntries, 90 * time.Minute},
+		{"{max_entries: 0x10000}", 65536, DefaultIdleTimeout},
+	} {
+		doc := "version: 1\ninterfaces:\n  - name: eth0\nflows: " + tt.flows + "\n"
+		c, err := Parse([]byte(doc), "c.yaml")
+		if err != nil {
+			t.Errorf("%s: %v", tt.flows, err)
+			continue
+		}
+		if c.Flows.MaxEntries != tt.entries || c.Flows.IdleTimeout.Std() != tt.idle {
+			t.Errorf("%s: got %+v, want %d, %v", tt.flows, c.Flows, tt.entries, tt.idle)
+		}
 	}
 }
 
@@ -93,19 +135,96 @@ func errLines(err error) []string {
 }
 
 func TestValidateProgrammatic(t *testing.T) {
-	c := &Config{Version: 1, Interfaces: []Interface{{Name: "r0", Mode: ModeRoute}}}
+	c := &Config{Version: 1, Interfaces: []Interface{{Name: "r0"}}}
 	if err := c.Validate(); err != nil {
-		t.Fatalf("Validate with zero attach and socket: %v", err)
+		t.Fatalf("Validate with zero mode, attach, flows and socket: %v", err)
 	}
-	c = &Config{Interfaces: []Interface{{Name: "r0"}}, API: API{Socket: "x"}}
+	c = &Config{
+		Interfaces: []Interface{{Name: "r0", Mode: "bridge"}},
+		Flows:      Flows{MaxEntries: 100, IdleTimeout: Duration(-time.Second)},
+		API:        API{Socket: "x"},
+	}
 	got := errLines(c.Validate())
 	want := []string{
 		"version: required, must be 1",
-		`interfaces[0].mode (r0): required; choose "route" (stateless FIB forwarding that skips the firewall) or "off" — "offload", the conntrack-aware default, is not available yet`,
+		`interfaces[0].mode (r0): unknown mode "bridge"; allowed: ` + allowedModes,
+		"flows.max_entries: 100 is out of range; allowed 1024 to 16777216 (default 65536)",
+		"flows.idle_timeout: -1s is out of range; allowed 1s to 24h (default 30s)",
 		`api.socket: "x" must be an absolute path`,
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("got  %q\nwant %q", got, want)
+	}
+}
+
+const allowedModes = `"offload" (default: the firewall, conntrack and NAT decide, fastpath carries established flows), ` +
+	`"route" (stateless forwarding that skips the firewall: trusted segments only), ` +
+	`"off" (the kernel handles everything)`
+
+func TestDurationYAML(t *testing.T) {
+	for _, tt := range []struct {
+		in   string
+		want time.Duration
+		err  string
+	}{
+		{"30s", 30 * time.Second, ""},
+		{"1h30m", 90 * time.Minute, ""},
+		{"250ms", 250 * time.Millisecond, ""},
+		{"-5s", -5 * time.Second, ""}, // range is Validate's job
+		{"30", 0, `"30" has no unit; write e.g. "30s"`},
+		{`"30"`, 0, `"30" has no unit; write e.g. "30s"`},
+		{"1.5", 0, `"1.5" has no unit; write e.g. "1.5s"`},
+		{"1e3", 0, `"1e3" has no unit; write e.g. "30s"`},
+		{"inf", 0, `"inf" is not a duration; write a number with a unit (ns, us, ms, s, m, h), e.g. "30s" or "1h30m"`},
+		{`""`, 0, `"" is not a duration; write a number with a unit (ns, us, ms, s, m, h), e.g. "30s" or "1h30m"`},
+		{"1d", 0, `"1d" is not a duration; write a number with a unit (ns, us, ms, s, m, h), e.g. "30s" or "1h30m"`},
+		{"soon", 0, `"soon" is not a duration; write a number with a unit (ns, us, ms, s, m, h), e.g. "30s" or "1h30m"`},
+		{"[30s]", 0, `expected a duration such as "30s", got a list`},
+	} {
+		var d Duration
+		err := yaml.Unmarshal([]byte(tt.in), &d)
+		switch {
+		case tt.err == "" && err != nil:
+			t.Errorf("%s: %v", tt.in, err)
+		case tt.err != "" && (err == nil || err.Error() != tt.err):
+			t.Errorf("%s: error %v, want %q", tt.in, err, tt.err)
+		case d.Std() != tt.want:
+			t.Errorf("%s: got %v, want %v", tt.in, d.Std(), tt.want)
+		}
+	}
+}
+
+func TestDurationString(t *testing.T) {
+	for d, want := range map[time.Duration]string{
+		30 * time.Second: "30s", 5 * time.Minute: "5m", 24 * time.Hour: "24h",
+		90 * time.Minute: "1h30m", 1500 * time.Millisecond: "1.5s", 0: "0s",
+		time.Hour + time.Second: "1h0m1s",
+	} {
+		if got := Duration(d).String(); got != want {
+			t.Errorf("Duration(%v).String() = %q, want %q", time.Duration(d), got, want)
+		}
+	}
+}
+
+// A marshalled Config must parse back to itself (durations as strings).
+func TestMarshalRoundTrip(t *testing.T) {
+	c, err := Parse([]byte(validYAML), "ok.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := yaml.Marshal(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(out), "idle_timeout: 2m30s\n") {
+		t.Errorf("idle_timeout not written as a duration string:\n%s", out)
+	}
+	back, err := Parse(out, "marshalled.yaml")
+	if err != nil {
+		t.Fatalf("Parse(Marshal(c)): %v\n%s", err, out)
+	}
+	if !reflect.DeepEqual(back, c) {
+		t.Errorf("round trip:\ngot  %+v\nwant %+v", back, c)
 	}
 }
 

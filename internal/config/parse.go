@@ -36,12 +36,12 @@ func Parse(data []byte, source string) (*Config, error) {
 	} else if err := root.Decode(&c); err != nil {
 		// checkShape pruned the bad nodes, so this decode only serves
 		// to validate the rest; it should not fail.
-		p.list = append(p.list, yamlError(source, err).(*fieldError))
+		p.list = append(p.list, yamlError(source, err))
 	}
-	c.applyDefaults()
 	// Validate the decoded values too, but drop problems already explained
 	// by a shape problem at the same field (a list where a name belongs is
-	// not also a "name: required").
+	// not also a "name: required"). Validation comes before the defaults,
+	// so that a zero the document wrote is judged, not replaced.
 	shape := p.list
 	v := &problems{source: source, lines: p.lines}
 	c.validate(v)
@@ -55,6 +55,7 @@ func Parse(data []byte, source string) (*Config, error) {
 		slices.SortStableFunc(p.list, func(a, b *fieldError) int { return a.line - b.line })
 		return nil, errors.Join(p.errs()...)
 	}
+	c.applyDefaults()
 	return &c, nil
 }
 
@@ -96,7 +97,7 @@ var yamlLineRE = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
 
 // yamlError puts yaml's own line number where ours go, so every error
 // reads "file:line: message".
-func yamlError(source string, err error) error {
+func yamlError(source string, err error) *fieldError {
 	if m := yamlLineRE.FindStringSubmatch(err.Error()); m != nil {
 		line, _ := strconv.Atoi(m[1])
 		return &fieldError{source: source, line: line, msg: "invalid YAML: " + m[2]}

@@ -8,7 +8,6 @@ import (
 // TestParseErrors checks the exact message of every rule, and that all
 // problems of a document are reported together.
 func TestParseErrors(t *testing.T) {
-	const modeRequired = `required; choose "route" (stateless FIB forwarding that skips the firewall) or "off" — "offload", the conntrack-aware default, is not available yet`
 	tests := []struct {
 		name string
 		yaml string
@@ -32,6 +31,8 @@ func TestParseErrors(t *testing.T) {
 			`c.yaml:1: version: unsupported version 0; must be 1`}},
 		{"version 2", "version: 2\ninterfaces:\n  - {name: r0, mode: route}\n", []string{
 			`c.yaml:1: version: unsupported version 2; must be 1`}},
+		{"version float", "version: 1.0\ninterfaces:\n  - {name: r0, mode: route}\n", []string{
+			`c.yaml:1: version: expected an integer, got number "1.0"`}},
 		{"version wrong type", "version: one\ninterfaces:\n  - {name: r0, mode: route}\n", []string{
 			`c.yaml:1: version: expected an integer, got string "one"`}},
 		{"no interfaces key", "version: 1\n", []string{
@@ -44,7 +45,7 @@ func TestParseErrors(t *testing.T) {
 			`c.yaml:3: interfaces[0]: expected a mapping of fields, got string "r0"`}},
 		{"empty interface entry", "version: 1\ninterfaces:\n  -\n  - {name: r1, mode: bogus}\n", []string{
 			`c.yaml:3: interfaces[0]: empty list entry; expected a mapping of fields`,
-			`c.yaml:4: interfaces[1].mode (r1): unknown mode "bogus"; allowed: "route", "off" ("offload" is not available yet)`}},
+			`c.yaml:4: interfaces[1].mode (r1): unknown mode "bogus"; allowed: ` + allowedModes}},
 		{"name missing", "version: 1\ninterfaces:\n  - mode: route\n", []string{
 			`c.yaml:3: interfaces[0].name: required`}},
 		{"name wrong type", "version: 1\ninterfaces:\n  - name: [r0]\n    mode: route\n", []string{
@@ -61,51 +62,87 @@ func TestParseErrors(t *testing.T) {
 			`c.yaml:3: interfaces[0].name: ".." is not a valid Linux interface name: "." and ".." are reserved`}},
 		{"duplicate name", "version: 1\ninterfaces:\n  - {name: r0, mode: route}\n  - {name: r1, mode: route}\n  - {name: r0, mode: off}\n", []string{
 			`c.yaml:5: interfaces[2].name: duplicate interface "r0" (also interfaces[0]); list each interface once`}},
-		{"mode missing", "version: 1\ninterfaces:\n  - name: r0\n", []string{
-			`c.yaml:3: interfaces[0].mode (r0): ` + modeRequired}},
-		{"mode null", "version: 1\ninterfaces:\n  - name: r0\n    mode:\n", []string{
-			`c.yaml:4: interfaces[0].mode (r0): ` + modeRequired}},
-		{"mode offload", "version: 1\ninterfaces:\n  - name: r0\n    mode: offload\n", []string{
-			`c.yaml:4: interfaces[0].mode (r0): "offload" is not implemented yet in this version of fastpath; use "route" (stateless FIB forwarding that skips the firewall) or "off"`}},
 		{"mode unknown", "version: 1\ninterfaces:\n  - name: r0\n    mode: Route\n", []string{
-			`c.yaml:4: interfaces[0].mode (r0): unknown mode "Route"; allowed: "route", "off" ("offload" is not available yet)`}},
+			`c.yaml:4: interfaces[0].mode (r0): unknown mode "Route"; allowed: ` + allowedModes}},
+		{"mode wrong type", "version: 1\ninterfaces:\n  - name: r0\n    mode: [route]\n", []string{
+			`c.yaml:4: interfaces[0].mode: expected a string, got a list`}},
 		{"attach unknown", "version: 1\ninterfaces:\n  - {name: r0, mode: route}\n  - name: r1\n    mode: route\n    attach: native\n", []string{
 			`c.yaml:6: interfaces[1].attach (r1): unknown attach method "native"; allowed: "auto" (default), "xdp", "xdp-generic", "tc"`}},
 		{"unknown top key", "version: 1\ninterface:\n  - {name: r0, mode: route}\n", []string{
 			`c.yaml: interfaces: at least one interface is required`,
-			`c.yaml:2: interface: unknown field; allowed here: api, interfaces, version`}},
+			`c.yaml:2: interface: unknown field (did you mean "interfaces"?); allowed here: api, flows, interfaces, version`}},
 		{"unknown interface key", "version: 1\ninterfaces:\n  - name: r0\n    mode: route\n    atach: xdp\n", []string{
-			`c.yaml:5: interfaces[0].atach: unknown field; allowed here: attach, mode, name`}},
+			`c.yaml:5: interfaces[0].atach: unknown field (did you mean "attach"?); allowed here: attach, mode, name`}},
 		{"unknown api key", "version: 1\ninterfaces:\n  - {name: r0, mode: route}\napi:\n  sock: /x\n", []string{
-			`c.yaml:5: api.sock: unknown field; allowed here: socket`}},
+			`c.yaml:5: api.sock: unknown field (did you mean "socket"?); allowed here: socket`}},
+		{"unknown key far from any", "version: 1\ninterfaces:\n  - {name: r0, mode: route, speed: 10}\n", []string{
+			`c.yaml:3: interfaces[0].speed: unknown field; allowed here: attach, mode, name`}},
 		{"duplicate key", "version: 1\nversion: 1\ninterfaces:\n  - {name: r0, mode: route}\n", []string{
 			`c.yaml:2: version: duplicate key (first set at line 1)`}},
 		{"merge key", "version: 1\ninterfaces:\n  - &a {name: r0, mode: route}\n  - <<: *a\n    name: r1\n", []string{
-			`c.yaml:4: interfaces[1].<<: merge keys (<<) are not supported; write the fields out`,
-			`c.yaml:4: interfaces[1].mode (r1): ` + modeRequired}},
+			`c.yaml:4: interfaces[1].<<: merge keys (<<) are not supported; write the fields out`}},
 		{"api not a mapping", "version: 1\ninterfaces:\n  - {name: r0, mode: route}\napi: /x\n", []string{
 			`c.yaml:4: api: expected a mapping of fields, got string "/x"`}},
 		{"socket relative", "version: 1\ninterfaces:\n  - {name: r0, mode: route}\napi:\n  socket: fastpath.sock\n", []string{
 			`c.yaml:5: api.socket: "fastpath.sock" must be an absolute path`}},
 		{"socket too long", "version: 1\ninterfaces:\n  - {name: r0, mode: route}\napi:\n  socket: /" + string(make([]byte, 0)) + longName(110) + "\n", []string{
 			`c.yaml:5: api.socket: path is 111 bytes; unix socket paths are limited to 107`}},
+		{"flows not a mapping", "version: 1\ninterfaces:\n  - name: r0\nflows: 65536\n", []string{
+			`c.yaml:4: flows: expected a mapping of fields, got integer "65536"`}},
+		{"unknown flows key", "version: 1\ninterfaces:\n  - name: r0\nflows:\n  idle_timout: 30s\n  size: 10\n", []string{
+			`c.yaml:5: flows.idle_timout: unknown field (did you mean "idle_timeout"?); allowed here: idle_timeout, max_entries`,
+			`c.yaml:6: flows.size: unknown field; allowed here: idle_timeout, max_entries`}},
+		{"max_entries too small", flowsDoc("max_entries: 1023"), []string{
+			`c.yaml:5: flows.max_entries: 1023 is out of range; allowed 1024 to 16777216 (default 65536)`}},
+		{"max_entries too big", flowsDoc("max_entries: 16777217"), []string{
+			`c.yaml:5: flows.max_entries: 16777217 is out of range; allowed 1024 to 16777216 (default 65536)`}},
+		{"max_entries negative", flowsDoc("max_entries: -1"), []string{
+			`c.yaml:5: flows.max_entries: -1 is out of range; allowed 1024 to 16777216 (default 65536)`}},
+		{"max_entries zero", flowsDoc("max_entries: 0"), []string{
+			`c.yaml:5: flows.max_entries: must be between 1024 and 16777216; leave it out for the default 65536`}},
+		{"max_entries null", flowsDoc("max_entries:"), []string{
+			`c.yaml:5: flows.max_entries: must be between 1024 and 16777216; leave it out for the default 65536`}},
+		{"max_entries with unit", flowsDoc("max_entries: 64k"), []string{
+			`c.yaml:5: flows.max_entries: expected an integer, got string "64k"`}},
+		{"max_entries fraction", flowsDoc("max_entries: 1.5"), []string{
+			`c.yaml:5: flows.max_entries: expected an integer, got number "1.5"`}},
+		{"idle_timeout bare number", flowsDoc("idle_timeout: 30"), []string{
+			`c.yaml:5: flows.idle_timeout: "30" has no unit; write e.g. "30s"`}},
+		{"idle_timeout quoted number", flowsDoc(`idle_timeout: "45"`), []string{
+			`c.yaml:5: flows.idle_timeout: "45" has no unit; write e.g. "45s"`}},
+		{"idle_timeout bad unit", flowsDoc("idle_timeout: 1d"), []string{
+			`c.yaml:5: flows.idle_timeout: "1d" is not a duration; write a number with a unit (ns, us, ms, s, m, h), e.g. "30s" or "1h30m"`}},
+		{"idle_timeout list", flowsDoc("idle_timeout: [30s]"), []string{
+			`c.yaml:5: flows.idle_timeout: expected a duration such as "30s", got a list`}},
+		{"idle_timeout too short", flowsDoc("idle_timeout: 500ms"), []string{
+			`c.yaml:5: flows.idle_timeout: 500ms is out of range; allowed 1s to 24h (default 30s)`}},
+		{"idle_timeout too long", flowsDoc("idle_timeout: 25h"), []string{
+			`c.yaml:5: flows.idle_timeout: 25h is out of range; allowed 1s to 24h (default 30s)`}},
+		{"idle_timeout negative", flowsDoc("idle_timeout: -30s"), []string{
+			`c.yaml:5: flows.idle_timeout: -30s is out of range; allowed 1s to 24h (default 30s)`}},
+		{"idle_timeout zero", flowsDoc("idle_timeout: 0s"), []string{
+			`c.yaml:5: flows.idle_timeout: must be between 1s and 24h; leave it out for the default 30s`}},
 		{"all problems at once", `interfaces:
   - name: r0
   - name: r0
-    mode: offload
+    mode: offlaod
   - name: bad name
     mode: route
     attach: fast
+flows:
+  max_entries: 10
+  idle_timeout: 30
 api:
   socket: rel
 `, []string{
 			`c.yaml: version: required, must be 1`,
-			`c.yaml:2: interfaces[0].mode (r0): ` + modeRequired,
 			`c.yaml:3: interfaces[1].name: duplicate interface "r0" (also interfaces[0]); list each interface once`,
-			`c.yaml:4: interfaces[1].mode (r0): "offload" is not implemented yet in this version of fastpath; use "route" (stateless FIB forwarding that skips the firewall) or "off"`,
+			`c.yaml:4: interfaces[1].mode (r0): unknown mode "offlaod"; allowed: ` + allowedModes,
 			`c.yaml:5: interfaces[2].name: "bad name" is not a valid Linux interface name: contains whitespace or a control character`,
 			`c.yaml:7: interfaces[2].attach (bad name): unknown attach method "fast"; allowed: "auto" (default), "xdp", "xdp-generic", "tc"`,
-			`c.yaml:9: api.socket: "rel" must be an absolute path`,
+			`c.yaml:9: flows.max_entries: 10 is out of range; allowed 1024 to 16777216 (default 65536)`,
+			`c.yaml:10: flows.idle_timeout: "30" has no unit; write e.g. "30s"`,
+			`c.yaml:12: api.socket: "rel" must be an absolute path`,
 		}},
 	}
 	for _, tt := range tests {
@@ -124,6 +161,11 @@ api:
 	}
 }
 
+// flowsDoc is a valid config but for one line in its flows section (line 5).
+func flowsDoc(line string) string {
+	return "version: 1\ninterfaces:\n  - name: r0\nflows:\n  " + line + "\n"
+}
+
 func longName(n int) string {
 	b := make([]byte, n)
 	for i := range b {
@@ -139,6 +181,7 @@ func FuzzParse(f *testing.F) {
 	f.Add([]byte("version: 1\ninterfaces:\n  - &a {name: r0, mode: route}\n  - *a\n"))
 	f.Add([]byte("version: [\n"))
 	f.Add([]byte("a: &a [*a]\n"))
+	f.Add([]byte("version: 1\ninterfaces: [{name: r0}]\nflows: {max_entries: 1024, idle_timeout: 1h}\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		c, err := Parse(data, "fuzz.yaml")
 		if (c == nil) == (err == nil) {

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"errors"
 	"fmt"
 	"reflect"
 	"sort"
@@ -47,8 +48,20 @@ func checkShape(p *problems, n *yaml.Node, t reflect.Type, path string) {
 			checkShape(p, item, t.Elem(), ip)
 		}
 	default:
-		if n.Kind != yaml.ScalarNode || n.Decode(reflect.New(t).Interface()) != nil {
+		// yaml.v3 truncates a float into an integer field (1.5 -> 1).
+		if n.Kind != yaml.ScalarNode || isInt(t) && n.ShortTag() == "!!float" {
 			p.addAt(n.Line, path, "expected %s, got %s", kindName(t), describe(n))
+			setNull(n)
+			return
+		}
+		if err := n.Decode(reflect.New(t).Interface()); err != nil {
+			// A type with its own unmarshaler (Duration) knows best
+			// what is wrong with the value.
+			if ve, ok := errors.AsType[*valueError](err); ok {
+				p.addAt(n.Line, path, "%s", ve.msg)
+			} else {
+				p.addAt(n.Line, path, "expected %s, got %s", kindName(t), describe(n))
+			}
 			setNull(n)
 		}
 	}
@@ -83,7 +96,8 @@ func checkMapping(p *problems, n *yaml.Node, t reflect.Type, path string) {
 		seen[k.Value] = k.Line
 		ft, ok := fields[k.Value]
 		if !ok {
-			p.addAt(k.Line, kp, "unknown field; allowed here: %s", strings.Join(sortedKeys(fields), ", "))
+			p.addAt(k.Line, kp, "unknown field%s; allowed here: %s", suggest(k.Value, fields),
+				strings.Join(sortedKeys(fields), ", "))
 			continue
 		}
 		p.lines[kp] = k.Line
@@ -119,6 +133,41 @@ func yamlFields(t reflect.Type) map[string]reflect.Type {
 	return out
 }
 
+// suggest names the known field a typo most likely meant, or returns "".
+func suggest(key string, fields map[string]reflect.Type) string {
+	best, bestDist := "", 3 // further than 2 edits is no longer a typo
+	for _, name := range sortedKeys(fields) {
+		if d := editDistance(strings.ToLower(key), name); d < bestDist {
+			best, bestDist = name, d
+		}
+	}
+	if best == "" {
+		return ""
+	}
+	return fmt.Sprintf(" (did you mean %q?)", best)
+}
+
+// editDistance is the Levenshtein distance between a and b, in bytes.
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
+}
+
 func sortedKeys(m map[string]reflect.Type) []string {
 	keys := make([]string, 0, len(m))
 	for k := range m {
@@ -135,11 +184,28 @@ func joinPath(path, key string) string {
 	return path + "." + key
 }
 
-func kindName(t reflect.Type) string {
+// isInt reports whether t is a plain integer (not a Duration, whose
+// unmarshaler judges its own values).
+func isInt(t reflect.Type) bool {
+	if t == reflect.TypeFor[Duration]() {
+		return false
+	}
 	switch t.Kind() {
 	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
 		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		return true
+	}
+	return false
+}
+
+func kindName(t reflect.Type) string {
+	if t == reflect.TypeFor[Duration]() {
+		return `a duration such as "30s"`
+	}
+	if isInt(t) {
 		return "an integer"
+	}
+	switch t.Kind() {
 	case reflect.String:
 		return "a string"
 	case reflect.Bool:

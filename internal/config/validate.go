@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"strings"
+	"time"
 	"unicode"
 )
 
@@ -15,8 +16,18 @@ const (
 	maxSocketPathLen = 107
 )
 
-// Validate checks a Config. Zero Attach and API.Socket mean their defaults
-// (auto, api.DefaultSocket), so configs built in code may leave them out.
+// Flow cache bounds: below the minimum the LRU churns on any real router;
+// above the maximum the preallocated map takes gigabytes.
+const (
+	minMaxEntries  = 1024
+	maxMaxEntries  = 1 << 24
+	minIdleTimeout = time.Second
+	maxIdleTimeout = 24 * time.Hour
+)
+
+// Validate checks a Config. Zero Mode, Attach, Flows fields and API.Socket
+// mean their defaults (offload, auto, DefaultMaxEntries, DefaultIdleTimeout,
+// api.DefaultSocket), so configs built in code may leave them out.
 // All problems are returned together, joined with errors.Join.
 func (c *Config) Validate() error {
 	p := &problems{}
@@ -41,6 +52,7 @@ func (c *Config) validate(p *problems) {
 		ifc.validate(p, i, firstUse)
 	}
 
+	c.Flows.validate(p)
 	c.API.validate(p)
 }
 
@@ -64,21 +76,41 @@ func (ifc Interface) validate(p *problems, i int, firstUse map[string]int) {
 	}
 
 	switch ifc.Mode {
-	case ModeRoute, ModeOff:
-	case "":
-		p.add(base+".mode", label("mode"), `required; choose "route" (stateless FIB forwarding that skips the firewall) `+
-			`or "off" — "offload", the conntrack-aware default, is not available yet`)
-	case ModeOffload:
-		p.add(base+".mode", label("mode"), `"offload" is not implemented yet in this version of fastpath; `+
-			`use "route" (stateless FIB forwarding that skips the firewall) or "off"`)
+	case "", ModeOffload, ModeRoute, ModeOff:
 	default:
-		p.add(base+".mode", label("mode"), `unknown mode %q; allowed: "route", "off" ("offload" is not available yet)`, ifc.Mode)
+		p.add(base+".mode", label("mode"), `unknown mode %q; allowed: `+
+			`"offload" (default: the firewall, conntrack and NAT decide, fastpath carries established flows), `+
+			`"route" (stateless forwarding that skips the firewall: trusted segments only), `+
+			`"off" (the kernel handles everything)`, ifc.Mode)
 	}
 
 	switch ifc.Attach {
 	case "", AttachAuto, AttachXDP, AttachXDPGeneric, AttachTC:
 	default:
 		p.add(base+".attach", label("attach"), `unknown attach method %q; allowed: "auto" (default), "xdp", "xdp-generic", "tc"`, ifc.Attach)
+	}
+}
+
+// validate checks the flow cache settings. A zero value means the default,
+// unless the document sets it (0 or null): then it is out of range, not
+// silently replaced.
+func (f Flows) validate(p *problems) {
+	switch n := f.MaxEntries; {
+	case n == 0 && !p.present("flows.max_entries"):
+	case n == 0:
+		p.add("flows.max_entries", "", "must be between %d and %d; leave it out for the default %d",
+			minMaxEntries, maxMaxEntries, DefaultMaxEntries)
+	case n < minMaxEntries || n > maxMaxEntries:
+		p.add("flows.max_entries", "", "%d is out of range; allowed %d to %d (default %d)",
+			n, minMaxEntries, maxMaxEntries, DefaultMaxEntries)
+	}
+	lo, hi, def := Duration(minIdleTimeout), Duration(maxIdleTimeout), Duration(DefaultIdleTimeout)
+	switch d := f.IdleTimeout; {
+	case d == 0 && !p.present("flows.idle_timeout"):
+	case d == 0:
+		p.add("flows.idle_timeout", "", "must be between %v and %v; leave it out for the default %v", lo, hi, def)
+	case d < lo || d > hi:
+		p.add("flows.idle_timeout", "", "%v is out of range; allowed %v to %v (default %v)", d, lo, hi, def)
 	}
 }
 

@@ -3,6 +3,12 @@ package daemon
 import (
 	"context"
 	"errors"
+	"fmt"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/fastpath-router/fastpath/internal/datapath"
 
 	"github.com/fastpath-router/fastpath/internal/api"
 )
@@ -55,9 +61,11 @@ func (b *backend) Stats(context.Context) (*api.Stats, error) {
 		}
 		s := api.InterfaceStats{
 			Name: ic.cfg.Name, Ifindex: ic.ifindex,
-			Forwarded:   api.Counter{Packets: c.FwdPackets, Bytes: c.FwdBytes},
-			Passed:      api.Counter{Packets: c.PassPackets, Bytes: c.PassBytes},
-			PassReasons: make(map[string]uint64, len(names)),
+			Forwarded:    api.Counter{Packets: c.FwdPackets, Bytes: c.FwdBytes},
+			Passed:       api.Counter{Packets: c.PassPackets, Bytes: c.PassBytes},
+			FlowsAdded:   c.FlowsAdded,
+			FlowsRemoved: c.FlowsRemoved,
+			PassReasons:  make(map[string]uint64, len(names)),
 		}
 		for i, n := range names {
 			s.PassReasons[n] = c.PassReason[i]
@@ -65,4 +73,64 @@ func (b *backend) Stats(context.Context) (*api.Stats, error) {
 		out.Interfaces = append(out.Interfaces, s)
 	}
 	return out, nil
+}
+
+func (b *backend) Flows(context.Context) (*api.Flows, error) {
+	if b.r == nil {
+		return nil, errStarting
+	}
+	flows, err := b.r.dp.Flows()
+	if err != nil {
+		return nil, err
+	}
+	names := map[int]string{}
+	b.r.mu.Lock()
+	for _, ic := range b.r.ifaces {
+		if ic.ifindex != 0 {
+			names[ic.ifindex] = ic.cfg.Name
+		}
+	}
+	b.r.mu.Unlock()
+	name := func(idx int) string {
+		if n, ok := names[idx]; ok {
+			return n
+		}
+		return fmt.Sprintf("ifindex %d", idx)
+	}
+	now := datapath.Monotonic()
+	out := &api.Flows{Capacity: b.r.dp.FlowCapacity(), Flows: make([]api.Flow, 0, len(flows))}
+	for _, f := range flows {
+		out.Flows = append(out.Flows, apiFlow(f, name, now))
+	}
+	return out, nil
+}
+
+func apiFlow(f datapath.Flow, name func(int) string, now time.Duration) api.Flow {
+	a := api.Flow{
+		Proto: "udp", Family: "ipv4", Direction: "original",
+		In:      api.Tuple{Src: f.In.Src, Dst: f.In.Dst},
+		Out:     api.Tuple{Src: f.Out.Src, Dst: f.Out.Dst},
+		Ingress: name(f.IfindexIn), Egress: name(f.IfindexOut),
+		Packets: f.Packets, Bytes: f.Bytes,
+		AgeSec: (now - f.Created).Seconds(), IdleSec: (now - f.Last).Seconds(),
+		Stale: f.Stale,
+	}
+	if f.In.Proto == unix.IPPROTO_TCP {
+		a.Proto = "tcp"
+	}
+	if f.In.Src.Addr().Is6() {
+		a.Family = "ipv6"
+	}
+	if f.Reply {
+		a.Direction = "reply"
+	}
+	switch {
+	case f.SNAT && f.DNAT:
+		a.NAT = "snat+dnat"
+	case f.SNAT:
+		a.NAT = "snat"
+	case f.DNAT:
+		a.NAT = "dnat"
+	}
+	return a
 }

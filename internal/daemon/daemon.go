@@ -51,7 +51,7 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 	}
 	defer lock.Close()
 
-	netns, _ := os.Readlink("/proc/self/ns/net")
+	netns, _ := os.Readlink("/proc/self/ns/net") // informational only
 	b := &backend{status: api.Status{
 		Version: opts.Version, PID: os.Getpid(), NetNS: netns,
 		ConfigFile: opts.ConfigPath, StartedAt: time.Now().UTC(),
@@ -65,7 +65,7 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 	}
 	defer ln.Close()
 
-	dp, err := datapath.Load()
+	dp, err := datapath.Load(datapath.Options{FlowEntries: cfg.Flows.MaxEntries})
 	if err != nil {
 		return err
 	}
@@ -76,21 +76,32 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 	}
 	defer feats.Close()
 
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	// Subscribe before the first reconcile, so no change between the two
+	// is missed.
+	ev, err := watch(ctx, log)
+	if err != nil {
+		return fmt.Errorf("watch kernel state: %w", err)
+	}
 	r := newReconciler(cfg, dp, feats, log)
+	// The heartbeat and the verdict hook go in before any interface is
+	// attached in offload mode: until then the datapath passes everything.
+	var off *offload
+	if usesOffload(cfg) {
+		if off, err = startOffload(ctx, dp, cfg.Flows.IdleTimeout.Std(), log); err != nil {
+			return fmt.Errorf("offload mode: %w", err)
+		}
+		defer off.close()
+	}
 	if err := r.start(); err != nil {
 		r.detachAll()
 		return err
 	}
 	defer r.detachAll()
+	r.syncRouteMTUs()
 
 	b.r = r // before serving: the server reads it only once it serves
-
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	events, err := watch(ctx, log)
-	if err != nil {
-		return err
-	}
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.ServeListener(ctx, ln) }()
 	log.Info("fastpath running", "interfaces", len(cfg.Interfaces), "socket", cfg.API.Socket, "netns", netns)
@@ -108,10 +119,34 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 				return nil
 			}
 			return fmt.Errorf("api server: %w", err)
-		case <-events:
+		case <-ev.links:
 			r.sync()
+		case <-ev.fib:
+			invalidate(log, "routes", dp.InvalidateRoutes)
+			r.syncRouteMTUs()
+		case <-ev.rules:
+			invalidate(log, "ruleset", dp.InvalidateRuleset)
 		case <-tick.C:
 			r.sync()
+			r.syncRouteMTUs()
+			if off != nil {
+				off.resync()
+			}
 		}
 	}
+}
+
+func invalidate(log *slog.Logger, what string, f func() error) {
+	if err := f(); err != nil {
+		log.Error("invalidate cached flows", "what", what, "err", err)
+	}
+}
+
+func usesOffload(cfg *config.Config) bool {
+	for _, ifc := range cfg.Interfaces {
+		if ifc.Mode == config.ModeOffload {
+			return true
+		}
+	}
+	return false
 }

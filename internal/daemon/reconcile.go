@@ -15,6 +15,7 @@ import (
 	"github.com/fastpath-router/fastpath/internal/api"
 	"github.com/fastpath-router/fastpath/internal/config"
 	"github.com/fastpath-router/fastpath/internal/datapath"
+	"github.com/fastpath-router/fastpath/internal/netwatch"
 	"github.com/fastpath-router/fastpath/internal/xdpfeat"
 )
 
@@ -23,6 +24,7 @@ type iface struct {
 	cfg       config.Interface
 	ifindex   int // 0 while missing
 	mac       net.HardwareAddr
+	mtu       int
 	hook      datapath.Hook
 	link      link.Link
 	progID    uint32
@@ -58,8 +60,11 @@ func newReconciler(cfg *config.Config, dp *datapath.Datapath, feats *xdpfeat.Que
 }
 
 func datapathMode(m config.Mode) datapath.Mode {
-	if m == config.ModeRoute {
+	switch m {
+	case config.ModeRoute:
 		return datapath.ModeRoute
+	case config.ModeOffload:
+		return datapath.ModeOffload
 	}
 	return datapath.ModeOff
 }
@@ -138,15 +143,29 @@ func checkEthernet(l netlink.Link) error {
 	return nil
 }
 
-// declare writes the interface into the datapath maps (mode, MAC).
+// declare writes the interface into the datapath maps (mode, MAC, MTU).
 func (r *reconciler) declare(ic *iface, l netlink.Link) error {
 	a := l.Attrs()
-	if err := r.dp.SetIface(a.Index, a.HardwareAddr, datapathMode(ic.cfg.Mode)); err != nil {
+	err := r.dp.SetIface(datapath.Iface{Index: a.Index, MAC: a.HardwareAddr, MTU: a.MTU, Mode: datapathMode(ic.cfg.Mode)})
+	if err != nil {
 		return fmt.Errorf("interface %s: %w", ic.cfg.Name, err)
 	}
 	ic.ifindex = a.Index
 	ic.mac = append(net.HardwareAddr(nil), a.HardwareAddr...)
+	ic.mtu = a.MTU
 	return nil
+}
+
+// syncRouteMTUs mirrors route MTU metrics into the datapath (see
+// datapath.SetRouteMTUs for why).
+func (r *reconciler) syncRouteMTUs() {
+	mtus, err := netwatch.RouteMTUs()
+	if err == nil {
+		err = r.dp.SetRouteMTUs(mtus)
+	}
+	if err != nil {
+		r.log.Warn("route mtus", "err", err)
+	}
 }
 
 // resolveHook turns the configured attach into a hook, saying why for auto.
@@ -210,7 +229,7 @@ func (r *reconciler) teardown(ic *iface, state string) {
 			r.log.Warn("remove interface from datapath", "interface", ic.cfg.Name, "err", err)
 		}
 	}
-	ic.ifindex, ic.mac, ic.hook, ic.progID, ic.linkID, ic.xdpTarget = 0, nil, "", 0, 0, false
+	ic.ifindex, ic.mac, ic.mtu, ic.hook, ic.progID, ic.linkID, ic.xdpTarget = 0, nil, 0, "", 0, 0, false
 	ic.state = state
 }
 
@@ -275,9 +294,9 @@ func (r *reconciler) sync() {
 			continue
 		}
 		if ic.ifindex != 0 {
-			if l.Attrs().HardwareAddr.String() != ic.mac.String() {
+			if l.Attrs().HardwareAddr.String() != ic.mac.String() || l.Attrs().MTU != ic.mtu {
 				if err := r.declare(ic, l); err != nil {
-					r.log.Warn("mac change", "interface", ic.cfg.Name, "err", err)
+					r.log.Warn("mac or mtu change", "interface", ic.cfg.Name, "err", err)
 				}
 			}
 			continue

@@ -6,6 +6,7 @@ package datapath
 import (
 	"errors"
 	"fmt"
+	"math"
 	"net"
 	"strings"
 
@@ -22,6 +23,9 @@ const (
 	ModeOff = Mode(fastpathFpModeFP_MODE_OFF)
 	// ModeRoute: stateless FIB forwarding (no conntrack, no firewall).
 	ModeRoute = Mode(fastpathFpModeFP_MODE_ROUTE)
+	// ModeOffload: forward flows conntrack holds as established and
+	// netfilter accepted, NAT included; everything else goes to the kernel.
+	ModeOffload = Mode(fastpathFpModeFP_MODE_OFFLOAD)
 )
 
 // Hook is where a program is attached.
@@ -37,15 +41,35 @@ const (
 type Datapath struct {
 	objs    fastpathObjects
 	reasons []string
+	g       globals
 }
+
+// Options size the datapath's maps.
+type Options struct {
+	// FlowEntries is the flow cache's capacity (default 65536). The record
+	// of netfilter verdicts has the same size.
+	FlowEntries int
+}
+
+// DefaultFlowEntries is the flow cache size when Options leave it 0.
+const DefaultFlowEntries = 65536
 
 // Load loads the programs and maps into the kernel. A verifier rejection is
 // returned with the verifier's full log.
-func Load() (*Datapath, error) {
+func Load(opts Options) (*Datapath, error) {
 	spec, err := loadFastpath()
 	if err != nil {
 		return nil, fmt.Errorf("parse bpf object: %w", err)
 	}
+	n := opts.FlowEntries
+	if n == 0 {
+		n = DefaultFlowEntries
+	}
+	if n < 0 {
+		return nil, fmt.Errorf("flow cache size %d: must be positive", n)
+	}
+	spec.Maps["fp_flows"].MaxEntries = uint32(n)
+	spec.Maps["fp_accepted"].MaxEntries = uint32(n)
 	reasons, err := reasonNames(spec)
 	if err != nil {
 		return nil, err
@@ -117,23 +141,33 @@ func (d *Datapath) Attach(ifindex int, hook Hook) (link.Link, error) {
 	return nil, fmt.Errorf("unknown hook %q", hook)
 }
 
+// Iface is a managed interface as the datapath needs to know it.
+type Iface struct {
+	Index int
+	MAC   net.HardwareAddr
+	MTU   int // as an egress: larger (non-GSO) packets go to the kernel
+	Mode  Mode
+}
+
 // SetIface declares an interface managed: packets arriving on it are handled
-// per mode, and it may be used as an egress by the TC program. Its counters
-// are created zeroed if absent (kept if present, so a mode change does not
-// reset them).
-func (d *Datapath) SetIface(ifindex int, mac net.HardwareAddr, mode Mode) error {
-	if len(mac) != 6 {
-		return fmt.Errorf("interface %d: need a 6-byte ethernet address, got %q", ifindex, mac)
+// per mode, and it may be used as an egress. Its counters are created zeroed
+// if absent (kept if present, so a mode change does not reset them).
+func (d *Datapath) SetIface(ifc Iface) error {
+	if len(ifc.MAC) != 6 {
+		return fmt.Errorf("interface %d: need a 6-byte ethernet address, got %q", ifc.Index, ifc.MAC)
 	}
-	key := uint32(ifindex)
-	var zero []fastpathFpStats = make([]fastpathFpStats, ebpf.MustPossibleCPU())
+	if ifc.MTU <= 0 {
+		return fmt.Errorf("interface %d: invalid mtu %d", ifc.Index, ifc.MTU)
+	}
+	key := uint32(ifc.Index)
+	zero := make([]fastpathFpStats, ebpf.MustPossibleCPU())
 	if err := d.objs.FpIfStats.Update(key, zero, ebpf.UpdateNoExist); err != nil && !errors.Is(err, ebpf.ErrKeyExist) {
-		return fmt.Errorf("create counters of interface %d: %w", ifindex, err)
+		return fmt.Errorf("create counters of interface %d: %w", ifc.Index, err)
 	}
-	v := fastpathFpIface{Mode: fastpathFpMode(mode)}
-	copy(v.Mac[:], mac)
+	v := fastpathFpIface{Mode: fastpathFpMode(ifc.Mode), Mtu: uint32(ifc.MTU)}
+	copy(v.Mac[:], ifc.MAC)
 	if err := d.objs.FpIfaces.Update(key, v, ebpf.UpdateAny); err != nil {
-		return fmt.Errorf("configure interface %d: %w", ifindex, err)
+		return fmt.Errorf("configure interface %d: %w", ifc.Index, err)
 	}
 	return nil
 }
@@ -174,9 +208,10 @@ func (d *Datapath) SetXDPTarget(ifindex int, ok bool) error {
 
 // IfaceStats are one interface's counters summed over CPUs.
 type IfaceStats struct {
-	FwdPackets, FwdBytes   uint64
-	PassPackets, PassBytes uint64
-	PassReason             []uint64 // indexed like ReasonNames
+	FwdPackets, FwdBytes     uint64
+	PassPackets, PassBytes   uint64
+	FlowsAdded, FlowsRemoved uint64
+	PassReason               []uint64 // indexed like ReasonNames
 }
 
 // Stats reads the counters of every managed interface, keyed by ifindex.
@@ -194,6 +229,8 @@ func (d *Datapath) Stats() (map[int]IfaceStats, error) {
 			s.FwdBytes += c.FwdBytes
 			s.PassPackets += c.PassPackets
 			s.PassBytes += c.PassBytes
+			s.FlowsAdded += c.FlowsAdded
+			s.FlowsRemoved += c.FlowsRemoved
 			for i := range s.PassReason {
 				s.PassReason[i] += c.PassReason[i]
 			}
@@ -204,4 +241,28 @@ func (d *Datapath) Stats() (map[int]IfaceStats, error) {
 		return nil, fmt.Errorf("read counters: %w", err)
 	}
 	return out, nil
+}
+
+// AttachNetfilter attaches the verdict recorder to netfilter's IPv4 and
+// IPv6 POSTROUTING hooks, after every other chain (NAT included) and just
+// before conntrack confirms: a forwarded packet that reaches it was accepted
+// by the whole ruleset. Offload mode needs it; route mode does not.
+func (d *Datapath) AttachNetfilter() ([]link.Link, error) {
+	var links []link.Link
+	for _, pf := range []link.NetfilterProtocolFamily{link.NetfilterProtoIPv4, link.NetfilterProtoIPv6} {
+		l, err := link.AttachNetfilter(link.NetfilterOptions{
+			Program:        d.objs.FpNfAccept,
+			ProtocolFamily: pf,
+			Hook:           link.NetfilterInetPostRouting,
+			Priority:       math.MaxInt32 - 1, // NF_IP_PRI_LAST is reserved for conntrack confirm
+		})
+		if err != nil {
+			for _, l := range links {
+				l.Close()
+			}
+			return nil, fmt.Errorf("attach netfilter postrouting hook (family %d): %w", pf, err)
+		}
+		links = append(links, l)
+	}
+	return links, nil
 }

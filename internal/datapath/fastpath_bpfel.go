@@ -13,64 +13,173 @@ import (
 	"github.com/cilium/ebpf"
 )
 
+type fastpathFpBtfTypes struct {
+	_     structs.HostLayout
+	Event struct {
+		_          structs.HostLayout
+		TsNs       uint64
+		Type       uint32
+		Reason     uint32
+		IfindexIn  uint32
+		IfindexOut uint32
+		Key        struct {
+			_      structs.HostLayout
+			Family uint8
+			Proto  uint8
+			Sport  uint16
+			Dport  uint16
+			Pad    uint16
+			Saddr  [4]uint32
+			Daddr  [4]uint32
+		}
+		NatSaddr [4]uint32
+		NatDaddr [4]uint32
+		NatSport uint16
+		NatDport uint16
+		Flags    uint8
+		Pad      [3]uint8
+	}
+	EventType uint32
+	FlowFlags uint32
+	Reason    uint32
+	_         [4]byte
+}
+
+type fastpathFpEvent struct {
+	_          structs.HostLayout
+	TsNs       uint64
+	Type       uint32
+	Reason     uint32
+	IfindexIn  uint32
+	IfindexOut uint32
+	Key        fastpathFpFlowKey
+	NatSaddr   [4]uint32
+	NatDaddr   [4]uint32
+	NatSport   uint16
+	NatDport   uint16
+	Flags      uint8
+	Pad        [3]uint8
+}
+
+type fastpathFpEventType uint32
+
+const (
+	fastpathFpEventTypeFP_EV_FLOW_ADD fastpathFpEventType = 1
+	fastpathFpEventTypeFP_EV_FLOW_DEL fastpathFpEventType = 2
+)
+
+type fastpathFpFlow struct {
+	_           structs.HostLayout
+	Packets     uint64
+	Bytes       uint64
+	CreatedNs   uint64
+	LastNs      uint64
+	CtRefreshNs uint64
+	IfindexIn   uint32
+	IfindexOut  uint32
+	FibGen      uint32
+	FwGen       uint32
+	Mtu         uint32
+	CsumAddr    uint32
+	Smac        [6]uint8
+	Dmac        [6]uint8
+	Flags       uint8
+	Pad         [3]uint8
+	NatSport    uint16
+	NatDport    uint16
+	NatSaddr    [4]uint32
+	NatDaddr    [4]uint32
+	_           [4]byte
+}
+
+type fastpathFpFlowFlags uint32
+
+const (
+	fastpathFpFlowFlagsFP_FLOW_SNAT  fastpathFpFlowFlags = 1
+	fastpathFpFlowFlagsFP_FLOW_DNAT  fastpathFpFlowFlags = 2
+	fastpathFpFlowFlagsFP_FLOW_REPLY fastpathFpFlowFlags = 4
+)
+
+type fastpathFpFlowKey struct {
+	_      structs.HostLayout
+	Family uint8
+	Proto  uint8
+	Sport  uint16
+	Dport  uint16
+	Pad    uint16
+	Saddr  [4]uint32
+	Daddr  [4]uint32
+}
+
 type fastpathFpIface struct {
 	_    structs.HostLayout
 	Mac  [6]uint8
 	Pad  uint16
 	Mode fastpathFpMode
+	Mtu  uint32
+}
+
+type fastpathFpLpm4 struct {
+	_         structs.HostLayout
+	Prefixlen uint32
+	Addr      uint32
+}
+
+type fastpathFpLpm6 struct {
+	_         structs.HostLayout
+	Prefixlen uint32
+	Addr      [4]uint32
 }
 
 type fastpathFpMode uint32
 
 const (
-	fastpathFpModeFP_MODE_OFF   fastpathFpMode = 0
-	fastpathFpModeFP_MODE_ROUTE fastpathFpMode = 1
+	fastpathFpModeFP_MODE_OFF     fastpathFpMode = 0
+	fastpathFpModeFP_MODE_ROUTE   fastpathFpMode = 1
+	fastpathFpModeFP_MODE_OFFLOAD fastpathFpMode = 2
 )
 
-type fastpathFpReason uint32
-
-const (
-	fastpathFpReasonFP_PASS_NOT_IP       fastpathFpReason = 0
-	fastpathFpReasonFP_PASS_MALFORMED    fastpathFpReason = 1
-	fastpathFpReasonFP_PASS_VLAN         fastpathFpReason = 2
-	fastpathFpReasonFP_PASS_L2NOT_HOST   fastpathFpReason = 3
-	fastpathFpReasonFP_PASS_L3SPECIAL    fastpathFpReason = 4
-	fastpathFpReasonFP_PASS_IP_OPTIONS   fastpathFpReason = 5
-	fastpathFpReasonFP_PASS_FRAGMENT     fastpathFpReason = 6
-	fastpathFpReasonFP_PASS_IPV6EXT      fastpathFpReason = 7
-	fastpathFpReasonFP_PASS_L4PROTO      fastpathFpReason = 8
-	fastpathFpReasonFP_PASS_TTL          fastpathFpReason = 9
-	fastpathFpReasonFP_PASS_LOCAL        fastpathFpReason = 10
-	fastpathFpReasonFP_PASS_NO_ROUTE     fastpathFpReason = 11
-	fastpathFpReasonFP_PASS_FWD_DISABLED fastpathFpReason = 12
-	fastpathFpReasonFP_PASS_FRAG_NEEDED  fastpathFpReason = 13
-	fastpathFpReasonFP_PASS_NO_NEIGH     fastpathFpReason = 14
-	fastpathFpReasonFP_PASS_EGRESS       fastpathFpReason = 15
-	fastpathFpReasonFP_PASS_HAIRPIN      fastpathFpReason = 16
-	fastpathFpReasonFP_PASS_FIB_OTHER    fastpathFpReason = 17
-	fastpathFpReasonFP_PASS_DISABLED     fastpathFpReason = 18
-	fastpathFpReasonFP_PASS_MAX          fastpathFpReason = 19
-)
+type fastpathFpState struct {
+	_                  structs.HostLayout
+	FibGen             uint32
+	FwGen              uint32
+	HeartbeatNs        uint64
+	WatchdogNs         uint64
+	TcpTimeoutMs       uint32
+	UdpTimeoutMs       uint32
+	UdpStreamTimeoutMs uint32
+	RouteMtus          uint32
+}
 
 type fastpathFpStats struct {
-	_           structs.HostLayout
-	FwdPackets  uint64
-	FwdBytes    uint64
-	PassPackets uint64
-	PassBytes   uint64
-	PassReason  [19]uint64
+	_            structs.HostLayout
+	FwdPackets   uint64
+	FwdBytes     uint64
+	FlowsAdded   uint64
+	FlowsRemoved uint64
+	EventsLost   uint64
+	PassPackets  uint64
+	PassBytes    uint64
+	PassReason   [26]uint64
 }
 
 // Names of all BPF objects in the ELF.
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	fastpathMapFpIfStats = "fp_if_stats"
-	fastpathMapFpIfaces  = "fp_ifaces"
-	fastpathMapFpTxPorts = "fp_tx_ports"
-	fastpathProgFpTc     = "fp_tc"
-	fastpathProgFpXdp    = "fp_xdp"
-	fastpathVarFpPassMax = "fp_pass_max"
+	fastpathMapFpAccepted  = "fp_accepted"
+	fastpathMapFpEvents    = "fp_events"
+	fastpathMapFpFlows     = "fp_flows"
+	fastpathMapFpGlobals   = "fp_globals"
+	fastpathMapFpIfStats   = "fp_if_stats"
+	fastpathMapFpIfaces    = "fp_ifaces"
+	fastpathMapFpMtu4      = "fp_mtu4"
+	fastpathMapFpMtu6      = "fp_mtu6"
+	fastpathMapFpTxPorts   = "fp_tx_ports"
+	fastpathProgFpNfAccept = "fp_nf_accept"
+	fastpathProgFpTc       = "fp_tc"
+	fastpathProgFpXdp      = "fp_xdp"
+	fastpathVarFpBtfTypes  = "fp_btf_types"
 )
 
 // loadFastpath returns the embedded CollectionSpec for fastpath.
@@ -115,24 +224,31 @@ type fastpathSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type fastpathProgramSpecs struct {
-	FpTc  *ebpf.ProgramSpec `ebpf:"fp_tc"`
-	FpXdp *ebpf.ProgramSpec `ebpf:"fp_xdp"`
+	FpNfAccept *ebpf.ProgramSpec `ebpf:"fp_nf_accept"`
+	FpTc       *ebpf.ProgramSpec `ebpf:"fp_tc"`
+	FpXdp      *ebpf.ProgramSpec `ebpf:"fp_xdp"`
 }
 
 // fastpathMapSpecs contains maps before they are loaded into the kernel.
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type fastpathMapSpecs struct {
-	FpIfStats *ebpf.MapSpec `ebpf:"fp_if_stats"`
-	FpIfaces  *ebpf.MapSpec `ebpf:"fp_ifaces"`
-	FpTxPorts *ebpf.MapSpec `ebpf:"fp_tx_ports"`
+	FpAccepted *ebpf.MapSpec `ebpf:"fp_accepted"`
+	FpEvents   *ebpf.MapSpec `ebpf:"fp_events"`
+	FpFlows    *ebpf.MapSpec `ebpf:"fp_flows"`
+	FpGlobals  *ebpf.MapSpec `ebpf:"fp_globals"`
+	FpIfStats  *ebpf.MapSpec `ebpf:"fp_if_stats"`
+	FpIfaces   *ebpf.MapSpec `ebpf:"fp_ifaces"`
+	FpMtu4     *ebpf.MapSpec `ebpf:"fp_mtu4"`
+	FpMtu6     *ebpf.MapSpec `ebpf:"fp_mtu6"`
+	FpTxPorts  *ebpf.MapSpec `ebpf:"fp_tx_ports"`
 }
 
 // fastpathVariableSpecs contains global variables before they are loaded into the kernel.
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type fastpathVariableSpecs struct {
-	FpPassMax *ebpf.VariableSpec `ebpf:"fp_pass_max"`
+	FpBtfTypes *ebpf.VariableSpec `ebpf:"fp_btf_types"`
 }
 
 // fastpathObjects contains all objects after they have been loaded into the kernel.
@@ -155,15 +271,27 @@ func (o *fastpathObjects) Close() error {
 //
 // It can be passed to loadFastpathObjects or ebpf.CollectionSpec.LoadAndAssign.
 type fastpathMaps struct {
-	FpIfStats *ebpf.Map `ebpf:"fp_if_stats"`
-	FpIfaces  *ebpf.Map `ebpf:"fp_ifaces"`
-	FpTxPorts *ebpf.Map `ebpf:"fp_tx_ports"`
+	FpAccepted *ebpf.Map `ebpf:"fp_accepted"`
+	FpEvents   *ebpf.Map `ebpf:"fp_events"`
+	FpFlows    *ebpf.Map `ebpf:"fp_flows"`
+	FpGlobals  *ebpf.Map `ebpf:"fp_globals"`
+	FpIfStats  *ebpf.Map `ebpf:"fp_if_stats"`
+	FpIfaces   *ebpf.Map `ebpf:"fp_ifaces"`
+	FpMtu4     *ebpf.Map `ebpf:"fp_mtu4"`
+	FpMtu6     *ebpf.Map `ebpf:"fp_mtu6"`
+	FpTxPorts  *ebpf.Map `ebpf:"fp_tx_ports"`
 }
 
 func (m *fastpathMaps) Close() error {
 	return _FastpathClose(
+		m.FpAccepted,
+		m.FpEvents,
+		m.FpFlows,
+		m.FpGlobals,
 		m.FpIfStats,
 		m.FpIfaces,
+		m.FpMtu4,
+		m.FpMtu6,
 		m.FpTxPorts,
 	)
 }
@@ -172,19 +300,21 @@ func (m *fastpathMaps) Close() error {
 //
 // It can be passed to loadFastpathObjects or ebpf.CollectionSpec.LoadAndAssign.
 type fastpathVariables struct {
-	FpPassMax *ebpf.Variable `ebpf:"fp_pass_max"`
+	FpBtfTypes *ebpf.Variable `ebpf:"fp_btf_types"`
 }
 
 // fastpathPrograms contains all programs after they have been loaded into the kernel.
 //
 // It can be passed to loadFastpathObjects or ebpf.CollectionSpec.LoadAndAssign.
 type fastpathPrograms struct {
-	FpTc  *ebpf.Program `ebpf:"fp_tc"`
-	FpXdp *ebpf.Program `ebpf:"fp_xdp"`
+	FpNfAccept *ebpf.Program `ebpf:"fp_nf_accept"`
+	FpTc       *ebpf.Program `ebpf:"fp_tc"`
+	FpXdp      *ebpf.Program `ebpf:"fp_xdp"`
 }
 
 func (p *fastpathPrograms) Close() error {
 	return _FastpathClose(
+		p.FpNfAccept,
 		p.FpTc,
 		p.FpXdp,
 	)

@@ -2,6 +2,7 @@ package datapath
 
 import (
 	"bytes"
+	"fmt"
 	"testing"
 )
 
@@ -53,20 +54,28 @@ func FuzzXDP(f *testing.F) {
 		switch res.verdict {
 		case xdpPass:
 			if want != nil {
-				t.Fatalf("passed, but the model forwards %x", frame)
+				t.Fatalf("passed, but the model forwards %s", headers(frame))
 			}
 			if !bytes.Equal(res.out, frame) {
 				t.Fatalf("passed frame modified: %s", diffBytes(res.out, frame))
 			}
 		case xdpRedirect:
 			if want == nil {
-				t.Fatalf("redirected, but the model passes %x", frame)
+				t.Fatalf("redirected, but the model passes %s", headers(frame))
 			}
 			if err := checkForwarded(frame, res.out, want); err != nil {
-				t.Fatalf("%v\n input %x", err, frame)
+				t.Fatalf("%v\n input %s", err, headers(frame))
 			}
 		default:
-			t.Fatalf("verdict %s for %x", hookXDP.verdictName(res.verdict), frame)
+			t.Fatalf("verdict %s for %s", hookXDP.verdictName(res.verdict), headers(frame))
 		}
 	})
+}
+
+// headers shows the start of a frame, where the headers are.
+func headers(frame []byte) string {
+	if len(frame) <= 80 {
+		return fmt.Sprintf("%x (%d bytes)", frame, len(frame))
+	}
+	return fmt.Sprintf("%x... (%d bytes)", frame[:80], len(frame))
 }

@@ -51,7 +51,7 @@ func modelIPv4(l3 []byte) bool {
 	switch {
 	case dst.Equal(ipNhop) || cidr("198.18.30.0/24").Contains(dst):
 		mtu = out0MTU
-	case cidr("198.18.31.0/24").Contains(dst):
+	case cidr("198.18.31.0/24").Contains(dst), cidr("198.18.32.0/24").Contains(dst):
 		mtu = routeMTU
 	}
 	return totLen <= mtu
@@ -72,10 +72,14 @@ func modelIPv6(l3 []byte) bool {
 	if !modelL4(l3[6], l3[40:], true) {
 		return false
 	}
-	if !dst.Equal(ip6Nhop) && !cidr("fd00:30::/64").Contains(dst) {
-		return false
+	mtu := 0
+	switch {
+	case dst.Equal(ip6Nhop) || cidr("fd00:30::/64").Contains(dst):
+		mtu = out0MTU
+	case cidr("fd00:31::/64").Contains(dst), cidr("fd00:32::/64").Contains(dst):
+		mtu = routeMTU
 	}
-	return 40+plen <= out0MTU
+	return 40+plen <= mtu
 }
 
 // modelL4: TCP, UDP and the family's own ICMP, with their headers (ports,

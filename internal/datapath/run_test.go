@@ -63,9 +63,11 @@ func (h hook) verdictName(v uint32) string {
 }
 
 // xdpMD mirrors struct xdp_md. The kernel's test run wants data and
-// data_meta 0 (no metadata) and data_end equal to the frame length; it
-// binds the frame to ingress_ifindex's rx queue, so the program and
-// bpf_fib_lookup see that ingress.
+// data_meta 0 (no metadata) and data_end the length of the linear part:
+// the whole frame here (a shorter one puts the rest in fragments, a longer
+// one is EINVAL; see TestRunContext). It binds the frame to
+// ingress_ifindex's rx queue, so the program and bpf_fib_lookup see that
+// ingress.
 type xdpMD struct {
 	Data, DataEnd, DataMeta      uint32
 	IngressIfindex, RxQueueIndex uint32
@@ -116,7 +118,7 @@ type runResult struct {
 
 // run feeds one frame through the program of hook, once (Repeat 1: the
 // buffer is reused across repeats and in-place edits would accumulate).
-// It must run inside the router netns: the ctx ifindex and the FIB are
+// It runs inside the router netns: the ctx ifindex and the FIB are
 // resolved in the calling thread's namespace.
 func (tn *testNet) run(h hook, frame []byte, o runOpts) (runResult, error) {
 	if o.ingress == 0 {

@@ -11,13 +11,15 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/fastpath-router/fastpath/internal/netwatch"
 	"github.com/fastpath-router/fastpath/internal/nsutil"
 )
 
 // The test router: one network namespace holding veth pairs whose router
 // ends are in0 (ingress), out0 (managed egress) and un0 (never managed).
-// The peers stay in the same namespace; BPF_PROG_RUN never transmits, they
-// only give the router ends a carrier.
+// The peers stay in the same namespace: they give the router ends a
+// carrier, and the live tests send and listen on them. These fixtures are
+// never written to.
 var (
 	macIn0   = net.HardwareAddr{0x02, 0, 0, 0, 0x10, 0x01}
 	macOut0  = net.HardwareAddr{0x02, 0, 0, 0, 0x20, 0x01}
@@ -32,28 +34,31 @@ const out0MTU = 1400
 
 // Routes of the test router, by what the datapath must do with them.
 var (
-	ipSender   = net.ParseIP("198.18.10.2")
-	ip6Sender  = net.ParseIP("fd00:10::2")
-	ipIn0      = net.ParseIP("198.18.10.1")
-	ip6In0     = net.ParseIP("fd00:10::1")
-	ipOut0     = net.ParseIP("198.18.20.1")
-	ipDst      = net.ParseIP("198.18.30.5")   // via 198.18.20.2 on out0
-	ip6Dst     = net.ParseIP("fd00:30::5")    // via fd00:20::2 on out0
-	ipRouteMTU = net.ParseIP("198.18.31.5")   // via 198.18.20.2, route mtu 1300
-	ipNoNeigh  = net.ParseIP("198.18.40.5")   // via 198.18.20.3, never resolved
-	ip6NoNeigh = net.ParseIP("fd00:40::5")    // via fd00:20::3, never resolved
-	ipBlackh   = net.ParseIP("198.18.50.5")   // blackhole
-	ipUnreach  = net.ParseIP("198.18.51.5")   // unreachable
-	ipProhib   = net.ParseIP("198.18.52.5")   // prohibit
-	ip6Blackh  = net.ParseIP("fd00:50::5")    // blackhole
-	ip6Unreach = net.ParseIP("fd00:51::5")    // unreachable
-	ipUnmgd    = net.ParseIP("198.18.60.5")   // via 198.18.70.2 on un0
-	ip6Unmgd   = net.ParseIP("fd00:60::5")    // via fd00:70::2 on un0
-	ipHairpin  = net.ParseIP("198.18.80.5")   // via 198.18.10.3 on in0
-	ip6Hairpin = net.ParseIP("fd00:80::5")    // via fd00:10::3 on in0
-	ipNhop     = net.ParseIP("198.18.20.2")   // the next hop itself (connected)
-	ip6Nhop    = net.ParseIP("fd00:20::2")    // the next hop itself (connected)
-	ipSubnetBc = net.ParseIP("198.18.10.255") // in0's subnet broadcast
+	ipSender     = net.ParseIP("198.18.10.2")
+	ip6Sender    = net.ParseIP("fd00:10::2")
+	ipIn0        = net.ParseIP("198.18.10.1")
+	ip6In0       = net.ParseIP("fd00:10::1")
+	ipOut0       = net.ParseIP("198.18.20.1")
+	ipDst        = net.ParseIP("198.18.30.5")   // via 198.18.20.2 on out0
+	ip6Dst       = net.ParseIP("fd00:30::5")    // via fd00:20::2 on out0
+	ipRouteMTU   = net.ParseIP("198.18.31.5")   // via 198.18.20.2, mtu lock 1300
+	ipRouteMTUu  = net.ParseIP("198.18.32.5")   // via 198.18.20.2, mtu 1300 (not locked)
+	ip6RouteMTU  = net.ParseIP("fd00:31::5")    // via fd00:20::2, mtu lock 1300
+	ip6RouteMTUu = net.ParseIP("fd00:32::5")    // via fd00:20::2, mtu 1300 (not locked)
+	ipNoNeigh    = net.ParseIP("198.18.40.5")   // via 198.18.20.3, never resolved
+	ip6NoNeigh   = net.ParseIP("fd00:40::5")    // via fd00:20::3, never resolved
+	ipBlackh     = net.ParseIP("198.18.50.5")   // blackhole
+	ipUnreach    = net.ParseIP("198.18.51.5")   // unreachable
+	ipProhib     = net.ParseIP("198.18.52.5")   // prohibit
+	ip6Blackh    = net.ParseIP("fd00:50::5")    // blackhole
+	ip6Unreach   = net.ParseIP("fd00:51::5")    // unreachable
+	ipUnmgd      = net.ParseIP("198.18.60.5")   // via 198.18.70.2 on un0
+	ip6Unmgd     = net.ParseIP("fd00:60::5")    // via fd00:70::2 on un0
+	ipHairpin    = net.ParseIP("198.18.80.5")   // via 198.18.10.3 on in0
+	ip6Hairpin   = net.ParseIP("fd00:80::5")    // via fd00:10::3 on in0
+	ipNhop       = net.ParseIP("198.18.20.2")   // the next hop itself (connected)
+	ip6Nhop      = net.ParseIP("fd00:20::2")    // the next hop itself (connected)
+	ipSubnetBc   = net.ParseIP("198.18.10.255") // in0's subnet broadcast
 )
 
 const routeMTU = 1300
@@ -65,7 +70,7 @@ type testNet struct {
 	d              *Datapath
 }
 
-// randomName returns prefix plus 6 random hex-ish characters.
+// randomName returns prefix plus 6 random hex characters.
 func randomName(t testing.TB, prefix string) string {
 	t.Helper()
 	b := make([]byte, 3)
@@ -136,7 +141,10 @@ func newTestNet(t testing.TB) *testNet {
 		[]string{"neigh", "add", "fd00:10::3", "lladdr", macPeer.String(), "dev", "in0", "nud", "permanent"},
 		[]string{"route", "add", "198.18.30.0/24", "via", "198.18.20.2"},
 		[]string{"route", "add", "198.18.31.0/24", "via", "198.18.20.2", "mtu", "lock", fmt.Sprint(routeMTU)},
+		[]string{"route", "add", "198.18.32.0/24", "via", "198.18.20.2", "mtu", fmt.Sprint(routeMTU)},
 		[]string{"-6", "route", "add", "fd00:30::/64", "via", "fd00:20::2"},
+		[]string{"-6", "route", "add", "fd00:31::/64", "via", "fd00:20::2", "mtu", "lock", fmt.Sprint(routeMTU)},
+		[]string{"-6", "route", "add", "fd00:32::/64", "via", "fd00:20::2", "mtu", fmt.Sprint(routeMTU)},
 		[]string{"route", "add", "198.18.40.0/24", "via", "198.18.20.3"},
 		[]string{"-6", "route", "add", "fd00:40::/64", "via", "fd00:20::3"},
 		[]string{"route", "add", "blackhole", "198.18.50.0/24"},
@@ -163,7 +171,7 @@ func newTestNet(t testing.TB) *testNet {
 		}
 	}
 
-	d, err := Load()
+	d, err := Load(Options{})
 	if err != nil {
 		t.Fatalf("load datapath: %v", err)
 	}
@@ -182,10 +190,19 @@ func newTestNet(t testing.TB) *testNet {
 			}
 			*x.idx = ifi.Index
 		}
-		if err := d.SetIface(tn.in0, macIn0, ModeRoute); err != nil {
+		if err := d.SetIface(Iface{Index: tn.in0, MAC: macIn0, MTU: 1500, Mode: ModeRoute}); err != nil {
 			return err
 		}
-		if err := d.SetIface(tn.out0, macOut0, ModeRoute); err != nil {
+		if err := d.SetIface(Iface{Index: tn.out0, MAC: macOut0, MTU: out0MTU, Mode: ModeRoute}); err != nil {
+			return err
+		}
+		// As the daemon does: mirror route MTU metrics, which
+		// bpf_fib_lookup ignores unless locked.
+		mtus, err := netwatch.RouteMTUs()
+		if err != nil {
+			return err
+		}
+		if err := d.SetRouteMTUs(mtus); err != nil {
 			return err
 		}
 		return d.SetXDPTarget(tn.out0, true)

@@ -20,6 +20,7 @@ import (
 
 	"github.com/fastpath-router/fastpath/internal/api"
 	"github.com/fastpath-router/fastpath/internal/lab"
+	"github.com/fastpath-router/fastpath/internal/labd"
 	"github.com/fastpath-router/fastpath/internal/traffic"
 )
 
@@ -31,7 +32,6 @@ const (
 	readyTimeout   = 10 * time.Second // daemon start until all interfaces attached
 	trafficTimeout = 60 * time.Second // all traffic together
 	callTimeout    = 2 * time.Second  // one API call
-	pollInterval   = 100 * time.Millisecond
 )
 
 // Traffic sizes.
@@ -101,25 +101,25 @@ func run(ctx context.Context, o Options, newClient func(socket string) client) (
 	fmt.Fprintf(o.Out, "lab %s up: %s (%s, %s) -> %s -> %s (%s, %s)\n", l.Name,
 		l.Gen, l.GenAddr4, l.GenAddr6, l.Rtr, l.Sink, l.SinkAddr4, l.SinkAddr6)
 
-	var d *daemon
+	var d *labd.Process
 	dir := ""
 	socket := filepath.Join("/run/fastpath", "demo-"+o.Name+".sock")
 	defer func() {
 		// Keep things for inspection only on a real failure, not on Ctrl-C.
 		if err != nil && o.KeepOnFailure && ctx.Err() == nil {
 			fmt.Fprintf(o.Out, "\nkept for inspection (--keep-on-failure):\n")
-			if d != nil && d.running() {
-				fmt.Fprintf(o.Out, "  daemon pid %d (stop it with: kill %d)\n", d.pid(), d.pid())
+			if d != nil && d.Running() {
+				fmt.Fprintf(o.Out, "  daemon pid %d (stop it with: kill %d)\n", d.PID(), d.PID())
 			}
 			if dir != "" {
-				fmt.Fprintf(o.Out, "  config %s\n", filepath.Join(dir, "fastpath.yaml"))
+				fmt.Fprintf(o.Out, "  config %s\n", filepath.Join(dir, labd.ConfigFile))
 			}
 			fmt.Fprintf(o.Out, "  lab %s (remove it with: fastpath lab down --name %s)\n", l.Name, l.Name)
 			return
 		}
 		var errs []error
 		if d != nil {
-			if serr := d.stop(log); serr != nil {
+			if serr := d.Stop(log); serr != nil {
 				errs = append(errs, serr)
 			} else if rerr := os.Remove(socket); rerr != nil && !errors.Is(rerr, fs.ErrNotExist) {
 				// Our own demo socket: a daemon killed with SIGKILL leaves it.
@@ -141,29 +141,29 @@ func run(ctx context.Context, o Options, newClient func(socket string) client) (
 	if err != nil {
 		return fmt.Errorf("make config dir: %w", err)
 	}
-	cfg := filepath.Join(dir, "fastpath.yaml")
-	if err := os.WriteFile(cfg, []byte(configYAML(l, socket)), 0o644); err != nil {
-		return fmt.Errorf("write config: %w", err)
+	cfg, err := labd.WriteConfig(dir, socket, daemonInterfaces(l)...)
+	if err != nil {
+		return err
 	}
 	if err := os.MkdirAll(filepath.Dir(socket), 0o755); err != nil {
 		return fmt.Errorf("make socket dir: %w", err)
 	}
 
-	d, err = startDaemon(ctx, l, o.Binary, cfg)
+	d, err = labd.Start(ctx, l.Rtr, o.Binary, cfg)
 	if err != nil {
 		return err
 	}
-	log.Debug("daemon started", "pid", d.pid(), "config", cfg)
+	log.Debug("daemon started", "pid", d.PID(), "config", cfg)
 	c := newClient(socket)
-	st, err := waitReady(ctx, c, d, readyTimeout)
+	st, err := d.WaitReady(ctx, c, readyTimeout)
 	if err != nil {
-		return d.withOutput(o.Out, fmt.Errorf("wait for daemon: %w", err))
+		return withOutput(o.Out, d, fmt.Errorf("wait for daemon: %w", err))
 	}
-	fmt.Fprintf(o.Out, "fastpath running in %s (pid %d): %s\n", l.Rtr, d.pid(), describeAttach(st))
+	fmt.Fprintf(o.Out, "fastpath running in %s (pid %d): %s\n", l.Rtr, d.PID(), describeAttach(st))
 
 	before, err := snapshot(ctx, c, l.Rtr)
 	if err != nil {
-		return d.withOutput(o.Out, err)
+		return withOutput(o.Out, d, err)
 	}
 	fmt.Fprintf(o.Out, "sending traffic %s -> %s ...\n", l.Gen, l.Sink)
 	tctx, cancel := context.WithTimeout(ctx, trafficTimeout)
@@ -174,85 +174,45 @@ func run(ctx context.Context, o Options, newClient func(socket string) client) (
 	}
 	after, err := snapshot(ctx, c, l.Rtr)
 	if err != nil {
-		return d.withOutput(o.Out, err)
+		return withOutput(o.Out, d, err)
 	}
 
 	rep := report{lab: l, results: results, before: before, after: after, took: time.Since(start)}
 	rep.write(o.Out)
 	if failed := rep.failed(); len(failed) > 0 {
-		return d.withOutput(o.Out, fmt.Errorf("demo failed: %s", strings.Join(failed, ", ")))
+		return withOutput(o.Out, d, fmt.Errorf("demo failed: %s", strings.Join(failed, ", ")))
 	}
-	if !d.running() {
-		return d.withOutput(o.Out, errors.New("daemon exited during the demo"))
+	if !d.Running() {
+		return withOutput(o.Out, d, errors.New("daemon exited during the demo"))
 	}
 	return nil
 }
 
-// configYAML is the daemon configuration: both router interfaces in route
-// mode (stateless forwarding; the lab has no firewall to respect).
-func configYAML(l *lab.Lab, socket string) string {
-	return fmt.Sprintf(`# written by fastpath demo
-version: 1
-interfaces:
-  - {name: %s, mode: route, attach: auto}
-  - {name: %s, mode: route, attach: auto}
-api:
-  socket: %s
-`, l.RtrIn, l.RtrOut, socket)
-}
-
-// waitReady polls the daemon until it reports every configured interface
-// attached. It fails when timeout passes or the daemon exits.
-func waitReady(ctx context.Context, c client, d *daemon, timeout time.Duration) (*api.Status, error) {
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	tick := time.NewTicker(pollInterval)
-	defer tick.Stop()
-	last := "no answer yet"
-	for {
-		cctx, ccancel := context.WithTimeout(ctx, callTimeout)
-		st, err := c.Status(cctx)
-		ccancel()
-		if err == nil {
-			ok, why := attached(st)
-			if ok {
-				return st, nil
-			}
-			last = why
-		} else {
-			last = err.Error()
-		}
-		select {
-		case <-d.done:
-			return nil, fmt.Errorf("daemon exited (%v) before it was ready; last status: %s", d.waitErr, last)
-		case <-ctx.Done():
-			return nil, fmt.Errorf("daemon not ready after %s (%w); last status: %s", timeout, ctx.Err(), last)
-		case <-tick.C:
-		}
+// daemonInterfaces are the daemon's interfaces: both router interfaces in
+// route mode (stateless forwarding; the lab has no firewall to respect).
+func daemonInterfaces(l *lab.Lab) []labd.Interface {
+	return []labd.Interface{
+		{Name: l.RtrIn, Mode: "route", Attach: "auto"},
+		{Name: l.RtrOut, Mode: "route", Attach: "auto"},
 	}
 }
 
-// attached reports whether st shows interfaces, all attached, and if not,
-// why not.
-func attached(st *api.Status) (bool, string) {
-	if st == nil || len(st.Interfaces) == 0 {
-		return false, "no interfaces reported"
+// withOutput prints what the daemon wrote so far under err's explanation
+// and returns err, so a failed demo shows the daemon's side of the story.
+func withOutput(w io.Writer, d *labd.Process, err error) error {
+	if d == nil {
+		return err
 	}
-	var notReady []string
-	for _, ifc := range st.Interfaces {
-		if ifc.State == api.StateAttached {
-			continue
-		}
-		s := ifc.Name + " " + ifc.State
-		if ifc.Error != "" {
-			s += " (" + ifc.Error + ")"
-		}
-		notReady = append(notReady, s)
+	out := d.Output()
+	if out == "" {
+		fmt.Fprintf(w, "\n(the daemon wrote nothing)\n")
+		return err
 	}
-	if len(notReady) > 0 {
-		return false, strings.Join(notReady, ", ")
+	fmt.Fprintf(w, "\ndaemon output:\n%s", out)
+	if !strings.HasSuffix(out, "\n") {
+		fmt.Fprintln(w)
 	}
-	return true, ""
+	return err
 }
 
 func describeAttach(st *api.Status) string {

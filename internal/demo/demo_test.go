@@ -17,12 +17,13 @@ import (
 
 	"github.com/fastpath-router/fastpath/internal/api"
 	"github.com/fastpath-router/fastpath/internal/lab"
+	"github.com/fastpath-router/fastpath/internal/labd"
 	"github.com/fastpath-router/fastpath/internal/nsutil"
 )
 
 func TestConfigYAML(t *testing.T) {
 	l := &lab.Lab{RtrIn: "r0", RtrOut: "r1"}
-	got := configYAML(l, "/run/fastpath/demo-x.sock")
+	got := labd.ConfigYAML("/run/fastpath/demo-x.sock", daemonInterfaces(l)...)
 	for _, want := range []string{
 		"version: 1\n",
 		"  - {name: r0, mode: route, attach: auto}\n",
@@ -31,31 +32,6 @@ func TestConfigYAML(t *testing.T) {
 	} {
 		if !strings.Contains(got, want) {
 			t.Errorf("config lacks %q:\n%s", want, got)
-		}
-	}
-}
-
-func TestAttached(t *testing.T) {
-	for _, tc := range []struct {
-		st   *api.Status
-		ok   bool
-		why  string
-		name string
-	}{
-		{nil, false, "no interfaces", "nil"},
-		{&api.Status{}, false, "no interfaces", "empty"},
-		{&api.Status{Interfaces: []api.InterfaceStatus{
-			{Name: "r0", State: api.StateAttached},
-			{Name: "r1", State: api.StateError, Error: "no xdp"},
-		}}, false, "r1 error (no xdp)", "one error"},
-		{&api.Status{Interfaces: []api.InterfaceStatus{
-			{Name: "r0", State: api.StateAttached},
-			{Name: "r1", State: api.StateAttached},
-		}}, true, "", "all attached"},
-	} {
-		ok, why := attached(tc.st)
-		if ok != tc.ok || !strings.Contains(why, tc.why) {
-			t.Errorf("%s: attached = %v, %q; want %v, %q", tc.name, ok, why, tc.ok, tc.why)
 		}
 	}
 }
@@ -127,18 +103,6 @@ func TestReport(t *testing.T) {
 	}
 	if f := r.failed(); len(f) != 1 || f[0] != "tcp IPv6" {
 		t.Errorf("failed = %v", f)
-	}
-}
-
-func TestTailBuffer(t *testing.T) {
-	b := &tailBuffer{max: 8}
-	b.Write([]byte("hello "))
-	if got, tr := b.snapshot(); string(got) != "hello " || tr {
-		t.Errorf("snapshot = %q, %v", got, tr)
-	}
-	b.Write([]byte("world"))
-	if got, tr := b.snapshot(); string(got) != "lo world" || !tr {
-		t.Errorf("snapshot = %q, %v", got, tr)
 	}
 }
 

@@ -4,12 +4,14 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"fmt"
 	"net/netip"
 	"os"
 	"testing"
 	"time"
 
 	"github.com/fastpath-router/fastpath/internal/lab"
+	"github.com/fastpath-router/fastpath/internal/nsutil"
 )
 
 const snmpFixture = `Ip: Forwarding DefaultTTL InReceives InHdrErrors InAddrErrors ForwDatagrams InUnknownProtos InDiscards InDelivers OutRequests OutDiscards OutNoRoutes ReasmTimeout ReasmReqds ReasmOKs ReasmFails FragOKs FragFails FragCreates OutTransmits
@@ -139,7 +141,7 @@ func TestKernelPath(t *testing.T) {
 			}
 			t.Logf("udp: %+v", u)
 			if u.Sent != count || u.Received < count*95/100 || u.Duplicates != 0 {
-				t.Errorf("udp: sent %d received %d duplicates %d", u.Sent, u.Received, u.Duplicates)
+				t.Errorf("udp: sent %d received %d duplicates %d (sink: %s)", u.Sent, u.Received, u.Duplicates, udpDrops(l.Sink))
 			}
 
 			v4b, v6b, err := KernelForwarded(l.Rtr)
@@ -181,4 +183,23 @@ func TestKernelPath(t *testing.T) {
 	if _, err := TCPTransfer(ctx, l.Gen, l.Sink, netip.AddrPortFrom(netip.MustParseAddr("198.18.2.99"), 9), 1); err == nil {
 		t.Error("tcp transfer to an address not in sink succeeded")
 	}
+}
+
+// udpDrops describes the UDP receive-buffer overflows in namespace ns, to
+// tell a starved receiver from loss on the way.
+func udpDrops(ns string) string {
+	var snmp, snmp6 []byte
+	if err := nsutil.Do(ns, func() error {
+		var err error
+		if snmp, err = os.ReadFile("/proc/thread-self/net/snmp"); err != nil {
+			return err
+		}
+		snmp6, err = os.ReadFile("/proc/thread-self/net/snmp6")
+		return err
+	}); err != nil {
+		return err.Error()
+	}
+	v4, err4 := parseSNMP(snmp, "Udp", "RcvbufErrors")
+	v6, err6 := parseSNMP6(snmp6, "Udp6RcvbufErrors")
+	return fmt.Sprintf("RcvbufErrors %d (%v), Udp6RcvbufErrors %d (%v)", v4, err4, v6, err6)
 }

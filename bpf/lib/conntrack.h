@@ -1,0 +1,156 @@
+/* SPDX-License-Identifier: GPL-2.0 OR BSD-2-Clause */
+/* Conntrack from the datapath: look up the kernel's entry for a packet,
+ * decide whether it may be offloaded, and read the NAT it implies. */
+#pragma once
+#include "common.h"
+#include "kernel.h"
+
+#define FP_TCP_FIN 0x01
+#define FP_TCP_RST 0x04
+
+static __always_inline void fp_key_of(struct fp_flow_key *k, const struct fp_pkt *p)
+{
+	__builtin_memset(k, 0, sizeof(*k));
+	k->family = p->family;
+	k->proto = p->l4_proto;
+	k->sport = p->sport;
+	k->dport = p->dport;
+	if (p->family == AF_INET) {
+		struct iphdr *iph = p->l3;
+
+		k->saddr[0] = iph->saddr;
+		k->daddr[0] = iph->daddr;
+	} else {
+		struct ipv6hdr *ip6h = p->l3;
+
+		__builtin_memcpy(k->saddr, &ip6h->saddr, 16);
+		__builtin_memcpy(k->daddr, &ip6h->daddr, 16);
+	}
+}
+
+/* fp_ct_lookup finds the conntrack entry of the flow key (either direction).
+ * The caller must bpf_ct_release a non-NULL result. xdp is a compile-time
+ * constant: each program calls the kfunc of its own context type. */
+static __always_inline struct nf_conn *fp_ct_lookup(void *ctx, const int xdp, const struct fp_flow_key *k,
+						    struct bpf_ct_opts *opts)
+{
+	struct bpf_sock_tuple t = {};
+	__u32 tlen;
+
+	if (k->family == AF_INET) {
+		t.ipv4.saddr = k->saddr[0];
+		t.ipv4.daddr = k->daddr[0];
+		t.ipv4.sport = k->sport;
+		t.ipv4.dport = k->dport;
+		tlen = sizeof(t.ipv4);
+	} else {
+		__builtin_memcpy(t.ipv6.saddr, k->saddr, 16);
+		__builtin_memcpy(t.ipv6.daddr, k->daddr, 16);
+		t.ipv6.sport = k->sport;
+		t.ipv6.dport = k->dport;
+		tlen = sizeof(t.ipv6);
+	}
+	__builtin_memset(opts, 0, sizeof(*opts));
+	opts->netns_id = BPF_F_CURRENT_NETNS;
+	opts->l4proto = k->proto;
+	if (xdp)
+		return bpf_xdp_ct_lookup(ctx, &t, tlen, opts, sizeof(*opts));
+	return bpf_skb_ct_lookup(ctx, &t, tlen, opts, sizeof(*opts));
+}
+
+/* fp_ct_offloadable: only confirmed, established entries with nothing that
+ * needs the kernel to see every packet (helpers, expectations, TCP
+ * sequence adjustment). */
+static __always_inline int fp_ct_offloadable(const struct nf_conn *ct, __u8 proto, __u32 *reason)
+{
+	unsigned long status = ct->status;
+	struct nf_ct_ext *ext;
+
+	if (!(status & IPS_CONFIRMED) || (status & IPS_DYING)) {
+		*reason = FP_PASS_NOT_ESTABLISHED;
+		return -1;
+	}
+	if ((status & (IPS_HELPER | IPS_SEQ_ADJUST | IPS_EXPECTED)) || ct->master) {
+		*reason = FP_PASS_CT_HELPER;
+		return -1;
+	}
+	ext = ct->ext;
+	if (ext && ext->offset[NF_CT_EXT_HELPER]) {
+		*reason = FP_PASS_CT_HELPER;
+		return -1;
+	}
+	if (proto == IPPROTO_TCP) {
+		if (!(status & IPS_ASSURED) || ct->proto.tcp.state != TCP_CONNTRACK_ESTABLISHED) {
+			*reason = FP_PASS_NOT_ESTABLISHED;
+			return -1;
+		}
+	} else if (!(status & IPS_SEEN_REPLY)) {
+		*reason = FP_PASS_NOT_ESTABLISHED;
+		return -1;
+	}
+	return 0;
+}
+
+/* fp_ct_timeout_ms: the timeout the kernel itself would give the entry on a
+ * packet now, from the sysctls the daemon copies into fp_state. */
+static __always_inline __u32 fp_ct_timeout_ms(const struct nf_conn *ct, __u8 proto, const struct fp_state *st)
+{
+	if (proto == IPPROTO_TCP)
+		return st->tcp_timeout_ms;
+	if (ct->status & IPS_ASSURED)
+		return st->udp_stream_timeout_ms;
+	return st->udp_timeout_ms;
+}
+
+/* fp_ct_refresh keeps an offloaded flow's entry alive (offloaded packets do
+ * not reach conntrack) and confirms it is still there and offloadable. */
+static __always_inline int fp_ct_refresh(struct nf_conn *ct, __u8 proto, const struct fp_state *st,
+					 __u32 *reason)
+{
+	__u32 ms;
+
+	if (fp_ct_offloadable(ct, proto, reason))
+		return -1;
+	ms = fp_ct_timeout_ms(ct, proto, st);
+	if (ms)
+		bpf_ct_change_timeout(ct, ms);
+	return 0;
+}
+
+/* The packet after NAT is the other direction's tuple turned around: its
+ * source is the other tuple's destination and vice versa. Array indexes are
+ * constants so CO-RE can relocate them. */
+#define FP_CT_NAT_FROM(f, ct, i)                                               \
+	do {                                                                   \
+		const struct nf_conntrack_tuple *o = &(ct)->tuplehash[i].tuple;\
+		(f)->nat_saddr[0] = o->dst.u3.all[0];                          \
+		(f)->nat_saddr[1] = o->dst.u3.all[1];                          \
+		(f)->nat_saddr[2] = o->dst.u3.all[2];                          \
+		(f)->nat_saddr[3] = o->dst.u3.all[3];                          \
+		(f)->nat_daddr[0] = o->src.u3.all[0];                          \
+		(f)->nat_daddr[1] = o->src.u3.all[1];                          \
+		(f)->nat_daddr[2] = o->src.u3.all[2];                          \
+		(f)->nat_daddr[3] = o->src.u3.all[3];                          \
+		(f)->nat_sport = o->dst.u.all;                                 \
+		(f)->nat_dport = o->src.u.all;                                 \
+	} while (0)
+
+static __always_inline void fp_ct_nat(struct fp_flow *f, const struct nf_conn *ct, __u8 dir,
+				      const struct fp_flow_key *k)
+{
+	if (dir) {
+		FP_CT_NAT_FROM(f, ct, 0);
+		f->flags |= FP_FLOW_REPLY;
+	} else {
+		FP_CT_NAT_FROM(f, ct, 1);
+	}
+	if (k->family == AF_INET) {
+		/* only word 0 is an IPv4 address; keep keys and compares exact */
+		f->nat_saddr[1] = f->nat_saddr[2] = f->nat_saddr[3] = 0;
+		f->nat_daddr[1] = f->nat_daddr[2] = f->nat_daddr[3] = 0;
+	}
+	if (__builtin_memcmp(f->nat_saddr, k->saddr, 16) || f->nat_sport != k->sport)
+		f->flags |= FP_FLOW_SNAT;
+	if (__builtin_memcmp(f->nat_daddr, k->daddr, 16) || f->nat_dport != k->dport)
+		f->flags |= FP_FLOW_DNAT;
+}

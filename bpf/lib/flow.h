@@ -1,0 +1,291 @@
+/* SPDX-License-Identifier: GPL-2.0 OR BSD-2-Clause */
+/* Offload mode: the flow cache. A miss asks netfilter's recorded verdict
+ * and conntrack whether the flow may be offloaded and fills the cache with
+ * the whole rewrite; a hit forwards with no other lookup. */
+#pragma once
+#include "common.h"
+#include "csum.h"
+#include "conntrack.h"
+#include "counters.h"
+#include "forward.h"
+
+#define FP_CT_REFRESH_NS 1000000000ULL /* refresh conntrack at most once a second per flow */
+
+static __always_inline const struct fp_state *fp_state(void)
+{
+	__u32 zero = 0;
+
+	return bpf_map_lookup_elem(&fp_globals, &zero);
+}
+
+/* fp_flow_event tells the daemon about a flow; a full ring drops it. */
+static __always_inline void fp_flow_event(__u32 type, __u32 reason, const struct fp_flow_key *k,
+					  const struct fp_flow *f, __u32 ifindex)
+{
+	struct fp_event *e = bpf_ringbuf_reserve(&fp_events, sizeof(*e), 0);
+
+	if (!e) {
+		fp_count_event_lost(ifindex);
+		return;
+	}
+	e->ts_ns = bpf_ktime_get_ns();
+	e->type = type;
+	e->reason = reason;
+	e->ifindex_in = f->ifindex_in;
+	e->ifindex_out = f->ifindex_out;
+	e->key = *k;
+	__builtin_memcpy(e->nat_saddr, f->nat_saddr, 16);
+	__builtin_memcpy(e->nat_daddr, f->nat_daddr, 16);
+	e->nat_sport = f->nat_sport;
+	e->nat_dport = f->nat_dport;
+	e->flags = f->flags;
+	e->pad[0] = e->pad[1] = e->pad[2] = 0;
+	bpf_ringbuf_submit(e, 0);
+}
+
+/* fp_flow_evict removes a flow and its other direction. */
+static __always_inline void fp_flow_evict(const struct fp_flow_key *k, const struct fp_flow *f, __u32 ifindex,
+					  __u32 reason)
+{
+	struct fp_flow_key rev = {
+		.family = k->family,
+		.proto = k->proto,
+		.sport = f->nat_dport,
+		.dport = f->nat_sport,
+	};
+
+	__builtin_memcpy(rev.saddr, f->nat_daddr, 16);
+	__builtin_memcpy(rev.daddr, f->nat_saddr, 16);
+	if (bpf_map_delete_elem(&fp_flows, k) == 0) {
+		fp_count_flow(ifindex, 0);
+		fp_flow_event(FP_EV_FLOW_DEL, reason, k, f, ifindex);
+	}
+	bpf_map_delete_elem(&fp_flows, &rev);
+}
+
+/* fp_flow_fill decides a missed or stale flow and caches it. */
+static __always_inline struct fp_flow *fp_flow_fill(void *ctx, const int xdp, const struct fp_pkt *p,
+						    const struct fp_flow_key *k, __u32 ifindex, __u32 l3_len,
+						    const struct fp_state *st, __u64 now, __u32 *reason)
+{
+	struct bpf_fib_lookup fib;
+	struct bpf_ct_opts opts;
+	struct fp_iface *egress;
+	struct fp_flow f = {}, *fp;
+	struct nf_conn *ct;
+	__u32 *accepted, route_mtu;
+	int rc;
+
+	/* Netfilter's verdict under the current ruleset, seen by fp_nf_accept */
+	accepted = bpf_map_lookup_elem(&fp_accepted, k);
+	if (!accepted || *accepted != st->fw_gen) {
+		*reason = FP_PASS_NOT_ACCEPTED;
+		return NULL;
+	}
+	ct = fp_ct_lookup(ctx, xdp, k, &opts);
+	if (!ct) {
+		*reason = FP_PASS_NO_CONNTRACK;
+		return NULL;
+	}
+	if (fp_ct_refresh(ct, k->proto, st, reason)) {
+		bpf_ct_release(ct);
+		return NULL;
+	}
+	fp_ct_nat(&f, ct, opts.dir, k);
+	bpf_ct_release(ct);
+
+	/* Route the packet as it will leave: after NAT */
+	__builtin_memset(&fib, 0, sizeof(fib));
+	fib.family = k->family;
+	fib.l4_protocol = k->proto;
+	fib.sport = f.nat_sport;
+	fib.dport = f.nat_dport;
+	fib.ifindex = ifindex;
+	fib.tot_len = l3_len;
+	if (k->family == AF_INET) {
+		fib.tos = p->tos;
+		fib.ipv4_src = f.nat_saddr[0];
+		fib.ipv4_dst = f.nat_daddr[0];
+	} else {
+		fib.flowinfo = *(__be32 *)p->l3 & bpf_htonl(0x0FFFFFFF);
+		__builtin_memcpy(fib.ipv6_src, f.nat_saddr, 16);
+		__builtin_memcpy(fib.ipv6_dst, f.nat_daddr, 16);
+	}
+	rc = bpf_fib_lookup(ctx, &fib, sizeof(fib), 0);
+	if (fp_fib_check(rc, k->family, f.nat_daddr, l3_len, reason))
+		return NULL;
+	if (fib.ifindex == ifindex) {
+		*reason = FP_PASS_HAIRPIN;
+		return NULL;
+	}
+	egress = bpf_map_lookup_elem(&fp_ifaces, &fib.ifindex);
+	if (!egress) {
+		*reason = FP_PASS_EGRESS;
+		return NULL;
+	}
+
+	f.created_ns = now;
+	f.last_ns = now;
+	f.ct_refresh_ns = now;
+	f.ifindex_in = ifindex;
+	f.ifindex_out = fib.ifindex;
+	f.fib_gen = st->fib_gen;
+	f.fw_gen = st->fw_gen;
+	f.mtu = egress->mtu;
+	route_mtu = fp_route_mtu(k->family, f.nat_daddr);
+	if (route_mtu && route_mtu < f.mtu)
+		f.mtu = route_mtu;
+	__builtin_memcpy(f.smac, fib.smac, ETH_ALEN);
+	__builtin_memcpy(f.dmac, fib.dmac, ETH_ALEN);
+	/* saddr and daddr are adjacent in both structs: one diff covers both */
+	if (f.flags & (FP_FLOW_SNAT | FP_FLOW_DNAT))
+		f.csum_addr = bpf_csum_diff((__be32 *)k->saddr, 32, f.nat_saddr, 32, 0);
+	if (bpf_map_update_elem(&fp_flows, k, &f, BPF_ANY)) {
+		*reason = FP_PASS_NO_CONNTRACK; /* map full of in-use entries: rare */
+		return NULL;
+	}
+	fp_count_flow(ifindex, 1);
+	fp_flow_event(FP_EV_FLOW_ADD, 0, k, &f, ifindex);
+	fp = bpf_map_lookup_elem(&fp_flows, k);
+	if (!fp)
+		*reason = FP_PASS_NO_CONNTRACK; /* evicted at once by a concurrent fill */
+	return fp;
+}
+
+/* fp_flow_get returns the flow to forward the packet with, or NULL and the
+ * reason it goes to the kernel. */
+static __always_inline struct fp_flow *fp_flow_get(void *ctx, const int xdp, const struct fp_pkt *p,
+						   __u32 ifindex, __u32 l3_len, __u32 *reason)
+{
+	const struct fp_state *st = fp_state();
+	struct fp_flow_key k;
+	struct fp_flow *f;
+	__u64 now;
+
+	if (!st) {
+		*reason = FP_PASS_DISABLED;
+		return NULL;
+	}
+	if (p->l4_proto != IPPROTO_TCP && p->l4_proto != IPPROTO_UDP) {
+		*reason = FP_PASS_ICMP;
+		return NULL;
+	}
+	now = bpf_ktime_get_ns();
+	/* Fail open: without a live daemon nobody invalidates the cache */
+	if (now - st->heartbeat_ns > st->watchdog_ns) {
+		*reason = FP_PASS_WATCHDOG;
+		return NULL;
+	}
+	fp_key_of(&k, p);
+	f = bpf_map_lookup_elem(&fp_flows, &k);
+	if (p->tcp_flags & (FP_TCP_FIN | FP_TCP_RST)) {
+		if (f)
+			fp_flow_evict(&k, f, ifindex, FP_PASS_TCP_CLOSE);
+		*reason = FP_PASS_TCP_CLOSE;
+		return NULL;
+	}
+	if (f && (f->fib_gen != st->fib_gen || f->fw_gen != st->fw_gen || f->ifindex_in != ifindex))
+		f = NULL; /* stale: decide again, the fill overwrites it */
+	if (f && now - f->ct_refresh_ns > FP_CT_REFRESH_NS) {
+		struct bpf_ct_opts opts;
+		struct nf_conn *ct = fp_ct_lookup(ctx, xdp, &k, &opts);
+		int bad;
+
+		if (!ct) {
+			*reason = FP_PASS_NO_CONNTRACK;
+			bad = 1;
+		} else {
+			bad = fp_ct_refresh(ct, k.proto, st, reason);
+			bpf_ct_release(ct);
+		}
+		if (bad) {
+			fp_flow_evict(&k, f, ifindex, *reason);
+			return NULL;
+		}
+		f->ct_refresh_ns = now;
+	}
+	if (!f)
+		f = fp_flow_fill(ctx, xdp, p, &k, ifindex, l3_len, st, now, reason);
+	if (f)
+		f->last_ns = now;
+	return f;
+}
+
+static __always_inline void fp_flow_account(struct fp_flow *f, __u64 bytes)
+{
+	__sync_fetch_and_add(&f->packets, 1);
+	__sync_fetch_and_add(&f->bytes, bytes);
+}
+
+/* fp_flow_rewrite_l3 edits MACs, TTL/hop limit and NAT addresses and
+ * ports, fixing the IPv4 header checksum. The L4 checksum is left to the
+ * caller (XDP edits it in place; TC lets the kernel's helpers handle
+ * CHECKSUM_PARTIAL skbs). */
+static __always_inline void fp_flow_rewrite_l3(struct fp_pkt *p, const struct fp_flow *f)
+{
+	__builtin_memcpy(p->eth->h_dest, f->dmac, ETH_ALEN);
+	__builtin_memcpy(p->eth->h_source, f->smac, ETH_ALEN);
+
+	if (p->family == AF_INET) {
+		struct iphdr *iph = p->l3;
+		__u16 old = *(__u16 *)&iph->ttl;
+
+		iph->ttl--;
+		iph->check = fp_csum_replace2(iph->check, old, *(__u16 *)&iph->ttl);
+		if (f->flags & (FP_FLOW_SNAT | FP_FLOW_DNAT)) {
+			iph->saddr = f->nat_saddr[0];
+			iph->daddr = f->nat_daddr[0];
+			iph->check = fp_csum_add(iph->check, f->csum_addr);
+		}
+	} else {
+		struct ipv6hdr *ip6h = p->l3;
+
+		ip6h->hop_limit--;
+		if (f->flags & (FP_FLOW_SNAT | FP_FLOW_DNAT)) {
+			__builtin_memcpy(&ip6h->saddr, f->nat_saddr, 16);
+			__builtin_memcpy(&ip6h->daddr, f->nat_daddr, 16);
+		}
+	}
+}
+
+/* The L4 checksum field's offset in the L4 header. */
+static __always_inline __u32 fp_l4_check_off(__u8 proto)
+{
+	return proto == IPPROTO_TCP ? offsetof(struct tcphdr, check) : offsetof(struct udphdr, check);
+}
+
+/* fp_flow_rewrite_l4_xdp: ports and the L4 checksum, in place. An IPv4 UDP
+ * checksum of zero means "none" and stays zero. */
+static __always_inline void fp_flow_rewrite_l4_xdp(struct fp_pkt *p, const struct fp_flow *f)
+{
+	__be16 *ports = p->l4;
+	__u16 *check;
+
+	if (!(f->flags & (FP_FLOW_SNAT | FP_FLOW_DNAT)))
+		return;
+	if (p->l4_proto == IPPROTO_TCP) {
+		struct tcphdr *th = p->l4;
+
+		if ((void *)(th + 1) > p->data_end)
+			return;
+		check = &th->check;
+	} else {
+		struct udphdr *uh = p->l4;
+
+		if ((void *)(uh + 1) > p->data_end)
+			return;
+		check = &uh->check;
+		if (*check == 0 && p->family == AF_INET) {
+			ports[0] = f->nat_sport;
+			ports[1] = f->nat_dport;
+			return;
+		}
+	}
+	*check = fp_csum_add(*check, f->csum_addr);
+	*check = fp_csum_replace2(*check, ports[0], f->nat_sport);
+	*check = fp_csum_replace2(*check, ports[1], f->nat_dport);
+	if (*check == 0 && p->l4_proto == IPPROTO_UDP)
+		*check = 0xffff; /* 0 would mean "no checksum" */
+	ports[0] = f->nat_sport;
+	ports[1] = f->nat_dport;
+}

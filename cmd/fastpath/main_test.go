@@ -1,0 +1,370 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/fastpath-router/fastpath/internal/api"
+)
+
+// run runs the CLI in-process and returns exit code, stdout and stderr.
+func run(t *testing.T, args ...string) (int, string, string) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	code := execute(t.Context(), args, &out, &errb)
+	return code, out.String(), errb.String()
+}
+
+func writeFile(t *testing.T, name, content string) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), name)
+	if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+const goodConfig = "version: 1\ninterfaces:\n  - {name: r0}\n  - {name: r1, mode: route, attach: tc}\nflows: {idle_timeout: 1m}\n"
+
+const badConfig = "version: 1\ninterfaces:\n  - name: r0\n    mode: offlaod\n    atach: xdp\n"
+
+func TestCheckConfig(t *testing.T) {
+	good := writeFile(t, "good.yaml", goodConfig)
+	bad := writeFile(t, "bad.yaml", badConfig)
+
+	code, out, errOut := run(t, "check-config", good)
+	if code != 0 || out != good+": ok (2 interfaces)\n" || errOut != "" {
+		t.Errorf("good: code %d, stdout %q, stderr %q", code, out, errOut)
+	}
+
+	code, out, errOut = run(t, "check-config", bad)
+	wantErr := "fastpath: " + bad + `:4: interfaces[0].mode (r0): unknown mode "offlaod"; allowed: ` +
+		`"offload" (default: the firewall, conntrack and NAT decide, fastpath carries established flows), ` +
+		`"route" (stateless forwarding that skips the firewall: trusted segments only), ` +
+		`"off" (the kernel handles everything)` + "\n" +
+		"fastpath: " + bad + `:5: interfaces[0].atach: unknown field (did you mean "attach"?); allowed here: attach, mode, name` + "\n"
+	if code != 2 || out != "" || errOut != wantErr {
+		t.Errorf("bad: code %d, stdout %q\nstderr %q\nwant   %q", code, out, errOut, wantErr)
+	}
+
+	code, _, errOut = run(t, "check-config", filepath.Join(t.TempDir(), "missing.yaml"))
+	if code != 2 || !strings.Contains(errOut, "no such file or directory") {
+		t.Errorf("missing file: code %d, stderr %q", code, errOut)
+	}
+}
+
+func TestCheckConfigJSON(t *testing.T) {
+	good := writeFile(t, "good.yaml", goodConfig)
+	bad := writeFile(t, "bad.yaml", badConfig)
+	for _, tt := range []struct {
+		file   string
+		code   int
+		ok     bool
+		errors int
+	}{
+		{good, 0, true, 0},
+		{bad, 2, false, 2},
+	} {
+		code, out, errOut := run(t, "check-config", "--json", tt.file)
+		var res checkResult
+		if err := json.Unmarshal([]byte(out), &res); err != nil {
+			t.Fatalf("%s: bad JSON %q: %v", tt.file, out, err)
+		}
+		if code != tt.code || res.File != tt.file || res.OK != tt.ok || len(res.Errors) != tt.errors || errOut != "" {
+			t.Errorf("%s: code %d, result %+v, stderr %q", tt.file, code, res, errOut)
+		}
+		if !strings.Contains(out, `"errors": [`) {
+			t.Errorf("%s: errors must be a list, even empty: %s", tt.file, out)
+		}
+	}
+}
+
+func TestUsageErrors(t *testing.T) {
+	tests := []struct {
+		args []string
+		want string // first line of stderr
+	}{
+		{[]string{"stauts"}, `fastpath: unknown command "stauts" for "fastpath"; did you mean status or stats?`},
+		{[]string{"status", "--bogus"}, "fastpath: unknown flag: --bogus"},
+		{[]string{"status", "extra"}, `fastpath: unexpected argument "extra"`},
+		{[]string{"flows", "--limit", "-1"}, "fastpath: invalid --limit -1: use 0 for all, or a positive number"},
+		{[]string{"check-config"}, "fastpath: missing FILE"},
+		{[]string{"check-config", "a", "b"}, `fastpath: unexpected argument "b" after FILE`},
+		{[]string{"run"}, "fastpath: missing --config FILE"},
+		{[]string{"lab", "dwn"}, `fastpath: unknown command "dwn" for "fastpath lab"; did you mean down?`},
+		{[]string{"lab", "up", "--name", "Bad Name"}, `fastpath: invalid lab name "Bad Name": only a-z, 0-9 and '-' are allowed`},
+		{[]string{"--log-level", "loud", "version"}, `fastpath: invalid --log-level "loud": use debug, info, warn or error`},
+		{[]string{"--log-format", "xml", "version"}, `fastpath: invalid --log-format "xml": use text or json`},
+	}
+	for _, tt := range tests {
+		code, _, errOut := run(t, tt.args...)
+		first, _, _ := strings.Cut(errOut, "\n")
+		if code != 2 || first != tt.want {
+			t.Errorf("%q: code %d, stderr %q; want 2, %q", tt.args, code, errOut, tt.want)
+		}
+	}
+}
+
+func TestRunBadConfig(t *testing.T) {
+	bad := writeFile(t, "bad.yaml", badConfig)
+	code, _, errOut := run(t, "run", "-c", bad)
+	if code != 2 || !strings.Contains(errOut, `unknown mode "offlaod"`) {
+		t.Errorf("code %d, stderr %q", code, errOut)
+	}
+}
+
+func TestHelp(t *testing.T) {
+	for _, args := range [][]string{nil, {"--help"}, {"help", "status"}, {"lab"}, {"run", "--help"}, {"flows", "--help"}} {
+		code, out, errOut := run(t, args...)
+		if code != 0 || !strings.Contains(out, "Usage:") || errOut != "" {
+			t.Errorf("%q: code %d, stdout %q, stderr %q", args, code, out, errOut)
+		}
+	}
+}
+
+func TestVersion(t *testing.T) {
+	code, out, _ := run(t, "version")
+	if code != 0 || !strings.HasPrefix(out, "fastpath "+version+"\n") {
+		t.Errorf("version: code %d, %q", code, out)
+	}
+	code, out, _ = run(t, "version", "--json")
+	var v versionInfo
+	if err := json.Unmarshal([]byte(out), &v); err != nil || code != 0 || v.Version != version || v.Go == "" {
+		t.Errorf("version --json: code %d, %q, %v", code, out, err)
+	}
+}
+
+type fakeBackend struct {
+	status *api.Status
+	stats  *api.Stats
+	flows  *api.Flows
+}
+
+func (f *fakeBackend) Status(context.Context) (*api.Status, error) { return f.status, nil }
+func (f *fakeBackend) Stats(context.Context) (*api.Stats, error)   { return f.stats, nil }
+func (f *fakeBackend) Flows(context.Context) (*api.Flows, error)   { return f.flows, nil }
+
+// serve runs an API server with b on a temporary socket for the test.
+func serve(t *testing.T, b api.Backend) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "fp.sock")
+	srv := api.NewServer(b, nil)
+	l, err := srv.Listen(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- srv.ServeListener(ctx, l) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("server: %v", err)
+		}
+	})
+	return path
+}
+
+func newTestStatus() api.Status {
+	return api.Status{
+		Version: "1.0", PID: 77, NetNS: "net:[4026532281]", ConfigFile: "/etc/fp.yaml",
+		StartedAt: time.Now().Add(-time.Hour).UTC().Truncate(time.Second),
+		Interfaces: []api.InterfaceStatus{
+			{Name: "r0", Ifindex: 3, Mode: "route", Attach: "auto", AttachedAs: "xdp",
+				ProgramID: 41, LinkID: 9, XDPTarget: true, State: api.StateAttached},
+			{Name: "r1", Mode: "route", Attach: "xdp", State: api.StateError,
+				Error: "attach xdp to r1: operation not supported"},
+		},
+	}
+}
+
+func TestStatus(t *testing.T) {
+	testStatus := newTestStatus()
+	sock := serve(t, &fakeBackend{status: &testStatus})
+
+	code, out, errOut := run(t, "status", "--socket", sock)
+	if code != 0 || errOut != "" {
+		t.Fatalf("code %d, stderr %q", code, errOut)
+	}
+	for _, want := range []string{
+		"fastpath 1.0, pid 77, netns net:[4026532281]\n",
+		"config:  /etc/fp.yaml\n",
+		"(up 1h0m", // plus the seconds the test took
+		"INTERFACE  IFINDEX  MODE   ATTACH  ATTACHED AS  STATE     PROGRAM ID  XDP TARGET  ERROR\n",
+		"r0         3        route  auto    xdp          attached  41          yes         -\n",
+		"r1         -        route  xdp     -            error     -           no          attach xdp to r1: operation not supported\n",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("status output lacks %q:\n%s", want, out)
+		}
+	}
+
+	code, out, _ = run(t, "status", "--socket", sock, "--json")
+	var got api.Status
+	if err := json.Unmarshal([]byte(out), &got); err != nil || code != 0 {
+		t.Fatalf("status --json: code %d, %v\n%s", code, err, out)
+	}
+	if !reflect.DeepEqual(got, testStatus) {
+		t.Errorf("status --json = %+v, want %+v", got, testStatus)
+	}
+	if !strings.Contains(out, "\n  \"version\": \"1.0\",\n") {
+		t.Errorf("status --json is not indented:\n%s", out)
+	}
+}
+
+func TestStats(t *testing.T) {
+	stats := &api.Stats{Interfaces: []api.InterfaceStats{
+		{Name: "r0", Ifindex: 3,
+			Forwarded:   api.Counter{Packets: 123456, Bytes: 98765432},
+			Passed:      api.Counter{Packets: 12, Bytes: 1200},
+			PassReasons: map[string]uint64{"no_neigh": 2, "ttl_exceeded": 10, "fragment": 0}},
+	}}
+	sock := serve(t, &fakeBackend{stats: stats})
+
+	code, out, _ := run(t, "stats", "--socket", sock)
+	want := `r0 (ifindex 3)
+  forwarded       123456 pkts  98765432 bytes
+  passed              12 pkts      1200 bytes
+    ttl_exceeded      10 pkts
+    no_neigh           2 pkts
+`
+	if code != 0 || out != want {
+		t.Errorf("stats: code %d\n%s\nwant\n%s", code, out, want)
+	}
+
+	code, out, _ = run(t, "stats", "--socket", sock, "--all")
+	if code != 0 || !strings.Contains(out, "    fragment           0 pkts\n") {
+		t.Errorf("stats --all: code %d\n%s", code, out)
+	}
+
+	code, out, _ = run(t, "stats", "--socket", sock, "--json")
+	var got api.Stats
+	if err := json.Unmarshal([]byte(out), &got); err != nil || code != 0 || !reflect.DeepEqual(&got, stats) {
+		t.Errorf("stats --json: code %d, %v\n%s", code, err, out)
+	}
+}
+
+func TestStatsFlows(t *testing.T) {
+	stats := &api.Stats{Interfaces: []api.InterfaceStats{
+		{Name: "wan0", Ifindex: 2,
+			Forwarded:  api.Counter{Packets: 5000, Bytes: 4000000},
+			Passed:     api.Counter{Packets: 40, Bytes: 4000},
+			FlowsAdded: 12345, FlowsRemoved: 7,
+			PassReasons: map[string]uint64{"no_conntrack": 30, "icmp": 10}},
+		{Name: "r1", Ifindex: 3,
+			Forwarded:   api.Counter{Packets: 1, Bytes: 100},
+			PassReasons: map[string]uint64{"ttl": 0}},
+	}}
+	sock := serve(t, &fakeBackend{stats: stats})
+
+	code, out, _ := run(t, "stats", "--socket", sock)
+	want := `wan0 (ifindex 2)
+  forwarded        5000 pkts  4000000 bytes
+  flows           12345 added       7 removed
+  passed             40 pkts     4000 bytes
+    no_conntrack     30 pkts
+    icmp             10 pkts
+
+r1 (ifindex 3)
+  forwarded  1 pkts  100 bytes
+  passed     0 pkts    0 bytes
+`
+	if code != 0 || out != want {
+		t.Errorf("stats: code %d\n%s\nwant\n%s", code, out, want)
+	}
+
+	code, out, _ = run(t, "stats", "--socket", sock, "--all")
+	if code != 0 || !strings.Contains(out, "r1 (ifindex 3)\n  forwarded  1 pkts  100 bytes\n  flows      0 added   0 removed\n") {
+		t.Errorf("stats --all: code %d\n%s", code, out)
+	}
+}
+
+func testFlows() *api.Flows {
+	ap := netip.MustParseAddrPort
+	return &api.Flows{Capacity: 65536, Flows: []api.Flow{
+		{Proto: "udp", Family: "ipv6", Direction: "original",
+			In:      api.Tuple{Src: ap("[fd00::2]:5353"), Dst: ap("[fd00:2::1]:53")},
+			Out:     api.Tuple{Src: ap("[fd00::2]:5353"), Dst: ap("[fd00:2::1]:53")},
+			Ingress: "r0", Egress: "r1", Packets: 3, Bytes: 300, AgeSec: 3725, IdleSec: 0.4, Stale: true},
+		{Proto: "tcp", Family: "ipv4", Direction: "original",
+			In:  api.Tuple{Src: ap("10.0.0.2:40000"), Dst: ap("198.18.2.1:443")},
+			Out: api.Tuple{Src: ap("198.18.2.254:40000"), Dst: ap("198.18.2.1:443")},
+			NAT: "snat", Ingress: "lan0", Egress: "wan0", Packets: 10, Bytes: 9000, AgeSec: 125, IdleSec: 1.6},
+		{Proto: "tcp", Family: "ipv4", Direction: "reply",
+			In:  api.Tuple{Src: ap("198.18.2.1:443"), Dst: ap("198.18.2.254:40000")},
+			Out: api.Tuple{Src: ap("198.18.2.1:443"), Dst: ap("10.0.0.2:40000")},
+			NAT: "snat", Ingress: "wan0", Egress: "lan0", Packets: 20, Bytes: 28000, AgeSec: 125, IdleSec: 1.6},
+	}}
+}
+
+func TestFlows(t *testing.T) {
+	sock := serve(t, &fakeBackend{flows: testFlows()})
+
+	code, out, errOut := run(t, "flows", "--socket", sock)
+	want := `PROTO  IN                                    OUT                                   NAT   INGRESS  EGRESS  PACKETS  BYTES  AGE    IDLE
+tcp    198.18.2.1:443 -> 198.18.2.254:40000  198.18.2.1:443 -> 10.0.0.2:40000      snat  wan0     lan0    20       28000  2m05s  2s
+tcp    10.0.0.2:40000 -> 198.18.2.1:443      198.18.2.254:40000 -> 198.18.2.1:443  snat  lan0     wan0    10       9000   2m05s  2s
+udp    [fd00::2]:5353 -> [fd00:2::1]:53      -                                     -     r0       r1      3        300    1h02m  0s    stale
+
+3 flows (capacity 65536)
+`
+	if code != 0 || out != want || errOut != "" {
+		t.Errorf("flows: code %d, stderr %q\n%s\nwant\n%s", code, errOut, out, want)
+	}
+
+	code, out, _ = run(t, "flows", "--socket", sock, "--limit", "1")
+	if code != 0 || !strings.HasPrefix(out, "PROTO") || strings.Count(out, "\n") != 4 ||
+		!strings.Contains(out, "\ntcp    198.18.2.1:443 -> ") ||
+		!strings.HasSuffix(out, "\n3 flows (capacity 65536), the 1 biggest shown; --limit 0 shows all\n") {
+		t.Errorf("flows --limit 1: code %d\n%s", code, out)
+	}
+
+	code, out, _ = run(t, "flows", "--socket", sock, "--limit", "0")
+	if code != 0 || strings.Count(out, "\n") != 6 {
+		t.Errorf("flows --limit 0: code %d\n%s", code, out)
+	}
+
+	code, out, _ = run(t, "flows", "--socket", sock, "--json")
+	var got api.Flows
+	if err := json.Unmarshal([]byte(out), &got); err != nil || code != 0 || !reflect.DeepEqual(&got, testFlows()) {
+		t.Errorf("flows --json: code %d, %v\n%s", code, err, out)
+	}
+}
+
+func TestFlowsEmpty(t *testing.T) {
+	sock := serve(t, &fakeBackend{flows: &api.Flows{Capacity: 1024}})
+	code, out, _ := run(t, "flows", "--socket", sock)
+	if code != 0 || out != "0 flows (capacity 1024)\n" {
+		t.Errorf("flows: code %d, %q", code, out)
+	}
+}
+
+func TestShortAge(t *testing.T) {
+	for sec, want := range map[float64]string{
+		0: "0s", 0.4: "0s", 0.6: "1s", 59.4: "59s", 60: "1m00s", 3599: "59m59s",
+		3600: "1h00m", 90061: "25h01m", -1: "-", 1e300: "2562047h47m",
+	} {
+		if got := shortAge(sec); got != want {
+			t.Errorf("shortAge(%v) = %q, want %q", sec, got, want)
+		}
+	}
+}
+
+func TestNoDaemon(t *testing.T) {
+	sock := filepath.Join(t.TempDir(), "none.sock")
+	for _, cmd := range []string{"status", "stats", "flows"} {
+		code, out, errOut := run(t, cmd, "--socket", sock)
+		want := "fastpath: cannot reach fastpath daemon at " + sock + ": is it running? (use --socket for another daemon)\n"
+		if code != 1 || out != "" || errOut != want {
+			t.Errorf("%s: code %d, stdout %q, stderr %q", cmd, code, out, errOut)
+		}
+	}
+}

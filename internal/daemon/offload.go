@@ -1,0 +1,214 @@
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/cilium/ebpf/link"
+	"github.com/ti-mo/conntrack"
+	"github.com/ti-mo/netfilter"
+
+	"github.com/fastpath-router/fastpath/internal/datapath"
+)
+
+// Heartbeat and watchdog: the datapath stops trusting its cache when the
+// daemon has not written a heartbeat for watchdogAfter (hung or killed with
+// its programs still attached, e.g. pinned).
+const (
+	heartbeatEvery = time.Second
+	watchdogAfter  = 3 * time.Second
+)
+
+// offload runs what offload mode needs besides attaching and invalidation
+// (see watch): the netfilter verdict hook, the heartbeat, eviction when
+// conntrack drops an entry, conntrack timeouts and idle expiry.
+type offload struct {
+	dp      *datapath.Datapath
+	log     *slog.Logger
+	idle    time.Duration
+	nfLinks []link.Link
+	ct      *conntrack.Conn
+	nl      *netfilter.Conn
+	events  *datapath.EventReader
+}
+
+// startOffload sets up offload mode; on error nothing of it remains.
+func startOffload(ctx context.Context, dp *datapath.Datapath, idle time.Duration, log *slog.Logger) (_ *offload, err error) {
+	o := &offload{dp: dp, log: log, idle: idle}
+	defer func() {
+		if err != nil {
+			o.close()
+		}
+	}()
+	if err := o.refreshTimeouts(); err != nil {
+		return nil, err
+	}
+	if err := dp.Heartbeat(watchdogAfter); err != nil {
+		return nil, err
+	}
+	if o.nfLinks, err = dp.AttachNetfilter(); err != nil {
+		return nil, err
+	}
+	if err := o.watchConntrack(ctx); err != nil {
+		return nil, err
+	}
+	if err := o.watchFlows(ctx); err != nil {
+		return nil, err
+	}
+	go o.heartbeat(ctx)
+	return o, nil
+}
+
+func (o *offload) close() {
+	if o == nil {
+		return
+	}
+	for _, l := range o.nfLinks {
+		l.Close()
+	}
+	if o.ct != nil {
+		o.ct.Close()
+	}
+	if o.events != nil {
+		o.events.Close()
+	}
+	if o.nl != nil {
+		o.nl.Close()
+	}
+}
+
+func (o *offload) heartbeat(ctx context.Context) {
+	t := time.NewTicker(heartbeatEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if err := o.dp.Heartbeat(watchdogAfter); err != nil {
+				o.log.Error("heartbeat", "err", err)
+			}
+		}
+	}
+}
+
+// resync is the periodic housekeeping: timeouts may have been changed with
+// sysctl, idle flows leave the cache.
+func (o *offload) resync() {
+	if err := o.refreshTimeouts(); err != nil {
+		o.log.Warn("conntrack timeouts", "err", err)
+	}
+	if n, err := o.dp.ExpireIdle(o.idle); err != nil {
+		o.log.Warn("expire idle flows", "err", err)
+	} else if n > 0 {
+		o.log.Debug("expired idle flows", "count", n)
+	}
+}
+
+// refreshTimeouts copies the namespace's conntrack timeouts into the
+// datapath, which refreshes offloaded entries with them.
+func (o *offload) refreshTimeouts() error {
+	read := func(name string) (time.Duration, error) {
+		b, err := os.ReadFile("/proc/sys/net/netfilter/" + name)
+		if err != nil {
+			return 0, fmt.Errorf("conntrack sysctl (is conntrack available in this kernel?): %w", err)
+		}
+		s, err := strconv.Atoi(strings.TrimSpace(string(b)))
+		if err != nil {
+			return 0, fmt.Errorf("parse %s: %w", name, err)
+		}
+		return time.Duration(s) * time.Second, nil
+	}
+	var t datapath.Timeouts
+	var err error
+	if t.TCPEstablished, err = read("nf_conntrack_tcp_timeout_established"); err != nil {
+		return err
+	}
+	if t.UDP, err = read("nf_conntrack_udp_timeout"); err != nil {
+		return err
+	}
+	if t.UDPStream, err = read("nf_conntrack_udp_timeout_stream"); err != nil {
+		return err
+	}
+	return o.dp.SetTimeouts(t)
+}
+
+// watchConntrack evicts flows whose conntrack entry is destroyed
+// (conntrack -D, flush, expiry), so their next packet goes to the kernel.
+func (o *offload) watchConntrack(ctx context.Context) error {
+	c, err := conntrack.Dial(nil)
+	if err != nil {
+		return fmt.Errorf("conntrack events: %w", err)
+	}
+	o.ct = c
+	events := make(chan conntrack.Event, 1024)
+	errs, err := c.Listen(events, 1, []netfilter.NetlinkGroup{netfilter.GroupCTDestroy})
+	if err != nil {
+		return fmt.Errorf("listen for conntrack events: %w", err)
+	}
+	go func() {
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case err := <-errs:
+				if ctx.Err() == nil {
+					// ENOBUFS: events were lost; the per-second conntrack
+					// check in the datapath still catches dead entries.
+					o.log.Warn("conntrack events", "err", err)
+				}
+			case ev := <-events:
+				if ev.Flow == nil {
+					continue
+				}
+				o.dp.ForgetConnection(tupleOf(ev.Flow.TupleOrig), tupleOf(ev.Flow.TupleReply))
+			}
+		}
+	}()
+	return nil
+}
+
+func tupleOf(t conntrack.Tuple) datapath.Tuple {
+	return datapath.Tuple{
+		Proto: t.Proto.Protocol,
+		Src:   netip.AddrPortFrom(t.IP.SourceAddress, t.Proto.SourcePort),
+		Dst:   netip.AddrPortFrom(t.IP.DestinationAddress, t.Proto.DestinationPort),
+	}
+}
+
+// watchFlows follows the datapath's flow events: an offloaded TCP entry is
+// made window-liberal (see liberal.go).
+func (o *offload) watchFlows(ctx context.Context) error {
+	var err error
+	if o.nl, err = netfilter.Dial(nil); err != nil {
+		return fmt.Errorf("ctnetlink: %w", err)
+	}
+	if o.events, err = o.dp.Events(); err != nil {
+		return err
+	}
+	go func() {
+		for {
+			ev, err := o.events.Read()
+			if errors.Is(err, datapath.ErrClosed) {
+				return
+			}
+			if err != nil {
+				o.log.Warn("flow events", "err", err)
+				continue
+			}
+			if ev.Type == datapath.FlowAdded {
+				if err := setLiberal(o.nl, ev.Flow); err != nil && ctx.Err() == nil {
+					o.log.Warn("offloaded flow", "err", err)
+				}
+			}
+		}
+	}()
+	return nil
+}

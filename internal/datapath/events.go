@@ -1,0 +1,86 @@
+package datapath
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/cilium/ebpf/ringbuf"
+)
+
+// EventType says what happened to a flow.
+type EventType uint32
+
+const (
+	// FlowAdded: the flow entered the cache; fastpath forwards it now.
+	FlowAdded = EventType(fastpathFpEventTypeFP_EV_FLOW_ADD)
+	// FlowRemoved: the datapath evicted the flow (Reason says why).
+	FlowRemoved = EventType(fastpathFpEventTypeFP_EV_FLOW_DEL)
+)
+
+func (t EventType) String() string {
+	switch t {
+	case FlowAdded:
+		return "flow_added"
+	case FlowRemoved:
+		return "flow_removed"
+	}
+	return fmt.Sprintf("event_%d", uint32(t))
+}
+
+// Event is one flow event from the datapath.
+type Event struct {
+	Type   EventType
+	Time   time.Duration // CLOCK_MONOTONIC
+	Reason string        // pass reason name, for FlowRemoved
+	Flow   Flow          // counters and times are not filled
+}
+
+// EventReader reads flow events. Close unblocks Read.
+type EventReader struct {
+	rd      *ringbuf.Reader
+	reasons []string
+}
+
+// Events opens the datapath's event ring buffer.
+func (d *Datapath) Events() (*EventReader, error) {
+	rd, err := ringbuf.NewReader(d.objs.FpEvents)
+	if err != nil {
+		return nil, fmt.Errorf("open event ring buffer: %w", err)
+	}
+	return &EventReader{rd: rd, reasons: d.reasons}, nil
+}
+
+// ErrClosed is returned by Read after Close.
+var ErrClosed = os.ErrClosed
+
+// Read blocks until the next event.
+func (r *EventReader) Read() (Event, error) {
+	rec, err := r.rd.Read()
+	if err != nil {
+		if errors.Is(err, ringbuf.ErrClosed) {
+			return Event{}, ErrClosed
+		}
+		return Event{}, fmt.Errorf("read event: %w", err)
+	}
+	var e fastpathFpEvent
+	if err := binary.Read(bytes.NewReader(rec.RawSample), binary.NativeEndian, &e); err != nil {
+		return Event{}, fmt.Errorf("decode event: %w", err)
+	}
+	v := fastpathFpFlow{
+		IfindexIn: e.IfindexIn, IfindexOut: e.IfindexOut, Flags: e.Flags,
+		NatSaddr: e.NatSaddr, NatDaddr: e.NatDaddr, NatSport: e.NatSport, NatDport: e.NatDport,
+	}
+	ev := Event{Type: EventType(e.Type), Time: time.Duration(e.TsNs), Flow: flowOf(e.Key, v, 0, 0)}
+	ev.Flow.Stale = false
+	if ev.Type == FlowRemoved && int(e.Reason) < len(r.reasons) {
+		ev.Reason = r.reasons[e.Reason]
+	}
+	return ev, nil
+}
+
+// Close stops reading.
+func (r *EventReader) Close() error { return r.rd.Close() }

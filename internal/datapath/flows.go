@@ -1,0 +1,165 @@
+package datapath
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"time"
+
+	"github.com/cilium/ebpf"
+	"golang.org/x/sys/unix"
+)
+
+// Tuple is one direction of a connection as packets carry it.
+type Tuple struct {
+	Proto    uint8 // unix.IPPROTO_TCP or IPPROTO_UDP
+	Src, Dst netip.AddrPort
+}
+
+// Flow is a cached flow: the tuple packets arrive with and what fastpath
+// does with them.
+type Flow struct {
+	In         Tuple // as it arrives
+	Out        Tuple // as it leaves (after NAT)
+	SNAT, DNAT bool
+	Reply      bool // this is conntrack's reply direction
+	IfindexIn  int
+	IfindexOut int
+	Packets    uint64
+	Bytes      uint64
+	Created    time.Duration // CLOCK_MONOTONIC, see Monotonic
+	Last       time.Duration
+	MTU        int
+	Stale      bool // built under older routes or ruleset: rechecked on its next packet
+}
+
+func addrOf(family uint8, w [4]uint32) netip.Addr {
+	var b [16]byte
+	for i, v := range w {
+		// map words are in network byte order in memory: copy the bytes
+		b[4*i], b[4*i+1], b[4*i+2], b[4*i+3] = byte(v), byte(v>>8), byte(v>>16), byte(v>>24)
+	}
+	if family == unix.AF_INET {
+		return netip.AddrFrom4([4]byte(b[:4]))
+	}
+	return netip.AddrFrom16(b)
+}
+
+func wordsOf(a netip.Addr) [4]uint32 {
+	var w [4]uint32
+	b := a.As16()
+	if a.Is4() {
+		b4 := a.As4()
+		b = [16]byte{}
+		copy(b[:4], b4[:])
+	}
+	for i := range w {
+		w[i] = uint32(b[4*i]) | uint32(b[4*i+1])<<8 | uint32(b[4*i+2])<<16 | uint32(b[4*i+3])<<24
+	}
+	return w
+}
+
+// ntohs/htons for ports stored in network byte order in little-endian words.
+func swap16(v uint16) uint16 { return v<<8 | v>>8 }
+
+func keyOf(t Tuple) fastpathFpFlowKey {
+	k := fastpathFpFlowKey{Proto: t.Proto, Sport: swap16(t.Src.Port()), Dport: swap16(t.Dst.Port())}
+	k.Family = unix.AF_INET6
+	if t.Src.Addr().Is4() {
+		k.Family = unix.AF_INET
+	}
+	k.Saddr = wordsOf(t.Src.Addr())
+	k.Daddr = wordsOf(t.Dst.Addr())
+	return k
+}
+
+func flowOf(k fastpathFpFlowKey, v fastpathFpFlow, fibGen, fwGen uint32) Flow {
+	return Flow{
+		In: Tuple{Proto: k.Proto,
+			Src: netip.AddrPortFrom(addrOf(k.Family, k.Saddr), swap16(k.Sport)),
+			Dst: netip.AddrPortFrom(addrOf(k.Family, k.Daddr), swap16(k.Dport))},
+		Out: Tuple{Proto: k.Proto,
+			Src: netip.AddrPortFrom(addrOf(k.Family, v.NatSaddr), swap16(v.NatSport)),
+			Dst: netip.AddrPortFrom(addrOf(k.Family, v.NatDaddr), swap16(v.NatDport))},
+		SNAT:      v.Flags&flagSNAT != 0,
+		DNAT:      v.Flags&flagDNAT != 0,
+		Reply:     v.Flags&flagReply != 0,
+		IfindexIn: int(v.IfindexIn), IfindexOut: int(v.IfindexOut),
+		Packets: v.Packets, Bytes: v.Bytes,
+		Created: time.Duration(v.CreatedNs), Last: time.Duration(v.LastNs),
+		MTU:   int(v.Mtu),
+		Stale: v.FibGen != fibGen || v.FwGen != fwGen,
+	}
+}
+
+const (
+	flagSNAT  = uint8(fastpathFpFlowFlagsFP_FLOW_SNAT)
+	flagDNAT  = uint8(fastpathFpFlowFlagsFP_FLOW_DNAT)
+	flagReply = uint8(fastpathFpFlowFlagsFP_FLOW_REPLY)
+)
+
+// Flows lists the flow cache. The cache changes while it is read; a flow
+// may be missed or listed after it went.
+func (d *Datapath) Flows() ([]Flow, error) {
+	fib, fw := d.Generations()
+	var (
+		out []Flow
+		k   fastpathFpFlowKey
+		v   fastpathFpFlow
+	)
+	it := d.objs.FpFlows.Iterate()
+	for it.Next(&k, &v) {
+		out = append(out, flowOf(k, v, fib, fw))
+	}
+	if err := it.Err(); err != nil && !errors.Is(err, ebpf.ErrIterationAborted) {
+		return out, fmt.Errorf("list flows: %w", err)
+	}
+	return out, nil
+}
+
+// FlowCapacity is the flow cache's size.
+func (d *Datapath) FlowCapacity() int { return int(d.objs.FpFlows.MaxEntries()) }
+
+// ForgetConnection removes both directions of a connection from the cache
+// and from the record of what netfilter accepted, given conntrack's two
+// tuples (original and reply, as packets arrive). Used when conntrack
+// destroys the entry.
+func (d *Datapath) ForgetConnection(orig, reply Tuple) int {
+	n := 0
+	for _, t := range []Tuple{orig, reply} {
+		k := keyOf(t)
+		if d.objs.FpFlows.Delete(k) == nil {
+			n++
+		}
+		_ = d.objs.FpAccepted.Delete(k)
+	}
+	return n
+}
+
+// ExpireIdle removes flows whose last packet is older than idle. The LRU
+// would evict them under pressure anyway; this keeps `fastpath flows`
+// about live traffic. Returns how many went.
+func (d *Datapath) ExpireIdle(idle time.Duration) (int, error) {
+	now := Monotonic()
+	var (
+		k    fastpathFpFlowKey
+		v    fastpathFpFlow
+		dead []fastpathFpFlowKey
+	)
+	it := d.objs.FpFlows.Iterate()
+	for it.Next(&k, &v) {
+		if now-time.Duration(v.LastNs) > idle {
+			dead = append(dead, k)
+		}
+	}
+	if err := it.Err(); err != nil && !errors.Is(err, ebpf.ErrIterationAborted) {
+		return 0, fmt.Errorf("scan flows: %w", err)
+	}
+	n := 0
+	for _, k := range dead {
+		if d.objs.FpFlows.Delete(k) == nil {
+			n++
+		}
+	}
+	return n, nil
+}

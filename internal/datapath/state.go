@@ -1,0 +1,88 @@
+package datapath
+
+import (
+	"fmt"
+	"math"
+	"sync"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// Timeouts are the conntrack timeouts an offloaded flow's entry is refreshed
+// with, as the kernel would on each packet (its sysctls, copied).
+type Timeouts struct {
+	TCPEstablished time.Duration
+	UDP            time.Duration
+	UDPStream      time.Duration
+}
+
+// globals is the daemon's side of fp_globals. The datapath only reads the
+// map; every write here replaces the whole value under mu, so concurrent
+// callers cannot lose each other's updates.
+type globals struct {
+	mu sync.Mutex
+	v  fastpathFpState
+}
+
+// Monotonic returns CLOCK_MONOTONIC, the clock of bpf_ktime_get_ns.
+func Monotonic() time.Duration {
+	var ts unix.Timespec
+	if err := unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts); err != nil {
+		panic("clock_gettime(CLOCK_MONOTONIC): " + err.Error()) // cannot fail on Linux
+	}
+	return time.Duration(ts.Nano())
+}
+
+func (d *Datapath) writeGlobals(update func(*fastpathFpState)) error {
+	d.g.mu.Lock()
+	defer d.g.mu.Unlock()
+	next := d.g.v
+	update(&next)
+	if err := d.objs.FpGlobals.Update(uint32(0), next, 0); err != nil {
+		return fmt.Errorf("write datapath state: %w", err)
+	}
+	d.g.v = next
+	return nil
+}
+
+// Heartbeat tells the datapath the daemon is alive. If no heartbeat comes
+// for the watchdog period, offload mode stops using its cache and sends
+// everything through the kernel.
+func (d *Datapath) Heartbeat(watchdog time.Duration) error {
+	now := Monotonic()
+	return d.writeGlobals(func(s *fastpathFpState) {
+		s.HeartbeatNs = uint64(now)
+		s.WatchdogNs = uint64(watchdog)
+	})
+}
+
+// InvalidateRoutes makes every cached flow redo its FIB lookup on its next
+// packet (routes, neighbours or links changed).
+func (d *Datapath) InvalidateRoutes() error {
+	return d.writeGlobals(func(s *fastpathFpState) { s.FibGen++ })
+}
+
+// InvalidateRuleset makes every flow prove again that netfilter accepts it
+// (one packet through the kernel per direction) before it is offloaded:
+// the ruleset changed.
+func (d *Datapath) InvalidateRuleset() error {
+	return d.writeGlobals(func(s *fastpathFpState) { s.FwGen++ })
+}
+
+// SetTimeouts sets the conntrack timeouts offloaded flows are refreshed with.
+func (d *Datapath) SetTimeouts(t Timeouts) error {
+	ms := func(d time.Duration) uint32 { return uint32(min(d.Milliseconds(), math.MaxUint32)) }
+	return d.writeGlobals(func(s *fastpathFpState) {
+		s.TcpTimeoutMs = ms(t.TCPEstablished)
+		s.UdpTimeoutMs = ms(t.UDP)
+		s.UdpStreamTimeoutMs = ms(t.UDPStream)
+	})
+}
+
+// Generations returns the current route and ruleset generations.
+func (d *Datapath) Generations() (fib, fw uint32) {
+	d.g.mu.Lock()
+	defer d.g.mu.Unlock()
+	return d.g.v.FibGen, d.g.v.FwGen
+}
