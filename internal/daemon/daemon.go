@@ -89,7 +89,11 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 	// attached in offload mode: until then the datapath passes everything.
 	var off *offload
 	if usesOffload(cfg) {
-		if off, err = startOffload(ctx, dp, cfg.Flows.IdleTimeout.Std(), log); err != nil {
+		idle := cfg.Flows.IdleTimeout.Std()
+		if idle <= 0 { // a Config built in code; Parse fills the default
+			idle = config.DefaultIdleTimeout
+		}
+		if off, err = startOffload(ctx, dp, idle, log); err != nil {
 			return fmt.Errorf("offload mode: %w", err)
 		}
 		defer off.close()

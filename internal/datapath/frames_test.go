@@ -13,6 +13,7 @@ import (
 // fills in lengths and checksums.
 type pkt struct {
 	dstMAC  net.HardwareAddr      // default: in0's MAC
+	srcMAC  net.HardwareAddr      // default: the sender's (macPeer)
 	tpids   []layers.EthernetType // VLAN tag protocols, outermost first
 	l3      gopacket.SerializableLayer
 	ext     []gopacket.SerializableLayer // IPv6 extension headers
@@ -126,7 +127,11 @@ func (p pkt) serialize() ([]byte, error) {
 	}
 	// Each header's type field names the next header.
 	types := append(append([]layers.EthernetType(nil), p.tpids...), l3type)
-	ls := []gopacket.SerializableLayer{&layers.Ethernet{SrcMAC: macPeer, DstMAC: dst, EthernetType: types[0]}}
+	src := p.srcMAC
+	if src == nil {
+		src = macPeer
+	}
+	ls := []gopacket.SerializableLayer{&layers.Ethernet{SrcMAC: src, DstMAC: dst, EthernetType: types[0]}}
 	for i := range p.tpids {
 		ls = append(ls, &layers.Dot1Q{Priority: 1, VLANIdentifier: uint16(10 + i), Type: types[i+1]})
 	}

@@ -42,13 +42,13 @@ func TestDeltasAndShare(t *testing.T) {
 			PassReasons: map[string]uint64{"not_ip": 3, "ttl": 2}},
 	}}
 	after := &api.Stats{Interfaces: []api.InterfaceStats{
-		{Name: "r0", Forwarded: api.Counter{Packets: 110, Bytes: 101000}, Passed: api.Counter{Packets: 9},
+		{Name: "r0", Forwarded: api.Counter{Packets: 110, Bytes: 101000}, Passed: api.Counter{Packets: 9}, FlowsAdded: 6,
 			PassReasons: map[string]uint64{"not_ip": 4, "ttl": 5, "frag": 0}},
 		{Name: "r1", Forwarded: api.Counter{Packets: 50, Bytes: 3000}, Passed: api.Counter{Packets: 1},
 			PassReasons: map[string]uint64{"not_ip": 1}},
 	}}
 	ds, reasons := deltas(before, after)
-	if len(ds) != 2 || ds[0] != (ifaceDelta{"r0", 100, 100000, 4}) || ds[1] != (ifaceDelta{"r1", 50, 3000, 1}) {
+	if len(ds) != 2 || ds[0] != (ifaceDelta{"r0", 100, 100000, 4, 6}) || ds[1] != (ifaceDelta{"r1", 50, 3000, 1, 0}) {
 		t.Errorf("deltas = %+v", ds)
 	}
 	if got := topReasons(reasons, 3); strings.Join(got, ",") != "ttl 3,not_ip 2" {

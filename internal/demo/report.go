@@ -41,6 +41,7 @@ type ifaceDelta struct {
 	name                 string
 	fwdPackets, fwdBytes uint64
 	passed               uint64
+	flowsAdded           uint64
 }
 
 // deltas returns per-interface growth of fastpath's counters, in the
@@ -65,6 +66,7 @@ func deltas(before, after *api.Stats) ([]ifaceDelta, map[string]uint64) {
 			fwdPackets: sub(s.Forwarded.Packets, p.Forwarded.Packets),
 			fwdBytes:   sub(s.Forwarded.Bytes, p.Forwarded.Bytes),
 			passed:     sub(s.Passed.Packets, p.Passed.Packets),
+			flowsAdded: sub(s.FlowsAdded, p.FlowsAdded),
 		})
 		for k, v := range s.PassReasons {
 			reasons[k] += sub(v, p.PassReasons[k])
@@ -139,8 +141,8 @@ func (r report) write(w io.Writer) {
 	var fp uint64
 	for _, d := range ifs {
 		fp += d.fwdPackets
-		fmt.Fprintf(tw, "  fastpath %s:\tforwarded %d packets / %s,\tpassed to the kernel %d\n",
-			d.name, d.fwdPackets, bytesString(d.fwdBytes), d.passed)
+		fmt.Fprintf(tw, "  fastpath %s:\tforwarded %d packets / %s,\tflows offloaded %d,\tpassed to the kernel %d\n",
+			d.name, d.fwdPackets, bytesString(d.fwdBytes), d.flowsAdded, d.passed)
 	}
 	tw.Flush()
 	if top := topReasons(reasons, maxReasons); len(top) > 0 {

@@ -21,6 +21,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/vishvananda/netlink"
@@ -440,4 +441,26 @@ func writeSysctls(ns string, kv map[string]string) error {
 
 func ipNet(a netip.Addr, bits int) *net.IPNet {
 	return &net.IPNet{IP: net.IP(a.AsSlice()), Mask: net.CIDRMask(bits, a.BitLen())}
+}
+
+// MasqueradeRuleset is what Masquerade installs in the router: source NAT
+// of everything leaving towards the sink, IPv4 and IPv6, as a home or edge
+// router does.
+const MasqueradeRuleset = `table inet fastpath_lab {
+	chain postrouting {
+		type nat hook postrouting priority srcnat; policy accept;
+		oifname "r1" masquerade
+	}
+}
+`
+
+// Masquerade makes the router masquerade traffic leaving towards the sink,
+// so the sink sees the router's address (198.18.2.254 / fd00:2::fe).
+func (l *Lab) Masquerade(ctx context.Context) error {
+	cmd := l.Command(ctx, l.Rtr, "nft", "-f", "-")
+	cmd.Stdin = strings.NewReader(MasqueradeRuleset)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("install masquerade in %s: %w: %s", l.Rtr, err, strings.TrimSpace(string(out)))
+	}
+	return nil
 }

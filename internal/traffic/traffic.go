@@ -45,6 +45,8 @@ type TCPResult struct {
 	SentSHA256     [32]byte
 	RecvSHA256     [32]byte
 	Duration       time.Duration // from connect to the receiver's EOF
+	// Peer is the sender's address as the receiver saw it (after any NAT).
+	Peer netip.AddrPort
 }
 
 // OK reports whether every byte arrived intact.
@@ -86,10 +88,11 @@ func TCPTransfer(ctx context.Context, srcNS, dstNS string, dst netip.AddrPort, s
 	ln.SetDeadline(deadline)
 
 	type recv struct {
-		n   int64
-		sum [32]byte
-		at  time.Time
-		err error
+		n    int64
+		sum  [32]byte
+		at   time.Time
+		peer netip.AddrPort
+		err  error
 	}
 	// Buffered: the receiver never blocks on an abandoned transfer.
 	got := make(chan recv, 1)
@@ -105,7 +108,7 @@ func TCPTransfer(ctx context.Context, srcNS, dstNS string, dst netip.AddrPort, s
 		c.SetDeadline(deadline)
 		h := sha256.New()
 		n, err := io.Copy(h, c)
-		r := recv{n: n, at: time.Now(), err: err}
+		r := recv{n: n, at: time.Now(), peer: c.RemoteAddr().(*net.TCPAddr).AddrPort(), err: err}
 		h.Sum(r.sum[:0])
 		got <- r
 	}()
@@ -147,6 +150,7 @@ func TCPTransfer(ctx context.Context, srcNS, dstNS string, dst netip.AddrPort, s
 	}
 	res.Received, res.RecvSHA256 = r.n, r.sum
 	res.Duration = r.at.Sub(start)
+	res.Peer = netip.AddrPortFrom(r.peer.Addr().Unmap(), r.peer.Port())
 	if r.err != nil {
 		return res, fmt.Errorf("tcp transfer: receive on %s after %d bytes: %w", dst, r.n, ctxErr(ctx, r.err))
 	}
@@ -227,6 +231,9 @@ const maxUDPCount = 10_000_000
 // from a socket in srcNS to a receiver it opens on dst in dstNS (port 0
 // picks a free port), one every interval (0: as fast as possible), and
 // counts what arrives. Loss is not an error; no datagram arriving at all is.
+// The receiver answers the first datagram, as request/response protocols
+// (DNS, QUIC, games) do: conntrack then sees the flow replied, which is
+// what a firewall calls established.
 func UDPStream(ctx context.Context, srcNS, dstNS string, dst netip.AddrPort, count, size int, interval time.Duration) (UDPResult, error) {
 	var res UDPResult
 	if size < udpHeader || size > 65000 {
@@ -353,7 +360,7 @@ func receiveUDP(c *net.UDPConn, runID uint64, count int, sendDone <-chan time.Ti
 		}
 		// Short reads so the drain check above runs regularly.
 		c.SetReadDeadline(time.Now().Add(50 * time.Millisecond))
-		n, err := c.Read(buf)
+		n, from, err := c.ReadFromUDPAddrPort(buf)
 		if err != nil {
 			if errors.Is(err, net.ErrClosed) {
 				break
@@ -371,6 +378,9 @@ func receiveUDP(c *net.UDPConn, runID uint64, count int, sendDone <-chan time.Ti
 		case seen[seq]:
 			r.Duplicates++
 		default:
+			if r.Received == 0 {
+				c.WriteToUDPAddrPort(buf[:udpHeader], from) // best effort, see UDPStream
+			}
 			seen[seq] = true
 			r.Received++
 			if int(seq) < highest {
