@@ -103,7 +103,12 @@ static __always_inline long fp_tc_flow(struct __sk_buff *skb, struct fp_pkt *p, 
 	if (nat) {
 		ports[0] = f->nat_sport;
 		ports[1] = f->nat_dport;
-		bpf_l4_csum_replace(skb, check, 0, f->csum_addr, BPF_F_PSEUDO_HDR | mangled);
+		/* BPF_F_IPV6 keeps a CHECKSUM_COMPLETE skb->csum right for IPv6
+		 * addresses; kernels before it reject the flag, and then the
+		 * update without it is the best they offer. */
+		if (p->family != AF_INET6 ||
+		    bpf_l4_csum_replace(skb, check, 0, f->csum_addr, BPF_F_PSEUDO_HDR | BPF_F_IPV6 | mangled))
+			bpf_l4_csum_replace(skb, check, 0, f->csum_addr, BPF_F_PSEUDO_HDR | mangled);
 		bpf_l4_csum_replace(skb, check, old_sport, f->nat_sport, 2 | mangled);
 		bpf_l4_csum_replace(skb, check, old_dport, f->nat_dport, 2 | mangled);
 	}

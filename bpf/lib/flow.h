@@ -66,7 +66,8 @@ static __always_inline void fp_flow_evict(const struct fp_flow_key *k, const str
 /* fp_flow_fill decides a missed or stale flow and caches it. */
 static __always_inline struct fp_flow *fp_flow_fill(void *ctx, const int xdp, const struct fp_pkt *p,
 						    const struct fp_flow_key *k, __u32 ifindex, __u32 l3_len,
-						    const struct fp_state *st, __u64 now, __u32 *reason)
+						    const struct fp_state *st, __u64 now,
+						    const struct fp_flow *stale, __u32 *reason)
 {
 	struct bpf_fib_lookup fib;
 	struct bpf_ct_opts opts;
@@ -125,6 +126,12 @@ static __always_inline struct fp_flow *fp_flow_fill(void *ctx, const int xdp, co
 	}
 
 	f.created_ns = now;
+	if (stale) {
+		/* re-validated, not new: the flow keeps its age and counters */
+		f.created_ns = stale->created_ns;
+		f.packets = stale->packets;
+		f.bytes = stale->bytes;
+	}
 	f.last_ns = now;
 	f.ct_refresh_ns = now;
 	f.ifindex_in = ifindex;
@@ -144,8 +151,10 @@ static __always_inline struct fp_flow *fp_flow_fill(void *ctx, const int xdp, co
 		*reason = FP_PASS_NO_CONNTRACK; /* map full of in-use entries: rare */
 		return NULL;
 	}
-	fp_count_flow(ifindex, 1);
-	fp_flow_event(FP_EV_FLOW_ADD, 0, k, &f, ifindex);
+	if (!stale) {
+		fp_count_flow(ifindex, 1);
+		fp_flow_event(FP_EV_FLOW_ADD, 0, k, &f, ifindex);
+	}
 	fp = bpf_map_lookup_elem(&fp_flows, k);
 	if (!fp)
 		*reason = FP_PASS_NO_CONNTRACK; /* evicted at once by a concurrent fill */
@@ -158,8 +167,8 @@ static __always_inline struct fp_flow *fp_flow_get(void *ctx, const int xdp, con
 						   __u32 ifindex, __u32 l3_len, __u32 *reason)
 {
 	const struct fp_state *st = fp_state();
+	struct fp_flow *f, *stale = NULL;
 	struct fp_flow_key k;
-	struct fp_flow *f;
 	__u64 now;
 
 	if (!st) {
@@ -184,8 +193,10 @@ static __always_inline struct fp_flow *fp_flow_get(void *ctx, const int xdp, con
 		*reason = FP_PASS_TCP_CLOSE;
 		return NULL;
 	}
-	if (f && (f->fib_gen != st->fib_gen || f->fw_gen != st->fw_gen || f->ifindex_in != ifindex))
-		f = NULL; /* stale: decide again, the fill overwrites it */
+	if (f && (f->fib_gen != st->fib_gen || f->fw_gen != st->fw_gen || f->ifindex_in != ifindex)) {
+		stale = f; /* decide again; the fill overwrites it */
+		f = NULL;
+	}
 	if (f && now - f->ct_refresh_ns > FP_CT_REFRESH_NS) {
 		struct bpf_ct_opts opts;
 		struct nf_conn *ct = fp_ct_lookup(ctx, xdp, &k, &opts);
@@ -205,7 +216,7 @@ static __always_inline struct fp_flow *fp_flow_get(void *ctx, const int xdp, con
 		f->ct_refresh_ns = now;
 	}
 	if (!f)
-		f = fp_flow_fill(ctx, xdp, p, &k, ifindex, l3_len, st, now, reason);
+		f = fp_flow_fill(ctx, xdp, p, &k, ifindex, l3_len, st, now, stale, reason);
 	if (f)
 		f->last_ns = now;
 	return f;
@@ -275,7 +286,9 @@ static __always_inline void fp_flow_rewrite_l4_xdp(struct fp_pkt *p, const struc
 		if ((void *)(uh + 1) > p->data_end)
 			return;
 		check = &uh->check;
-		if (*check == 0 && p->family == AF_INET) {
+		/* 0 means "no checksum": the kernel's NAT keeps it, for IPv6 too
+		 * (RFC 6935 allows it there for tunnels) */
+		if (*check == 0) {
 			ports[0] = f->nat_sport;
 			ports[1] = f->nat_dport;
 			return;

@@ -16,6 +16,11 @@ type Backend interface {
 	Status(ctx context.Context) (*Status, error)
 	Stats(ctx context.Context) (*Stats, error)
 	Flows(ctx context.Context) (*Flows, error)
+	// Events streams events until ctx ends. The channel is closed when
+	// the stream ends; a slow reader misses events (see Event.Dropped).
+	Events(ctx context.Context) (<-chan Event, error)
+	// Reload rereads the config file and applies the difference.
+	Reload(ctx context.Context) (*ReloadResult, error)
 }
 
 // Status describes the daemon and each configured interface.
@@ -108,4 +113,32 @@ type Flow struct {
 type Flows struct {
 	Capacity int    `json:"capacity"`
 	Flows    []Flow `json:"flows"`
+}
+
+// Event kinds.
+const (
+	EventFlowAdded   = "flow_added"   // the datapath started forwarding a flow
+	EventFlowRemoved = "flow_removed" // the datapath evicted a flow (Reason says why)
+	EventAttach      = "attach"       // an interface was attached (Interface, Detail)
+	EventDetach      = "detach"       // an interface was detached or went away
+	EventWatchdog    = "watchdog"     // heartbeat trouble: offload suspended/resumed
+	EventReload      = "reload"       // the config was reloaded (Detail)
+	EventDropped     = "dropped"      // Dropped events were lost for this reader
+)
+
+// Event is one line of `fastpath events`.
+type Event struct {
+	Time      time.Time `json:"time"`
+	Kind      string    `json:"kind"`
+	Interface string    `json:"interface,omitempty"`
+	Flow      *Flow     `json:"flow,omitempty"` // flow events; counters not filled
+	Reason    string    `json:"reason,omitempty"`
+	Detail    string    `json:"detail,omitempty"`
+	Dropped   uint64    `json:"dropped,omitempty"`
+}
+
+// ReloadResult says what a reload changed.
+type ReloadResult struct {
+	Changed bool     `json:"changed"`
+	Actions []string `json:"actions"` // e.g. "attach r2 (offload, xdp)", "detach r1"
 }

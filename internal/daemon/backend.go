@@ -9,6 +9,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/fastpath-router/fastpath/internal/datapath"
+	"github.com/fastpath-router/fastpath/internal/eventhub"
 
 	"github.com/fastpath-router/fastpath/internal/api"
 )
@@ -16,7 +17,23 @@ import (
 // backend answers API requests from the reconciler's state.
 type backend struct {
 	r      *reconciler
+	events *eventhub.Hub
+	reload func(context.Context) (*api.ReloadResult, error)
 	status api.Status // the fixed part
+}
+
+func (b *backend) Events(ctx context.Context) (<-chan api.Event, error) {
+	if b.events == nil {
+		return nil, errStarting
+	}
+	return b.events.Subscribe(ctx), nil
+}
+
+func (b *backend) Reload(ctx context.Context) (*api.ReloadResult, error) {
+	if b.reload == nil {
+		return nil, errStarting
+	}
+	return b.reload(ctx)
 }
 
 var errStarting = errors.New("daemon is starting")
@@ -83,20 +100,7 @@ func (b *backend) Flows(context.Context) (*api.Flows, error) {
 	if err != nil {
 		return nil, err
 	}
-	names := map[int]string{}
-	b.r.mu.Lock()
-	for _, ic := range b.r.ifaces {
-		if ic.ifindex != 0 {
-			names[ic.ifindex] = ic.cfg.Name
-		}
-	}
-	b.r.mu.Unlock()
-	name := func(idx int) string {
-		if n, ok := names[idx]; ok {
-			return n
-		}
-		return fmt.Sprintf("ifindex %d", idx)
-	}
+	name := b.flowNamer()
 	now := datapath.Monotonic()
 	out := &api.Flows{Capacity: b.r.dp.FlowCapacity(), Flows: make([]api.Flow, 0, len(flows))}
 	for _, f := range flows {
@@ -134,3 +138,27 @@ func apiFlow(f datapath.Flow, name func(int) string, now time.Duration) api.Flow
 	}
 	return a
 }
+
+// flowNamer snapshots ifindex -> configured name, for flows and events.
+func (b *backend) flowNamer() func(int) string {
+	names := map[int]string{}
+	if b.r != nil {
+		b.r.mu.Lock()
+		for _, ic := range b.r.ifaces {
+			if ic.ifindex != 0 {
+				names[ic.ifindex] = ic.cfg.Name
+			}
+		}
+		b.r.mu.Unlock()
+	}
+	return func(idx int) string {
+		if n, ok := names[idx]; ok {
+			return n
+		}
+		return fmt.Sprintf("ifindex %d", idx)
+	}
+}
+
+// flowName names one ifindex; flow events call it per event, which is
+// fine at the hub's bounded rate.
+func (b *backend) flowName(idx int) string { return b.flowNamer()(idx) }

@@ -15,6 +15,7 @@ import (
 	"github.com/fastpath-router/fastpath/internal/api"
 	"github.com/fastpath-router/fastpath/internal/config"
 	"github.com/fastpath-router/fastpath/internal/datapath"
+	"github.com/fastpath-router/fastpath/internal/eventhub"
 	"github.com/fastpath-router/fastpath/internal/xdpfeat"
 )
 
@@ -84,7 +85,10 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 	if err != nil {
 		return fmt.Errorf("watch kernel state: %w", err)
 	}
-	r := newReconciler(cfg, dp, feats, log)
+	hub := eventhub.New(eventhub.DefaultRate, eventhub.DefaultBurst)
+	b.events = hub
+	r := newReconciler(cfg, dp, feats, hub, log)
+	b.r = r // set before any goroutine reads it; the API serves only later
 	// The heartbeat and the verdict hook go in before any interface is
 	// attached in offload mode: until then the datapath passes everything.
 	var off *offload
@@ -93,7 +97,7 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 		if idle <= 0 { // a Config built in code; Parse fills the default
 			idle = config.DefaultIdleTimeout
 		}
-		if off, err = startOffload(ctx, dp, idle, log); err != nil {
+		if off, err = startOffload(ctx, dp, idle, hub, b.flowName, log); err != nil {
 			return fmt.Errorf("offload mode: %w", err)
 		}
 		defer off.close()
@@ -105,7 +109,6 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 	defer r.detachAll()
 	r.syncRouteMTUs()
 
-	b.r = r // before serving: the server reads it only once it serves
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.ServeListener(ctx, ln) }()
 	log.Info("fastpath running", "interfaces", len(cfg.Interfaces), "socket", cfg.API.Socket, "netns", netns)

@@ -15,7 +15,9 @@ import (
 	"github.com/ti-mo/conntrack"
 	"github.com/ti-mo/netfilter"
 
+	"github.com/fastpath-router/fastpath/internal/api"
 	"github.com/fastpath-router/fastpath/internal/datapath"
+	"github.com/fastpath-router/fastpath/internal/eventhub"
 )
 
 // Heartbeat and watchdog: the datapath stops trusting its cache when the
@@ -32,6 +34,8 @@ const (
 type offload struct {
 	dp      *datapath.Datapath
 	log     *slog.Logger
+	hub     *eventhub.Hub
+	name    func(ifindex int) string
 	idle    time.Duration
 	nfLinks []link.Link
 	ct      *conntrack.Conn
@@ -40,8 +44,9 @@ type offload struct {
 }
 
 // startOffload sets up offload mode; on error nothing of it remains.
-func startOffload(ctx context.Context, dp *datapath.Datapath, idle time.Duration, log *slog.Logger) (_ *offload, err error) {
-	o := &offload{dp: dp, log: log, idle: idle}
+func startOffload(ctx context.Context, dp *datapath.Datapath, idle time.Duration, hub *eventhub.Hub,
+	name func(int) string, log *slog.Logger) (_ *offload, err error) {
+	o := &offload{dp: dp, log: log, idle: idle, hub: hub, name: name}
 	defer func() {
 		if err != nil {
 			o.close()
@@ -208,7 +213,18 @@ func (o *offload) watchFlows(ctx context.Context) error {
 					o.log.Warn("offloaded flow", "err", err)
 				}
 			}
+			o.publish(ev)
 		}
 	}()
 	return nil
+}
+
+func (o *offload) publish(ev datapath.Event) {
+	f := apiFlow(ev.Flow, o.name, ev.Time)
+	f.AgeSec, f.IdleSec = 0, 0 // an event carries no times of the flow
+	kind := api.EventFlowAdded
+	if ev.Type == datapath.FlowRemoved {
+		kind = api.EventFlowRemoved
+	}
+	o.hub.Publish(api.Event{Kind: kind, Interface: f.Ingress, Flow: &f, Reason: ev.Reason})
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/fastpath-router/fastpath/internal/api"
 	"github.com/fastpath-router/fastpath/internal/config"
 	"github.com/fastpath-router/fastpath/internal/datapath"
+	"github.com/fastpath-router/fastpath/internal/eventhub"
 	"github.com/fastpath-router/fastpath/internal/netwatch"
 	"github.com/fastpath-router/fastpath/internal/xdpfeat"
 )
@@ -44,11 +45,12 @@ type reconciler struct {
 	dp     *datapath.Datapath
 	feats  *xdpfeat.Querier
 	log    *slog.Logger
+	events *eventhub.Hub
 	ifaces []*iface
 }
 
-func newReconciler(cfg *config.Config, dp *datapath.Datapath, feats *xdpfeat.Querier, log *slog.Logger) *reconciler {
-	r := &reconciler{dp: dp, feats: feats, log: log}
+func newReconciler(cfg *config.Config, dp *datapath.Datapath, feats *xdpfeat.Querier, events *eventhub.Hub, log *slog.Logger) *reconciler {
+	r := &reconciler{dp: dp, feats: feats, log: log, events: events}
 	for _, c := range cfg.Interfaces {
 		st := api.StateMissing
 		if c.Mode == config.ModeOff {
@@ -205,6 +207,8 @@ func (r *reconciler) attach(ic *iface) error {
 		ic.linkID, ic.progID = uint32(info.ID), uint32(info.Program)
 	}
 	r.log.Info("attached", "interface", ic.cfg.Name, "ifindex", ic.ifindex, "hook", hook, "why", why, "mode", ic.cfg.Mode)
+	r.events.Publish(api.Event{Kind: api.EventAttach, Interface: ic.cfg.Name,
+		Detail: fmt.Sprintf("%s, %s mode: %s", hook, ic.cfg.Mode, why)})
 	return nil
 }
 
@@ -223,6 +227,7 @@ func (r *reconciler) teardown(ic *iface, state string) {
 			r.log.Warn("detach", "interface", ic.cfg.Name, "err", err)
 		}
 		ic.link = nil
+		r.events.Publish(api.Event{Kind: api.EventDetach, Interface: ic.cfg.Name, Detail: state})
 	}
 	if ic.ifindex != 0 {
 		if err := r.dp.RemoveIface(ic.ifindex); err != nil {

@@ -108,7 +108,13 @@ type runOpts struct {
 	ingress int
 	gsoSize uint32 // TC only: make the skb look like a GRO aggregate
 	gsoSegs uint32
+	// TC only: run the skb as CHECKSUM_COMPLETE; the kernel then fails
+	// the run with EBADMSG if skb->csum no longer matches the packet.
+	csumComplete bool
 }
+
+// bpfFTestSkbChecksumComplete is BPF_F_TEST_SKB_CHECKSUM_COMPLETE (uapi).
+const bpfFTestSkbChecksumComplete = 1 << 2
 
 // runResult is what one BPF_PROG_RUN returned.
 type runResult struct {
@@ -136,6 +142,9 @@ func (tn *testNet) run(h hook, frame []byte, o runOpts) (runResult, error) {
 	} else {
 		prog = tn.d.objs.FpTc
 		opts.Context = skbMD{Ifindex: uint32(o.ingress), GSOSize: o.gsoSize, GSOSegs: o.gsoSegs}
+		if o.csumComplete {
+			opts.Flags = bpfFTestSkbChecksumComplete
+		}
 	}
 	var res runResult
 	err := tn.do(func() error {

@@ -1,0 +1,174 @@
+// SPDX-License-Identifier: GPL-2.0 OR BSD-2-Clause
+//go:build ignore
+
+/* The benchmark's own programs (`fastpath bench`), none of them part of the
+ * router:
+ *   bench_gen   the traffic generator, run with BPF_PROG_RUN in live-frames
+ *               mode: stamps each frame with its flow's headers, XDP_TX.
+ *   bench_sink  counts IPv4 UDP frames and drops them (or, while flows are
+ *               being established, sends them back: XDP_TX); the rest passes.
+ *   bench_fwd   the plain XDP redirect r0 -> r1, no parsing, no routing: the
+ *               upper bound for any XDP router on this path.
+ * Each role loads its own copy of the object, so maps are never shared. */
+#include <linux/bpf.h>
+#include <linux/if_ether.h>
+#include <linux/in.h>
+#include <linux/ip.h>
+#include <linux/udp.h>
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_endian.h>
+
+char __license[] SEC("license") = "Dual BSD/GPL";
+
+#define BENCH_HDR_LEN 42 /* Ethernet + IPv4 (no options) + UDP */
+
+/* What the generator writes into every frame. Flow i (0 <= i < flows) has
+ * source port sport_base + i % sport_span and destination port
+ * dport_base + i / sport_span; everything else comes from hdr. */
+struct bench_gen_cfg {
+	__u8 hdr[BENCH_HDR_LEN];
+	__u16 sport_base; /* host order */
+	__u16 dport_base;
+	__u16 pad;
+	__u32 flows;
+	__u32 sport_span;
+};
+
+/* Packets and bytes, per CPU. */
+struct bench_count {
+	__u64 packets;
+	__u64 bytes;
+};
+
+enum bench_sink_mode {
+	BENCH_SINK_DROP = 0,    /* count, drop */
+	BENCH_SINK_REFLECT = 1, /* count, send back with addresses and ports swapped */
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct bench_gen_cfg);
+} bench_cfg SEC(".maps");
+
+/* The generator's frame counter: the flow index comes from it, and its
+ * growth is the generator's own send rate. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u64);
+} bench_seq SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct bench_count);
+} bench_counts SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u32); /* enum bench_sink_mode */
+} bench_mode SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_DEVMAP);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u32);
+} bench_tx SEC(".maps");
+
+/* Types only Go reads: into BTF for bpf2go -type. */
+const volatile enum bench_sink_mode bench_unused_mode;
+
+SEC("xdp")
+int bench_gen(struct xdp_md *ctx)
+{
+	void *data = (void *)(long)ctx->data;
+	void *data_end = (void *)(long)ctx->data_end;
+	struct bench_gen_cfg *cfg;
+	struct udphdr *uh;
+	__u32 zero = 0, i;
+	__u64 *seq;
+
+	cfg = bpf_map_lookup_elem(&bench_cfg, &zero);
+	seq = bpf_map_lookup_elem(&bench_seq, &zero);
+	if (!cfg || !seq || !cfg->flows || !cfg->sport_span)
+		return XDP_ABORTED;
+	if (data + BENCH_HDR_LEN > data_end)
+		return XDP_ABORTED;
+	/* Pages come back recycled with whatever the router wrote into them
+	 * (MACs, TTL, NAT addresses and ports): write the whole header. */
+	__builtin_memcpy(data, cfg->hdr, BENCH_HDR_LEN);
+	i = *seq % cfg->flows;
+	*seq += 1;
+	uh = data + sizeof(struct ethhdr) + sizeof(struct iphdr);
+	uh->source = bpf_htons(cfg->sport_base + i % cfg->sport_span);
+	uh->dest = bpf_htons(cfg->dport_base + i / cfg->sport_span);
+	return XDP_TX;
+}
+
+/* Incremental checksum update for one 16-bit word (RFC 1624). */
+static __always_inline __u16 bench_csum_replace(__u16 check, __u16 old, __u16 new)
+{
+	__u32 sum = (__u16)~check + (__u16)~old + new;
+
+	sum = (sum & 0xffff) + (sum >> 16);
+	sum = (sum & 0xffff) + (sum >> 16);
+	return ~sum;
+}
+
+SEC("xdp")
+int bench_sink(struct xdp_md *ctx)
+{
+	void *data = (void *)(long)ctx->data;
+	void *data_end = (void *)(long)ctx->data_end;
+	struct ethhdr *eth = data;
+	struct bench_count *c;
+	struct iphdr *iph;
+	struct udphdr *uh;
+	__u32 zero = 0, *mode;
+
+	iph = (void *)(eth + 1);
+	if ((void *)(iph + 1) > data_end || eth->h_proto != bpf_htons(ETH_P_IP) ||
+	    iph->ihl != 5 || iph->protocol != IPPROTO_UDP)
+		return XDP_PASS; /* ARP and the rest: the stack's business */
+	uh = (void *)(iph + 1);
+	if ((void *)(uh + 1) > data_end)
+		return XDP_PASS;
+	c = bpf_map_lookup_elem(&bench_counts, &zero);
+	if (c) {
+		c->packets++;
+		c->bytes += data_end - data;
+	}
+	mode = bpf_map_lookup_elem(&bench_mode, &zero);
+	if (!mode || *mode != BENCH_SINK_REFLECT)
+		return XDP_DROP;
+
+	/* Swapping addresses and ports keeps both checksums; the TTL does not. */
+	__u8 mac[ETH_ALEN];
+	__be32 addr = iph->saddr;
+	__be16 port = uh->source;
+	__u16 old = *(__u16 *)&iph->ttl;
+
+	__builtin_memcpy(mac, eth->h_source, ETH_ALEN);
+	__builtin_memcpy(eth->h_source, eth->h_dest, ETH_ALEN);
+	__builtin_memcpy(eth->h_dest, mac, ETH_ALEN);
+	iph->saddr = iph->daddr;
+	iph->daddr = addr;
+	uh->source = uh->dest;
+	uh->dest = port;
+	iph->ttl = 64;
+	iph->check = bench_csum_replace(iph->check, old, *(__u16 *)&iph->ttl);
+	return XDP_TX;
+}
+
+SEC("xdp")
+int bench_fwd(struct xdp_md *ctx)
+{
+	return bpf_redirect_map(&bench_tx, 0, XDP_DROP);
+}
