@@ -14,7 +14,10 @@ import (
 )
 
 func newRunCmd(lf *logFlags, stderr io.Writer) *cobra.Command {
-	var path string
+	var (
+		path string
+		keep bool
+	)
 	cmd := &cobra.Command{
 		Use:   "run -c FILE",
 		Short: "Run the fastpath daemon in the foreground",
@@ -26,8 +29,11 @@ the config's api.socket. Interfaces in offload mode (the default) forward the
 connections conntrack holds as established, NAT included, after the firewall
 accepted them; route mode forwards statelessly, skipping the firewall.
 SIGINT or SIGTERM detaches everything and exits, so packets go back to the
-kernel path. Logs go to stderr; it suits a systemd
-service with Type=simple or Type=notify. Needs root.
+kernel path; with --keep-datapath the programs stay attached and maps and
+links stay pinned under /sys/fs/bpf/fastpath/, and the next daemon adopts
+them without a gap in forwarding (restarts, upgrades; fastpath detach
+removes them). SIGHUP rereads the config and applies the difference. Logs go
+to stderr; it suits a systemd service with Type=notify. Needs root.
 
 Exit status: 0 after a clean stop, 1 if the daemon failed, 2 if the config is
 invalid.`,
@@ -38,8 +44,12 @@ invalid.`,
   # more detail while debugging attach problems
   fastpath run -c /etc/fastpath/fastpath.yaml --log-level debug
 
-  # inside a network namespace (give each daemon its own api.socket)
-  ip netns exec rtr fastpath run -c /etc/fastpath/rtr.yaml`,
+  # as the systemd unit runs it: restarts and upgrades do not interrupt forwarding
+  fastpath run -c /etc/fastpath/fastpath.yaml --keep-datapath
+
+  # inside a network namespace (give each daemon its own api.socket); nsenter
+  # keeps /sys/fs/bpf visible, ip netns exec would hide it from --keep-datapath
+  nsenter --net=/run/netns/rtr fastpath run -c /etc/fastpath/rtr.yaml`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if path == "" {
@@ -55,10 +65,11 @@ invalid.`,
 			}
 			ctx, stop := signalContext(cmd)
 			defer stop()
-			return daemon.Run(ctx, cfg, daemon.Options{Logger: log, ConfigPath: path, Version: version})
+			return daemon.Run(ctx, cfg, daemon.Options{Logger: log, ConfigPath: path, Version: version, KeepDatapath: keep})
 		},
 	}
 	cmd.Flags().StringVarP(&path, "config", "c", "", "config file (YAML; see docs/config.md)")
+	cmd.Flags().BoolVar(&keep, "keep-datapath", false, "on exit leave the datapath attached and pinned for the next daemon (fastpath detach removes it)")
 	return cmd
 }
 

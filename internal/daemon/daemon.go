@@ -24,6 +24,10 @@ type Options struct {
 	Logger     *slog.Logger
 	ConfigPath string
 	Version    string
+	// KeepDatapath leaves programs attached and maps and links pinned
+	// when the daemon exits, so a restart or upgrade does not interrupt
+	// forwarding; `fastpath detach` removes them.
+	KeepDatapath bool
 }
 
 // resyncEvery bounds how long a missed netlink event can leave the datapath
@@ -38,9 +42,11 @@ const lockName = "@fastpath-daemon-lock"
 // ErrAlreadyRunning is returned when another daemon serves this namespace.
 var ErrAlreadyRunning = errors.New("another fastpath daemon is already running in this network namespace")
 
-// Run runs the daemon until ctx ends, then detaches everything it attached.
-// It returns an error, with nothing left attached, if the configuration
-// cannot be applied in full at start.
+// Run runs the daemon until ctx ends, then detaches everything it attached
+// (unless opts.KeepDatapath). It returns an error, with nothing left
+// attached, if the configuration cannot be applied in full at start. A
+// datapath pinned by a previous daemon in this namespace is adopted without
+// a gap in forwarding.
 func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 	log := opts.Logger
 	if log == nil {
@@ -66,11 +72,21 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 	}
 	defer ln.Close()
 
-	dp, err := datapath.Load(datapath.Options{FlowEntries: cfg.Flows.MaxEntries})
+	pinDir, err := pinDirFor(opts.KeepDatapath, log)
+	if err != nil {
+		return err
+	}
+	dp, err := datapath.Load(datapath.Options{FlowEntries: cfg.Flows.MaxEntries, PinDir: pinDir})
 	if err != nil {
 		return err
 	}
 	defer dp.Close()
+	switch {
+	case dp.Adopted():
+		log.Info("adopting the datapath a previous daemon left", "pins", pinDir)
+	case dp.Replaced():
+		log.Info("replacing a pinned datapath of another layout (upgrade): flows re-offload, counters restart", "pins", pinDir)
+	}
 	feats, err := xdpfeat.Open()
 	if err != nil {
 		return err
@@ -103,10 +119,27 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 		defer off.close()
 	}
 	if err := r.start(); err != nil {
+		// The kernel is the correct fallback: leave nothing behind, not
+		// even what a previous daemon pinned.
 		r.detachAll()
+		off.close()
+		dp.Unpin()
 		return err
 	}
-	defer r.detachAll()
+	if err := settlePins(dp, r, opts.KeepDatapath, log); err != nil {
+		r.detachAll()
+		off.close()
+		dp.Unpin()
+		return err
+	}
+	defer func() {
+		if opts.KeepDatapath {
+			log.Info("leaving the datapath attached and pinned for the next daemon", "pins", pinDir)
+			r.release()
+			return
+		}
+		r.detachAll()
+	}()
 	r.syncRouteMTUs()
 
 	serveErr := make(chan error, 1)
@@ -119,7 +152,7 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 	for {
 		select {
 		case <-ctx.Done():
-			log.Info("stopping: detaching from all interfaces")
+			log.Info("stopping")
 			return nil
 		case err := <-serveErr:
 			if ctx.Err() != nil {

@@ -75,17 +75,23 @@ func (o *offload) close() {
 	if o == nil {
 		return
 	}
+	// Closing a pinned link leaves it attached: the daemon unpins first
+	// unless it keeps the datapath for its successor.
 	for _, l := range o.nfLinks {
 		l.Close()
 	}
+	o.nfLinks = nil
 	if o.ct != nil {
 		o.ct.Close()
+		o.ct = nil
 	}
 	if o.events != nil {
 		o.events.Close()
+		o.events = nil
 	}
 	if o.nl != nil {
 		o.nl.Close()
+		o.nl = nil
 	}
 }
 
@@ -198,9 +204,10 @@ func (o *offload) watchFlows(ctx context.Context) error {
 	if o.events, err = o.dp.Events(); err != nil {
 		return err
 	}
+	rd := o.events // close() clears the field; the reader ends on Close
 	go func() {
 		for {
-			ev, err := o.events.Read()
+			ev, err := rd.Read()
 			if errors.Is(err, datapath.ErrClosed) {
 				return
 			}

@@ -31,6 +31,7 @@ type iface struct {
 	progID    uint32
 	linkID    uint32
 	xdpTarget bool
+	targetSet bool // xdpTarget was written to the datapath (an adopted map may hold anything)
 	state     string
 	err       error
 }
@@ -223,7 +224,7 @@ func explainAttach(hook datapath.Hook, err error) error {
 // teardown detaches and forgets an interface's datapath state.
 func (r *reconciler) teardown(ic *iface, state string) {
 	if ic.link != nil {
-		if err := ic.link.Close(); err != nil {
+		if err := r.dp.Detach(ic.link); err != nil {
 			r.log.Warn("detach", "interface", ic.cfg.Name, "err", err)
 		}
 		ic.link = nil
@@ -234,8 +235,34 @@ func (r *reconciler) teardown(ic *iface, state string) {
 			r.log.Warn("remove interface from datapath", "interface", ic.cfg.Name, "err", err)
 		}
 	}
-	ic.ifindex, ic.mac, ic.mtu, ic.hook, ic.progID, ic.linkID, ic.xdpTarget = 0, nil, 0, "", 0, 0, false
+	ic.ifindex, ic.mac, ic.mtu, ic.hook, ic.progID, ic.linkID, ic.xdpTarget, ic.targetSet = 0, nil, 0, "", 0, 0, false, false
 	ic.state = state
+}
+
+// release closes the daemon's handles on its links without detaching
+// them: pinned, they keep forwarding for the next daemon.
+func (r *reconciler) release() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, ic := range r.ifaces {
+		if ic.link != nil {
+			ic.link.Close()
+			ic.link = nil
+		}
+	}
+}
+
+// managedIndexes are the ifindexes the datapath should know now.
+func (r *reconciler) managedIndexes() map[int]bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	m := map[int]bool{}
+	for _, ic := range r.ifaces {
+		if ic.managed() && ic.ifindex != 0 {
+			m[ic.ifindex] = true
+		}
+	}
+	return m
 }
 
 // detachAll undoes everything; the daemon's last act.
@@ -262,15 +289,17 @@ func (r *reconciler) updateTargets() {
 		} else {
 			r.log.Warn("xdp features", "interface", ic.cfg.Name, "err", err)
 		}
-		if ok == ic.xdpTarget {
+		if ok == ic.xdpTarget && ic.targetSet {
 			continue
 		}
 		if err := r.dp.SetXDPTarget(ic.ifindex, ok); err != nil {
 			r.log.Warn("xdp target", "interface", ic.cfg.Name, "err", err)
 			continue
 		}
-		ic.xdpTarget = ok
-		r.log.Info("xdp redirect target", "interface", ic.cfg.Name, "accepts_xdp_frames", ok)
+		if ok != ic.xdpTarget || !ic.targetSet {
+			r.log.Info("xdp redirect target", "interface", ic.cfg.Name, "accepts_xdp_frames", ok)
+		}
+		ic.xdpTarget, ic.targetSet = ok, true
 	}
 }
 
@@ -335,7 +364,7 @@ func (r *reconciler) fail(ic *iface, err error) {
 	}
 	if ic.ifindex != 0 && ic.link == nil {
 		_ = r.dp.RemoveIface(ic.ifindex)
-		ic.ifindex, ic.mac, ic.xdpTarget = 0, nil, false
+		ic.ifindex, ic.mac, ic.xdpTarget, ic.targetSet = 0, nil, false, false
 	}
 	ic.state, ic.err = api.StateError, err
 }

@@ -39,9 +39,14 @@ const (
 
 // Datapath holds the loaded programs and maps of one network namespace.
 type Datapath struct {
-	objs    fastpathObjects
-	reasons []string
-	g       globals
+	objs     fastpathObjects
+	reasons  []string
+	g        globals
+	pinDir   string               // "" when not pinning
+	used     map[string]bool      // pinned links adopted or created by this run
+	links    map[string]link.Link // the same, by pin name
+	adopted  bool                 // maps came from a previous daemon
+	replaced bool                 // pins of another layout await CommitPins
 }
 
 // Options size the datapath's maps.
@@ -49,6 +54,9 @@ type Options struct {
 	// FlowEntries is the flow cache's capacity (default 65536). The record
 	// of netfilter verdicts has the same size.
 	FlowEntries int
+	// PinDir, if set, pins maps and links there and adopts what a previous
+	// daemon pinned there (see pin.go).
+	PinDir string
 }
 
 // DefaultFlowEntries is the flow cache size when Options leave it 0.
@@ -74,15 +82,37 @@ func Load(opts Options) (*Datapath, error) {
 	if err != nil {
 		return nil, err
 	}
-	d := &Datapath{reasons: reasons}
-	if err := spec.LoadAndAssign(&d.objs, nil); err != nil {
-		var verr *ebpf.VerifierError
-		if errors.As(err, &verr) {
-			return nil, fmt.Errorf("load bpf programs: %+v", verr)
+	d := &Datapath{reasons: reasons, pinDir: opts.PinDir, used: map[string]bool{}, links: map[string]link.Link{}}
+	if opts.PinDir != "" {
+		state, err := loadPinned(spec, &d.objs, opts.PinDir)
+		if err != nil {
+			return nil, loadError(err)
 		}
-		return nil, fmt.Errorf("load bpf programs: %w", err)
+		switch state {
+		case pinsAdopted:
+			d.adopted = true
+			if err := d.readGlobals(); err != nil {
+				d.objs.Close()
+				return nil, err
+			}
+			return d, nil
+		case pinsCreated:
+			return d, nil
+		}
+		d.replaced = true // another layout is pinned: load fresh maps, pin them later
+	}
+	if err := spec.LoadAndAssign(&d.objs, nil); err != nil {
+		return nil, loadError(err)
 	}
 	return d, nil
+}
+
+func loadError(err error) error {
+	var verr *ebpf.VerifierError
+	if errors.As(err, &verr) {
+		return fmt.Errorf("load bpf programs: %+v", verr)
+	}
+	return fmt.Errorf("load bpf programs: %w", err)
 }
 
 // Close releases programs and maps. Links attached with Attach hold their
@@ -120,19 +150,24 @@ func reasonNames(spec *ebpf.CollectionSpec) ([]string, error) {
 // detaches when closed or when the process exits: nothing outlives the
 // daemon unless it pins it.
 func (d *Datapath) Attach(ifindex int, hook Hook) (link.Link, error) {
+	name := fmt.Sprintf("%s-%d", hook, ifindex)
 	switch hook {
 	case HookXDP, HookXDPGeneric:
 		flags := link.XDPDriverMode
 		if hook == HookXDPGeneric {
 			flags = link.XDPGenericMode
 		}
-		l, err := link.AttachXDP(link.XDPOptions{Program: d.objs.FpXdp, Interface: ifindex, Flags: flags})
+		l, err := d.adoptOrAttach(name, d.objs.FpXdp, func() (link.Link, error) {
+			return link.AttachXDP(link.XDPOptions{Program: d.objs.FpXdp, Interface: ifindex, Flags: flags})
+		})
 		if err != nil {
 			return nil, fmt.Errorf("attach %s: %w", hook, err)
 		}
 		return l, nil
 	case HookTC:
-		l, err := link.AttachTCX(link.TCXOptions{Program: d.objs.FpTc, Attach: ebpf.AttachTCXIngress, Interface: ifindex})
+		l, err := d.adoptOrAttach(name, d.objs.FpTc, func() (link.Link, error) {
+			return link.AttachTCX(link.TCXOptions{Program: d.objs.FpTc, Attach: ebpf.AttachTCXIngress, Interface: ifindex})
+		})
 		if err != nil {
 			return nil, fmt.Errorf("attach tcx ingress: %w", err)
 		}
@@ -249,18 +284,36 @@ func (d *Datapath) Stats() (map[int]IfaceStats, error) {
 // by the whole ruleset. Offload mode needs it; route mode does not.
 func (d *Datapath) AttachNetfilter() ([]link.Link, error) {
 	var links []link.Link
-	for _, pf := range []link.NetfilterProtocolFamily{link.NetfilterProtoIPv4, link.NetfilterProtoIPv6} {
-		l, err := link.AttachNetfilter(link.NetfilterOptions{
-			Program:        d.objs.FpNfAccept,
-			ProtocolFamily: pf,
-			Hook:           link.NetfilterInetPostRouting,
-			Priority:       math.MaxInt32 - 1, // NF_IP_PRI_LAST is reserved for conntrack confirm
+	for _, f := range []struct {
+		name string
+		pf   link.NetfilterProtocolFamily
+	}{{"nf-ipv4", link.NetfilterProtoIPv4}, {"nf-ipv6", link.NetfilterProtoIPv6}} {
+		// NF_IP_PRI_LAST is conntrack confirm's. Two BPF links cannot share
+		// a hook priority, so a successor takes the other of the two last
+		// free ones: it attaches before its predecessor leaves, and the hook
+		// is never empty.
+		prio := int32(math.MaxInt32 - 1)
+		if old := d.pinnedLink(f.name); old != nil {
+			if info, err := old.Info(); err == nil {
+				if nf := info.Netfilter(); nf != nil && nf.Priority == prio {
+					prio--
+				}
+			}
+			old.Close()
+		}
+		l, err := d.replacePinned(f.name, func() (link.Link, error) {
+			return link.AttachNetfilter(link.NetfilterOptions{
+				Program:        d.objs.FpNfAccept,
+				ProtocolFamily: f.pf,
+				Hook:           link.NetfilterInetPostRouting,
+				Priority:       prio,
+			})
 		})
 		if err != nil {
 			for _, l := range links {
-				l.Close()
+				d.Detach(l)
 			}
-			return nil, fmt.Errorf("attach netfilter postrouting hook (family %d): %w", pf, err)
+			return nil, fmt.Errorf("attach netfilter postrouting hook (%s): %w", f.name, err)
 		}
 		links = append(links, l)
 	}

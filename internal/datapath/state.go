@@ -86,3 +86,14 @@ func (d *Datapath) Generations() (fib, fw uint32) {
 	defer d.g.mu.Unlock()
 	return d.g.v.FibGen, d.g.v.FwGen
 }
+
+// readGlobals takes over an adopted fp_globals value, so generations keep
+// counting up from where the previous daemon left them.
+func (d *Datapath) readGlobals() error {
+	d.g.mu.Lock()
+	defer d.g.mu.Unlock()
+	if err := d.objs.FpGlobals.Lookup(uint32(0), &d.g.v); err != nil {
+		return fmt.Errorf("read adopted datapath state: %w", err)
+	}
+	return nil
+}

@@ -34,8 +34,10 @@ type Process struct {
 	waitErr error         // valid after done is closed
 }
 
-// Start runs `ip netns exec <netns> <binary> run -c <configPath> args...`.
-// ip execs the binary in place, so the child's PID is the daemon's. The
+// Start runs `nsenter --net=/run/netns/<netns> <binary> run -c <configPath>
+// args...`. nsenter switches only the network namespace (ip netns exec also
+// remounts /sys, hiding /sys/fs/bpf, where --keep-datapath pins) and execs
+// the binary in place, so the child's PID is the daemon's. The
 // daemon gets its own process group, so a Ctrl-C in a terminal reaches only
 // the caller, which can then stop the daemon in order.
 //
@@ -49,8 +51,8 @@ func Start(ctx context.Context, netns, binary, configPath string, args ...string
 	if !nsutil.Exists(netns) {
 		return nil, fmt.Errorf("start daemon: network namespace %s does not exist", netns)
 	}
-	argv := append([]string{"netns", "exec", netns, binary, "run", "-c", configPath}, args...)
-	cmd := exec.Command("ip", argv...)
+	argv := append([]string{"--net=" + nsutil.Path(netns), "--", binary, "run", "-c", configPath}, args...)
+	cmd := exec.Command("nsenter", argv...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	out := &tailBuffer{max: OutputLimit}
 	cmd.Stdout, cmd.Stderr = out, out
