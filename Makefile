@@ -46,3 +46,10 @@ check-generate: generate
 
 clean:
 	rm -rf bin
+
+# The forwarding benchmark (docs/benchmarks.md): kernel, kernel + masquerade
+# and fastpath in one run, on a lab of its own. As root; about 10 minutes.
+# BENCH_FLAGS=--quick for a run under 90 s.
+BENCH_FLAGS ?= --json bench.json --plot bench.png
+bench: deps build
+	$(BIN) bench $(BENCH_FLAGS)

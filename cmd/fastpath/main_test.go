@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -103,6 +104,11 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"lab", "up", "--name", "Bad Name"}, `fastpath: invalid lab name "Bad Name": only a-z, 0-9 and '-' are allowed`},
 		{[]string{"--log-level", "loud", "version"}, `fastpath: invalid --log-level "loud": use debug, info, warn or error`},
 		{[]string{"--log-format", "xml", "version"}, `fastpath: invalid --log-format "xml": use text or json`},
+		{[]string{"events", "--kind", "flow_add"}, `fastpath: unknown event kind "flow_add": use flow_added, flow_removed, attach, detach, watchdog, reload, dropped`},
+		{[]string{"top", "--interval", "50ms"}, "fastpath: invalid --interval 50ms: the minimum is 100ms"},
+		{[]string{"top", "--count", "-1"}, "fastpath: invalid --count -1: use 0 to run until stopped, or a positive number"},
+		{[]string{"top", "--once", "--count", "3"}, "fastpath: --once shows one frame; it cannot be combined with --count"},
+		{[]string{"reload", "now"}, `fastpath: unexpected argument "now"`},
 	}
 	for _, tt := range tests {
 		code, _, errOut := run(t, tt.args...)
@@ -122,7 +128,8 @@ func TestRunBadConfig(t *testing.T) {
 }
 
 func TestHelp(t *testing.T) {
-	for _, args := range [][]string{nil, {"--help"}, {"help", "status"}, {"lab"}, {"run", "--help"}, {"flows", "--help"}} {
+	for _, args := range [][]string{nil, {"--help"}, {"help", "status"}, {"lab"}, {"run", "--help"}, {"flows", "--help"},
+		{"events", "--help"}, {"top", "--help"}, {"reload", "--help"}, {"detach", "--help"}} {
 		code, out, errOut := run(t, args...)
 		if code != 0 || !strings.Contains(out, "Usage:") || errOut != "" {
 			t.Errorf("%q: code %d, stdout %q, stderr %q", args, code, out, errOut)
@@ -146,11 +153,46 @@ type fakeBackend struct {
 	status *api.Status
 	stats  *api.Stats
 	flows  *api.Flows
+	// statsFn and flowsFn, if set, answer instead of stats and flows.
+	statsFn func() *api.Stats
+	flowsFn func() (*api.Flows, error)
+	// events is the channel Events hands out; each subscription's ctx is
+	// then sent to subscribed, if set.
+	events     chan api.Event
+	subscribed chan context.Context
+	reload     func(context.Context) (*api.ReloadResult, error)
 }
 
 func (f *fakeBackend) Status(context.Context) (*api.Status, error) { return f.status, nil }
-func (f *fakeBackend) Stats(context.Context) (*api.Stats, error)   { return f.stats, nil }
-func (f *fakeBackend) Flows(context.Context) (*api.Flows, error)   { return f.flows, nil }
+
+func (f *fakeBackend) Stats(context.Context) (*api.Stats, error) {
+	if f.statsFn != nil {
+		return f.statsFn(), nil
+	}
+	return f.stats, nil
+}
+
+func (f *fakeBackend) Flows(context.Context) (*api.Flows, error) {
+	if f.flowsFn != nil {
+		return f.flowsFn()
+	}
+	return f.flows, nil
+}
+
+func (f *fakeBackend) Events(ctx context.Context) (<-chan api.Event, error) {
+	ch := f.events
+	if f.subscribed != nil {
+		f.subscribed <- ctx
+	}
+	return ch, nil
+}
+
+func (f *fakeBackend) Reload(ctx context.Context) (*api.ReloadResult, error) {
+	if f.reload == nil {
+		return nil, errors.New("reload not expected")
+	}
+	return f.reload(ctx)
+}
 
 // serve runs an API server with b on a temporary socket for the test.
 func serve(t *testing.T, b api.Backend) string {
@@ -360,7 +402,7 @@ func TestShortAge(t *testing.T) {
 
 func TestNoDaemon(t *testing.T) {
 	sock := filepath.Join(t.TempDir(), "none.sock")
-	for _, cmd := range []string{"status", "stats", "flows"} {
+	for _, cmd := range []string{"status", "stats", "flows", "events", "top", "reload"} {
 		code, out, errOut := run(t, cmd, "--socket", sock)
 		want := "fastpath: cannot reach fastpath daemon at " + sock + ": is it running? (use --socket for another daemon)\n"
 		if code != 1 || out != "" || errOut != want {

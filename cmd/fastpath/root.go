@@ -46,10 +46,15 @@ firewall: for trusted segments only. See docs/config.md.`,
 		newStatusCmd(),
 		newStatsCmd(),
 		newFlowsCmd(),
+		newEventsCmd(),
+		newTopCmd(),
+		newReloadCmd(),
+		newDetachCmd(&lf, stderr),
 		newCheckConfigCmd(),
 		newVersionCmd(),
 		newLabCmd(&lf, stderr),
 		newDemoCmd(&lf, stderr),
+		newBenchCmd(&lf, stderr),
 	)
 	return root
 }

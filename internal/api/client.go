@@ -1,6 +1,8 @@
 package api
 
 import (
+	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -23,7 +25,9 @@ type Client struct {
 }
 
 // NewClient returns a client for the daemon listening on socketPath. It
-// does not connect until a call is made; calls are bounded by their ctx.
+// does not connect until a call is made; calls are bounded by their ctx
+// only (there is deliberately no http.Client.Timeout, which would cut an
+// event stream).
 func NewClient(socketPath string) *Client {
 	var d net.Dialer
 	tr := &http.Transport{
@@ -64,32 +68,121 @@ func (c *Client) Flows(ctx context.Context) (*Flows, error) {
 	return &f, nil
 }
 
-func (c *Client) get(ctx context.Context, path string, out any) error {
-	// The host is a placeholder: the transport always dials the socket.
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://fastpath"+path, nil)
-	if err != nil {
-		return fmt.Errorf("api request %s: %w", path, err)
+// Reload asks the daemon to reread its config file and apply the
+// difference. An invalid config changes nothing and comes back as a
+// *ConfigError whose text is the daemon's message, one problem per line.
+// A reload that failed in part returns both what it did and the error.
+func (c *Client) Reload(ctx context.Context) (*ReloadResult, error) {
+	var res ReloadResult
+	err := c.call(ctx, http.MethodPost, "/v1/reload", &res)
+	var de *daemonError
+	switch {
+	case errors.As(err, &de) && len(de.body.Actions) > 0:
+		return &ReloadResult{Changed: true, Actions: de.body.Actions}, err
+	case err != nil:
+		return nil, err
 	}
-	resp, err := c.http.Do(req)
+	return &res, nil
+}
+
+// maxEventLine bounds one event on the wire, against a confused peer.
+const maxEventLine = 1 << 20
+
+// Events streams the daemon's events to fn, in the order the daemon sent
+// them, until ctx ends (it returns ctx's error), fn returns an error (it
+// returns that error), or the daemon ends the stream (an error wrapping
+// ErrStreamEnded). Only ctx bounds the stream: no timeout ends it.
+func (c *Client) Events(ctx context.Context, fn func(Event) error) error {
+	const path = "/v1/events"
+	resp, err := c.send(ctx, http.MethodGet, path)
 	if err != nil {
-		return c.dialError(path, err)
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		return err
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(nil, maxEventLine)
+	for sc.Scan() {
+		line := sc.Bytes()
+		if len(bytes.TrimSpace(line)) == 0 {
+			continue
+		}
+		var e Event
+		if err := json.Unmarshal(line, &e); err != nil {
+			return fmt.Errorf("api %s: decode event: %w", path, err)
+		}
+		if err := fn(e); err != nil {
+			return err
+		}
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return &streamEndedError{socket: c.socket, err: sc.Err()}
+}
+
+// call sends a request without a body and decodes the JSON of a 200
+// answer into out.
+func (c *Client) call(ctx context.Context, method, path string, out any) error {
+	resp, err := c.send(ctx, method, path)
+	if err != nil {
+		return err
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(io.LimitReader(resp.Body, maxResponse))
 	if err != nil {
 		return fmt.Errorf("api %s: read response: %w", path, err)
 	}
-	if resp.StatusCode != http.StatusOK {
-		var e errorBody
-		if json.Unmarshal(body, &e) == nil && e.Error != "" {
-			return fmt.Errorf("daemon: %s (HTTP %d)", e.Error, resp.StatusCode)
-		}
-		return fmt.Errorf("daemon: api %s answered %s", path, resp.Status)
-	}
 	if err := json.Unmarshal(body, out); err != nil {
 		return fmt.Errorf("api %s: decode response: %w", path, err)
 	}
 	return nil
+}
+
+func (c *Client) get(ctx context.Context, path string, out any) error {
+	return c.call(ctx, http.MethodGet, path, out)
+}
+
+// send sends a request without a body and returns the response if it is a
+// 200; the caller closes its body. Other answers become errors.
+func (c *Client) send(ctx context.Context, method, path string) (*http.Response, error) {
+	// The host is a placeholder: the transport always dials the socket.
+	req, err := http.NewRequestWithContext(ctx, method, "http://fastpath"+path, nil)
+	if err != nil {
+		return nil, fmt.Errorf("api request %s: %w", path, err)
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return nil, c.dialError(path, err)
+	}
+	if resp.StatusCode == http.StatusOK {
+		return resp, nil
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, maxResponse))
+	if err != nil {
+		return nil, fmt.Errorf("api %s: read response: %w", path, err)
+	}
+	var e errorBody
+	if json.Unmarshal(body, &e) != nil || e.Error == "" {
+		return nil, fmt.Errorf("daemon: api %s answered %s", path, resp.Status)
+	}
+	if resp.StatusCode == http.StatusUnprocessableEntity {
+		return nil, &ConfigError{Err: errors.New(e.Error)}
+	}
+	return nil, &daemonError{code: resp.StatusCode, body: e}
+}
+
+// daemonError is an error the daemon answered, with its whole body.
+type daemonError struct {
+	code int
+	body errorBody
+}
+
+func (e *daemonError) Error() string {
+	return fmt.Sprintf("daemon: %s (HTTP %d)", e.body.Error, e.code)
 }
 
 // dialError turns the usual ways of not reaching a daemon into advice.

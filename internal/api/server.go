@@ -19,6 +19,9 @@ const (
 	shutdownTimeout   = 5 * time.Second
 	probeTimeout      = time.Second
 	idleTimeout       = time.Minute
+	// streamWriteTimeout: an event stream whose reader takes nothing for
+	// this long is closed (its events were being dropped anyway).
+	streamWriteTimeout = 30 * time.Second
 )
 
 // Server serves Backend over HTTP+JSON on a unix socket.
@@ -27,8 +30,9 @@ const (
 // user (root). The API is for the root operator, like the netlink and bpf
 // operations it reports on; there is no other authentication.
 type Server struct {
-	b   Backend
-	log *slog.Logger
+	b                  Backend
+	log                *slog.Logger
+	streamWriteTimeout time.Duration
 }
 
 // NewServer returns a Server for b. A nil log discards messages.
@@ -36,7 +40,7 @@ func NewServer(b Backend, log *slog.Logger) *Server {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Server{b: b, log: log}
+	return &Server{b: b, log: log, streamWriteTimeout: streamWriteTimeout}
 }
 
 // Serve listens on socketPath and serves until ctx is done; see Listen and
@@ -105,8 +109,13 @@ func removeStale(path string) error {
 
 // ServeListener serves on l until ctx is done, then shuts down gracefully,
 // waiting briefly for requests in flight, and closes l (which removes the
-// socket file Listen created). It returns nil after a shutdown by ctx.
+// socket file Listen created). Event streams end at once at shutdown. It
+// returns nil after a shutdown by ctx.
 func (s *Server) ServeListener(ctx context.Context, l net.Listener) error {
+	// streams ends when the shutdown starts: event streams never finish
+	// by themselves, so they are told to.
+	streams, endStreams := context.WithCancel(context.WithoutCancel(ctx))
+	defer endStreams()
 	srv := &http.Server{
 		Handler:           s.Handler(),
 		ReadHeaderTimeout: readHeaderTimeout,
@@ -114,8 +123,11 @@ func (s *Server) ServeListener(ctx context.Context, l net.Listener) error {
 		IdleTimeout:       idleTimeout,
 		// Requests keep ctx's values but not its cancellation, so those in
 		// flight at shutdown can finish within shutdownTimeout.
-		BaseContext: func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
+		BaseContext: func(net.Listener) context.Context {
+			return context.WithValue(context.WithoutCancel(ctx), streamsKey{}, streams)
+		},
 	}
+	srv.RegisterOnShutdown(endStreams)
 	done := make(chan error, 1)
 	go func() { done <- srv.Serve(l) }()
 

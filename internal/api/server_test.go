@@ -23,11 +23,35 @@ type fakeBackend struct {
 	stats  *Stats
 	flows  *Flows
 	err    error
+	// events is the channel Events hands out; each subscription's ctx is
+	// then sent to subscribed, if set (so a test may change events for
+	// the next subscription once it received the last one's ctx).
+	events     chan Event
+	subscribed chan context.Context
+	reload     func(context.Context) (*ReloadResult, error)
 }
 
 func (f *fakeBackend) Status(context.Context) (*Status, error) { return f.status, f.err }
 func (f *fakeBackend) Stats(context.Context) (*Stats, error)   { return f.stats, f.err }
 func (f *fakeBackend) Flows(context.Context) (*Flows, error)   { return f.flows, f.err }
+
+func (f *fakeBackend) Events(ctx context.Context) (<-chan Event, error) {
+	if f.err != nil {
+		return nil, f.err
+	}
+	ch := f.events
+	if f.subscribed != nil {
+		f.subscribed <- ctx
+	}
+	return ch, nil
+}
+
+func (f *fakeBackend) Reload(ctx context.Context) (*ReloadResult, error) {
+	if f.reload == nil {
+		return nil, f.err
+	}
+	return f.reload(ctx)
+}
 
 func testStatus() *Status {
 	return &Status{
@@ -71,8 +95,20 @@ func testFlows() *Flows {
 // is stopped, and its exit checked, when the test ends.
 func startServer(t *testing.T, b Backend) string {
 	t.Helper()
-	path := filepath.Join(t.TempDir(), "run", "fastpath.sock")
-	srv := NewServer(b, slog.New(slog.DiscardHandler))
+	path, stop := serveWith(t, NewServer(b, slog.New(slog.DiscardHandler)))
+	t.Cleanup(func() {
+		if err := stop(); err != nil {
+			t.Errorf("ServeListener: %v", err)
+		}
+	})
+	return path
+}
+
+// serveWith serves srv on a fresh socket; stop shuts it down and returns
+// what ServeListener returned.
+func serveWith(t *testing.T, srv *Server) (path string, stop func() error) {
+	t.Helper()
+	path = filepath.Join(t.TempDir(), "run", "fastpath.sock")
 	l, err := srv.Listen(path)
 	if err != nil {
 		t.Fatalf("Listen: %v", err)
@@ -80,13 +116,10 @@ func startServer(t *testing.T, b Backend) string {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- srv.ServeListener(ctx, l) }()
-	t.Cleanup(func() {
+	return path, func() error {
 		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("ServeListener: %v", err)
-		}
-	})
-	return path
+		return <-done
+	}
 }
 
 func TestRoundTrip(t *testing.T) {
@@ -315,6 +348,9 @@ func TestHTTPErrors(t *testing.T) {
 		{"DELETE", "/v1/stats", 405, `{"error":"method DELETE not allowed on /v1/stats; use GET"}`},
 		{"PUT", "/v1/flows", 405, `{"error":"method PUT not allowed on /v1/flows; use GET"}`},
 		{"GET", "/v1/flows/1", 404, `{"error":"no such endpoint: /v1/flows/1"}`},
+		{"POST", "/v1/events", 405, `{"error":"method POST not allowed on /v1/events; use GET"}`},
+		{"GET", "/v1/reload", 405, `{"error":"method GET not allowed on /v1/reload; use POST"}`},
+		{"PUT", "/v1/reload", 405, `{"error":"method PUT not allowed on /v1/reload; use POST"}`},
 	}
 	for _, tt := range tests {
 		req, err := http.NewRequestWithContext(t.Context(), tt.method, "http://fastpath"+tt.path, nil)
@@ -333,7 +369,11 @@ func TestHTTPErrors(t *testing.T) {
 		if ct := resp.Header.Get("Content-Type"); ct != "application/json" {
 			t.Errorf("%s %s: Content-Type %q", tt.method, tt.path, ct)
 		}
-		if tt.code == 405 && resp.Header.Get("Allow") != "GET" {
+		allow := "GET"
+		if tt.path == "/v1/reload" {
+			allow = "POST"
+		}
+		if tt.code == 405 && resp.Header.Get("Allow") != allow {
 			t.Errorf("%s %s: Allow %q", tt.method, tt.path, resp.Header.Get("Allow"))
 		}
 	}

@@ -74,6 +74,9 @@ type InterfaceStats struct {
 	// evicted from the flow cache (offload mode; FIN/RST, conntrack gone).
 	FlowsAdded   uint64 `json:"flows_added"`
 	FlowsRemoved uint64 `json:"flows_removed"`
+	// EventsLost: flow events the datapath dropped because the daemon did
+	// not read its ring buffer in time (the datapath never waits).
+	EventsLost uint64 `json:"events_lost"`
 	// PassReasons counts packets handed to the kernel, by reason name
 	// (see docs/counters.md); every reason is present, zero or not.
 	PassReasons map[string]uint64 `json:"pass_reasons"`

@@ -47,6 +47,7 @@ type Config struct {
 	Interfaces []Interface `yaml:"interfaces"`
 	Flows      Flows       `yaml:"flows"`
 	API        API         `yaml:"api"`
+	Metrics    Metrics     `yaml:"metrics"`
 }
 
 // Interface is one managed network interface.
@@ -75,6 +76,13 @@ type Flows struct {
 // API configures the daemon's unix socket API.
 type API struct {
 	Socket string `yaml:"socket"` // empty means api.DefaultSocket
+}
+
+// Metrics configures the Prometheus endpoint.
+type Metrics struct {
+	// Listen is the TCP host:port where the daemon serves /metrics, e.g.
+	// "127.0.0.1:9469"; empty (the default) serves no metrics.
+	Listen string `yaml:"listen"`
 }
 
 // Load reads and parses the config file at path.

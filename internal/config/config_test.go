@@ -31,6 +31,8 @@ flows:
   idle_timeout: 2m30s
 api:
   socket: /run/fp/api.sock
+metrics:
+  listen: 127.0.0.1:9469
 `
 
 func TestParseValid(t *testing.T) {
@@ -46,8 +48,9 @@ func TestParseValid(t *testing.T) {
 			{Name: "r1", Mode: ModeRoute, Attach: AttachAuto},
 			{Name: "mgmt0", Mode: ModeOff, Attach: AttachTC},
 		},
-		Flows: Flows{MaxEntries: 262144, IdleTimeout: Duration(150 * time.Second)},
-		API:   API{Socket: "/run/fp/api.sock"},
+		Flows:   Flows{MaxEntries: 262144, IdleTimeout: Duration(150 * time.Second)},
+		API:     API{Socket: "/run/fp/api.sock"},
+		Metrics: Metrics{Listen: "127.0.0.1:9469"},
 	}
 	if !reflect.DeepEqual(c, want) {
 		t.Errorf("got  %+v\nwant %+v", c, want)
@@ -56,9 +59,10 @@ func TestParseValid(t *testing.T) {
 
 func TestParseDefaults(t *testing.T) {
 	for name, doc := range map[string]string{
-		"left out": "version: 1\ninterfaces:\n  - name: eth0\n",
-		"null":     "version: 1\ninterfaces:\n  - name: eth0\n    mode:\n    attach:\nflows:\napi:\n",
-		"empty":    "version: 1\ninterfaces:\n  - {name: eth0}\nflows: {}\napi: {}\n",
+		"left out":  "version: 1\ninterfaces:\n  - name: eth0\n",
+		"null":      "version: 1\ninterfaces:\n  - name: eth0\n    mode:\n    attach:\nflows:\napi:\nmetrics:\n",
+		"empty":     "version: 1\ninterfaces:\n  - {name: eth0}\nflows: {}\napi: {}\nmetrics: {}\n",
+		"no listen": "version: 1\ninterfaces:\n  - {name: eth0}\nmetrics:\n  listen:\n",
 	} {
 		c, err := Parse([]byte(doc), "min.yaml")
 		if err != nil {
@@ -96,6 +100,22 @@ func TestParseFlowBounds(t *testing.T) {
 		}
 		if c.Flows.MaxEntries != tt.entries || c.Flows.IdleTimeout.Std() != tt.idle {
 			t.Errorf("%s: got %+v, want %d, %v", tt.flows, c.Flows, tt.entries, tt.idle)
+		}
+	}
+}
+
+func TestParseMetricsListen(t *testing.T) {
+	for _, addr := range []string{
+		"127.0.0.1:9469", ":9469", "0.0.0.0:1", `"[::1]:65535"`, "'[::]:9469'", "'[fe80::1%eth0]:9469'", "10.0.0.1:09469",
+	} {
+		doc := "version: 1\ninterfaces:\n  - name: eth0\nmetrics:\n  listen: " + addr + "\n"
+		c, err := Parse([]byte(doc), "c.yaml")
+		if err != nil {
+			t.Errorf("%s: %v", addr, err)
+			continue
+		}
+		if want := strings.Trim(addr, `'"`); c.Metrics.Listen != want {
+			t.Errorf("%s: got %q, want %q", addr, c.Metrics.Listen, want)
 		}
 	}
 }
@@ -143,6 +163,7 @@ func TestValidateProgrammatic(t *testing.T) {
 		Interfaces: []Interface{{Name: "r0", Mode: "bridge"}},
 		Flows:      Flows{MaxEntries: 100, IdleTimeout: Duration(-time.Second)},
 		API:        API{Socket: "x"},
+		Metrics:    Metrics{Listen: "localhost"},
 	}
 	got := errLines(c.Validate())
 	want := []string{
@@ -151,6 +172,7 @@ func TestValidateProgrammatic(t *testing.T) {
 		"flows.max_entries: 100 is out of range; allowed 1024 to 16777216 (default 65536)",
 		"flows.idle_timeout: -1s is out of range; allowed 1s to 24h (default 30s)",
 		`api.socket: "x" must be an absolute path`,
+		`metrics.listen: "localhost" is not host:port (missing port in address); write e.g. "127.0.0.1:9469" or "[::1]:9469"`,
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("got  %q\nwant %q", got, want)

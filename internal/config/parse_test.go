@@ -70,7 +70,7 @@ func TestParseErrors(t *testing.T) {
 			`c.yaml:6: interfaces[1].attach (r1): unknown attach method "native"; allowed: "auto" (default), "xdp", "xdp-generic", "tc"`}},
 		{"unknown top key", "version: 1\ninterface:\n  - {name: r0, mode: route}\n", []string{
 			`c.yaml: interfaces: at least one interface is required`,
-			`c.yaml:2: interface: unknown field (did you mean "interfaces"?); allowed here: api, flows, interfaces, version`}},
+			`c.yaml:2: interface: unknown field (did you mean "interfaces"?); allowed here: api, flows, interfaces, metrics, version`}},
 		{"unknown interface key", "version: 1\ninterfaces:\n  - name: r0\n    mode: route\n    atach: xdp\n", []string{
 			`c.yaml:5: interfaces[0].atach: unknown field (did you mean "attach"?); allowed here: attach, mode, name`}},
 		{"unknown api key", "version: 1\ninterfaces:\n  - {name: r0, mode: route}\napi:\n  sock: /x\n", []string{
@@ -122,6 +122,33 @@ func TestParseErrors(t *testing.T) {
 			`c.yaml:5: flows.idle_timeout: -30s is out of range; allowed 1s to 24h (default 30s)`}},
 		{"idle_timeout zero", flowsDoc("idle_timeout: 0s"), []string{
 			`c.yaml:5: flows.idle_timeout: must be between 1s and 24h; leave it out for the default 30s`}},
+		{"metrics not a mapping", "version: 1\ninterfaces:\n  - name: r0\nmetrics: 127.0.0.1:9469\n", []string{
+			`c.yaml:4: metrics: expected a mapping of fields, got string "127.0.0.1:9469"`}},
+		{"unknown metrics key", "version: 1\ninterfaces:\n  - name: r0\nmetrics:\n  listen_addr: 127.0.0.1:9469\n", []string{
+			`c.yaml:5: metrics.listen_addr: unknown field; allowed here: listen`}},
+		{"metrics listen typo", "version: 1\ninterfaces:\n  - name: r0\nmetrics:\n  lisen: 127.0.0.1:9469\n", []string{
+			`c.yaml:5: metrics.lisen: unknown field (did you mean "listen"?); allowed here: listen`}},
+		{"metrics listen wrong type", metricsDoc("listen: [127.0.0.1:9469]"), []string{
+			`c.yaml:5: metrics.listen: expected a string, got a list`}},
+		{"metrics listen no port", metricsDoc("listen: 127.0.0.1"), []string{
+			`c.yaml:5: metrics.listen: "127.0.0.1" is not host:port (missing port in address); write e.g. "127.0.0.1:9469" or "[::1]:9469"`}},
+		{"metrics listen bare port", metricsDoc("listen: 9469"), []string{
+			`c.yaml:5: metrics.listen: "9469" is not host:port (missing port in address); write e.g. "127.0.0.1:9469" or "[::1]:9469"`}},
+		{"metrics listen ipv6 unbracketed", metricsDoc("listen: '::1:9469'"), []string{
+			`c.yaml:5: metrics.listen: "::1:9469" is not host:port (too many colons in address); write e.g. "127.0.0.1:9469" or "[::1]:9469"`}},
+		{"metrics listen port zero", metricsDoc("listen: 127.0.0.1:0"), []string{
+			`c.yaml:5: metrics.listen: port "0" is not a port number; allowed 1 to 65535`}},
+		{"metrics listen port too big", metricsDoc("listen: 127.0.0.1:65536"), []string{
+			`c.yaml:5: metrics.listen: port "65536" is not a port number; allowed 1 to 65535`}},
+		{"metrics listen port named", metricsDoc("listen: 127.0.0.1:http"), []string{
+			`c.yaml:5: metrics.listen: port "http" is not a port number; allowed 1 to 65535`}},
+		{"metrics listen port empty", metricsDoc("listen: '127.0.0.1:'"), []string{
+			`c.yaml:5: metrics.listen: port "" is not a port number; allowed 1 to 65535`}},
+		{"metrics listen host name", metricsDoc("listen: localhost:9469"), []string{
+			`c.yaml:5: metrics.listen: host "localhost" is not an IP address; write an address such as "127.0.0.1" or "::1", or leave it empty (":9469") for every address`}},
+		{"metrics listen bad host and port", metricsDoc("listen: router:-1"), []string{
+			`c.yaml:5: metrics.listen: host "router" is not an IP address; write an address such as "127.0.0.1" or "::1", or leave it empty (":9469") for every address`,
+			`c.yaml:5: metrics.listen: port "-1" is not a port number; allowed 1 to 65535`}},
 		{"all problems at once", `interfaces:
   - name: r0
   - name: r0
@@ -134,6 +161,8 @@ flows:
   idle_timeout: 30
 api:
   socket: rel
+metrics:
+  listen: 9469
 `, []string{
 			`c.yaml: version: required, must be 1`,
 			`c.yaml:3: interfaces[1].name: duplicate interface "r0" (also interfaces[0]); list each interface once`,
@@ -143,6 +172,7 @@ api:
 			`c.yaml:9: flows.max_entries: 10 is out of range; allowed 1024 to 16777216 (default 65536)`,
 			`c.yaml:10: flows.idle_timeout: "30" has no unit; write e.g. "30s"`,
 			`c.yaml:12: api.socket: "rel" must be an absolute path`,
+			`c.yaml:14: metrics.listen: "9469" is not host:port (missing port in address); write e.g. "127.0.0.1:9469" or "[::1]:9469"`,
 		}},
 	}
 	for _, tt := range tests {
@@ -166,6 +196,11 @@ func flowsDoc(line string) string {
 	return "version: 1\ninterfaces:\n  - name: r0\nflows:\n  " + line + "\n"
 }
 
+// metricsDoc is a valid config but for one line in its metrics section (line 5).
+func metricsDoc(line string) string {
+	return "version: 1\ninterfaces:\n  - name: r0\nmetrics:\n  " + line + "\n"
+}
+
 func longName(n int) string {
 	b := make([]byte, n)
 	for i := range b {
@@ -182,6 +217,7 @@ func FuzzParse(f *testing.F) {
 	f.Add([]byte("version: [\n"))
 	f.Add([]byte("a: &a [*a]\n"))
 	f.Add([]byte("version: 1\ninterfaces: [{name: r0}]\nflows: {max_entries: 1024, idle_timeout: 1h}\n"))
+	f.Add([]byte("version: 1\ninterfaces: [{name: r0}]\nmetrics: {listen: \"[fe80::1%r0]:9469\"}\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		c, err := Parse(data, "fuzz.yaml")
 		if (c == nil) == (err == nil) {

@@ -3,7 +3,10 @@ package config
 import (
 	"errors"
 	"fmt"
+	"net"
+	"net/netip"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 	"unicode"
@@ -27,7 +30,8 @@ const (
 
 // Validate checks a Config. Zero Mode, Attach, Flows fields and API.Socket
 // mean their defaults (offload, auto, DefaultMaxEntries, DefaultIdleTimeout,
-// api.DefaultSocket), so configs built in code may leave them out.
+// api.DefaultSocket), so configs built in code may leave them out; an empty
+// Metrics.Listen means no metrics endpoint.
 // All problems are returned together, joined with errors.Join.
 func (c *Config) Validate() error {
 	p := &problems{}
@@ -54,6 +58,7 @@ func (c *Config) validate(p *problems) {
 
 	c.Flows.validate(p)
 	c.API.validate(p)
+	c.Metrics.validate(p)
 }
 
 func (ifc Interface) validate(p *problems, i int, firstUse map[string]int) {
@@ -121,6 +126,33 @@ func (a API) validate(p *problems) {
 		p.add("api.socket", "", "%q must be an absolute path", s)
 	case len(s) > maxSocketPathLen:
 		p.add("api.socket", "", "path is %d bytes; unix socket paths are limited to %d", len(s), maxSocketPathLen)
+	}
+}
+
+// validate checks the metrics address: an IP address (or nothing, for
+// every address) and a numeric port, as net.Listen takes them. Host names
+// are refused: the config is checked without the network, and a name that
+// resolves to several addresses would listen on only one of them.
+func (m Metrics) validate(p *problems) {
+	if m.Listen == "" {
+		return
+	}
+	host, port, err := net.SplitHostPort(m.Listen)
+	if err != nil {
+		why := err.Error()
+		if ae, ok := errors.AsType[*net.AddrError](err); ok {
+			why = ae.Err
+		}
+		p.add("metrics.listen", "", `%q is not host:port (%s); write e.g. "127.0.0.1:9469" or "[::1]:9469"`, m.Listen, why)
+		return
+	}
+	if host != "" {
+		if _, err := netip.ParseAddr(host); err != nil {
+			p.add("metrics.listen", "", `host %q is not an IP address; write an address such as "127.0.0.1" or "::1", or leave it empty (":9469") for every address`, host)
+		}
+	}
+	if n, err := strconv.ParseUint(port, 10, 16); err != nil || n == 0 {
+		p.add("metrics.listen", "", "port %q is not a port number; allowed 1 to 65535", port)
 	}
 }
 

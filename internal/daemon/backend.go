@@ -82,6 +82,7 @@ func (b *backend) Stats(context.Context) (*api.Stats, error) {
 			Passed:       api.Counter{Packets: c.PassPackets, Bytes: c.PassBytes},
 			FlowsAdded:   c.FlowsAdded,
 			FlowsRemoved: c.FlowsRemoved,
+			EventsLost:   c.EventsLost,
 			PassReasons:  make(map[string]uint64, len(names)),
 		}
 		for i, n := range names {

@@ -10,12 +10,17 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"os/signal"
+	"strings"
+	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/fastpath-router/fastpath/internal/api"
 	"github.com/fastpath-router/fastpath/internal/config"
 	"github.com/fastpath-router/fastpath/internal/datapath"
 	"github.com/fastpath-router/fastpath/internal/eventhub"
+	"github.com/fastpath-router/fastpath/internal/metrics"
 	"github.com/fastpath-router/fastpath/internal/xdpfeat"
 )
 
@@ -71,6 +76,13 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 		return err
 	}
 	defer ln.Close()
+	var ml net.Listener // likewise the metrics port
+	if cfg.Metrics.Listen != "" {
+		if ml, err = metrics.Listen(cfg.Metrics.Listen); err != nil {
+			return err
+		}
+		defer ml.Close()
+	}
 
 	pinDir, err := pinDirFor(opts.KeepDatapath, log)
 	if err != nil {
@@ -107,28 +119,46 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 	b.r = r // set before any goroutine reads it; the API serves only later
 	// The heartbeat and the verdict hook go in before any interface is
 	// attached in offload mode: until then the datapath passes everything.
-	var off *offload
-	if usesOffload(cfg) {
+	// A reload (API goroutine) may start offload mode later: the main loop
+	// reads it through an atomic pointer.
+	var offp atomic.Pointer[offload]
+	defer func() { offp.Load().close() }()
+	startOff := func() error {
+		if offp.Load() != nil {
+			return nil
+		}
 		idle := cfg.Flows.IdleTimeout.Std()
 		if idle <= 0 { // a Config built in code; Parse fills the default
 			idle = config.DefaultIdleTimeout
 		}
-		if off, err = startOffload(ctx, dp, idle, hub, b.flowName, log); err != nil {
+		o, err := startOffload(ctx, dp, idle, hub, b.flowName, log)
+		if err != nil {
 			return fmt.Errorf("offload mode: %w", err)
 		}
-		defer off.close()
+		offp.Store(o)
+		return nil
 	}
+	if usesOffload(cfg) {
+		if err := startOff(); err != nil {
+			return err
+		}
+	}
+	rl := &reloader{path: opts.ConfigPath, cfg: cfg, r: r, startOffload: startOff}
+	b.reload = rl.reload
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
 	if err := r.start(); err != nil {
 		// The kernel is the correct fallback: leave nothing behind, not
 		// even what a previous daemon pinned.
 		r.detachAll()
-		off.close()
+		offp.Load().close()
 		dp.Unpin()
 		return err
 	}
 	if err := settlePins(dp, r, opts.KeepDatapath, log); err != nil {
 		r.detachAll()
-		off.close()
+		offp.Load().close()
 		dp.Unpin()
 		return err
 	}
@@ -144,6 +174,16 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.ServeListener(ctx, ln) }()
+	if ml != nil {
+		metricsDone := make(chan struct{})
+		go func() {
+			defer close(metricsDone)
+			if err := metrics.Serve(ctx, ml, b, opts.Version, log); err != nil {
+				log.Error("metrics server", "err", err)
+			}
+		}()
+		defer func() { cancel(); <-metricsDone }()
+	}
 	log.Info("fastpath running", "interfaces", len(cfg.Interfaces), "socket", cfg.API.Socket, "netns", netns)
 	notifyReady(log)
 
@@ -166,10 +206,20 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 			r.syncRouteMTUs()
 		case <-ev.rules:
 			invalidate(log, "ruleset", dp.InvalidateRuleset)
+		case <-hup:
+			res, err := rl.reload(ctx)
+			switch {
+			case err != nil:
+				log.Error("reload (SIGHUP): the running state is kept where it failed", "err", err)
+			case res.Changed:
+				log.Info("reloaded (SIGHUP)", "actions", strings.Join(res.Actions, "; "))
+			default:
+				log.Info("reloaded (SIGHUP): no change")
+			}
 		case <-tick.C:
 			r.sync()
 			r.syncRouteMTUs()
-			if off != nil {
+			if off := offp.Load(); off != nil {
 				off.resync()
 			}
 		}

@@ -246,6 +246,7 @@ type IfaceStats struct {
 	FwdPackets, FwdBytes     uint64
 	PassPackets, PassBytes   uint64
 	FlowsAdded, FlowsRemoved uint64
+	EventsLost               uint64
 	PassReason               []uint64 // indexed like ReasonNames
 }
 
@@ -266,6 +267,7 @@ func (d *Datapath) Stats() (map[int]IfaceStats, error) {
 			s.PassBytes += c.PassBytes
 			s.FlowsAdded += c.FlowsAdded
 			s.FlowsRemoved += c.FlowsRemoved
+			s.EventsLost += c.EventsLost
 			for i := range s.PassReason {
 				s.PassReason[i] += c.PassReason[i]
 			}

@@ -26,8 +26,8 @@ func TestConfigYAML(t *testing.T) {
 	got := labd.ConfigYAML("/run/fastpath/demo-x.sock", daemonInterfaces(l)...)
 	for _, want := range []string{
 		"version: 1\n",
-		"  - {name: r0, mode: route, attach: auto}\n",
-		"  - {name: r1, mode: route, attach: auto}\n",
+		"  - {name: r0, mode: offload, attach: auto}\n",
+		"  - {name: r1, mode: offload, attach: auto}\n",
 		"api:\n  socket: /run/fastpath/demo-x.sock\n",
 	} {
 		if !strings.Contains(got, want) {

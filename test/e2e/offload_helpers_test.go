@@ -77,7 +77,7 @@ func families(l *lab.Lab) []fam {
 		{"IPv4", l.GenAddr4, l.RtrInAddr4, l.RtrOutAddr4, l.SinkAddr4, "ipv4", 20,
 			func(c counters) uint64 { return c.kernel4 }},
 		{"IPv6", l.GenAddr6, l.RtrInAddr6, l.RtrOutAddr6, l.SinkAddr6, "ipv6", 40,
-			func(c counters) uint64 { return c.kern6 }},
+			func(c counters) uint64 { return c.kernel6 }},
 	}
 }
 
@@ -415,14 +415,14 @@ type arrival struct {
 // (hellos, echoes) so conntrack sees a reply, and it records when and
 // where each datagram arrived.
 type udpFlow struct {
-	send, recv *net.UDPConn
-	runID      uint64
-	local      netip.AddrPort // the sender's address
-	dst        netip.AddrPort // where the sender sends
-	listen     netip.AddrPort // the receiver's address
-	echoEvery  uint64         // the receiver echoes data datagrams with seq % echoEvery == 0 (0: none)
-	seq        atomic.Uint64  // next data sequence number
-	echoes     atomic.Int64   // echoes the sender got back
+	tx, rx    *net.UDPConn
+	runID     uint64
+	local     netip.AddrPort // the sender's address
+	dst       netip.AddrPort // where the sender sends
+	listen    netip.AddrPort // the receiver's address
+	echoEvery atomic.Uint64  // the receiver echoes data datagrams with seq % echoEvery == 0 (0: none)
+	seq       atomic.Uint64  // next data sequence number
+	echoes    atomic.Int64   // echoes the sender got back
 
 	mu       sync.Mutex
 	arrivals []arrival
@@ -432,39 +432,44 @@ type udpFlow struct {
 }
 
 // newUDPFlow opens a receiver on listen in dstNS (port 0: any) and a
-// sender in srcNS that sends to dial (port 0: the receiver's port).
-func newUDPFlow(t *testing.T, srcNS, dstNS string, listen, dial netip.AddrPort) *udpFlow {
+// sender in srcNS bound to local (the zero AddrPort: any) that sends to
+// dial (port 0: the receiver's port).
+func newUDPFlow(t *testing.T, srcNS, dstNS string, local, listen, dial netip.AddrPort) *udpFlow {
 	t.Helper()
 	u := &udpFlow{runID: rand.Uint64(), done: make(chan struct{})}
 	inNS(t, dstNS, func() error {
 		var err error
-		u.recv, err = net.ListenUDP("udp", net.UDPAddrFromAddrPort(listen))
+		u.rx, err = net.ListenUDP("udp", net.UDPAddrFromAddrPort(listen))
 		return err
 	})
-	raw, _ := u.recv.SyscallConn()
+	raw, _ := u.rx.SyscallConn()
 	raw.Control(func(fd uintptr) { unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, udpRcvBuf) })
-	if err := enableRecvInfo(u.recv, listen.Addr().Is6(), true); err != nil {
-		u.recv.Close()
+	if err := enableRecvInfo(u.rx, listen.Addr().Is6(), true); err != nil {
+		u.rx.Close()
 		t.Fatalf("udp receiver options: %v", err)
 	}
-	u.listen = unmapAP(u.recv.LocalAddr().(*net.UDPAddr).AddrPort())
+	u.listen = unmapAP(u.rx.LocalAddr().(*net.UDPAddr).AddrPort())
 	if dial.Port() == 0 {
 		dial = netip.AddrPortFrom(dial.Addr(), u.listen.Port())
 	}
 	u.dst = dial
 	inNS(t, srcNS, func() error {
 		var err error
-		u.send, err = net.DialUDP("udp", nil, net.UDPAddrFromAddrPort(dial))
+		var laddr *net.UDPAddr
+		if local.IsValid() {
+			laddr = net.UDPAddrFromAddrPort(local)
+		}
+		u.tx, err = net.DialUDP("udp", laddr, net.UDPAddrFromAddrPort(dial))
 		return err
 	})
-	u.local = unmapAP(u.send.LocalAddr().(*net.UDPAddr).AddrPort())
+	u.local = unmapAP(u.tx.LocalAddr().(*net.UDPAddr).AddrPort())
 	var wg sync.WaitGroup
 	wg.Add(2)
 	go func() { defer wg.Done(); u.receive() }()
 	go func() { defer wg.Done(); u.readEchoes() }()
 	t.Cleanup(func() {
-		u.recv.Close()
-		u.send.Close()
+		u.rx.Close()
+		u.tx.Close()
 		wg.Wait()
 	})
 	return u
@@ -474,7 +479,7 @@ func (u *udpFlow) receive() {
 	buf := make([]byte, maxDatagram)
 	oob := make([]byte, tsOOB)
 	for {
-		n, oobn, _, from, err := u.recv.ReadMsgUDPAddrPort(buf, oob)
+		n, oobn, _, from, err := u.rx.ReadMsgUDPAddrPort(buf, oob)
 		if err != nil {
 			if errors.Is(err, net.ErrClosed) {
 				return
@@ -488,15 +493,15 @@ func (u *udpFlow) receive() {
 		seq := binary.BigEndian.Uint64(buf[8:])
 		switch buf[16] {
 		case kindHello:
-			u.recv.WriteToUDPAddrPort(buf[:n], from)
+			u.rx.WriteToUDPAddrPort(buf[:n], from)
 		case kindData:
 			u.mu.Lock()
 			u.arrivals = append(u.arrivals, arrival{seq: seq, at: at, ifindex: ifindex})
 			u.bytes += int64(n)
 			u.peer = unmapAP(from)
 			u.mu.Unlock()
-			if u.echoEvery > 0 && seq%u.echoEvery == 0 {
-				u.recv.WriteToUDPAddrPort(buf[:n], from)
+			if e := u.echoEvery.Load(); e > 0 && seq%e == 0 {
+				u.rx.WriteToUDPAddrPort(buf[:n], from)
 			}
 		}
 	}
@@ -505,7 +510,7 @@ func (u *udpFlow) receive() {
 func (u *udpFlow) readEchoes() {
 	buf := make([]byte, maxDatagram)
 	for {
-		n, err := u.send.Read(buf)
+		n, err := u.tx.Read(buf)
 		if err != nil {
 			if errors.Is(err, net.ErrClosed) {
 				return
@@ -529,7 +534,7 @@ func (u *udpFlow) handshake(t *testing.T) {
 		if u.echoes.Load() > before {
 			return nil
 		}
-		u.send.Write(buf)
+		u.tx.Write(buf)
 		return errors.New("no echo yet")
 	})
 }
@@ -559,7 +564,7 @@ func (u *udpFlow) send(ctx context.Context, count, size int, gap time.Duration) 
 			return sent
 		}
 		binary.BigEndian.PutUint64(buf[8:], u.seq.Add(1)-1)
-		if _, err := u.send.Write(buf); err == nil {
+		if _, err := u.tx.Write(buf); err == nil {
 			sent++
 		}
 	}
@@ -596,6 +601,27 @@ func (u *udpFlow) waitReceived(t *testing.T, n int, timeout time.Duration) {
 		}
 		return nil
 	})
+}
+
+// settle waits until want datagrams arrived, or none arrived for quiet,
+// and returns how many arrived: for streams where loss is measured.
+func (u *udpFlow) settle(t *testing.T, want int, quiet time.Duration) int {
+	t.Helper()
+	last, lastChange := u.received(), time.Now()
+	pollUntil(t, testTimeout/2, "udp receiver settled", func() error {
+		n := u.received()
+		if n >= want {
+			return nil
+		}
+		if n != last {
+			last, lastChange = n, time.Now()
+		}
+		if time.Since(lastChange) >= quiet {
+			return nil
+		}
+		return fmt.Errorf("%d of %d received, still arriving", n, want)
+	})
+	return u.received()
 }
 
 // waitSent polls until the sender has used sequence number n.
@@ -791,4 +817,72 @@ func readStamped(c *net.TCPConn, buf, oob []byte) (int, time.Time, error) {
 	}
 	at, _ := recvInfo(oob[:oobn])
 	return n, at, nil
+}
+
+// tcpSink is a listener that counts the connections it accepts and the
+// bytes they bring.
+type tcpSink struct {
+	ln      *net.TCPListener
+	accepts atomic.Int64
+	bytes   atomic.Int64
+	wg      sync.WaitGroup
+}
+
+func newTCPSink(t *testing.T, ns string, addr netip.AddrPort) *tcpSink {
+	t.Helper()
+	s := &tcpSink{}
+	inNS(t, ns, func() error {
+		var err error
+		s.ln, err = net.ListenTCP("tcp", net.TCPAddrFromAddrPort(addr))
+		return err
+	})
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		for {
+			c, err := s.ln.Accept()
+			if err != nil {
+				return // closed
+			}
+			s.accepts.Add(1)
+			s.wg.Add(1)
+			go func() {
+				defer s.wg.Done()
+				defer c.Close()
+				c.SetReadDeadline(time.Now().Add(testTimeout))
+				n, _ := io.Copy(io.Discard, c)
+				s.bytes.Add(n)
+			}()
+		}
+	}()
+	t.Cleanup(func() {
+		s.ln.Close()
+		s.wg.Wait()
+	})
+	return s
+}
+
+// dialFrom connects from namespace ns to addr, writes a few bytes and
+// closes; it returns the connect error.
+func dialFrom(ctx context.Context, ns string, addr netip.AddrPort) error {
+	var c net.Conn
+	err := nsutil.Do(ns, func() error {
+		var err error
+		c, err = (&net.Dialer{}).DialContext(ctx, "tcp", addr.String())
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	c.Write([]byte("through the drop rule"))
+	return c.Close()
+}
+
+// fence returns once a fresh UDP exchange from srcNS to dst in dstNS went
+// through both ways: datagrams sent on the same path before it had their
+// chance to arrive. Used before asserting that something did not arrive.
+func fence(t *testing.T, srcNS, dstNS string, dst netip.Addr) {
+	t.Helper()
+	any := netip.AddrPortFrom(dst, 0)
+	newUDPFlow(t, srcNS, dstNS, netip.AddrPort{}, any, any).handshake(t)
 }

@@ -1,0 +1,135 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+	"golang.org/x/sys/unix"
+
+	"github.com/fastpath-router/fastpath/internal/bench"
+	"github.com/fastpath-router/fastpath/internal/lab"
+)
+
+func newBenchCmd(lf *logFlags, stderr io.Writer) *cobra.Command {
+	var (
+		o        bench.Options
+		quick    bool
+		noProf   bool
+		jsonFile string
+		plotFile string
+		configs  []string
+	)
+	cmd := &cobra.Command{
+		Use:   "bench",
+		Short: "Measure forwarding rates: kernel, kernel + masquerade, fastpath",
+		Long: `Build a throw-away lab (see fastpath lab), and measure in one run how many
+packets per second each configuration of the router forwards:
+
+  veth-direct   the generator straight into a counter: the wire limit
+  xdp-redirect  plain XDP redirect r0 -> r1: the upper bound of any XDP router
+  kernel        kernel forwarding, no netfilter
+  kernel-masq   kernel + conntrack + nftables masquerade (the baseline)
+  route-xdp     fastpath route mode, XDP        route-tc    the same, TC
+  offload-xdp   fastpath offload mode with masquerade, XDP
+  offload-tc    the same, TC
+
+for each frame size and flow count. The generator is an XDP program run with
+BPF_PROG_RUN in live-frames mode on one CPU; r0's receive path runs on the
+other; a counting XDP program at the sink drops what arrives. Flows are
+established through the kernel in both directions first where conntrack is
+in use. Each cell is repeated and shown as the median with min..max, and as
+a ratio to kernel-masq. See docs/benchmarks.md. Needs root and two CPUs;
+nothing outside the lab's namespaces is changed.`,
+		Example: `  fastpath bench --quick
+  fastpath bench --json bench.json --plot bench.png
+  fastpath bench --configs kernel-masq,offload-xdp --sizes 64 --flows 1,100000`,
+		Args: noArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := lab.ValidateName(o.Name); err != nil {
+				return usageError(cmd.CommandPath(), err)
+			}
+			log, err := lf.logger(stderr)
+			if err != nil {
+				return usageError(cmd.CommandPath(), err)
+			}
+			if quick {
+				if !cmd.Flags().Changed("sizes") {
+					o.Sizes = bench.QuickSizes
+				}
+				if !cmd.Flags().Changed("flows") {
+					o.Flows = bench.QuickFlows
+				}
+				if !cmd.Flags().Changed("repeats") {
+					o.Repeats = bench.QuickRepeats
+				}
+				if !cmd.Flags().Changed("duration") {
+					o.Duration = bench.QuickDuration
+				}
+				if !cmd.Flags().Changed("warmup") {
+					o.Warmup = bench.QuickWarmup
+				}
+			}
+			o.Quick = quick
+			o.Profile = !noProf
+			o.Configs = configs
+			o.Log = log
+			o.Progress = stderr
+			o.Terminal = isTerminal(stderr)
+			o.Version = version
+			o.CommandLine = "fastpath " + strings.Join(os.Args[1:], " ")
+			if est := o.Estimate(); est > 0 {
+				fmt.Fprintf(stderr, "fastpath bench: about %s of measurement, plus setup\n", est.Round(time.Second))
+			}
+			ctx, stop := signalContext(cmd)
+			defer stop()
+			rep, err := bench.Run(ctx, o)
+			if err != nil {
+				return err
+			}
+			out := cmd.OutOrStdout()
+			if err := rep.WriteTable(out); err != nil {
+				return err
+			}
+			if jsonFile != "" {
+				if err := rep.SaveJSON(jsonFile); err != nil {
+					return err
+				}
+				fmt.Fprintf(out, "raw samples: %s\n", jsonFile)
+			}
+			if plotFile != "" {
+				if err := rep.SavePlot(plotFile); err != nil {
+					return err
+				}
+				fmt.Fprintf(out, "chart: %s\n", plotFile)
+			}
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.BoolVar(&quick, "quick", false, "a short run: 64-byte frames, 1 and 1k flows, 2 repeats of 1 s (under 90 s)")
+	f.StringVar(&jsonFile, "json", "", "write the report with every raw sample as JSON to `FILE`")
+	f.StringVar(&plotFile, "plot", "", "draw a bar chart of the results into `FILE.png`")
+	f.StringSliceVar(&configs, "configs", nil, "configurations to measure (default all): "+strings.Join(bench.ConfigNames(), ","))
+	f.IntSliceVar(&o.Sizes, "sizes", bench.DefaultSizes, "frame sizes in bytes (Ethernet header to payload end)")
+	f.IntSliceVar(&o.Flows, "flows", bench.DefaultFlows, "flow counts (distinct UDP 5-tuples)")
+	f.IntVar(&o.Repeats, "repeats", bench.DefaultRepeats, "measurement windows per cell")
+	f.DurationVar(&o.Duration, "duration", bench.DefaultDuration, "length of one measurement window")
+	f.DurationVar(&o.Warmup, "warmup", bench.DefaultWarmup, "traffic before a cell's first window")
+	f.BoolVar(&noProf, "no-profile", false, "skip the extra window per cell that measures the router program's ns/packet")
+	f.StringVar(&o.Name, "name", bench.DefaultName, "lab name, 1 to 8 characters from a-z, 0-9 and '-'")
+	return cmd
+}
+
+// isTerminal reports whether w is a terminal (for the progress line).
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	_, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
+	return err == nil
+}

@@ -1,0 +1,74 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// waitTime bounds every wait in the tests of long-running commands.
+const waitTime = 10 * time.Second
+
+// syncBuffer is a bytes.Buffer a running command writes while the test
+// reads it.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// cli is a command running in the background.
+type cli struct {
+	out, err syncBuffer
+	code     chan int
+}
+
+// start runs the CLI with args until it exits or ctx ends (as Ctrl-C
+// would end it).
+func start(ctx context.Context, args ...string) *cli {
+	c := &cli{code: make(chan int, 1)}
+	go func() { c.code <- execute(ctx, args, &c.out, &c.err) }()
+	return c
+}
+
+// exit waits for the command's exit code.
+func (c *cli) exit(t *testing.T) int {
+	t.Helper()
+	select {
+	case code := <-c.code:
+		return code
+	case <-time.After(waitTime):
+		t.Fatalf("command still running after %v; stdout %q, stderr %q", waitTime, c.out.String(), c.err.String())
+		return -1
+	}
+}
+
+// waitOutput polls stdout until it contains want.
+func (c *cli) waitOutput(t *testing.T, want string) {
+	t.Helper()
+	deadline := time.Now().Add(waitTime)
+	for !strings.Contains(c.out.String(), want) {
+		if time.Now().After(deadline) {
+			t.Fatalf("stdout lacks %q after %v:\n%s\nstderr: %s", want, waitTime, c.out.String(), c.err.String())
+		}
+		select {
+		case code := <-c.code:
+			t.Fatalf("command exited with %d before printing %q:\n%s\nstderr: %s", code, want, c.out.String(), c.err.String())
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+}

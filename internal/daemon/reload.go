@@ -1,0 +1,235 @@
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+
+	"github.com/vishvananda/netlink"
+
+	"github.com/fastpath-router/fastpath/internal/api"
+	"github.com/fastpath-router/fastpath/internal/config"
+	"github.com/fastpath-router/fastpath/internal/datapath"
+)
+
+// reloader applies a changed config file to the running daemon: only the
+// difference, and nothing at all if the new file is invalid or asks for a
+// change that needs a restart.
+type reloader struct {
+	mu   sync.Mutex // one reload at a time (SIGHUP and the API)
+	path string
+	cfg  *config.Config // what runs now
+	r    *reconciler
+	// startOffload starts offload housekeeping the first time a reload
+	// brings an offload-mode interface.
+	startOffload func() error
+}
+
+// restartOnly names the settings a running daemon cannot change: they size
+// kernel objects or are bound at start.
+func restartOnly(old, new *config.Config) []string {
+	var diff []string
+	if old.API.Socket != new.API.Socket {
+		diff = append(diff, "api.socket")
+	}
+	if old.Flows.MaxEntries != new.Flows.MaxEntries {
+		diff = append(diff, "flows.max_entries")
+	}
+	if old.Flows.IdleTimeout != new.Flows.IdleTimeout {
+		diff = append(diff, "flows.idle_timeout")
+	}
+	if old.Metrics != new.Metrics {
+		diff = append(diff, "metrics")
+	}
+	return diff
+}
+
+func (rl *reloader) reload(context.Context) (*api.ReloadResult, error) {
+	rl.mu.Lock()
+	defer rl.mu.Unlock()
+	if rl.path == "" {
+		return nil, errors.New("the daemon was started without a config file to reread")
+	}
+	next, err := config.Load(rl.path)
+	if err != nil {
+		return nil, &api.ConfigError{Err: err}
+	}
+	if diff := restartOnly(rl.cfg, next); len(diff) > 0 {
+		return nil, &api.ConfigError{Err: fmt.Errorf("%s: changing %s needs a restart; nothing was changed",
+			rl.path, strings.Join(diff, ", "))}
+	}
+	if usesOffload(next) && !usesOffload(rl.cfg) {
+		if err := rl.startOffload(); err != nil {
+			return nil, fmt.Errorf("start offload mode: %w", err)
+		}
+	}
+	actions, err := rl.r.apply(next.Interfaces)
+	rl.cfg = next
+	res := &api.ReloadResult{Changed: len(actions) > 0, Actions: actions}
+	if res.Changed {
+		rl.r.events.Publish(api.Event{Kind: api.EventReload, Detail: strings.Join(actions, "; ")})
+	}
+	return res, err
+}
+
+// apply makes the interfaces match want, touching only what differs. An
+// interface whose new attachment fails keeps its old one; the error says so.
+func (r *reconciler) apply(want []config.Interface) ([]string, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	links, err := linksByName()
+	if err != nil {
+		return nil, err
+	}
+	byName := map[string]*iface{}
+	for _, ic := range r.ifaces {
+		byName[ic.cfg.Name] = ic
+	}
+	var (
+		actions []string
+		errs    []error
+		next    []*iface
+	)
+	keep := map[string]bool{}
+	for _, c := range want {
+		keep[c.Name] = true
+	}
+	for _, ic := range r.ifaces {
+		if !keep[ic.cfg.Name] {
+			r.teardown(ic, api.StateMissing)
+			actions = append(actions, "detach "+ic.cfg.Name+" (removed from the config)")
+		}
+	}
+	for _, c := range want {
+		ic, ok := byName[c.Name]
+		if !ok {
+			ic = &iface{cfg: c, state: api.StateMissing}
+			if c.Mode == config.ModeOff {
+				ic.state = api.StateOff
+			}
+			next = append(next, ic)
+			if l, present := links[c.Name]; present && ic.managed() {
+				if err := r.bringUp(ic, l); err != nil {
+					errs = append(errs, err)
+					actions = append(actions, fmt.Sprintf("add %s: failed: %v", c.Name, err))
+					continue
+				}
+			}
+			actions = append(actions, fmt.Sprintf("add %s (%s, attach %s)", c.Name, c.Mode, c.Attach))
+			continue
+		}
+		next = append(next, ic)
+		if ic.cfg == c {
+			continue
+		}
+		act, err := r.change(ic, c, links[c.Name])
+		if act != "" {
+			actions = append(actions, act)
+		}
+		if err != nil {
+			errs = append(errs, err)
+		}
+	}
+	r.ifaces = next
+	r.updateTargets()
+	return actions, errors.Join(errs...)
+}
+
+// bringUp declares and attaches a present interface.
+func (r *reconciler) bringUp(ic *iface, l netlink.Link) error {
+	if err := checkEthernet(l); err != nil {
+		return err
+	}
+	if err := r.declare(ic, l); err != nil {
+		return err
+	}
+	r.updateTargets()
+	if err := r.attach(ic); err != nil {
+		r.fail(ic, err)
+		return err
+	}
+	return nil
+}
+
+// change moves one interface from its running config to c.
+func (r *reconciler) change(ic *iface, c config.Interface, l netlink.Link) (string, error) {
+	old := ic.cfg
+	switch {
+	case !ic.managed() && c.Mode != config.ModeOff: // off -> on
+		ic.cfg = c
+		ic.state = api.StateMissing
+		if l == nil {
+			return fmt.Sprintf("enable %s (%s; not present now)", c.Name, c.Mode), nil
+		}
+		if err := r.bringUp(ic, l); err != nil {
+			return fmt.Sprintf("enable %s: failed: %v", c.Name, err), err
+		}
+		return fmt.Sprintf("enable %s (%s)", c.Name, c.Mode), nil
+	case ic.managed() && c.Mode == config.ModeOff: // on -> off
+		r.teardown(ic, api.StateOff)
+		ic.cfg = c
+		return "disable " + c.Name, nil
+	}
+	ic.cfg = c
+	if ic.ifindex == 0 || l == nil { // not present: the next sync attaches it as configured
+		return fmt.Sprintf("change %s (%s, attach %s; not present now)", c.Name, c.Mode, c.Attach), nil
+	}
+	var did []string
+	if old.Mode != c.Mode {
+		if err := r.declare(ic, l); err != nil {
+			ic.cfg = old
+			return "", fmt.Errorf("interface %s: mode: %w", c.Name, err)
+		}
+		did = append(did, fmt.Sprintf("mode %s -> %s", old.Mode, c.Mode))
+	}
+	if old.Attach != c.Attach {
+		if err := r.reattach(ic); err != nil {
+			ic.cfg.Attach = old.Attach
+			return fmt.Sprintf("%s: kept %s: %v", c.Name, ic.hook, err), err
+		}
+		did = append(did, fmt.Sprintf("attach %s -> %s (%s)", old.Attach, c.Attach, ic.hook))
+	}
+	return fmt.Sprintf("%s: %s", c.Name, strings.Join(did, ", ")), nil
+}
+
+// reattach moves an attached interface to the hook its config now asks
+// for. The new program goes in before the old one leaves, except between
+// XDP driver and generic mode, which cannot coexist on a device: then the
+// kernel path carries the traffic for that instant.
+func (r *reconciler) reattach(ic *iface) error {
+	hook, why := r.resolveHook(ic)
+	if hook == ic.hook {
+		return nil
+	}
+	old, oldHook := ic.link, ic.hook
+	xdpSwap := (hook == datapath.HookXDP || hook == datapath.HookXDPGeneric) &&
+		(oldHook == datapath.HookXDP || oldHook == datapath.HookXDPGeneric)
+	if xdpSwap {
+		r.dp.Detach(old)
+		ic.link = nil
+	}
+	l, err := r.dp.Attach(ic.ifindex, hook)
+	if err != nil {
+		if xdpSwap { // put the old one back
+			if back, berr := r.dp.Attach(ic.ifindex, oldHook); berr == nil {
+				ic.link = back
+			} else {
+				r.fail(ic, berr)
+			}
+		}
+		return explainAttach(hook, err)
+	}
+	if !xdpSwap {
+		r.dp.Detach(old)
+	}
+	ic.link, ic.hook = l, hook
+	ic.linkID, ic.progID = 0, 0
+	if info, err := l.Info(); err == nil {
+		ic.linkID, ic.progID = uint32(info.ID), uint32(info.Program)
+	}
+	r.log.Info("attached", "interface", ic.cfg.Name, "hook", hook, "why", why)
+	r.events.Publish(api.Event{Kind: api.EventAttach, Interface: ic.cfg.Name, Detail: fmt.Sprintf("%s: %s", hook, why)})
+	return nil
+}

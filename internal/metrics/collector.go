@@ -1,0 +1,188 @@
+package metrics
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/fastpath-router/fastpath/internal/api"
+)
+
+// family describes one metric family the collector exports. The table in
+// newCollector is the only list of them; docs/metrics.md is checked
+// against what the collector produces.
+type family struct {
+	desc *prometheus.Desc
+	typ  prometheus.ValueType
+}
+
+// collector reads the daemon at every collection, so values are those of
+// the moment of the scrape, straight from the per-CPU BPF maps.
+type collector struct {
+	// ctx bounds the source calls of every collection: Collect has no
+	// context of its own. It is the server's lifetime, not a request's.
+	ctx     context.Context
+	src     Source
+	version string
+	timeout time.Duration
+
+	buildInfo      family
+	startTime      family
+	interfaceUp    family
+	fwdPackets     family
+	fwdBytes       family
+	passPackets    family
+	passBytes      family
+	flowsAdded     family
+	flowsRemoved   family
+	eventsLost     family
+	flowsActive    family
+	flowsCapacity  family
+	statusFamilies []family
+	statsFamilies  []family
+	flowsFamilies  []family
+}
+
+func newCollector(ctx context.Context, src Source, version string, timeout time.Duration) *collector {
+	f := func(name, help string, typ prometheus.ValueType, labels ...string) family {
+		return family{desc: prometheus.NewDesc(name, help, labels, nil), typ: typ}
+	}
+	const (
+		counter = prometheus.CounterValue
+		gauge   = prometheus.GaugeValue
+	)
+	c := &collector{
+		ctx: ctx, src: src, version: version, timeout: timeout,
+
+		buildInfo: f("fastpath_build_info",
+			"Always 1; the version label is the running daemon's version.", gauge, "version"),
+		startTime: f("fastpath_daemon_start_time_seconds",
+			"When the running daemon started, in seconds since the Unix epoch.", gauge),
+		interfaceUp: f("fastpath_interface_up",
+			"1 if the datapath is attached to the configured interface, 0 if not (mode off, missing, or attach failed); hook is how it is attached (xdp, xdp-generic, tc) or none.",
+			gauge, "interface", "mode", "hook"),
+
+		fwdPackets: f("fastpath_datapath_forwarded_packets_total",
+			"Packets arriving on the interface that fastpath forwarded itself.", counter, "interface"),
+		fwdBytes: f("fastpath_datapath_forwarded_bytes_total",
+			"Bytes (whole frames) arriving on the interface that fastpath forwarded itself.", counter, "interface"),
+		passPackets: f("fastpath_datapath_passed_packets_total",
+			"Packets arriving on the interface that fastpath passed to the kernel, by reason (see docs/counters.md).",
+			counter, "interface", "reason"),
+		passBytes: f("fastpath_datapath_passed_bytes_total",
+			"Bytes (whole frames) arriving on the interface that fastpath passed to the kernel.", counter, "interface"),
+		flowsAdded: f("fastpath_flows_added_total",
+			"Flows (one per direction of a connection) put into the flow cache by packets arriving on the interface (offload mode).",
+			counter, "interface"),
+		flowsRemoved: f("fastpath_flows_removed_total",
+			"Evictions of the interface's flows from the flow cache by the datapath (TCP FIN/RST, conntrack entry gone).",
+			counter, "interface"),
+		eventsLost: f("fastpath_datapath_events_lost_total",
+			"Flow events of the interface the datapath dropped because the daemon did not read them in time.",
+			counter, "interface"),
+
+		flowsActive: f("fastpath_flows_active",
+			"Flows (one per direction of a connection) in the flow cache now.", gauge),
+		flowsCapacity: f("fastpath_flows_capacity",
+			"Flows the flow cache can hold (flows.max_entries).", gauge),
+	}
+	c.statusFamilies = []family{c.startTime, c.interfaceUp}
+	c.statsFamilies = []family{c.fwdPackets, c.fwdBytes, c.passPackets, c.passBytes, c.flowsAdded, c.flowsRemoved, c.eventsLost}
+	c.flowsFamilies = []family{c.flowsActive, c.flowsCapacity}
+	return c
+}
+
+func (c *collector) families() []family {
+	return slices.Concat([]family{c.buildInfo}, c.statusFamilies, c.statsFamilies, c.flowsFamilies)
+}
+
+// Describe implements prometheus.Collector.
+func (c *collector) Describe(ch chan<- *prometheus.Desc) {
+	for _, f := range c.families() {
+		ch <- f.desc
+	}
+}
+
+// Collect implements prometheus.Collector. A source that fails makes the
+// families it feeds invalid, so the scrape reports the error; the other
+// families are still collected.
+func (c *collector) Collect(ch chan<- prometheus.Metric) {
+	emit(ch, c.buildInfo, 1, c.version)
+
+	ctx, cancel := context.WithTimeout(c.ctx, c.timeout)
+	defer cancel()
+
+	if st, err := c.src.Status(ctx); err != nil || st == nil {
+		invalid(ch, c.statusFamilies, "read status", err)
+	} else {
+		c.collectStatus(ch, st)
+	}
+	if st, err := c.src.Stats(ctx); err != nil || st == nil {
+		invalid(ch, c.statsFamilies, "read stats", err)
+	} else {
+		c.collectStats(ch, st)
+	}
+	if fl, err := c.src.Flows(ctx); err != nil || fl == nil {
+		invalid(ch, c.flowsFamilies, "read flows", err)
+	} else {
+		emit(ch, c.flowsActive, float64(len(fl.Flows)))
+		emit(ch, c.flowsCapacity, float64(fl.Capacity))
+	}
+}
+
+func (c *collector) collectStatus(ch chan<- prometheus.Metric, st *api.Status) {
+	if !st.StartedAt.IsZero() {
+		emit(ch, c.startTime, float64(st.StartedAt.UnixNano())/1e9)
+	}
+	for _, i := range st.Interfaces {
+		up := 0.0
+		if i.State == api.StateAttached {
+			up = 1
+		}
+		hook := i.AttachedAs
+		if hook == "" {
+			hook = "none"
+		}
+		emit(ch, c.interfaceUp, up, i.Name, i.Mode, hook)
+	}
+}
+
+func (c *collector) collectStats(ch chan<- prometheus.Metric, st *api.Stats) {
+	for _, i := range st.Interfaces {
+		emit(ch, c.fwdPackets, float64(i.Forwarded.Packets), i.Name)
+		emit(ch, c.fwdBytes, float64(i.Forwarded.Bytes), i.Name)
+		emit(ch, c.passBytes, float64(i.Passed.Bytes), i.Name)
+		emit(ch, c.flowsAdded, float64(i.FlowsAdded), i.Name)
+		emit(ch, c.flowsRemoved, float64(i.FlowsRemoved), i.Name)
+		emit(ch, c.eventsLost, float64(i.EventsLost), i.Name)
+		for reason, n := range i.PassReasons {
+			emit(ch, c.passPackets, float64(n), i.Name, reason)
+		}
+	}
+}
+
+// emit sends one sample. NewConstMetric fails only on a label count that
+// does not match the family, which is reported as an invalid metric
+// rather than a panic.
+func emit(ch chan<- prometheus.Metric, f family, v float64, labels ...string) {
+	m, err := prometheus.NewConstMetric(f.desc, f.typ, v, labels...)
+	if err != nil {
+		m = prometheus.NewInvalidMetric(f.desc, err)
+	}
+	ch <- m
+}
+
+// invalid marks every family in fs as failed for this collection.
+func invalid(ch chan<- prometheus.Metric, fs []family, what string, err error) {
+	if err == nil {
+		err = errors.New("no data")
+	}
+	err = fmt.Errorf("%s: %w", what, err)
+	for _, f := range fs {
+		ch <- prometheus.NewInvalidMetric(f.desc, err)
+	}
+}

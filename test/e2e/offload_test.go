@@ -1,0 +1,446 @@
+package e2e
+
+// Offload mode end to end: netfilter, conntrack and NAT decide in the
+// kernel, then fastpath carries the established flows (DESIGN §2.1 step 4).
+// Each test runs under XDP and TC, over IPv4 and IPv6. The invalidation
+// tests (ruleset, conntrack, routes, timeouts, watchdog, crash) are in
+// offload_invalidation_test.go; helpers in offload_helpers_test.go.
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/netip"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/fastpath-router/fastpath/internal/api"
+	"github.com/fastpath-router/fastpath/internal/lab"
+)
+
+// Traffic of the offload tests: small, the package must stay fast.
+const (
+	offTCPBytes   = 16 << 20
+	offUDPCount   = 3000
+	offUDPSize    = 512
+	offUDPGap     = 50 * time.Microsecond
+	offUDPMaxLoss = 0.05
+	offChunk      = 64 << 10
+)
+
+// offloadLab builds a lab, applies ruleset in rtr and runs the daemon in
+// offload mode with attach.
+func offloadLab(t *testing.T, attach, ruleset string) (*lab.Lab, *daemon, context.Context) {
+	t.Helper()
+	l := newLab(t)
+	ctx := testContext(t)
+	if ruleset != "" {
+		nft(ctx, t, l, ruleset)
+	}
+	d, st := runDaemon(t, l.Rtr, offloadIfaces(l, attach)...)
+	for _, ifc := range st.Interfaces {
+		if ifc.AttachedAs != attach || ifc.Mode != "offload" {
+			t.Fatalf("%s: attached as %q in mode %q, want %s in offload", ifc.Name, ifc.AttachedAs, ifc.Mode, attach)
+		}
+	}
+	return l, d, ctx
+}
+
+// TestOffloadMasquerade is the edge router: masquerade on r1. A TCP
+// transfer and a UDP stream from gen to sink must arrive intact with r1's
+// address as their source (seen by the sink's sockets), both directions of
+// the TCP connection and the UDP flow must be in the flow cache with the
+// NAT conntrack chose, and fastpath must carry at least 95% of the packets.
+func TestOffloadMasquerade(t *testing.T) {
+	for _, attach := range offloadAttaches {
+		t.Run(attach, func(t *testing.T) {
+			l, d, ctx := offloadLab(t, attach, masqueradeRuleset+filterRuleset)
+			csum0 := checksumErrors(t, l.Sink)
+			for _, f := range families(l) {
+				t.Run(f.name, func(t *testing.T) {
+					// TCP: the connection stays open while the flows are checked.
+					before := d.counters(t, l.Rtr)
+					p := openTCP(ctx, t, l.Gen, l.Sink, netip.AddrPortFrom(f.sink, 0), netip.AddrPortFrom(f.sink, 0))
+					if p.serverSees.Addr() != f.rtrOut {
+						t.Errorf("tcp: sink accepted a connection from %s, want masqueraded source %s", p.serverSees, f.rtrOut)
+					}
+					r := copyN(ctx, p.client, p.server, offTCPBytes, offChunk, 0, nil)
+					if !r.ok(offTCPBytes) {
+						t.Fatalf("tcp: sent %d, received %d of %d bytes, sha256 equal %v: %v",
+							r.sent, r.received, offTCPBytes, r.sentSum == r.recvSum, r.err)
+					}
+					afterTCP := d.counters(t, l.Rtr)
+					fl := d.flows(t)
+					orig, ok := flowIn(fl, p.clientAddr, p.listen)
+					if !ok || orig.Direction != "original" || orig.NAT != "snat" || orig.Out.Src != p.serverSees ||
+						orig.Out.Dst != p.listen || orig.Ingress != l.RtrIn || orig.Egress != l.RtrOut {
+						t.Errorf("tcp original direction %s -> %s: want cached, snat to %s, %s -> %s; cache: %s",
+							p.clientAddr, p.listen, p.serverSees, l.RtrIn, l.RtrOut, flowList(fl))
+					}
+					reply, ok := flowIn(fl, p.listen, p.serverSees)
+					if !ok || reply.Direction != "reply" || reply.NAT != "dnat" || reply.Out.Dst != p.clientAddr ||
+						reply.Ingress != l.RtrOut || reply.Egress != l.RtrIn {
+						t.Errorf("tcp reply direction %s -> %s: want cached, dnat to %s, %s -> %s; cache: %s",
+							p.listen, p.serverSees, p.clientAddr, l.RtrOut, l.RtrIn, flowList(fl))
+					}
+					if s, fp, k := share(before, afterTCP, f); s < minShare {
+						t.Errorf("tcp: fastpath forwarded %d packets, the kernel %d: %.1f%%, want >= %.0f%%; %s; %s",
+							fp, k, 100*s, 100*minShare, before.reasonDeltas(afterTCP, l.RtrIn), before.reasonDeltas(afterTCP, l.RtrOut))
+					} else {
+						t.Logf("tcp %d MiB: fastpath %d packets, kernel %d (%.2f%%)", offTCPBytes>>20, fp, k, 100*s)
+					}
+
+					// UDP: a hello and its echo make the flow established.
+					u := newUDPFlow(t, l.Gen, l.Sink, netip.AddrPort{}, netip.AddrPortFrom(f.sink, 0), netip.AddrPortFrom(f.sink, 0))
+					beforeUDP := d.counters(t, l.Rtr)
+					u.handshake(t)
+					sent := u.send(ctx, offUDPCount, offUDPSize, offUDPGap)
+					got := u.settle(t, sent, 500*time.Millisecond)
+					afterUDP := d.counters(t, l.Rtr)
+					if loss := 1 - float64(got)/float64(offUDPCount); sent != offUDPCount || loss > offUDPMaxLoss {
+						t.Errorf("udp: %d/%d sent, %d received (%.1f%% loss, max %.0f%%)", sent, offUDPCount, got, 100*loss, 100*offUDPMaxLoss)
+					}
+					if _, peer := u.snapshot(); peer.Addr() != f.rtrOut {
+						t.Errorf("udp: sink received datagrams from %s, want masqueraded source %s", peer, f.rtrOut)
+					}
+					if s, fp, k := share(beforeUDP, afterUDP, f); s < minShare {
+						t.Errorf("udp: fastpath forwarded %d packets, the kernel %d: %.1f%%, want >= %.0f%%; %s",
+							fp, k, 100*s, 100*minShare, beforeUDP.reasonDeltas(afterUDP, l.RtrIn))
+					} else {
+						t.Logf("udp %d x %d B: fastpath %d packets, kernel %d (%.2f%%)", offUDPCount, offUDPSize, fp, k, 100*s)
+					}
+					if uf, ok := flowIn(d.flows(t), u.local, u.dst); !ok || uf.NAT != "snat" || uf.Out.Src.Addr() != f.rtrOut {
+						t.Errorf("udp flow %s -> %s: want cached with snat to %s; cache: %s", u.local, u.dst, f.rtrOut, flowList(d.flows(t)))
+					}
+					// TCP both ways, UDP the original direction.
+					if added := afterUDP.flowsAdded() - before.flowsAdded(); added < 3 {
+						t.Errorf("flows_added grew by %d, want >= 3 (tcp both directions, udp)", added)
+					}
+				})
+			}
+			if n := checksumErrors(t, l.Sink) - csum0; n != 0 {
+				t.Errorf("sink counted %d TCP/UDP checksum errors: the NAT rewrite broke checksums", n)
+			}
+			if n := invalidCount(ctx, t, l); n != 0 {
+				t.Errorf("conntrack in rtr called %d forwarded packets INVALID", n)
+			}
+		})
+	}
+}
+
+// dnatRuleset forwards port 8080 of rtr's sink-side address to port 80 of
+// gen, as a home router's port forward does.
+const dnatRuleset = `table ip nat {
+	chain pre {
+		type nat hook prerouting priority dstnat; policy accept;
+		iifname "r1" tcp dport 8080 dnat to 198.18.1.1:80
+	}
+}
+table ip6 nat {
+	chain pre {
+		type nat hook prerouting priority dstnat; policy accept;
+		iifname "r1" tcp dport 8080 dnat to [fd00:1::1]:80
+	}
+}
+`
+
+// TestOffloadDNAT connects from sink to rtr's port 8080, which rtr
+// forwards to a server on port 80 in gen. Data both ways must arrive
+// intact, the server must see the client's own address, the flow cache
+// must show the original direction (sink -> rtr:8080) with nat "dnat" to
+// gen:80, and fastpath must carry at least 95% of the packets.
+func TestOffloadDNAT(t *testing.T) {
+	for _, attach := range offloadAttaches {
+		t.Run(attach, func(t *testing.T) {
+			l, d, ctx := offloadLab(t, attach, dnatRuleset)
+			csum0 := checksumErrors(t, l.Sink) + checksumErrors(t, l.Gen)
+			for _, f := range families(l) {
+				t.Run(f.name, func(t *testing.T) {
+					before := d.counters(t, l.Rtr)
+					p := openTCP(ctx, t, l.Sink, l.Gen, netip.AddrPortFrom(f.gen, 80), netip.AddrPortFrom(f.rtrOut, 8080))
+					if p.serverSees.Addr() != f.sink {
+						t.Errorf("server in gen sees the client as %s, want %s (no SNAT)", p.serverSees, f.sink)
+					}
+					const half = offTCPBytes / 2
+					if r := copyN(ctx, p.client, p.server, half, offChunk, 0, nil); !r.ok(half) {
+						t.Fatalf("sink -> gen: sent %d, received %d of %d bytes, sha256 equal %v: %v", r.sent, r.received, half, r.sentSum == r.recvSum, r.err)
+					}
+					if r := copyN(ctx, p.server, p.client, half, offChunk, 0, nil); !r.ok(half) {
+						t.Fatalf("gen -> sink: sent %d, received %d of %d bytes, sha256 equal %v: %v", r.sent, r.received, half, r.sentSum == r.recvSum, r.err)
+					}
+					after := d.counters(t, l.Rtr)
+					fl := d.flows(t)
+					orig, ok := flowIn(fl, p.clientAddr, p.dial)
+					if !ok || orig.Direction != "original" || orig.NAT != "dnat" || orig.Out.Dst != p.listen ||
+						orig.Out.Src != p.clientAddr || orig.Ingress != l.RtrOut || orig.Egress != l.RtrIn {
+						t.Errorf("original direction %s -> %s: want cached with nat \"dnat\" to %s, %s -> %s; cache: %s",
+							p.clientAddr, p.dial, p.listen, l.RtrOut, l.RtrIn, flowList(fl))
+					}
+					reply, ok := flowIn(fl, p.listen, p.clientAddr)
+					if !ok || reply.Direction != "reply" || reply.NAT != "snat" || reply.Out.Src != p.dial {
+						t.Errorf("reply direction %s -> %s: want cached with nat \"snat\" from %s; cache: %s",
+							p.listen, p.clientAddr, p.dial, flowList(fl))
+					}
+					if s, fp, k := share(before, after, f); s < minShare {
+						t.Errorf("fastpath forwarded %d packets, the kernel %d: %.1f%%, want >= %.0f%%; %s; %s",
+							fp, k, 100*s, 100*minShare, before.reasonDeltas(after, l.RtrIn), before.reasonDeltas(after, l.RtrOut))
+					} else {
+						t.Logf("port forward, %d MiB each way: fastpath %d packets, kernel %d (%.2f%%)", half>>20, fp, k, 100*s)
+					}
+				})
+			}
+			if n := checksumErrors(t, l.Sink) + checksumErrors(t, l.Gen) - csum0; n != 0 {
+				t.Errorf("gen and sink counted %d TCP/UDP checksum errors: the NAT rewrite broke checksums", n)
+			}
+		})
+	}
+}
+
+// blockedPort is the port TestOffloadDropRule's forward chain drops.
+const blockedPort = 9999
+
+const dropRuleset = `table inet fpt {
+	chain forward {
+		type filter hook forward priority filter; policy accept;
+		tcp dport 9999 drop
+		udp dport 9999 drop
+	}
+}
+`
+
+// TestOffloadDropRule drops TCP and UDP port 9999 in the forward chain
+// while other flows are offloaded: not one packet to port 9999 may reach a
+// listener, before and while other flows are offloaded. That includes the
+// reply direction of an allowed flow: gen:9999 -> sink:P is allowed, but
+// sink's answers go to port 9999 and are dropped, so that direction must
+// never be offloaded (though conntrack marks the entry SEEN_REPLY: it sees
+// the reply before the forward chain drops it).
+func TestOffloadDropRule(t *testing.T) {
+	for _, attach := range offloadAttaches {
+		t.Run(attach, func(t *testing.T) {
+			l, d, ctx := offloadLab(t, attach, masqueradeRuleset+dropRuleset)
+			for _, f := range families(l) {
+				t.Run(f.name, func(t *testing.T) {
+					blocked := netip.AddrPortFrom(f.sink, blockedPort)
+					tl := newTCPSink(t, l.Sink, blocked)
+					bu := newUDPFlow(t, l.Gen, l.Sink, netip.AddrPort{}, blocked, blocked)
+					probe := func(when string) {
+						t.Helper()
+						// TCP: the SYN must not get through, so the dial times out.
+						dctx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
+						defer cancel()
+						err := dialFrom(dctx, l.Gen, blocked)
+						if err == nil {
+							t.Errorf("%s: tcp connect to %s succeeded through a drop rule", when, blocked)
+						}
+						// UDP: a bounded burst, none may arrive.
+						bu.send(ctx, 200, 100, 500*time.Microsecond)
+						fence(t, l.Gen, l.Sink, f.sink)
+						if n := bu.received(); n != 0 {
+							t.Errorf("%s: %d udp datagrams to port %d reached the sink", when, n, blockedPort)
+						}
+					}
+					probe("before any flow was offloaded")
+
+					// Allowed flows, offloaded: a UDP stream (running on) and the
+					// reverse case, whose replies go to gen's port 9999.
+					other := newUDPFlow(t, l.Gen, l.Sink, netip.AddrPort{}, netip.AddrPortFrom(f.sink, 0), netip.AddrPortFrom(f.sink, 0))
+					other.handshake(t)
+					sctx, stop := context.WithCancel(ctx)
+					done := other.stream(sctx, 5000, 200, time.Millisecond)
+					defer func() { stop(); <-done }()
+					rev := newUDPFlow(t, l.Gen, l.Sink, netip.AddrPortFrom(f.gen, blockedPort), netip.AddrPortFrom(f.sink, 0), netip.AddrPortFrom(f.sink, 0))
+					rev.echoEvery.Store(1) // the sink answers every datagram, to gen:9999
+					rev.send(ctx, 50, 100, time.Millisecond)
+					d.waitFlow(t, other.local, other.dst)
+					rev.waitReceived(t, 1, offloadWait)
+					before := rev.received()
+					rev.send(ctx, 200, 100, 500*time.Microsecond)
+
+					probe("while other flows are offloaded")
+					if n := rev.echoes.Load(); n != 0 {
+						t.Errorf("gen received %d datagrams on port %d (sink's replies): the drop rule was bypassed", n, blockedPort)
+					}
+					for _, fl := range flowsOfPort(d.flows(t), "udp", blockedPort) {
+						if fl.In.Dst.Port() == blockedPort || fl.Out.Dst.Port() == blockedPort {
+							t.Errorf("a flow towards port %d is in the flow cache: %s", blockedPort, flowList([]api.Flow{fl}))
+						}
+					}
+					if rev.received() <= before {
+						t.Errorf("gen:%d -> sink is allowed, but no datagram arrived", blockedPort)
+					}
+					if n, b := tl.accepts.Load(), tl.bytes.Load(); n != 0 || b != 0 {
+						t.Errorf("the listener on %s accepted %d connections, %d bytes", blocked, n, b)
+					}
+				})
+			}
+		})
+	}
+}
+
+// TestOffloadClose ends offloaded TCP connections with FIN and with RST:
+// the datapath must evict both directions (flows_removed, pass reason
+// tcp_close) and pass the teardown to the kernel, so conntrack sees it
+// (TIME_WAIT after FINs, CLOSE after RST) and NAT still applies to it (the
+// other end sees the RST).
+func TestOffloadClose(t *testing.T) {
+	for _, attach := range offloadAttaches {
+		t.Run(attach, func(t *testing.T) {
+			l, d, ctx := offloadLab(t, attach, masqueradeRuleset+filterRuleset)
+			for _, f := range families(l) {
+				t.Run(f.name, func(t *testing.T) {
+					for _, how := range []string{"FIN", "RST"} {
+						p := openTCP(ctx, t, l.Gen, l.Sink, netip.AddrPortFrom(f.sink, 0), netip.AddrPortFrom(f.sink, 0))
+						if r := copyN(ctx, p.client, p.server, 1<<20, offChunk, 0, nil); !r.ok(1 << 20) {
+							t.Fatalf("%s: transfer: %v", how, r.err)
+						}
+						d.waitFlow(t, p.clientAddr, p.listen)
+						d.waitFlow(t, p.listen, p.serverSees)
+						before := d.counters(t, l.Rtr)
+						want := "TIME_WAIT"
+						if how == "FIN" {
+							closeFIN(t, p)
+						} else {
+							want = "CLOSE"
+							closeRST(t, p)
+						}
+						pollUntil(t, offloadWait, how+": flows evicted", func() error {
+							if fl := flowsOfPort(d.flows(t), "tcp", p.listen.Port()); len(fl) > 0 {
+								return fmt.Errorf("still cached: %s", flowList(fl))
+							}
+							return nil
+						})
+						after := d.counters(t, l.Rtr)
+						if n := after.flowsRemoved() - before.flowsRemoved(); n < 1 {
+							t.Errorf("%s: flows_removed grew by %d, want >= 1", how, n)
+						}
+						wantClose := uint64(2) // a FIN each way
+						if how == "RST" {
+							wantClose = 1
+						}
+						if n := after.reasonSum("tcp_close") - before.reasonSum("tcp_close"); n < wantClose {
+							t.Errorf("%s: pass reason tcp_close grew by %d, want >= %d", how, n, wantClose)
+						}
+						var last []string
+						pollUntil(t, offloadWait, fmt.Sprintf("%s: conntrack shows %s", how, want), func() error {
+							last = conntrackList(ctx, t, l, f, "tcp", p.listen.Port())
+							for _, e := range last {
+								if strings.Contains(e, " "+want+" ") && strings.Contains(e, "sport="+fmt.Sprint(p.clientAddr.Port())+" ") {
+									return nil
+								}
+							}
+							return fmt.Errorf("conntrack -L: %q", last)
+						})
+					}
+				})
+			}
+			if n := invalidCount(ctx, t, l); n != 0 {
+				t.Errorf("conntrack in rtr called %d forwarded packets INVALID (the teardown of offloaded connections)", n)
+			}
+		})
+	}
+}
+
+// closeFIN closes p in order: gen half-closes, sink reads EOF and closes,
+// gen reads EOF and closes.
+func closeFIN(t *testing.T, p *tcpPair) {
+	t.Helper()
+	deadline := time.Now().Add(offloadWait)
+	if err := p.client.CloseWrite(); err != nil {
+		t.Fatalf("close write: %v", err)
+	}
+	p.server.SetReadDeadline(deadline)
+	if n, err := p.server.Read(make([]byte, 1)); !errors.Is(err, io.EOF) {
+		t.Fatalf("sink: read after gen's FIN = %d, %v; want EOF", n, err)
+	}
+	p.server.Close()
+	p.client.SetReadDeadline(deadline)
+	if n, err := p.client.Read(make([]byte, 1)); !errors.Is(err, io.EOF) {
+		t.Fatalf("gen: read after sink's FIN = %d, %v; want EOF", n, err)
+	}
+	p.client.Close()
+}
+
+// closeRST aborts p from gen (SO_LINGER 0): the sink must get the RST.
+func closeRST(t *testing.T, p *tcpPair) {
+	t.Helper()
+	if err := p.client.SetLinger(0); err != nil {
+		t.Fatal(err)
+	}
+	p.client.Close()
+	p.server.SetReadDeadline(time.Now().Add(offloadWait))
+	if n, err := p.server.Read(make([]byte, 1)); !errors.Is(err, syscall.ECONNRESET) {
+		t.Fatalf("sink: read after gen's RST = %d, %v; want ECONNRESET (the RST did not arrive, or not NATed)", n, err)
+	}
+	p.server.Close()
+}
+
+// Sizes of TestOffloadFlowCounters.
+const (
+	ctrWarmup = 20
+	ctrCount  = 500
+	ctrSize   = 200 // UDP payload bytes
+)
+
+// TestOffloadFlowCounters sends exactly ctrCount datagrams of an offloaded
+// flow: its packet counter must grow by exactly that, and its byte counter
+// by that many whole frames (Ethernet + IP + UDP + payload).
+func TestOffloadFlowCounters(t *testing.T) {
+	for _, attach := range offloadAttaches {
+		t.Run(attach, func(t *testing.T) {
+			l, d, ctx := offloadLab(t, attach, masqueradeRuleset)
+			for _, f := range families(l) {
+				t.Run(f.name, func(t *testing.T) {
+					u := newUDPFlow(t, l.Gen, l.Sink, netip.AddrPort{}, netip.AddrPortFrom(f.sink, 0), netip.AddrPortFrom(f.sink, 0))
+					u.handshake(t)
+					u.send(ctx, ctrWarmup, ctrSize, time.Millisecond)
+					u.waitReceived(t, ctrWarmup, offloadWait)
+					first := d.waitFlow(t, u.local, u.dst)
+					sent := u.send(ctx, ctrCount, ctrSize, 200*time.Microsecond)
+					if sent != ctrCount {
+						t.Fatalf("sent %d of %d datagrams", sent, ctrCount)
+					}
+					// Every datagram that arrived crossed rtr; wait for all.
+					u.waitReceived(t, ctrWarmup+ctrCount, offloadWait)
+					now, ok := flowIn(d.flows(t), u.local, u.dst)
+					if !ok {
+						t.Fatalf("flow %s -> %s left the cache", u.local, u.dst)
+					}
+					frame := uint64(ethHdr + f.ipHdr + udpHdr + ctrSize)
+					if dp, db := now.Packets-first.Packets, now.Bytes-first.Bytes; dp != ctrCount || db != ctrCount*frame {
+						t.Errorf("flow counters grew by %d packets, %d bytes; want exactly %d packets, %d bytes (%d-byte frames); age %.2fs -> %.2fs",
+							dp, db, ctrCount, ctrCount*frame, frame, first.AgeSec, now.AgeSec)
+					}
+				})
+			}
+		})
+	}
+}
+
+// TestOffloadICMP pings through offload mode: ICMP cannot be offloaded
+// (conntrack lookup from BPF serves TCP and UDP only), so every echo request
+// and reply goes through the kernel, counted under pass reason icmp.
+func TestOffloadICMP(t *testing.T) {
+	for _, attach := range offloadAttaches {
+		t.Run(attach, func(t *testing.T) {
+			l, d, ctx := offloadLab(t, attach, masqueradeRuleset)
+			const n = 5
+			before := d.counters(t, l.Rtr)
+			mustPing(ctx, t, l, l.SinkAddr4, n)
+			mustPing(ctx, t, l, l.SinkAddr6, n)
+			after := d.counters(t, l.Rtr)
+			for _, ifc := range []string{l.RtrIn, l.RtrOut} {
+				if got := after.reason(ifc, "icmp") - before.reason(ifc, "icmp"); got < 2*n {
+					t.Errorf("%s: pass reason icmp grew by %d, want >= %d (echo requests or replies, both families); %s",
+						ifc, got, 2*n, before.reasonDeltas(after, ifc))
+				}
+			}
+			if fp := after.forwarded() - before.forwarded(); fp != 0 {
+				t.Errorf("fastpath forwarded %d packets of the pings; ICMP must stay on the kernel path", fp)
+			}
+		})
+	}
+}
