@@ -53,3 +53,4 @@ clean:
 BENCH_FLAGS ?= --json bench.json --plot bench.png
 bench: deps build
 	$(BIN) bench $(BENCH_FLAGS)
+.PHONY: bench

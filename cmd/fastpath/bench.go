@@ -38,8 +38,10 @@ packets per second each configuration of the router forwards:
   offload-tc    the same, TC
 
 for each frame size and flow count. The generator is an XDP program run with
-BPF_PROG_RUN in live-frames mode on one CPU; r0's receive path runs on the
-other; a counting XDP program at the sink drops what arrives. Flows are
+BPF_PROG_RUN in live-frames mode; the router's work (and the sink's counting
+XDP program, which drops what arrives) runs on the same CPU at the end of
+each batch, so every rate is what one core does, generator included
+(--split gives the router a core of its own instead). Flows are
 established through the kernel in both directions first where conntrack is
 in use. Each cell is repeated and shown as the median with min..max, and as
 a ratio to kernel-masq. See docs/benchmarks.md. Needs root and two CPUs;
@@ -119,6 +121,7 @@ nothing outside the lab's namespaces is changed.`,
 	f.IntVar(&o.Repeats, "repeats", bench.DefaultRepeats, "measurement windows per cell")
 	f.DurationVar(&o.Duration, "duration", bench.DefaultDuration, "length of one measurement window")
 	f.DurationVar(&o.Warmup, "warmup", bench.DefaultWarmup, "traffic before a cell's first window")
+	f.BoolVar(&o.Split, "split", false, "give the router a CPU of its own (r0's NAPI thread), the generator the other; default: one CPU does it all, generator included")
 	f.BoolVar(&noProf, "no-profile", false, "skip the extra window per cell that measures the router program's ns/packet")
 	f.StringVar(&o.Name, "name", bench.DefaultName, "lab name, 1 to 8 characters from a-z, 0-9 and '-'")
 	return cmd

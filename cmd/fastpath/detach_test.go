@@ -15,8 +15,8 @@ func TestWriteDetach(t *testing.T) {
 		{daemon.DetachReport{}, "nothing to detach\n"},
 		{daemon.DetachReport{Note: "no BPF filesystem at /sys/fs/bpf"},
 			"nothing to detach\nnote: no BPF filesystem at /sys/fs/bpf\n"},
-		{daemon.DetachReport{Removed: []string{"xdp link on r0", "map fp_flows"}},
-			"removed xdp link on r0\nremoved map fp_flows\n"},
+		{daemon.DetachReport{Removed: []string{"link r0", "map fp_flows"}},
+			"removed link r0\nremoved map fp_flows\n"},
 	} {
 		var b bytes.Buffer
 		if err := writeDetach(&b, tt.rep); err != nil || b.String() != tt.want {

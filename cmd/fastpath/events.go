@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -105,13 +106,15 @@ func kindFilter(kinds []string) (func(string) bool, error) {
 }
 
 // writeEvent prints e as one JSON line, written at once so that a reader
-// of a pipe sees it now.
+// of a pipe sees it now; "->" in a detail stays readable.
 func writeEvent(w io.Writer, e api.Event) error {
-	line, err := json.Marshal(e)
-	if err != nil {
+	var line bytes.Buffer
+	enc := json.NewEncoder(&line)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(e); err != nil {
 		return fmt.Errorf("encode event: %w", err)
 	}
-	if _, err := w.Write(append(line, '\n')); err != nil {
+	if _, err := w.Write(line.Bytes()); err != nil {
 		return fmt.Errorf("write event: %w", err)
 	}
 	return nil

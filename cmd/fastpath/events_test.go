@@ -55,9 +55,9 @@ func TestEvents(t *testing.T) {
 		api.Event{Time: at(3), Kind: api.EventDropped, Dropped: 12},
 		api.Event{Time: at(4), Kind: api.EventFlowRemoved, Interface: "lan0", Flow: flow, Reason: "tcp_close"},
 		api.Event{Time: at(5), Kind: api.EventDetach, Interface: "r1", Detail: "missing"},
-		api.Event{Time: at(6), Kind: api.EventAttach, Interface: "r1", Detail: "tc, offload mode: no native XDP"},
+		api.Event{Time: at(6), Kind: api.EventAttach, Interface: "r1", Detail: "tc: attach xdp -> tc"},
 	)
-	last := `{"time":"2025-06-01T12:00:06Z","kind":"attach","interface":"r1","detail":"tc, offload mode: no native XDP"}` + "\n"
+	last := `{"time":"2025-06-01T12:00:06Z","kind":"attach","interface":"r1","detail":"tc: attach xdp -> tc"}` + "\n"
 	c.waitOutput(t, last)
 	cancel() // as Ctrl-C does
 	if code := c.exit(t); code != 0 || c.err.String() != "" {

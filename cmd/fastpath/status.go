@@ -85,6 +85,7 @@ func writeStatus(w io.Writer, st *api.Status, now time.Time) error {
 func writeJSON(w io.Writer, v any) error {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
+	enc.SetEscapeHTML(false) // "->" in reload actions stays readable
 	return enc.Encode(v)
 }
 

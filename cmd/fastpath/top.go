@@ -158,7 +158,7 @@ type topSample struct {
 }
 
 // takeSample reads the counters. Without stats there is nothing to show;
-// without flows (none in offload mode, say) the rest still is.
+// without flows (the daemon could not list them) the rest still is.
 func takeSample(ctx context.Context, c *api.Client) (topSample, error) {
 	sctx, cancel := context.WithTimeout(ctx, callTimeout)
 	defer cancel()

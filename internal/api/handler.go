@@ -1,6 +1,7 @@
 package api
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -132,12 +133,12 @@ func (s *Server) serveEvents(w http.ResponseWriter, r *http.Request) {
 
 // writeEvent sends e as one JSON line and flushes it to the client.
 func (s *Server) writeEvent(w http.ResponseWriter, rc *http.ResponseController, wd *writeDeadline, e Event) error {
-	line, err := json.Marshal(e)
+	line, err := marshalLine(e)
 	if err != nil {
 		return fmt.Errorf("encode event: %w", err)
 	}
 	wd.extend(s.streamWriteTimeout)
-	if _, err := w.Write(append(line, '\n')); err != nil {
+	if _, err := w.Write(line); err != nil {
 		return err
 	}
 	return rc.Flush()
@@ -221,13 +222,25 @@ func (s *Server) writeError(w http.ResponseWriter, code int, msg string) {
 }
 
 func (s *Server) writeJSON(w http.ResponseWriter, code int, v any) {
-	body, err := json.Marshal(v)
+	body, err := marshalLine(v)
 	if err != nil {
 		s.log.Error("api encode response", "err", err)
 		code = http.StatusInternalServerError
-		body, _ = json.Marshal(errorBody{Error: "encode response: " + err.Error()})
+		body, _ = marshalLine(errorBody{Error: "encode response: " + err.Error()})
 	}
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(code)
-	w.Write(append(body, '\n'))
+	w.Write(body)
+}
+
+// marshalLine encodes v as one line of JSON. It leaves <, > and & as they
+// are (actions read "mode offload -> route"): no browser reads this API.
+func marshalLine(v any) ([]byte, error) {
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		return nil, err
+	}
+	return b.Bytes(), nil
 }

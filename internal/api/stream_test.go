@@ -344,16 +344,16 @@ func TestReloadFailure(t *testing.T) {
 // A reload that failed in part says what it did as well as the error.
 func TestReloadPartialFailure(t *testing.T) {
 	path := startServer(t, &fakeBackend{reload: func(context.Context) (*ReloadResult, error) {
-		return &ReloadResult{Changed: true, Actions: []string{"detach r1 (removed from the config)", "add r2: failed: no such device"}},
+		return &ReloadResult{Changed: true, Actions: []string{"r1: mode offload -> route", "add r2: failed: no such device"}},
 			errors.New("attach r2: no such device")
 	}})
 	res, err := NewClient(path).Reload(t.Context())
-	want := &ReloadResult{Changed: true, Actions: []string{"detach r1 (removed from the config)", "add r2: failed: no such device"}}
+	want := &ReloadResult{Changed: true, Actions: []string{"r1: mode offload -> route", "add r2: failed: no such device"}}
 	if err == nil || err.Error() != "daemon: attach r2: no such device (HTTP 500)" || !reflect.DeepEqual(res, want) {
 		t.Errorf("Reload = %+v, %v; want %+v and the error", res, err, want)
 	}
 	code, body := post(t, path, "/v1/reload")
-	if code != 500 || body != `{"error":"attach r2: no such device","actions":["detach r1 (removed from the config)","add r2: failed: no such device"]}` {
+	if code != 500 || body != `{"error":"attach r2: no such device","actions":["r1: mode offload -> route","add r2: failed: no such device"]}` {
 		t.Errorf("POST /v1/reload = %d %s", code, body)
 	}
 }

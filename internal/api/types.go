@@ -19,7 +19,10 @@ type Backend interface {
 	// Events streams events until ctx ends. The channel is closed when
 	// the stream ends; a slow reader misses events (see Event.Dropped).
 	Events(ctx context.Context) (<-chan Event, error)
-	// Reload rereads the config file and applies the difference.
+	// Reload rereads the config file and applies the difference. An
+	// invalid file or a restart-only change returns a *ConfigError and
+	// changes nothing; a failure on one interface returns the result (what
+	// was done) together with the error.
 	Reload(ctx context.Context) (*ReloadResult, error)
 }
 
@@ -45,7 +48,7 @@ const (
 type InterfaceStatus struct {
 	Name       string `json:"name"`
 	Ifindex    int    `json:"ifindex,omitempty"`
-	Mode       string `json:"mode"`                  // route | off
+	Mode       string `json:"mode"`                  // offload | route | off
 	Attach     string `json:"attach"`                // as configured: auto | xdp | xdp-generic | tc
 	AttachedAs string `json:"attached_as,omitempty"` // xdp | xdp-generic | tc
 	ProgramID  uint32 `json:"program_id,omitempty"`

@@ -98,15 +98,32 @@ func (o *offload) close() {
 func (o *offload) heartbeat(ctx context.Context) {
 	t := time.NewTicker(heartbeatEvery)
 	defer t.Stop()
+	last := datapath.Monotonic()
+	failing := false
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			if err := o.dp.Heartbeat(watchdogAfter); err != nil {
-				o.log.Error("heartbeat", "err", err)
-			}
 		}
+		now := datapath.Monotonic()
+		// A daemon stalled longer than the watchdog (stopped, starved) finds
+		// out here: the datapath passed everything to the kernel meanwhile.
+		if gap := now - last; gap > watchdogAfter {
+			o.log.Warn("heartbeat was late: offload was suspended meanwhile (watchdog) and resumes now", "late_by", gap)
+			o.hub.Publish(api.Event{Kind: api.EventWatchdog,
+				Detail: fmt.Sprintf("heartbeat %s late: offload was suspended, resumes now", gap.Round(time.Millisecond))})
+		}
+		if err := o.dp.Heartbeat(watchdogAfter); err != nil {
+			if !failing {
+				o.log.Error("heartbeat: offload stops when the watchdog fires", "err", err)
+				o.hub.Publish(api.Event{Kind: api.EventWatchdog, Detail: "heartbeat failed: " + err.Error()})
+			}
+			failing = true
+			continue
+		}
+		failing = false
+		last = now
 	}
 }
 

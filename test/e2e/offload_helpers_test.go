@@ -571,11 +571,33 @@ func (u *udpFlow) send(ctx context.Context, count, size int, gap time.Duration) 
 	return sent
 }
 
-// stream sends like send in the background; the channel yields the count.
-func (u *udpFlow) stream(ctx context.Context, count, size int, gap time.Duration) <-chan int {
-	ch := make(chan int, 1)
-	go func() { ch <- u.send(ctx, count, size, gap) }()
-	return ch
+// sender is a background send; its methods are idempotent.
+type sender struct {
+	cancel context.CancelFunc
+	ch     chan int
+	once   sync.Once
+	sent   int
+}
+
+// wait waits until the sender finished and returns how many it sent.
+func (s *sender) wait() int {
+	s.once.Do(func() { s.sent = <-s.ch })
+	return s.sent
+}
+
+// stop ends the sender early and returns how many it sent.
+func (s *sender) stop() int {
+	s.cancel()
+	return s.wait()
+}
+
+// stream sends like send in the background. The test's cleanup stops it.
+func (u *udpFlow) stream(t *testing.T, ctx context.Context, count, size int, gap time.Duration) *sender {
+	ctx, cancel := context.WithCancel(ctx)
+	s := &sender{cancel: cancel, ch: make(chan int, 1)}
+	go func() { s.ch <- u.send(ctx, count, size, gap) }()
+	t.Cleanup(func() { s.stop() })
+	return s
 }
 
 // received is the number of data datagrams that arrived so far.

@@ -101,9 +101,7 @@ func TestOffloadRuleAddedMidFlow(t *testing.T) {
 func ruleMidFlowUDP(ctx context.Context, t *testing.T, l *lab.Lab, d *daemon, f fam) {
 	u := newUDPFlow(t, l.Gen, l.Sink, netip.AddrPort{}, netip.AddrPortFrom(f.sink, 0), netip.AddrPortFrom(f.sink, 0))
 	u.handshake(t)
-	sctx, stop := context.WithCancel(ctx)
-	done := u.stream(sctx, 5000, 200, time.Millisecond)
-	defer func() { stop(); <-done }()
+	s := u.stream(t, ctx, 5000, 200, time.Millisecond)
 	d.waitFlow(t, u.local, u.dst)
 	// Offloaded and carried by fastpath for a while.
 	before := d.counters(t, l.Rtr)
@@ -124,8 +122,7 @@ func ruleMidFlowUDP(ctx context.Context, t *testing.T, l *lab.Lab, d *daemon, f 
 		}
 		return nil
 	})
-	stop()
-	<-done
+	s.stop()
 	fence(t, l.Gen, l.Sink, f.sink)
 
 	arr, _ := u.snapshot()
@@ -254,9 +251,7 @@ func TestOffloadConntrackDelete(t *testing.T) {
 					u := newUDPFlow(t, l.Gen, l.Sink, netip.AddrPort{}, netip.AddrPortFrom(f.sink, 0), netip.AddrPortFrom(f.sink, 0))
 					u.echoEvery.Store(100)
 					u.handshake(t)
-					sctx, stop := context.WithCancel(ctx)
-					done := u.stream(sctx, 5000, 200, 2*time.Millisecond)
-					defer func() { stop(); <-done }()
+					s := u.stream(t, ctx, 5000, 200, 2*time.Millisecond)
 					d.waitFlow(t, u.local, u.dst)
 					u.waitReceived(t, u.received()+50, offloadWait)
 
@@ -301,9 +296,7 @@ func TestOffloadConntrackDelete(t *testing.T) {
 					if s, fp, k := share(mid, end, f); s < minShare {
 						t.Errorf("after re-offload: fastpath forwarded %d, the kernel %d packets (%.1f%%); %s", fp, k, 100*s, mid.reasonDeltas(end, l.RtrIn))
 					}
-					stop()
-					sent := <-done
-					done = closedInt(sent)
+					sent := s.stop()
 					got := u.settle(t, sent, 300*time.Millisecond)
 					t.Logf("re-offloaded %.0f ms after the deletion; %d/%d datagrams arrived", 1000*(time.Since(deleteAt).Seconds()-again.AgeSec), got, sent)
 					if loss := 1 - float64(got)/float64(sent); loss > 0.02 {
@@ -313,13 +306,6 @@ func TestOffloadConntrackDelete(t *testing.T) {
 			}
 		})
 	}
-}
-
-// closedInt returns a channel that yields n once.
-func closedInt(n int) <-chan int {
-	c := make(chan int, 1)
-	c <- n
-	return c
 }
 
 // Second path of TestOffloadRouteChange: rtr [r2] <--veth--> [s1] sink.
@@ -428,9 +414,7 @@ func TestOffloadRouteChange(t *testing.T) {
 
 					u := newUDPFlow(t, l.Gen, l.Sink, netip.AddrPort{}, netip.AddrPortFrom(f.sink, 0), netip.AddrPortFrom(f.sink, 0))
 					u.handshake(t)
-					sctx, stop := context.WithCancel(ctx)
-					done := u.stream(sctx, 5000, 200, time.Millisecond)
-					defer func() { stop(); <-done }()
+					s := u.stream(t, ctx, 5000, 200, time.Millisecond)
 					if fl := d.waitFlow(t, u.local, u.dst); fl.Egress != l.RtrOut {
 						t.Fatalf("before the change the flow leaves via %s, want %s", fl.Egress, l.RtrOut)
 					}
@@ -453,9 +437,7 @@ func TestOffloadRouteChange(t *testing.T) {
 						return nil
 					})
 					after := d.counters(t, l.Rtr)
-					stop()
-					<-done
-					done = closedInt(0)
+					s.stop()
 
 					arr, _ := u.snapshot()
 					var lastOld, firstNew time.Time
@@ -530,11 +512,9 @@ func TestOffloadConntrackTimeout(t *testing.T) {
 				flows[i] = newUDPFlow(t, l.Gen, l.Sink, netip.AddrPort{}, netip.AddrPortFrom(f.sink, 0), netip.AddrPortFrom(f.sink, 0))
 				flows[i].handshake(t)
 			}
-			sctx, stop := context.WithCancel(ctx)
-			defer stop()
-			dones := make([]<-chan int, len(flows))
+			streams := make([]*sender, len(flows))
 			for i, u := range flows {
-				dones[i] = u.stream(sctx, count, 100, gap)
+				streams[i] = u.stream(t, ctx, count, 100, gap)
 			}
 			for _, u := range flows {
 				d.waitFlow(t, u.local, u.dst)
@@ -542,8 +522,8 @@ func TestOffloadConntrackTimeout(t *testing.T) {
 			before := d.counters(t, l.Rtr)
 			start := time.Now()
 			sent := make([]int, len(flows))
-			for i := range dones {
-				sent[i] = <-dones[i]
+			for i := range streams {
+				sent[i] = streams[i].wait()
 			}
 			after := d.counters(t, l.Rtr)
 			t.Logf("streamed %v", time.Since(start).Round(time.Millisecond))
@@ -645,20 +625,11 @@ func TestOffloadWatchdog(t *testing.T) {
 
 			fams := families(l)
 			flows := make([]*udpFlow, len(fams))
-			sctx, stop := context.WithCancel(ctx)
-			dones := make([]<-chan int, len(fams))
-			defer func() {
-				stop()
-				for _, c := range dones {
-					if c != nil {
-						<-c
-					}
-				}
-			}()
+			streams := make([]*sender, len(fams))
 			for i, f := range fams {
 				flows[i] = newUDPFlow(t, l.Gen, l.Sink, netip.AddrPort{}, netip.AddrPortFrom(f.sink, 0), netip.AddrPortFrom(f.sink, 0))
 				flows[i].handshake(t)
-				dones[i] = flows[i].stream(sctx, 6000, 200, 2*time.Millisecond)
+				streams[i] = flows[i].stream(t, ctx, 6000, 200, 2*time.Millisecond)
 			}
 			for _, u := range flows {
 				d.waitFlow(t, u.local, u.dst)
@@ -716,10 +687,8 @@ func TestOffloadWatchdog(t *testing.T) {
 				}
 				return nil
 			})
-			stop()
 			for i, u := range flows {
-				sent := <-dones[i]
-				dones[i] = nil
+				sent := streams[i].stop()
 				if got := u.settle(t, sent, 300*time.Millisecond); float64(got) < 0.98*float64(sent) {
 					t.Errorf("%s: %d of %d datagrams arrived across the freeze", fams[i].name, got, sent)
 				}

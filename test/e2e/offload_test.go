@@ -249,9 +249,7 @@ func TestOffloadDropRule(t *testing.T) {
 					// reverse case, whose replies go to gen's port 9999.
 					other := newUDPFlow(t, l.Gen, l.Sink, netip.AddrPort{}, netip.AddrPortFrom(f.sink, 0), netip.AddrPortFrom(f.sink, 0))
 					other.handshake(t)
-					sctx, stop := context.WithCancel(ctx)
-					done := other.stream(sctx, 5000, 200, time.Millisecond)
-					defer func() { stop(); <-done }()
+					other.stream(t, ctx, 5000, 200, time.Millisecond)
 					rev := newUDPFlow(t, l.Gen, l.Sink, netip.AddrPortFrom(f.gen, blockedPort), netip.AddrPortFrom(f.sink, 0), netip.AddrPortFrom(f.sink, 0))
 					rev.echoEvery.Store(1) // the sink answers every datagram, to gen:9999
 					rev.send(ctx, 50, 100, time.Millisecond)
