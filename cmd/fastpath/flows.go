@@ -61,7 +61,7 @@ each).`,
 			}
 			ctx, cancel := context.WithTimeout(cmd.Context(), callTimeout)
 			defer cancel()
-			fl, err := api.NewClient(f.socket).Flows(ctx)
+			fl, err := api.NewClient(f.socket).FlowsLimit(ctx, limit)
 			if err != nil {
 				return err
 			}
@@ -79,8 +79,8 @@ each).`,
 func writeFlows(w io.Writer, fl *api.Flows, limit int) error {
 	flows := slices.Clone(fl.Flows)
 	slices.SortStableFunc(flows, compareFlows)
-	total := len(flows)
-	if limit > 0 && total > limit {
+	total := max(len(flows), fl.Total) // the daemon may have cut the list to the limit
+	if limit > 0 && len(flows) > limit {
 		flows = flows[:limit]
 	}
 

@@ -21,8 +21,9 @@ import (
 
 const (
 	minTopInterval = 100 * time.Millisecond
-	topReasonRows  = 5  // pass reasons shown, the biggest rates
-	topFlowRows    = 10 // flows shown, the most bytes in the interval
+	topReasonRows  = 5    // pass reasons shown, the biggest rates
+	topFlowRows    = 10   // flows shown, the most bytes in the interval
+	topFlowsFetch  = 2000 // flows fetched per frame: the largest by bytes
 )
 
 // ANSI sequences, written only when stdout is a terminal.
@@ -167,7 +168,8 @@ func takeSample(ctx context.Context, c *api.Client) (topSample, error) {
 		return topSample{}, err
 	}
 	s := topSample{at: time.Now(), stats: st}
-	s.flows, s.flowsErr = c.Flows(sctx)
+	// Bounded: the largest flows by bytes are the ones a live view shows.
+	s.flows, s.flowsErr = c.FlowsLimit(sctx, topFlowsFetch)
 	return s, nil
 }
 

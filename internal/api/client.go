@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"strconv"
 	"syscall"
 	"time"
 )
@@ -60,9 +61,17 @@ func (c *Client) Stats(ctx context.Context) (*Stats, error) {
 
 // Flows returns the flow cache of offload mode, one entry per direction of
 // each offloaded connection, in no particular order.
-func (c *Client) Flows(ctx context.Context) (*Flows, error) {
+func (c *Client) Flows(ctx context.Context) (*Flows, error) { return c.FlowsLimit(ctx, 0) }
+
+// FlowsLimit returns at most limit flows (0: all), the largest by bytes;
+// Total still counts them all.
+func (c *Client) FlowsLimit(ctx context.Context, limit int) (*Flows, error) {
 	var f Flows
-	if err := c.get(ctx, "/v1/flows", &f); err != nil {
+	path := "/v1/flows"
+	if limit > 0 {
+		path += "?limit=" + strconv.Itoa(limit)
+	}
+	if err := c.get(ctx, path, &f); err != nil {
 		return nil, err
 	}
 	return &f, nil

@@ -2,11 +2,14 @@ package api
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -24,7 +27,7 @@ func (s *Server) Handler() http.Handler {
 	routes := map[string]route{
 		"/v1/status": {http.MethodGet, serveGet(s, s.b.Status)},
 		"/v1/stats":  {http.MethodGet, serveGet(s, s.b.Stats)},
-		"/v1/flows":  {http.MethodGet, serveGet(s, s.b.Flows)},
+		"/v1/flows":  {http.MethodGet, s.serveFlows},
 		"/v1/events": {http.MethodGet, s.serveEvents},
 		"/v1/reload": {http.MethodPost, s.serveReload},
 	}
@@ -54,6 +57,33 @@ func serveGet[T any](s *Server, get func(context.Context) (*T, error)) http.Hand
 		}
 		s.writeJSON(w, http.StatusOK, v)
 	}
+}
+
+// serveFlows answers the flow cache; ?limit=N keeps the N largest flows by
+// bytes, so a big cache does not become a response too big to read.
+func (s *Server) serveFlows(w http.ResponseWriter, r *http.Request) {
+	limit := 0
+	if v := r.URL.Query().Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 0 {
+			s.writeError(w, http.StatusBadRequest, "limit: want a whole number >= 0, got "+strconv.Quote(v))
+			return
+		}
+		limit = n
+	}
+	f, err := s.b.Flows(r.Context())
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	out := *f // the backend's value is not ours to reorder
+	out.Total = len(f.Flows)
+	if limit > 0 && len(f.Flows) > limit {
+		out.Flows = slices.Clone(f.Flows)
+		slices.SortFunc(out.Flows, func(a, b Flow) int { return cmp.Compare(b.Bytes, a.Bytes) })
+		out.Flows = out.Flows[:limit]
+	}
+	s.writeJSON(w, http.StatusOK, &out)
 }
 
 // serveReload asks the backend to reload its config. The reload runs to

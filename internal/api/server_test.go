@@ -149,8 +149,14 @@ func TestFlowsRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Flows: %v", err)
 	}
-	if !reflect.DeepEqual(got, testFlows()) {
-		t.Errorf("Flows = %+v, want %+v", got, testFlows())
+	want := testFlows()
+	want.Total = len(want.Flows)
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("Flows = %+v, want %+v", got, want)
+	}
+	top, err := NewClient(path).FlowsLimit(t.Context(), 1)
+	if err != nil || top.Total != 2 || len(top.Flows) != 1 || top.Flows[0].Bytes != 9000 {
+		t.Errorf("FlowsLimit(1) = %+v, %v; want the largest flow of 2", top, err)
 	}
 }
 

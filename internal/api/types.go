@@ -117,8 +117,11 @@ type Flow struct {
 
 // Flows is the flow cache's content.
 type Flows struct {
-	Capacity int    `json:"capacity"`
-	Flows    []Flow `json:"flows"`
+	Capacity int `json:"capacity"`
+	// Total is how many flows the cache holds; Flows may list fewer when
+	// the request asked for a limit (largest by bytes first then).
+	Total int    `json:"total"`
+	Flows []Flow `json:"flows"`
 }
 
 // Event kinds.
