@@ -37,11 +37,11 @@ lint:
 # Regenerate the BPF objects with the pinned clang (Debian clang-19).
 generate:
 	scripts/deps.sh build
-	$(GO) generate ./internal/datapath
+	$(GO) generate ./internal/datapath ./internal/bench/...
 
 # CI: the committed objects must be what the sources produce.
 check-generate: generate
-	@git diff --exit-code --stat -- internal/datapath || \
+	@git diff --exit-code --stat -- internal/datapath internal/bench || \
 	  { echo "generated BPF objects differ from the committed ones: run 'make generate' and commit"; exit 1; }
 
 clean:

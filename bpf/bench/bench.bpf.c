@@ -6,7 +6,7 @@
  *   bench_gen   the traffic generator, run with BPF_PROG_RUN in live-frames
  *               mode: stamps each frame with its flow's headers, XDP_TX.
  *   bench_sink  counts IPv4 UDP frames and drops them (or, while flows are
- *               being established, sends them back: XDP_TX); the rest passes.
+ *               being established, sends them back); the rest passes.
  *   bench_fwd   the plain XDP redirect r0 -> r1, no parsing, no routing: the
  *               upper bound for any XDP router on this path.
  * Each role loads its own copy of the object, so maps are never shared. */
@@ -164,7 +164,11 @@ int bench_sink(struct xdp_md *ctx)
 	uh->dest = port;
 	iph->ttl = 64;
 	iph->check = bench_csum_replace(iph->check, old, *(__u16 *)&iph->ttl);
-	return XDP_TX;
+	/* Back out of the same device through the devmap, not XDP_TX: a veth
+	 * flushes XDP_TX frames to its peer without waking the peer's NAPI
+	 * unless the peer has an XDP program, and rtr's r1 may have none (GRO
+	 * only). A devmap redirect's flush always wakes it. */
+	return bpf_redirect_map(&bench_tx, 0, XDP_DROP);
 }
 
 SEC("xdp")

@@ -83,6 +83,9 @@ nothing outside the lab's namespaces is changed.`,
 			o.Terminal = isTerminal(stderr)
 			o.Version = version
 			o.CommandLine = "fastpath " + strings.Join(os.Args[1:], " ")
+			if err := o.Validate(); err != nil {
+				return usageError(cmd.CommandPath(), err)
+			}
 			if est := o.Estimate(); est > 0 {
 				fmt.Fprintf(stderr, "fastpath bench: about %s of measurement, plus setup\n", est.Round(time.Second))
 			}

@@ -456,7 +456,7 @@ func (cf *cacheFiller) write(b *testing.B, stamp time.Duration) {
 // run within the second the fill keeps the flows fresh.
 func refreshEvery(flows int) int {
 	if flows >= 500_000 {
-		return 400_000
+		return 200_000
 	}
 	return 2_000_000
 }

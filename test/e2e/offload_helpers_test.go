@@ -241,16 +241,6 @@ func unmapAP(a netip.AddrPort) netip.AddrPort {
 	return netip.AddrPortFrom(a.Addr().Unmap(), a.Port())
 }
 
-// ifStats is one interface's counters in c.
-func (c counters) ifStats(name string) api.InterfaceStats {
-	for _, s := range c.stats.Interfaces {
-		if s.Name == name {
-			return s
-		}
-	}
-	return api.InterfaceStats{}
-}
-
 func (c counters) flowsAdded() (n uint64) {
 	for _, s := range c.stats.Interfaces {
 		n += s.FlowsAdded
@@ -426,9 +416,7 @@ type udpFlow struct {
 
 	mu       sync.Mutex
 	arrivals []arrival
-	bytes    int64
 	peer     netip.AddrPort // source address of the last datagram the receiver got
-	done     chan struct{}
 }
 
 // newUDPFlow opens a receiver on listen in dstNS (port 0: any) and a
@@ -436,7 +424,7 @@ type udpFlow struct {
 // dial (port 0: the receiver's port).
 func newUDPFlow(t *testing.T, srcNS, dstNS string, local, listen, dial netip.AddrPort) *udpFlow {
 	t.Helper()
-	u := &udpFlow{runID: rand.Uint64(), done: make(chan struct{})}
+	u := &udpFlow{runID: rand.Uint64()}
 	inNS(t, dstNS, func() error {
 		var err error
 		u.rx, err = net.ListenUDP("udp", net.UDPAddrFromAddrPort(listen))
@@ -497,7 +485,6 @@ func (u *udpFlow) receive() {
 		case kindData:
 			u.mu.Lock()
 			u.arrivals = append(u.arrivals, arrival{seq: seq, at: at, ifindex: ifindex})
-			u.bytes += int64(n)
 			u.peer = unmapAP(from)
 			u.mu.Unlock()
 			if e := u.echoEvery.Load(); e > 0 && seq%e == 0 {
@@ -644,17 +631,6 @@ func (u *udpFlow) settle(t *testing.T, want int, quiet time.Duration) int {
 		return fmt.Errorf("%d of %d received, still arriving", n, want)
 	})
 	return u.received()
-}
-
-// waitSent polls until the sender has used sequence number n.
-func (u *udpFlow) waitSent(t *testing.T, n uint64, timeout time.Duration) {
-	t.Helper()
-	pollUntil(t, timeout, fmt.Sprintf("%d datagrams sent", n), func() error {
-		if got := u.seq.Load(); got < n {
-			return fmt.Errorf("%d sent", got)
-		}
-		return nil
-	})
 }
 
 // pollUntilEvery is pollUntil with its own period.

@@ -93,6 +93,7 @@ func TestOffloadRuleAddedMidFlow(t *testing.T) {
 			for _, f := range families(l) {
 				t.Run(f.name+"/udp", func(t *testing.T) { ruleMidFlowUDP(ctx, t, l, d, f) })
 				t.Run(f.name+"/tcp", func(t *testing.T) { ruleMidFlowTCP(ctx, t, l, d, f) })
+				t.Run(f.name+"/unrelated", func(t *testing.T) { unrelatedRuleMidFlow(ctx, t, l, d, f) })
 			}
 		})
 	}
@@ -101,7 +102,7 @@ func TestOffloadRuleAddedMidFlow(t *testing.T) {
 func ruleMidFlowUDP(ctx context.Context, t *testing.T, l *lab.Lab, d *daemon, f fam) {
 	u := newUDPFlow(t, l.Gen, l.Sink, netip.AddrPort{}, netip.AddrPortFrom(f.sink, 0), netip.AddrPortFrom(f.sink, 0))
 	u.handshake(t)
-	s := u.stream(t, ctx, 5000, 200, time.Millisecond)
+	str := u.stream(t, ctx, 5000, 200, time.Millisecond)
 	d.waitFlow(t, u.local, u.dst)
 	// Offloaded and carried by fastpath for a while.
 	before := d.counters(t, l.Rtr)
@@ -122,7 +123,7 @@ func ruleMidFlowUDP(ctx context.Context, t *testing.T, l *lab.Lab, d *daemon, f 
 		}
 		return nil
 	})
-	s.stop()
+	str.stop()
 	fence(t, l.Gen, l.Sink, f.sink)
 
 	arr, _ := u.snapshot()
@@ -227,6 +228,61 @@ func ruleMidFlowTCP(ctx context.Context, t *testing.T, l *lab.Lab, d *daemon, f 
 	t.Logf("last segment arrived %v after nft returned", last.Sub(ruleAt).Round(time.Microsecond))
 	if late := last.Sub(ruleAt); late > stopGrace {
 		t.Errorf("tcp data arrived at the sink %v after the drop rule was in place, want <= %v", late, stopGrace)
+	}
+}
+
+// unrelatedRuleMidFlow adds a rule that does not concern an offloaded TCP
+// transfer: the ruleset generation still changes, so each direction must
+// pass the kernel once (pass reason not_accepted) and is then offloaded
+// again. The kernel sees segments of a connection whose window it stopped
+// tracking: they must not be INVALID (window-liberal entry), and the
+// transfer must complete byte-exact, mostly offloaded.
+func unrelatedRuleMidFlow(ctx context.Context, t *testing.T, l *lab.Lab, d *daemon, f fam) {
+	const size = 16 << 20
+	p := openTCP(ctx, t, l.Gen, l.Sink, netip.AddrPortFrom(f.sink, 0), netip.AddrPortFrom(f.sink, 0))
+	var progress atomic.Int64
+	res := make(chan transferResult, 1)
+	// ~1 s: the flows must still carry packets after the change to be
+	// revalidated by them.
+	go func() { res <- copyN(ctx, p.client, p.server, size, 64<<10, 4*time.Millisecond, &progress) }()
+	d.waitFlow(t, p.clientAddr, p.listen)
+	d.waitFlow(t, p.listen, p.serverSees)
+	pollUntil(t, offloadWait, "a quarter of the transfer", func() error {
+		if n := progress.Load(); n < size/4 {
+			return fmt.Errorf("%d bytes", n)
+		}
+		return nil
+	})
+	before := d.counters(t, l.Rtr)
+	invalid := invalidCount(ctx, t, l)
+	nft(ctx, t, l, fmt.Sprintf("add rule inet fpt forward udp dport %d drop\n", p.listen.Port()))
+	// Both directions offloaded again under the new ruleset, while the
+	// transfer still runs.
+	pollUntil(t, offloadWait, "both directions offloaded again", func() error {
+		if progress.Load() == size {
+			return errors.New("the transfer ended first (too fast for this test)")
+		}
+		fl := d.flows(t)
+		o, ok1 := flowIn(fl, p.clientAddr, p.listen)
+		r, ok2 := flowIn(fl, p.listen, p.serverSees)
+		if !ok1 || !ok2 || o.Stale || r.Stale {
+			return fmt.Errorf("cache: %s", flowList(fl))
+		}
+		return nil
+	})
+	r := <-res
+	if !r.ok(size) {
+		t.Fatalf("transfer across the ruleset change: sent %d, received %d of %d, sha256 equal %v: %v", r.sent, r.received, size, r.sentSum == r.recvSum, r.err)
+	}
+	after := d.counters(t, l.Rtr)
+	if n := after.reasonSum("not_accepted") - before.reasonSum("not_accepted"); n < 2 {
+		t.Errorf("pass reason not_accepted grew by %d, want >= 2 (each direction passes the kernel once)", n)
+	}
+	if s, fp, k := share(before, after, f); s < minShare {
+		t.Errorf("across the ruleset change fastpath forwarded %d, the kernel %d packets (%.1f%%); %s", fp, k, 100*s, before.reasonDeltas(after, l.RtrIn))
+	}
+	if n := invalidCount(ctx, t, l) - invalid; n != 0 {
+		t.Errorf("conntrack called %d packets of the transfer INVALID when they passed the kernel again", n)
 	}
 }
 
@@ -552,6 +608,26 @@ func TestOffloadConntrackTimeout(t *testing.T) {
 					t.Errorf("%s: %d of %d datagrams arrived", f.name, got, sent[i])
 				}
 			}
+			// On the kernel path, a replied UDP flow still active after 2 s
+			// becomes ASSURED, which gives it the stream timeout and keeps
+			// it from early drop when the table is full; offloaded, it must
+			// be treated alike (docs/offload.md: refreshed with
+			// nf_conntrack_udp_timeout_stream). Fails as of this writing: the
+			// datapath refreshes the timeout but nothing sets ASSURED, so
+			// offloaded UDP entries keep the unreplied-stream timeout
+			// (nf_conntrack_udp_timeout, 30 s by default, not 120 s) and stay
+			// early-drop candidates. The kernel path alone shows [ASSURED].
+			t.Run("assured", func(t *testing.T) {
+				for i, f := range fams {
+					for _, e := range conntrackList(ctx, t, l, f, "udp", flows[i].listen.Port()) {
+						if !strings.Contains(e, "[ASSURED]") {
+							t.Errorf("%s: 8 s offloaded UDP stream with a reply, conntrack entry not ASSURED: %s", f.name, e)
+						}
+					}
+				}
+			})
+			// Revalidations (neighbour state changes bump the FIB generation)
+			// do not count as fills; a re-created entry would.
 			if n := after.flowsAdded() - before.flowsAdded(); n != 0 {
 				t.Errorf("flows_added grew by %d during the stream, want 0 (flows re-created)", n)
 			}
@@ -572,13 +648,11 @@ func TestOffloadDaemonKilled(t *testing.T) {
 	)
 	for _, attach := range offloadAttaches {
 		t.Run(attach, func(t *testing.T) {
-			for _, f := range []string{"IPv4", "IPv6"} {
-				t.Run(f, func(t *testing.T) {
+			// A killed daemon is gone: one lab per family.
+			for i, name := range []string{"IPv4", "IPv6"} {
+				t.Run(name, func(t *testing.T) {
 					l, d, ctx := offloadLab(t, attach, masqueradeRuleset+filterRuleset)
-					fa := families(l)[0]
-					if f == "IPv6" {
-						fa = families(l)[1]
-					}
+					fa := families(l)[i]
 					p := openTCP(ctx, t, l.Gen, l.Sink, netip.AddrPortFrom(fa.sink, 0), netip.AddrPortFrom(fa.sink, 0))
 					var progress atomic.Int64
 					res := make(chan transferResult, 1)
@@ -595,6 +669,20 @@ func TestOffloadDaemonKilled(t *testing.T) {
 						t.Fatal(err)
 					}
 					killedAt := progress.Load()
+					// Without --keep-datapath nothing is pinned: the links die
+					// with the process.
+					pollUntil(t, cleanupTimeout, "programs detached after SIGKILL", func() error {
+						for _, ifc := range []string{l.RtrIn, l.RtrOut} {
+							h, err := hooksOn(l.Rtr, ifc)
+							if err != nil {
+								return err
+							}
+							if !h.empty() {
+								return fmt.Errorf("%s still has %s", ifc, h)
+							}
+						}
+						return nil
+					})
 					r := <-res
 					if !r.ok(size) {
 						t.Fatalf("after SIGKILL at %d bytes: sent %d, received %d of %d, sha256 equal %v: %v",
@@ -652,16 +740,16 @@ func TestOffloadWatchdog(t *testing.T) {
 			}
 			stoppedAt := time.Now()
 			var firedAfter time.Duration
-			pollUntil(t, 6*time.Second, "the kernel forwards both streams while the daemon is stopped", func() error {
+			pollUntilEvery(t, 6*time.Second, 10*time.Millisecond, "the kernel forwards both streams while the daemon is stopped", func() error {
 				n4, n6, err := traffic.KernelForwarded(l.Rtr)
 				if err != nil {
 					return err
 				}
+				if firedAfter == 0 && (n4 > k4 || n6 > k6) {
+					firedAfter = time.Since(stoppedAt) // the first packet through the kernel
+				}
 				if n4-k4 < 50 || n6-k6 < 50 {
 					return fmt.Errorf("kernel forwarded %d IPv4, %d IPv6 packets", n4-k4, n6-k6)
-				}
-				if firedAfter == 0 {
-					firedAfter = time.Since(stoppedAt)
 				}
 				return nil
 			})

@@ -267,6 +267,9 @@ func TestOffloadDropRule(t *testing.T) {
 							t.Errorf("a flow towards port %d is in the flow cache: %s", blockedPort, flowList([]api.Flow{fl}))
 						}
 					}
+					if _, ok := flowIn(d.flows(t), rev.local, rev.dst); ok {
+						t.Logf("gen:%d -> sink is offloaded (conntrack saw the replies the forward chain dropped), its reply direction is not", blockedPort)
+					}
 					if rev.received() <= before {
 						t.Errorf("gen:%d -> sink is allowed, but no datagram arrived", blockedPort)
 					}
@@ -291,46 +294,58 @@ func TestOffloadClose(t *testing.T) {
 			for _, f := range families(l) {
 				t.Run(f.name, func(t *testing.T) {
 					for _, how := range []string{"FIN", "RST"} {
-						p := openTCP(ctx, t, l.Gen, l.Sink, netip.AddrPortFrom(f.sink, 0), netip.AddrPortFrom(f.sink, 0))
-						if r := copyN(ctx, p.client, p.server, 1<<20, offChunk, 0, nil); !r.ok(1 << 20) {
-							t.Fatalf("%s: transfer: %v", how, r.err)
-						}
-						d.waitFlow(t, p.clientAddr, p.listen)
-						d.waitFlow(t, p.listen, p.serverSees)
-						before := d.counters(t, l.Rtr)
-						want := "TIME_WAIT"
-						if how == "FIN" {
-							closeFIN(t, p)
-						} else {
-							want = "CLOSE"
-							closeRST(t, p)
-						}
-						pollUntil(t, offloadWait, how+": flows evicted", func() error {
-							if fl := flowsOfPort(d.flows(t), "tcp", p.listen.Port()); len(fl) > 0 {
-								return fmt.Errorf("still cached: %s", flowList(fl))
+						t.Run(how, func(t *testing.T) {
+							p := openTCP(ctx, t, l.Gen, l.Sink, netip.AddrPortFrom(f.sink, 0), netip.AddrPortFrom(f.sink, 0))
+							if r := copyN(ctx, p.client, p.server, 1<<20, offChunk, 0, nil); !r.ok(1 << 20) {
+								t.Fatalf("%s: transfer: %v", how, r.err)
 							}
-							return nil
-						})
-						after := d.counters(t, l.Rtr)
-						if n := after.flowsRemoved() - before.flowsRemoved(); n < 1 {
-							t.Errorf("%s: flows_removed grew by %d, want >= 1", how, n)
-						}
-						wantClose := uint64(2) // a FIN each way
-						if how == "RST" {
-							wantClose = 1
-						}
-						if n := after.reasonSum("tcp_close") - before.reasonSum("tcp_close"); n < wantClose {
-							t.Errorf("%s: pass reason tcp_close grew by %d, want >= %d", how, n, wantClose)
-						}
-						var last []string
-						pollUntil(t, offloadWait, fmt.Sprintf("%s: conntrack shows %s", how, want), func() error {
-							last = conntrackList(ctx, t, l, f, "tcp", p.listen.Port())
-							for _, e := range last {
-								if strings.Contains(e, " "+want+" ") && strings.Contains(e, "sport="+fmt.Sprint(p.clientAddr.Port())+" ") {
-									return nil
+							d.waitFlow(t, p.clientAddr, p.listen)
+							d.waitFlow(t, p.listen, p.serverSees)
+							before := d.counters(t, l.Rtr)
+							want := "TIME_WAIT"
+							if how == "FIN" {
+								closeFIN(t, p)
+							} else {
+								// Fails on fastpath as of this writing: conntrack keeps
+								// the entry ESTABLISHED (with the 10 s CLOSE timeout)
+								// because its RST check compares the RST's sequence
+								// number with td_maxack, which offloaded segments left
+								// stale; window-liberal does not cover that check.
+								// nftables' flowtable clears IP_CT_TCP_FLAG_MAXACK_SET
+								// on teardown for this reason. The kernel path alone
+								// shows CLOSE here.
+								want = "CLOSE"
+								closeRST(t, p)
+							}
+							pollUntil(t, offloadWait, how+": flows evicted", func() error {
+								if fl := flowsOfPort(d.flows(t), "tcp", p.listen.Port()); len(fl) > 0 {
+									return fmt.Errorf("still cached: %s", flowList(fl))
 								}
+								return nil
+							})
+							after := d.counters(t, l.Rtr)
+							if n := after.flowsRemoved() - before.flowsRemoved(); n < 1 {
+								t.Errorf("%s: flows_removed grew by %d, want >= 1", how, n)
 							}
-							return fmt.Errorf("conntrack -L: %q", last)
+							wantClose := uint64(2) // a FIN each way
+							if how == "RST" {
+								wantClose = 1
+							}
+							if n := after.reasonSum("tcp_close") - before.reasonSum("tcp_close"); n < wantClose {
+								t.Errorf("%s: pass reason tcp_close grew by %d, want >= %d", how, n, wantClose)
+							}
+							var last []string
+							// conntrack handles the FIN/RST with the packet itself: by
+							// now only the last ACK may still be on its way.
+							pollUntil(t, 1500*time.Millisecond, fmt.Sprintf("%s: conntrack shows %s", how, want), func() error {
+								last = conntrackList(ctx, t, l, f, "tcp", p.listen.Port())
+								for _, e := range last {
+									if strings.Contains(e, " "+want+" ") && strings.Contains(e, "sport="+fmt.Sprint(p.clientAddr.Port())+" ") {
+										return nil
+									}
+								}
+								return fmt.Errorf("conntrack -L: %q", last)
+							})
 						})
 					}
 				})
@@ -386,6 +401,11 @@ const (
 // TestOffloadFlowCounters sends exactly ctrCount datagrams of an offloaded
 // flow: its packet counter must grow by exactly that, and its byte counter
 // by that many whole frames (Ethernet + IP + UDP + payload).
+//
+// A flow revalidated meanwhile starts its counters over (see
+// TestOffloadFlowCountersRevalidated); neighbour state changes in rtr
+// revalidate every flow, and can happen at any time, so a measurement
+// during which the flow was re-created (its age went down) is repeated.
 func TestOffloadFlowCounters(t *testing.T) {
 	for _, attach := range offloadAttaches {
 		t.Run(attach, func(t *testing.T) {
@@ -396,26 +416,98 @@ func TestOffloadFlowCounters(t *testing.T) {
 					u.handshake(t)
 					u.send(ctx, ctrWarmup, ctrSize, time.Millisecond)
 					u.waitReceived(t, ctrWarmup, offloadWait)
-					first := d.waitFlow(t, u.local, u.dst)
-					sent := u.send(ctx, ctrCount, ctrSize, 200*time.Microsecond)
-					if sent != ctrCount {
-						t.Fatalf("sent %d of %d datagrams", sent, ctrCount)
-					}
-					// Every datagram that arrived crossed rtr; wait for all.
-					u.waitReceived(t, ctrWarmup+ctrCount, offloadWait)
-					now, ok := flowIn(d.flows(t), u.local, u.dst)
-					if !ok {
-						t.Fatalf("flow %s -> %s left the cache", u.local, u.dst)
-					}
+					d.waitFlow(t, u.local, u.dst)
 					frame := uint64(ethHdr + f.ipHdr + udpHdr + ctrSize)
-					if dp, db := now.Packets-first.Packets, now.Bytes-first.Bytes; dp != ctrCount || db != ctrCount*frame {
-						t.Errorf("flow counters grew by %d packets, %d bytes; want exactly %d packets, %d bytes (%d-byte frames); age %.2fs -> %.2fs",
-							dp, db, ctrCount, ctrCount*frame, frame, first.AgeSec, now.AgeSec)
+					for attempt := 1; ; attempt++ {
+						firstAt := time.Now()
+						first, ok := flowIn(d.flows(t), u.local, u.dst)
+						if !ok {
+							t.Fatalf("flow %s -> %s left the cache", u.local, u.dst)
+						}
+						want := u.received() + ctrCount
+						if sent := u.send(ctx, ctrCount, ctrSize, 200*time.Microsecond); sent != ctrCount {
+							t.Fatalf("sent %d of %d datagrams", sent, ctrCount)
+						}
+						// Every datagram that arrived crossed rtr; wait for all.
+						u.waitReceived(t, want, offloadWait)
+						nowAt := time.Now()
+						now, ok := flowIn(d.flows(t), u.local, u.dst)
+						if !ok {
+							t.Fatalf("flow %s -> %s left the cache", u.local, u.dst)
+						}
+						if restarted(first, firstAt, now, nowAt) && attempt < 3 {
+							t.Logf("the flow was revalidated during attempt %d (age %.3fs -> %.3fs): again", attempt, first.AgeSec, now.AgeSec)
+							continue
+						}
+						if dp, db := now.Packets-first.Packets, now.Bytes-first.Bytes; dp != ctrCount || db != ctrCount*frame {
+							t.Errorf("flow counters grew by %d packets, %d bytes; want exactly %d packets, %d bytes (%d-byte frames); age %.3fs -> %.3fs",
+								dp, db, ctrCount, ctrCount*frame, frame, first.AgeSec, now.AgeSec)
+						}
+						break
 					}
 				})
 			}
 		})
 	}
+}
+
+// TestOffloadFlowCountersRevalidated makes every cached flow revalidate
+// (an unrelated route is added in rtr: the FIB generation changes, each
+// flow redoes its FIB lookup on its next packet, with no kernel pass).
+// The flow is still the same connection forwarded by fastpath throughout,
+// so its exact counters (docs/offload.md: "Per-flow packet and byte counts
+// of fastpath are exact") and its age must go on across the revalidation.
+// Neighbour state changes (REACHABLE/STALE/DELAY/PROBE) bump the same
+// generation, on any router, every few seconds.
+func TestOffloadFlowCountersRevalidated(t *testing.T) {
+	for _, attach := range offloadAttaches {
+		t.Run(attach, func(t *testing.T) {
+			l, d, ctx := offloadLab(t, attach, masqueradeRuleset)
+			for i, f := range families(l) {
+				t.Run(f.name, func(t *testing.T) {
+					u := newUDPFlow(t, l.Gen, l.Sink, netip.AddrPort{}, netip.AddrPortFrom(f.sink, 0), netip.AddrPortFrom(f.sink, 0))
+					u.handshake(t)
+					u.send(ctx, ctrWarmup, ctrSize, time.Millisecond)
+					u.waitReceived(t, ctrWarmup, offloadWait)
+					d.waitFlow(t, u.local, u.dst)
+					firstAt := time.Now()
+					first, _ := flowIn(d.flows(t), u.local, u.dst)
+					u.send(ctx, ctrCount, ctrSize, 200*time.Microsecond)
+					u.waitReceived(t, ctrWarmup+ctrCount, offloadWait)
+
+					rtrRun(ctx, t, l, "ip", "route", "add", fmt.Sprintf("198.19.%d.0/24", 200+i), "via", l.SinkAddr4.String())
+					pollUntil(t, offloadWait, "flow marked stale after the route change", func() error {
+						if fl, ok := flowIn(d.flows(t), u.local, u.dst); !ok || !fl.Stale {
+							return fmt.Errorf("cache: %s", flowList(d.flows(t)))
+						}
+						return nil
+					})
+					u.send(ctx, ctrCount, ctrSize, 200*time.Microsecond)
+					u.waitReceived(t, ctrWarmup+2*ctrCount, offloadWait)
+					nowAt := time.Now()
+					now, ok := flowIn(d.flows(t), u.local, u.dst)
+					if !ok || now.Stale || now.Egress != first.Egress {
+						t.Fatalf("after the route change: want the flow revalidated with egress %s; cache: %s", first.Egress, flowList(d.flows(t)))
+					}
+					frame := uint64(ethHdr + f.ipHdr + udpHdr + ctrSize)
+					if dp, db := now.Packets-first.Packets, now.Bytes-first.Bytes; dp != 2*ctrCount || db != 2*ctrCount*frame {
+						t.Errorf("flow counters: %d packets, %d bytes before the route change, %d, %d now: grew by %d packets, %d bytes; want exactly %d, %d (both batches of %d)",
+							first.Packets, first.Bytes, now.Packets, now.Bytes, int64(now.Packets-first.Packets), int64(now.Bytes-first.Bytes), 2*ctrCount, 2*ctrCount*frame, ctrCount)
+					}
+					if restarted(first, firstAt, now, nowAt) {
+						t.Errorf("flow age %.3fs, %.3fs later %.3fs: it restarted at the revalidation", first.AgeSec, nowAt.Sub(firstAt).Seconds(), now.AgeSec)
+					}
+				})
+			}
+		})
+	}
+}
+
+// restarted reports whether a flow read at nowAt is younger than the same
+// flow read at firstAt can be: it was re-created in between. Ages are
+// computed when the daemon answers; 50 ms cover the API calls.
+func restarted(first api.Flow, firstAt time.Time, now api.Flow, nowAt time.Time) bool {
+	return now.AgeSec < first.AgeSec+nowAt.Sub(firstAt).Seconds()-0.05
 }
 
 // TestOffloadICMP pings through offload mode: ICMP cannot be offloaded
@@ -438,6 +530,39 @@ func TestOffloadICMP(t *testing.T) {
 			}
 			if fp := after.forwarded() - before.forwarded(); fp != 0 {
 				t.Errorf("fastpath forwarded %d packets of the pings; ICMP must stay on the kernel path", fp)
+			}
+		})
+	}
+}
+
+// TestOffloadWithoutConntrack runs offload mode in a namespace whose
+// ruleset never uses conntrack (here: none at all), so the kernel tracks
+// nothing: nothing may be offloaded, traffic must flow through the kernel,
+// and docs/offload.md says the pass reason is no_conntrack. As of this
+// writing the datapath counts not_accepted instead: the verdict recorder
+// skips packets without a conntrack entry, so the accepted check fails
+// before the conntrack lookup would.
+func TestOffloadWithoutConntrack(t *testing.T) {
+	for _, attach := range offloadAttaches {
+		t.Run(attach, func(t *testing.T) {
+			l, d, ctx := offloadLab(t, attach, "")
+			for _, f := range families(l) {
+				u := newUDPFlow(t, l.Gen, l.Sink, netip.AddrPort{}, netip.AddrPortFrom(f.sink, 0), netip.AddrPortFrom(f.sink, 0))
+				u.handshake(t)
+				before := d.counters(t, l.Rtr)
+				sent := u.send(ctx, 200, 200, 200*time.Microsecond)
+				got := u.settle(t, sent, 300*time.Millisecond)
+				after := d.counters(t, l.Rtr)
+				if got < sent*95/100 {
+					t.Errorf("%s: %d of %d datagrams arrived", f.name, got, sent)
+				}
+				if fp := after.forwarded() - before.forwarded(); fp != 0 {
+					t.Errorf("%s: fastpath forwarded %d packets without conntrack", f.name, fp)
+				}
+				if n := after.reason(l.RtrIn, "no_conntrack") - before.reason(l.RtrIn, "no_conntrack"); n < uint64(got) {
+					t.Errorf("%s: pass reason no_conntrack grew by %d for %d datagrams (docs/offload.md); %s",
+						f.name, n, got, before.reasonDeltas(after, l.RtrIn))
+				}
 			}
 		})
 	}

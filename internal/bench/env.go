@@ -1,0 +1,189 @@
+package bench
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"github.com/fastpath-router/fastpath/internal/lab"
+	"github.com/fastpath-router/fastpath/internal/nsutil"
+)
+
+// env is the bench lab with its fixed instruments: the generator in gen,
+// the counter on the sink's s0 and one on gen's g0 (it counts the replies
+// while flows are established).
+type env struct {
+	lab *lab.Lab
+	log *slog.Logger
+	// split: r0's receive path runs in a NAPI thread of its own on
+	// routerCPU; else everything the generated frames cause runs in the
+	// generator's thread (softirq at the end of each batch), on genCPU.
+	split     bool
+	routerCPU int
+	genCPU    int
+	restCPU   int // this process and the daemon
+
+	g0, r0, r1, s0 net.HardwareAddr
+	g0Index        int // in gen
+	r0Index        int // in rtr
+	r0Threads      []int
+
+	gen  *generator
+	sink *counter // s0
+	back *counter // g0
+}
+
+// newEnv builds the lab and its instruments; on error nothing remains.
+func newEnv(ctx context.Context, name string, split bool, cpus []int, log *slog.Logger) (_ *env, err error) {
+	e := &env{log: log, split: split, genCPU: cpus[len(cpus)-1]}
+	e.routerCPU, e.restCPU = e.genCPU, cpus[0]
+	if split {
+		e.routerCPU, e.restCPU = cpus[0], e.genCPU
+	}
+	l, err := lab.Up(ctx, lab.Options{Name: name, Log: log})
+	if err != nil {
+		return nil, err
+	}
+	e.lab = l
+	defer func() {
+		if err != nil {
+			err = errors.Join(err, e.close())
+		}
+	}()
+	if err := e.setup(ctx); err != nil {
+		return nil, fmt.Errorf("bench lab %s: %w", name, err)
+	}
+	return e, nil
+}
+
+func (e *env) setup(ctx context.Context) error {
+	l := e.lab
+	var err error
+	if e.g0, e.g0Index, err = hwaddr(l.Gen, l.GenIf); err != nil {
+		return err
+	}
+	if e.r0, e.r0Index, err = hwaddr(l.Rtr, l.RtrIn); err != nil {
+		return err
+	}
+	if e.r1, _, err = hwaddr(l.Rtr, l.RtrOut); err != nil {
+		return err
+	}
+	if e.s0, _, err = hwaddr(l.Sink, l.SinkIf); err != nil {
+		return err
+	}
+	cmds := [][]string{
+		// A veth takes XDP frames (the generator's, the sink's replies)
+		// only while NAPI runs on it: GRO on, as on any real NIC.
+		{"ethtool", "-K", l.RtrIn, "gro", "on"},
+		{"ethtool", "-K", l.RtrOut, "gro", "on"},
+		// Static neighbours: no ARP on the measured path, and no neighbour
+		// refresh invalidating fastpath's flow cache in the middle of a
+		// measurement (each one makes every cached flow redo its FIB lookup).
+		{"ip", "neigh", "replace", l.GenAddr4.String(), "lladdr", e.g0.String(), "dev", l.RtrIn, "nud", "permanent"},
+		{"ip", "neigh", "replace", l.SinkAddr4.String(), "lladdr", e.s0.String(), "dev", l.RtrOut, "nud", "permanent"},
+	}
+	if e.split {
+		// r0's receive processing (and everything it triggers: routing,
+		// netfilter, the transmit to s0 and the sink's counter) in a
+		// kernel thread of its own, pinned below to the router's CPU.
+		cmds = append(cmds, []string{"sh", "-c", "echo 1 > /sys/class/net/" + l.RtrIn + "/threaded"})
+	}
+	for _, c := range cmds {
+		if out, err := l.Command(ctx, l.Rtr, c[0], c[1:]...).CombinedOutput(); err != nil {
+			return fmt.Errorf("%s in %s: %w: %s", strings.Join(c, " "), l.Rtr, err, strings.TrimSpace(string(out)))
+		}
+	}
+	if err := nsutil.Do(l.Rtr, func() error {
+		if !e.split {
+			return nil
+		}
+		var err error
+		e.r0Threads, err = napiThreads(e.r0Index)
+		return err
+	}); err != nil {
+		return fmt.Errorf("find %s's napi thread: %w", l.RtrIn, err)
+	}
+	for _, tid := range e.r0Threads {
+		if err := pinTask(tid, e.routerCPU); err != nil {
+			return err
+		}
+		if err := makeRealtime(tid, routerPriority); err != nil {
+			return err
+		}
+	}
+	if e.sink, err = attachCounter(l.Sink, l.SinkIf); err != nil {
+		return err
+	}
+	if e.back, err = attachCounter(l.Gen, l.GenIf); err != nil {
+		return err
+	}
+	if e.gen, err = newGenerator(l.Gen, e.g0Index, e.genCPU, !e.split); err != nil {
+		return err
+	}
+	e.log.Debug("bench lab ready", "split", e.split, "router_cpu", e.routerCPU, "gen_cpu", e.genCPU, "r0_napi_threads", e.r0Threads)
+	return nil
+}
+
+// frames describes the generator's frames of the given size: gen to sink
+// through rtr.
+func (e *env) frames(size int) frameSpec {
+	return frameSpec{size: size, dst: e.r0, src: e.g0, from: e.lab.GenAddr4, to: e.lab.SinkAddr4}
+}
+
+// close removes the instruments and the lab.
+func (e *env) close() error {
+	if e.gen != nil {
+		e.gen.Close()
+	}
+	if e.sink != nil {
+		e.sink.Close()
+	}
+	if e.back != nil {
+		e.back.Close()
+	}
+	return lab.Down(e.lab.Name)
+}
+
+// sysctlRead reads /proc/sys/<key> (dots as slashes) in netns ns.
+func sysctlRead(ns, key string) (string, error) {
+	var v string
+	err := nsutil.Do(ns, func() error {
+		b, err := os.ReadFile(filepath.Join("/proc/sys", strings.ReplaceAll(key, ".", "/")))
+		v = strings.TrimSpace(string(b))
+		return err
+	})
+	if err != nil {
+		return "", fmt.Errorf("read %s in %s: %w", key, ns, err)
+	}
+	return v, nil
+}
+
+// conntrackCount is the number of conntrack entries in ns (0 when
+// conntrack is not active there).
+func conntrackCount(ns string) (int, error) {
+	v, err := sysctlRead(ns, "net.netfilter.nf_conntrack_count")
+	if err != nil {
+		return 0, err
+	}
+	return strconv.Atoi(v)
+}
+
+// hwaddr returns the MAC address and ifindex of ifname in ns.
+func hwaddr(ns, ifname string) (net.HardwareAddr, int, error) {
+	var ifi *net.Interface
+	err := nsutil.Do(ns, func() error {
+		var err error
+		ifi, err = net.InterfaceByName(ifname)
+		return err
+	})
+	if err != nil {
+		return nil, 0, fmt.Errorf("look up %s in %s: %w", ifname, ns, err)
+	}
+	return ifi.HardwareAddr, ifi.Index, nil
+}

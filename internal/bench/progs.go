@@ -1,0 +1,448 @@
+package bench
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"sync/atomic"
+	"time"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/link"
+	"golang.org/x/sys/unix"
+
+	"github.com/fastpath-router/fastpath/internal/nsutil"
+)
+
+// Header sizes of the generated frames: Ethernet, IPv4 without options, UDP.
+const (
+	ethLen = 14
+	ipLen  = 20
+	udpLen = 8
+	hdrLen = ethLen + ipLen + udpLen
+)
+
+// The port plan of the generated flows: flow i has source port
+// sportBase + i%sportSpan and destination port dportBase + i/sportSpan, so
+// every flow is a distinct 5-tuple, also after masquerade (which keeps a
+// source port that is free for the destination).
+const (
+	sportBase = 10000
+	sportSpan = 50000
+	dportBase = 7000
+)
+
+// MinFrame and MaxFrame bound the frame sizes (bytes from the Ethernet
+// header to the end of the payload, no FCS): the headers, and the lab's
+// MTU of 1500 plus the Ethernet header.
+const (
+	MinFrame = 64
+	MaxFrame = 1514
+)
+
+// MaxFlows bounds the flow count: the destination ports must stay below
+// 65536.
+const MaxFlows = 1 << 20
+
+// flowTuple returns the UDP ports of flow i, as the generator writes them.
+func flowTuple(i int) (sport, dport uint16) {
+	return uint16(sportBase + i%sportSpan), uint16(dportBase + i/sportSpan)
+}
+
+// frameSpec describes the generated frames.
+type frameSpec struct {
+	size     int
+	dst, src net.HardwareAddr
+	from, to netip.Addr
+}
+
+// header returns the Ethernet + IPv4 + UDP header the generator writes into
+// every frame, ports left zero (the program writes them per flow). The IPv4
+// checksum does not cover the ports, and the UDP checksum is 0 ("none").
+func (f frameSpec) header() ([hdrLen]byte, error) {
+	var h [hdrLen]byte
+	if f.size < MinFrame || f.size > MaxFrame {
+		return h, fmt.Errorf("frame size %d outside %d..%d", f.size, MinFrame, MaxFrame)
+	}
+	if len(f.dst) != 6 || len(f.src) != 6 || !f.from.Is4() || !f.to.Is4() {
+		return h, fmt.Errorf("frame needs Ethernet and IPv4 addresses (got %s %s %s %s)", f.dst, f.src, f.from, f.to)
+	}
+	copy(h[0:6], f.dst)
+	copy(h[6:12], f.src)
+	binary.BigEndian.PutUint16(h[12:], unix.ETH_P_IP)
+	ip := h[ethLen : ethLen+ipLen]
+	ip[0] = 0x45
+	binary.BigEndian.PutUint16(ip[2:], uint16(f.size-ethLen))
+	ip[8] = 64 // TTL
+	ip[9] = unix.IPPROTO_UDP
+	from, to := f.from.As4(), f.to.As4()
+	copy(ip[12:16], from[:])
+	copy(ip[16:20], to[:])
+	binary.BigEndian.PutUint16(ip[10:], ipChecksum(ip))
+	udp := h[ethLen+ipLen:]
+	binary.BigEndian.PutUint16(udp[4:], uint16(f.size-ethLen-ipLen))
+	return h, nil
+}
+
+// frame returns a whole frame: the header and a zero payload.
+func (f frameSpec) frame() ([]byte, error) {
+	h, err := f.header()
+	if err != nil {
+		return nil, err
+	}
+	b := make([]byte, f.size)
+	copy(b, h[:])
+	return b, nil
+}
+
+// ipChecksum is the Internet checksum of an IPv4 header whose checksum
+// field is zero.
+func ipChecksum(h []byte) uint16 {
+	var sum uint32
+	for i := 0; i+1 < len(h); i += 2 {
+		sum += uint32(binary.BigEndian.Uint16(h[i:]))
+	}
+	for sum > 0xffff {
+		sum = sum&0xffff + sum>>16
+	}
+	return ^uint16(sum)
+}
+
+// genObjects are the generator's program and maps.
+type genObjects struct {
+	Prog *ebpf.Program `ebpf:"bench_gen"`
+	Cfg  *ebpf.Map     `ebpf:"bench_cfg"`
+	Seq  *ebpf.Map     `ebpf:"bench_seq"`
+}
+
+// sinkObjects are a counter's program and maps; Tx holds the counter's own
+// device, where reflected frames leave.
+type sinkObjects struct {
+	Prog   *ebpf.Program `ebpf:"bench_sink"`
+	Counts *ebpf.Map     `ebpf:"bench_counts"`
+	Mode   *ebpf.Map     `ebpf:"bench_mode"`
+	Tx     *ebpf.Map     `ebpf:"bench_tx"`
+}
+
+// fwdObjects are the plain redirect's program and devmap.
+type fwdObjects struct {
+	Prog *ebpf.Program `ebpf:"bench_fwd"`
+	Tx   *ebpf.Map     `ebpf:"bench_tx"`
+}
+
+// load loads the programs and maps objs names from a fresh copy of the
+// object: every role has its own maps. A verifier rejection comes with the
+// verifier's full log.
+func load(objs any) error {
+	spec, err := loadBench()
+	if err != nil {
+		return fmt.Errorf("parse bench bpf object: %w", err)
+	}
+	if err := spec.LoadAndAssign(objs, nil); err != nil {
+		var verr *ebpf.VerifierError
+		if errors.As(err, &verr) {
+			return fmt.Errorf("load bench bpf programs: %+v", verr)
+		}
+		return fmt.Errorf("load bench bpf programs: %w", err)
+	}
+	return nil
+}
+
+func closeAll(cs ...interface{ Close() error }) {
+	for _, c := range cs {
+		if c != nil {
+			c.Close()
+		}
+	}
+}
+
+// xdpMD mirrors struct xdp_md. For BPF_PROG_RUN the kernel wants data and
+// data_meta 0 and data_end the frame's length; ingress_ifindex binds the
+// frames to that device, whose XDP_TX sends them.
+type xdpMD struct {
+	Data, DataEnd, DataMeta      uint32
+	IngressIfindex, RxQueueIndex uint32
+	EgressIfindex                uint32
+}
+
+// Generator bounds: frames per BPF_PROG_RUN call (about 20 ms at the
+// generator's speed), and the kernel's live-frames batch.
+const (
+	genChunk = 1 << 18
+	genBatch = 64
+)
+
+// generator sends frames out of an interface from BPF_PROG_RUN in live
+// frames mode: every frame the program returns XDP_TX for is transmitted
+// by the device, as if the driver had received and bounced it.
+type generator struct {
+	objs    genObjects
+	ns      string // where ifindex lives
+	ifindex int
+	cpu     int  // the thread running the program is pinned here
+	rt      bool // and runs SCHED_FIFO (it carries the router's work too)
+	frame   []byte
+}
+
+func newGenerator(ns string, ifindex, cpu int, rt bool) (*generator, error) {
+	g := &generator{ns: ns, ifindex: ifindex, cpu: cpu, rt: rt}
+	if err := load(&g.objs); err != nil {
+		return nil, err
+	}
+	return g, nil
+}
+
+func (g *generator) Close() error {
+	closeAll(g.objs.Prog, g.objs.Cfg, g.objs.Seq)
+	return nil
+}
+
+// configure sets the frame and the number of flows cycled through.
+func (g *generator) configure(f frameSpec, flows int) error {
+	if flows < 1 || flows > MaxFlows {
+		return fmt.Errorf("flow count %d outside 1..%d", flows, MaxFlows)
+	}
+	h, err := f.header()
+	if err != nil {
+		return err
+	}
+	frame, err := f.frame()
+	if err != nil {
+		return err
+	}
+	cfg := benchBenchGenCfg{
+		Hdr:       h,
+		SportBase: sportBase,
+		DportBase: dportBase,
+		Flows:     uint32(flows),
+		SportSpan: sportSpan,
+	}
+	if err := g.objs.Cfg.Update(uint32(0), cfg, ebpf.UpdateAny); err != nil {
+		return fmt.Errorf("configure generator: %w", err)
+	}
+	g.frame = frame
+	return nil
+}
+
+// setSeq sets the frame counter (the next flow index) on every CPU.
+func (g *generator) setSeq(v uint64) error {
+	vals := make([]uint64, ebpf.MustPossibleCPU())
+	for i := range vals {
+		vals[i] = v
+	}
+	if err := g.objs.Seq.Update(uint32(0), vals, ebpf.UpdateAny); err != nil {
+		return fmt.Errorf("reset generator counter: %w", err)
+	}
+	return nil
+}
+
+// sent is the number of frames generated since the last setSeq(0).
+func (g *generator) sent() (uint64, error) {
+	var vals []uint64
+	if err := g.objs.Seq.Lookup(uint32(0), &vals); err != nil {
+		return 0, fmt.Errorf("read generator counter: %w", err)
+	}
+	var n uint64
+	for _, v := range vals {
+		n += v
+	}
+	return n, nil
+}
+
+// burst generates exactly n frames (n <= genChunk), from the gen netns on
+// the pinned CPU.
+func (g *generator) burst(n uint32) error {
+	return g.onCPU(func() error { return g.runOnce(n) })
+}
+
+func (g *generator) runOnce(n uint32) error {
+	if g.frame == nil {
+		return errors.New("generator not configured")
+	}
+	_, err := g.objs.Prog.Run(&ebpf.RunOptions{
+		Data:      g.frame,
+		Repeat:    n,
+		Flags:     unix.BPF_F_TEST_XDP_LIVE_FRAMES,
+		BatchSize: genBatch,
+		Context:   xdpMD{DataEnd: uint32(len(g.frame)), IngressIfindex: uint32(g.ifindex)},
+	})
+	if err != nil {
+		return fmt.Errorf("generator: BPF_PROG_RUN of %d live frames on ifindex %d: %w", n, g.ifindex, err)
+	}
+	return nil
+}
+
+// onCPU runs fn in the generator's netns with the thread pinned to g.cpu.
+func (g *generator) onCPU(fn func() error) error {
+	return nsutil.Do(g.ns, func() error {
+		var orig unix.CPUSet
+		if err := unix.SchedGetaffinity(0, &orig); err != nil {
+			return fmt.Errorf("get thread affinity: %w", err)
+		}
+		var one unix.CPUSet
+		one.Set(g.cpu)
+		if err := unix.SchedSetaffinity(0, &one); err != nil {
+			return fmt.Errorf("pin generator to cpu %d: %w", g.cpu, err)
+		}
+		defer unix.SchedSetaffinity(0, &orig)
+		if g.rt {
+			if err := makeRealtime(0, genPriority); err != nil {
+				return err
+			}
+			defer unix.SchedSetAttr(0, &unix.SchedAttr{Size: unix.SizeofSchedAttr, Policy: unix.SCHED_NORMAL}, 0)
+		}
+		return fn()
+	})
+}
+
+// running is a generator sending in the background until stopped.
+type running struct {
+	stop atomic.Bool
+	done chan error
+}
+
+// start sends frames in chunks until stop is called, ctx ends or limit
+// passes, whichever is first. Each chunk is bounded, so stopping takes at
+// most one chunk's time.
+func (g *generator) start(ctx context.Context, limit time.Duration) *running {
+	r := &running{done: make(chan error, 1)}
+	deadline := time.Now().Add(limit)
+	go func() {
+		r.done <- g.onCPU(func() error {
+			for !r.stop.Load() && ctx.Err() == nil && time.Now().Before(deadline) {
+				if err := g.runOnce(genChunk); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+	}()
+	return r
+}
+
+// halt stops the generator and returns its error, if it failed.
+func (r *running) halt() error {
+	r.stop.Store(true)
+	return <-r.done
+}
+
+// failed returns the generator's error if it has stopped already.
+func (r *running) failed() error {
+	select {
+	case err := <-r.done:
+		r.done <- err // keep it for halt
+		if err == nil {
+			return errors.New("generator stopped early")
+		}
+		return err
+	default:
+		return nil
+	}
+}
+
+// counter is an XDP program counting the IPv4 UDP frames arriving on an
+// interface, then dropping them (or reflecting them: see reflect).
+type counter struct {
+	objs sinkObjects
+	link link.Link
+}
+
+// attachCounter loads a counter and attaches it to ifname in ns (native
+// XDP: a veth peer with an XDP program also takes redirected frames).
+func attachCounter(ns, ifname string) (*counter, error) {
+	c := &counter{}
+	if err := load(&c.objs); err != nil {
+		return nil, err
+	}
+	err := nsutil.Do(ns, func() error {
+		ifi, err := net.InterfaceByName(ifname)
+		if err != nil {
+			return err
+		}
+		if err := c.objs.Tx.Update(uint32(0), uint32(ifi.Index), ebpf.UpdateAny); err != nil {
+			return fmt.Errorf("devmap: %w", err)
+		}
+		c.link, err = link.AttachXDP(link.XDPOptions{Program: c.objs.Prog, Interface: ifi.Index, Flags: link.XDPDriverMode})
+		return err
+	})
+	if err != nil {
+		c.Close()
+		return nil, fmt.Errorf("attach counter to %s in %s: %w", ifname, ns, err)
+	}
+	return c, nil
+}
+
+func (c *counter) Close() error {
+	closeAll(c.link, c.objs.Prog, c.objs.Counts, c.objs.Mode, c.objs.Tx)
+	return nil
+}
+
+// read returns the packets and bytes counted so far.
+func (c *counter) read() (packets, bytes uint64, err error) {
+	var vals []benchBenchCount
+	if err := c.objs.Counts.Lookup(uint32(0), &vals); err != nil {
+		return 0, 0, fmt.Errorf("read counter: %w", err)
+	}
+	for _, v := range vals {
+		packets += v.Packets
+		bytes += v.Bytes
+	}
+	return packets, bytes, nil
+}
+
+// reflect makes the counter send every counted frame back where it came
+// from, addresses and ports swapped (on), or drop it (off).
+func (c *counter) reflect(on bool) error {
+	mode := benchBenchSinkModeBENCH_SINK_DROP
+	if on {
+		mode = benchBenchSinkModeBENCH_SINK_REFLECT
+	}
+	if err := c.objs.Mode.Update(uint32(0), uint32(mode), ebpf.UpdateAny); err != nil {
+		return fmt.Errorf("set counter mode: %w", err)
+	}
+	return nil
+}
+
+// redirector is the plain XDP redirect: everything arriving on one
+// interface leaves by another, untouched.
+type redirector struct {
+	objs fwdObjects
+	link link.Link
+}
+
+// attachRedirector attaches the redirect to in, towards out, both in ns. The
+// devmap resolves out's ifindex in the netns of the updating thread.
+func attachRedirector(ns, in, out string) (*redirector, error) {
+	r := &redirector{}
+	if err := load(&r.objs); err != nil {
+		return nil, err
+	}
+	err := nsutil.Do(ns, func() error {
+		ii, err := net.InterfaceByName(in)
+		if err != nil {
+			return err
+		}
+		oi, err := net.InterfaceByName(out)
+		if err != nil {
+			return err
+		}
+		if err := r.objs.Tx.Update(uint32(0), uint32(oi.Index), ebpf.UpdateAny); err != nil {
+			return fmt.Errorf("devmap: %w", err)
+		}
+		r.link, err = link.AttachXDP(link.XDPOptions{Program: r.objs.Prog, Interface: ii.Index, Flags: link.XDPDriverMode})
+		return err
+	})
+	if err != nil {
+		r.Close()
+		return nil, fmt.Errorf("attach xdp redirect %s -> %s in %s: %w", in, out, ns, err)
+	}
+	return r, nil
+}
+
+func (r *redirector) Close() error {
+	closeAll(r.link, r.objs.Prog, r.objs.Tx)
+	return nil
+}
