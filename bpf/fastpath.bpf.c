@@ -28,9 +28,13 @@ int fp_xdp(struct xdp_md *ctx)
 	struct fp_iface *in;
 	struct fp_flow *f;
 	__u32 reason = FP_PASS_FIB_OTHER; /* every path sets its own */
+	__u32 slot;
 
 	in = bpf_map_lookup_elem(&fp_ifaces, &ifindex);
-	if (!in || in->mode == FP_MODE_OFF) {
+	if (!in)
+		return XDP_PASS; /* not managed: not counted either */
+	slot = in->slot;
+	if (in->mode == FP_MODE_OFF) {
 		reason = FP_PASS_DISABLED;
 		goto pass;
 	}
@@ -42,7 +46,7 @@ int fp_xdp(struct xdp_md *ctx)
 		goto pass;
 	}
 	if (in->mode == FP_MODE_OFFLOAD) {
-		f = fp_flow_get(ctx, 1, &p, ifindex, p.tot_len, &reason);
+		f = fp_flow_get(ctx, 1, &p, ifindex, slot, p.tot_len, &reason);
 		if (!f)
 			goto pass;
 		if (p.tot_len > f->mtu) {
@@ -57,7 +61,7 @@ int fp_xdp(struct xdp_md *ctx)
 		fp_flow_rewrite_l3(&p, f);
 		fp_flow_rewrite_l4_xdp(&p, f);
 		fp_flow_account(f, bytes);
-		fp_count_fwd(ifindex, bytes);
+		fp_count_fwd(slot, bytes);
 		return XDP_REDIRECT;
 	}
 	if (fp_route(ctx, &fib, &p, ifindex, p.tot_len, &reason))
@@ -70,10 +74,10 @@ int fp_xdp(struct xdp_md *ctx)
 		goto pass;
 	}
 	fp_rewrite(&p, &fib);
-	fp_count_fwd(ifindex, bytes);
+	fp_count_fwd(slot, bytes);
 	return XDP_REDIRECT;
 pass:
-	fp_count_pass(ifindex, reason, bytes);
+	fp_count_pass(slot, reason, bytes);
 	return XDP_PASS;
 }
 
@@ -134,10 +138,13 @@ int fp_tc(struct __sk_buff *skb)
 	struct fp_iface *in;
 	struct fp_flow *f;
 	struct fp_pkt p;
-	__u32 reason = FP_PASS_FIB_OTHER, l3_len; /* every path sets its own reason */
+	__u32 reason = FP_PASS_FIB_OTHER, l3_len, slot; /* every path sets its own reason */
 
 	in = bpf_map_lookup_elem(&fp_ifaces, &ifindex);
-	if (!in || in->mode == FP_MODE_OFF) {
+	if (!in)
+		return TC_ACT_OK; /* not managed: not counted either */
+	slot = in->slot;
+	if (in->mode == FP_MODE_OFF) {
 		reason = FP_PASS_DISABLED;
 		goto pass;
 	}
@@ -166,7 +173,7 @@ int fp_tc(struct __sk_buff *skb)
 	}
 	l3_len = fp_tc_l3_len(skb, &p);
 	if (in->mode == FP_MODE_OFFLOAD) {
-		f = fp_flow_get(skb, 0, &p, ifindex, l3_len, &reason);
+		f = fp_flow_get(skb, 0, &p, ifindex, slot, l3_len, &reason);
 		if (!f)
 			goto pass;
 		if (l3_len > f->mtu) {
@@ -174,7 +181,7 @@ int fp_tc(struct __sk_buff *skb)
 			goto pass;
 		}
 		fp_flow_account(f, bytes);
-		fp_count_fwd(ifindex, bytes);
+		fp_count_fwd(slot, bytes);
 		return fp_tc_flow(skb, &p, f);
 	}
 	if (fp_route(skb, &fib, &p, ifindex, l3_len, &reason))
@@ -188,10 +195,10 @@ int fp_tc(struct __sk_buff *skb)
 	} else {
 		fp_rewrite(&p, &fib);
 	}
-	fp_count_fwd(ifindex, bytes);
+	fp_count_fwd(slot, bytes);
 	return bpf_redirect(fib.ifindex, 0);
 pass:
-	fp_count_pass(ifindex, reason, bytes);
+	fp_count_pass(slot, reason, bytes);
 	return TC_ACT_OK;
 }
 

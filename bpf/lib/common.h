@@ -90,6 +90,7 @@ struct fp_iface {
 	__u16 pad;
 	enum fp_mode mode; /* how packets arriving here are handled */
 	__u32 mtu;         /* as egress: larger non-GSO packets go to the kernel */
+	__u32 slot;        /* index of its counters in fp_if_stats */
 };
 
 /* A flow as it arrives at an ingress: one direction of a conntrack entry. */
@@ -246,8 +247,11 @@ struct {
 	__type(value, struct fp_iface);
 } fp_ifaces SEC(".maps");
 
+/* Per-CPU counters, by the slot the daemon gives each managed interface:
+ * an array index found in the fp_ifaces entry the packet path reads anyway,
+ * so counting costs no second hash lookup. */
 struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, FP_MAX_IFACES);
 	__type(key, __u32);
 	__type(value, struct fp_stats);

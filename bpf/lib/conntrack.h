@@ -91,30 +91,27 @@ static __always_inline int fp_ct_offloadable(const struct nf_conn *ct, __u8 prot
 	return 0;
 }
 
-/* fp_ct_timeout_ms: the timeout the kernel itself would give the entry on a
- * packet now, from the sysctls the daemon copies into fp_state. */
-static __always_inline __u32 fp_ct_timeout_ms(const struct nf_conn *ct, __u8 proto, const struct fp_state *st)
+/* fp_ct_refresh keeps an offloaded flow's entry as the kernel would if it
+ * saw the packets (offloaded packets do not reach conntrack): a UDP flow
+ * replied to and alive for 2 s becomes ASSURED (a stream: the kernel's rule,
+ * and the bit that protects it from early drop), and the timeout is renewed
+ * with the namespace's own value for the state. age_ns is the flow's age. */
+static __always_inline void fp_ct_refresh(struct nf_conn *ct, __u8 proto, const struct fp_state *st, __u64 age_ns)
 {
-	if (proto == IPPROTO_TCP)
-		return st->tcp_timeout_ms;
-	if (ct->status & IPS_ASSURED)
-		return st->udp_stream_timeout_ms;
-	return st->udp_timeout_ms;
-}
-
-/* fp_ct_refresh keeps an offloaded flow's entry alive (offloaded packets do
- * not reach conntrack) and confirms it is still there and offloadable. */
-static __always_inline int fp_ct_refresh(struct nf_conn *ct, __u8 proto, const struct fp_state *st,
-					 __u32 *reason)
-{
+	unsigned long status = ct->status;
 	__u32 ms;
 
-	if (fp_ct_offloadable(ct, proto, reason))
-		return -1;
-	ms = fp_ct_timeout_ms(ct, proto, st);
+	if (proto == IPPROTO_UDP && !(status & IPS_ASSURED) && age_ns > FP_UDP_STREAM_NS &&
+	    bpf_ct_change_status(ct, status | IPS_ASSURED) == 0)
+		status |= IPS_ASSURED;
+	if (proto == IPPROTO_TCP)
+		ms = st->tcp_timeout_ms;
+	else if (status & IPS_ASSURED)
+		ms = st->udp_stream_timeout_ms;
+	else
+		ms = st->udp_timeout_ms;
 	if (ms)
 		bpf_ct_change_timeout(ct, ms);
-	return 0;
 }
 
 /* The packet after NAT is the other direction's tuple turned around: its

@@ -2,11 +2,10 @@
 #pragma once
 #include "common.h"
 
-/* Counters live in a per-CPU hash the daemon pre-creates for each managed
- * interface; an interface without an entry is not counted (and not managed). */
-static __always_inline void fp_count_fwd(__u32 ifindex, __u64 bytes)
+/* Counters are per CPU, by the ingress interface's slot (struct fp_iface). */
+static __always_inline void fp_count_fwd(__u32 slot, __u64 bytes)
 {
-	struct fp_stats *s = bpf_map_lookup_elem(&fp_if_stats, &ifindex);
+	struct fp_stats *s = bpf_map_lookup_elem(&fp_if_stats, &slot);
 
 	if (!s)
 		return;
@@ -14,9 +13,9 @@ static __always_inline void fp_count_fwd(__u32 ifindex, __u64 bytes)
 	s->fwd_bytes += bytes;
 }
 
-static __always_inline void fp_count_pass(__u32 ifindex, __u32 reason, __u64 bytes)
+static __always_inline void fp_count_pass(__u32 slot, __u32 reason, __u64 bytes)
 {
-	struct fp_stats *s = bpf_map_lookup_elem(&fp_if_stats, &ifindex);
+	struct fp_stats *s = bpf_map_lookup_elem(&fp_if_stats, &slot);
 
 	if (!s)
 		return;
@@ -26,9 +25,9 @@ static __always_inline void fp_count_pass(__u32 ifindex, __u32 reason, __u64 byt
 		s->pass_reason[reason]++;
 }
 
-static __always_inline void fp_count_flow(__u32 ifindex, int added)
+static __always_inline void fp_count_flow(__u32 slot, int added)
 {
-	struct fp_stats *s = bpf_map_lookup_elem(&fp_if_stats, &ifindex);
+	struct fp_stats *s = bpf_map_lookup_elem(&fp_if_stats, &slot);
 
 	if (!s)
 		return;
@@ -38,9 +37,9 @@ static __always_inline void fp_count_flow(__u32 ifindex, int added)
 		s->flows_removed++;
 }
 
-static __always_inline void fp_count_event_lost(__u32 ifindex)
+static __always_inline void fp_count_event_lost(__u32 slot)
 {
-	struct fp_stats *s = bpf_map_lookup_elem(&fp_if_stats, &ifindex);
+	struct fp_stats *s = bpf_map_lookup_elem(&fp_if_stats, &slot);
 
 	if (s)
 		s->events_lost++;

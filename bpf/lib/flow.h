@@ -20,12 +20,12 @@ static __always_inline const struct fp_state *fp_state(void)
 
 /* fp_flow_event tells the daemon about a flow; a full ring drops it. */
 static __always_inline void fp_flow_event(__u32 type, __u32 reason, const struct fp_flow_key *k,
-					  const struct fp_flow *f, __u32 ifindex)
+					  const struct fp_flow *f, __u32 slot)
 {
 	struct fp_event *e = bpf_ringbuf_reserve(&fp_events, sizeof(*e), 0);
 
 	if (!e) {
-		fp_count_event_lost(ifindex);
+		fp_count_event_lost(slot);
 		return;
 	}
 	e->ts_ns = bpf_ktime_get_ns();
@@ -44,7 +44,7 @@ static __always_inline void fp_flow_event(__u32 type, __u32 reason, const struct
 }
 
 /* fp_flow_evict removes a flow and its other direction. */
-static __always_inline void fp_flow_evict(const struct fp_flow_key *k, const struct fp_flow *f, __u32 ifindex,
+static __always_inline void fp_flow_evict(const struct fp_flow_key *k, const struct fp_flow *f, __u32 slot,
 					  __u32 reason)
 {
 	struct fp_flow_key rev = {
@@ -57,15 +57,15 @@ static __always_inline void fp_flow_evict(const struct fp_flow_key *k, const str
 	__builtin_memcpy(rev.saddr, f->nat_daddr, 16);
 	__builtin_memcpy(rev.daddr, f->nat_saddr, 16);
 	if (bpf_map_delete_elem(&fp_flows, k) == 0) {
-		fp_count_flow(ifindex, 0);
-		fp_flow_event(FP_EV_FLOW_DEL, reason, k, f, ifindex);
+		fp_count_flow(slot, 0);
+		fp_flow_event(FP_EV_FLOW_DEL, reason, k, f, slot);
 	}
 	bpf_map_delete_elem(&fp_flows, &rev);
 }
 
 /* fp_flow_fill decides a missed or stale flow and caches it. */
 static __always_inline struct fp_flow *fp_flow_fill(void *ctx, const int xdp, const struct fp_pkt *p,
-						    const struct fp_flow_key *k, __u32 ifindex, __u32 l3_len,
+						    const struct fp_flow_key *k, __u32 ifindex, __u32 slot, __u32 l3_len,
 						    const struct fp_state *st, __u64 now,
 						    const struct fp_flow *stale, __u32 *reason)
 {
@@ -77,21 +77,23 @@ static __always_inline struct fp_flow *fp_flow_fill(void *ctx, const int xdp, co
 	__u32 *accepted, route_mtu;
 	int rc;
 
-	/* Netfilter's verdict under the current ruleset, seen by fp_nf_accept */
-	accepted = bpf_map_lookup_elem(&fp_accepted, k);
-	if (!accepted || *accepted != st->fw_gen) {
-		*reason = FP_PASS_NOT_ACCEPTED;
-		return NULL;
-	}
+	/* Conntrack first, so the reason names what is missing (no entry at
+	 * all, e.g. a ruleset that never uses conntrack, before "not accepted") */
 	ct = fp_ct_lookup(ctx, xdp, k, &opts);
 	if (!ct) {
 		*reason = FP_PASS_NO_CONNTRACK;
 		return NULL;
 	}
-	if (fp_ct_refresh(ct, k->proto, st, reason)) {
-		bpf_ct_release(ct);
-		return NULL;
+	if (fp_ct_offloadable(ct, k->proto, reason))
+		goto release;
+	/* Netfilter's verdict under the current ruleset, seen by fp_nf_accept;
+	 * only then may the entry's timeout be extended on the kernel's behalf */
+	accepted = bpf_map_lookup_elem(&fp_accepted, k);
+	if (!accepted || *accepted != st->fw_gen) {
+		*reason = FP_PASS_NOT_ACCEPTED;
+		goto release;
 	}
+	fp_ct_refresh(ct, k->proto, st, stale ? now - stale->created_ns : 0);
 	fp_ct_nat(&f, ct, opts.dir, k);
 	bpf_ct_release(ct);
 
@@ -152,19 +154,22 @@ static __always_inline struct fp_flow *fp_flow_fill(void *ctx, const int xdp, co
 		return NULL;
 	}
 	if (!stale) {
-		fp_count_flow(ifindex, 1);
-		fp_flow_event(FP_EV_FLOW_ADD, 0, k, &f, ifindex);
+		fp_count_flow(slot, 1);
+		fp_flow_event(FP_EV_FLOW_ADD, 0, k, &f, slot);
 	}
 	fp = bpf_map_lookup_elem(&fp_flows, k);
 	if (!fp)
 		*reason = FP_PASS_NO_CONNTRACK; /* evicted at once by a concurrent fill */
 	return fp;
+release:
+	bpf_ct_release(ct);
+	return NULL;
 }
 
 /* fp_flow_get returns the flow to forward the packet with, or NULL and the
  * reason it goes to the kernel. */
 static __always_inline struct fp_flow *fp_flow_get(void *ctx, const int xdp, const struct fp_pkt *p,
-						   __u32 ifindex, __u32 l3_len, __u32 *reason)
+						   __u32 ifindex, __u32 slot, __u32 l3_len, __u32 *reason)
 {
 	const struct fp_state *st = fp_state();
 	struct fp_flow *f, *stale = NULL;
@@ -179,9 +184,12 @@ static __always_inline struct fp_flow *fp_flow_get(void *ctx, const int xdp, con
 		*reason = FP_PASS_ICMP;
 		return NULL;
 	}
-	now = bpf_ktime_get_ns();
+	/* The coarse clock (jiffies) is all a heartbeat, a refresh interval and
+	 * idle times need, at a fraction of a full clock read per packet. It
+	 * may lag the daemon's precise heartbeat by a tick: compare signed. */
+	now = bpf_ktime_get_coarse_ns();
 	/* Fail open: without a live daemon nobody invalidates the cache */
-	if (now - st->heartbeat_ns > st->watchdog_ns) {
+	if ((__s64)(now - st->heartbeat_ns) > (__s64)st->watchdog_ns) {
 		*reason = FP_PASS_WATCHDOG;
 		return NULL;
 	}
@@ -189,7 +197,7 @@ static __always_inline struct fp_flow *fp_flow_get(void *ctx, const int xdp, con
 	f = bpf_map_lookup_elem(&fp_flows, &k);
 	if (p->tcp_flags & (FP_TCP_FIN | FP_TCP_RST)) {
 		if (f)
-			fp_flow_evict(&k, f, ifindex, FP_PASS_TCP_CLOSE);
+			fp_flow_evict(&k, f, slot, FP_PASS_TCP_CLOSE);
 		*reason = FP_PASS_TCP_CLOSE;
 		return NULL;
 	}
@@ -197,7 +205,7 @@ static __always_inline struct fp_flow *fp_flow_get(void *ctx, const int xdp, con
 		stale = f; /* decide again; the fill overwrites it */
 		f = NULL;
 	}
-	if (f && now - f->ct_refresh_ns > FP_CT_REFRESH_NS) {
+	if (f && (__s64)(now - f->ct_refresh_ns) > (__s64)FP_CT_REFRESH_NS) {
 		struct bpf_ct_opts opts;
 		struct nf_conn *ct = fp_ct_lookup(ctx, xdp, &k, &opts);
 		int bad;
@@ -206,19 +214,21 @@ static __always_inline struct fp_flow *fp_flow_get(void *ctx, const int xdp, con
 			*reason = FP_PASS_NO_CONNTRACK;
 			bad = 1;
 		} else {
-			bad = fp_ct_refresh(ct, k.proto, st, reason);
+			bad = fp_ct_offloadable(ct, k.proto, reason);
+			if (!bad)
+				fp_ct_refresh(ct, k.proto, st, now - f->created_ns);
 			bpf_ct_release(ct);
 		}
 		if (bad) {
-			fp_flow_evict(&k, f, ifindex, *reason);
+			fp_flow_evict(&k, f, slot, *reason);
 			return NULL;
 		}
 		f->ct_refresh_ns = now;
 	}
 	if (!f)
-		f = fp_flow_fill(ctx, xdp, p, &k, ifindex, l3_len, st, now, stale, reason);
-	if (f)
-		f->last_ns = now;
+		f = fp_flow_fill(ctx, xdp, p, &k, ifindex, slot, l3_len, st, now, stale, reason);
+	if (f && f->last_ns != now)
+		f->last_ns = now; /* once per tick: the line is shared by CPUs */
 	return f;
 }
 

@@ -93,6 +93,7 @@ extern struct nf_conn *bpf_skb_ct_lookup(struct __sk_buff *skb_ctx, struct bpf_s
 					 __u32 tuple__sz, struct bpf_ct_opts *opts, __u32 opts__sz) __ksym;
 extern void bpf_ct_release(struct nf_conn *ct) __ksym;
 extern int bpf_ct_change_timeout(struct nf_conn *nfct, __u32 timeout) __ksym;
+extern int bpf_ct_change_status(struct nf_conn *nfct, __u32 status) __ksym;
 
 /* include/uapi/linux/netfilter/nf_conntrack_common.h */
 #define IPS_EXPECTED     (1UL << 0)
@@ -106,6 +107,7 @@ extern int bpf_ct_change_timeout(struct nf_conn *nfct, __u32 timeout) __ksym;
 #define IPS_HELPER       (1UL << 13)
 #define IPS_OFFLOAD      (1UL << 14)
 #define IP_CT_IS_REPLY   3
+#define FP_UDP_STREAM_NS (2ULL * 1000000000ULL) /* nf_conntrack_proto_udp.c: replied and 2 s old */
 #define TCP_CONNTRACK_ESTABLISHED 3
 #define NF_CT_EXT_HELPER 0
 #define BPF_F_CURRENT_NETNS (-1)

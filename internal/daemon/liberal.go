@@ -16,9 +16,12 @@ import (
 // through the kernel (the FIN, or any packet after an eviction) would look
 // out of window: conntrack would call it INVALID and NAT would not apply,
 // leaking the private address. As nftables' flowtable does, the entry is
-// made window-liberal in both directions when it is offloaded. ctnetlink
-// can set just these flags; ti-mo/conntrack's Update would also rewrite
-// the TCP state and window scales, racing with the kernel.
+// made window-liberal in both directions when it is offloaded. Its
+// IP_CT_TCP_FLAG_MAXACK_SET is cleared too (as flowtable's teardown does):
+// otherwise conntrack checks a closing RST against an ack it saw long ago,
+// keeps the entry ESTABLISHED and only shortens its timeout. ctnetlink can
+// change just these flags; ti-mo/conntrack's Update would also rewrite the
+// TCP state and window scales, racing with the kernel.
 
 // ctnetlink attribute numbers (include/uapi/linux/netfilter/nfnetlink_conntrack.h)
 const (
@@ -39,6 +42,7 @@ const (
 	ctaProtoInfoTCPFlagsRepl = 5
 	ipctnlMsgCtNew           = 0
 	tcpFlagBeLiberal         = 0x08 // IP_CT_TCP_FLAG_BE_LIBERAL
+	tcpFlagMaxAckSet         = 0x20 // IP_CT_TCP_FLAG_MAXACK_SET
 )
 
 // liberalRequest builds the ctnetlink update that sets BE_LIBERAL on both
@@ -54,7 +58,8 @@ func liberalRequest(f datapath.Flow) (netlink.Message, error) {
 	if t.Src.Addr().Is6() {
 		src, dst, family = ctaIPv6Src, ctaIPv6Dst, netfilter.ProtoIPv6
 	}
-	flags := []byte{tcpFlagBeLiberal, tcpFlagBeLiberal} // struct nf_ct_tcp_flags {flags, mask}
+	// struct nf_ct_tcp_flags {flags, mask}: set BE_LIBERAL, clear MAXACK_SET
+	flags := []byte{tcpFlagBeLiberal, tcpFlagBeLiberal | tcpFlagMaxAckSet}
 	attrs := []netfilter.Attribute{
 		{Type: which, Nested: true, Children: []netfilter.Attribute{
 			{Type: ctaTupleIP, Nested: true, Children: []netfilter.Attribute{

@@ -72,8 +72,8 @@ func TestLiberalRequest(t *testing.T) {
 									if typ != ctaProtoInfoTCPFlagsOrig && typ != ctaProtoInfoTCPFlagsRepl {
 										t.Errorf("tcp protoinfo attribute %d: only the flags may be sent", typ)
 									}
-									if b := tcp.Bytes(); len(b) != 2 || b[0] != tcpFlagBeLiberal || b[1] != tcpFlagBeLiberal {
-										t.Errorf("flags %x, want {BE_LIBERAL, mask BE_LIBERAL}", b)
+									if b := tcp.Bytes(); len(b) != 2 || b[0] != tcpFlagBeLiberal || b[1] != tcpFlagBeLiberal|tcpFlagMaxAckSet {
+										t.Errorf("flags %x, want {BE_LIBERAL, mask BE_LIBERAL|MAXACK_SET}", b)
 									}
 								}
 								if n != 2 {

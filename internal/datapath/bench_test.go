@@ -517,7 +517,11 @@ func BenchmarkOffload(b *testing.B) {
 			b.Run(h.String()+"/not_accepted", func(b *testing.B) { ob.benchReason(b, h, notAccepted, "not_accepted") })
 		}
 		// Last: a stale heartbeat stops offloading for good in this router.
-		if err := ob.d.Heartbeat(time.Nanosecond); err != nil {
+		// A heartbeat 10 s old with a 3 s watchdog: a daemon that stopped.
+		now := Monotonic()
+		if err := ob.d.writeGlobals(func(s *fastpathFpState) {
+			s.HeartbeatNs, s.WatchdogNs = uint64(now-10*time.Second), uint64(3*time.Second)
+		}); err != nil {
 			b.Fatal(err)
 		}
 		for _, h := range []hook{hookXDP, hookTC} {

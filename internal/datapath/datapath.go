@@ -6,9 +6,11 @@ package datapath
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"math"
 	"net"
 	"strings"
+	"sync"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/btf"
@@ -47,6 +49,9 @@ type Datapath struct {
 	links    map[string]link.Link // the same, by pin name
 	adopted  bool                 // maps came from a previous daemon
 	replaced bool                 // pins of another layout await CommitPins
+
+	slotMu sync.Mutex
+	slots  map[int]uint32 // ifindex -> counter slot in fp_if_stats
 }
 
 // Options size the datapath's maps.
@@ -82,7 +87,8 @@ func Load(opts Options) (*Datapath, error) {
 	if err != nil {
 		return nil, err
 	}
-	d := &Datapath{reasons: reasons, pinDir: opts.PinDir, used: map[string]bool{}, links: map[string]link.Link{}}
+	d := &Datapath{reasons: reasons, pinDir: opts.PinDir, used: map[string]bool{}, links: map[string]link.Link{},
+		slots: map[int]uint32{}}
 	if opts.PinDir != "" {
 		state, err := loadPinned(spec, &d.objs, opts.PinDir)
 		if err != nil {
@@ -91,7 +97,7 @@ func Load(opts Options) (*Datapath, error) {
 		switch state {
 		case pinsAdopted:
 			d.adopted = true
-			if err := d.readGlobals(); err != nil {
+			if err := errors.Join(d.readGlobals(), d.readSlots()); err != nil {
 				d.objs.Close()
 				return nil, err
 			}
@@ -194,14 +200,23 @@ func (d *Datapath) SetIface(ifc Iface) error {
 	if ifc.MTU <= 0 {
 		return fmt.Errorf("interface %d: invalid mtu %d", ifc.Index, ifc.MTU)
 	}
-	key := uint32(ifc.Index)
-	zero := make([]fastpathFpStats, ebpf.MustPossibleCPU())
-	if err := d.objs.FpIfStats.Update(key, zero, ebpf.UpdateNoExist); err != nil && !errors.Is(err, ebpf.ErrKeyExist) {
-		return fmt.Errorf("create counters of interface %d: %w", ifc.Index, err)
+	slot, fresh, err := d.slotFor(ifc.Index)
+	if err != nil {
+		return err
 	}
-	v := fastpathFpIface{Mode: fastpathFpMode(ifc.Mode), Mtu: uint32(ifc.MTU)}
+	if fresh {
+		zero := make([]fastpathFpStats, ebpf.MustPossibleCPU())
+		if err := d.objs.FpIfStats.Update(slot, zero, ebpf.UpdateAny); err != nil {
+			d.freeSlot(ifc.Index)
+			return fmt.Errorf("reset counters of interface %d: %w", ifc.Index, err)
+		}
+	}
+	v := fastpathFpIface{Mode: fastpathFpMode(ifc.Mode), Mtu: uint32(ifc.MTU), Slot: slot}
 	copy(v.Mac[:], ifc.MAC)
-	if err := d.objs.FpIfaces.Update(key, v, ebpf.UpdateAny); err != nil {
+	if err := d.objs.FpIfaces.Update(uint32(ifc.Index), v, ebpf.UpdateAny); err != nil {
+		if fresh {
+			d.freeSlot(ifc.Index)
+		}
 		return fmt.Errorf("configure interface %d: %w", ifc.Index, err)
 	}
 	return nil
@@ -212,11 +227,12 @@ func (d *Datapath) SetIface(ifc Iface) error {
 func (d *Datapath) RemoveIface(ifindex int) error {
 	key := uint32(ifindex)
 	var errs []error
-	for _, m := range []*ebpf.Map{d.objs.FpTxPorts, d.objs.FpIfaces, d.objs.FpIfStats} {
+	for _, m := range []*ebpf.Map{d.objs.FpTxPorts, d.objs.FpIfaces} {
 		if err := m.Delete(key); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
 			errs = append(errs, err)
 		}
 	}
+	d.freeSlot(ifindex)
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("remove interface %d: %w", ifindex, err)
 	}
@@ -252,13 +268,15 @@ type IfaceStats struct {
 
 // Stats reads the counters of every managed interface, keyed by ifindex.
 func (d *Datapath) Stats() (map[int]IfaceStats, error) {
-	out := make(map[int]IfaceStats)
-	var (
-		key    uint32
-		percpu []fastpathFpStats
-	)
-	it := d.objs.FpIfStats.Iterate()
-	for it.Next(&key, &percpu) {
+	d.slotMu.Lock()
+	slots := maps.Clone(d.slots)
+	d.slotMu.Unlock()
+	out := make(map[int]IfaceStats, len(slots))
+	var percpu []fastpathFpStats
+	for ifindex, slot := range slots {
+		if err := d.objs.FpIfStats.Lookup(slot, &percpu); err != nil {
+			return nil, fmt.Errorf("read counters: %w", err)
+		}
 		s := IfaceStats{PassReason: make([]uint64, len(d.reasons))}
 		for _, c := range percpu {
 			s.FwdPackets += c.FwdPackets
@@ -272,12 +290,53 @@ func (d *Datapath) Stats() (map[int]IfaceStats, error) {
 				s.PassReason[i] += c.PassReason[i]
 			}
 		}
-		out[int(key)] = s
-	}
-	if err := it.Err(); err != nil {
-		return nil, fmt.Errorf("read counters: %w", err)
+		out[ifindex] = s
 	}
 	return out, nil
+}
+
+// slotFor returns the interface's counter slot, allocating the lowest free
+// one for a new interface (fresh: its counters must be reset).
+func (d *Datapath) slotFor(ifindex int) (slot uint32, fresh bool, err error) {
+	d.slotMu.Lock()
+	defer d.slotMu.Unlock()
+	if s, ok := d.slots[ifindex]; ok {
+		return s, false, nil
+	}
+	used := make(map[uint32]bool, len(d.slots))
+	for _, s := range d.slots {
+		used[s] = true
+	}
+	for s := uint32(0); s < d.objs.FpIfStats.MaxEntries(); s++ {
+		if !used[s] {
+			d.slots[ifindex] = s
+			return s, true, nil
+		}
+	}
+	return 0, false, fmt.Errorf("interface %d: all %d counter slots in use", ifindex, len(d.slots))
+}
+
+func (d *Datapath) freeSlot(ifindex int) {
+	d.slotMu.Lock()
+	defer d.slotMu.Unlock()
+	delete(d.slots, ifindex)
+}
+
+// readSlots recovers the slots of an adopted datapath's interfaces, so
+// their counters carry on.
+func (d *Datapath) readSlots() error {
+	var (
+		key uint32
+		v   fastpathFpIface
+	)
+	it := d.objs.FpIfaces.Iterate()
+	for it.Next(&key, &v) {
+		d.slots[int(key)] = v.Slot
+	}
+	if err := it.Err(); err != nil {
+		return fmt.Errorf("read adopted interfaces: %w", err)
+	}
+	return nil
 }
 
 // AttachNetfilter attaches the verdict recorder to netfilter's IPv4 and

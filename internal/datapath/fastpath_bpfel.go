@@ -117,6 +117,7 @@ type fastpathFpIface struct {
 	Pad  uint16
 	Mode fastpathFpMode
 	Mtu  uint32
+	Slot uint32
 }
 
 type fastpathFpLpm4 struct {

@@ -545,9 +545,7 @@ func TestOffloadPass(t *testing.T) {
 	}
 	est := &ctState{}
 	staleHeartbeat := func(t *testing.T, on *offloadNet) {
-		if err := on.d.Heartbeat(time.Nanosecond); err != nil {
-			t.Fatal(err)
-		}
+		on.staleHeartbeat(t)
 		t.Cleanup(func() { on.d.Heartbeat(time.Hour) })
 	}
 	noHeartbeat := func(t *testing.T, on *offloadNet) {
@@ -631,9 +629,7 @@ func TestOffloadCachedPass(t *testing.T) {
 				l := c.leg(false)
 				frame, want := l.inFrame(t, seg{}), l.natExpect(t, seg{})
 				on.forward(t, h, l, frame, want, runOpts{})
-				if err := on.d.Heartbeat(time.Nanosecond); err != nil {
-					t.Fatal(err)
-				}
+				on.staleHeartbeat(t)
 				t.Cleanup(func() { on.d.Heartbeat(time.Hour) })
 				on.pass(t, h, sideIn0, frame, "watchdog", runOpts{})
 				if err := on.d.Heartbeat(time.Hour); err != nil {
@@ -992,5 +988,19 @@ func TestOffloadTCChecksumComplete(t *testing.T) {
 				})
 			}
 		}
+	}
+}
+
+// staleHeartbeat makes the last heartbeat 10 s old with a 3 s watchdog, as
+// a daemon that stopped would leave it. (A tiny watchdog written "now" is
+// not stale yet: the datapath reads a coarse clock, which may lag the
+// daemon's by a tick.)
+func (on *offloadNet) staleHeartbeat(t testing.TB) {
+	t.Helper()
+	now := Monotonic()
+	if err := on.d.writeGlobals(func(s *fastpathFpState) {
+		s.HeartbeatNs, s.WatchdogNs = uint64(now-10*time.Second), uint64(3*time.Second)
+	}); err != nil {
+		t.Fatal(err)
 	}
 }
