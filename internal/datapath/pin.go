@@ -277,8 +277,8 @@ func (d *Datapath) Unpin() error {
 			errs = append(errs, fmt.Errorf("unpin link %s: %w", name, err))
 		}
 	}
-	for _, sub := range []string{linksDir, mapsDir, ""} {
-		os.Remove(filepath.Join(d.pinDir, sub)) // only if empty
+	for _, sub := range []string{linksDir, mapsDir, "", ".."} {
+		os.Remove(filepath.Join(d.pinDir, sub)) // only if empty; ".." is the root of all namespaces
 	}
 	return errors.Join(errs...)
 }
@@ -311,6 +311,7 @@ func RemovePinned(dir string) ([]string, error) {
 			errs = append(errs, err)
 		}
 	}
+	os.Remove(filepath.Dir(dir)) // the root too, once no namespace has pins
 	return removed, errors.Join(errs...)
 }
 

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/fastpath-router/fastpath/internal/api"
+	"github.com/fastpath-router/fastpath/internal/datapath"
 	"github.com/fastpath-router/fastpath/internal/labd"
 	"github.com/fastpath-router/fastpath/internal/nsutil"
 	"github.com/fastpath-router/fastpath/internal/traffic"
@@ -149,6 +150,14 @@ func detachAndCheck(t *testing.T, bin, netns string, ifnames ...string) {
 	out, err := exec.Command("nsenter", "--net="+nsutil.Path(netns), "--", bin, "detach").CombinedOutput()
 	if err != nil {
 		t.Errorf("fastpath detach: %v: %s", err, out)
+	}
+	var dir string
+	inNS(t, netns, func() (err error) {
+		dir, err = datapath.PinDirFor(datapath.DefaultPinRoot)
+		return err
+	})
+	if _, err := os.Stat(dir); err == nil {
+		t.Errorf("after detach the pins of %s remain in %s", netns, dir)
 	}
 	for _, ifname := range ifnames {
 		h, err := hooksOn(netns, ifname)
