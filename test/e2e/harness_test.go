@@ -309,8 +309,14 @@ func hooksOn(ns, ifname string) (hooks, error) {
 // passes, and then fails the test with check's last error.
 func pollUntil(t *testing.T, timeout time.Duration, what string, check func() error) {
 	t.Helper()
+	pollUntilEvery(t, timeout, pollEvery, what, check)
+}
+
+// pollUntilEvery is pollUntil with its own period.
+func pollUntilEvery(t *testing.T, timeout, every time.Duration, what string, check func() error) {
+	t.Helper()
 	deadline := time.After(timeout)
-	tick := time.NewTicker(pollEvery)
+	tick := time.NewTicker(every)
 	defer tick.Stop()
 	for {
 		err := check()

@@ -633,25 +633,6 @@ func (u *udpFlow) settle(t *testing.T, want int, quiet time.Duration) int {
 	return u.received()
 }
 
-// pollUntilEvery is pollUntil with its own period.
-func pollUntilEvery(t *testing.T, timeout, every time.Duration, what string, check func() error) {
-	t.Helper()
-	deadline := time.After(timeout)
-	tick := time.NewTicker(every)
-	defer tick.Stop()
-	for {
-		err := check()
-		if err == nil {
-			return
-		}
-		select {
-		case <-deadline:
-			t.Fatalf("%s: not after %s: %v", what, timeout, err)
-		case <-tick.C:
-		}
-	}
-}
-
 // ---- TCP ----
 
 // tcpPair is one TCP connection between namespaces, both ends ours.

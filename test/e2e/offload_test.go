@@ -402,10 +402,9 @@ const (
 // flow: its packet counter must grow by exactly that, and its byte counter
 // by that many whole frames (Ethernet + IP + UDP + payload).
 //
-// A flow revalidated meanwhile starts its counters over (see
-// TestOffloadFlowCountersRevalidated); neighbour state changes in rtr
-// revalidate every flow, and can happen at any time, so a measurement
-// during which the flow was re-created (its age went down) is repeated.
+// A flow that is re-created meanwhile (evicted and offloaded anew: its age
+// goes down) starts its counters over, so such a measurement is repeated;
+// a mere revalidation keeps them (TestOffloadFlowCountersRevalidated).
 func TestOffloadFlowCounters(t *testing.T) {
 	for _, attach := range offloadAttaches {
 		t.Run(attach, func(t *testing.T) {
