@@ -216,37 +216,43 @@ int fp_nf_accept(struct bpf_nf_ctx *ctx)
 	unsigned long nfct = skb->_nfct;
 	const struct fp_state *st;
 	struct nf_conntrack_tuple t;
-	struct fp_flow_key k = {};
+	struct fp_verdict_key vk = {};
+	struct fp_flow_key *k = &vk.flow;
 	struct nf_conn *ct;
+	unsigned long ctinfo;
 	__u32 *seen;
 
-	/* skb_iif 0: locally generated, not forwarded */
-	if (!skb->skb_iif || !(nfct & ~7UL))
+	/* skb_iif 0: locally generated, not forwarded. A RELATED packet (an
+	 * ICMP error about the flow) carries the flow's entry, but a verdict on
+	 * it says nothing of the flow itself. */
+	ctinfo = nfct & 7;
+	if (!skb->skb_iif || !(nfct & ~7UL) || ctinfo == IP_CT_RELATED || ctinfo == IP_CT_RELATED_REPLY)
 		return NF_ACCEPT;
 	ct = (struct nf_conn *)(nfct & ~7UL);
-	if ((nfct & 7) >= IP_CT_IS_REPLY)
+	if (ctinfo >= IP_CT_IS_REPLY)
 		BPF_CORE_READ_INTO(&t, ct, tuplehash[1].tuple);
 	else
 		BPF_CORE_READ_INTO(&t, ct, tuplehash[0].tuple);
-	k.proto = BPF_CORE_READ(&t, dst.protonum);
-	if (k.proto != IPPROTO_TCP && k.proto != IPPROTO_UDP)
+	k->proto = BPF_CORE_READ(&t, dst.protonum);
+	if (k->proto != IPPROTO_TCP && k->proto != IPPROTO_UDP)
 		return NF_ACCEPT;
-	k.family = BPF_CORE_READ(&t, src.l3num);
-	k.sport = t.src.u.all;
-	k.dport = t.dst.u.all;
-	if (k.family == AF_INET) {
-		k.saddr[0] = t.src.u3.all[0];
-		k.daddr[0] = t.dst.u3.all[0];
+	k->family = BPF_CORE_READ(&t, src.l3num);
+	k->sport = t.src.u.all;
+	k->dport = t.dst.u.all;
+	if (k->family == AF_INET) {
+		k->saddr[0] = t.src.u3.all[0];
+		k->daddr[0] = t.dst.u3.all[0];
 	} else {
-		__builtin_memcpy(k.saddr, t.src.u3.all, 16);
-		__builtin_memcpy(k.daddr, t.dst.u3.all, 16);
+		__builtin_memcpy(k->saddr, t.src.u3.all, 16);
+		__builtin_memcpy(k->daddr, t.dst.u3.all, 16);
 	}
+	vk.ifindex = skb->skb_iif;
 	st = fp_state();
 	if (!st)
 		return NF_ACCEPT;
 	/* Write only on change: every kernel-forwarded packet passes here */
-	seen = bpf_map_lookup_elem(&fp_accepted, &k);
+	seen = bpf_map_lookup_elem(&fp_accepted, &vk);
 	if (!seen || *seen != st->fw_gen)
-		bpf_map_update_elem(&fp_accepted, &k, &st->fw_gen, BPF_ANY);
+		bpf_map_update_elem(&fp_accepted, &vk, &st->fw_gen, BPF_ANY);
 	return NF_ACCEPT;
 }

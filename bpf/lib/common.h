@@ -104,6 +104,13 @@ struct fp_flow_key {
 	__be32 daddr[4];
 };
 
+/* Key of fp_accepted: a flow direction as it arrives, and where. */
+struct fp_verdict_key {
+	struct fp_flow_key flow;
+	__u32 ifindex;
+	__u32 pad;
+};
+
 enum fp_flow_flags {
 	FP_FLOW_SNAT = 1, /* source address/port rewritten */
 	FP_FLOW_DNAT = 2, /* destination address/port rewritten */
@@ -213,12 +220,14 @@ struct {
 	__type(value, struct fp_flow);
 } fp_flows SEC(".maps");
 
-/* Flows netfilter let through, by the fw_gen they were seen under. Written
- * by the netfilter-hook program: the kernel's verdict, observed. */
+/* Flows netfilter let through, by ingress and the fw_gen they were seen
+ * under. Written by the netfilter-hook program: the kernel's verdict,
+ * observed. The ingress is part of it: a verdict on one interface (iifname
+ * rules, rp_filter) says nothing of the same tuple arriving on another. */
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, 65536);
-	__type(key, struct fp_flow_key);
+	__type(key, struct fp_verdict_key);
 	__type(value, __u32);
 } fp_accepted SEC(".maps");
 

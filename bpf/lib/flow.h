@@ -72,6 +72,7 @@ static __always_inline struct fp_flow *fp_flow_fill(void *ctx, const int xdp, co
 	struct bpf_fib_lookup fib;
 	struct bpf_ct_opts opts;
 	struct fp_iface *egress;
+	struct fp_verdict_key vk = {};
 	struct fp_flow f = {}, *fp;
 	struct nf_conn *ct;
 	__u32 *accepted, route_mtu;
@@ -88,7 +89,9 @@ static __always_inline struct fp_flow *fp_flow_fill(void *ctx, const int xdp, co
 		goto release;
 	/* Netfilter's verdict under the current ruleset, seen by fp_nf_accept;
 	 * only then may the entry's timeout be extended on the kernel's behalf */
-	accepted = bpf_map_lookup_elem(&fp_accepted, k);
+	vk.flow = *k;
+	vk.ifindex = ifindex;
+	accepted = bpf_map_lookup_elem(&fp_accepted, &vk);
 	if (!accepted || *accepted != st->fw_gen) {
 		*reason = FP_PASS_NOT_ACCEPTED;
 		goto release;
@@ -122,7 +125,9 @@ static __always_inline struct fp_flow *fp_flow_fill(void *ctx, const int xdp, co
 		return NULL;
 	}
 	egress = bpf_map_lookup_elem(&fp_ifaces, &fib.ifindex);
-	if (!egress) {
+	/* XDP: only towards devices that take XDP frames, or every packet of
+	 * the flow would be a cache hit that still has to pass */
+	if (!egress || (xdp && !bpf_map_lookup_elem(&fp_tx_ports, &fib.ifindex))) {
 		*reason = FP_PASS_EGRESS;
 		return NULL;
 	}

@@ -7,10 +7,6 @@
 #include "csum.h"
 #include "parse.h"
 
-#ifndef BPF_FIB_LKUP_RET_NO_SRC_ADDR
-#define BPF_FIB_LKUP_RET_NO_SRC_ADDR 9
-#endif
-
 /* Fill the FIB query from the parsed packet. tot_len (the L3 length of
  * each packet that will leave, see fp_tc_l3_len for GSO) asks the kernel to
  * check it against the egress MTU. */

@@ -58,7 +58,6 @@ struct nf_conn {
 	struct nf_conntrack_tuple_hash tuplehash[2];
 	unsigned long status;
 	struct nf_conn *master;
-	__u32 mark;
 	struct nf_ct_ext *ext;
 	union nf_conntrack_proto proto;
 };
@@ -100,13 +99,12 @@ extern int bpf_ct_change_status(struct nf_conn *nfct, __u32 status) __ksym;
 #define IPS_SEEN_REPLY   (1UL << 1)
 #define IPS_ASSURED      (1UL << 2)
 #define IPS_CONFIRMED    (1UL << 3)
-#define IPS_SRC_NAT      (1UL << 4)
-#define IPS_DST_NAT      (1UL << 5)
 #define IPS_SEQ_ADJUST   (1UL << 6)
 #define IPS_DYING        (1UL << 9)
 #define IPS_HELPER       (1UL << 13)
-#define IPS_OFFLOAD      (1UL << 14)
+#define IP_CT_RELATED    1
 #define IP_CT_IS_REPLY   3
+#define IP_CT_RELATED_REPLY 4
 #define FP_UDP_STREAM_NS (2ULL * 1000000000ULL) /* nf_conntrack_proto_udp.c: replied and 2 s old */
 #define TCP_CONNTRACK_ESTABLISHED 3
 #define NF_CT_EXT_HELPER 0

@@ -12,7 +12,6 @@ struct fp_pkt {
 	struct ethhdr *eth;
 	void *l3;           /* IPv4 or IPv6 header */
 	void *l4;           /* TCP/UDP/ICMP header, bounds checked by fp_parse_l4 */
-	__u16 l3_proto;     /* ETH_P_IP / ETH_P_IPV6, host order */
 	__u16 tot_len;      /* IP total length (v6: payload + 40), host order */
 	__u8 family;        /* AF_INET / AF_INET6 */
 	__u8 l4_proto;
@@ -55,15 +54,20 @@ static __always_inline int fp_is_ipv6_special(const struct in6_addr *a)
 	return 0;
 }
 
-/* Parse the L4 ports if the header is there; a truncated TCP/UDP header is
- * malformed, ICMP needs only its first 4 bytes. */
+/* Parse the L4 ports. The header must lie within the IP payload (not in
+ * Ethernet padding after it) and a UDP length must agree with the payload:
+ * anything else is malformed, as conntrack would call it invalid. ICMP needs
+ * only its first 4 bytes. p->tot_len is set by the caller. */
 static __always_inline int fp_parse_l4(struct fp_pkt *p, void *l4, __u32 *reason)
 {
+	__u32 l4_off = l4 - p->data;
+	__u32 payload = (__u32)(p->l3 - p->data) + p->tot_len - l4_off; /* tot_len covers l4 */
+
 	switch (p->l4_proto) {
 	case IPPROTO_TCP: {
 		struct tcphdr *th = l4;
 
-		if ((void *)(th + 1) > p->data_end || th->doff < 5) {
+		if ((void *)(th + 1) > p->data_end || th->doff < 5 || th->doff * 4 > payload) {
 			*reason = FP_PASS_MALFORMED;
 			return -1;
 		}
@@ -76,8 +80,15 @@ static __always_inline int fp_parse_l4(struct fp_pkt *p, void *l4, __u32 *reason
 	}
 	case IPPROTO_UDP: {
 		struct udphdr *uh = l4;
+		__u16 ulen;
 
 		if ((void *)(uh + 1) > p->data_end) {
+			*reason = FP_PASS_MALFORMED;
+			return -1;
+		}
+		ulen = bpf_ntohs(uh->len);
+		/* ulen 0 with a jumbo IPv6 payload is not ours either */
+		if (ulen < sizeof(*uh) || ulen > payload) {
 			*reason = FP_PASS_MALFORMED;
 			return -1;
 		}
@@ -92,7 +103,7 @@ static __always_inline int fp_parse_l4(struct fp_pkt *p, void *l4, __u32 *reason
 		/* each family's own ICMP only; IPv4 carrying ICMPv6 is odd, not ours */
 		if ((p->l4_proto == IPPROTO_ICMP) != (p->family == AF_INET))
 			break;
-		if (l4 + 4 > p->data_end) {
+		if (l4 + 4 > p->data_end || payload < 4) {
 			*reason = FP_PASS_MALFORMED;
 			return -1;
 		}
@@ -230,7 +241,6 @@ static __always_inline int fp_parse(struct fp_pkt *p, __u32 *reason)
 		return -1;
 	}
 	p->l3 = cur;
-	p->l3_proto = proto;
 
 	if (proto == ETH_P_IP) {
 		if (fp_parse_ipv4(p, reason))

@@ -57,9 +57,9 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	lock, err := net.Listen("unix", lockName)
+	lock, err := takeLock()
 	if err != nil {
-		return ErrAlreadyRunning
+		return err
 	}
 	defer lock.Close()
 
@@ -148,19 +148,24 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
-	if err := r.start(); err != nil {
-		// The kernel is the correct fallback: leave nothing behind, not
-		// even what a previous daemon pinned.
+	// A failed start leaves nothing behind, not even what a previous daemon
+	// pinned: the kernel is the correct fallback.
+	abandon := func(err error) error {
 		r.detachAll()
 		offp.Load().close()
 		dp.Unpin()
+		if pinDir != "" {
+			if _, rerr := datapath.RemovePinned(pinDir); rerr != nil {
+				log.Warn("remove the pinned datapath", "err", rerr)
+			}
+		}
 		return err
 	}
+	if err := r.start(); err != nil {
+		return abandon(err)
+	}
 	if err := settlePins(dp, r, opts.KeepDatapath, log); err != nil {
-		r.detachAll()
-		offp.Load().close()
-		dp.Unpin()
-		return err
+		return abandon(err)
 	}
 	defer func() {
 		if opts.KeepDatapath {
@@ -173,7 +178,13 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 	r.syncRouteMTUs()
 
 	serveErr := make(chan error, 1)
-	go func() { serveErr <- srv.ServeListener(ctx, ln) }()
+	serveDone := make(chan struct{})
+	go func() {
+		defer close(serveDone)
+		serveErr <- srv.ServeListener(ctx, ln)
+	}()
+	// Runs before the teardown: no API call (a reload) may act after it.
+	defer func() { cancel(); <-serveDone }()
 	if ml != nil {
 		metricsDone := make(chan struct{})
 		go func() {
@@ -189,6 +200,8 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 
 	tick := time.NewTicker(resyncEvery)
 	defer tick.Stop()
+	beat := time.NewTicker(heartbeatEvery)
+	defer beat.Stop()
 	for {
 		select {
 		case <-ctx.Done():
@@ -201,9 +214,15 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 			return fmt.Errorf("api server: %w", err)
 		case <-ev.links:
 			r.sync()
-		case <-ev.fib:
+		case <-ev.routes:
 			invalidate(log, "routes", dp.InvalidateRoutes)
 			r.syncRouteMTUs()
+		case <-ev.fib:
+			invalidate(log, "neighbours or addresses", dp.InvalidateRoutes)
+		case <-beat.C:
+			if off := offp.Load(); off != nil {
+				off.beat()
+			}
 		case <-ev.rules:
 			invalidate(log, "ruleset", dp.InvalidateRuleset)
 		case <-hup:

@@ -32,15 +32,17 @@ const (
 // (see watch): the netfilter verdict hook, the heartbeat, eviction when
 // conntrack drops an entry, conntrack timeouts and idle expiry.
 type offload struct {
-	dp      *datapath.Datapath
-	log     *slog.Logger
-	hub     *eventhub.Hub
-	name    func(ifindex int) string
-	idle    time.Duration
-	nfLinks []link.Link
-	ct      *conntrack.Conn
-	nl      *netfilter.Conn
-	events  *datapath.EventReader
+	lastBeat    time.Duration // main loop only
+	beatFailing bool
+	dp          *datapath.Datapath
+	log         *slog.Logger
+	hub         *eventhub.Hub
+	name        func(ifindex int) string
+	idle        time.Duration
+	nfLinks     []link.Link
+	ct          *conntrack.Conn
+	nl          *netfilter.Conn
+	events      *datapath.EventReader
 }
 
 // startOffload sets up offload mode; on error nothing of it remains.
@@ -67,7 +69,7 @@ func startOffload(ctx context.Context, dp *datapath.Datapath, idle time.Duration
 	if err := o.watchFlows(ctx); err != nil {
 		return nil, err
 	}
-	go o.heartbeat(ctx)
+	o.lastBeat = datapath.Monotonic()
 	return o, nil
 }
 
@@ -95,36 +97,33 @@ func (o *offload) close() {
 	}
 }
 
-func (o *offload) heartbeat(ctx context.Context) {
-	t := time.NewTicker(heartbeatEvery)
-	defer t.Stop()
-	last := datapath.Monotonic()
-	failing := false
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
+// beat writes the heartbeat. The main loop calls it, the loop that also
+// invalidates the cache: if that loop hangs, the heartbeat stops and the
+// watchdog hands everything to the kernel, rather than offloading flows
+// nobody re-validates.
+func (o *offload) beat() {
+	now := datapath.Monotonic()
+	// A daemon stalled longer than the watchdog (stopped, starved) finds
+	// out here: the datapath passed everything to the kernel meanwhile, and
+	// whatever changed meanwhile went unwatched: re-validate every flow.
+	if gap := now - o.lastBeat; o.lastBeat != 0 && gap > watchdogAfter {
+		o.log.Warn("heartbeat was late: offload was suspended meanwhile (watchdog); flows re-validate", "late_by", gap)
+		o.hub.Publish(api.Event{Kind: api.EventWatchdog,
+			Detail: fmt.Sprintf("heartbeat %s late: offload was suspended; resumes, every flow re-validated", gap.Round(time.Millisecond))})
+		if err := errors.Join(o.dp.InvalidateRoutes(), o.dp.InvalidateRuleset()); err != nil {
+			o.log.Error("invalidate after a stall", "err", err)
 		}
-		now := datapath.Monotonic()
-		// A daemon stalled longer than the watchdog (stopped, starved) finds
-		// out here: the datapath passed everything to the kernel meanwhile.
-		if gap := now - last; gap > watchdogAfter {
-			o.log.Warn("heartbeat was late: offload was suspended meanwhile (watchdog) and resumes now", "late_by", gap)
-			o.hub.Publish(api.Event{Kind: api.EventWatchdog,
-				Detail: fmt.Sprintf("heartbeat %s late: offload was suspended, resumes now", gap.Round(time.Millisecond))})
-		}
-		if err := o.dp.Heartbeat(watchdogAfter); err != nil {
-			if !failing {
-				o.log.Error("heartbeat: offload stops when the watchdog fires", "err", err)
-				o.hub.Publish(api.Event{Kind: api.EventWatchdog, Detail: "heartbeat failed: " + err.Error()})
-			}
-			failing = true
-			continue
-		}
-		failing = false
-		last = now
 	}
+	if err := o.dp.Heartbeat(watchdogAfter); err != nil {
+		if !o.beatFailing {
+			o.log.Error("heartbeat: offload stops when the watchdog fires", "err", err)
+			o.hub.Publish(api.Event{Kind: api.EventWatchdog, Detail: "heartbeat failed: " + err.Error()})
+		}
+		o.beatFailing = true
+		return
+	}
+	o.beatFailing = false
+	o.lastBeat = now
 }
 
 // resync is the periodic housekeeping: timeouts may have been changed with
@@ -221,7 +220,7 @@ func (o *offload) watchFlows(ctx context.Context) error {
 	if o.events, err = o.dp.Events(); err != nil {
 		return err
 	}
-	rd := o.events // close() clears the field; the reader ends on Close
+	rd, nl := o.events, o.nl // close() clears the fields; the reader ends on Close
 	go func() {
 		for {
 			ev, err := rd.Read()
@@ -233,7 +232,7 @@ func (o *offload) watchFlows(ctx context.Context) error {
 				continue
 			}
 			if ev.Type == datapath.FlowAdded {
-				if err := setLiberal(o.nl, ev.Flow); err != nil && ctx.Err() == nil {
+				if err := setLiberal(nl, ev.Flow); err != nil && ctx.Err() == nil {
 					o.log.Warn("offloaded flow", "err", err)
 				}
 			}

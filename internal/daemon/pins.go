@@ -9,6 +9,8 @@ import (
 	"net"
 	"os"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/fastpath-router/fastpath/internal/datapath"
 )
 
@@ -70,12 +72,6 @@ func settlePins(dp *datapath.Datapath, r *reconciler, keep bool, log *slog.Logge
 		if err := dp.PruneIfaces(r.managedIndexes()); err != nil {
 			return err
 		}
-		// Nobody watched the kernel while no daemon ran: every cached flow
-		// redoes its FIB lookup and passes netfilter once more (one kernel
-		// pass per direction, no loss) before it is offloaded again.
-		if err := errors.Join(dp.InvalidateRoutes(), dp.InvalidateRuleset()); err != nil {
-			return err
-		}
 	}
 	if !keep {
 		return dp.Unpin()
@@ -94,9 +90,12 @@ type DetachReport struct {
 // there: that daemon would fight it.
 func Detach(ctx context.Context, log *slog.Logger) (DetachReport, error) {
 	var rep DetachReport
-	lock, err := net.Listen("unix", lockName)
-	if err != nil {
+	lock, err := takeLock()
+	if errors.Is(err, ErrAlreadyRunning) {
 		return rep, errors.New("a fastpath daemon is running in this network namespace: stop it first (it detaches on exit unless run with --keep-datapath)")
+	}
+	if err != nil {
+		return rep, err
 	}
 	defer lock.Close()
 	dir, err := datapath.PinDirFor(datapath.DefaultPinRoot)
@@ -115,4 +114,16 @@ func Detach(ctx context.Context, log *slog.Logger) (DetachReport, error) {
 		log.Info("removed", "what", r)
 	}
 	return rep, err
+}
+
+// takeLock takes the namespace's single-instance lock.
+func takeLock() (net.Listener, error) {
+	l, err := net.Listen("unix", lockName)
+	if errors.Is(err, unix.EADDRINUSE) {
+		return nil, ErrAlreadyRunning
+	}
+	if err != nil {
+		return nil, fmt.Errorf("take the single-instance lock: %w", err)
+	}
+	return l, nil
 }

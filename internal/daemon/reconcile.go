@@ -156,7 +156,15 @@ func (r *reconciler) declare(ic *iface, l netlink.Link) error {
 	ic.ifindex = a.Index
 	ic.mac = append(net.HardwareAddr(nil), a.HardwareAddr...)
 	ic.mtu = a.MTU
+	// A new egress, MAC or MTU: cached flows must see it on their next packet
+	r.invalidateRoutes()
 	return nil
+}
+
+func (r *reconciler) invalidateRoutes() {
+	if err := r.dp.InvalidateRoutes(); err != nil {
+		r.log.Error("invalidate cached flows", "err", err)
+	}
 }
 
 // syncRouteMTUs mirrors route MTU metrics into the datapath (see
@@ -234,6 +242,7 @@ func (r *reconciler) teardown(ic *iface, state string) {
 		if err := r.dp.RemoveIface(ic.ifindex); err != nil {
 			r.log.Warn("remove interface from datapath", "interface", ic.cfg.Name, "err", err)
 		}
+		r.invalidateRoutes() // flows cached towards it must not keep using it
 	}
 	ic.ifindex, ic.mac, ic.mtu, ic.hook, ic.progID, ic.linkID, ic.xdpTarget, ic.targetSet = 0, nil, 0, "", 0, 0, false, false
 	ic.state = state
@@ -364,6 +373,7 @@ func (r *reconciler) fail(ic *iface, err error) {
 	}
 	if ic.ifindex != 0 && ic.link == nil {
 		_ = r.dp.RemoveIface(ic.ifindex)
+		r.invalidateRoutes()
 		ic.ifindex, ic.mac, ic.xdpTarget, ic.targetSet = 0, nil, false, false
 	}
 	ic.state, ic.err = api.StateError, err

@@ -2,9 +2,12 @@ package daemon
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 	"os"
+	"time"
 
 	"github.com/ti-mo/netfilter"
 	"github.com/vishvananda/netlink"
@@ -15,9 +18,10 @@ import (
 // events are coalescing "something changed" signals from the kernel; each
 // consumer rereads what it needs, so a burst of changes costs one pass.
 type events struct {
-	links chan struct{} // links or XDP features: reconcile interfaces
-	fib   chan struct{} // routes, neighbours, addresses, links: re-route flows
-	rules chan struct{} // nftables ruleset: flows must be accepted again
+	links  chan struct{} // links or XDP features: reconcile interfaces
+	routes chan struct{} // routes: re-route flows, mirror route MTUs
+	fib    chan struct{} // neighbours, addresses: re-route flows
+	rules  chan struct{} // nftables ruleset: flows must be accepted again
 }
 
 func poke(c chan struct{}) {
@@ -27,36 +31,66 @@ func poke(c chan struct{}) {
 	}
 }
 
-// watch subscribes to everything the datapath's view depends on. On a
-// subscription error it signals a change, so the consumer resynchronises;
-// the periodic resync covers anything lost.
-func watch(ctx context.Context, log *slog.Logger) (*events, error) {
-	ev := &events{links: make(chan struct{}, 1), fib: make(chan struct{}, 1), rules: make(chan struct{}, 1)}
-	onErr := func(what string) func(error) {
-		return func(err error) {
-			if ctx.Err() == nil { // closing the sockets at shutdown is no news
-				log.Warn("kernel watch", "what", what, "err", err)
-				poke(ev.links)
-				poke(ev.fib)
-			}
+// resubscribeAfter spaces out attempts to re-establish a failed
+// subscription; meanwhile the periodic resync covers what it would say.
+const resubscribeAfter = time.Second
+
+// subscribeFunc starts one netlink subscription into ch until done closes.
+type subscribeFunc[T any] func(ch chan T, done <-chan struct{}, onErr func(error)) error
+
+// follow keeps one netlink subscription alive. The first subscription is
+// made before follow returns, so nothing between it and the caller's first
+// read of the kernel state is missed. The library closes the channel after
+// a receive error (ENOBUFS when the kernel outpaces us, e.g. a full BGP
+// table load): follow then subscribes again, in the background, signalling
+// a change each time, since updates may have been lost.
+func follow[T any](ctx context.Context, log *slog.Logger, what string, subscribe subscribeFunc[T], changed func()) error {
+	onErr := func(err error) {
+		if ctx.Err() == nil {
+			log.Warn("kernel watch", "what", what, "err", err)
 		}
 	}
-	links := make(chan netlink.LinkUpdate, 256)
-	if err := netlink.LinkSubscribeWithOptions(links, ctx.Done(), netlink.LinkSubscribeOptions{ErrorCallback: onErr("links")}); err != nil {
-		return nil, err
+	start := func() (chan T, chan struct{}, error) {
+		ch, done := make(chan T, 256), make(chan struct{})
+		if err := subscribe(ch, done, onErr); err != nil {
+			close(done)
+			return nil, nil, fmt.Errorf("watch %s: %w", what, err)
+		}
+		context.AfterFunc(ctx, func() { close(done) })
+		return ch, done, nil
 	}
-	routes := make(chan netlink.RouteUpdate, 256)
-	if err := netlink.RouteSubscribeWithOptions(routes, ctx.Done(), netlink.RouteSubscribeOptions{ErrorCallback: onErr("routes")}); err != nil {
-		return nil, err
+	ch, _, err := start()
+	if err != nil {
+		return err
 	}
-	neighs := make(chan netlink.NeighUpdate, 256)
-	if err := netlink.NeighSubscribeWithOptions(neighs, ctx.Done(), netlink.NeighSubscribeOptions{ErrorCallback: onErr("neighbours")}); err != nil {
-		return nil, err
-	}
-	addrs := make(chan netlink.AddrUpdate, 256)
-	if err := netlink.AddrSubscribeWithOptions(addrs, ctx.Done(), netlink.AddrSubscribeOptions{ErrorCallback: onErr("addresses")}); err != nil {
-		return nil, err
-	}
+	go func() {
+		for ctx.Err() == nil {
+			if ch != nil {
+				for range ch {
+					changed()
+				}
+			}
+			changed()
+			t := time.NewTimer(resubscribeAfter)
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return
+			case <-t.C:
+			}
+			var err error
+			if ch, _, err = start(); err != nil {
+				log.Warn("kernel watch", "err", err) // ch is nil: retried after the next interval
+			}
+		}
+	}()
+	return nil
+}
+
+// watch subscribes to everything the datapath's view depends on.
+func watch(ctx context.Context, log *slog.Logger) (*events, error) {
+	ev := &events{links: make(chan struct{}, 1), routes: make(chan struct{}, 1),
+		fib: make(chan struct{}, 1), rules: make(chan struct{}, 1)}
 	feats, err := xdpfeat.Watch(ctx)
 	if err != nil {
 		return nil, err
@@ -64,26 +98,25 @@ func watch(ctx context.Context, log *slog.Logger) (*events, error) {
 	if err := watchRuleset(ctx, log, ev.rules); err != nil {
 		return nil, err
 	}
+	if err := errors.Join(
+		follow(ctx, log, "links", func(ch chan netlink.LinkUpdate, done <-chan struct{}, onErr func(error)) error {
+			return netlink.LinkSubscribeWithOptions(ch, done, netlink.LinkSubscribeOptions{ErrorCallback: onErr})
+		}, func() { poke(ev.links); poke(ev.fib) }),
+		follow(ctx, log, "routes", func(ch chan netlink.RouteUpdate, done <-chan struct{}, onErr func(error)) error {
+			return netlink.RouteSubscribeWithOptions(ch, done, netlink.RouteSubscribeOptions{ErrorCallback: onErr})
+		}, func() { poke(ev.routes) }),
+		follow(ctx, log, "neighbours", func(ch chan netlink.NeighUpdate, done <-chan struct{}, onErr func(error)) error {
+			return netlink.NeighSubscribeWithOptions(ch, done, netlink.NeighSubscribeOptions{ErrorCallback: onErr})
+		}, func() { poke(ev.fib) }),
+		follow(ctx, log, "addresses", func(ch chan netlink.AddrUpdate, done <-chan struct{}, onErr func(error)) error {
+			return netlink.AddrSubscribeWithOptions(ch, done, netlink.AddrSubscribeOptions{ErrorCallback: onErr})
+		}, func() { poke(ev.fib) }),
+	); err != nil {
+		return nil, err
+	}
 	go func() {
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-links:
-				poke(ev.links)
-				poke(ev.fib)
-			case _, ok := <-feats:
-				if !ok {
-					feats = nil // the periodic resync still covers feature changes
-				}
-				poke(ev.links)
-			case <-routes:
-				poke(ev.fib)
-			case <-neighs:
-				poke(ev.fib)
-			case <-addrs:
-				poke(ev.fib)
-			}
+		for range feats { // closed on a socket error: the periodic resync covers features then
+			poke(ev.links)
 		}
 	}()
 	return ev, nil

@@ -52,6 +52,8 @@ type Datapath struct {
 
 	slotMu sync.Mutex
 	slots  map[int]uint32 // ifindex -> counter slot in fp_if_stats
+
+	pinMu sync.Mutex // used and links: attaches come from the main loop and from reloads
 }
 
 // Options size the datapath's maps.
@@ -97,7 +99,15 @@ func Load(opts Options) (*Datapath, error) {
 		switch state {
 		case pinsAdopted:
 			d.adopted = true
-			if err := errors.Join(d.readGlobals(), d.readSlots()); err != nil {
+			// Nobody watched the kernel while no daemon ran: before the
+			// heartbeat resumes offload, every cached flow must redo its
+			// FIB lookup and pass netfilter once more (one kernel pass per
+			// direction, no loss).
+			err := errors.Join(d.readGlobals(), d.readSlots())
+			if err == nil {
+				err = d.writeGlobals(func(s *fastpathFpState) { s.FibGen++; s.FwGen++ })
+			}
+			if err != nil {
 				d.objs.Close()
 				return nil, err
 			}

@@ -164,6 +164,13 @@ type fastpathFpStats struct {
 	PassReason   [26]uint64
 }
 
+type fastpathFpVerdictKey struct {
+	_       structs.HostLayout
+	Flow    fastpathFpFlowKey
+	Ifindex uint32
+	Pad     uint32
+}
+
 // Names of all BPF objects in the ELF.
 //
 // Used for safe lookups in a Collection or CollectionSpec.

@@ -3,7 +3,9 @@ package datapath
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"net/netip"
+	"slices"
 	"time"
 
 	"github.com/cilium/ebpf"
@@ -73,6 +75,11 @@ func keyOf(t Tuple) fastpathFpFlowKey {
 	return k
 }
 
+// verdictKey is fp_accepted's key: a flow direction and its ingress.
+func verdictKey(t Tuple, ifindex int) fastpathFpVerdictKey {
+	return fastpathFpVerdictKey{Flow: keyOf(t), Ifindex: uint32(ifindex)}
+}
+
 func flowOf(k fastpathFpFlowKey, v fastpathFpFlow, fibGen, fwGen uint32) Flow {
 	return Flow{
 		In: Tuple{Proto: k.Proto,
@@ -125,13 +132,18 @@ func (d *Datapath) FlowCapacity() int { return int(d.objs.FpFlows.MaxEntries()) 
 // tuples (original and reply, as packets arrive). Used when conntrack
 // destroys the entry.
 func (d *Datapath) ForgetConnection(orig, reply Tuple) int {
+	d.slotMu.Lock()
+	ifindexes := slices.Collect(maps.Keys(d.slots))
+	d.slotMu.Unlock()
 	n := 0
 	for _, t := range []Tuple{orig, reply} {
 		k := keyOf(t)
 		if d.objs.FpFlows.Delete(k) == nil {
 			n++
 		}
-		_ = d.objs.FpAccepted.Delete(k)
+		for _, idx := range ifindexes { // verdicts are per ingress
+			_ = d.objs.FpAccepted.Delete(verdictKey(t, idx))
+		}
 	}
 	return n
 }

@@ -235,13 +235,17 @@ func (on *offloadNet) ctTimeout(t testing.TB, c natConn) int {
 }
 
 // accept records tuples as accepted by netfilter under the current
-// ruleset generation, as fp_nf_accept does for forwarded packets.
+// ruleset generation, as fp_nf_accept does for forwarded packets. Verdicts
+// are per ingress; these tests are not about which one, so both router
+// interfaces get the record (TestOffloadVerdictIsPerIngress is).
 func (on *offloadNet) accept(t testing.TB, tuples ...Tuple) {
 	t.Helper()
 	_, fw := on.d.Generations()
 	for _, tp := range tuples {
-		if err := on.d.objs.FpAccepted.Update(keyOf(tp), fw, ebpf.UpdateAny); err != nil {
-			t.Fatalf("record %v as accepted: %v", tp, err)
+		for _, idx := range []int{on.in0, on.out0} {
+			if err := on.d.objs.FpAccepted.Update(verdictKey(tp, idx), fw, ebpf.UpdateAny); err != nil {
+				t.Fatalf("record %v as accepted: %v", tp, err)
+			}
 		}
 	}
 }
@@ -1002,5 +1006,32 @@ func (on *offloadNet) staleHeartbeat(t testing.TB) {
 		s.HeartbeatNs, s.WatchdogNs = uint64(now-10*time.Second), uint64(3*time.Second)
 	}); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestOffloadVerdictIsPerIngress: netfilter's verdict on a flow arriving on
+// one interface (iifname rules, rp_filter) says nothing of the same tuple
+// arriving on another: recorded only for out0, the flow's packets on in0
+// still go to the kernel; recorded for in0 too, they are offloaded.
+func TestOffloadVerdictIsPerIngress(t *testing.T) {
+	on := newOffloadNet(t)
+	for _, v6 := range []bool{false, true} {
+		for _, h := range hooks() {
+			t.Run(fmt.Sprintf("%s/%s", h, famName(v6)), func(t *testing.T) {
+				c := on.newConn(kindSNAT, unix.IPPROTO_UDP, v6)
+				on.addConn(t, c, ctState{})
+				_, fw := on.d.Generations()
+				if err := on.d.objs.FpAccepted.Update(verdictKey(c.orig, on.out0), fw, ebpf.UpdateAny); err != nil {
+					t.Fatal(err)
+				}
+				l := c.leg(false)
+				frame, want := l.inFrame(t, seg{}), l.natExpect(t, seg{})
+				on.pass(t, h, sideIn0, frame, "not_accepted", runOpts{})
+				if err := on.d.objs.FpAccepted.Update(verdictKey(c.orig, on.in0), fw, ebpf.UpdateAny); err != nil {
+					t.Fatal(err)
+				}
+				on.forward(t, h, l, frame, want, runOpts{})
+			})
+		}
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"maps"
 	"os"
 	"path/filepath"
 	"strings"
@@ -164,8 +165,7 @@ func (d *Datapath) pinnedLink(name string) link.Link {
 func (d *Datapath) adoptOrAttach(name string, prog *ebpf.Program, attach func() (link.Link, error)) (link.Link, error) {
 	if old := d.pinnedLink(name); old != nil {
 		if err := old.Update(prog); err == nil {
-			d.used[name] = true
-			d.links[name] = old
+			d.remember(name, old)
 			return old, nil
 		}
 		old.Close() // defunct (its device went away): replacePinned retires it
@@ -193,8 +193,7 @@ func (d *Datapath) replacePinned(name string, attach func() (link.Link, error)) 
 		l.Close()
 		return nil, fmt.Errorf("pin link %s: %w", path, err)
 	}
-	d.used[name] = true
-	d.links[name] = l
+	d.remember(name, l)
 	return l, nil
 }
 
@@ -203,11 +202,13 @@ func (d *Datapath) Detach(l link.Link) error {
 	if l == nil {
 		return nil
 	}
+	d.pinMu.Lock()
 	for name, pl := range d.links {
 		if pl == l {
 			delete(d.links, name)
 		}
 	}
+	d.pinMu.Unlock()
 	if err := l.Unpin(); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		l.Close()
 		return fmt.Errorf("unpin link: %w", err)
@@ -230,8 +231,11 @@ func (d *Datapath) PruneLinks() ([]string, error) {
 	}
 	var removed []string
 	var errs []error
+	d.pinMu.Lock()
+	used := maps.Clone(d.used)
+	d.pinMu.Unlock()
 	for _, e := range ents {
-		if d.used[e.Name()] {
+		if used[e.Name()] {
 			continue
 		}
 		if err := removePinnedLink(d.linkPin(e.Name())); err != nil {
@@ -272,7 +276,10 @@ func (d *Datapath) Unpin() error {
 			errs = append(errs, fmt.Errorf("unpin %s: %w", name, err))
 		}
 	}
-	for name, l := range d.links {
+	d.pinMu.Lock()
+	links := maps.Clone(d.links)
+	d.pinMu.Unlock()
+	for name, l := range links {
 		if err := l.Unpin(); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			errs = append(errs, fmt.Errorf("unpin link %s: %w", name, err))
 		}
@@ -418,4 +425,12 @@ func allDefunct(links string) bool {
 		}
 	}
 	return seen > 0
+}
+
+// remember records a link this run adopted or pinned.
+func (d *Datapath) remember(name string, l link.Link) {
+	d.pinMu.Lock()
+	defer d.pinMu.Unlock()
+	d.used[name] = true
+	d.links[name] = l
 }

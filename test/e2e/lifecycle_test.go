@@ -101,8 +101,8 @@ func TestAttachFailureRollsBack(t *testing.T) {
 		t.Errorf("exit status %d, want non-zero and an error naming %s:\n%s", d.p.ExitCode(), bridge, out)
 	}
 	// The daemon logs each attach; make sure the rollback had work to do.
-	if !strings.Contains(out, "interface="+l.RtrIn) {
-		t.Logf("note: the daemon did not log attaching %s first:\n%s", l.RtrIn, out)
+	if !strings.Contains(out, "msg=attached interface="+l.RtrIn) {
+		t.Errorf("the daemon did not attach %s before failing, so nothing here shows a rollback:\n%s", l.RtrIn, out)
 	}
 	assertNothingAttached(t, l, l.RtrIn, l.RtrOut, bridge)
 }

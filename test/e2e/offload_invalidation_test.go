@@ -757,9 +757,11 @@ func TestOffloadWatchdog(t *testing.T) {
 				t.Fatal(err)
 			}
 			t.Logf("kernel took over %v after SIGSTOP", firedAfter.Round(time.Millisecond))
-			// Heartbeat at most 1 s old at SIGSTOP: the watchdog fires 2-3 s later.
-			if firedAfter < 1800*time.Millisecond || firedAfter > 4*time.Second {
-				t.Errorf("the kernel took over %v after SIGSTOP, want 2-3 s (watchdog 3 s, heartbeat every 1 s)", firedAfter)
+			// The watchdog is 3 s and the heartbeat was at most ~1 s old at
+			// SIGSTOP (later if a tick ran late): the kernel takes over
+			// within the watchdog period, not at once.
+			if firedAfter > 4*time.Second || firedAfter < 500*time.Millisecond {
+				t.Errorf("the kernel took over %v after SIGSTOP, want within the 3 s watchdog (and not at once)", firedAfter)
 			}
 
 			pollUntil(t, offloadWait, "pass reason watchdog counted (stats after SIGCONT)", func() error {
