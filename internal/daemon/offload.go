@@ -9,6 +9,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/cilium/ebpf/link"
@@ -40,6 +41,7 @@ type offload struct {
 	name        func(ifindex int) string
 	idle        time.Duration
 	nfLinks     []link.Link
+	mu          sync.Mutex // guards ct: the event goroutine replaces it
 	ct          *conntrack.Conn
 	nl          *netfilter.Conn
 	events      *datapath.EventReader
@@ -83,10 +85,12 @@ func (o *offload) close() {
 		l.Close()
 	}
 	o.nfLinks = nil
+	o.mu.Lock()
 	if o.ct != nil {
 		o.ct.Close()
 		o.ct = nil
 	}
+	o.mu.Unlock()
 	if o.events != nil {
 		o.events.Close()
 		o.events = nil
@@ -169,27 +173,59 @@ func (o *offload) refreshTimeouts() error {
 
 // watchConntrack evicts flows whose conntrack entry is destroyed
 // (conntrack -D, flush, expiry), so their next packet goes to the kernel.
+// The library's listener stops after its first error (ENOBUFS when a flush
+// outpaces us), so a failed listener is replaced; meanwhile the datapath's
+// once-a-second conntrack check still catches dead entries.
 func (o *offload) watchConntrack(ctx context.Context) error {
-	c, err := conntrack.Dial(nil)
-	if err != nil {
-		return fmt.Errorf("conntrack events: %w", err)
+	listen := func() (*conntrack.Conn, chan conntrack.Event, chan error, error) {
+		c, err := conntrack.Dial(nil)
+		if err != nil {
+			return nil, nil, nil, fmt.Errorf("conntrack events: %w", err)
+		}
+		events := make(chan conntrack.Event, 1024)
+		errs, err := c.Listen(events, 1, []netfilter.NetlinkGroup{netfilter.GroupCTDestroy})
+		if err != nil {
+			c.Close()
+			return nil, nil, nil, fmt.Errorf("listen for conntrack events: %w", err)
+		}
+		return c, events, errs, nil
 	}
+	c, events, errs, err := listen()
+	if err != nil {
+		return err
+	}
+	o.mu.Lock()
 	o.ct = c
-	events := make(chan conntrack.Event, 1024)
-	errs, err := c.Listen(events, 1, []netfilter.NetlinkGroup{netfilter.GroupCTDestroy})
-	if err != nil {
-		return fmt.Errorf("listen for conntrack events: %w", err)
-	}
+	o.mu.Unlock()
 	go func() {
 		for {
 			select {
 			case <-ctx.Done():
 				return
 			case err := <-errs:
-				if ctx.Err() == nil {
-					// ENOBUFS: events were lost; the per-second conntrack
-					// check in the datapath still catches dead entries.
-					o.log.Warn("conntrack events", "err", err)
+				if ctx.Err() != nil {
+					return
+				}
+				o.log.Warn("conntrack events: listening again", "err", err)
+				var nc *conntrack.Conn
+				for nc == nil {
+					t := time.NewTimer(resubscribeAfter)
+					select {
+					case <-ctx.Done():
+						t.Stop()
+						return
+					case <-t.C:
+					}
+					if nc, events, errs, err = listen(); err != nil {
+						o.log.Warn("conntrack events", "err", err)
+					}
+				}
+				o.mu.Lock()
+				old := o.ct
+				o.ct = nc
+				o.mu.Unlock()
+				if old != nil {
+					old.Close()
 				}
 			case ev := <-events:
 				if ev.Flow == nil {
