@@ -175,7 +175,9 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 		}
 		r.detachAll()
 	}()
-	r.syncRouteMTUs()
+	mtus := newRouteMTUSyncer(dp, log)
+	mtus.sync()
+	go mtus.run(ctx)
 
 	serveErr := make(chan error, 1)
 	serveDone := make(chan struct{})
@@ -216,7 +218,7 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 			r.sync()
 		case <-ev.routes:
 			invalidate(log, "routes", dp.InvalidateRoutes)
-			r.syncRouteMTUs()
+			mtus.request()
 		case <-ev.fib:
 			invalidate(log, "neighbours or addresses", dp.InvalidateRoutes)
 		case <-beat.C:
@@ -237,7 +239,6 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 			}
 		case <-tick.C:
 			r.sync()
-			r.syncRouteMTUs()
 			if off := offp.Load(); off != nil {
 				off.resync()
 			}

@@ -16,7 +16,6 @@ import (
 	"github.com/fastpath-router/fastpath/internal/config"
 	"github.com/fastpath-router/fastpath/internal/datapath"
 	"github.com/fastpath-router/fastpath/internal/eventhub"
-	"github.com/fastpath-router/fastpath/internal/netwatch"
 	"github.com/fastpath-router/fastpath/internal/xdpfeat"
 )
 
@@ -164,18 +163,6 @@ func (r *reconciler) declare(ic *iface, l netlink.Link) error {
 func (r *reconciler) invalidateRoutes() {
 	if err := r.dp.InvalidateRoutes(); err != nil {
 		r.log.Error("invalidate cached flows", "err", err)
-	}
-}
-
-// syncRouteMTUs mirrors route MTU metrics into the datapath (see
-// datapath.SetRouteMTUs for why).
-func (r *reconciler) syncRouteMTUs() {
-	mtus, err := netwatch.RouteMTUs()
-	if err == nil {
-		err = r.dp.SetRouteMTUs(mtus)
-	}
-	if err != nil {
-		r.log.Warn("route mtus", "err", err)
 	}
 }
 
