@@ -197,6 +197,12 @@ func (r *reconciler) attach(ic *iface) error {
 	if err != nil {
 		return fmt.Errorf("interface %s: %w", ic.cfg.Name, explainAttach(hook, err))
 	}
+	r.attached(ic, l, hook, why)
+	return nil
+}
+
+// attached records a new attachment of ic, logs it and announces it.
+func (r *reconciler) attached(ic *iface, l link.Link, hook datapath.Hook, why string) {
 	ic.link, ic.hook, ic.state, ic.err = l, hook, api.StateAttached, nil
 	ic.linkID, ic.progID = 0, 0
 	if info, err := l.Info(); err == nil {
@@ -205,7 +211,14 @@ func (r *reconciler) attach(ic *iface) error {
 	r.log.Info("attached", "interface", ic.cfg.Name, "ifindex", ic.ifindex, "hook", hook, "why", why, "mode", ic.cfg.Mode)
 	r.events.Publish(api.Event{Kind: api.EventAttach, Interface: ic.cfg.Name,
 		Detail: fmt.Sprintf("%s, %s mode: %s", hook, ic.cfg.Mode, why)})
-	return nil
+}
+
+// detach detaches a link, logging a failure (the interface goes to the
+// kernel path either way).
+func (r *reconciler) detach(ic *iface, l link.Link) {
+	if err := r.dp.Detach(l); err != nil {
+		r.log.Warn("detach", "interface", ic.cfg.Name, "err", err)
+	}
 }
 
 func explainAttach(hook datapath.Hook, err error) error {
@@ -219,9 +232,7 @@ func explainAttach(hook datapath.Hook, err error) error {
 // teardown detaches and forgets an interface's datapath state.
 func (r *reconciler) teardown(ic *iface, state string) {
 	if ic.link != nil {
-		if err := r.dp.Detach(ic.link); err != nil {
-			r.log.Warn("detach", "interface", ic.cfg.Name, "err", err)
-		}
+		r.detach(ic, ic.link)
 		ic.link = nil
 		r.events.Publish(api.Event{Kind: api.EventDetach, Interface: ic.cfg.Name, Detail: state})
 	}

@@ -207,7 +207,7 @@ func (r *reconciler) reattach(ic *iface) error {
 	xdpSwap := (hook == datapath.HookXDP || hook == datapath.HookXDPGeneric) &&
 		(oldHook == datapath.HookXDP || oldHook == datapath.HookXDPGeneric)
 	if xdpSwap {
-		r.dp.Detach(old)
+		r.detach(ic, old)
 		ic.link = nil
 	}
 	l, err := r.dp.Attach(ic.ifindex, hook)
@@ -222,14 +222,8 @@ func (r *reconciler) reattach(ic *iface) error {
 		return explainAttach(hook, err)
 	}
 	if !xdpSwap {
-		r.dp.Detach(old)
+		r.detach(ic, old)
 	}
-	ic.link, ic.hook = l, hook
-	ic.linkID, ic.progID = 0, 0
-	if info, err := l.Info(); err == nil {
-		ic.linkID, ic.progID = uint32(info.ID), uint32(info.Program)
-	}
-	r.log.Info("attached", "interface", ic.cfg.Name, "hook", hook, "why", why)
-	r.events.Publish(api.Event{Kind: api.EventAttach, Interface: ic.cfg.Name, Detail: fmt.Sprintf("%s: %s", hook, why)})
+	r.attached(ic, l, hook, why)
 	return nil
 }
