@@ -24,6 +24,8 @@ demo: deps build
 test: check-generate lint
 	scripts/deps.sh runtime
 	$(GO) test -count=1 -timeout 15m ./...
+	# the daemon's concurrent parts again under the race detector (seconds)
+	$(GO) test -count=1 -race ./internal/daemon ./internal/eventhub ./internal/api ./internal/metrics ./cmd/...
 
 # Fast, unprivileged subset.
 unit:

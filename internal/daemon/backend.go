@@ -17,6 +17,7 @@ import (
 // backend answers API requests from the reconciler's state.
 type backend struct {
 	r      *reconciler
+	dp     *datapath.Datapath // counters and flows; the reconciler sees only what it changes
 	events *eventhub.Hub
 	reload func(context.Context) (*api.ReloadResult, error)
 	status api.Status // the fixed part
@@ -63,11 +64,11 @@ func (b *backend) Stats(context.Context) (*api.Stats, error) {
 	if b.r == nil {
 		return nil, errStarting
 	}
-	counters, err := b.r.dp.Stats()
+	counters, err := b.dp.Stats()
 	if err != nil {
 		return nil, err
 	}
-	names := b.r.dp.ReasonNames()
+	names := b.dp.ReasonNames()
 	b.r.mu.Lock()
 	defer b.r.mu.Unlock()
 	out := &api.Stats{Interfaces: []api.InterfaceStats{}}
@@ -97,13 +98,13 @@ func (b *backend) Flows(context.Context) (*api.Flows, error) {
 	if b.r == nil {
 		return nil, errStarting
 	}
-	flows, err := b.r.dp.Flows()
+	flows, err := b.dp.Flows()
 	if err != nil {
 		return nil, err
 	}
 	name := b.flowNamer()
 	now := datapath.Monotonic()
-	out := &api.Flows{Capacity: b.r.dp.FlowCapacity(), Flows: make([]api.Flow, 0, len(flows))}
+	out := &api.Flows{Capacity: b.dp.FlowCapacity(), Flows: make([]api.Flow, 0, len(flows))}
 	for _, f := range flows {
 		out.Flows = append(out.Flows, apiFlow(f, name, now))
 	}

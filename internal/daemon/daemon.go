@@ -116,7 +116,7 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 	hub := eventhub.New(eventhub.DefaultRate, eventhub.DefaultBurst)
 	b.events = hub
 	r := newReconciler(cfg, dp, feats, hub, log)
-	b.r = r // set before any goroutine reads it; the API serves only later
+	b.r, b.dp = r, dp // set before any goroutine reads them; the API serves only later
 	// The heartbeat and the verdict hook go in before any interface is
 	// attached in offload mode: until then the datapath passes everything.
 	// A reload (API goroutine) may start offload mode later: the main loop

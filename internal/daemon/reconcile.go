@@ -42,15 +42,32 @@ func (ic *iface) managed() bool { return ic.cfg.Mode != config.ModeOff }
 // interleave.
 type reconciler struct {
 	mu     sync.Mutex
-	dp     *datapath.Datapath
-	feats  *xdpfeat.Querier
+	dp     dataplane
+	feats  featureSource
+	links  func() (map[string]netlink.Link, error) // the namespace's links by name
 	log    *slog.Logger
 	events *eventhub.Hub
 	ifaces []*iface
 }
 
-func newReconciler(cfg *config.Config, dp *datapath.Datapath, feats *xdpfeat.Querier, events *eventhub.Hub, log *slog.Logger) *reconciler {
-	r := &reconciler{dp: dp, feats: feats, log: log, events: events}
+// dataplane is what the reconciler changes in the datapath; the daemon
+// passes a *datapath.Datapath, tests a fake.
+type dataplane interface {
+	SetIface(datapath.Iface) error
+	RemoveIface(ifindex int) error
+	SetXDPTarget(ifindex int, ok bool) error
+	Attach(ifindex int, hook datapath.Hook) (link.Link, error)
+	Detach(link.Link) error
+	InvalidateRoutes() error
+}
+
+// featureSource answers what XDP a device supports (xdpfeat.Querier).
+type featureSource interface {
+	Get(ifindex int) (xdpfeat.Features, error)
+}
+
+func newReconciler(cfg *config.Config, dp dataplane, feats featureSource, events *eventhub.Hub, log *slog.Logger) *reconciler {
+	r := &reconciler{dp: dp, feats: feats, links: linksByName, log: log, events: events}
 	for _, c := range cfg.Interfaces {
 		st := api.StateMissing
 		if c.Mode == config.ModeOff {
@@ -99,7 +116,7 @@ func linksByName() (map[string]netlink.Link, error) {
 func (r *reconciler) start() error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	links, err := linksByName()
+	links, err := r.links()
 	if err != nil {
 		return err
 	}
@@ -317,7 +334,7 @@ func (r *reconciler) updateTargets() {
 func (r *reconciler) sync() {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	links, err := linksByName()
+	links, err := r.links()
 	if err != nil {
 		r.log.Warn("resync", "err", err)
 		return

@@ -79,7 +79,7 @@ func (rl *reloader) reload(context.Context) (*api.ReloadResult, error) {
 func (r *reconciler) apply(want []config.Interface) ([]string, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	links, err := linksByName()
+	links, err := r.links()
 	if err != nil {
 		return nil, err
 	}

@@ -1,0 +1,315 @@
+package daemon
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"strings"
+	"testing"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/link"
+	"github.com/vishvananda/netlink"
+
+	"github.com/fastpath-router/fastpath/internal/api"
+	"github.com/fastpath-router/fastpath/internal/config"
+	"github.com/fastpath-router/fastpath/internal/datapath"
+	"github.com/fastpath-router/fastpath/internal/eventhub"
+	"github.com/fastpath-router/fastpath/internal/xdpfeat"
+)
+
+// fakeLink stands for an attached program. Embedding link.Link satisfies
+// the interface; only the methods the reconciler calls are implemented.
+type fakeLink struct {
+	link.Link
+	id      uint32
+	ifindex int
+	hook    datapath.Hook
+	closed  bool
+}
+
+func (l *fakeLink) Close() error { l.closed = true; return nil }
+func (l *fakeLink) Info() (*link.Info, error) {
+	return &link.Info{ID: link.ID(l.id), Program: ebpf.ProgramID(100 + l.id)}, nil
+}
+
+// fakeDP records what the reconciler does to the datapath. Like the
+// kernel, it refuses a second XDP program (driver or generic) on a device.
+type fakeDP struct {
+	ifaces        map[int]datapath.Iface
+	targets       map[int]bool
+	links         map[int][]*fakeLink // live links per ifindex
+	fail          map[datapath.Hook]error
+	nextID        uint32
+	invalidations int
+}
+
+func newFakeDP() *fakeDP {
+	return &fakeDP{ifaces: map[int]datapath.Iface{}, targets: map[int]bool{}, links: map[int][]*fakeLink{}, fail: map[datapath.Hook]error{}}
+}
+
+func isXDP(h datapath.Hook) bool { return h == datapath.HookXDP || h == datapath.HookXDPGeneric }
+
+func (d *fakeDP) SetIface(i datapath.Iface) error { d.ifaces[i.Index] = i; return nil }
+func (d *fakeDP) RemoveIface(idx int) error {
+	delete(d.ifaces, idx)
+	delete(d.targets, idx)
+	return nil
+}
+func (d *fakeDP) SetXDPTarget(idx int, ok bool) error { d.targets[idx] = ok; return nil }
+func (d *fakeDP) InvalidateRoutes() error             { d.invalidations++; return nil }
+func (d *fakeDP) Attach(idx int, hook datapath.Hook) (link.Link, error) {
+	if err := d.fail[hook]; err != nil {
+		return nil, err
+	}
+	for _, l := range d.links[idx] {
+		if isXDP(l.hook) && isXDP(hook) {
+			return nil, errors.New("device busy: an XDP program is attached")
+		}
+	}
+	d.nextID++
+	l := &fakeLink{id: d.nextID, ifindex: idx, hook: hook}
+	d.links[idx] = append(d.links[idx], l)
+	return l, nil
+}
+func (d *fakeDP) Detach(l link.Link) error {
+	fl := l.(*fakeLink)
+	fl.closed = true
+	live := d.links[fl.ifindex][:0]
+	for _, x := range d.links[fl.ifindex] {
+		if x != fl {
+			live = append(live, x)
+		}
+	}
+	d.links[fl.ifindex] = live
+	return nil
+}
+
+// hooks lists the live hooks on an interface.
+func (d *fakeDP) hooks(idx int) []datapath.Hook {
+	var hs []datapath.Hook
+	for _, l := range d.links[idx] {
+		hs = append(hs, l.hook)
+	}
+	return hs
+}
+
+type fakeFeats map[int]xdpfeat.Features
+
+func (f fakeFeats) Get(idx int) (xdpfeat.Features, error) {
+	v, ok := f[idx]
+	if !ok {
+		return 0, fmt.Errorf("no device %d", idx)
+	}
+	return v, nil
+}
+
+const veth = xdpfeat.Basic | xdpfeat.Redirect | xdpfeat.NDOXmit // a veth whose peer has GRO
+
+type fixture struct {
+	r     *reconciler
+	dp    *fakeDP
+	feats fakeFeats
+	links map[string]netlink.Link
+}
+
+func newFixture(t *testing.T, ifaces ...config.Interface) *fixture {
+	t.Helper()
+	fx := &fixture{dp: newFakeDP(), feats: fakeFeats{}, links: map[string]netlink.Link{}}
+	for i, name := range []string{"r0", "r1", "r2"} {
+		fx.addLink(name, i+2, veth)
+	}
+	cfg := &config.Config{Version: 1, Interfaces: ifaces}
+	fx.r = newReconciler(cfg, fx.dp, fx.feats, eventhub.New(100, 100), slog.New(slog.DiscardHandler))
+	fx.r.links = func() (map[string]netlink.Link, error) {
+		m := make(map[string]netlink.Link, len(fx.links))
+		for k, v := range fx.links {
+			m[k] = v
+		}
+		return m, nil
+	}
+	return fx
+}
+
+func (fx *fixture) addLink(name string, idx int, f xdpfeat.Features) {
+	fx.links[name] = &netlink.Dummy{LinkAttrs: netlink.LinkAttrs{Name: name, Index: idx, MTU: 1500, EncapType: "ether",
+		HardwareAddr: net.HardwareAddr{2, 0, 0, 0, 0, byte(idx)}}}
+	fx.feats[idx] = f
+}
+
+func (fx *fixture) iface(t *testing.T, name string) *iface {
+	t.Helper()
+	for _, ic := range fx.r.ifaces {
+		if ic.cfg.Name == name {
+			return ic
+		}
+	}
+	t.Fatalf("no interface %s in the reconciler", name)
+	return nil
+}
+
+func ifc(name string, mode config.Mode, attach config.Attach) config.Interface {
+	return config.Interface{Name: name, Mode: mode, Attach: attach}
+}
+
+func TestStartAllOrNothing(t *testing.T) {
+	fx := newFixture(t, ifc("r0", config.ModeRoute, config.AttachAuto), ifc("r9", config.ModeRoute, config.AttachAuto), ifc("r8", config.ModeOff, config.AttachAuto))
+	err := fx.r.start()
+	// Every listed interface must exist, off ones too (docs/config.md), and
+	// the error names them all.
+	if err == nil || !strings.Contains(err.Error(), "r9") || !strings.Contains(err.Error(), "r8") {
+		t.Fatalf("start with missing interfaces: %v; want an error naming r9 and r8", err)
+	}
+	if len(fx.dp.links[2]) != 0 || len(fx.dp.ifaces) != 0 {
+		t.Errorf("a failed start touched the datapath: links %v, ifaces %v", fx.dp.links, fx.dp.ifaces)
+	}
+
+	fx = newFixture(t, ifc("r0", config.ModeRoute, config.AttachXDP), ifc("r1", config.ModeRoute, config.AttachTC))
+	fx.dp.fail[datapath.HookTC] = errors.New("tcx refused")
+	if err := fx.r.start(); err == nil || !strings.Contains(err.Error(), "r1") {
+		t.Fatalf("start with a failing attach: %v", err)
+	}
+	fx.r.detachAll()
+	if hs := fx.dp.hooks(2); len(hs) != 0 || len(fx.dp.ifaces) != 0 {
+		t.Errorf("after a failed start and detachAll: r0 hooks %v, ifaces %v", hs, fx.dp.ifaces)
+	}
+}
+
+func TestAutoHook(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		r0, r1 xdpfeat.Features
+		want   datapath.Hook
+	}{
+		{"native XDP, egress takes XDP frames", veth, veth, datapath.HookXDP},
+		{"egress cannot take XDP frames", veth, xdpfeat.Basic | xdpfeat.Redirect, datapath.HookTC},
+		{"no native XDP", xdpfeat.Redirect, veth, datapath.HookTC},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			fx := newFixture(t, ifc("r0", config.ModeRoute, config.AttachAuto), ifc("r1", config.ModeRoute, config.AttachTC))
+			fx.feats[2], fx.feats[3] = tc.r0, tc.r1
+			if err := fx.r.start(); err != nil {
+				t.Fatal(err)
+			}
+			if got := fx.iface(t, "r0").hook; got != tc.want {
+				t.Errorf("auto chose %s, want %s", got, tc.want)
+			}
+			if fx.dp.targets[3] != (tc.r1&xdpfeat.NDOXmit != 0) {
+				t.Errorf("r1 as an XDP target: %v, features %#x", fx.dp.targets[3], uint64(tc.r1))
+			}
+		})
+	}
+}
+
+func TestSyncFollowsLinks(t *testing.T) {
+	fx := newFixture(t, ifc("r0", config.ModeOffload, config.AttachXDP), ifc("r1", config.ModeOffload, config.AttachTC))
+	if err := fx.r.start(); err != nil {
+		t.Fatal(err)
+	}
+	r0link := fx.iface(t, "r0").link
+
+	// r1 goes away: detached and forgotten, flows re-validate, r0 untouched.
+	delete(fx.links, "r1")
+	inv := fx.dp.invalidations
+	fx.r.sync()
+	r1 := fx.iface(t, "r1")
+	if r1.state != api.StateMissing || r1.link != nil || len(fx.dp.hooks(3)) != 0 {
+		t.Errorf("r1 after it went away: state %s, link %v, hooks %v", r1.state, r1.link, fx.dp.hooks(3))
+	}
+	if _, ok := fx.dp.ifaces[3]; ok || fx.dp.invalidations == inv {
+		t.Errorf("r1 still in the datapath (%v) or flows not invalidated", ok)
+	}
+	if fx.iface(t, "r0").link != r0link || r0link.(*fakeLink).closed {
+		t.Error("r0 was touched when r1 went away")
+	}
+
+	// r1 comes back with a new ifindex: attached again.
+	fx.addLink("r1", 7, veth)
+	fx.r.sync()
+	if r1 := fx.iface(t, "r1"); r1.state != api.StateAttached || r1.ifindex != 7 || len(fx.dp.hooks(7)) != 1 {
+		t.Errorf("r1 back: state %s, ifindex %d, hooks %v", r1.state, r1.ifindex, fx.dp.hooks(7))
+	}
+
+	// r0's MAC and MTU change: rewritten, flows invalidated, not re-attached.
+	fx.links["r0"].Attrs().HardwareAddr = net.HardwareAddr{2, 0, 0, 0, 0, 0x99}
+	fx.links["r0"].Attrs().MTU = 9000
+	inv = fx.dp.invalidations
+	fx.r.sync()
+	if got := fx.dp.ifaces[2]; got.MTU != 9000 || got.MAC[5] != 0x99 || fx.dp.invalidations == inv {
+		t.Errorf("r0 after a MAC/MTU change: %+v, invalidations %d -> %d", got, inv, fx.dp.invalidations)
+	}
+	if fx.iface(t, "r0").link != r0link {
+		t.Error("r0 re-attached for a MAC change")
+	}
+}
+
+func TestApplyOnlyTheDifference(t *testing.T) {
+	fx := newFixture(t, ifc("r0", config.ModeRoute, config.AttachXDP), ifc("r1", config.ModeRoute, config.AttachXDP))
+	if err := fx.r.start(); err != nil {
+		t.Fatal(err)
+	}
+	r0link := fx.iface(t, "r0").link
+	oldR1 := fx.iface(t, "r1").link.(*fakeLink)
+
+	actions, err := fx.r.apply([]config.Interface{
+		ifc("r0", config.ModeRoute, config.AttachXDP), // unchanged
+		ifc("r1", config.ModeOffload, config.AttachTC),
+		ifc("r2", config.ModeRoute, config.AttachTC), // new
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	joined := strings.Join(actions, "; ")
+	for _, want := range []string{"r1: mode route -> offload, attach xdp -> tc (tc)", "add r2"} {
+		if !strings.Contains(joined, want) {
+			t.Errorf("actions %q lack %q", joined, want)
+		}
+	}
+	if fx.iface(t, "r0").link != r0link || r0link.(*fakeLink).closed {
+		t.Error("r0 was touched by a reload that did not change it")
+	}
+	if !oldR1.closed || fmt.Sprint(fx.dp.hooks(3)) != "[tc]" || fx.dp.ifaces[3].Mode != datapath.ModeOffload {
+		t.Errorf("r1: old link closed %v, hooks %v, mode %v", oldR1.closed, fx.dp.hooks(3), fx.dp.ifaces[3].Mode)
+	}
+	if fmt.Sprint(fx.dp.hooks(4)) != "[tc]" {
+		t.Errorf("r2 hooks %v", fx.dp.hooks(4))
+	}
+
+	// r1 removed, r0 turned off: both detached and forgotten.
+	if _, err := fx.r.apply([]config.Interface{ifc("r0", config.ModeOff, config.AttachXDP), ifc("r2", config.ModeRoute, config.AttachTC)}); err != nil {
+		t.Fatal(err)
+	}
+	if len(fx.dp.hooks(2)) != 0 || len(fx.dp.hooks(3)) != 0 || fx.iface(t, "r0").state != api.StateOff {
+		t.Errorf("after removing r1 and turning r0 off: hooks r0 %v r1 %v, r0 %s", fx.dp.hooks(2), fx.dp.hooks(3), fx.iface(t, "r0").state)
+	}
+	if _, ok := fx.dp.ifaces[2]; ok {
+		t.Error("r0 (off) still in the datapath")
+	}
+}
+
+// XDP driver and generic mode cannot coexist on a device: the swap detaches
+// first, and if the new mode is refused the old one is put back.
+func TestReattachXDPModeRollsBack(t *testing.T) {
+	fx := newFixture(t, ifc("r0", config.ModeRoute, config.AttachXDP))
+	if err := fx.r.start(); err != nil {
+		t.Fatal(err)
+	}
+	fx.dp.fail[datapath.HookXDPGeneric] = errors.New("generic XDP refused")
+	actions, err := fx.r.apply([]config.Interface{ifc("r0", config.ModeRoute, config.AttachXDPGeneric)})
+	if err == nil {
+		t.Fatal("a refused attach reported no error")
+	}
+	r0 := fx.iface(t, "r0")
+	if r0.hook != datapath.HookXDP || r0.state != api.StateAttached || fmt.Sprint(fx.dp.hooks(2)) != "[xdp]" || r0.cfg.Attach != config.AttachXDP {
+		t.Errorf("after a refused swap: hook %s, state %s, hooks %v, attach %s, actions %v", r0.hook, r0.state, fx.dp.hooks(2), r0.cfg.Attach, actions)
+	}
+
+	delete(fx.dp.fail, datapath.HookXDPGeneric)
+	if _, err := fx.r.apply([]config.Interface{ifc("r0", config.ModeRoute, config.AttachXDPGeneric)}); err != nil {
+		t.Fatal(err)
+	}
+	if fmt.Sprint(fx.dp.hooks(2)) != "[xdp-generic]" {
+		t.Errorf("after the swap: hooks %v", fx.dp.hooks(2))
+	}
+}
