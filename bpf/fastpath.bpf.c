@@ -81,6 +81,20 @@ pass:
 	return XDP_PASS;
 }
 
+/* A CHECKSUM_COMPLETE skb->csum covers the IPv6 header, whose second word
+ * holds the hop limit: the TC paths take that word before their edits and
+ * fp_tc_csum_v6 keeps skb->csum true after them. */
+static __always_inline __be32 fp_v6_word(const struct fp_pkt *p)
+{
+	return p->family == AF_INET6 ? *(__be32 *)(p->l3 + 4) : 0;
+}
+
+static __always_inline void fp_tc_csum_v6(struct __sk_buff *skb, const struct fp_pkt *p, __be32 old)
+{
+	if (p->family == AF_INET6)
+		bpf_csum_update(skb, bpf_csum_diff(&old, 4, (__be32 *)(p->l3 + 4), 4, 0));
+}
+
 /* fp_tc_flow forwards an offloaded flow's skb. Checksums go through the
  * kernel's helpers, which handle CHECKSUM_PARTIAL (locally generated) and
  * CHECKSUM_COMPLETE skbs; they invalidate packet pointers, so they come
@@ -92,18 +106,16 @@ static __always_inline long fp_tc_flow(struct __sk_buff *skb, struct fp_pkt *p, 
 	__u64 mangled = p->l4_proto == IPPROTO_UDP ? BPF_F_MARK_MANGLED_0 : 0;
 	__be16 *ports = p->l4;
 	__be16 old_sport, old_dport;
-	__be32 old_v6word = 0;
 	int nat = f->flags & (FP_FLOW_SNAT | FP_FLOW_DNAT);
+	__be32 old_v6word;
 
 	if ((void *)(ports + 2) > p->data_end)
 		return TC_ACT_OK;
 	old_sport = ports[0];
 	old_dport = ports[1];
-	if (p->family == AF_INET6)
-		old_v6word = *(__be32 *)(p->l3 + 4);
+	old_v6word = fp_v6_word(p);
 	fp_flow_rewrite_l3(p, f);
-	if (p->family == AF_INET6)
-		bpf_csum_update(skb, bpf_csum_diff(&old_v6word, 4, (__be32 *)(p->l3 + 4), 4, 0));
+	fp_tc_csum_v6(skb, p, old_v6word);
 	if (nat) {
 		ports[0] = f->nat_sport;
 		ports[1] = f->nat_dport;
@@ -139,6 +151,7 @@ int fp_tc(struct __sk_buff *skb)
 	struct fp_flow *f;
 	struct fp_pkt p;
 	__u32 reason = FP_PASS_FIB_OTHER, l3_len, slot; /* every path sets its own reason */
+	__be32 old_v6word;
 
 	in = bpf_map_lookup_elem(&fp_ifaces, &ifindex);
 	if (!in)
@@ -186,15 +199,9 @@ int fp_tc(struct __sk_buff *skb)
 	}
 	if (fp_route(skb, &fib, &p, ifindex, l3_len, &reason))
 		goto pass;
-	if (p.family == AF_INET6) {
-		/* Keep a CHECKSUM_COMPLETE skb->csum true after the hop limit edit */
-		__be32 old = *(__be32 *)(p.l3 + 4);
-
-		fp_rewrite(&p, &fib);
-		bpf_csum_update(skb, bpf_csum_diff(&old, 4, (__be32 *)(p.l3 + 4), 4, 0));
-	} else {
-		fp_rewrite(&p, &fib);
-	}
+	old_v6word = fp_v6_word(&p);
+	fp_rewrite(&p, &fib);
+	fp_tc_csum_v6(skb, &p, old_v6word);
 	fp_count_fwd(slot, bytes);
 	return bpf_redirect(fib.ifindex, 0);
 pass:

@@ -101,22 +101,7 @@ static __always_inline struct fp_flow *fp_flow_fill(void *ctx, const int xdp, co
 	bpf_ct_release(ct);
 
 	/* Route the packet as it will leave: after NAT */
-	__builtin_memset(&fib, 0, sizeof(fib));
-	fib.family = k->family;
-	fib.l4_protocol = k->proto;
-	fib.sport = f.nat_sport;
-	fib.dport = f.nat_dport;
-	fib.ifindex = ifindex;
-	fib.tot_len = l3_len;
-	if (k->family == AF_INET) {
-		fib.tos = p->tos;
-		fib.ipv4_src = f.nat_saddr[0];
-		fib.ipv4_dst = f.nat_daddr[0];
-	} else {
-		fib.flowinfo = *(__be32 *)p->l3 & bpf_htonl(0x0FFFFFFF);
-		__builtin_memcpy(fib.ipv6_src, f.nat_saddr, 16);
-		__builtin_memcpy(fib.ipv6_dst, f.nat_daddr, 16);
-	}
+	fp_fib_params(&fib, p, ifindex, l3_len, f.nat_saddr, f.nat_daddr, f.nat_sport, f.nat_dport);
 	rc = bpf_fib_lookup(ctx, &fib, sizeof(fib), 0);
 	if (fp_fib_check(rc, k->family, f.nat_daddr, l3_len, reason))
 		return NULL;
@@ -249,28 +234,20 @@ static __always_inline void fp_flow_account(struct fp_flow *f, __u64 bytes)
  * CHECKSUM_PARTIAL skbs). */
 static __always_inline void fp_flow_rewrite_l3(struct fp_pkt *p, const struct fp_flow *f)
 {
-	__builtin_memcpy(p->eth->h_dest, f->dmac, ETH_ALEN);
-	__builtin_memcpy(p->eth->h_source, f->smac, ETH_ALEN);
-
+	fp_forward_l2l3(p, f->dmac, f->smac);
+	if (!(f->flags & (FP_FLOW_SNAT | FP_FLOW_DNAT)))
+		return;
 	if (p->family == AF_INET) {
 		struct iphdr *iph = p->l3;
-		__u16 old = *(__u16 *)&iph->ttl;
 
-		iph->ttl--;
-		iph->check = fp_csum_replace2(iph->check, old, *(__u16 *)&iph->ttl);
-		if (f->flags & (FP_FLOW_SNAT | FP_FLOW_DNAT)) {
-			iph->saddr = f->nat_saddr[0];
-			iph->daddr = f->nat_daddr[0];
-			iph->check = fp_csum_add(iph->check, f->csum_addr);
-		}
+		iph->saddr = f->nat_saddr[0];
+		iph->daddr = f->nat_daddr[0];
+		iph->check = fp_csum_add(iph->check, f->csum_addr);
 	} else {
 		struct ipv6hdr *ip6h = p->l3;
 
-		ip6h->hop_limit--;
-		if (f->flags & (FP_FLOW_SNAT | FP_FLOW_DNAT)) {
-			__builtin_memcpy(&ip6h->saddr, f->nat_saddr, 16);
-			__builtin_memcpy(&ip6h->daddr, f->nat_daddr, 16);
-		}
+		__builtin_memcpy(&ip6h->saddr, f->nat_saddr, 16);
+		__builtin_memcpy(&ip6h->daddr, f->nat_daddr, 16);
 	}
 }
 

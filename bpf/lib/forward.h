@@ -7,32 +7,45 @@
 #include "csum.h"
 #include "parse.h"
 
-/* Fill the FIB query from the parsed packet. tot_len (the L3 length of
- * each packet that will leave, see fp_tc_l3_len for GSO) asks the kernel to
- * check it against the egress MTU. */
+/* Fill the FIB query for the packet as it will leave: its own addresses
+ * and ports in route mode, the translated ones in offload mode (4 words;
+ * IPv4 uses the first). l3_len (the L3 length of each packet that will
+ * leave, see fp_tc_l3_len for GSO) asks the kernel to check it against the
+ * egress MTU. */
 static __always_inline void fp_fib_params(struct bpf_fib_lookup *fib, const struct fp_pkt *p,
-					  __u32 ifindex, __u32 l3_len)
+					  __u32 ifindex, __u32 l3_len, const __be32 *src,
+					  const __be32 *dst, __be16 sport, __be16 dport)
 {
 	__builtin_memset(fib, 0, sizeof(*fib));
 	fib->family = p->family;
 	fib->l4_protocol = p->l4_proto;
-	fib->sport = p->sport;
-	fib->dport = p->dport;
+	fib->sport = sport;
+	fib->dport = dport;
 	fib->ifindex = ifindex;
 	fib->tot_len = l3_len;
 	if (p->family == AF_INET) {
-		struct iphdr *iph = p->l3;
-
-		fib->tos = iph->tos;
-		fib->ipv4_src = iph->saddr;
-		fib->ipv4_dst = iph->daddr;
+		fib->tos = p->tos;
+		fib->ipv4_src = src[0];
+		fib->ipv4_dst = dst[0];
 	} else {
-		struct ipv6hdr *ip6h = p->l3;
-
-		fib->flowinfo = *(__be32 *)ip6h & bpf_htonl(0x0FFFFFFF);
-		__builtin_memcpy(fib->ipv6_src, &ip6h->saddr, sizeof(fib->ipv6_src));
-		__builtin_memcpy(fib->ipv6_dst, &ip6h->daddr, sizeof(fib->ipv6_dst));
+		fib->flowinfo = *(__be32 *)p->l3 & bpf_htonl(0x0FFFFFFF);
+		__builtin_memcpy(fib->ipv6_src, src, sizeof(fib->ipv6_src));
+		__builtin_memcpy(fib->ipv6_dst, dst, sizeof(fib->ipv6_dst));
 	}
+}
+
+static __always_inline const __be32 *fp_dst_of(const struct fp_pkt *p)
+{
+	if (p->family == AF_INET)
+		return &((struct iphdr *)p->l3)->daddr;
+	return ((struct ipv6hdr *)p->l3)->daddr.in6_u.u6_addr32;
+}
+
+static __always_inline const __be32 *fp_src_of(const struct fp_pkt *p)
+{
+	if (p->family == AF_INET)
+		return &((struct iphdr *)p->l3)->saddr;
+	return ((struct ipv6hdr *)p->l3)->saddr.in6_u.u6_addr32;
 }
 
 static __always_inline __u32 fp_fib_reason(int rc)
@@ -54,12 +67,6 @@ static __always_inline __u32 fp_fib_reason(int rc)
 	return FP_PASS_FIB_OTHER;
 }
 
-static __always_inline const __be32 *fp_dst_of(const struct fp_pkt *p)
-{
-	if (p->family == AF_INET)
-		return &((struct iphdr *)p->l3)->daddr;
-	return ((struct ipv6hdr *)p->l3)->daddr.in6_u.u6_addr32;
-}
 
 /* fp_route_mtu returns the MTU of the most specific route with an MTU
  * metric covering dst, or 0. Only consulted when such routes exist. */
@@ -109,7 +116,7 @@ static __always_inline int fp_route(void *ctx, struct bpf_fib_lookup *fib, const
 	struct fp_iface *egress;
 	int rc;
 
-	fp_fib_params(fib, p, ifindex, l3_len);
+	fp_fib_params(fib, p, ifindex, l3_len, fp_src_of(p), fp_dst_of(p), p->sport, p->dport);
 	rc = bpf_fib_lookup(ctx, fib, sizeof(*fib), 0);
 	/* not fib->ipv4_dst: on success the lookup overwrites it with the gateway */
 	if (fp_fib_check(rc, p->family, fp_dst_of(p), l3_len, reason))
@@ -126,12 +133,13 @@ static __always_inline int fp_route(void *ctx, struct bpf_fib_lookup *fib, const
 	return 0;
 }
 
-/* fp_rewrite applies the forwarding edits in place. Bounds were proven by
- * fp_parse on the same pointers. */
-static __always_inline void fp_rewrite(struct fp_pkt *p, const struct bpf_fib_lookup *fib)
+/* fp_forward_l2l3 makes the edits every forwarded packet gets, as the
+ * kernel's forwarding would: MACs, TTL / hop limit, IPv4 header checksum.
+ * Bounds were proven by fp_parse on the same pointers. */
+static __always_inline void fp_forward_l2l3(struct fp_pkt *p, const __u8 *dmac, const __u8 *smac)
 {
-	__builtin_memcpy(p->eth->h_dest, fib->dmac, ETH_ALEN);
-	__builtin_memcpy(p->eth->h_source, fib->smac, ETH_ALEN);
+	__builtin_memcpy(p->eth->h_dest, dmac, ETH_ALEN);
+	__builtin_memcpy(p->eth->h_source, smac, ETH_ALEN);
 
 	if (p->family == AF_INET) {
 		struct iphdr *iph = p->l3;
@@ -144,4 +152,10 @@ static __always_inline void fp_rewrite(struct fp_pkt *p, const struct bpf_fib_lo
 
 		ip6h->hop_limit--;
 	}
+}
+
+/* fp_rewrite applies a route-mode forward. */
+static __always_inline void fp_rewrite(struct fp_pkt *p, const struct bpf_fib_lookup *fib)
+{
+	fp_forward_l2l3(p, fib->dmac, fib->smac);
 }

@@ -137,6 +137,20 @@ func testNetns(t *testing.T) string {
 // fakeDaemon writes a shell script standing in for the fastpath binary: it
 // records its PID and network namespace, prints its arguments, then runs
 // body.
+// startFake starts a fake daemon running body (see fakeDaemon) in a fresh
+// namespace, stopped at cleanup; dir is the fake's directory.
+func startFake(t *testing.T, body string, args ...string) (p *Process, dir string) {
+	t.Helper()
+	ns := testNetns(t)
+	bin, dir := fakeDaemon(t, body)
+	p, err := Start(context.Background(), ns, bin, "/etc/x.yaml", args...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stopAtCleanup(t, p)
+	return p, dir
+}
+
 func fakeDaemon(t *testing.T, body string) (binary, dir string) {
 	t.Helper()
 	dir = t.TempDir()
@@ -181,22 +195,16 @@ func stopAtCleanup(t *testing.T, p *Process) {
 func alive(pid int) bool { return syscall.Kill(pid, 0) == nil }
 
 func TestStartReadyStop(t *testing.T) {
-	ns := testNetns(t)
-	bin, dir := fakeDaemon(t, "exec sleep 60")
-	p, err := Start(context.Background(), ns, bin, "/etc/x.yaml", "--log-level", "debug")
-	if err != nil {
-		t.Fatal(err)
-	}
-	stopAtCleanup(t, p)
+	p, dir := startFake(t, "exec sleep 60", "--log-level", "debug")
 	if got := readPID(t, dir); got != p.PID() {
-		t.Errorf("daemon pid %d, Process.PID %d: ip netns exec should exec in place", got, p.PID())
+		t.Errorf("daemon pid %d, Process.PID %d: nsenter should exec in place", got, p.PID())
 	}
 	st, err := p.WaitReady(context.Background(), &fakeClient{readyAfter: 2}, 5*time.Second)
 	if err != nil || len(st.Interfaces) != 2 {
 		t.Fatalf("WaitReady = %v, %v", st, err)
 	}
 	var want uint64
-	if err := nsutil.Do(ns, func() error {
+	if err := nsutil.Do(p.NetNS(), func() error {
 		var err error
 		want, err = nsutil.Inode()
 		return err
@@ -237,15 +245,9 @@ func TestStartReadyStop(t *testing.T) {
 }
 
 func TestWaitReadyFailsWhenProcessExits(t *testing.T) {
-	ns := testNetns(t)
-	bin, _ := fakeDaemon(t, "echo 'boom: cannot attach' >&2; exit 3")
-	p, err := Start(context.Background(), ns, bin, "/etc/x.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	stopAtCleanup(t, p)
+	p, _ := startFake(t, "echo 'boom: cannot attach' >&2; exit 3")
 	start := time.Now()
-	_, err = p.WaitReady(context.Background(), &fakeClient{readyAfter: -1}, 10*time.Second)
+	_, err := p.WaitReady(context.Background(), &fakeClient{readyAfter: -1}, 10*time.Second)
 	if err == nil || !strings.Contains(err.Error(), "daemon exited") {
 		t.Fatalf("WaitReady = %v, want a 'daemon exited' error", err)
 	}
@@ -261,14 +263,8 @@ func TestWaitReadyFailsWhenProcessExits(t *testing.T) {
 }
 
 func TestWaitReadyTimeout(t *testing.T) {
-	ns := testNetns(t)
-	bin, _ := fakeDaemon(t, "exec sleep 60")
-	p, err := Start(context.Background(), ns, bin, "/etc/x.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	stopAtCleanup(t, p)
-	_, err = p.WaitReady(context.Background(), &fakeClient{readyAfter: -1}, 300*time.Millisecond)
+	p, _ := startFake(t, "exec sleep 60")
+	_, err := p.WaitReady(context.Background(), &fakeClient{readyAfter: -1}, 300*time.Millisecond)
 	if err == nil || !strings.Contains(err.Error(), "connection refused") {
 		t.Fatalf("WaitReady = %v, want a timeout naming the last answer", err)
 	}
@@ -278,14 +274,8 @@ func TestWaitReadyTimeout(t *testing.T) {
 }
 
 func TestKillIgnoresSIGTERMHandler(t *testing.T) {
-	ns := testNetns(t)
 	// Ignores SIGTERM; the shell waits in a bounded loop of short sleeps.
-	bin, dir := fakeDaemon(t, "trap '' TERM; i=0; while [ $i -lt 600 ]; do sleep 0.1; i=$((i+1)); done")
-	p, err := Start(context.Background(), ns, bin, "/etc/x.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	stopAtCleanup(t, p)
+	p, dir := startFake(t, "trap '' TERM; i=0; while [ $i -lt 600 ]; do sleep 0.1; i=$((i+1)); done")
 	readPID(t, dir) // the trap is set right after
 	start := time.Now()
 	if err := p.Kill(); err != nil {
@@ -303,13 +293,7 @@ func TestStopKillsStubbornProcess(t *testing.T) {
 	if testing.Short() {
 		t.Skip("skipping: waits for the SIGTERM timeout")
 	}
-	ns := testNetns(t)
-	bin, dir := fakeDaemon(t, "trap '' TERM; i=0; while [ $i -lt 600 ]; do sleep 0.1; i=$((i+1)); done")
-	p, err := Start(context.Background(), ns, bin, "/etc/x.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	stopAtCleanup(t, p)
+	p, dir := startFake(t, "trap '' TERM; i=0; while [ $i -lt 600 ]; do sleep 0.1; i=$((i+1)); done")
 	readPID(t, dir)
 	if err := p.Stop(nil); err != nil {
 		t.Fatal(err)

@@ -411,11 +411,7 @@ func TestOffloadFlowCounters(t *testing.T) {
 			l, d, ctx := offloadLab(t, attach, masqueradeRuleset)
 			for _, f := range families(l) {
 				t.Run(f.name, func(t *testing.T) {
-					u := newUDPFlow(t, l.Gen, l.Sink, netip.AddrPort{}, netip.AddrPortFrom(f.sink, 0), netip.AddrPortFrom(f.sink, 0))
-					u.handshake(t)
-					u.send(ctx, ctrWarmup, ctrSize, time.Millisecond)
-					u.waitReceived(t, ctrWarmup, offloadWait)
-					d.waitFlow(t, u.local, u.dst)
+					u := offloadedUDPFlow(ctx, t, l, d, f.sink)
 					frame := uint64(ethHdr + f.ipHdr + udpHdr + ctrSize)
 					for attempt := 1; ; attempt++ {
 						first, ok := flowIn(d.flows(t), u.local, u.dst)
@@ -464,11 +460,7 @@ func TestOffloadFlowCountersRevalidated(t *testing.T) {
 			l, d, ctx := offloadLab(t, attach, masqueradeRuleset)
 			for i, f := range families(l) {
 				t.Run(f.name, func(t *testing.T) {
-					u := newUDPFlow(t, l.Gen, l.Sink, netip.AddrPort{}, netip.AddrPortFrom(f.sink, 0), netip.AddrPortFrom(f.sink, 0))
-					u.handshake(t)
-					u.send(ctx, ctrWarmup, ctrSize, time.Millisecond)
-					u.waitReceived(t, ctrWarmup, offloadWait)
-					d.waitFlow(t, u.local, u.dst)
+					u := offloadedUDPFlow(ctx, t, l, d, f.sink)
 					first, _ := flowIn(d.flows(t), u.local, u.dst)
 					firstAt := time.Now() // after the call, as above
 					u.send(ctx, ctrCount, ctrSize, 200*time.Microsecond)
@@ -565,4 +557,16 @@ func TestOffloadWithoutConntrack(t *testing.T) {
 			}
 		})
 	}
+}
+
+// offloadedUDPFlow opens a UDP flow gen -> sink, has it answered and warmed
+// up, and returns once the flow is in fastpath's cache.
+func offloadedUDPFlow(ctx context.Context, t *testing.T, l *lab.Lab, d *daemon, sink netip.Addr) *udpFlow {
+	t.Helper()
+	u := newUDPFlow(t, l.Gen, l.Sink, netip.AddrPort{}, netip.AddrPortFrom(sink, 0), netip.AddrPortFrom(sink, 0))
+	u.handshake(t)
+	u.send(ctx, ctrWarmup, ctrSize, time.Millisecond)
+	u.waitReceived(t, ctrWarmup, offloadWait)
+	d.waitFlow(t, u.local, u.dst)
+	return u
 }
