@@ -103,7 +103,7 @@ static __always_inline struct fp_flow *fp_flow_fill(void *ctx, const int xdp, co
 	/* Route the packet as it will leave: after NAT */
 	fp_fib_params(&fib, p, ifindex, l3_len, f.nat_saddr, f.nat_daddr, f.nat_sport, f.nat_dport);
 	rc = bpf_fib_lookup(ctx, &fib, sizeof(fib), 0);
-	if (fp_fib_check(rc, k->family, f.nat_daddr, l3_len, reason))
+	if (fp_fib_check(rc, k->family, f.nat_daddr, l3_len, reason, &route_mtu))
 		return NULL;
 	if (fib.ifindex == ifindex) {
 		*reason = FP_PASS_HAIRPIN;
@@ -131,7 +131,6 @@ static __always_inline struct fp_flow *fp_flow_fill(void *ctx, const int xdp, co
 	f.fib_gen = st->fib_gen;
 	f.fw_gen = st->fw_gen;
 	f.mtu = egress->mtu;
-	route_mtu = fp_route_mtu(k->family, f.nat_daddr);
 	if (route_mtu && route_mtu < f.mtu)
 		f.mtu = route_mtu;
 	__builtin_memcpy(f.smac, fib.smac, ETH_ALEN);

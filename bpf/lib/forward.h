@@ -91,16 +91,18 @@ static __always_inline __u32 fp_route_mtu(__u8 family, const __be32 *dst)
 }
 
 /* fp_fib_check turns a FIB answer into a pass reason, also enforcing route
- * MTU metrics the lookup ignores. */
-static __always_inline int fp_fib_check(int rc, __u8 family, const __be32 *dst, __u32 l3_len, __u32 *reason)
+ * MTU metrics the lookup ignores; *route_mtu is that metric, or 0. */
+static __always_inline int fp_fib_check(int rc, __u8 family, const __be32 *dst, __u32 l3_len, __u32 *reason,
+					__u32 *route_mtu)
 {
 	__u32 mtu;
 
+	*route_mtu = 0;
 	if (rc != BPF_FIB_LKUP_RET_SUCCESS) {
 		*reason = fp_fib_reason(rc);
 		return -1;
 	}
-	mtu = fp_route_mtu(family, dst);
+	mtu = *route_mtu = fp_route_mtu(family, dst);
 	if (mtu && l3_len > mtu) {
 		*reason = FP_PASS_FRAG_NEEDED;
 		return -1;
@@ -114,12 +116,13 @@ static __always_inline int fp_route(void *ctx, struct bpf_fib_lookup *fib, const
 				    __u32 ifindex, __u32 l3_len, __u32 *reason)
 {
 	struct fp_iface *egress;
+	__u32 route_mtu;
 	int rc;
 
 	fp_fib_params(fib, p, ifindex, l3_len, fp_src_of(p), fp_dst_of(p), p->sport, p->dport);
 	rc = bpf_fib_lookup(ctx, fib, sizeof(*fib), 0);
 	/* not fib->ipv4_dst: on success the lookup overwrites it with the gateway */
-	if (fp_fib_check(rc, p->family, fp_dst_of(p), l3_len, reason))
+	if (fp_fib_check(rc, p->family, fp_dst_of(p), l3_len, reason, &route_mtu))
 		return -1;
 	if (fib->ifindex == ifindex) {
 		*reason = FP_PASS_HAIRPIN;
