@@ -3,8 +3,17 @@
 
 /* The benchmark's own programs (`fastpath bench`), none of them part of the
  * router:
- *   bench_gen   the traffic generator, run with BPF_PROG_RUN in live-frames
- *               mode: stamps each frame with its flow's headers, XDP_TX.
+ *   bench_gen   the live-frames generator, run with BPF_PROG_RUN in
+ *               live-frames mode: stamps each frame with its flow's headers,
+ *               XDP_TX. Kernels may refuse live frames (6.18 does: EPERM).
+ *   bench_loop  the loop generator, which needs no live frames: on one end
+ *   bench_bounce of a veth pair inside gen (bench_bounce on the other end
+ *               returns every frame with XDP_TX), each pass stamps the
+ *               frame and broadcasts it through a devmap holding its own
+ *               device (the frame goes round again) and the router-facing
+ *               device (one frame out per pass). A few frames injected with
+ *               a packet socket start it; a stop flag, a frame limit or a
+ *               deadline ends it.
  *   bench_sink  counts IPv4 UDP frames and drops them (or, while flows are
  *               being established, sends them back); the rest passes.
  *   bench_fwd   the plain XDP redirect r0 -> r1, no parsing, no routing: the
@@ -32,6 +41,16 @@ struct bench_gen_cfg {
 	__u16 pad;
 	__u32 flows;
 	__u32 sport_span;
+};
+
+/* The loop generator's bounds: it emits frames while seq < limit and
+ * the clock is before deadline_ns, and stop is 0; a frame past any bound is
+ * dropped, so the loop dies out by itself. */
+struct bench_loop_ctl {
+	__u64 limit;
+	__u64 deadline_ns;
+	__u32 stop;
+	__u32 pad;
 };
 
 /* Packets and bytes, per CPU. */
@@ -82,25 +101,49 @@ struct {
 	__type(value, __u32);
 } bench_tx SEC(".maps");
 
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct bench_loop_ctl);
+} bench_ctl SEC(".maps");
+
+/* The loop's broadcast targets: the loop device itself and the
+ * router-facing device. */
+struct {
+	__uint(type, BPF_MAP_TYPE_DEVMAP);
+	__uint(max_entries, 2);
+	__type(key, __u32);
+	__type(value, __u32);
+} bench_loop_tx SEC(".maps");
+
+/* A UDP destination port (network order; 0: none) the counters let pass to
+ * the stack: the latency probe's echo traffic. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u16);
+} bench_pass SEC(".maps");
+
 /* Types only Go reads: into BTF for bpf2go -type. */
 const volatile enum bench_sink_mode bench_unused_mode;
 
-SEC("xdp")
-int bench_gen(struct xdp_md *ctx)
+/* bench_stamp writes flow seq % flows into the frame and counts it;
+ * 0 when the frame cannot be stamped. */
+static __always_inline int bench_stamp(struct xdp_md *ctx, __u64 *seq)
 {
 	void *data = (void *)(long)ctx->data;
 	void *data_end = (void *)(long)ctx->data_end;
 	struct bench_gen_cfg *cfg;
 	struct udphdr *uh;
 	__u32 zero = 0, i;
-	__u64 *seq;
 
 	cfg = bpf_map_lookup_elem(&bench_cfg, &zero);
-	seq = bpf_map_lookup_elem(&bench_seq, &zero);
-	if (!cfg || !seq || !cfg->flows || !cfg->sport_span)
-		return XDP_ABORTED;
+	if (!cfg || !cfg->flows || !cfg->sport_span)
+		return 0;
 	if (data + BENCH_HDR_LEN > data_end)
-		return XDP_ABORTED;
+		return 0;
 	/* Pages come back recycled with whatever the router wrote into them
 	 * (MACs, TTL, NAT addresses and ports): write the whole header. */
 	__builtin_memcpy(data, cfg->hdr, BENCH_HDR_LEN);
@@ -109,6 +152,42 @@ int bench_gen(struct xdp_md *ctx)
 	uh = data + sizeof(struct ethhdr) + sizeof(struct iphdr);
 	uh->source = bpf_htons(cfg->sport_base + i % cfg->sport_span);
 	uh->dest = bpf_htons(cfg->dport_base + i / cfg->sport_span);
+	return 1;
+}
+
+SEC("xdp")
+int bench_gen(struct xdp_md *ctx)
+{
+	__u32 zero = 0;
+	__u64 *seq = bpf_map_lookup_elem(&bench_seq, &zero);
+
+	if (!seq || !bench_stamp(ctx, seq))
+		return XDP_ABORTED;
+	return XDP_TX;
+}
+
+SEC("xdp")
+int bench_loop(struct xdp_md *ctx)
+{
+	struct bench_loop_ctl *ctl;
+	__u32 zero = 0;
+	__u64 *seq;
+
+	ctl = bpf_map_lookup_elem(&bench_ctl, &zero);
+	seq = bpf_map_lookup_elem(&bench_seq, &zero);
+	if (!ctl || !seq || ctl->stop || *seq >= ctl->limit)
+		return XDP_DROP;
+	/* The clock costs a helper call: look at it once every 1024 frames. */
+	if (!(*seq & 1023) && bpf_ktime_get_ns() > ctl->deadline_ns)
+		return XDP_DROP;
+	if (!bench_stamp(ctx, seq))
+		return XDP_DROP;
+	return bpf_redirect_map(&bench_loop_tx, 0, BPF_F_BROADCAST);
+}
+
+SEC("xdp")
+int bench_bounce(struct xdp_md *ctx)
+{
 	return XDP_TX;
 }
 
@@ -132,6 +211,7 @@ int bench_sink(struct xdp_md *ctx)
 	struct iphdr *iph;
 	struct udphdr *uh;
 	__u32 zero = 0, *mode;
+	__u16 *pass;
 
 	iph = (void *)(eth + 1);
 	if ((void *)(iph + 1) > data_end || eth->h_proto != bpf_htons(ETH_P_IP) ||
@@ -139,6 +219,9 @@ int bench_sink(struct xdp_md *ctx)
 		return XDP_PASS; /* ARP and the rest: the stack's business */
 	uh = (void *)(iph + 1);
 	if ((void *)(uh + 1) > data_end)
+		return XDP_PASS;
+	pass = bpf_map_lookup_elem(&bench_pass, &zero);
+	if (pass && *pass && uh->dest == *pass)
 		return XDP_PASS;
 	c = bpf_map_lookup_elem(&bench_counts, &zero);
 	if (c) {

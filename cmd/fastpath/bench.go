@@ -37,11 +37,19 @@ packets per second each configuration of the router forwards:
   offload-xdp   fastpath offload mode with masquerade, XDP
   offload-tc    the same, TC
 
-for each frame size and flow count. The generator is an XDP program run with
-BPF_PROG_RUN in live-frames mode; the router's work (and the sink's counting
-XDP program, which drops what arrives) runs on the same CPU at the end of
-each batch, so every rate is what one core does, generator included
-(--split gives the router a core of its own instead). Flows are
+  offload-auto  the same, the hook chosen by attach: auto
+
+for each frame size and flow count, with the router's own cost per packet
+(1/rate - 1/rate(veth-direct)). The generator is an XDP program: run with
+BPF_PROG_RUN in live-frames mode where the kernel allows it, else frames
+circling a veth pair inside gen that send one frame out per pass (--generator
+forces one). The router's work (and the sink's counting XDP program, which
+drops what arrives) runs on the generator's CPU, so every rate is what one
+core does, generator included (--split gives the router a core of its own
+instead). Then one bulk TCP stream per configuration with the end hosts'
+offloads at their defaults and off (a stream that stalls or loses data is a
+FAIL), and UDP request/response round trips, idle and while the generator
+sends half the configuration's measured rate. Flows are
 established through the kernel in both directions first where conntrack is
 in use. Each cell is repeated and shown as the median with min..max, and as
 a ratio to kernel-masq. See docs/benchmarks.md. Needs root and two CPUs;
@@ -115,7 +123,7 @@ nothing outside the lab's namespaces is changed.`,
 		},
 	}
 	f := cmd.Flags()
-	f.BoolVar(&quick, "quick", false, "a short run: 64-byte frames, 1 and 1k flows, 2 repeats of 1 s (under 90 s)")
+	f.BoolVar(&quick, "quick", false, "a short run: 64-byte frames, 1 and 1k flows, 2 repeats of 1 s, TCP and round trips (under 2 minutes)")
 	f.StringVar(&jsonFile, "json", "", "write the report with every raw sample as JSON to `FILE`")
 	f.StringVar(&plotFile, "plot", "", "draw a bar chart of the results into `FILE.png`")
 	f.StringSliceVar(&configs, "configs", nil, "configurations to measure (default all): "+strings.Join(bench.ConfigNames(), ","))
@@ -124,6 +132,9 @@ nothing outside the lab's namespaces is changed.`,
 	f.IntVar(&o.Repeats, "repeats", bench.DefaultRepeats, "measurement windows per cell")
 	f.DurationVar(&o.Duration, "duration", bench.DefaultDuration, "length of one measurement window")
 	f.DurationVar(&o.Warmup, "warmup", bench.DefaultWarmup, "traffic before a cell's first window")
+	f.StringVar(&o.Generator, "generator", bench.GenAuto, "traffic generator: auto (live frames where the kernel allows them, else loop), live, loop")
+	f.BoolVar(&o.NoTCP, "no-tcp", false, "skip the bulk TCP streams (kernel-masq and offload configurations, host offloads default and off)")
+	f.BoolVar(&o.NoLatency, "no-latency", false, "skip the request/response round trips (idle and under a flood at half the measured rate)")
 	f.BoolVar(&o.Split, "split", false, "give the router a CPU of its own (r0's NAPI thread), the generator the other; default: one CPU does it all, generator included")
 	f.BoolVar(&noProf, "no-profile", false, "skip the extra window per cell that measures the router program's ns/packet")
 	f.StringVar(&o.Name, "name", bench.DefaultName, "lab name, 1 to 8 characters from a-z, 0-9 and '-'")

@@ -75,6 +75,12 @@ type Options struct {
 	// as the design's reference numbers were measured.
 	Split bool
 	Quick bool // recorded in the report; the caller picks the quick values
+	// Generator is GenAuto (default), GenLive or GenLoop.
+	Generator string
+	// NoTCP skips bulk TCP, NoLatency the round-trip measurements; both run
+	// through the selected configurations that route TCP and UDP both ways.
+	NoTCP, NoLatency bool
+	tcpConfigs       []string
 	// Binary is the fastpath executable run as the daemon; default the
 	// running executable.
 	Binary string
@@ -103,6 +109,12 @@ func (o *Options) defaults() error {
 	if o.Repeats == 0 {
 		o.Repeats = DefaultRepeats
 	}
+	if o.Generator == "" {
+		o.Generator = GenAuto
+	}
+	if !slices.Contains(GeneratorNames(), o.Generator) {
+		return fmt.Errorf("unknown generator %q (have %s)", o.Generator, strings.Join(GeneratorNames(), ", "))
+	}
 	if o.Duration == 0 {
 		o.Duration = DefaultDuration
 	}
@@ -125,6 +137,12 @@ func (o *Options) defaults() error {
 		}
 	}
 	o.Configs = ordered
+	o.tcpConfigs = nil
+	for _, name := range tcpConfigNames {
+		if slices.Contains(o.Configs, name) && !o.NoTCP {
+			o.tcpConfigs = append(o.tcpConfigs, name)
+		}
+	}
 	for _, s := range o.Sizes {
 		if s < MinFrame || s > MaxFrame {
 			return fmt.Errorf("frame size %d outside %d..%d", s, MinFrame, MaxFrame)
@@ -182,7 +200,8 @@ func (o Options) Estimate() time.Duration {
 	if o.Profile {
 		per += profileWindow
 	}
-	return time.Duration(len(o.Configs)*len(o.Sizes)*len(o.Flows)) * per
+	tcp := time.Duration(2*len(o.tcpConfigs)) * (o.Warmup + time.Duration(o.Repeats)*o.Duration)
+	return time.Duration(len(o.Configs)*len(o.Sizes)*len(o.Flows))*per + tcp
 }
 
 // runner holds one run's state.
@@ -225,14 +244,16 @@ func Run(ctx context.Context, o Options) (_ *Report, err error) {
 			Configs: o.Configs, FrameSizes: o.Sizes, Flows: o.Flows, Repeats: o.Repeats,
 			DurationSec: o.Duration.Seconds(), WarmupSec: o.Warmup.Seconds(), Profile: o.Profile,
 			FlowEntries: r.flowEntries, Quick: o.Quick, CommandLine: o.CommandLine, Split: o.Split,
+			TCPConfigs:   o.tcpConfigs,
 			FrameDetails: "IPv4 UDP 198.18.1.1 -> 198.18.2.1, UDP checksum 0; size counts the Ethernet header, not the FCS",
 		},
 	}
 	start := time.Now()
-	r.env, err = newEnv(ctx, o.Name, o.Split, cpus, o.Log)
+	r.env, err = newEnv(ctx, o.Name, o.Generator, o.Split, cpus, o.Log)
 	if err != nil {
 		return nil, err
 	}
+	r.report.Settings.Generator = r.env.gen.kind()
 	r.report.Machine.RouterCPU, r.report.Machine.GenCPU = r.env.routerCPU, r.env.genCPU
 	// This process (and the daemons it starts) stays off the router's CPU.
 	if err := pinProcess(os.Getpid(), r.env.restCPU); err != nil {
@@ -253,7 +274,14 @@ func Run(ctx context.Context, o Options) (_ *Report, err error) {
 			return nil, err
 		}
 	}
+	if len(o.tcpConfigs) > 0 {
+		if err := r.tcpPhase(ctx); err != nil {
+			r.prog.done()
+			return nil, err
+		}
+	}
 	r.prog.done()
+	r.report.fillCosts()
 	r.report.Took = round3(time.Since(start).Seconds())
 	r.report.Machine.LoadAfter = loadAverage()
 	return r.report, nil
@@ -324,7 +352,10 @@ func (r *runner) config(ctx context.Context, cfg config) error {
 			r.prog.cell(&c)
 		}
 	}
-	return nil
+	if !o.NoLatency && latencyConfig(cfg) {
+		r.latency(ctx, cfg)
+	}
+	return ctx.Err()
 }
 
 func (r *runner) add(c Cell) { r.report.Cells = append(r.report.Cells, c) }

@@ -29,6 +29,14 @@ type benchBenchGenCfg struct {
 	SportSpan uint32
 }
 
+type benchBenchLoopCtl struct {
+	_          structs.HostLayout
+	Limit      uint64
+	DeadlineNs uint64
+	Stop       uint32
+	Pad        uint32
+}
+
 type benchBenchSinkMode uint32
 
 const (
@@ -42,11 +50,16 @@ const (
 const (
 	benchMapBenchCfg        = "bench_cfg"
 	benchMapBenchCounts     = "bench_counts"
+	benchMapBenchCtl        = "bench_ctl"
+	benchMapBenchLoopTx     = "bench_loop_tx"
 	benchMapBenchMode       = "bench_mode"
+	benchMapBenchPass       = "bench_pass"
 	benchMapBenchSeq        = "bench_seq"
 	benchMapBenchTx         = "bench_tx"
+	benchProgBenchBounce    = "bench_bounce"
 	benchProgBenchFwd       = "bench_fwd"
 	benchProgBenchGen       = "bench_gen"
+	benchProgBenchLoop      = "bench_loop"
 	benchProgBenchSink      = "bench_sink"
 	benchVarBenchUnusedMode = "bench_unused_mode"
 )
@@ -93,9 +106,11 @@ type benchSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type benchProgramSpecs struct {
-	BenchFwd  *ebpf.ProgramSpec `ebpf:"bench_fwd"`
-	BenchGen  *ebpf.ProgramSpec `ebpf:"bench_gen"`
-	BenchSink *ebpf.ProgramSpec `ebpf:"bench_sink"`
+	BenchBounce *ebpf.ProgramSpec `ebpf:"bench_bounce"`
+	BenchFwd    *ebpf.ProgramSpec `ebpf:"bench_fwd"`
+	BenchGen    *ebpf.ProgramSpec `ebpf:"bench_gen"`
+	BenchLoop   *ebpf.ProgramSpec `ebpf:"bench_loop"`
+	BenchSink   *ebpf.ProgramSpec `ebpf:"bench_sink"`
 }
 
 // benchMapSpecs contains maps before they are loaded into the kernel.
@@ -104,7 +119,10 @@ type benchProgramSpecs struct {
 type benchMapSpecs struct {
 	BenchCfg    *ebpf.MapSpec `ebpf:"bench_cfg"`
 	BenchCounts *ebpf.MapSpec `ebpf:"bench_counts"`
+	BenchCtl    *ebpf.MapSpec `ebpf:"bench_ctl"`
+	BenchLoopTx *ebpf.MapSpec `ebpf:"bench_loop_tx"`
 	BenchMode   *ebpf.MapSpec `ebpf:"bench_mode"`
+	BenchPass   *ebpf.MapSpec `ebpf:"bench_pass"`
 	BenchSeq    *ebpf.MapSpec `ebpf:"bench_seq"`
 	BenchTx     *ebpf.MapSpec `ebpf:"bench_tx"`
 }
@@ -138,7 +156,10 @@ func (o *benchObjects) Close() error {
 type benchMaps struct {
 	BenchCfg    *ebpf.Map `ebpf:"bench_cfg"`
 	BenchCounts *ebpf.Map `ebpf:"bench_counts"`
+	BenchCtl    *ebpf.Map `ebpf:"bench_ctl"`
+	BenchLoopTx *ebpf.Map `ebpf:"bench_loop_tx"`
 	BenchMode   *ebpf.Map `ebpf:"bench_mode"`
+	BenchPass   *ebpf.Map `ebpf:"bench_pass"`
 	BenchSeq    *ebpf.Map `ebpf:"bench_seq"`
 	BenchTx     *ebpf.Map `ebpf:"bench_tx"`
 }
@@ -147,7 +168,10 @@ func (m *benchMaps) Close() error {
 	return _BenchClose(
 		m.BenchCfg,
 		m.BenchCounts,
+		m.BenchCtl,
+		m.BenchLoopTx,
 		m.BenchMode,
+		m.BenchPass,
 		m.BenchSeq,
 		m.BenchTx,
 	)
@@ -164,15 +188,19 @@ type benchVariables struct {
 //
 // It can be passed to loadBenchObjects or ebpf.CollectionSpec.LoadAndAssign.
 type benchPrograms struct {
-	BenchFwd  *ebpf.Program `ebpf:"bench_fwd"`
-	BenchGen  *ebpf.Program `ebpf:"bench_gen"`
-	BenchSink *ebpf.Program `ebpf:"bench_sink"`
+	BenchBounce *ebpf.Program `ebpf:"bench_bounce"`
+	BenchFwd    *ebpf.Program `ebpf:"bench_fwd"`
+	BenchGen    *ebpf.Program `ebpf:"bench_gen"`
+	BenchLoop   *ebpf.Program `ebpf:"bench_loop"`
+	BenchSink   *ebpf.Program `ebpf:"bench_sink"`
 }
 
 func (p *benchPrograms) Close() error {
 	return _BenchClose(
+		p.BenchBounce,
 		p.BenchFwd,
 		p.BenchGen,
+		p.BenchLoop,
 		p.BenchSink,
 	)
 }

@@ -27,6 +27,7 @@ const (
 	ConfigRouteTC     = "route-tc"
 	ConfigOffloadXDP  = "offload-xdp"
 	ConfigOffloadTC   = "offload-tc"
+	ConfigOffloadAuto = "offload-auto"
 )
 
 // Baseline is the configuration every other is compared with: the usual
@@ -61,6 +62,7 @@ var configs = []config{
 	{name: ConfigRouteTC, label: "fastpath route (TC)", short: "fp route TC", mode: "route", attach: "tc"},
 	{name: ConfigOffloadXDP, label: "fastpath offload + masq (XDP)", short: "fp offload XDP", conntrack: true, masq: true, mode: "offload", attach: "xdp"},
 	{name: ConfigOffloadTC, label: "fastpath offload + masq (TC)", short: "fp offload TC", conntrack: true, masq: true, mode: "offload", attach: "tc"},
+	{name: ConfigOffloadAuto, label: "fastpath offload + masq (auto)", short: "fp offload auto", conntrack: true, masq: true, mode: "offload", attach: "auto"},
 }
 
 // ConfigNames lists every configuration, in run order.
@@ -221,7 +223,7 @@ func (r *runner) startDaemon(ctx context.Context, cfg config, undo *[]func() err
 		return nil, fmt.Errorf("fastpath daemon (%s): %w\n%s", cfg.name, err, p.Output())
 	}
 	for _, ifc := range st.Interfaces {
-		if ifc.AttachedAs != cfg.attach {
+		if cfg.attach != "auto" && ifc.AttachedAs != cfg.attach {
 			return nil, fmt.Errorf("fastpath daemon (%s): %s attached as %q, want %q", cfg.name, ifc.Name, ifc.AttachedAs, cfg.attach)
 		}
 	}

@@ -2,6 +2,7 @@ package bench
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -34,13 +35,17 @@ type env struct {
 	r0Index        int // in rtr
 	r0Threads      []int
 
-	gen  *generator
-	sink *counter // s0
-	back *counter // g0
+	gen    source
+	inject *packetSocket // on g0: single frames (establishing flows)
+	sink   *counter      // s0
+	back   *counter      // g0
 }
 
 // newEnv builds the lab and its instruments; on error nothing remains.
-func newEnv(ctx context.Context, name string, split bool, cpus []int, log *slog.Logger) (_ *env, err error) {
+func newEnv(ctx context.Context, name, genKind string, split bool, cpus []int, log *slog.Logger) (_ *env, err error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
 	e := &env{log: log, split: split, genCPU: cpus[len(cpus)-1]}
 	e.routerCPU, e.restCPU = e.genCPU, cpus[0]
 	if split {
@@ -56,13 +61,13 @@ func newEnv(ctx context.Context, name string, split bool, cpus []int, log *slog.
 			err = errors.Join(err, e.close())
 		}
 	}()
-	if err := e.setup(ctx); err != nil {
+	if err := e.setup(ctx, genKind); err != nil {
 		return nil, fmt.Errorf("bench lab %s: %w", name, err)
 	}
 	return e, nil
 }
 
-func (e *env) setup(ctx context.Context) error {
+func (e *env) setup(ctx context.Context, genKind string) error {
 	l := e.lab
 	var err error
 	if e.g0, e.g0Index, err = hwaddr(l.Gen, l.GenIf); err != nil {
@@ -123,10 +128,14 @@ func (e *env) setup(ctx context.Context) error {
 	if e.back, err = attachCounter(l.Gen, l.GenIf); err != nil {
 		return err
 	}
-	if e.gen, err = newGenerator(l.Gen, e.g0Index, e.genCPU, !e.split); err != nil {
+	if e.inject, err = openPacketSocket(l.Gen, l.GenIf); err != nil {
 		return err
 	}
-	e.log.Debug("bench lab ready", "split", e.split, "router_cpu", e.routerCPU, "gen_cpu", e.genCPU, "r0_napi_threads", e.r0Threads)
+	at := pinned{ns: l.Gen, cpu: e.genCPU, rt: !e.split}
+	if e.gen, err = newSource(ctx, genKind, at, l.GenIf, e.g0Index, e.frames(MinFrame), e.log); err != nil {
+		return err
+	}
+	e.log.Debug("bench lab ready", "generator", e.gen.kind(), "split", e.split, "router_cpu", e.routerCPU, "gen_cpu", e.genCPU, "r0_napi_threads", e.r0Threads)
 	return nil
 }
 
@@ -136,10 +145,42 @@ func (e *env) frames(size int) frameSpec {
 	return frameSpec{size: size, dst: e.r0, src: e.g0, from: e.lab.GenAddr4, to: e.lab.SinkAddr4}
 }
 
+// dropCounters takes the counters off g0 and s0 (bulk TCP runs without
+// them).
+func (e *env) dropCounters() {
+	for _, c := range []**counter{&e.sink, &e.back} {
+		if *c != nil {
+			(*c).Close()
+			*c = nil
+		}
+	}
+}
+
+// sendFlows sends one frame of each of flows lo..lo+n-1 from g0.
+func (e *env) sendFlows(lo, n int) error {
+	frame, err := e.frames(MinFrame).frame()
+	if err != nil {
+		return err
+	}
+	udp := frame[ethLen+ipLen:]
+	for i := lo; i < lo+n; i++ {
+		sport, dport := flowTuple(i)
+		binary.BigEndian.PutUint16(udp[0:], sport)
+		binary.BigEndian.PutUint16(udp[2:], dport)
+		if err := e.inject.send(frame); err != nil {
+			return fmt.Errorf("send flow %d from %s: %w", i, e.lab.GenIf, err)
+		}
+	}
+	return nil
+}
+
 // close removes the instruments and the lab.
 func (e *env) close() error {
 	if e.gen != nil {
 		e.gen.Close()
+	}
+	if e.inject != nil {
+		e.inject.Close()
 	}
 	if e.sink != nil {
 		e.sink.Close()

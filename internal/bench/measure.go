@@ -15,13 +15,12 @@ import (
 // replied (SEEN_REPLY) and netfilter has accepted both directions. The
 // flows go in small rounds, each waiting for its replies (the kernel path
 // is far slower than the generator; a round too big would overflow the
-// veth's ring), and a round that lost packets is sent again.
+// veth's ring), and a round that lost packets is sent again. The frames go
+// from a packet socket on g0: the same frames as the generator's, whichever
+// generator runs.
 func (r *runner) establish(ctx context.Context, n int) (*Establish, error) {
 	e := r.env
 	start := time.Now()
-	if err := e.gen.configure(e.frames(MinFrame), n); err != nil {
-		return nil, err
-	}
 	if err := e.sink.reflect(true); err != nil {
 		return nil, err
 	}
@@ -37,10 +36,7 @@ func (r *runner) establish(ctx context.Context, n int) (*Establish, error) {
 			if err != nil {
 				return nil, err
 			}
-			if err := e.gen.setSeq(uint64(lo)); err != nil {
-				return nil, err
-			}
-			if err := e.gen.burst(uint32(cnt)); err != nil {
+			if err := e.sendFlows(lo, cnt); err != nil {
 				return nil, err
 			}
 			got, err := waitCount(ctx, e.back, base+uint64(cnt), establishWait)
@@ -74,8 +70,7 @@ func (r *runner) establish(ctx context.Context, n int) (*Establish, error) {
 }
 
 // waitCount polls c until it counted at least want packets or timeout
-// passes, and returns the last count. The poll runs on this (the
-// generator's) CPU; the replies travel on the router's.
+// passes, and returns the last count.
 func waitCount(ctx context.Context, c *counter, want uint64, timeout time.Duration) (uint64, error) {
 	deadline := time.Now().Add(timeout)
 	for {
@@ -138,12 +133,8 @@ func (r *runner) measure(ctx context.Context, a *active, c *Cell) {
 		c.Error = err.Error()
 		return
 	}
-	if err := e.gen.setSeq(0); err != nil {
-		c.Error = err.Error()
-		return
-	}
 	limit := o.Warmup + time.Duration(o.Repeats)*(o.Duration+time.Second) + profileWindow + 10*time.Second
-	run := e.gen.start(ctx, limit)
+	run := e.gen.start(ctx, limit, 0)
 	defer func() {
 		if err := run.halt(); err != nil && c.Error == "" {
 			c.Error = err.Error()
@@ -298,6 +289,18 @@ func (p *progress) cell(c *Cell) {
 		return
 	}
 	fmt.Fprintf(p.w, "%s %s: %s\n", p.prefix(), cellName(c.Config, c.FrameSize, c.Flows), res)
+}
+
+// line prints a finished result that is not a pps cell.
+func (p *progress) line(s string) {
+	if p.w == nil {
+		return
+	}
+	if p.terminal {
+		fmt.Fprintf(p.w, "\r\033[K%s %s\n", p.prefix(), s)
+		return
+	}
+	fmt.Fprintf(p.w, "%s %s\n", p.prefix(), s)
 }
 
 // done clears the line.

@@ -1,14 +1,11 @@
 package bench
 
 import (
-	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"net"
 	"net/netip"
-	"sync/atomic"
-	"time"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
@@ -111,17 +108,11 @@ func ipChecksum(h []byte) uint16 {
 	return ^uint16(sum)
 }
 
-// genObjects are the generator's program and maps.
-type genObjects struct {
-	Prog *ebpf.Program `ebpf:"bench_gen"`
-	Cfg  *ebpf.Map     `ebpf:"bench_cfg"`
-	Seq  *ebpf.Map     `ebpf:"bench_seq"`
-}
-
 // sinkObjects are a counter's program and maps; Tx holds the counter's own
 // device, where reflected frames leave.
 type sinkObjects struct {
 	Prog   *ebpf.Program `ebpf:"bench_sink"`
+	Pass   *ebpf.Map     `ebpf:"bench_pass"`
 	Counts *ebpf.Map     `ebpf:"bench_counts"`
 	Mode   *ebpf.Map     `ebpf:"bench_mode"`
 	Tx     *ebpf.Map     `ebpf:"bench_tx"`
@@ -159,190 +150,6 @@ func closeAll(cs ...interface{ Close() error }) {
 	}
 }
 
-// xdpMD mirrors struct xdp_md. For BPF_PROG_RUN the kernel wants data and
-// data_meta 0 and data_end the frame's length; ingress_ifindex binds the
-// frames to that device, whose XDP_TX sends them.
-type xdpMD struct {
-	Data, DataEnd, DataMeta      uint32
-	IngressIfindex, RxQueueIndex uint32
-	EgressIfindex                uint32
-}
-
-// Generator bounds: frames per BPF_PROG_RUN call (about 20 ms at the
-// generator's speed), and the kernel's live-frames batch.
-const (
-	genChunk = 1 << 18
-	genBatch = 64
-)
-
-// generator sends frames out of an interface from BPF_PROG_RUN in live
-// frames mode: every frame the program returns XDP_TX for is transmitted
-// by the device, as if the driver had received and bounced it.
-type generator struct {
-	objs    genObjects
-	ns      string // where ifindex lives
-	ifindex int
-	cpu     int  // the thread running the program is pinned here
-	rt      bool // and runs SCHED_FIFO (it carries the router's work too)
-	frame   []byte
-}
-
-func newGenerator(ns string, ifindex, cpu int, rt bool) (*generator, error) {
-	g := &generator{ns: ns, ifindex: ifindex, cpu: cpu, rt: rt}
-	if err := load(&g.objs); err != nil {
-		return nil, err
-	}
-	return g, nil
-}
-
-func (g *generator) Close() error {
-	closeAll(g.objs.Prog, g.objs.Cfg, g.objs.Seq)
-	return nil
-}
-
-// configure sets the frame and the number of flows cycled through.
-func (g *generator) configure(f frameSpec, flows int) error {
-	if flows < 1 || flows > MaxFlows {
-		return fmt.Errorf("flow count %d outside 1..%d", flows, MaxFlows)
-	}
-	h, err := f.header()
-	if err != nil {
-		return err
-	}
-	frame, err := f.frame()
-	if err != nil {
-		return err
-	}
-	cfg := benchBenchGenCfg{
-		Hdr:       h,
-		SportBase: sportBase,
-		DportBase: dportBase,
-		Flows:     uint32(flows),
-		SportSpan: sportSpan,
-	}
-	if err := g.objs.Cfg.Update(uint32(0), cfg, ebpf.UpdateAny); err != nil {
-		return fmt.Errorf("configure generator: %w", err)
-	}
-	g.frame = frame
-	return nil
-}
-
-// setSeq sets the frame counter (the next flow index) on every CPU.
-func (g *generator) setSeq(v uint64) error {
-	vals := make([]uint64, ebpf.MustPossibleCPU())
-	for i := range vals {
-		vals[i] = v
-	}
-	if err := g.objs.Seq.Update(uint32(0), vals, ebpf.UpdateAny); err != nil {
-		return fmt.Errorf("reset generator counter: %w", err)
-	}
-	return nil
-}
-
-// sent is the number of frames generated since the last setSeq(0).
-func (g *generator) sent() (uint64, error) {
-	var vals []uint64
-	if err := g.objs.Seq.Lookup(uint32(0), &vals); err != nil {
-		return 0, fmt.Errorf("read generator counter: %w", err)
-	}
-	var n uint64
-	for _, v := range vals {
-		n += v
-	}
-	return n, nil
-}
-
-// burst generates exactly n frames (n <= genChunk), from the gen netns on
-// the pinned CPU.
-func (g *generator) burst(n uint32) error {
-	return g.onCPU(func() error { return g.runOnce(n) })
-}
-
-func (g *generator) runOnce(n uint32) error {
-	if g.frame == nil {
-		return errors.New("generator not configured")
-	}
-	_, err := g.objs.Prog.Run(&ebpf.RunOptions{
-		Data:      g.frame,
-		Repeat:    n,
-		Flags:     unix.BPF_F_TEST_XDP_LIVE_FRAMES,
-		BatchSize: genBatch,
-		Context:   xdpMD{DataEnd: uint32(len(g.frame)), IngressIfindex: uint32(g.ifindex)},
-	})
-	if err != nil {
-		return fmt.Errorf("generator: BPF_PROG_RUN of %d live frames on ifindex %d: %w", n, g.ifindex, err)
-	}
-	return nil
-}
-
-// onCPU runs fn in the generator's netns with the thread pinned to g.cpu.
-func (g *generator) onCPU(fn func() error) error {
-	return nsutil.Do(g.ns, func() error {
-		var orig unix.CPUSet
-		if err := unix.SchedGetaffinity(0, &orig); err != nil {
-			return fmt.Errorf("get thread affinity: %w", err)
-		}
-		var one unix.CPUSet
-		one.Set(g.cpu)
-		if err := unix.SchedSetaffinity(0, &one); err != nil {
-			return fmt.Errorf("pin generator to cpu %d: %w", g.cpu, err)
-		}
-		defer unix.SchedSetaffinity(0, &orig)
-		if g.rt {
-			if err := makeRealtime(0, genPriority); err != nil {
-				return err
-			}
-			defer unix.SchedSetAttr(0, &unix.SchedAttr{Size: unix.SizeofSchedAttr, Policy: unix.SCHED_NORMAL}, 0)
-		}
-		return fn()
-	})
-}
-
-// running is a generator sending in the background until stopped.
-type running struct {
-	stop atomic.Bool
-	done chan error
-}
-
-// start sends frames in chunks until stop is called, ctx ends or limit
-// passes, whichever is first. Each chunk is bounded, so stopping takes at
-// most one chunk's time.
-func (g *generator) start(ctx context.Context, limit time.Duration) *running {
-	r := &running{done: make(chan error, 1)}
-	deadline := time.Now().Add(limit)
-	go func() {
-		r.done <- g.onCPU(func() error {
-			for !r.stop.Load() && ctx.Err() == nil && time.Now().Before(deadline) {
-				if err := g.runOnce(genChunk); err != nil {
-					return err
-				}
-			}
-			return nil
-		})
-	}()
-	return r
-}
-
-// halt stops the generator and returns its error, if it failed.
-func (r *running) halt() error {
-	r.stop.Store(true)
-	return <-r.done
-}
-
-// failed returns the generator's error if it has stopped already.
-func (r *running) failed() error {
-	select {
-	case err := <-r.done:
-		r.done <- err // keep it for halt
-		if err == nil {
-			return errors.New("generator stopped early")
-		}
-		return err
-	default:
-		return nil
-	}
-}
-
 // counter is an XDP program counting the IPv4 UDP frames arriving on an
 // interface, then dropping them (or reflecting them: see reflect).
 type counter struct {
@@ -365,6 +172,10 @@ func attachCounter(ns, ifname string) (*counter, error) {
 		if err := c.objs.Tx.Update(uint32(0), uint32(ifi.Index), ebpf.UpdateAny); err != nil {
 			return fmt.Errorf("devmap: %w", err)
 		}
+		// The latency probe's traffic goes on to the stack.
+		if err := c.objs.Pass.Update(uint32(0), htons(latPort), ebpf.UpdateAny); err != nil {
+			return fmt.Errorf("pass port: %w", err)
+		}
 		c.link, err = link.AttachXDP(link.XDPOptions{Program: c.objs.Prog, Interface: ifi.Index, Flags: link.XDPDriverMode})
 		return err
 	})
@@ -376,7 +187,7 @@ func attachCounter(ns, ifname string) (*counter, error) {
 }
 
 func (c *counter) Close() error {
-	closeAll(c.link, c.objs.Prog, c.objs.Counts, c.objs.Mode, c.objs.Tx)
+	closeAll(c.link, c.objs.Prog, c.objs.Pass, c.objs.Counts, c.objs.Mode, c.objs.Tx)
 	return nil
 }
 

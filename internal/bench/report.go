@@ -23,6 +23,10 @@ type Report struct {
 	// Baseline names the configuration the ratios are relative to.
 	Baseline string `json:"baseline"`
 	Cells    []Cell `json:"cells"`
+	// TCP is bulk TCP through the configurations in Settings.TCPConfigs.
+	TCP []TCPCell `json:"tcp"`
+	// Latency is request/response round trips per configuration.
+	Latency []LatencyCell `json:"latency"`
 }
 
 // SchemaVersion identifies the JSON layout.
@@ -44,16 +48,20 @@ type Machine struct {
 
 // Settings are the options the run used.
 type Settings struct {
-	Configs      []string `json:"configs"`
-	FrameSizes   []int    `json:"frame_sizes"`
-	Flows        []int    `json:"flows"`
-	Repeats      int      `json:"repeats"`
-	DurationSec  float64  `json:"duration_seconds"`
-	WarmupSec    float64  `json:"warmup_seconds"`
-	Profile      bool     `json:"profile"`
-	FlowEntries  int      `json:"flow_cache_entries"`
-	Quick        bool     `json:"quick"`
-	Split        bool     `json:"split_cpus"`
+	Configs     []string `json:"configs"`
+	FrameSizes  []int    `json:"frame_sizes"`
+	Flows       []int    `json:"flows"`
+	Repeats     int      `json:"repeats"`
+	DurationSec float64  `json:"duration_seconds"`
+	WarmupSec   float64  `json:"warmup_seconds"`
+	Profile     bool     `json:"profile"`
+	FlowEntries int      `json:"flow_cache_entries"`
+	Quick       bool     `json:"quick"`
+	Split       bool     `json:"split_cpus"`
+	// Generator is the generator that ran: "live" or "loop".
+	Generator string `json:"generator"`
+	// TCPConfigs are the configurations bulk TCP ran through.
+	TCPConfigs   []string `json:"tcp_configs"`
 	CommandLine  string   `json:"command_line,omitempty"`
 	FrameDetails string   `json:"frame"`
 }
@@ -71,6 +79,12 @@ type Cell struct {
 	RxMpps  Summary  `json:"rx_mpps"`
 	RxGbps  Summary  `json:"rx_gbps"`
 	TxMpps  Summary  `json:"tx_mpps"`
+	// RouterNs is the router's own cost per packet in ns: 1/rate minus
+	// 1/rate of veth-direct (the generator straight into the counter) at
+	// the same frame size and flows, which takes out what the generator
+	// and the sink cost. Min comes from the fastest repeat, max from the
+	// slowest. Absent where veth-direct was not measured.
+	RouterNs *Summary `json:"router_ns_per_packet,omitempty"`
 	// GenLimited: the sink received about everything the generator sent,
 	// so the generator, not the router, set the rate.
 	GenLimited bool `json:"generator_limited"`
@@ -175,6 +189,24 @@ const (
 // counts one more.
 const busyLoad = 1.0
 
+// fillCosts sets every measured cell's RouterNs from the veth-direct cell
+// of the same frame size and flows.
+func (r *Report) fillCosts() {
+	for i := range r.Cells {
+		c := &r.Cells[i]
+		v := r.Cell(ConfigVeth, c.FrameSize, c.Flows)
+		if c.Config == ConfigVeth || c.Failed() || v == nil || v.Failed() || v.RxMpps.Median <= 0 || c.RxMpps.Min <= 0 {
+			continue
+		}
+		wire := 1e3 / v.RxMpps.Median // ns per packet without a router
+		c.RouterNs = &Summary{
+			Median: round3(1e3/c.RxMpps.Median - wire),
+			Min:    round3(1e3/c.RxMpps.Max - wire),
+			Max:    round3(1e3/c.RxMpps.Min - wire),
+		}
+	}
+}
+
 // Failed reports whether the cell has no valid rate.
 func (c *Cell) Failed() bool { return c.Error != "" }
 
@@ -244,10 +276,10 @@ func (r *Report) groups() [][2]int {
 // Gbit/s, the spread of the repeats, and the ratio to the baseline.
 func (r *Report) WriteTable(w io.Writer) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintf(tw, "frame\tflows\tconfiguration\tMpps\tmin..max\tGbit/s\tvs %s\tnotes\t\n", r.baselineLabel())
+	fmt.Fprintf(tw, "frame\tflows\tconfiguration\tMpps\tmin..max\tGbit/s\tvs %s\trouter ns/pkt\tmin..max\tnotes\t\n", r.baselineLabel())
 	for gi, g := range r.groups() {
 		if gi > 0 {
-			fmt.Fprintf(tw, "\t\t\t\t\t\t\t\t\n")
+			fmt.Fprintf(tw, "\t\t\t\t\t\t\t\t\t\t\n")
 		}
 		for _, name := range r.Settings.Configs {
 			c := r.Cell(name, g[0], g[1])
@@ -256,15 +288,20 @@ func (r *Report) WriteTable(w io.Writer) error {
 			}
 			fmt.Fprintf(tw, "%d B\t%s\t%s\t", c.FrameSize, FlowsLabel(c.Flows), c.Label)
 			if c.Failed() {
-				fmt.Fprintf(tw, "0\tFAIL\t\t\t%s\t\n", c.Error)
+				fmt.Fprintf(tw, "0\tFAIL\t\t\t\t\t%s\t\n", c.Error)
 				continue
 			}
 			ratio := "-"
 			if v, ok := r.Ratio(c); ok {
 				ratio = fmt.Sprintf("%.2fx", v)
 			}
-			fmt.Fprintf(tw, "%.2f\t%.2f..%.2f\t%.2f\t%s\t%s\t\n",
-				c.RxMpps.Median, c.RxMpps.Min, c.RxMpps.Max, c.RxGbps.Median, ratio, c.notes())
+			cost, spread := "-", ""
+			if c.RouterNs != nil {
+				cost = fmt.Sprintf("%.0f", c.RouterNs.Median)
+				spread = fmt.Sprintf("%.0f..%.0f", c.RouterNs.Min, c.RouterNs.Max)
+			}
+			fmt.Fprintf(tw, "%.2f\t%.2f..%.2f\t%.2f\t%s\t%s\t%s\t%s\t\n",
+				c.RxMpps.Median, c.RxMpps.Min, c.RxMpps.Max, c.RxGbps.Median, ratio, cost, spread, c.notes())
 		}
 	}
 	if err := tw.Flush(); err != nil {
@@ -275,8 +312,15 @@ func (r *Report) WriteTable(w io.Writer) error {
 		how = fmt.Sprintf("the router has CPU %d, the generator CPU %d; gen-limited: the sink got >= %.0f%% of what the generator sent",
 			r.Machine.RouterCPU, r.Machine.GenCPU, 100*genLimitRatio)
 	}
-	if _, err := fmt.Fprintf(w, "\nMpps received by the sink: median of %d repeats of %s each; %s.\n",
-		r.Settings.Repeats, time.Duration(r.Settings.DurationSec*float64(time.Second)), how); err != nil {
+	if _, err := fmt.Fprintf(w, "\nMpps received by the sink: median of %d repeats of %s each; %s; generator: %s.\n"+
+		"router ns/pkt: the router's own cost, 1/rate - 1/rate(%s) at the same size and flows.\n",
+		r.Settings.Repeats, time.Duration(r.Settings.DurationSec*float64(time.Second)), how, r.Settings.Generator, ConfigVeth); err != nil {
+		return err
+	}
+	if err := r.writeTCP(w); err != nil {
+		return err
+	}
+	if err := r.writeLatency(w); err != nil {
 		return err
 	}
 	if r.Machine.LoadBefore > busyLoad || r.Machine.LoadAfter > busyLoad+1 {
@@ -285,6 +329,85 @@ func (r *Report) WriteTable(w io.Writer) error {
 		return err
 	}
 	return nil
+}
+
+// writeTCP writes the bulk TCP table, if any.
+func (r *Report) writeTCP(w io.Writer) error {
+	if len(r.TCP) == 0 {
+		return nil
+	}
+	fmt.Fprintf(w, "\nBulk TCP, one stream gen -> sink (Gbit/s, median of %d; host offloads: tx checksum, TSO, GSO of g0 and s0):\n", r.Settings.Repeats)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintf(tw, "configuration\thost offloads\thook\tGbit/s\tmin..max\tvs %s\tnotes\t\n", r.baselineLabel())
+	for _, c := range r.TCP {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t", c.Label, c.HostOffloads, orDash(c.AttachedAs))
+		if c.Failed() {
+			fmt.Fprintf(tw, "0\tFAIL\t\t%s\t\n", c.Error)
+			continue
+		}
+		ratio := "-"
+		if v, ok := r.TCPRatio(&c); ok {
+			ratio = fmt.Sprintf("%.2fx", v)
+		}
+		note := ""
+		if c.FastpathShare != nil {
+			note = fmt.Sprintf("fastpath %.0f%%", 100**c.FastpathShare)
+		}
+		fmt.Fprintf(tw, "%.2f\t%.2f..%.2f\t%s\t%s\t\n", c.Gbps.Median, c.Gbps.Min, c.Gbps.Max, ratio, note)
+	}
+	return tw.Flush()
+}
+
+// TCPRatio is c's median over the baseline's at the same host offloads.
+func (r *Report) TCPRatio(c *TCPCell) (float64, bool) {
+	for _, b := range r.TCP {
+		if b.Config == r.Baseline && b.HostOffloads == c.HostOffloads {
+			if b.Failed() || c.Failed() || b.Gbps.Median == 0 {
+				return 0, false
+			}
+			return c.Gbps.Median / b.Gbps.Median, true
+		}
+	}
+	return 0, false
+}
+
+// writeLatency writes the round-trip table, if any.
+func (r *Report) writeLatency(w io.Writer) error {
+	if len(r.Latency) == 0 {
+		return nil
+	}
+	fmt.Fprintf(w, "\nUDP request/response round trips gen -> sink -> gen (us), idle and while the generator sends half the measured rate:\n")
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintf(tw, "configuration\tp50\tp99\tp99.9\tlost\tload Mpps\tp50\tp99\tp99.9\tlost\t\n")
+	rtt := func(x *RTT) string {
+		if x == nil {
+			return "-\t-\t-\t-"
+		}
+		return fmt.Sprintf("%.0f\t%.0f\t%.0f\t%d", x.P50, x.P99, x.P999, x.Lost)
+	}
+	for _, c := range r.Latency {
+		if c.Error != "" && c.Idle == nil {
+			fmt.Fprintf(tw, "%s\tFAIL\t\t\t\t\t\t\t\t%s\t\n", c.Label, c.Error)
+			continue
+		}
+		load := "-"
+		if c.LoadMpps > 0 {
+			load = fmt.Sprintf("%.2f", c.LoadMpps)
+		}
+		loaded := rtt(c.Loaded)
+		if c.Error != "" {
+			loaded = "FAIL\t\t\t" + c.Error
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t\n", c.Label, rtt(c.Idle), load, loaded)
+	}
+	return tw.Flush()
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
 }
 
 func (r *Report) baselineLabel() string { return shortLabel(r.Baseline) }
