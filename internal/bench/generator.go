@@ -93,17 +93,11 @@ type pinned struct {
 }
 
 func (p pinned) do(fn func() error) error {
-	return nsutil.Do(p.ns, func() error {
-		return onCPU(p.cpu, func() error {
-			if p.rt {
-				if err := makeRealtime(0, genPriority); err != nil {
-					return err
-				}
-				defer unix.SchedSetAttr(0, &unix.SchedAttr{Size: unix.SizeofSchedAttr, Policy: unix.SCHED_NORMAL}, 0)
-			}
-			return fn()
-		})
-	})
+	prio := uint32(0)
+	if p.rt {
+		prio = genPriority
+	}
+	return nsutil.Do(p.ns, func() error { return onCPU(p.cpu, prio, fn) })
 }
 
 // running is a generator sending in the background until halted.
@@ -138,8 +132,12 @@ func (r *running) failed() error {
 	}
 }
 
-// paceTick is how often a paced generator tops up its budget.
-const paceTick = time.Millisecond
+// paceTick is how often a paced generator tops up its budget; paceAhead
+// bounds the burst a late tick may cause.
+const (
+	paceTick  = time.Millisecond
+	paceAhead = 5 * paceTick
+)
 
 // budget is how many frames a generator paced at pps should have sent by
 // elapsed; MaxUint64 when it is not paced.
@@ -148,6 +146,16 @@ func budget(pps float64, elapsed time.Duration) uint64 {
 		return math.MaxUint64
 	}
 	return uint64(pps * elapsed.Seconds())
+}
+
+// nap sleeps the calling (locked, pinned) thread in the kernel: a pacing
+// interval, not synchronisation. time.Sleep would park the goroutine and
+// wake it through the runtime's timers on another thread, late by
+// milliseconds when that thread is on another, busy CPU.
+func nap(d time.Duration) {
+	ts := unix.NsecToTimespec(d.Nanoseconds())
+	for unix.Nanosleep(&ts, &ts) == unix.EINTR {
+	}
 }
 
 // Live frames ---------------------------------------------------------------
@@ -250,9 +258,9 @@ func (g *liveGen) start(ctx context.Context, limit time.Duration, pps float64) *
 					if err != nil {
 						return err
 					}
-					due := budget(pps, time.Since(t0))
+					due := min(budget(pps, time.Since(t0)), sent+budget(pps, paceAhead))
 					if due <= sent {
-						time.Sleep(paceTick) // pacing, not synchronisation
+						nap(paceTick)
 						continue
 					}
 					n = min(n, due-sent)
@@ -433,13 +441,18 @@ func (g *loopGen) start(ctx context.Context, limit time.Duration, pps float64) *
 				if err != nil {
 					return err
 				}
+				// Paced, the loop dies out at each limit: it needs seeds
+				// whenever it reached the last one.
+				died := sent == last || (pps > 0 && sent >= ctl.Limit)
 				if pps > 0 {
-					ctl.Limit = budget(pps, time.Since(t0))
+					// A late tick does not turn into a long burst: at most
+					// paceAhead ahead of what went out.
+					ctl.Limit = min(budget(pps, time.Since(t0)), sent+budget(pps, paceAhead))
 					if err := g.setCtl(ctl); err != nil {
 						return err
 					}
 				}
-				if sent == last && sent < ctl.Limit {
+				if died && sent < ctl.Limit {
 					if dead++; pps <= 0 && dead > 50 {
 						return errors.New("loop generator: frames stopped circling")
 					}
@@ -450,7 +463,7 @@ func (g *loopGen) start(ctx context.Context, limit time.Duration, pps float64) *
 					dead = 0
 				}
 				last = sent
-				time.Sleep(tick) // the loop runs in softirq; this thread only watches
+				nap(tick) // the loop runs in softirq; this thread only watches
 			}
 			return nil
 		})

@@ -5,11 +5,10 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"net"
 	"net/netip"
-	"os"
 	"runtime"
 	"slices"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -55,6 +54,8 @@ type LatencyCell struct {
 	// configuration's median rate at the smallest frame and flow count.
 	Loaded   *RTT    `json:"loaded,omitempty"`
 	LoadMpps float64 `json:"load_mpps,omitempty"`
+	// SentMpps is what the generator actually sent meanwhile.
+	SentMpps float64 `json:"sent_mpps,omitempty"`
 	Error    string  `json:"error,omitempty"`
 }
 
@@ -74,7 +75,7 @@ func (r *runner) latency(ctx context.Context, cfg config) {
 		if lc.Error == "" {
 			res = fmt.Sprintf("idle p50 %.0f us p99 %.0f us", lc.Idle.P50, lc.Idle.P99)
 			if lc.Loaded != nil {
-				res += fmt.Sprintf("; at %.2f Mpps p50 %.0f us p99 %.0f us", lc.LoadMpps, lc.Loaded.P50, lc.Loaded.P99)
+				res += fmt.Sprintf("; at %.2f Mpps (sent %.2f) p50 %.0f us p99 %.0f us", lc.LoadMpps, lc.SentMpps, lc.Loaded.P50, lc.Loaded.P99)
 			}
 		}
 		r.prog.line(fmt.Sprintf("latency %s: %s", cfg.name, res))
@@ -110,7 +111,11 @@ func (r *runner) latency(ctx context.Context, cfg config) {
 	}
 	r.prog.show("latency "+cfg.name, 0, 0, fmt.Sprintf("at %.2f Mpps", lc.LoadMpps))
 	run := e.gen.start(ctx, time.Minute, lc.LoadMpps*1e6)
+	t0 := time.Now()
 	loaded, err := p.run(n)
+	if sent, serr := e.gen.sent(); serr == nil {
+		lc.SentMpps = round3(rate(sent, time.Since(t0)))
+	}
 	if herr := run.halt(); err == nil && herr != nil {
 		err = fmt.Errorf("generator: %w", herr)
 	}
@@ -123,40 +128,60 @@ func (r *runner) latency(ctx context.Context, cfg config) {
 
 // probe is the round-trip client in gen and its echo server in sink, both
 // on the generator's CPU: the probe's packets then wait behind the flood's
-// for the same CPU, as they would on a loaded router.
+// for the same CPU, as they would on a loaded router. Both run SCHED_FIFO
+// above the generator, on threads of their own blocked in the kernel (not
+// Go's netpoller, whose wake-ups go through another thread and CPU), so
+// what the round trips show is the packets' wait, not the probe's.
 type probe struct {
 	cpu    int
-	client *net.UDPConn
-	server *net.UDPConn
+	client int // UDP sockets
+	server int
+	stop   atomic.Bool
 	done   chan struct{}
 }
+
+// probeSocket opens a UDP socket in ns bound to local:latPort, connected to
+// remote:latPort when remote is valid, with receive timeout t.
+func probeSocket(ns string, local, remote netip.Addr, t time.Duration) (int, error) {
+	fd := -1
+	err := nsutil.Do(ns, func() error {
+		var err error
+		if fd, err = unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0); err != nil {
+			return err
+		}
+		tv := unix.NsecToTimeval(t.Nanoseconds())
+		if err := unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv); err != nil {
+			return err
+		}
+		if err := unix.Bind(fd, &unix.SockaddrInet4{Addr: local.As4(), Port: latPort}); err != nil {
+			return err
+		}
+		if remote.IsValid() {
+			return unix.Connect(fd, &unix.SockaddrInet4{Addr: remote.As4(), Port: latPort})
+		}
+		return nil
+	})
+	if err != nil {
+		if fd >= 0 {
+			unix.Close(fd)
+		}
+		return -1, fmt.Errorf("probe socket in %s: %w", ns, err)
+	}
+	return fd, nil
+}
+
+// echoPoll bounds how long the server takes to notice Close.
+const echoPoll = 50 * time.Millisecond
 
 func (e *env) openProbe() (_ *probe, err error) {
 	p := &probe{cpu: e.genCPU, done: make(chan struct{})}
 	// The server answers whoever asked: behind masquerade that is the
 	// router's address, not gen's.
-	open := func(ns string, local, remote netip.Addr) (*net.UDPConn, error) {
-		var c *net.UDPConn
-		err := nsutil.Do(ns, func() error {
-			var err error
-			laddr := net.UDPAddrFromAddrPort(netip.AddrPortFrom(local, latPort))
-			if !remote.IsValid() {
-				c, err = net.ListenUDP("udp4", laddr)
-				return err
-			}
-			c, err = net.DialUDP("udp4", laddr, net.UDPAddrFromAddrPort(netip.AddrPortFrom(remote, latPort)))
-			return err
-		})
-		if err != nil {
-			return nil, fmt.Errorf("probe socket in %s: %w", ns, err)
-		}
-		return c, nil
-	}
-	if p.server, err = open(e.lab.Sink, e.lab.SinkAddr4, netip.Addr{}); err != nil {
+	if p.server, err = probeSocket(e.lab.Sink, e.lab.SinkAddr4, netip.Addr{}, echoPoll); err != nil {
 		return nil, err
 	}
-	if p.client, err = open(e.lab.Gen, e.lab.GenAddr4, e.lab.SinkAddr4); err != nil {
-		p.server.Close()
+	if p.client, err = probeSocket(e.lab.Gen, e.lab.GenAddr4, e.lab.SinkAddr4, latTimeout); err != nil {
+		unix.Close(p.server)
 		return nil, err
 	}
 	go p.echo()
@@ -164,28 +189,32 @@ func (e *env) openProbe() (_ *probe, err error) {
 }
 
 func (p *probe) Close() error {
-	p.server.Close()
-	p.client.Close()
+	p.stop.Store(true)
 	<-p.done
+	unix.Close(p.server)
+	unix.Close(p.client)
 	return nil
 }
 
-// echo answers every request until the server socket closes.
+// echo answers every request until Close.
 func (p *probe) echo() {
 	defer close(p.done)
-	_ = onCPU(p.cpu, func() error {
+	_ = onCPU(p.cpu, probePriority, func() error {
 		buf := make([]byte, 64)
-		for {
-			n, from, err := p.server.ReadFromUDPAddrPort(buf)
+		for !p.stop.Load() {
+			n, from, err := unix.Recvfrom(p.server, buf, 0)
 			if err != nil {
-				return err
+				continue // timeout (look at stop again) or a signal
 			}
-			if _, err := p.server.WriteToUDPAddrPort(buf[:n], from); err != nil {
-				return err
-			}
+			_ = unix.Sendto(p.server, buf[:n], 0, from)
 		}
+		return nil
 	})
 }
+
+// probeGap is the pause between round trips: a probe that asked back to
+// back would take the CPU it shares with the generator and the router.
+const probeGap = 200 * time.Microsecond
 
 // latGiveUp: when this many first requests all go unanswered, the path is
 // broken; the rest are not tried.
@@ -195,33 +224,35 @@ const latGiveUp = 20
 func (p *probe) run(n int) (*RTT, error) {
 	var rtts []time.Duration
 	lost := 0
-	err := onCPU(p.cpu, func() error {
+	err := onCPU(p.cpu, probePriority, func() error {
 		req := make([]byte, 18) // a 64-byte frame
 		buf := make([]byte, 64)
 		for i := range n {
 			binary.BigEndian.PutUint64(req, uint64(i))
 			t0 := time.Now()
-			if _, err := p.client.Write(req); err != nil && !errors.Is(err, unix.ECONNREFUSED) {
-				return err
+			if _, err := unix.Write(p.client, req); err != nil && !errors.Is(err, unix.ECONNREFUSED) {
+				return fmt.Errorf("send request: %w", err)
 			}
-			deadline := t0.Add(latTimeout)
-			p.client.SetReadDeadline(deadline)
 			for {
-				m, err := p.client.Read(buf)
-				if errors.Is(err, os.ErrDeadlineExceeded) {
+				m, err := unix.Read(p.client, buf)
+				if errors.Is(err, unix.EAGAIN) || time.Since(t0) > latTimeout {
 					if lost++; lost == latGiveUp && len(rtts) == 0 {
 						return fmt.Errorf("the first %d requests went unanswered", lost)
 					}
 					break
 				}
-				if err != nil && !errors.Is(err, unix.ECONNREFUSED) {
-					return err
+				if err != nil {
+					if errors.Is(err, unix.EINTR) || errors.Is(err, unix.ECONNREFUSED) {
+						continue
+					}
+					return fmt.Errorf("read reply: %w", err)
 				}
 				if m == len(req) && binary.BigEndian.Uint64(buf) == uint64(i) {
 					rtts = append(rtts, time.Since(t0))
 					break
 				}
 			}
+			nap(probeGap)
 		}
 		return nil
 	})
@@ -238,8 +269,9 @@ func (p *probe) run(n int) (*RTT, error) {
 	return &RTT{Samples: len(rtts), Lost: lost, P50: at(0.5), P99: at(0.99), P999: at(0.999), Max: at(1)}, nil
 }
 
-// onCPU runs fn on a thread pinned to cpu.
-func onCPU(cpu int, fn func() error) error {
+// onCPU runs fn on a thread pinned to cpu, SCHED_FIFO at prio (0: the
+// normal policy).
+func onCPU(cpu int, prio uint32, fn func() error) error {
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
 	var orig unix.CPUSet
@@ -252,5 +284,11 @@ func onCPU(cpu int, fn func() error) error {
 		return fmt.Errorf("pin to cpu %d: %w", cpu, err)
 	}
 	defer unix.SchedSetaffinity(0, &orig)
+	if prio > 0 {
+		if err := makeRealtime(0, prio); err != nil {
+			return err
+		}
+		defer unix.SchedSetAttr(0, &unix.SchedAttr{Size: unix.SizeofSchedAttr, Policy: unix.SCHED_NORMAL}, 0)
+	}
 	return fn()
 }

@@ -378,7 +378,7 @@ func (r *Report) writeLatency(w io.Writer) error {
 	}
 	fmt.Fprintf(w, "\nUDP request/response round trips gen -> sink -> gen (us), idle and while the generator sends half the measured rate:\n")
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintf(tw, "configuration\tp50\tp99\tp99.9\tlost\tload Mpps\tp50\tp99\tp99.9\tlost\t\n")
+	fmt.Fprintf(tw, "configuration\tp50\tp99\tp99.9\tlost\tload Mpps (sent)\tp50\tp99\tp99.9\tlost\t\n")
 	rtt := func(x *RTT) string {
 		if x == nil {
 			return "-\t-\t-\t-"
@@ -392,7 +392,7 @@ func (r *Report) writeLatency(w io.Writer) error {
 		}
 		load := "-"
 		if c.LoadMpps > 0 {
-			load = fmt.Sprintf("%.2f", c.LoadMpps)
+			load = fmt.Sprintf("%.2f (%.2f)", c.LoadMpps, c.SentMpps)
 		}
 		loaded := rtt(c.Loaded)
 		if c.Error != "" {
