@@ -78,7 +78,15 @@ func writeStatus(w io.Writer, st *api.Status, now time.Time) error {
 			i.Name, numOrDash(uint64(i.Ifindex)), orDash(i.Mode), orDash(i.Attach), orDash(i.AttachedAs),
 			orDash(i.State), numOrDash(uint64(i.ProgramID)), yesNo(i.XDPTarget), orDash(i.Error))
 	}
-	return tw.Flush()
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	for _, i := range st.Interfaces {
+		if i.AttachedAs != "" && i.AttachReason != "" {
+			fmt.Fprintf(w, "%s: %s: %s\n", i.Name, i.AttachedAs, i.AttachReason)
+		}
+	}
+	return nil
 }
 
 // writeJSON prints v indented, as the API sent it.

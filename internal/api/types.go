@@ -51,6 +51,9 @@ type InterfaceStatus struct {
 	Mode       string `json:"mode"`                  // offload | route | off
 	Attach     string `json:"attach"`                // as configured: auto | xdp | xdp-generic | tc
 	AttachedAs string `json:"attached_as,omitempty"` // xdp | xdp-generic | tc
+	// AttachReason says why this hook: the configured one, or what auto
+	// read from the kernel ("veth peer g0 sends partial checksums ...").
+	AttachReason string `json:"attach_reason,omitempty"`
 	ProgramID  uint32 `json:"program_id,omitempty"`
 	LinkID     uint32 `json:"link_id,omitempty"`
 	// XDPTarget: the kernel says this device can transmit redirected XDP

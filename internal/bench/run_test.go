@@ -13,9 +13,11 @@ import (
 	"github.com/fastpath-router/fastpath/internal/nsutil"
 )
 
+func isRoot() bool { return os.Geteuid() == 0 }
+
 func requireRoot(t *testing.T) {
 	t.Helper()
-	if os.Geteuid() != 0 {
+	if !isRoot() {
 		t.Skip("skipping: needs root to create network namespaces and load BPF programs (run `sudo go test`)")
 	}
 }

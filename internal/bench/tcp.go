@@ -72,39 +72,22 @@ func (c *TCPCell) Failed() bool { return c.Error != "" }
 
 // tcpPhase measures bulk TCP through each configuration. The counters on g0
 // and s0 come off first: an XDP program on a veth takes GSO away from its
-// peer, and end hosts have none.
+// peer, and end hosts have none. The host offloads are set before the
+// daemon starts, so attach: auto decides on what users' hosts do.
 func (r *runner) tcpPhase(ctx context.Context) error {
 	e := r.env
 	e.dropCounters()
 	for _, name := range r.opts.tcpConfigs {
 		cfg, _ := configByName(name)
-		r.prog.show("tcp "+name, 0, 0, "setting up")
-		a, err := r.setup(ctx, cfg)
-		if err != nil {
-			if ctx.Err() != nil {
-				return ctx.Err()
-			}
-			for _, off := range []string{HostOffloadsDefault, HostOffloadsOff} {
-				r.report.TCP = append(r.report.TCP, TCPCell{Config: name, Label: cfg.label, HostOffloads: off, Error: "setup: " + firstLine(err.Error())})
-			}
-			continue
-		}
 		for _, off := range []string{HostOffloadsDefault, HostOffloadsOff} {
 			c := TCPCell{Config: name, Label: cfg.label, HostOffloads: off}
-			if a.d != nil {
-				c.AttachedAs = a.d.attachedAs(e.lab.RtrIn)
-			}
 			r.prog.show("tcp "+name, 0, 0, "host offloads "+off)
-			r.tcpCell(ctx, a, &c)
+			r.tcpCell(ctx, cfg, &c)
 			if ctx.Err() != nil {
-				a.teardown()
 				return ctx.Err()
 			}
 			r.report.TCP = append(r.report.TCP, c)
 			r.prog.line(fmt.Sprintf("tcp %s, host offloads %s: %s", name, off, c.result()))
-		}
-		if err := a.teardown(); err != nil {
-			r.opts.Log.Warn("teardown", "config", name, "err", err)
 		}
 	}
 	return nil
@@ -117,15 +100,27 @@ func (c *TCPCell) result() string {
 	return fmt.Sprintf("%.2f Gbit/s", c.Gbps.Median)
 }
 
-// tcpCell runs Repeats streams of Duration each at c's offload setting.
-func (r *runner) tcpCell(ctx context.Context, a *active, c *TCPCell) {
+// tcpCell sets the host offloads, sets cfg up and runs Repeats streams of
+// Duration each.
+func (r *runner) tcpCell(ctx context.Context, cfg config, c *TCPCell) {
 	e, o := r.env, r.opts
 	if err := e.hostOffloads(ctx, c.HostOffloads == HostOffloadsDefault); err != nil {
 		c.Error = err.Error()
 		return
 	}
+	a, err := r.setup(ctx, cfg)
+	if err != nil {
+		c.Error = "setup: " + firstLine(err.Error())
+		return
+	}
+	defer func() {
+		if err := a.teardown(); err != nil {
+			r.opts.Log.Warn("teardown", "config", cfg.name, "err", err)
+		}
+	}()
 	before, berr := ingressCounters{}, error(nil)
 	if a.d != nil {
+		c.AttachedAs = a.d.attachedAs(e.lab.RtrIn)
 		before, berr = a.d.counters(ctx, e.lab.RtrIn)
 	}
 	for range o.Repeats {

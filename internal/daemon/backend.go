@@ -44,19 +44,7 @@ func (b *backend) Status(context.Context) (*api.Status, error) {
 		return nil, errStarting
 	}
 	st := b.status
-	b.r.mu.Lock()
-	defer b.r.mu.Unlock()
-	for _, ic := range b.r.ifaces {
-		is := api.InterfaceStatus{
-			Name: ic.cfg.Name, Ifindex: ic.ifindex, Mode: string(ic.cfg.Mode),
-			Attach: string(ic.cfg.Attach), AttachedAs: string(ic.hook),
-			ProgramID: ic.progID, LinkID: ic.linkID, XDPTarget: ic.xdpTarget, State: ic.state,
-		}
-		if ic.err != nil {
-			is.Error = ic.err.Error()
-		}
-		st.Interfaces = append(st.Interfaces, is)
-	}
+	st.Interfaces = b.r.status()
 	return &st, nil
 }
 

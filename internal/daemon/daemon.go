@@ -21,6 +21,7 @@ import (
 	"github.com/fastpath-router/fastpath/internal/datapath"
 	"github.com/fastpath-router/fastpath/internal/eventhub"
 	"github.com/fastpath-router/fastpath/internal/metrics"
+	"github.com/fastpath-router/fastpath/internal/vethpeer"
 	"github.com/fastpath-router/fastpath/internal/xdpfeat"
 )
 
@@ -115,7 +116,7 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 	}
 	hub := eventhub.New(eventhub.DefaultRate, eventhub.DefaultBurst)
 	b.events = hub
-	r := newReconciler(cfg, dp, feats, hub, log)
+	r := newReconciler(cfg, dp, feats, vethpeer.NewFinder(), hub, log)
 	b.r, b.dp = r, dp // set before any goroutine reads them; the API serves only later
 	// The heartbeat and the verdict hook go in before any interface is
 	// attached in offload mode: until then the datapath passes everything.

@@ -16,6 +16,7 @@ import (
 	"github.com/fastpath-router/fastpath/internal/config"
 	"github.com/fastpath-router/fastpath/internal/datapath"
 	"github.com/fastpath-router/fastpath/internal/eventhub"
+	"github.com/fastpath-router/fastpath/internal/vethpeer"
 	"github.com/fastpath-router/fastpath/internal/xdpfeat"
 )
 
@@ -33,6 +34,12 @@ type iface struct {
 	targetSet bool // xdpTarget was written to the datapath (an adopted map may hold anything)
 	state     string
 	err       error
+	// The hook decision: the kernel's view of the link when last seen, why
+	// the hook is what it is, and the MTU at which native XDP refused to
+	// attach (auto does not ask again until the MTU changes).
+	nl            netlink.Link
+	why           string
+	xdpRefusedMTU int
 }
 
 func (ic *iface) managed() bool { return ic.cfg.Mode != config.ModeOff }
@@ -44,6 +51,7 @@ type reconciler struct {
 	mu     sync.Mutex
 	dp     dataplane
 	feats  featureSource
+	peers  peerSource
 	links  func() (map[string]netlink.Link, error) // the namespace's links by name
 	log    *slog.Logger
 	events *eventhub.Hub
@@ -66,8 +74,14 @@ type featureSource interface {
 	Get(ifindex int) (xdpfeat.Features, error)
 }
 
-func newReconciler(cfg *config.Config, dp dataplane, feats featureSource, events *eventhub.Hub, log *slog.Logger) *reconciler {
-	r := &reconciler{dp: dp, feats: feats, links: linksByName, log: log, events: events}
+// peerSource reads a veth's peer (vethpeer.Finder); vethpeer.ErrNotVeth
+// for other links.
+type peerSource interface {
+	Lookup(netlink.Link) (vethpeer.Peer, error)
+}
+
+func newReconciler(cfg *config.Config, dp dataplane, feats featureSource, peers peerSource, events *eventhub.Hub, log *slog.Logger) *reconciler {
+	r := &reconciler{dp: dp, feats: feats, peers: peers, links: linksByName, log: log, events: events}
 	for _, c := range cfg.Interfaces {
 		st := api.StateMissing
 		if c.Mode == config.ModeOff {
@@ -172,6 +186,7 @@ func (r *reconciler) declare(ic *iface, l netlink.Link) error {
 	ic.ifindex = a.Index
 	ic.mac = append(net.HardwareAddr(nil), a.HardwareAddr...)
 	ic.mtu = a.MTU
+	ic.nl = l
 	// A new egress, MAC or MTU: cached flows must see it on their next packet
 	r.invalidateRoutes()
 	return nil
@@ -183,34 +198,74 @@ func (r *reconciler) invalidateRoutes() {
 	}
 }
 
-// resolveHook turns the configured attach into a hook, saying why for auto.
-func (r *reconciler) resolveHook(ic *iface) (datapath.Hook, string) {
+// resolveHook turns the configured attach into a hook, saying why. auto
+// takes native XDP only where it is correct and the kernel can carry it:
+// the driver runs XDP, every egress takes XDP frames, and (for a veth) the
+// stack at the other end finishes its checksums itself, since an XDP
+// redirect would send a partial checksum out unfinished. A forced xdp that
+// cannot be correct is an error.
+func (r *reconciler) resolveHook(ic *iface) (datapath.Hook, string, error) {
 	switch ic.cfg.Attach {
-	case config.AttachXDP:
-		return datapath.HookXDP, "configured"
 	case config.AttachXDPGeneric:
-		return datapath.HookXDPGeneric, "configured"
+		return datapath.HookXDPGeneric, "configured", nil
 	case config.AttachTC:
-		return datapath.HookTC, "configured"
+		return datapath.HookTC, "configured", nil
+	}
+	if why, known := r.partialChecksums(ic); why != "" {
+		if ic.cfg.Attach == config.AttachXDP {
+			if known {
+				return "", "", fmt.Errorf("attach: xdp cannot be correct on %s: %s; use attach: auto or tc, or turn tx checksum offload off on the peer", ic.cfg.Name, why)
+			}
+			return datapath.HookXDP, "configured (" + why + ")", nil
+		}
+		return datapath.HookTC, why, nil
+	}
+	if ic.cfg.Attach == config.AttachXDP {
+		return datapath.HookXDP, "configured", nil
 	}
 	f, err := r.feats.Get(ic.ifindex)
 	if err != nil {
-		return datapath.HookTC, err.Error()
+		return datapath.HookTC, err.Error(), nil
 	}
 	if !f.NativeXDP() {
-		return datapath.HookTC, "driver has no native XDP"
+		return datapath.HookTC, "driver has no native XDP", nil
+	}
+	if ic.xdpRefusedMTU != 0 && ic.xdpRefusedMTU == ic.mtu {
+		return datapath.HookTC, fmt.Sprintf("native XDP refused at MTU %d", ic.mtu), nil
 	}
 	for _, o := range r.ifaces {
 		if o != ic && o.managed() && o.ifindex != 0 && !o.xdpTarget {
-			return datapath.HookTC, fmt.Sprintf("egress %s cannot transmit XDP frames (for a veth: its peer needs GRO or an XDP program)", o.cfg.Name)
+			return datapath.HookTC, fmt.Sprintf("egress %s cannot transmit XDP frames (for a veth: its peer needs GRO or an XDP program)", o.cfg.Name), nil
 		}
 	}
-	return datapath.HookXDP, "native XDP and every egress takes XDP frames"
+	return datapath.HookXDP, "native XDP, every egress takes XDP frames, no partial checksums", nil
+}
+
+// partialChecksums says why XDP would corrupt frames arriving on ic ("" if
+// it would not), and whether that is known rather than feared: a veth's
+// peer with tx checksum offload on, or a veth whose peer cannot be read.
+func (r *reconciler) partialChecksums(ic *iface) (string, bool) {
+	if ic.nl == nil || r.peers == nil {
+		return "", false
+	}
+	p, err := r.peers.Lookup(ic.nl)
+	switch {
+	case errors.Is(err, vethpeer.ErrNotVeth):
+		return "", false
+	case err != nil:
+		return fmt.Sprintf("veth peer's checksum offload unknown (%v)", err), false
+	case p.PartialChecksums:
+		return fmt.Sprintf("veth peer %s sends partial checksums (tx checksum offload on)", p), true
+	}
+	return "", false
 }
 
 func (r *reconciler) attach(ic *iface) error {
-	hook, why := r.resolveHook(ic)
-	l, err := r.dp.Attach(ic.ifindex, hook)
+	hook, why, err := r.resolveHook(ic)
+	if err != nil {
+		return err
+	}
+	l, hook, why, err := r.attachAs(ic, hook, why)
 	if err != nil {
 		return fmt.Errorf("interface %s: %w", ic.cfg.Name, explainAttach(hook, err))
 	}
@@ -218,9 +273,22 @@ func (r *reconciler) attach(ic *iface) error {
 	return nil
 }
 
+// attachAs attaches ic with hook; under auto, native XDP that the kernel
+// refuses (a veth's MTU above what its XDP takes, say) falls back to TC.
+func (r *reconciler) attachAs(ic *iface, hook datapath.Hook, why string) (link.Link, datapath.Hook, string, error) {
+	l, err := r.dp.Attach(ic.ifindex, hook)
+	if err != nil && hook == datapath.HookXDP && ic.cfg.Attach == config.AttachAuto {
+		ic.xdpRefusedMTU = ic.mtu
+		why = fmt.Sprintf("native XDP refused at MTU %d (%v)", ic.mtu, err)
+		hook = datapath.HookTC
+		l, err = r.dp.Attach(ic.ifindex, hook)
+	}
+	return l, hook, why, err
+}
+
 // attached records a new attachment of ic, logs it and announces it.
 func (r *reconciler) attached(ic *iface, l link.Link, hook datapath.Hook, why string) {
-	ic.link, ic.hook, ic.state, ic.err = l, hook, api.StateAttached, nil
+	ic.link, ic.hook, ic.why, ic.state, ic.err = l, hook, why, api.StateAttached, nil
 	ic.linkID, ic.progID = 0, 0
 	if info, err := l.Info(); err == nil {
 		ic.linkID, ic.progID = uint32(info.ID), uint32(info.Program)
@@ -260,6 +328,7 @@ func (r *reconciler) teardown(ic *iface, state string) {
 		r.invalidateRoutes() // flows cached towards it must not keep using it
 	}
 	ic.ifindex, ic.mac, ic.mtu, ic.hook, ic.progID, ic.linkID, ic.xdpTarget, ic.targetSet = 0, nil, 0, "", 0, 0, false, false
+	ic.nl, ic.why, ic.xdpRefusedMTU = nil, "", 0
 	ic.state = state
 }
 
@@ -274,6 +343,25 @@ func (r *reconciler) release() {
 			ic.link = nil
 		}
 	}
+}
+
+// status is a snapshot of every configured interface.
+func (r *reconciler) status() []api.InterfaceStatus {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := make([]api.InterfaceStatus, 0, len(r.ifaces))
+	for _, ic := range r.ifaces {
+		is := api.InterfaceStatus{
+			Name: ic.cfg.Name, Ifindex: ic.ifindex, Mode: string(ic.cfg.Mode),
+			Attach: string(ic.cfg.Attach), AttachedAs: string(ic.hook), AttachReason: ic.why,
+			ProgramID: ic.progID, LinkID: ic.linkID, XDPTarget: ic.xdpTarget, State: ic.state,
+		}
+		if ic.err != nil {
+			is.Error = ic.err.Error()
+		}
+		out = append(out, is)
+	}
+	return out
 }
 
 // managedIndexes are the ifindexes the datapath should know now.
@@ -352,6 +440,7 @@ func (r *reconciler) sync() {
 			continue
 		}
 		if ic.ifindex != 0 {
+			ic.nl = l
 			if l.Attrs().HardwareAddr.String() != ic.mac.String() || l.Attrs().MTU != ic.mtu {
 				if err := r.declare(ic, l); err != nil {
 					r.log.Warn("mac or mtu change", "interface", ic.cfg.Name, "err", err)
@@ -376,6 +465,34 @@ func (r *reconciler) sync() {
 				continue
 			}
 			r.log.Info("interface is back", "interface", ic.cfg.Name)
+		}
+	}
+	r.redecide()
+}
+
+// redecide moves attached interfaces whose facts changed (a peer's
+// offloads, an egress that stopped taking XDP frames, an MTU) to the hook
+// resolveHook now gives, the new program in before the old one leaves. A
+// forced xdp that became incorrect moves to TC, loudly: correct first.
+func (r *reconciler) redecide() {
+	for _, ic := range r.ifaces {
+		if !ic.managed() || ic.link == nil {
+			continue
+		}
+		hook, why, err := r.resolveHook(ic)
+		if err != nil {
+			hook, why = datapath.HookTC, err.Error()
+		}
+		if hook == ic.hook {
+			ic.why = why
+			continue
+		}
+		if err != nil {
+			r.log.Error("configured hook is no longer correct: moving to tc", "interface", ic.cfg.Name, "err", err)
+		}
+		r.log.Info("hook decision changed", "interface", ic.cfg.Name, "from", ic.hook, "to", hook, "why", why)
+		if err := r.reattachTo(ic, hook, why); err != nil {
+			r.log.Warn("move to the new hook failed: the old one stays", "interface", ic.cfg.Name, "hook", hook, "err", err)
 		}
 	}
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/fastpath-router/fastpath/internal/config"
 	"github.com/fastpath-router/fastpath/internal/datapath"
 	"github.com/fastpath-router/fastpath/internal/eventhub"
+	"github.com/fastpath-router/fastpath/internal/vethpeer"
 	"github.com/fastpath-router/fastpath/internal/xdpfeat"
 )
 
@@ -107,21 +108,39 @@ func (f fakeFeats) Get(idx int) (xdpfeat.Features, error) {
 
 const veth = xdpfeat.Basic | xdpfeat.Redirect | xdpfeat.NDOXmit // a veth whose peer has GRO
 
+// fakePeers answers peer lookups by link name; links not listed are not
+// veths.
+type fakePeers map[string]peerAnswer
+
+type peerAnswer struct {
+	p   vethpeer.Peer
+	err error
+}
+
+func (f fakePeers) Lookup(l netlink.Link) (vethpeer.Peer, error) {
+	a, ok := f[l.Attrs().Name]
+	if !ok {
+		return vethpeer.Peer{}, vethpeer.ErrNotVeth
+	}
+	return a.p, a.err
+}
+
 type fixture struct {
 	r     *reconciler
 	dp    *fakeDP
 	feats fakeFeats
+	peers fakePeers
 	links map[string]netlink.Link
 }
 
 func newFixture(t *testing.T, ifaces ...config.Interface) *fixture {
 	t.Helper()
-	fx := &fixture{dp: newFakeDP(), feats: fakeFeats{}, links: map[string]netlink.Link{}}
+	fx := &fixture{dp: newFakeDP(), feats: fakeFeats{}, peers: fakePeers{}, links: map[string]netlink.Link{}}
 	for i, name := range []string{"r0", "r1", "r2"} {
 		fx.addLink(name, i+2, veth)
 	}
 	cfg := &config.Config{Version: 1, Interfaces: ifaces}
-	fx.r = newReconciler(cfg, fx.dp, fx.feats, eventhub.New(100, 100), slog.New(slog.DiscardHandler))
+	fx.r = newReconciler(cfg, fx.dp, fx.feats, fx.peers, eventhub.New(100, 100), slog.New(slog.DiscardHandler))
 	fx.r.links = func() (map[string]netlink.Link, error) {
 		m := make(map[string]netlink.Link, len(fx.links))
 		for k, v := range fx.links {
@@ -311,5 +330,150 @@ func TestReattachXDPModeRollsBack(t *testing.T) {
 	}
 	if fmt.Sprint(fx.dp.hooks(2)) != "[xdp-generic]" {
 		t.Errorf("after the swap: hooks %v", fx.dp.hooks(2))
+	}
+}
+
+// TestAutoHookFacts covers every fact auto decides on beyond TestAutoHook's
+// XDP features: a veth peer's checksum offload (on, off, unreadable), and
+// native XDP refused by the kernel (a veth's MTU above what its XDP takes).
+func TestAutoHookFacts(t *testing.T) {
+	partial := peerAnswer{p: vethpeer.Peer{Name: "g0", Netns: "/run/netns/gen", PartialChecksums: true}}
+	complete := peerAnswer{p: vethpeer.Peer{Name: "g0", Netns: "/run/netns/gen"}}
+	unreadable := peerAnswer{err: errors.New("no namespace with id 7")}
+	for _, tc := range []struct {
+		name    string
+		peer    *peerAnswer
+		xdpFail error
+		want    datapath.Hook
+		why     string
+	}{
+		{"not a veth", nil, nil, datapath.HookXDP, "no partial checksums"},
+		{"peer finishes its checksums", &complete, nil, datapath.HookXDP, "no partial checksums"},
+		{"peer sends partial checksums", &partial, nil, datapath.HookTC, "g0 (netns /run/netns/gen) sends partial checksums"},
+		{"peer unreadable", &unreadable, nil, datapath.HookTC, "checksum offload unknown (no namespace with id 7)"},
+		{"native XDP refused", nil, errors.New("numerical result out of range"), datapath.HookTC, "native XDP refused at MTU 1500 (numerical result out of range)"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			fx := newFixture(t, ifc("r0", config.ModeOffload, config.AttachAuto), ifc("r1", config.ModeOffload, config.AttachTC))
+			if tc.peer != nil {
+				fx.peers["r0"] = *tc.peer
+			}
+			if tc.xdpFail != nil {
+				fx.dp.fail[datapath.HookXDP] = tc.xdpFail
+			}
+			if err := fx.r.start(); err != nil {
+				t.Fatal(err)
+			}
+			ic := fx.iface(t, "r0")
+			if ic.hook != tc.want || !strings.Contains(ic.why, tc.why) {
+				t.Errorf("auto chose %s (%s), want %s (%s)", ic.hook, ic.why, tc.want, tc.why)
+			}
+			if hs := fx.dp.hooks(2); len(hs) != 1 || hs[0] != tc.want {
+				t.Errorf("r0 hooks %v, want just %s", hs, tc.want)
+			}
+			if st := fx.r.status(); st[0].AttachReason != ic.why {
+				t.Errorf("status reason %q, want %q", st[0].AttachReason, ic.why)
+			}
+		})
+	}
+}
+
+// TestForcedXDPMustBeCorrect: attach: xdp on a veth whose peer sends partial
+// checksums is refused with the reason, and nothing is attached; a peer
+// that cannot be read does not override the operator.
+func TestForcedXDPMustBeCorrect(t *testing.T) {
+	fx := newFixture(t, ifc("r0", config.ModeOffload, config.AttachXDP))
+	fx.peers["r0"] = peerAnswer{p: vethpeer.Peer{Name: "g0", PartialChecksums: true}}
+	err := fx.r.start()
+	if err == nil || !strings.Contains(err.Error(), "attach: xdp cannot be correct on r0") || !strings.Contains(err.Error(), "g0 sends partial checksums") {
+		t.Fatalf("forced xdp with a partial-checksum peer: %v", err)
+	}
+	fx.r.detachAll()
+	if hs := fx.dp.hooks(2); len(hs) != 0 {
+		t.Errorf("hooks left after a refused start: %v", hs)
+	}
+
+	fx = newFixture(t, ifc("r0", config.ModeOffload, config.AttachXDP))
+	fx.peers["r0"] = peerAnswer{err: errors.New("gone")}
+	if err := fx.r.start(); err != nil {
+		t.Fatal(err)
+	}
+	if ic := fx.iface(t, "r0"); ic.hook != datapath.HookXDP || !strings.Contains(ic.why, "configured") {
+		t.Errorf("forced xdp with an unreadable peer: %s (%s)", ic.hook, ic.why)
+	}
+}
+
+// TestRedecideOnChange: while attached, a change of any fact moves the
+// interface to the right hook on the next sync, new program first; and back.
+func TestRedecideOnChange(t *testing.T) {
+	fx := newFixture(t, ifc("r0", config.ModeOffload, config.AttachAuto), ifc("r1", config.ModeOffload, config.AttachAuto), ifc("r2", config.ModeOffload, config.AttachXDP))
+	fx.peers["r0"] = peerAnswer{p: vethpeer.Peer{Name: "g0"}}
+	fx.peers["r2"] = peerAnswer{p: vethpeer.Peer{Name: "x0"}}
+	if err := fx.r.start(); err != nil {
+		t.Fatal(err)
+	}
+	hook := func(name string) datapath.Hook { return fx.iface(t, name).hook }
+	if hook("r0") != datapath.HookXDP || hook("r2") != datapath.HookXDP {
+		t.Fatalf("start: r0 %s, r2 %s", hook("r0"), hook("r2"))
+	}
+	// The peer turns tx checksum offload on: auto moves to TC, and so does
+	// the forced xdp (it would corrupt traffic), with the reason.
+	fx.peers["r0"] = peerAnswer{p: vethpeer.Peer{Name: "g0", PartialChecksums: true}}
+	fx.peers["r2"] = peerAnswer{p: vethpeer.Peer{Name: "x0", PartialChecksums: true}}
+	fx.r.sync()
+	for _, name := range []string{"r0", "r2"} {
+		ic := fx.iface(t, name)
+		if ic.hook != datapath.HookTC || !strings.Contains(ic.why, "partial checksums") {
+			t.Errorf("%s after its peer turned checksum offload on: %s (%s)", name, ic.hook, ic.why)
+		}
+		if hs := fx.dp.hooks(ic.ifindex); len(hs) != 1 || hs[0] != datapath.HookTC {
+			t.Errorf("%s hooks %v, want [tc]", name, hs)
+		}
+	}
+	// And off again: back to XDP.
+	fx.peers["r0"] = peerAnswer{p: vethpeer.Peer{Name: "g0"}}
+	fx.r.sync()
+	if hook("r0") != datapath.HookXDP {
+		t.Errorf("r0 after its peer turned checksum offload off: %s", hook("r0"))
+	}
+
+	// An egress that stops taking XDP frames sends its ingresses to TC.
+	fx.feats[3] = xdpfeat.Basic | xdpfeat.Redirect
+	fx.r.sync()
+	if hook("r0") != datapath.HookTC || !strings.Contains(fx.iface(t, "r0").why, "egress r1 cannot transmit XDP frames") {
+		t.Errorf("r0 with an egress that takes no XDP frames: %s (%s)", hook("r0"), fx.iface(t, "r0").why)
+	}
+	fx.feats[3] = veth
+	fx.r.sync()
+	if hook("r0") != datapath.HookXDP {
+		t.Errorf("r0 once the egress takes XDP frames again: %s", hook("r0"))
+	}
+}
+
+// TestRedecideOnMTU: native XDP refused at one MTU is not asked again at
+// that MTU, and is once the MTU changes.
+func TestRedecideOnMTU(t *testing.T) {
+	fx := newFixture(t, ifc("r0", config.ModeOffload, config.AttachAuto), ifc("r1", config.ModeOffload, config.AttachTC))
+	fx.links["r0"].Attrs().MTU = 9000
+	fx.dp.fail[datapath.HookXDP] = errors.New("numerical result out of range")
+	if err := fx.r.start(); err != nil {
+		t.Fatal(err)
+	}
+	ic := fx.iface(t, "r0")
+	if ic.hook != datapath.HookTC || !strings.Contains(ic.why, "MTU 9000") {
+		t.Fatalf("jumbo MTU: %s (%s)", ic.hook, ic.why)
+	}
+	fx.r.sync() // same MTU: stays, without asking the kernel again
+	if ic.hook != datapath.HookTC || !strings.Contains(ic.why, "refused at MTU 9000") {
+		t.Errorf("after a resync: %s (%s)", ic.hook, ic.why)
+	}
+	delete(fx.dp.fail, datapath.HookXDP)
+	fx.links["r0"].Attrs().MTU = 1500
+	fx.r.sync()
+	if ic.hook != datapath.HookXDP {
+		t.Errorf("MTU back to 1500: %s (%s)", ic.hook, ic.why)
+	}
+	if hs := fx.dp.hooks(2); len(hs) != 1 || hs[0] != datapath.HookXDP {
+		t.Errorf("r0 hooks %v, want [xdp]", hs)
 	}
 }

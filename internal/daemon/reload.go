@@ -195,14 +195,24 @@ func (r *reconciler) change(ic *iface, c config.Interface, l netlink.Link) (stri
 }
 
 // reattach moves an attached interface to the hook its config now asks
-// for. The new program goes in before the old one leaves, except between
-// XDP driver and generic mode, which cannot coexist on a device: then the
-// kernel path carries the traffic for that instant.
+// for.
 func (r *reconciler) reattach(ic *iface) error {
-	hook, why := r.resolveHook(ic)
+	hook, why, err := r.resolveHook(ic)
+	if err != nil {
+		return err
+	}
 	if hook == ic.hook {
+		ic.why = why
 		return nil
 	}
+	return r.reattachTo(ic, hook, why)
+}
+
+// reattachTo moves an attached interface to hook. The new program goes in
+// before the old one leaves, except between XDP driver and generic mode,
+// which cannot coexist on a device: then the kernel path carries the
+// traffic for that instant.
+func (r *reconciler) reattachTo(ic *iface, hook datapath.Hook, why string) error {
 	old, oldHook := ic.link, ic.hook
 	xdpSwap := (hook == datapath.HookXDP || hook == datapath.HookXDPGeneric) &&
 		(oldHook == datapath.HookXDP || oldHook == datapath.HookXDPGeneric)
@@ -210,7 +220,7 @@ func (r *reconciler) reattach(ic *iface) error {
 		r.detach(ic, old)
 		ic.link = nil
 	}
-	l, err := r.dp.Attach(ic.ifindex, hook)
+	l, hook, why, err := r.attachAs(ic, hook, why)
 	if err != nil {
 		if xdpSwap { // put the old one back
 			if back, berr := r.dp.Attach(ic.ifindex, oldHook); berr == nil {
@@ -221,8 +231,12 @@ func (r *reconciler) reattach(ic *iface) error {
 		}
 		return explainAttach(hook, err)
 	}
-	if !xdpSwap {
+	if !xdpSwap && hook != oldHook {
 		r.detach(ic, old)
+	} else if !xdpSwap { // the fallback landed on the hook it had
+		r.detach(ic, l)
+		ic.why = why
+		return nil
 	}
 	r.attached(ic, l, hook, why)
 	return nil

@@ -58,6 +58,11 @@ type Options struct {
 	Name string
 	// Log receives progress at debug level; nil discards it.
 	Log *slog.Logger
+	// HostTxChecksumOff turns tx checksum offload (and so TSO) off on gen
+	// and sink. By default the end hosts keep their defaults, as every
+	// container and VM does: their stacks then send CHECKSUM_PARTIAL
+	// frames, which native XDP cannot forward (attach: auto picks TC).
+	HostTxChecksumOff bool
 }
 
 // Lab describes a lab's namespaces, interfaces and addresses.
@@ -208,7 +213,7 @@ func Up(ctx context.Context, o Options) (_ *Lab, err error) {
 		}
 		created = append(created, ns)
 	}
-	if err := l.setup(ctx, log); err != nil {
+	if err := l.setup(ctx, log, o.HostTxChecksumOff); err != nil {
 		return nil, fmt.Errorf("lab %s: %w", name, err)
 	}
 	log.Debug("lab up", "took", time.Since(start))
@@ -247,7 +252,7 @@ func (x *host) close() {
 	x.fd.Close()
 }
 
-func (l *Lab) setup(ctx context.Context, log *slog.Logger) error {
+func (l *Lab) setup(ctx context.Context, log *slog.Logger, txOff bool) error {
 	hosts := map[string]*host{}
 	defer func() {
 		for _, x := range hosts {
@@ -380,12 +385,15 @@ func (l *Lab) setup(ctx context.Context, log *slog.Logger) error {
 		// gro on: a veth only takes XDP-redirected frames when its peer
 		// runs NAPI, which GRO (or an XDP program) on the peer enables;
 		// the kernel then advertises NDO_XMIT in r0/r1's xdp_features.
-		// tx off: the end hosts' stacks would otherwise send frames with
-		// CHECKSUM_PARTIAL, whose pending checksum an XDP redirect loses,
-		// so forwarded TCP/UDP would arrive corrupt (DESIGN §2.2).
-		cmd := l.Command(ctx, e.x.ns, "ethtool", "-K", e.ifc, "gro", "on", "tx", "off")
+		// tx off (only when asked): the end hosts' stacks then finish
+		// their checksums, so native XDP can forward what they send.
+		args := []string{"-K", e.ifc, "gro", "on"}
+		if txOff {
+			args = append(args, "tx", "off")
+		}
+		cmd := l.Command(ctx, e.x.ns, "ethtool", args...)
 		if out, err := cmd.CombinedOutput(); err != nil {
-			return fmt.Errorf("ethtool -K %s gro on tx off in %s: %w: %s", e.ifc, e.x.ns, err, out)
+			return fmt.Errorf("ethtool %s in %s: %w: %s", strings.Join(args, " "), e.x.ns, err, out)
 		}
 	}
 	log.Debug("offloads set")

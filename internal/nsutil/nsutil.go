@@ -49,14 +49,20 @@ func Do(name string, fn func() error) error {
 	if err := checkName(name); err != nil {
 		return err
 	}
-	target, err := unix.Open(Path(name), unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	return DoPath(Path(name), fn)
+}
+
+// DoPath is Do for a namespace named by a file: /run/netns/NAME,
+// /proc/PID/ns/net, a bind mount of one.
+func DoPath(path string, fn func() error) error {
+	target, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
 	if err != nil {
-		return fmt.Errorf("open netns %s: %w", name, err)
+		return fmt.Errorf("open netns %s: %w", path, err)
 	}
 	defer unix.Close(target)
 	return onOwnThread(func() error {
 		if err := unix.Setns(target, unix.CLONE_NEWNET); err != nil {
-			return fmt.Errorf("enter netns %s: %w", name, err)
+			return fmt.Errorf("enter netns %s: %w", path, err)
 		}
 		return fn()
 	})

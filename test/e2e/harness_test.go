@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
@@ -47,7 +48,10 @@ func testContext(t *testing.T) context.Context {
 }
 
 // newLab builds a lab with a short random name and removes it at cleanup.
-func newLab(t *testing.T) *lab.Lab {
+// The end hosts keep their default offloads, as users' do, except where a
+// test forces native XDP (attaches holds "xdp"): that is correct only for
+// hosts that finish their checksums, so those get tx checksum offload off.
+func newLab(t *testing.T, attaches ...string) *lab.Lab {
 	t.Helper()
 	requireBinary(t)
 	ctx, cancel := context.WithTimeout(context.Background(), labTimeout)
@@ -56,7 +60,7 @@ func newLab(t *testing.T) *lab.Lab {
 	for range 3 { // a name clash with another lab is unlikely but possible
 		name := "e" + randomName(4)
 		var l *lab.Lab
-		l, err = lab.Up(ctx, lab.Options{Name: name})
+		l, err = lab.Up(ctx, lab.Options{Name: name, HostTxChecksumOff: slices.Contains(attaches, "xdp")})
 		if err == nil {
 			// Only now: Down of a name we did not create would remove
 			// someone else's lab.

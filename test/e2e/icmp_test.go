@@ -15,7 +15,7 @@ func TestTTL(t *testing.T) {
 	requireBinary(t)
 	for _, attach := range []string{"xdp", "tc"} {
 		t.Run(attach, func(t *testing.T) {
-			l := newLab(t)
+			l := newLab(t, attach)
 			d, _ := runDaemon(t, l.Rtr, routeIfaces(l, attach)...)
 			ctx := testContext(t)
 			before := d.counters(t, l.Rtr)
@@ -55,7 +55,7 @@ func TestMTU(t *testing.T) {
 	requireBinary(t)
 	for _, attach := range []string{"xdp", "tc"} {
 		t.Run(attach, func(t *testing.T) {
-			l := newLab(t)
+			l := newLab(t, attach)
 			// Before the daemon starts: a veth with XDP attached refuses
 			// MTUs its XDP buffers cannot hold (lowering is fine, but this
 			// keeps the test independent of that).

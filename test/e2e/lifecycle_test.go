@@ -63,7 +63,7 @@ func TestConfigErrors(t *testing.T) {
 // the daemon must refuse to start, name the interface, and leave nothing
 // attached to r0, nor its API socket behind.
 func TestMissingInterface(t *testing.T) {
-	l := newLab(t)
+	l := newLab(t, "xdp")
 	d := startDaemon(t, l.Rtr,
 		labd.Interface{Name: l.RtrIn, Attach: "xdp"}, labd.Interface{Name: "nosuch0", Attach: "xdp"})
 	out := d.waitFailed(t)
@@ -83,7 +83,7 @@ func TestMissingInterface(t *testing.T) {
 // attach (a bridge has no native XDP) after r0 and r1 were attached: start
 // is all or nothing, so the daemon must exit and detach r0 and r1 again.
 func TestAttachFailureRollsBack(t *testing.T) {
-	l := newLab(t)
+	l := newLab(t, "xdp")
 	const bridge = "br9"
 	inNS(t, l.Rtr, func() error {
 		br := &netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: bridge}}
@@ -160,7 +160,7 @@ func TestCleanupAfterStop(t *testing.T) {
 	requireBinary(t)
 	for _, sig := range []string{"SIGTERM", "SIGKILL"} {
 		t.Run(sig, func(t *testing.T) {
-			l := newLab(t)
+			l := newLab(t, "xdp")
 			ifaces := []labd.Interface{{Name: l.RtrIn, Attach: "xdp"}, {Name: l.RtrOut, Attach: "tc"}}
 			d, st := runDaemon(t, l.Rtr, ifaces...)
 			ctx := testContext(t)
@@ -328,7 +328,7 @@ func TestInterfaceFlap(t *testing.T) {
 	requireBinary(t)
 	for _, attach := range []string{"tc", "xdp"} {
 		t.Run(attach, func(t *testing.T) {
-			l := newLab(t)
+			l := newLab(t, attach)
 			d, st := runDaemon(t, l.Rtr, routeIfaces(l, attach)...)
 			ctx := testContext(t)
 			old, _ := interfaceStatus(st, l.RtrOut)

@@ -462,7 +462,7 @@ func addAltPath(ctx context.Context, t *testing.T, l *lab.Lab) int {
 func TestOffloadRouteChange(t *testing.T) {
 	for _, attach := range offloadAttaches {
 		t.Run(attach, func(t *testing.T) {
-			l := newLab(t)
+			l := newLab(t, attach)
 			ctx := testContext(t)
 			nft(ctx, t, l, filterRuleset) // conntrack on, no NAT
 			s1 := addAltPath(ctx, t, l)
@@ -554,7 +554,7 @@ const (
 func TestOffloadConntrackTimeout(t *testing.T) {
 	for _, attach := range offloadAttaches {
 		t.Run(attach, func(t *testing.T) {
-			l := newLab(t)
+			l := newLab(t, attach)
 			ctx := testContext(t)
 			nft(ctx, t, l, masqueradeRuleset)
 			// Before the daemon starts: it reads them at start (then every 5 s).

@@ -35,7 +35,7 @@ const (
 // offload mode with attach.
 func offloadLab(t *testing.T, attach, ruleset string) (*lab.Lab, *daemon, context.Context) {
 	t.Helper()
-	l := newLab(t)
+	l := newLab(t, attach)
 	ctx := testContext(t)
 	if ruleset != "" {
 		nft(ctx, t, l, ruleset)

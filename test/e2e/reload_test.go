@@ -19,7 +19,7 @@ import (
 // config or a restart-only change is rejected and the running state kept.
 func TestReload(t *testing.T) {
 	ctx := testContext(t)
-	l := newLab(t)
+	l := newLab(t, "xdp")
 	dir := t.TempDir()
 	socket := filepath.Join(dir, "api.sock")
 	write := func(body string) {

@@ -31,7 +31,7 @@ func TestRestartWithoutLoss(t *testing.T) {
 	for _, attach := range []string{"xdp", "tc"} {
 		t.Run(attach, func(t *testing.T) {
 			ctx := testContext(t)
-			l := newLab(t)
+			l := newLab(t, attach)
 			if err := l.Masquerade(ctx); err != nil {
 				t.Fatal(err)
 			}

@@ -15,7 +15,7 @@ func TestRouteMTU(t *testing.T) {
 	for _, attach := range []string{"xdp", "tc"} {
 		t.Run(attach, func(t *testing.T) {
 			ctx := testContext(t)
-			l := newLab(t)
+			l := newLab(t, attach)
 			runDaemon(t, l.Rtr, routeIfaces(l, attach)...)
 			mustPing(ctx, t, l, l.SinkAddr4, 2, "-M", "do", "-s", "1400") // fits the device MTU
 			for _, args := range [][]string{

@@ -1,0 +1,194 @@
+// Package vethpeer reads, for a veth, what the stack at its other end does
+// to the frames it sends: whether it leaves their checksums for the device
+// to complete (tx checksum offload on, so frames carry CHECKSUM_PARTIAL).
+// An XDP program sees such frames with an unfinished checksum and a
+// redirect sends them out that way: the receiver drops them. The peer is
+// usually in another network namespace (a container's); it is found among
+// the namespaces that /run/netns and /proc name, by the id the kernel gave
+// it in ours.
+package vethpeer
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"sync"
+	"unsafe"
+
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+
+	"github.com/fastpath-router/fastpath/internal/nsutil"
+)
+
+// Peer is what was found about a veth's peer.
+type Peer struct {
+	Name string // its name, in its namespace
+	// Netns names the peer's namespace: a file that opens it, or "" when it
+	// is the caller's.
+	Netns string
+	// PartialChecksums: the peer's tx checksum offload is on.
+	PartialChecksums bool
+}
+
+func (p Peer) String() string {
+	if p.Netns == "" {
+		return p.Name
+	}
+	return fmt.Sprintf("%s (netns %s)", p.Name, p.Netns)
+}
+
+// ErrNotVeth is returned for a link that is not a veth.
+var ErrNotVeth = errors.New("not a veth")
+
+// Finder finds veth peers; it remembers where it found each namespace.
+// Safe for concurrent use.
+type Finder struct {
+	mu    sync.Mutex
+	paths map[int]string // netns id (as seen from here) -> a file opening it
+	roots []string       // directories of namespace files, before /proc
+}
+
+// NewFinder returns a Finder that looks in /run/netns and /proc.
+func NewFinder() *Finder {
+	return &Finder{paths: map[int]string{}, roots: []string{nsutil.Dir, "/var/run/netns"}}
+}
+
+// Lookup reads l's peer. It must run in the namespace l belongs to.
+func (f *Finder) Lookup(l netlink.Link) (Peer, error) {
+	if l.Type() != "veth" {
+		return Peer{}, ErrNotVeth
+	}
+	a := l.Attrs()
+	peerIdx := a.ParentIndex // IFLA_LINK: the peer's ifindex, in its namespace
+	if peerIdx == 0 {
+		if v, ok := l.(*netlink.Veth); ok {
+			idx, err := netlink.VethPeerIndex(v)
+			if err != nil {
+				return Peer{}, fmt.Errorf("peer of %s: %w", a.Name, err)
+			}
+			peerIdx = idx
+		}
+	}
+	if peerIdx == 0 {
+		return Peer{}, fmt.Errorf("peer of %s: no peer index", a.Name)
+	}
+	read := func() (Peer, error) {
+		pl, err := netlink.LinkByIndex(peerIdx)
+		if err != nil {
+			return Peer{}, fmt.Errorf("peer ifindex %d: %w", peerIdx, err)
+		}
+		on, err := TxChecksum(pl.Attrs().Name)
+		if err != nil {
+			return Peer{}, err
+		}
+		return Peer{Name: pl.Attrs().Name, PartialChecksums: on}, nil
+	}
+	if a.NetNsID < 0 { // same namespace
+		return read()
+	}
+	path, err := f.find(a.NetNsID)
+	if err != nil {
+		return Peer{}, fmt.Errorf("peer of %s: %w", a.Name, err)
+	}
+	var p Peer
+	err = nsutil.DoPath(path, func() error {
+		var err error
+		p, err = read()
+		return err
+	})
+	if err != nil {
+		return Peer{}, fmt.Errorf("peer of %s in %s: %w", a.Name, path, err)
+	}
+	p.Netns = path
+	return p, nil
+}
+
+// find returns a file that opens the namespace with id nsid.
+func (f *Finder) find(nsid int) (string, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if p, ok := f.paths[nsid]; ok && idOf(p) == nsid {
+		return p, nil
+	}
+	delete(f.paths, nsid)
+	var cands []string
+	for _, root := range f.roots {
+		ents, _ := os.ReadDir(root)
+		for _, e := range ents {
+			cands = append(cands, filepath.Join(root, e.Name()))
+		}
+	}
+	procs, _ := os.ReadDir("/proc")
+	for _, e := range procs {
+		if _, err := strconv.Atoi(e.Name()); err == nil {
+			cands = append(cands, filepath.Join("/proc", e.Name(), "ns", "net"))
+		}
+	}
+	seen := map[uint64]bool{}
+	for _, c := range cands {
+		var st unix.Stat_t
+		if unix.Stat(c, &st) != nil || seen[st.Ino] {
+			continue
+		}
+		seen[st.Ino] = true
+		if idOf(c) == nsid {
+			f.paths[nsid] = c
+			return c, nil
+		}
+	}
+	return "", fmt.Errorf("no namespace with id %d found under /run/netns or /proc", nsid)
+}
+
+// idOf is the id this namespace gave the one path opens; -1 if none.
+func idOf(path string) int {
+	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return -1
+	}
+	defer unix.Close(fd)
+	id, err := netlink.GetNetNsIdByFd(fd)
+	if err != nil {
+		return -1
+	}
+	return id
+}
+
+// ethtool's legacy "get tx checksum" command (include/uapi/linux/ethtool.h):
+// 1 when any tx checksum feature is on.
+const ethtoolGTxCsum = 0x16
+
+type ethtoolValue struct {
+	cmd  uint32
+	data uint32
+}
+
+// ifreqData is struct ifreq with ifr_data set.
+type ifreqData struct {
+	name [unix.IFNAMSIZ]byte
+	data uintptr
+	_    [16]byte
+}
+
+// TxChecksum reports whether the device name (in the calling thread's
+// namespace) has tx checksum offload on.
+func TxChecksum(name string) (bool, error) {
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return false, err
+	}
+	defer unix.Close(fd)
+	v := &ethtoolValue{cmd: ethtoolGTxCsum} // on the heap: Go does not move it
+	req := &ifreqData{}
+	copy(req.name[:unix.IFNAMSIZ-1], name)
+	req.data = uintptr(unsafe.Pointer(v))
+	_, _, errno := unix.Syscall(unix.SYS_IOCTL, uintptr(fd), unix.SIOCETHTOOL, uintptr(unsafe.Pointer(req)))
+	runtime.KeepAlive(v)
+	if errno != 0 {
+		return false, fmt.Errorf("ethtool: tx checksum of %s: %w", name, errno)
+	}
+	return v.data != 0, nil
+}

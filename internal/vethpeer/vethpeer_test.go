@@ -1,0 +1,106 @@
+package vethpeer
+
+import (
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
+
+	"github.com/fastpath-router/fastpath/internal/nsutil"
+)
+
+func tempNetns(t *testing.T) string {
+	t.Helper()
+	name := fmt.Sprintf("fpvp-%06d", rand.IntN(1_000_000))
+	if err := nsutil.Create(name); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := nsutil.Delete(name); err != nil {
+			t.Errorf("delete netns %s: %v", name, err)
+		}
+	})
+	return name
+}
+
+func ethtool(t *testing.T, ns string, args ...string) {
+	t.Helper()
+	out, err := exec.Command("ip", append([]string{"netns", "exec", ns, "ethtool"}, args...)...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("ethtool %v in %s: %v: %s", args, ns, err, out)
+	}
+}
+
+// TestLookup finds a veth's peer in another namespace and in the same one,
+// and follows its tx checksum offload both ways.
+func TestLookup(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("skipping: needs root to create network namespaces")
+	}
+	here, there := tempNetns(t), tempNetns(t)
+	err := nsutil.Do(here, func() error {
+		if err := netlink.LinkAdd(&netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: "va"}, PeerName: "vb"}); err != nil {
+			return err
+		}
+		if err := netlink.LinkAdd(&netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: "vc"}, PeerName: "vd"}); err != nil {
+			return err
+		}
+		vb, err := netlink.LinkByName("vb")
+		if err != nil {
+			return err
+		}
+		h, err := netns.GetFromPath(nsutil.Path(there))
+		if err != nil {
+			return err
+		}
+		defer h.Close()
+		return netlink.LinkSetNsFd(vb, int(h))
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := NewFinder()
+	lookup := func(name string) (Peer, error) {
+		var p Peer
+		err := nsutil.Do(here, func() error {
+			l, err := netlink.LinkByName(name)
+			if err != nil {
+				return err
+			}
+			p, err = f.Lookup(l)
+			return err
+		})
+		return p, err
+	}
+
+	// Another namespace; veths start with tx checksum offload on.
+	p, err := lookup("va")
+	if err != nil || p.Name != "vb" || !p.PartialChecksums || !strings.HasSuffix(p.Netns, there) {
+		t.Fatalf("va's peer: %+v, %v; want vb in %s, partial checksums", p, err, there)
+	}
+	ethtool(t, there, "-K", "vb", "tx", "off")
+	if p, err = lookup("va"); err != nil || p.PartialChecksums {
+		t.Errorf("va's peer with tx off: %+v, %v", p, err)
+	}
+	ethtool(t, there, "-K", "vb", "tx", "on")
+	if p, err = lookup("va"); err != nil || !p.PartialChecksums {
+		t.Errorf("va's peer with tx on again: %+v, %v", p, err)
+	}
+
+	// The same namespace.
+	ethtool(t, here, "-K", "vd", "tx", "off")
+	if p, err = lookup("vc"); err != nil || p.Name != "vd" || p.Netns != "" || p.PartialChecksums {
+		t.Errorf("vc's peer: %+v, %v; want vd here, no partial checksums", p, err)
+	}
+
+	// Not a veth.
+	if _, err = lookup("lo"); !errors.Is(err, ErrNotVeth) {
+		t.Errorf("lo: %v, want ErrNotVeth", err)
+	}
+}

@@ -1,0 +1,127 @@
+package e2e
+
+import (
+	"fmt"
+	"net/netip"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/fastpath-router/fastpath/internal/lab"
+	"github.com/fastpath-router/fastpath/internal/labd"
+	"github.com/fastpath-router/fastpath/internal/traffic"
+)
+
+// Bounds of the auto tests: the bytes of each TCP transfer, and how long a
+// change the kernel does not announce (a peer's offloads, in its own
+// namespace) may take to reach the hook decision: the daemon's resync
+// interval plus slack.
+const (
+	autoTCPBytes = 64 << 20
+	autoRedecide = 10 * time.Second
+)
+
+// attachedAs waits until every interface in want is attached as the hook
+// it names, with a reason containing why.
+func (d *daemon) waitAttachedAs(t *testing.T, want map[string]string, why map[string]string) {
+	t.Helper()
+	pollUntil(t, autoRedecide, fmt.Sprintf("hooks %v", want), func() error {
+		st := d.status(t)
+		for name, hook := range want {
+			ifc, ok := interfaceStatus(st, name)
+			if !ok || ifc.AttachedAs != hook || !strings.Contains(ifc.AttachReason, why[name]) {
+				return fmt.Errorf("%s attached as %q (%s), want %s (%s)", name, ifc.AttachedAs, ifc.AttachReason, hook, why[name])
+			}
+		}
+		return nil
+	})
+}
+
+// tcpThrough moves a TCP transfer gen -> sink (IPv4 and IPv6) and wants it
+// byte-exact.
+func tcpThrough(t *testing.T, l *lab.Lab, what string) {
+	t.Helper()
+	ctx := testContext(t)
+	for _, dst := range []netip.Addr{l.SinkAddr4, l.SinkAddr6} {
+		r, err := traffic.TCPTransfer(ctx, l.Gen, l.Sink, netip.AddrPortFrom(dst, 0), autoTCPBytes)
+		if err != nil || !r.OK() {
+			t.Fatalf("%s: tcp to %s: %+v, %v", what, dst, r, err)
+		}
+		t.Logf("%s: tcp to %s: %.2f Gbit/s", what, dst, r.Gbps())
+	}
+}
+
+// TestAutoFollowsFacts: with the end hosts' default offloads (partial
+// checksums), auto picks TC and TCP flows; turning tx checksum offload off
+// on the hosts while UDP runs moves each interface to native XDP, turning
+// it on again on one host moves that side back; traffic keeps flowing.
+func TestAutoFollowsFacts(t *testing.T) {
+	l := newLab(t)
+	ctx := testContext(t)
+	nft(ctx, t, l, masqueradeRuleset+filterRuleset)
+	d, _ := runDaemon(t, l.Rtr, offloadIfaces(l, "auto")...)
+	partial := map[string]string{l.RtrIn: "sends partial checksums", l.RtrOut: "sends partial checksums"}
+	d.waitAttachedAs(t, map[string]string{l.RtrIn: "tc", l.RtrOut: "tc"}, partial)
+	tcpThrough(t, l, "default offloads, tc")
+
+	// The change comes while a paced UDP stream runs across it.
+	type res struct {
+		r   traffic.UDPResult
+		err error
+	}
+	done := make(chan res, 1)
+	go func() {
+		r, err := traffic.UDPStream(ctx, l.Gen, l.Sink, netip.AddrPortFrom(l.SinkAddr4, 0), 4000, 200, 2*time.Millisecond)
+		done <- res{r, err}
+	}()
+	nsRun(ctx, t, l, l.Gen, "ethtool", "-K", l.GenIf, "tx", "off")
+	nsRun(ctx, t, l, l.Sink, "ethtool", "-K", l.SinkIf, "tx", "off")
+	native := map[string]string{l.RtrIn: "no partial checksums", l.RtrOut: "no partial checksums"}
+	d.waitAttachedAs(t, map[string]string{l.RtrIn: "xdp", l.RtrOut: "xdp"}, native)
+	u := <-done
+	if u.err != nil || u.r.LossRatio() > 0.01 {
+		t.Errorf("udp across the move to xdp: %+v, %v (want under 1%% lost)", u.r, u.err)
+	}
+	before := d.counters(t, l.Rtr)
+	tcpThrough(t, l, "tx checksum off, xdp")
+	if after := d.counters(t, l.Rtr); after.forwarded() <= before.forwarded() {
+		t.Errorf("fastpath forwarded nothing under xdp: %d -> %d", before.forwarded(), after.forwarded())
+	}
+
+	// gen turns tx checksum offload back on: r0 goes back to TC, r1 stays.
+	nsRun(ctx, t, l, l.Gen, "ethtool", "-K", l.GenIf, "tx", "on")
+	d.waitAttachedAs(t, map[string]string{l.RtrIn: "tc", l.RtrOut: "xdp"}, map[string]string{l.RtrIn: "partial checksums", l.RtrOut: ""})
+	tcpThrough(t, l, "gen offloads on again, r0 tc, r1 xdp")
+}
+
+// TestAutoJumboMTU: veths at MTU 9000 (hosts finishing their checksums, so
+// only the MTU stands in XDP's way): auto starts, on TC because native XDP
+// refuses that MTU, and carries TCP.
+func TestAutoJumboMTU(t *testing.T) {
+	l := newLab(t, "xdp")
+	for _, e := range [][2]string{{l.Gen, l.GenIf}, {l.Rtr, l.RtrIn}, {l.Rtr, l.RtrOut}, {l.Sink, l.SinkIf}} {
+		setMTU(t, e[0], e[1], 9000)
+	}
+	nft(testContext(t), t, l, masqueradeRuleset+filterRuleset)
+	d, _ := runDaemon(t, l.Rtr, offloadIfaces(l, "auto")...)
+	refused := map[string]string{l.RtrIn: "native XDP refused at MTU 9000", l.RtrOut: "native XDP refused at MTU 9000"}
+	d.waitAttachedAs(t, map[string]string{l.RtrIn: "tc", l.RtrOut: "tc"}, refused)
+	before := d.counters(t, l.Rtr)
+	tcpThrough(t, l, "mtu 9000, tc")
+	if after := d.counters(t, l.Rtr); after.forwarded() <= before.forwarded() {
+		t.Errorf("fastpath forwarded nothing at MTU 9000: %d -> %d", before.forwarded(), after.forwarded())
+	}
+}
+
+// TestForcedXDPRefused: attach: xdp on a router whose hosts send partial
+// checksums cannot be correct: the daemon refuses to start, says why, and
+// leaves nothing attached.
+func TestForcedXDPRefused(t *testing.T) {
+	l := newLab(t)
+	d := startDaemon(t, l.Rtr, labd.Interface{Name: l.RtrIn, Mode: "offload", Attach: "xdp"}, labd.Interface{Name: l.RtrOut, Mode: "offload", Attach: "tc"})
+	out := d.waitFailed(t)
+	if !strings.Contains(out, "attach: xdp cannot be correct on "+l.RtrIn) || !strings.Contains(out, "partial checksums") {
+		t.Errorf("refusal does not say why:\n%s", out)
+	}
+	assertNothingAttached(t, l, l.RtrIn, l.RtrOut)
+}
