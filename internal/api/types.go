@@ -54,8 +54,8 @@ type InterfaceStatus struct {
 	// AttachReason says why this hook: the configured one, or what auto
 	// read from the kernel ("veth peer g0 sends partial checksums ...").
 	AttachReason string `json:"attach_reason,omitempty"`
-	ProgramID  uint32 `json:"program_id,omitempty"`
-	LinkID     uint32 `json:"link_id,omitempty"`
+	ProgramID    uint32 `json:"program_id,omitempty"`
+	LinkID       uint32 `json:"link_id,omitempty"`
 	// XDPTarget: the kernel says this device can transmit redirected XDP
 	// frames (xdp_features NDO_XMIT), so XDP ingresses may forward to it.
 	XDPTarget bool   `json:"xdp_target"`
