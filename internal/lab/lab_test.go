@@ -33,6 +33,11 @@ func testName(t *testing.T) string {
 // upLab brings a lab up and tears it down when the test ends.
 func upLab(t *testing.T, ctx context.Context) *Lab {
 	t.Helper()
+	return upLabWith(t, ctx, Options{})
+}
+
+func upLabWith(t *testing.T, ctx context.Context, o Options) *Lab {
+	t.Helper()
 	name := testName(t)
 	t.Cleanup(func() {
 		if err := Down(name); err != nil {
@@ -40,7 +45,8 @@ func upLab(t *testing.T, ctx context.Context) *Lab {
 		}
 	})
 	start := time.Now()
-	l, err := Up(ctx, Options{Name: name, Log: testLogger(t)})
+	o.Name, o.Log = name, testLogger(t)
+	l, err := Up(ctx, o)
 	if err != nil {
 		t.Fatalf("Up: %v", err)
 	}
@@ -78,6 +84,31 @@ func TestDescribe(t *testing.T) {
 	}
 }
 
+// checkHostOffloads wants every line in want in gen's and sink's ethtool -k.
+func checkHostOffloads(ctx context.Context, t *testing.T, l *Lab, want ...string) {
+	t.Helper()
+	for _, e := range []struct{ ns, ifc string }{{l.Gen, l.GenIf}, {l.Sink, l.SinkIf}} {
+		out, err := l.Command(ctx, e.ns, "ethtool", "-k", e.ifc).CombinedOutput()
+		if err != nil {
+			t.Fatalf("ethtool -k %s: %v\n%s", e.ifc, err, out)
+		}
+		for _, w := range want {
+			if !strings.Contains(string(out), w) {
+				t.Errorf("%s/%s: ethtool -k lacks %q", e.ns, e.ifc, w)
+			}
+		}
+	}
+}
+
+// TestHostTxChecksumOff: the variant for tests that force native XDP.
+func TestHostTxChecksumOff(t *testing.T) {
+	requireRoot(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	l := upLabWith(t, ctx, Options{HostTxChecksumOff: true})
+	checkHostOffloads(ctx, t, l, "generic-receive-offload: on", "tx-checksumming: off")
+}
+
 func TestUpPingGetDown(t *testing.T) {
 	requireRoot(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -94,18 +125,9 @@ func TestUpPingGetDown(t *testing.T) {
 			t.Errorf("ping %s from gen: %v\n%s", dst, err, out)
 		}
 	}
-	// The end hosts' offloads are what fastpath relies on.
-	for _, e := range []struct{ ns, ifc string }{{l.Gen, l.GenIf}, {l.Sink, l.SinkIf}} {
-		out, err := l.Command(ctx, e.ns, "ethtool", "-k", e.ifc).CombinedOutput()
-		if err != nil {
-			t.Fatalf("ethtool -k %s: %v\n%s", e.ifc, err, out)
-		}
-		for _, want := range []string{"generic-receive-offload: on", "tx-checksumming: off"} {
-			if !strings.Contains(string(out), want) {
-				t.Errorf("%s/%s: ethtool -k lacks %q", e.ns, e.ifc, want)
-			}
-		}
-	}
+	// The end hosts keep the offloads every container has (GRO on, which
+	// lets r0/r1 take XDP frames).
+	checkHostOffloads(ctx, t, l, "generic-receive-offload: on", "tx-checksumming: on", "tcp-segmentation-offload: on")
 	// GRO on g0/s0 is what makes r0/r1 take XDP-redirected frames: ask the
 	// kernel (netdev netlink, from inside rtr).
 	if err := nsutil.Do(l.Rtr, func() error {
