@@ -1,5 +1,6 @@
 # fastpath: the README's two commands are `make demo` and `make test` (as root).
 GO      ?= go
+FUZZTIME ?= 20s
 BIN     := bin/fastpath
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X main.version=$(VERSION)
@@ -24,6 +25,9 @@ demo: deps build
 test: check-generate lint
 	scripts/deps.sh runtime
 	$(GO) test -count=1 -timeout 15m ./...
+	# the fuzzers, each for a bounded time against its reference model
+	$(GO) test -run '^$$' -fuzz '^FuzzXDP$$' -fuzztime $(FUZZTIME) ./internal/datapath
+	$(GO) test -run '^$$' -fuzz '^FuzzOffload$$' -fuzztime $(FUZZTIME) ./internal/datapath
 	# the daemon's concurrent parts again under the race detector (seconds)
 	$(GO) test -count=1 -race ./internal/daemon ./internal/eventhub ./internal/api ./internal/metrics ./cmd/...
 

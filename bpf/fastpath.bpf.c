@@ -25,6 +25,7 @@ int fp_xdp(struct xdp_md *ctx)
 	__u32 ifindex = ctx->ingress_ifindex;
 	__u64 bytes = p.data_end - p.data;
 	struct bpf_fib_lookup fib;
+	__u32 trailer;
 	struct fp_iface *in;
 	struct fp_flow *f;
 	__u32 reason = FP_PASS_FIB_OTHER; /* every path sets its own */
@@ -60,8 +61,11 @@ int fp_xdp(struct xdp_md *ctx)
 		}
 		fp_flow_rewrite_l3(&p, f);
 		fp_flow_rewrite_l4_xdp(&p, f);
-		fp_flow_account(f, bytes);
-		fp_count_fwd(slot, bytes);
+		trailer = p.len - fp_frame_len(&p);
+		if (trailer)
+			bpf_xdp_adjust_tail(ctx, -(int)trailer); /* last: packet pointers die */
+		fp_flow_account(f, bytes - trailer);
+		fp_count_fwd(slot, bytes - trailer);
 		return XDP_REDIRECT;
 	}
 	if (fp_route(ctx, &fib, &p, ifindex, p.tot_len, &reason))
@@ -74,7 +78,10 @@ int fp_xdp(struct xdp_md *ctx)
 		goto pass;
 	}
 	fp_rewrite(&p, &fib);
-	fp_count_fwd(slot, bytes);
+	trailer = p.len - fp_frame_len(&p);
+	if (trailer)
+		bpf_xdp_adjust_tail(ctx, -(int)trailer);
+	fp_count_fwd(slot, bytes - trailer);
 	return XDP_REDIRECT;
 pass:
 	fp_count_pass(slot, reason, bytes);
@@ -93,6 +100,17 @@ static __always_inline void fp_tc_csum_v6(struct __sk_buff *skb, const struct fp
 {
 	if (p->family == AF_INET6)
 		bpf_csum_update(skb, bpf_csum_diff(&old, 4, (__be32 *)(p->l3 + 4), 4, 0));
+}
+
+/* fp_tc_trim cuts what follows the IP datagram (Ethernet padding, a
+ * trailer), as the kernel's receive path does; a GRO aggregate has none.
+ * Packet pointers die: it comes last. */
+static __always_inline void fp_tc_trim(struct __sk_buff *skb, const struct fp_pkt *p)
+{
+	__u32 len = fp_frame_len(p);
+
+	if (!skb->gso_size && skb->len > len)
+		bpf_skb_change_tail(skb, len, 0);
 }
 
 /* fp_tc_flow forwards an offloaded flow's skb. Checksums go through the
@@ -128,6 +146,7 @@ static __always_inline long fp_tc_flow(struct __sk_buff *skb, struct fp_pkt *p, 
 		bpf_l4_csum_replace(skb, check, old_sport, f->nat_sport, 2 | mangled);
 		bpf_l4_csum_replace(skb, check, old_dport, f->nat_dport, 2 | mangled);
 	}
+	fp_tc_trim(skb, p);
 	return bpf_redirect(f->ifindex_out, 0);
 }
 
@@ -193,6 +212,8 @@ int fp_tc(struct __sk_buff *skb)
 			reason = FP_PASS_FRAG_NEEDED;
 			goto pass;
 		}
+		if (!skb->gso_size)
+			bytes = fp_frame_len(&p);
 		fp_flow_account(f, bytes);
 		fp_count_fwd(slot, bytes);
 		return fp_tc_flow(skb, &p, f);
@@ -202,7 +223,10 @@ int fp_tc(struct __sk_buff *skb)
 	old_v6word = fp_v6_word(&p);
 	fp_rewrite(&p, &fib);
 	fp_tc_csum_v6(skb, &p, old_v6word);
+	if (!skb->gso_size)
+		bytes = fp_frame_len(&p);
 	fp_count_fwd(slot, bytes);
+	fp_tc_trim(skb, &p);
 	return bpf_redirect(fib.ifindex, 0);
 pass:
 	fp_count_pass(slot, reason, bytes);

@@ -62,6 +62,7 @@ enum fp_reason {
 	FP_PASS_NOT_ESTABLISHED, /* entry not confirmed + established (TCP) / replied (UDP) */
 	FP_PASS_CT_HELPER,       /* entry has a helper, expectation or sequence adjustment */
 	FP_PASS_TCP_CLOSE,       /* TCP FIN/RST: the kernel must see the teardown */
+	FP_PASS_TCP_FLAGS,       /* TCP flags other than an ACK: SYN, none, or a combination conntrack calls invalid */
 	FP_PASS_WATCHDOG,        /* daemon heartbeat stale: fail open to the kernel */
 	FP_PASS_MAX,
 };

@@ -6,7 +6,10 @@
 #include "kernel.h"
 
 #define FP_TCP_FIN 0x01
+#define FP_TCP_SYN 0x02
 #define FP_TCP_RST 0x04
+#define FP_TCP_ACK 0x10
+#define FP_TCP_URG 0x20
 
 static __always_inline void fp_key_of(struct fp_flow_key *k, const struct fp_pkt *p)
 {

@@ -130,7 +130,12 @@ static __always_inline struct fp_flow *fp_flow_fill(void *ctx, const int xdp, co
 	f.ifindex_out = fib.ifindex;
 	f.fib_gen = st->fib_gen;
 	f.fw_gen = st->fw_gen;
+	/* Every MTU the kernel's forwarding would apply: the link's, the FIB's
+	 * answer (an IPv6 interface MTU, a PMTU exception, a locked route MTU)
+	 * and any route MTU metric the lookup ignores. */
 	f.mtu = egress->mtu;
+	if (fib.mtu_result && fib.mtu_result < f.mtu)
+		f.mtu = fib.mtu_result;
 	if (route_mtu && route_mtu < f.mtu)
 		f.mtu = route_mtu;
 	__builtin_memcpy(f.smac, fib.smac, ETH_ALEN);
@@ -153,6 +158,35 @@ static __always_inline struct fp_flow *fp_flow_fill(void *ctx, const int xdp, co
 release:
 	bpf_ct_release(ct);
 	return NULL;
+}
+
+/* What a TCP segment's flags make of it on an offloaded flow. conntrack
+ * calls a segment invalid unless its flags, PSH, ECE and CWR aside, are one
+ * of SYN, SYN|URG, SYN|ACK, RST, RST|ACK, FIN|ACK, FIN|ACK|URG, ACK,
+ * ACK|URG (tcp_valid_flags in nf_conntrack_proto_tcp.c). Only ACKs ride the
+ * fast path; a valid FIN or RST ends the flow there and goes to the kernel;
+ * anything else (a SYN, no flags, an invalid mix) goes to the kernel with
+ * the flow left as it is, for conntrack to judge as it would without
+ * fastpath: an invalid FIN|SYN must not evict anything. */
+enum fp_tcp_kind {
+	FP_TCP_KIND_DATA,
+	FP_TCP_KIND_CLOSE,
+	FP_TCP_KIND_OTHER,
+};
+
+static __always_inline enum fp_tcp_kind fp_tcp_kind(__u8 flags)
+{
+	switch (flags & (FP_TCP_FIN | FP_TCP_SYN | FP_TCP_RST | FP_TCP_ACK | FP_TCP_URG)) {
+	case FP_TCP_ACK:
+	case FP_TCP_ACK | FP_TCP_URG:
+		return FP_TCP_KIND_DATA;
+	case FP_TCP_RST:
+	case FP_TCP_RST | FP_TCP_ACK:
+	case FP_TCP_FIN | FP_TCP_ACK:
+	case FP_TCP_FIN | FP_TCP_ACK | FP_TCP_URG:
+		return FP_TCP_KIND_CLOSE;
+	}
+	return FP_TCP_KIND_OTHER;
 }
 
 /* fp_flow_get returns the flow to forward the packet with, or NULL and the
@@ -184,11 +218,19 @@ static __always_inline struct fp_flow *fp_flow_get(void *ctx, const int xdp, con
 	}
 	fp_key_of(&k, p);
 	f = bpf_map_lookup_elem(&fp_flows, &k);
-	if (p->tcp_flags & (FP_TCP_FIN | FP_TCP_RST)) {
-		if (f)
-			fp_flow_evict(&k, f, slot, FP_PASS_TCP_CLOSE);
-		*reason = FP_PASS_TCP_CLOSE;
-		return NULL;
+	if (p->l4_proto == IPPROTO_TCP) {
+		switch (fp_tcp_kind(p->tcp_flags)) {
+		case FP_TCP_KIND_DATA:
+			break;
+		case FP_TCP_KIND_CLOSE:
+			if (f)
+				fp_flow_evict(&k, f, slot, FP_PASS_TCP_CLOSE);
+			*reason = FP_PASS_TCP_CLOSE;
+			return NULL;
+		default:
+			*reason = FP_PASS_TCP_FLAGS;
+			return NULL;
+		}
 	}
 	if (f && (f->fib_gen != st->fib_gen || f->fw_gen != st->fw_gen || f->ifindex_in != ifindex)) {
 		stale = f; /* decide again; the fill overwrites it */

@@ -23,6 +23,14 @@ struct fp_pkt {
 	__be16 dport;
 };
 
+/* fp_frame_len is the frame the kernel would forward: up to the end of the
+ * IP datagram. Bytes after it (Ethernet padding, trailers) the kernel trims
+ * on receive; so does the fast path before it sends a frame on. */
+static __always_inline __u32 fp_frame_len(const struct fp_pkt *p)
+{
+	return (__u32)(p->l3 - p->data) + p->tot_len;
+}
+
 struct vlan_hdr {
 	__be16 tci;
 	__be16 proto;

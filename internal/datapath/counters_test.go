@@ -42,7 +42,7 @@ func TestCounters(t *testing.T) {
 				}
 				if s.want == fwd {
 					wantFwd++
-					wantFwdBytes += uint64(len(s.frame))
+					wantFwdBytes += uint64(len(trimmed(s.frame))) // as sent on: padding trimmed
 				} else {
 					wantPass++
 					wantPassBytes += uint64(len(s.frame))

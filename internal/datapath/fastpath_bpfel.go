@@ -161,7 +161,7 @@ type fastpathFpStats struct {
 	EventsLost   uint64
 	PassPackets  uint64
 	PassBytes    uint64
-	PassReason   [26]uint64
+	PassReason   [27]uint64
 }
 
 type fastpathFpVerdictKey struct {

@@ -208,8 +208,23 @@ func fixIPv4Checksum(frame []byte, off int) {
 // forwarded is what a correct router makes of an untagged frame it forwards
 // to the next hop on out0: new MACs, TTL/hop limit one less, IPv4 header
 // checksum recomputed from scratch; every other byte as it was.
+// trimmed is a copy of frame without what follows its IP datagram
+// (Ethernet padding, a trailer): what the kernel forwards, and the fast
+// path too.
+func trimmed(frame []byte) []byte {
+	off := l3Offset(frame)
+	end := len(frame)
+	switch frame[off] >> 4 {
+	case 4:
+		end = off + int(binary.BigEndian.Uint16(frame[off+2:]))
+	case 6:
+		end = off + 40 + int(binary.BigEndian.Uint16(frame[off+4:]))
+	}
+	return append([]byte(nil), frame[:min(end, len(frame))]...)
+}
+
 func forwarded(frame []byte) []byte {
-	out := append([]byte(nil), frame...)
+	out := trimmed(frame)
 	copy(out[0:6], macNhop)
 	copy(out[6:12], macOut0)
 	off := l3Offset(out)

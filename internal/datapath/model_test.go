@@ -44,7 +44,7 @@ func modelIPv4(l3 []byte) bool {
 	if special4(src) || special4(dst) || l3[8] <= 1 {
 		return false
 	}
-	if !modelL4(l3[9], l3[20:], false) {
+	if !modelL4(l3[9], l3[20:totLen], false) {
 		return false
 	}
 	mtu := 0
@@ -69,7 +69,7 @@ func modelIPv6(l3 []byte) bool {
 	if special6(src) || special6(dst) || l3[7] <= 1 {
 		return false
 	}
-	if !modelL4(l3[6], l3[40:], true) {
+	if !modelL4(l3[6], l3[40:40+plen], true) {
 		return false
 	}
 	mtu := 0
@@ -83,13 +83,18 @@ func modelIPv6(l3 []byte) bool {
 }
 
 // modelL4: TCP, UDP and the family's own ICMP, with their headers (ports,
-// or ICMP type/code/checksum) inside the frame.
+// or ICMP type/code/checksum) inside the IP payload l4 (never in Ethernet
+// padding after it), a TCP header length and a UDP length that fit it.
 func modelL4(proto byte, l4 []byte, v6 bool) bool {
 	switch {
 	case proto == 6:
-		return len(l4) >= 20 && l4[12]>>4 >= 5
+		return len(l4) >= 20 && l4[12]>>4 >= 5 && int(l4[12]>>4)*4 <= len(l4)
 	case proto == 17:
-		return len(l4) >= 8
+		if len(l4) < 8 {
+			return false
+		}
+		ulen := int(binary.BigEndian.Uint16(l4[4:]))
+		return ulen >= 8 && ulen <= len(l4)
 	case proto == 1 && !v6, proto == 58 && v6:
 		return len(l4) >= 4
 	}

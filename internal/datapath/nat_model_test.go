@@ -171,7 +171,7 @@ func (l leg) natExpect(t testing.TB, s seg) []byte {
 		s.ttl = 64
 	}
 	s.ttl--
-	return segFrame(t, l.out, eg.mac, eg.peer, s)
+	return trimmed(segFrame(t, l.out, eg.mac, eg.peer, s)) // padding trimmed, as the kernel does
 }
 
 // zeroingPayload returns a payload for the leg whose UDP checksum after
@@ -245,14 +245,16 @@ func (m natModel) expect(frame []byte, ingress *side) natVerdict {
 		if !modelIPv4Parses(l3) {
 			return natVerdict{why: "ipv4 guards"}
 		}
-		l3Len, proto, l4, hopOff = int(binary.BigEndian.Uint16(l3[2:])), l3[9], l3[20:], 8
+		l3Len, proto, hopOff = int(binary.BigEndian.Uint16(l3[2:])), l3[9], 8
+		l4 = l3[20:l3Len]
 		src, dst = netip.AddrFrom4([4]byte(l3[12:16])), netip.AddrFrom4([4]byte(l3[16:20]))
 	case 0x86dd:
 		if !modelIPv6Parses(l3) {
 			return natVerdict{why: "ipv6 guards"}
 		}
 		v6 = true
-		l3Len, proto, l4, hopOff = 40+int(binary.BigEndian.Uint16(l3[4:])), l3[6], l3[40:], 7
+		l3Len, proto, hopOff = 40+int(binary.BigEndian.Uint16(l3[4:])), l3[6], 7
+		l4 = l3[40:l3Len]
 		src, dst = netip.AddrFrom16([16]byte(l3[8:24])), netip.AddrFrom16([16]byte(l3[24:40]))
 	default:
 		return natVerdict{why: "not ip (or tagged)"}
@@ -263,8 +265,17 @@ func (m natModel) expect(frame []byte, ingress *side) natVerdict {
 	if proto != unix.IPPROTO_TCP && proto != unix.IPPROTO_UDP {
 		return natVerdict{why: "icmp"}
 	}
-	if proto == unix.IPPROTO_TCP && l4[13]&0x05 != 0 {
-		return natVerdict{why: "tcp fin/rst"}
+	if proto == unix.IPPROTO_TCP {
+		// conntrack's valid flag combinations, PSH, ECE and CWR aside: only
+		// ACK and ACK|URG are forwarded; FIN|ACK, RST, RST|ACK,
+		// FIN|ACK|URG close the flow; the rest goes to the kernel.
+		switch l4[13] & 0x37 {
+		case 0x10, 0x30:
+		case 0x04, 0x14, 0x11, 0x31:
+			return natVerdict{why: "tcp fin/rst"}
+		default:
+			return natVerdict{why: "tcp flags"}
+		}
 	}
 	in := Tuple{Proto: proto,
 		Src: netip.AddrPortFrom(src, binary.BigEndian.Uint16(l4[0:])),
@@ -280,7 +291,7 @@ func (m natModel) expect(frame []byte, ingress *side) natVerdict {
 		return natVerdict{why: "over the egress mtu"}
 	}
 
-	want := bytes.Clone(frame)
+	want := bytes.Clone(frame[:14+l3Len]) // trailing bytes trimmed
 	copy(want[0:6], r.egress.peer)
 	copy(want[6:12], r.egress.mac)
 	w3 := want[14:]
@@ -295,7 +306,7 @@ func (m natModel) expect(frame []byte, ingress *side) natVerdict {
 		copy(w3[16:20], b[:])
 		fixIPv4Checksum(want, 14)
 	}
-	w4 := want[len(frame)-len(l4):]
+	w4 := want[14+l3Len-len(l4):]
 	binary.BigEndian.PutUint16(w4[0:], r.out.Src.Port())
 	binary.BigEndian.PutUint16(w4[2:], r.out.Dst.Port())
 	return natVerdict{want: want}
@@ -327,10 +338,10 @@ func modelIPv6Parses(l3 []byte) bool {
 
 // l4Residual is the ones' complement sum (onesSum) of the L4 pseudo-header
 // addresses and protocol and every byte from the L4 header to the end of
-// the frame, checksum field included. It is 0 for a packet with a right
-// checksum (and no bytes after the IP packet); a router that updates the
-// checksum incrementally (RFC 1624) keeps it as it was, right or wrong,
-// whatever it rewrites.
+// the IP datagram (a trailer after it is trimmed on the way out), checksum
+// field included. It is 0 for a packet with a right checksum; a router that
+// updates the checksum incrementally (RFC 1624) keeps it as it was, right
+// or wrong, whatever it rewrites.
 func l4Residual(frame []byte) uint16 {
 	off := l3Offset(frame)
 	l4, ver := l4Offset(frame)
@@ -342,7 +353,7 @@ func l4Residual(frame []byte) uint16 {
 		b = append(b, frame[off+8:off+40]...)
 		b = append(b, 0, frame[off+6])
 	}
-	b = append(b, frame[l4:]...)
+	b = append(b, trimmed(frame)[l4:]...) // the datagram's bytes, not a trailer's
 	if len(b)%2 == 1 {
 		b = append(b, 0)
 	}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"net/netip"
 	"os"
@@ -16,6 +17,8 @@ import (
 	"github.com/cilium/ebpf"
 	"github.com/gopacket/gopacket/layers"
 	"golang.org/x/sys/unix"
+
+	"github.com/fastpath-router/fastpath/internal/netwatch"
 )
 
 // Offload-mode packet tests. The test router of testnet_test.go gets in0
@@ -395,7 +398,7 @@ func (on *offloadNet) forward(t testing.TB, h hook, l leg, frame, want []byte, o
 	if !bytes.Equal(res.out, want) {
 		t.Errorf("output frame %s", diffBytes(res.out, want))
 	}
-	on.checkDelta(t, before, after, counterDelta{fwd: true, bytes: len(frame)})
+	on.checkDelta(t, before, after, counterDelta{fwd: true, bytes: len(want)})
 }
 
 // pass runs frame from ingress and asserts it goes to the kernel
@@ -717,6 +720,59 @@ func TestOffloadTCPClose(t *testing.T) {
 	}
 }
 
+// TestOffloadTCPFlags: on a cached connection, only ACKs are forwarded. A
+// SYN, a segment with no flags, URG alone, FIN without ACK, FIN|SYN and the
+// other combinations conntrack calls invalid go to the kernel unchanged
+// (tcp_flags) and leave the flow cached: they must not evict it. ACK|URG is
+// valid and forwarded. A trailer after the datagram is trimmed.
+func TestOffloadTCPFlags(t *testing.T) {
+	on := newOffloadNet(t)
+	set := func(fin, syn, rst, psh, ack, urg bool) func(*layers.TCP) {
+		return func(th *layers.TCP) {
+			th.FIN, th.SYN, th.RST, th.PSH, th.ACK, th.URG = fin, syn, rst, psh, ack, urg
+		}
+	}
+	kernel := []struct {
+		name string
+		tcp  func(*layers.TCP)
+	}{
+		{"no flags", set(false, false, false, false, false, false)},
+		{"urg", set(false, false, false, false, false, true)},
+		{"psh", set(false, false, false, true, false, false)},
+		{"fin", set(true, false, false, false, false, false)},
+		{"syn", set(false, true, false, false, false, false)},
+		{"syn ack", set(false, true, false, false, true, false)},
+		{"syn fin", set(true, true, false, false, false, false)},
+		{"syn rst", set(false, true, true, false, false, false)},
+		{"fin rst ack", set(true, false, true, false, true, false)},
+		{"all", set(true, true, true, true, true, true)},
+	}
+	for _, v6 := range []bool{false, true} {
+		for _, h := range hooks() {
+			t.Run(fmt.Sprintf("%s/%s", h, famName(v6)), func(t *testing.T) {
+				c := on.offloadConn(t, kindSNAT, unix.IPPROTO_TCP, v6)
+				l := c.leg(false)
+				fo := l.inFrame(t, seg{})
+				on.forward(t, h, l, fo, l.natExpect(t, seg{}), runOpts{})
+				on.events(t)
+				for _, k := range kernel {
+					on.pass(t, h, sideIn0, l.inFrame(t, seg{tcp: k.tcp}), "tcp_flags", runOpts{})
+					on.expectFlows(t, on.flowOfLeg(l, 1, len(fo)))
+				}
+				on.expectEvents(t)
+				// A trailer after the datagram is trimmed on the way out.
+				ft := withTrailer(l.inFrame(t, seg{}), 320)
+				on.forward(t, h, l, ft, l.natExpect(t, seg{}), runOpts{})
+				on.expectFlows(t, on.flowOfLeg(l, 2, 2*len(fo)))
+				urg := seg{tcp: set(false, false, false, false, true, true)}
+				fu := l.inFrame(t, urg)
+				on.forward(t, h, l, fu, l.natExpect(t, urg), runOpts{})
+				on.expectFlows(t, on.flowOfLeg(l, 3, 2*len(fo)+len(fu)))
+			})
+		}
+	}
+}
+
 // TestOffloadFlowCounters: per-flow packets and bytes are exact, one run
 // (Repeat 1) per packet, each direction counted on its own.
 func TestOffloadFlowCounters(t *testing.T) {
@@ -741,7 +797,7 @@ func TestOffloadFlowCounters(t *testing.T) {
 							fr := l.inFrame(t, sg)
 							on.forward(t, h, l, fr, l.natExpect(t, sg), runOpts{})
 							n[d]++
-							b[d] += len(fr)
+							b[d] += len(trimmed(fr)) // bytes sent on: padding trimmed
 						}
 					}
 					on.expectFlows(t, on.flowOfLeg(c.leg(false), n[0], b[0]), on.flowOfLeg(c.leg(true), n[1], b[1]))
@@ -904,6 +960,57 @@ func TestOffloadMTU(t *testing.T) {
 				on.forward(t, h, l, fr, l.natExpect(t, at), runOpts{})
 				on.expectFlows(t, on.flowOfLeg(l, 2, len(small)+len(fr)))
 			})
+			// The route-MTU mirror lands after the route event that
+			// re-validated the flow (the daemon updates it off its main
+			// loop): a packet in between caches the old MTU, and the
+			// mirror's update must make the flow look again.
+			t.Run(name+"route mtu mirrored after the route event", func(t *testing.T) {
+				c := on.offloadConn(t, kindSNAT, unix.IPPROTO_TCP, v6)
+				l := c.leg(false)
+				small := l.inFrame(t, seg{})
+				on.forward(t, h, l, small, l.natExpect(t, seg{}), runOpts{})
+				if err := on.d.InvalidateRoutes(); err != nil { // the route event
+					t.Fatal(err)
+				}
+				on.forward(t, h, l, small, l.natExpect(t, seg{}), runOpts{}) // re-cached, old MTU
+				orig, err := netwatch.RouteMTUs()
+				if err != nil {
+					t.Fatal(err)
+				}
+				lowered := maps.Clone(orig)
+				lowered[netip.PrefixFrom(l.out.Dst.Addr(), l.out.Dst.Addr().BitLen())] = 1200
+				if err := on.d.SetRouteMTUs(lowered); err != nil { // the mirror lands
+					t.Fatal(err)
+				}
+				t.Cleanup(func() {
+					if err := on.d.SetRouteMTUs(orig); err != nil {
+						t.Error(err)
+					}
+				})
+				on.pass(t, h, sideIn0, l.inFrame(t, big(v6, 1250)), "frag_needed", runOpts{})
+			})
+			if v6 {
+				// What a router advertisement's MTU option sets: the FIB's
+				// answer carries it, and so must the cached flow.
+				t.Run(name+"ipv6 interface mtu below the link's, cached", func(t *testing.T) {
+					if err := sysctl(on.ns, "net.ipv6.conf.out0.mtu", "1280"); err != nil {
+						t.Fatal(err)
+					}
+					t.Cleanup(func() {
+						if err := sysctl(on.ns, "net.ipv6.conf.out0.mtu", fmt.Sprint(out0MTU)); err != nil {
+							t.Error(err)
+						}
+					})
+					c := on.offloadConn(t, kindSNAT, unix.IPPROTO_TCP, v6)
+					l := c.leg(false)
+					small := l.inFrame(t, seg{})
+					on.forward(t, h, l, small, l.natExpect(t, seg{}), runOpts{})
+					on.pass(t, h, sideIn0, l.inFrame(t, big(v6, 1300)), "frag_needed", runOpts{})
+					at := big(v6, 1280)
+					fr := l.inFrame(t, at)
+					on.forward(t, h, l, fr, l.natExpect(t, at), runOpts{})
+				})
+			}
 			if h != hookTC {
 				continue
 			}

@@ -55,6 +55,15 @@ func patch(frame []byte, fn func(l3 []byte)) []byte {
 	return out
 }
 
+// withTrailer appends n bytes after the frame's IP datagram.
+func withTrailer(frame []byte, n int) []byte {
+	tr := make([]byte, n)
+	for i := range tr {
+		tr[i] = 0xee
+	}
+	return append(frame, tr...)
+}
+
 // forwardCases are frames the datapath must forward to out0.
 func forwardCases(t testing.TB) []pktCase {
 	return []pktCase{
@@ -63,8 +72,13 @@ func forwardCases(t testing.TB) []pktCase {
 		both("ipv4 icmp", icmp4(ipDst).bytes(t), fwd),
 		// DF is not a fragment: most TCP carries it.
 		both("ipv4 tcp DF", tcp4(ipDst).with(func(p *pkt) { p.v4().Flags = layers.IPv4DontFragment }).bytes(t), fwd),
-		// 42 bytes of frame padded to 60: the padding travels along untouched.
+		// 42 bytes of frame padded to 60: the padding is trimmed, as the kernel does.
 		both("ipv4 udp padded", udp4Len(ipDst, 28).bytes(t), fwd),
+		// Trailers after the datagram are trimmed, and do not count
+		// against the MTU: the kernel trims them on receive.
+		both("ipv4 udp with a 320-byte trailer", withTrailer(udp4(ipDst).bytes(t), 320), fwd),
+		both("ipv6 tcp with a 320-byte trailer", withTrailer(tcp6(ip6Dst).bytes(t), 320), fwd),
+		both("ipv4 at egress mtu with a trailer", withTrailer(udp4Len(ipDst, out0MTU).bytes(t), 100), fwd),
 		both("ipv4 ttl 2", udp4(ipDst).with(func(p *pkt) { p.v4().TTL = 2 }).bytes(t), fwd),
 		both("ipv4 to connected next hop", udp4(ipNhop).bytes(t), fwd),
 		both("ipv4 at egress mtu", udp4Len(ipDst, out0MTU).bytes(t), fwd),
@@ -382,6 +396,9 @@ func checkOne(t *testing.T, tn *testNet, h hook, frame []byte, o runOpts, want s
 		return
 	}
 	d := counterDelta{fwd: want == fwd, reason: want, bytes: len(frame)}
+	if want == fwd {
+		d.bytes = len(trimmed(frame)) // as sent on: padding trimmed
+	}
 	tn.checkDelta(t, before, after, d)
 }
 
