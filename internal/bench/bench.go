@@ -27,6 +27,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -256,6 +257,11 @@ func Run(ctx context.Context, o Options) (_ *Report, err error) {
 	r.report.Settings.Generator = r.env.gen.kind()
 	r.report.Machine.RouterCPU, r.report.Machine.GenCPU = r.env.routerCPU, r.env.genCPU
 	// This process (and the daemons it starts) stays off the router's CPU.
+	// Its goroutines pinned to the generator's CPU (the generator's, the
+	// probe's) each need a processor of the runtime's: GOMAXPROCS would
+	// otherwise follow the narrowed affinity down to 1.
+	runtime.GOMAXPROCS(len(cpus) + 4)
+	defer runtime.SetDefaultGOMAXPROCS()
 	if err := pinProcess(os.Getpid(), r.env.restCPU); err != nil {
 		return nil, err
 	}

@@ -134,6 +134,8 @@ func (e *env) setup(ctx context.Context, genKind string) error {
 	if e.inject, err = openPacketSocket(l.Gen, l.GenIf); err != nil {
 		return err
 	}
+	// The live generator's thread carries the router's work in one-CPU
+	// runs: realtime, so nothing else takes that CPU mid-window.
 	at := pinned{ns: l.Gen, cpu: e.genCPU, rt: !e.split}
 	if e.gen, err = newSource(ctx, genKind, at, l.GenIf, e.g0Index, e.frames(MinFrame), e.log); err != nil {
 		return err

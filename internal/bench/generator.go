@@ -310,6 +310,7 @@ type loopGen struct {
 // newLoopGen creates the veth pair in at.ns and attaches the loop, sending
 // out of ifname there.
 func newLoopGen(ctx context.Context, at pinned, ifname string) (_ *loopGen, err error) {
+	at.rt = false // the loop runs in softirq; its thread only watches
 	g := &loopGen{at: at}
 	if err := load(&g.objs); err != nil {
 		return nil, err

@@ -130,7 +130,6 @@ func processAffinity() ([]int, error) {
 const (
 	routerPriority = 50
 	genPriority    = 50
-	probePriority  = 60 // the latency probe's client and server
 )
 
 // makeRealtime gives thread tid SCHED_FIFO priority prio.
