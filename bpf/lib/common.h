@@ -63,6 +63,7 @@ enum fp_reason {
 	FP_PASS_CT_HELPER,       /* entry has a helper, expectation or sequence adjustment */
 	FP_PASS_TCP_CLOSE,       /* TCP FIN/RST: the kernel must see the teardown */
 	FP_PASS_TCP_FLAGS,       /* TCP flags other than an ACK: SYN, none, or a combination conntrack calls invalid */
+	FP_PASS_NOT_LIBERAL,     /* TCP entry not yet window-liberal: the daemon makes it so, then the flow is offloaded */
 	FP_PASS_WATCHDOG,        /* daemon heartbeat stale: fail open to the kernel */
 	FP_PASS_MAX,
 };
@@ -116,6 +117,7 @@ enum fp_flow_flags {
 	FP_FLOW_SNAT = 1, /* source address/port rewritten */
 	FP_FLOW_DNAT = 2, /* destination address/port rewritten */
 	FP_FLOW_REPLY = 4, /* this key is the conntrack reply direction */
+	FP_FLOW_PENDING = 8, /* TCP: entry not yet window-liberal, the kernel carries the flow */
 };
 
 /* Everything needed to forward a cached flow's packet without lookups. */
@@ -144,6 +146,7 @@ struct fp_flow {
 enum fp_event_type {
 	FP_EV_FLOW_ADD = 1, /* a flow entered the cache: fastpath forwards it now */
 	FP_EV_FLOW_DEL = 2, /* the datapath evicted a flow; reason says why */
+	FP_EV_FLOW_PENDING = 3, /* a TCP flow waits for its entry to be made window-liberal */
 };
 
 /* Flow events to the daemon. It needs FP_EV_FLOW_ADD to make the conntrack

@@ -94,6 +94,19 @@ static __always_inline int fp_ct_offloadable(const struct nf_conn *ct, __u8 prot
 	return 0;
 }
 
+#define FP_CT_TCP_BE_LIBERAL 0x08 /* IP_CT_TCP_FLAG_BE_LIBERAL */
+
+/* fp_ct_liberal: conntrack accepts any sequence number in both directions
+ * of this TCP entry. Offloaded segments bypass its window tracking, so a
+ * packet of the flow that reaches the kernel later (a FIN, a fragment, any
+ * packet while the cache is stale) would otherwise look out of window:
+ * INVALID, not un-NATed, answered with a RST. A flow is offloaded only once
+ * its entry is liberal; the daemon makes it so through ctnetlink. */
+static __always_inline int fp_ct_liberal(const struct nf_conn *ct)
+{
+	return (ct->proto.tcp.seen[0].flags & ct->proto.tcp.seen[1].flags & FP_CT_TCP_BE_LIBERAL) != 0;
+}
+
 /* fp_ct_refresh keeps an offloaded flow's entry as the kernel would if it
  * saw the packets (offloaded packets do not reach conntrack): a UDP flow
  * replied to and alive for 2 s becomes ASSURED (a stream: the kernel's rule,

@@ -56,7 +56,8 @@ static __always_inline void fp_flow_evict(const struct fp_flow_key *k, const str
 
 	__builtin_memcpy(rev.saddr, f->nat_daddr, 16);
 	__builtin_memcpy(rev.daddr, f->nat_saddr, 16);
-	if (bpf_map_delete_elem(&fp_flows, k) == 0) {
+	/* a pending flow was never added: nothing to announce */
+	if (bpf_map_delete_elem(&fp_flows, k) == 0 && !(f->flags & FP_FLOW_PENDING)) {
 		fp_count_flow(slot, 0);
 		fp_flow_event(FP_EV_FLOW_DEL, reason, k, f, slot);
 	}
@@ -98,6 +99,8 @@ static __always_inline struct fp_flow *fp_flow_fill(void *ctx, const int xdp, co
 	}
 	fp_ct_refresh(ct, k->proto, st, stale ? now - stale->created_ns : 0);
 	fp_ct_nat(&f, ct, opts.dir, k);
+	if (k->proto == IPPROTO_TCP && !fp_ct_liberal(ct))
+		f.flags |= FP_FLOW_PENDING;
 	bpf_ct_release(ct);
 
 	/* Route the packet as it will leave: after NAT */
@@ -147,7 +150,16 @@ static __always_inline struct fp_flow *fp_flow_fill(void *ctx, const int xdp, co
 		*reason = FP_PASS_NO_CONNTRACK; /* map full of in-use entries: rare */
 		return NULL;
 	}
-	if (!stale) {
+	/* A pending flow asks the daemon once (its entry stays and is filled
+	 * again by each packet until the entry is liberal); a flow is added
+	 * when fastpath starts forwarding it. */
+	if (f.flags & FP_FLOW_PENDING) {
+		if (!stale || !(stale->flags & FP_FLOW_PENDING))
+			fp_flow_event(FP_EV_FLOW_PENDING, 0, k, &f, slot);
+		*reason = FP_PASS_NOT_LIBERAL;
+		return NULL;
+	}
+	if (!stale || (stale->flags & FP_FLOW_PENDING)) {
 		fp_count_flow(slot, 1);
 		fp_flow_event(FP_EV_FLOW_ADD, 0, k, &f, slot);
 	}
@@ -232,7 +244,8 @@ static __always_inline struct fp_flow *fp_flow_get(void *ctx, const int xdp, con
 			return NULL;
 		}
 	}
-	if (f && (f->fib_gen != st->fib_gen || f->fw_gen != st->fw_gen || f->ifindex_in != ifindex)) {
+	if (f && (f->fib_gen != st->fib_gen || f->fw_gen != st->fw_gen || f->ifindex_in != ifindex ||
+		  (f->flags & FP_FLOW_PENDING))) {
 		stale = f; /* decide again; the fill overwrites it */
 		f = NULL;
 	}

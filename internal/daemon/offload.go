@@ -17,6 +17,7 @@ import (
 	"github.com/ti-mo/netfilter"
 
 	"github.com/fastpath-router/fastpath/internal/api"
+	"github.com/fastpath-router/fastpath/internal/ctliberal"
 	"github.com/fastpath-router/fastpath/internal/datapath"
 	"github.com/fastpath-router/fastpath/internal/eventhub"
 )
@@ -246,8 +247,9 @@ func tupleOf(t conntrack.Tuple) datapath.Tuple {
 	}
 }
 
-// watchFlows follows the datapath's flow events: an offloaded TCP entry is
-// made window-liberal (see liberal.go).
+// watchFlows follows the datapath's flow events: a TCP flow's entry is made
+// window-liberal (package ctliberal) when the datapath asks, before it
+// offloads the flow.
 func (o *offload) watchFlows(ctx context.Context) error {
 	var err error
 	if o.nl, err = netfilter.Dial(nil); err != nil {
@@ -267,10 +269,11 @@ func (o *offload) watchFlows(ctx context.Context) error {
 				o.log.Warn("flow events", "err", err)
 				continue
 			}
-			if ev.Type == datapath.FlowAdded {
-				if err := setLiberal(nl, ev.Flow); err != nil && ctx.Err() == nil {
-					o.log.Warn("offloaded flow", "err", err)
+			if ev.Type == datapath.FlowPending {
+				if err := ctliberal.Set(nl, ev.Flow.In.Proto, ev.Flow.In.Src, ev.Flow.In.Dst, ev.Flow.Reply); err != nil && ctx.Err() == nil {
+					o.log.Warn("flow stays on the kernel path", "err", err)
 				}
+				continue // not news to anyone else: the flow is not offloaded yet
 			}
 			o.publish(ev)
 		}

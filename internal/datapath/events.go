@@ -19,6 +19,9 @@ const (
 	FlowAdded = EventType(fastpathFpEventTypeFP_EV_FLOW_ADD)
 	// FlowRemoved: the datapath evicted the flow (Reason says why).
 	FlowRemoved = EventType(fastpathFpEventTypeFP_EV_FLOW_DEL)
+	// FlowPending: a TCP flow waits for its conntrack entry to be made
+	// window-liberal (ctliberal) before the datapath offloads it.
+	FlowPending = EventType(fastpathFpEventTypeFP_EV_FLOW_PENDING)
 )
 
 func (t EventType) String() string {
@@ -27,6 +30,8 @@ func (t EventType) String() string {
 		return "flow_added"
 	case FlowRemoved:
 		return "flow_removed"
+	case FlowPending:
+		return "flow_pending"
 	}
 	return fmt.Sprintf("event_%d", uint32(t))
 }

@@ -64,8 +64,9 @@ type fastpathFpEvent struct {
 type fastpathFpEventType uint32
 
 const (
-	fastpathFpEventTypeFP_EV_FLOW_ADD fastpathFpEventType = 1
-	fastpathFpEventTypeFP_EV_FLOW_DEL fastpathFpEventType = 2
+	fastpathFpEventTypeFP_EV_FLOW_ADD     fastpathFpEventType = 1
+	fastpathFpEventTypeFP_EV_FLOW_DEL     fastpathFpEventType = 2
+	fastpathFpEventTypeFP_EV_FLOW_PENDING fastpathFpEventType = 3
 )
 
 type fastpathFpFlow struct {
@@ -95,9 +96,10 @@ type fastpathFpFlow struct {
 type fastpathFpFlowFlags uint32
 
 const (
-	fastpathFpFlowFlagsFP_FLOW_SNAT  fastpathFpFlowFlags = 1
-	fastpathFpFlowFlagsFP_FLOW_DNAT  fastpathFpFlowFlags = 2
-	fastpathFpFlowFlagsFP_FLOW_REPLY fastpathFpFlowFlags = 4
+	fastpathFpFlowFlagsFP_FLOW_SNAT    fastpathFpFlowFlags = 1
+	fastpathFpFlowFlagsFP_FLOW_DNAT    fastpathFpFlowFlags = 2
+	fastpathFpFlowFlagsFP_FLOW_REPLY   fastpathFpFlowFlags = 4
+	fastpathFpFlowFlagsFP_FLOW_PENDING fastpathFpFlowFlags = 8
 )
 
 type fastpathFpFlowKey struct {
@@ -161,7 +163,7 @@ type fastpathFpStats struct {
 	EventsLost   uint64
 	PassPackets  uint64
 	PassBytes    uint64
-	PassReason   [27]uint64
+	PassReason   [28]uint64
 }
 
 type fastpathFpVerdictKey struct {

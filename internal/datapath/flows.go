@@ -32,7 +32,9 @@ type Flow struct {
 	Created    time.Duration // CLOCK_MONOTONIC, see Monotonic
 	Last       time.Duration
 	MTU        int
-	Stale      bool // built under older routes or ruleset: rechecked on its next packet
+	// Stale: built under older routes or ruleset, or (TCP) waiting for its
+	// conntrack entry to become window-liberal: rechecked on its next packet.
+	Stale bool
 }
 
 func addrOf(family uint8, w [4]uint32) netip.Addr {
@@ -95,14 +97,15 @@ func flowOf(k fastpathFpFlowKey, v fastpathFpFlow, fibGen, fwGen uint32) Flow {
 		Packets: v.Packets, Bytes: v.Bytes,
 		Created: time.Duration(v.CreatedNs), Last: time.Duration(v.LastNs),
 		MTU:   int(v.Mtu),
-		Stale: v.FibGen != fibGen || v.FwGen != fwGen,
+		Stale: v.FibGen != fibGen || v.FwGen != fwGen || v.Flags&flagPending != 0,
 	}
 }
 
 const (
 	flagSNAT  = uint8(fastpathFpFlowFlagsFP_FLOW_SNAT)
 	flagDNAT  = uint8(fastpathFpFlowFlagsFP_FLOW_DNAT)
-	flagReply = uint8(fastpathFpFlowFlagsFP_FLOW_REPLY)
+	flagReply   = uint8(fastpathFpFlowFlagsFP_FLOW_REPLY)
+	flagPending = uint8(fastpathFpFlowFlagsFP_FLOW_PENDING)
 )
 
 // Flows lists the flow cache. The cache changes while it is read; a flow

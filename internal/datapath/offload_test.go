@@ -16,9 +16,12 @@ import (
 
 	"github.com/cilium/ebpf"
 	"github.com/gopacket/gopacket/layers"
+	"github.com/ti-mo/netfilter"
 	"golang.org/x/sys/unix"
 
+	"github.com/fastpath-router/fastpath/internal/ctliberal"
 	"github.com/fastpath-router/fastpath/internal/netwatch"
+	"github.com/fastpath-router/fastpath/internal/nsutil"
 )
 
 // Offload-mode packet tests. The test router of testnet_test.go gets in0
@@ -135,6 +138,30 @@ type ctState struct {
 	tcpState string // default ESTABLISHED
 	status   string // default SEEN_REPLY,ASSURED (TCP) / SEEN_REPLY (UDP); "-": none
 	timeout  int    // seconds, default 3600
+	// notLiberal makes a TCP entry track windows, as the kernel's own
+	// entries do (ctnetlink creates ESTABLISHED ones window-liberal, as
+	// the daemon makes them when the datapath asks).
+	notLiberal bool
+}
+
+// setLiberal makes c's conntrack entry window-liberal (as the daemon does),
+// or not.
+func (on *offloadNet) setLiberal(t testing.TB, c natConn, liberal bool) {
+	t.Helper()
+	err := nsutil.Do(on.ns, func() error {
+		conn, err := netfilter.Dial(nil)
+		if err != nil {
+			return err
+		}
+		defer conn.Close()
+		if !liberal {
+			return ctliberal.Clear(conn, c.orig.Proto, c.orig.Src, c.orig.Dst, false)
+		}
+		return ctliberal.Set(conn, c.orig.Proto, c.orig.Src, c.orig.Dst, false)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
 }
 
 func (on *offloadNet) conntrack(args ...string) (string, error) {
@@ -209,6 +236,9 @@ func (on *offloadNet) addConn(t testing.TB, c natConn, st ctState) {
 	want := fmt.Sprintf("src=%s dst=%s sport=%d dport=%d", r.Src.Addr(), r.Dst.Addr(), r.Src.Port(), r.Dst.Port())
 	if !strings.Contains(out, want) {
 		t.Fatalf("conntrack entry %q lacks the reply tuple %q", strings.TrimSpace(out), want)
+	}
+	if c.orig.Proto == unix.IPPROTO_TCP && st.notLiberal {
+		on.setLiberal(t, c, false)
 	}
 }
 
@@ -768,6 +798,36 @@ func TestOffloadTCPFlags(t *testing.T) {
 				fu := l.inFrame(t, urg)
 				on.forward(t, h, l, fu, l.natExpect(t, urg), runOpts{})
 				on.expectFlows(t, on.flowOfLeg(l, 3, 2*len(fo)+len(fu)))
+			})
+		}
+	}
+}
+
+// TestOffloadWaitsForLiberal: a TCP flow whose conntrack entry is not yet
+// window-liberal stays on the kernel path (not_liberal), and the datapath
+// asks the daemon once (flow_pending); once the entry is liberal the next
+// packet offloads the flow (flow_added). Offloading before would let
+// conntrack judge the flow's later kernel-path packets out of window.
+func TestOffloadWaitsForLiberal(t *testing.T) {
+	on := newOffloadNet(t)
+	for _, v6 := range []bool{false, true} {
+		for _, h := range hooks() {
+			t.Run(fmt.Sprintf("%s/%s", h, famName(v6)), func(t *testing.T) {
+				c := on.newConn(kindSNAT, unix.IPPROTO_TCP, v6)
+				on.addConn(t, c, ctState{notLiberal: true})
+				on.accept(t, c.orig, c.reply)
+				l := c.leg(false)
+				fr := l.inFrame(t, seg{})
+				on.events(t)
+				on.pass(t, h, sideIn0, fr, "not_liberal", runOpts{})
+				on.pass(t, h, sideIn0, fr, "not_liberal", runOpts{})
+				ev := on.events(t)
+				if len(ev) != 1 || ev[0].Type != FlowPending || ev[0].Flow.In != c.orig {
+					t.Fatalf("events %+v, want one flow_pending for %v", ev, c.orig)
+				}
+				on.setLiberal(t, c, true)
+				on.forward(t, h, l, fr, l.natExpect(t, seg{}), runOpts{})
+				on.expectEvents(t, on.addedEvent(l))
 			})
 		}
 	}

@@ -19,6 +19,7 @@ import (
 
 	"github.com/fastpath-router/fastpath/internal/api"
 	"github.com/fastpath-router/fastpath/internal/lab"
+	"github.com/fastpath-router/fastpath/internal/traffic"
 )
 
 // Traffic of the offload tests: small, the package must stay fast.
@@ -569,4 +570,34 @@ func offloadedUDPFlow(ctx context.Context, t *testing.T, l *lab.Lab, d *daemon, 
 	u.waitReceived(t, ctrWarmup, offloadWait)
 	d.waitFlow(t, u.local, u.dst)
 	return u
+}
+
+// TestNoResetsBehindNAT: with path MTU discovery off on the hosts and a
+// smaller MTU out of the router, gen's data is fragmented by the kernel
+// (it stays on the kernel path) while the sink's ACKs may be offloaded. A
+// flow offloaded before its conntrack entry is window-liberal makes
+// conntrack judge the kernel-path data out of window: not un-NATed, the
+// router answers with a RST. Every transfer must arrive whole.
+func TestNoResetsBehindNAT(t *testing.T) {
+	for _, attach := range offloadAttaches {
+		t.Run(attach, func(t *testing.T) {
+			l, d, ctx := offloadLab(t, attach, masqueradeRuleset+filterRuleset)
+			for _, ns := range []string{l.Gen, l.Sink} {
+				nsRun(ctx, t, l, ns, "sysctl", "-qw", "net.ipv4.ip_no_pmtu_disc=1")
+			}
+			setMTU(t, l.Rtr, l.RtrOut, 1400)
+			before := d.counters(t, l.Rtr)
+			const transfers = 20
+			for i := range transfers {
+				r, err := traffic.TCPTransfer(ctx, l.Gen, l.Sink, netip.AddrPortFrom(l.SinkAddr4, 0), 1<<20)
+				if err != nil || !r.OK() {
+					t.Fatalf("transfer %d of %d: %+v, %v", i+1, transfers, r, err)
+				}
+			}
+			after := d.counters(t, l.Rtr)
+			if after.forwarded() <= before.forwarded() {
+				t.Errorf("fastpath carried nothing (%d -> %d): the test shows nothing", before.forwarded(), after.forwarded())
+			}
+		})
+	}
 }

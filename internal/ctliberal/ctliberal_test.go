@@ -1,4 +1,4 @@
-package daemon
+package ctliberal
 
 import (
 	"net/netip"
@@ -6,8 +6,6 @@ import (
 
 	"github.com/mdlayher/netlink"
 	"golang.org/x/sys/unix"
-
-	"github.com/fastpath-router/fastpath/internal/datapath"
 )
 
 // The update must carry only the tuple and the TCP flags: a state or window
@@ -15,16 +13,17 @@ import (
 func TestLiberalRequest(t *testing.T) {
 	for _, tc := range []struct {
 		name      string
-		flow      datapath.Flow
+		src, dst  string
+		reply     bool
 		wantTuple uint16
 		addrLen   int
 		family    uint8
 	}{
-		{"ipv4 original", datapath.Flow{In: tuple("198.18.1.1:40000", "198.18.2.1:80")}, ctaTupleOrig, 4, unix.AF_INET},
-		{"ipv6 reply", datapath.Flow{In: tuple("[fd00:2::1]:80", "[fd00:2::fe]:40000"), Reply: true}, ctaTupleReply, 16, unix.AF_INET6},
+		{"ipv4 original", "198.18.1.1:40000", "198.18.2.1:80", false, ctaTupleOrig, 4, unix.AF_INET},
+		{"ipv6 reply", "[fd00:2::1]:80", "[fd00:2::fe]:40000", true, ctaTupleReply, 16, unix.AF_INET6},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			m, err := liberalRequest(tc.flow)
+			m, err := Request(unix.IPPROTO_TCP, netip.MustParseAddrPort(tc.src), netip.MustParseAddrPort(tc.dst), tc.reply)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -94,8 +93,4 @@ func TestLiberalRequest(t *testing.T) {
 			}
 		})
 	}
-}
-
-func tuple(src, dst string) datapath.Tuple {
-	return datapath.Tuple{Proto: unix.IPPROTO_TCP, Src: netip.MustParseAddrPort(src), Dst: netip.MustParseAddrPort(dst)}
 }

@@ -1,16 +1,7 @@
-package daemon
-
-import (
-	"errors"
-	"fmt"
-
-	"github.com/mdlayher/netlink"
-	"github.com/ti-mo/netfilter"
-	"golang.org/x/sys/unix"
-
-	"github.com/fastpath-router/fastpath/internal/datapath"
-)
-
+// Package ctliberal makes the conntrack entry of a TCP flow window-liberal
+// through ctnetlink, before fastpath offloads the flow (the datapath
+// offloads a TCP flow only once its entry is liberal in both directions).
+//
 // Once a TCP flow is offloaded, conntrack no longer sees its segments, so
 // its window tracking falls behind. A later packet of the flow that goes
 // through the kernel (the FIN, or any packet after an eviction) would look
@@ -22,6 +13,17 @@ import (
 // keeps the entry ESTABLISHED and only shortens its timeout. ctnetlink can
 // change just these flags; ti-mo/conntrack's Update would also rewrite the
 // TCP state and window scales, racing with the kernel.
+package ctliberal
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+
+	"github.com/mdlayher/netlink"
+	"github.com/ti-mo/netfilter"
+	"golang.org/x/sys/unix"
+)
 
 // ctnetlink attribute numbers (include/uapi/linux/netfilter/nfnetlink_conntrack.h)
 const (
@@ -45,31 +47,34 @@ const (
 	tcpFlagMaxAckSet         = 0x20 // IP_CT_TCP_FLAG_MAXACK_SET
 )
 
-// liberalRequest builds the ctnetlink update that sets BE_LIBERAL on both
-// directions of the connection the flow belongs to. Without NLM_F_CREATE it
-// only updates an existing entry.
-func liberalRequest(f datapath.Flow) (netlink.Message, error) {
-	t := f.In
+// Request builds the ctnetlink update that sets BE_LIBERAL on both
+// directions of the connection whose tuple in one direction is proto, src,
+// dst (reply: the reply direction's). Without NLM_F_CREATE it only updates
+// an existing entry.
+func Request(proto uint8, src, dst netip.AddrPort, reply bool) (netlink.Message, error) {
+	// struct nf_ct_tcp_flags {flags, mask}: set BE_LIBERAL, clear MAXACK_SET
+	return request(proto, src, dst, reply, []byte{tcpFlagBeLiberal, tcpFlagBeLiberal | tcpFlagMaxAckSet})
+}
+
+func request(proto uint8, src, dst netip.AddrPort, reply bool, flags []byte) (netlink.Message, error) {
 	which, family := uint16(ctaTupleOrig), netfilter.ProtoIPv4
-	if f.Reply {
+	if reply {
 		which = ctaTupleReply
 	}
-	src, dst := uint16(ctaIPv4Src), uint16(ctaIPv4Dst)
-	if t.Src.Addr().Is6() {
-		src, dst, family = ctaIPv6Src, ctaIPv6Dst, netfilter.ProtoIPv6
+	srcAttr, dstAttr := uint16(ctaIPv4Src), uint16(ctaIPv4Dst)
+	if src.Addr().Is6() {
+		srcAttr, dstAttr, family = ctaIPv6Src, ctaIPv6Dst, netfilter.ProtoIPv6
 	}
-	// struct nf_ct_tcp_flags {flags, mask}: set BE_LIBERAL, clear MAXACK_SET
-	flags := []byte{tcpFlagBeLiberal, tcpFlagBeLiberal | tcpFlagMaxAckSet}
 	attrs := []netfilter.Attribute{
 		{Type: which, Nested: true, Children: []netfilter.Attribute{
 			{Type: ctaTupleIP, Nested: true, Children: []netfilter.Attribute{
-				{Type: src, Data: t.Src.Addr().AsSlice()},
-				{Type: dst, Data: t.Dst.Addr().AsSlice()},
+				{Type: srcAttr, Data: src.Addr().AsSlice()},
+				{Type: dstAttr, Data: dst.Addr().AsSlice()},
 			}},
 			{Type: ctaTupleProto, Nested: true, Children: []netfilter.Attribute{
-				{Type: ctaProtoNum, Data: []byte{t.Proto}},
-				{Type: ctaProtoSrcPort, Data: netfilter.Uint16Bytes(t.Src.Port())},
-				{Type: ctaProtoDstPort, Data: netfilter.Uint16Bytes(t.Dst.Port())},
+				{Type: ctaProtoNum, Data: []byte{proto}},
+				{Type: ctaProtoSrcPort, Data: netfilter.Uint16Bytes(src.Port())},
+				{Type: ctaProtoDstPort, Data: netfilter.Uint16Bytes(dst.Port())},
 			}},
 		}},
 		{Type: ctaProtoInfo, Nested: true, Children: []netfilter.Attribute{
@@ -87,13 +92,26 @@ func liberalRequest(f datapath.Flow) (netlink.Message, error) {
 	}, attrs)
 }
 
-// setLiberal applies liberalRequest. An entry that is already gone is fine:
-// its flow is being evicted anyway.
-func setLiberal(c *netfilter.Conn, f datapath.Flow) error {
-	if f.In.Proto != unix.IPPROTO_TCP {
+// Set applies Request (TCP only; other protocols have nothing to set). An
+// entry that is already gone is fine: its flow is being evicted anyway.
+func Set(c *netfilter.Conn, proto uint8, src, dst netip.AddrPort, reply bool) error {
+	return apply(c, proto, src, dst, reply, true)
+}
+
+// Clear undoes Set: the entry tracks windows again (entries that ctnetlink
+// creates in ESTABLISHED start liberal; tests need the other kind too).
+func Clear(c *netfilter.Conn, proto uint8, src, dst netip.AddrPort, reply bool) error {
+	return apply(c, proto, src, dst, reply, false)
+}
+
+func apply(c *netfilter.Conn, proto uint8, src, dst netip.AddrPort, reply, liberal bool) error {
+	if proto != unix.IPPROTO_TCP {
 		return nil
 	}
-	req, err := liberalRequest(f)
+	req, err := Request(proto, src, dst, reply)
+	if !liberal {
+		req, err = request(proto, src, dst, reply, []byte{0, tcpFlagBeLiberal})
+	}
 	if err != nil {
 		return err
 	}
@@ -101,7 +119,7 @@ func setLiberal(c *netfilter.Conn, f datapath.Flow) error {
 		if isNotExist(err) {
 			return nil
 		}
-		return fmt.Errorf("make conntrack entry %s -> %s window-liberal: %w", f.In.Src, f.In.Dst, err)
+		return fmt.Errorf("make conntrack entry %s -> %s window-liberal: %w", src, dst, err)
 	}
 	return nil
 }
