@@ -102,8 +102,8 @@ func flowOf(k fastpathFpFlowKey, v fastpathFpFlow, fibGen, fwGen uint32) Flow {
 }
 
 const (
-	flagSNAT  = uint8(fastpathFpFlowFlagsFP_FLOW_SNAT)
-	flagDNAT  = uint8(fastpathFpFlowFlagsFP_FLOW_DNAT)
+	flagSNAT    = uint8(fastpathFpFlowFlagsFP_FLOW_SNAT)
+	flagDNAT    = uint8(fastpathFpFlowFlagsFP_FLOW_DNAT)
 	flagReply   = uint8(fastpathFpFlowFlagsFP_FLOW_REPLY)
 	flagPending = uint8(fastpathFpFlowFlagsFP_FLOW_PENDING)
 )
