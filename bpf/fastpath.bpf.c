@@ -278,6 +278,7 @@ int fp_nf_accept(struct bpf_nf_ctx *ctx)
 		__builtin_memcpy(k->daddr, t.dst.u3.all, 16);
 	}
 	vk.ifindex = skb->skb_iif;
+	vk.ifindex_out = ctx->state->out ? ctx->state->out->ifindex : 0;
 	st = fp_state();
 	if (!st)
 		return NF_ACCEPT;

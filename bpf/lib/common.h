@@ -106,11 +106,14 @@ struct fp_flow_key {
 	__be32 daddr[4];
 };
 
-/* Key of fp_accepted: a flow direction as it arrives, and where. */
+/* Key of fp_accepted: a flow direction as it arrives, where it arrived and
+ * where it left. A verdict holds for that path only: rules match on iifname
+ * and oifname, so a flow that a route moves to another egress must pass the
+ * ruleset again. */
 struct fp_verdict_key {
 	struct fp_flow_key flow;
 	__u32 ifindex;
-	__u32 pad;
+	__u32 ifindex_out;
 };
 
 enum fp_flow_flags {

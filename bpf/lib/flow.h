@@ -88,37 +88,40 @@ static __always_inline struct fp_flow *fp_flow_fill(void *ctx, const int xdp, co
 	}
 	if (fp_ct_offloadable(ct, k->proto, reason))
 		goto release;
-	/* Netfilter's verdict under the current ruleset, seen by fp_nf_accept;
-	 * only then may the entry's timeout be extended on the kernel's behalf */
-	vk.flow = *k;
-	vk.ifindex = ifindex;
-	accepted = bpf_map_lookup_elem(&fp_accepted, &vk);
-	if (!accepted || *accepted != st->fw_gen) {
-		*reason = FP_PASS_NOT_ACCEPTED;
-		goto release;
-	}
-	fp_ct_refresh(ct, k->proto, st, stale ? now - stale->created_ns : 0);
 	fp_ct_nat(&f, ct, opts.dir, k);
-	if (k->proto == IPPROTO_TCP && !fp_ct_liberal(ct))
-		f.flags |= FP_FLOW_PENDING;
-	bpf_ct_release(ct);
 
-	/* Route the packet as it will leave: after NAT */
+	/* Route the packet as it will leave: after NAT (the entry stays held:
+	 * the verdict below needs the egress before the timeout may change) */
 	fp_fib_params(&fib, p, ifindex, l3_len, f.nat_saddr, f.nat_daddr, f.nat_sport, f.nat_dport);
 	rc = bpf_fib_lookup(ctx, &fib, sizeof(fib), 0);
 	if (fp_fib_check(rc, k->family, f.nat_daddr, l3_len, reason, &route_mtu))
-		return NULL;
+		goto release;
 	if (fib.ifindex == ifindex) {
 		*reason = FP_PASS_HAIRPIN;
-		return NULL;
+		goto release;
 	}
 	egress = bpf_map_lookup_elem(&fp_ifaces, &fib.ifindex);
 	/* XDP: only towards devices that take XDP frames, or every packet of
 	 * the flow would be a cache hit that still has to pass */
 	if (!egress || (xdp && !bpf_map_lookup_elem(&fp_tx_ports, &fib.ifindex))) {
 		*reason = FP_PASS_EGRESS;
-		return NULL;
+		goto release;
 	}
+	/* Netfilter's verdict under the current ruleset, for this ingress and
+	 * this egress, seen by fp_nf_accept; only then may the entry's timeout
+	 * be extended on the kernel's behalf */
+	vk.flow = *k;
+	vk.ifindex = ifindex;
+	vk.ifindex_out = fib.ifindex;
+	accepted = bpf_map_lookup_elem(&fp_accepted, &vk);
+	if (!accepted || *accepted != st->fw_gen) {
+		*reason = FP_PASS_NOT_ACCEPTED;
+		goto release;
+	}
+	fp_ct_refresh(ct, k->proto, st, stale ? now - stale->created_ns : 0);
+	if (k->proto == IPPROTO_TCP && !fp_ct_liberal(ct))
+		f.flags |= FP_FLOW_PENDING;
+	bpf_ct_release(ct);
 
 	f.created_ns = now;
 	if (stale) {

@@ -72,8 +72,16 @@ struct sk_buff {
 	int skb_iif;
 };
 
+struct net_device {
+	int ifindex;
+};
+
+struct nf_hook_state {
+	struct net_device *out;
+};
+
 struct bpf_nf_ctx {
-	const void *state;
+	const struct nf_hook_state *state;
 	struct sk_buff *skb;
 };
 

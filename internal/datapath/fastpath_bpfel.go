@@ -167,10 +167,10 @@ type fastpathFpStats struct {
 }
 
 type fastpathFpVerdictKey struct {
-	_       structs.HostLayout
-	Flow    fastpathFpFlowKey
-	Ifindex uint32
-	Pad     uint32
+	_          structs.HostLayout
+	Flow       fastpathFpFlowKey
+	Ifindex    uint32
+	IfindexOut uint32
 }
 
 // Names of all BPF objects in the ELF.

@@ -77,9 +77,10 @@ func keyOf(t Tuple) fastpathFpFlowKey {
 	return k
 }
 
-// verdictKey is fp_accepted's key: a flow direction and its ingress.
-func verdictKey(t Tuple, ifindex int) fastpathFpVerdictKey {
-	return fastpathFpVerdictKey{Flow: keyOf(t), Ifindex: uint32(ifindex)}
+// verdictKey is fp_accepted's key: a flow direction, its ingress and its
+// egress.
+func verdictKey(t Tuple, in, out int) fastpathFpVerdictKey {
+	return fastpathFpVerdictKey{Flow: keyOf(t), Ifindex: uint32(in), IfindexOut: uint32(out)}
 }
 
 func flowOf(k fastpathFpFlowKey, v fastpathFpFlow, fibGen, fwGen uint32) Flow {
@@ -144,8 +145,12 @@ func (d *Datapath) ForgetConnection(orig, reply Tuple) int {
 		if d.objs.FpFlows.Delete(k) == nil {
 			n++
 		}
-		for _, idx := range ifindexes { // verdicts are per ingress
-			_ = d.objs.FpAccepted.Delete(verdictKey(t, idx))
+		for _, in := range ifindexes { // verdicts are per ingress and egress
+			for _, out := range ifindexes {
+				if in != out {
+					_ = d.objs.FpAccepted.Delete(verdictKey(t, in, out))
+				}
+			}
 		}
 	}
 	return n

@@ -269,14 +269,15 @@ func (on *offloadNet) ctTimeout(t testing.TB, c natConn) int {
 
 // accept records tuples as accepted by netfilter under the current
 // ruleset generation, as fp_nf_accept does for forwarded packets. Verdicts
-// are per ingress; these tests are not about which one, so both router
-// interfaces get the record (TestOffloadVerdictIsPerIngress is).
+// are per ingress and egress; these tests are not about which, so both
+// paths between the router interfaces get the record
+// (TestOffloadVerdictIsPerIngress is about them).
 func (on *offloadNet) accept(t testing.TB, tuples ...Tuple) {
 	t.Helper()
 	_, fw := on.d.Generations()
 	for _, tp := range tuples {
-		for _, idx := range []int{on.in0, on.out0} {
-			if err := on.d.objs.FpAccepted.Update(verdictKey(tp, idx), fw, ebpf.UpdateAny); err != nil {
+		for _, p := range [][2]int{{on.in0, on.out0}, {on.out0, on.in0}} {
+			if err := on.d.objs.FpAccepted.Update(verdictKey(tp, p[0], p[1]), fw, ebpf.UpdateAny); err != nil {
 				t.Fatalf("record %v as accepted: %v", tp, err)
 			}
 		}
@@ -1188,13 +1189,17 @@ func TestOffloadVerdictIsPerIngress(t *testing.T) {
 				c := on.newConn(kindSNAT, unix.IPPROTO_UDP, v6)
 				on.addConn(t, c, ctState{})
 				_, fw := on.d.Generations()
-				if err := on.d.objs.FpAccepted.Update(verdictKey(c.orig, on.out0), fw, ebpf.UpdateAny); err != nil {
-					t.Fatal(err)
-				}
 				l := c.leg(false)
 				frame, want := l.inFrame(t, seg{}), l.natExpect(t, seg{})
-				on.pass(t, h, sideIn0, frame, "not_accepted", runOpts{})
-				if err := on.d.objs.FpAccepted.Update(verdictKey(c.orig, on.in0), fw, ebpf.UpdateAny); err != nil {
+				// Accepted arriving elsewhere, or leaving elsewhere: not
+				// for this path.
+				for _, p := range [][2]int{{on.out0, on.in0}, {on.in0, on.in0 + 1000}} {
+					if err := on.d.objs.FpAccepted.Update(verdictKey(c.orig, p[0], p[1]), fw, ebpf.UpdateAny); err != nil {
+						t.Fatal(err)
+					}
+					on.pass(t, h, sideIn0, frame, "not_accepted", runOpts{})
+				}
+				if err := on.d.objs.FpAccepted.Update(verdictKey(c.orig, on.in0, on.out0), fw, ebpf.UpdateAny); err != nil {
 					t.Fatal(err)
 				}
 				on.forward(t, h, l, frame, want, runOpts{})
