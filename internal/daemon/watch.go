@@ -9,8 +9,10 @@ import (
 	"os"
 	"time"
 
+	mdnetlink "github.com/mdlayher/netlink"
 	"github.com/ti-mo/netfilter"
 	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
 
 	"github.com/fastpath-router/fastpath/internal/xdpfeat"
 )
@@ -20,7 +22,7 @@ import (
 type events struct {
 	links  chan struct{} // links or XDP features: reconcile interfaces
 	routes chan struct{} // routes: re-route flows, mirror route MTUs
-	fib    chan struct{} // neighbours, addresses: re-route flows
+	fib    chan struct{} // neighbours, addresses, rules, netconf: re-route flows
 	rules  chan struct{} // nftables ruleset: flows must be accepted again
 }
 
@@ -98,6 +100,9 @@ func watch(ctx context.Context, log *slog.Logger) (*events, error) {
 	if err := watchRuleset(ctx, log, ev.rules); err != nil {
 		return nil, err
 	}
+	if err := watchRouting(ctx, log, ev.fib); err != nil {
+		return nil, err
+	}
 	if err := errors.Join(
 		follow(ctx, log, "links", func(ch chan netlink.LinkUpdate, done <-chan struct{}, onErr func(error)) error {
 			return netlink.LinkSubscribeWithOptions(ch, done, netlink.LinkSubscribeOptions{ErrorCallback: onErr})
@@ -133,22 +138,61 @@ func watchRuleset(ctx context.Context, log *slog.Logger, out chan struct{}) erro
 		c.Close()
 		return err
 	}
+	listen(ctx, log, "nftables events", func() error { _, err := c.Receive(); return err }, c.Close, out)
+	return nil
+}
+
+// rtnlGroups are the rtnetlink groups that change how the kernel routes
+// without a route, neighbour or address event: policy routing rules and
+// the per-device configuration (forwarding on or off, rp_filter).
+var rtnlGroups = []uint32{unix.RTNLGRP_IPV4_RULE, unix.RTNLGRP_IPV6_RULE, unix.RTNLGRP_IPV4_NETCONF, unix.RTNLGRP_IPV6_NETCONF}
+
+// watchRouting signals every change of rules and netconf (ip rule,
+// sysctl net.ipv4.ip_forward and the like): cached flows route again.
+func watchRouting(ctx context.Context, log *slog.Logger, out chan struct{}) error {
+	c, err := mdnetlink.Dial(unix.NETLINK_ROUTE, nil)
+	if err != nil {
+		return fmt.Errorf("rtnetlink: %w", err)
+	}
+	for _, g := range rtnlGroups {
+		if err := c.JoinGroup(g); err != nil {
+			c.Close()
+			return fmt.Errorf("join rtnetlink group %d: %w", g, err)
+		}
+	}
+	listen(ctx, log, "rule and netconf events", func() error { _, err := c.Receive(); return err }, c.Close, out)
+	return nil
+}
+
+// listen pokes out for every message receive returns, and for every error
+// (ENOBUFS: messages were lost, so assume a change), until ctx ends.
+func listen(ctx context.Context, log *slog.Logger, what string, receive func() error, closeFn func() error, out chan struct{}) {
 	go func() {
 		<-ctx.Done()
-		c.Close() // unblocks Receive
+		closeFn() // unblocks receive
 	}()
 	go func() {
 		for {
-			if _, err := c.Receive(); err != nil {
+			if err := receive(); err != nil {
 				if ctx.Err() != nil {
 					return
 				}
-				log.Warn("nftables events", "err", err) // e.g. ENOBUFS: assume a change
+				log.Warn(what, "err", err)
+				poke(out)
+				// An error that repeats must not spin: the periodic
+				// resync covers what is missed meanwhile.
+				t := time.NewTimer(100 * time.Millisecond)
+				select {
+				case <-ctx.Done():
+					t.Stop()
+					return
+				case <-t.C:
+				}
+				continue
 			}
 			poke(out)
 		}
 	}()
-	return nil
 }
 
 // notifyReady tells systemd (Type=notify) that the daemon is serving.

@@ -1,0 +1,87 @@
+package e2e
+
+import (
+	"context"
+	"errors"
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/fastpath-router/fastpath/internal/lab"
+)
+
+// stopWindow is how long a stream keeps sending after a change that must
+// stop it: the window in which nothing may arrive after stopGrace.
+const stopWindow = 400 * time.Millisecond
+
+// TestRouterChangesStopFlows: changes to the router that make the kernel
+// stop forwarding a flow, with no route, neighbour or ruleset event, stop
+// an offloaded flow too, within stopGrace of the command returning:
+// forwarding turned off (sysctl), and a policy routing rule that prohibits
+// the destination (ip rule). Each is undone before the next.
+func TestRouterChangesStopFlows(t *testing.T) {
+	for _, attach := range offloadAttaches {
+		t.Run(attach, func(t *testing.T) {
+			l, d, ctx := offloadLab(t, attach, masqueradeRuleset+filterRuleset)
+			for _, f := range families(l) {
+				ipf, fwd := "-4", "net.ipv4.ip_forward"
+				if f.sink.Is6() {
+					ipf, fwd = "-6", "net.ipv6.conf.all.forwarding"
+				}
+				changes := []struct {
+					name     string
+					do, undo []string
+				}{
+					{"forwarding off", []string{"sysctl", "-qw", fwd + "=0"}, []string{"sysctl", "-qw", fwd + "=1"}},
+					{"prohibit rule", []string{"ip", ipf, "rule", "add", "to", f.sink.String(), "prohibit", "pref", "100"},
+						[]string{"ip", ipf, "rule", "del", "pref", "100"}},
+				}
+				for _, c := range changes {
+					t.Run(f.name+"/"+c.name, func(t *testing.T) {
+						changeStopsFlow(ctx, t, l, d, f, func() time.Time {
+							rtrRun(ctx, t, l, c.do[0], c.do[1:]...)
+							return time.Now()
+						})
+						rtrRun(ctx, t, l, c.undo[0], c.undo[1:]...)
+					})
+				}
+			}
+		})
+	}
+}
+
+// changeStopsFlow runs an offloaded UDP stream (one datagram a
+// millisecond), applies change, which returns when the change is in place,
+// and wants no datagram to arrive later than stopGrace after that.
+func changeStopsFlow(ctx context.Context, t *testing.T, l *lab.Lab, d *daemon, f fam, change func() time.Time) {
+	t.Helper()
+	u := newUDPFlow(t, l.Gen, l.Sink, netip.AddrPort{}, netip.AddrPortFrom(f.sink, 0), netip.AddrPortFrom(f.sink, 0))
+	u.handshake(t)
+	str := u.stream(t, ctx, 5000, 200, time.Millisecond)
+	defer str.stop()
+	d.waitFlow(t, u.local, u.dst)
+	before := d.counters(t, l.Rtr)
+	u.waitReceived(t, u.received()+100, offloadWait)
+	if s, fp, k := share(before, d.counters(t, l.Rtr), f); s < minShare {
+		t.Fatalf("before the change: fastpath forwarded %d, the kernel %d packets: not offloaded", fp, k)
+	}
+	at := change()
+	pollUntil(t, 2*stopWindow, "the stream sends on after the change", func() error {
+		if time.Since(at) < stopWindow {
+			return errors.New("window still open")
+		}
+		return nil
+	})
+	str.stop()
+	arr, _ := u.snapshot()
+	var late []uint64
+	for _, a := range arr {
+		if a.at.Sub(at) > stopGrace {
+			late = append(late, a.seq)
+		}
+	}
+	t.Logf("last datagram arrived %v after the change", lastArrival(arr).Sub(at).Round(time.Microsecond))
+	if len(late) > 0 {
+		t.Errorf("%d datagrams arrived more than %v after the change (seqs %v)", len(late), stopGrace, head(late, 10))
+	}
+}
