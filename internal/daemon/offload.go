@@ -173,7 +173,12 @@ func (o *offload) refreshTimeouts() error {
 }
 
 // watchConntrack evicts flows whose conntrack entry is destroyed
-// (conntrack -D, flush, expiry), so their next packet goes to the kernel.
+// (conntrack -D, flush, expiry), or changed while offloaded (a mark or
+// label set through ctnetlink, as `conntrack -U --mark` and connection
+// killers do: rules may match on them), so their next packet goes to the
+// kernel. Offloaded packets cause no conntrack updates: an update of an
+// offloaded flow's entry comes from outside. (The window-liberal update
+// fastpath makes comes while the flow is pending, not offloaded.)
 // The library's listener stops after its first error (ENOBUFS when a flush
 // outpaces us), so a failed listener is replaced; meanwhile the datapath's
 // once-a-second conntrack check still catches dead entries.
@@ -184,7 +189,7 @@ func (o *offload) watchConntrack(ctx context.Context) error {
 			return nil, nil, nil, fmt.Errorf("conntrack events: %w", err)
 		}
 		events := make(chan conntrack.Event, 1024)
-		errs, err := c.Listen(events, 1, []netfilter.NetlinkGroup{netfilter.GroupCTDestroy})
+		errs, err := c.Listen(events, 1, []netfilter.NetlinkGroup{netfilter.GroupCTDestroy, netfilter.GroupCTUpdate})
 		if err != nil {
 			c.Close()
 			return nil, nil, nil, fmt.Errorf("listen for conntrack events: %w", err)
@@ -232,7 +237,11 @@ func (o *offload) watchConntrack(ctx context.Context) error {
 				if ev.Flow == nil {
 					continue
 				}
-				o.dp.ForgetConnection(tupleOf(ev.Flow.TupleOrig), tupleOf(ev.Flow.TupleReply))
+				orig, reply := tupleOf(ev.Flow.TupleOrig), tupleOf(ev.Flow.TupleReply)
+				if ev.Type == conntrack.EventUpdate && !o.dp.Offloaded(orig, reply) {
+					continue
+				}
+				o.dp.ForgetConnection(orig, reply)
 			}
 		}
 	}()

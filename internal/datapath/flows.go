@@ -156,6 +156,18 @@ func (d *Datapath) ForgetConnection(orig, reply Tuple) int {
 	return n
 }
 
+// Offloaded reports whether either direction of the connection is in the
+// cache and not waiting for its conntrack entry (FP_FLOW_PENDING).
+func (d *Datapath) Offloaded(orig, reply Tuple) bool {
+	for _, t := range []Tuple{orig, reply} {
+		var v fastpathFpFlow
+		if d.objs.FpFlows.Lookup(keyOf(t), &v) == nil && v.Flags&flagPending == 0 {
+			return true
+		}
+	}
+	return false
+}
+
 // ExpireIdle removes flows whose last packet is older than idle. The LRU
 // would evict them under pressure anyway; this keeps `fastpath flows`
 // about live traffic. Returns how many went.

@@ -50,6 +50,32 @@ func TestRouterChangesStopFlows(t *testing.T) {
 	}
 }
 
+// TestConntrackMarkStopsFlow: a rule that drops by conntrack mark, and the
+// mark set on an offloaded flow's entry through ctnetlink (conntrack -U,
+// what connection-killing tools do): the flow stops within stopGrace.
+func TestConntrackMarkStopsFlow(t *testing.T) {
+	const markRule = `table inet fpmark {
+	chain forward {
+		type filter hook forward priority -10; policy accept;
+		ct mark 0x1 counter drop
+	}
+}
+`
+	for _, attach := range offloadAttaches {
+		t.Run(attach, func(t *testing.T) {
+			l, d, ctx := offloadLab(t, attach, masqueradeRuleset+filterRuleset+markRule)
+			for _, f := range families(l) {
+				t.Run(f.name, func(t *testing.T) {
+					changeStopsFlow(ctx, t, l, d, f, func() time.Time {
+						rtrRun(ctx, t, l, "conntrack", "-U", "-f", f.ctFamily, "-p", "udp", "-d", f.sink.String(), "-m", "1")
+						return time.Now()
+					})
+				})
+			}
+		})
+	}
+}
+
 // changeStopsFlow runs an offloaded UDP stream (one datagram a
 // millisecond), applies change, which returns when the change is in place,
 // and wants no datagram to arrive later than stopGrace after that.
