@@ -92,19 +92,42 @@ func request(proto uint8, src, dst netip.AddrPort, reply bool, flags []byte) (ne
 	}, attrs)
 }
 
+// Conn is a ctnetlink socket for these updates. The events the kernel
+// sends for them carry its PID (see PID), so a listener can tell them from
+// changes others make.
+type Conn struct {
+	c *netlink.Conn
+}
+
+// Dial opens a Conn in the calling thread's network namespace.
+func Dial() (*Conn, error) {
+	c, err := netlink.Dial(unix.NETLINK_NETFILTER, nil)
+	if err != nil {
+		return nil, fmt.Errorf("ctnetlink: %w", err)
+	}
+	return &Conn{c: c}, nil
+}
+
+// Close closes the socket.
+func (c *Conn) Close() error { return c.c.Close() }
+
+// PID is the socket's netlink port ID: conntrack events caused by its
+// updates carry it in their header.
+func (c *Conn) PID() uint32 { return c.c.PID() }
+
 // Set applies Request (TCP only; other protocols have nothing to set). An
 // entry that is already gone is fine: its flow is being evicted anyway.
-func Set(c *netfilter.Conn, proto uint8, src, dst netip.AddrPort, reply bool) error {
-	return apply(c, proto, src, dst, reply, true)
+func (c *Conn) Set(proto uint8, src, dst netip.AddrPort, reply bool) error {
+	return c.apply(proto, src, dst, reply, true)
 }
 
 // Clear undoes Set: the entry tracks windows again (entries that ctnetlink
 // creates in ESTABLISHED start liberal; tests need the other kind too).
-func Clear(c *netfilter.Conn, proto uint8, src, dst netip.AddrPort, reply bool) error {
-	return apply(c, proto, src, dst, reply, false)
+func (c *Conn) Clear(proto uint8, src, dst netip.AddrPort, reply bool) error {
+	return c.apply(proto, src, dst, reply, false)
 }
 
-func apply(c *netfilter.Conn, proto uint8, src, dst netip.AddrPort, reply, liberal bool) error {
+func (c *Conn) apply(proto uint8, src, dst netip.AddrPort, reply, liberal bool) error {
 	if proto != unix.IPPROTO_TCP {
 		return nil
 	}
@@ -115,7 +138,7 @@ func apply(c *netfilter.Conn, proto uint8, src, dst netip.AddrPort, reply, liber
 	if err != nil {
 		return err
 	}
-	if _, err := c.Query(req); err != nil {
+	if _, err := c.c.Execute(req); err != nil {
 		if isNotExist(err) {
 			return nil
 		}

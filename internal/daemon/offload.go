@@ -9,7 +9,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
-	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/cilium/ebpf/link"
@@ -42,9 +42,9 @@ type offload struct {
 	name        func(ifindex int) string
 	idle        time.Duration
 	nfLinks     []link.Link
-	mu          sync.Mutex // guards ct: the event goroutine replaces it
-	ct          *conntrack.Conn
-	nl          *netfilter.Conn
+	ct          *netfilter.Conn // conntrack destroy and update events
+	ctClosed    atomic.Bool
+	nl          *ctliberal.Conn // window-liberal updates; its PID marks their events
 	events      *datapath.EventReader
 }
 
@@ -64,6 +64,9 @@ func startOffload(ctx context.Context, dp *datapath.Datapath, idle time.Duration
 		return nil, err
 	}
 	if o.nfLinks, err = dp.AttachNetfilter(); err != nil {
+		return nil, err
+	}
+	if o.nl, err = ctliberal.Dial(); err != nil {
 		return nil, err
 	}
 	if err := o.watchConntrack(ctx); err != nil {
@@ -86,12 +89,11 @@ func (o *offload) close() {
 		l.Close()
 	}
 	o.nfLinks = nil
-	o.mu.Lock()
 	if o.ct != nil {
+		o.ctClosed.Store(true)
 		o.ct.Close()
 		o.ct = nil
 	}
-	o.mu.Unlock()
 	if o.events != nil {
 		o.events.Close()
 		o.events = nil
@@ -176,65 +178,45 @@ func (o *offload) refreshTimeouts() error {
 // (conntrack -D, flush, expiry), or changed while offloaded (a mark or
 // label set through ctnetlink, as `conntrack -U --mark` and connection
 // killers do: rules may match on them), so their next packet goes to the
-// kernel. Offloaded packets cause no conntrack updates: an update of an
-// offloaded flow's entry comes from outside. (The window-liberal update
-// fastpath makes comes while the flow is pending, not offloaded.)
-// The library's listener stops after its first error (ENOBUFS when a flush
-// outpaces us), so a failed listener is replaced; meanwhile the datapath's
+// kernel. Offloaded packets cause no conntrack updates, so an update of an
+// offloaded flow's entry comes from outside, except fastpath's own
+// window-liberal updates, whose events carry its socket's PID. A receive
+// error (ENOBUFS when a flush outpaces us) loses events: the datapath's
 // once-a-second conntrack check still catches dead entries.
 func (o *offload) watchConntrack(ctx context.Context) error {
-	listen := func() (*conntrack.Conn, chan conntrack.Event, chan error, error) {
-		c, err := conntrack.Dial(nil)
-		if err != nil {
-			return nil, nil, nil, fmt.Errorf("conntrack events: %w", err)
-		}
-		events := make(chan conntrack.Event, 1024)
-		errs, err := c.Listen(events, 1, []netfilter.NetlinkGroup{netfilter.GroupCTDestroy, netfilter.GroupCTUpdate})
-		if err != nil {
-			c.Close()
-			return nil, nil, nil, fmt.Errorf("listen for conntrack events: %w", err)
-		}
-		return c, events, errs, nil
-	}
-	c, events, errs, err := listen()
+	c, err := netfilter.Dial(nil)
 	if err != nil {
-		return err
+		return fmt.Errorf("conntrack events: %w", err)
 	}
-	o.mu.Lock()
+	if err := c.JoinGroups([]netfilter.NetlinkGroup{netfilter.GroupCTDestroy, netfilter.GroupCTUpdate}); err != nil {
+		c.Close()
+		return fmt.Errorf("listen for conntrack events: %w", err)
+	}
 	o.ct = c
-	o.mu.Unlock()
+	own := o.nl.PID()
 	go func() {
 		for {
-			select {
-			case <-ctx.Done():
-				return
-			case err := <-errs:
-				if ctx.Err() != nil {
+			msgs, err := c.Receive()
+			if err != nil {
+				if ctx.Err() != nil || o.ctClosed.Load() {
 					return
 				}
-				o.log.Warn("conntrack events: listening again", "err", err)
-				var nc *conntrack.Conn
-				for nc == nil {
-					t := time.NewTimer(resubscribeAfter)
-					select {
-					case <-ctx.Done():
-						t.Stop()
-						return
-					case <-t.C:
-					}
-					if nc, events, errs, err = listen(); err != nil {
-						o.log.Warn("conntrack events", "err", err)
-					}
+				o.log.Warn("conntrack events", "err", err)
+				t := time.NewTimer(100 * time.Millisecond) // a repeating error must not spin
+				select {
+				case <-ctx.Done():
+					t.Stop()
+					return
+				case <-t.C:
 				}
-				o.mu.Lock()
-				old := o.ct
-				o.ct = nc
-				o.mu.Unlock()
-				if old != nil {
-					old.Close()
+				continue
+			}
+			for _, m := range msgs {
+				if m.Header.PID == own {
+					continue
 				}
-			case ev := <-events:
-				if ev.Flow == nil {
+				var ev conntrack.Event
+				if err := ev.Unmarshal(m); err != nil || ev.Flow == nil {
 					continue
 				}
 				orig, reply := tupleOf(ev.Flow.TupleOrig), tupleOf(ev.Flow.TupleReply)
@@ -261,9 +243,6 @@ func tupleOf(t conntrack.Tuple) datapath.Tuple {
 // offloads the flow.
 func (o *offload) watchFlows(ctx context.Context) error {
 	var err error
-	if o.nl, err = netfilter.Dial(nil); err != nil {
-		return fmt.Errorf("ctnetlink: %w", err)
-	}
 	if o.events, err = o.dp.Events(); err != nil {
 		return err
 	}
@@ -278,10 +257,16 @@ func (o *offload) watchFlows(ctx context.Context) error {
 				o.log.Warn("flow events", "err", err)
 				continue
 			}
-			if ev.Type == datapath.FlowPending {
-				if err := ctliberal.Set(nl, ev.Flow.In.Proto, ev.Flow.In.Src, ev.Flow.In.Dst, ev.Flow.Reply); err != nil && ctx.Err() == nil {
-					o.log.Warn("flow stays on the kernel path", "err", err)
+			// Pending: made liberal, then the datapath offloads the flow.
+			// Added: again, now that the kernel no longer sees the flow's
+			// segments, to clear the MAXACK_SET its last ones set (a closing
+			// RST would be judged against that stale ack).
+			if ev.Type == datapath.FlowPending || ev.Type == datapath.FlowAdded {
+				if err := nl.Set(ev.Flow.In.Proto, ev.Flow.In.Src, ev.Flow.In.Dst, ev.Flow.Reply); err != nil && ctx.Err() == nil {
+					o.log.Warn("conntrack entry of a flow", "err", err)
 				}
+			}
+			if ev.Type == datapath.FlowPending {
 				continue // not news to anyone else: the flow is not offloaded yet
 			}
 			o.publish(ev)

@@ -16,7 +16,6 @@ import (
 
 	"github.com/cilium/ebpf"
 	"github.com/gopacket/gopacket/layers"
-	"github.com/ti-mo/netfilter"
 	"golang.org/x/sys/unix"
 
 	"github.com/fastpath-router/fastpath/internal/ctliberal"
@@ -149,15 +148,15 @@ type ctState struct {
 func (on *offloadNet) setLiberal(t testing.TB, c natConn, liberal bool) {
 	t.Helper()
 	err := nsutil.Do(on.ns, func() error {
-		conn, err := netfilter.Dial(nil)
+		conn, err := ctliberal.Dial()
 		if err != nil {
 			return err
 		}
 		defer conn.Close()
 		if !liberal {
-			return ctliberal.Clear(conn, c.orig.Proto, c.orig.Src, c.orig.Dst, false)
+			return conn.Clear(c.orig.Proto, c.orig.Src, c.orig.Dst, false)
 		}
-		return ctliberal.Set(conn, c.orig.Proto, c.orig.Src, c.orig.Dst, false)
+		return conn.Set(c.orig.Proto, c.orig.Src, c.orig.Dst, false)
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -24,7 +24,7 @@ import (
 
 // Traffic of the offload tests: small, the package must stay fast.
 const (
-	offTCPBytes   = 16 << 20
+	offTCPBytes   = 48 << 20 // the first packets wait for the entry to be made window-liberal: a fixed cost per flow
 	offUDPCount   = 3000
 	offUDPSize    = 512
 	offUDPGap     = 50 * time.Microsecond
