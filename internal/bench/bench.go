@@ -201,7 +201,7 @@ func (o Options) Estimate() time.Duration {
 	if o.Profile {
 		per += profileWindow
 	}
-	tcp := time.Duration(2*len(o.tcpConfigs)) * (o.Warmup + time.Duration(o.Repeats)*o.Duration)
+	tcp := time.Duration(4*len(o.tcpConfigs)) * (o.Warmup + time.Duration(tcpRepeats(o))*o.Duration)
 	return time.Duration(len(o.Configs)*len(o.Sizes)*len(o.Flows))*per + tcp
 }
 

@@ -86,7 +86,7 @@ func configByName(name string) (config, bool) {
 // masqRuleset is the usual edge router: forward what belongs to a known
 // connection or comes from the inside (r0), masquerade what leaves by the
 // outside (r1).
-var masqRuleset = fmt.Sprintf(`table ip fpbench {
+var masqRuleset = fmt.Sprintf(`table inet fpbench {
 	chain forward {
 		type filter hook forward priority filter; policy drop;
 		ct state established,related accept
@@ -135,7 +135,7 @@ func (r *runner) setup(ctx context.Context, cfg config) (_ *active, err error) {
 			return nil, err
 		}
 		a.undo = append(a.undo, func() error {
-			err := e.run(context.Background(), e.lab.Rtr, "", "nft", "delete", "table", "ip", "fpbench")
+			err := e.run(context.Background(), e.lab.Rtr, "", "nft", "delete", "table", "inet", "fpbench")
 			// The entries would otherwise outlive the ruleset and carry
 			// their NAT into the next configuration.
 			return errors.Join(err, e.run(context.Background(), e.lab.Rtr, "", "conntrack", "-F"))
@@ -220,7 +220,7 @@ func (r *runner) startDaemon(ctx context.Context, cfg config, undo *[]func() err
 	})
 	st, err := p.WaitReady(ctx, d.client, daemonReady)
 	if err != nil {
-		return nil, fmt.Errorf("fastpath daemon (%s): %w\n%s", cfg.name, err, p.Output())
+		return nil, fmt.Errorf("fastpath daemon (%s): %w: %s\n%s", cfg.name, err, lastLine(p.Output()), p.Output())
 	}
 	for _, ifc := range st.Interfaces {
 		if cfg.attach != "auto" && ifc.AttachedAs != cfg.attach {
@@ -233,6 +233,13 @@ func (r *runner) startDaemon(ctx context.Context, cfg config, undo *[]func() err
 		return nil, err
 	}
 	return d, nil
+}
+
+// lastLine is the last non-empty line of s: a daemon's last word, usually
+// why it stopped.
+func lastLine(s string) string {
+	lines := strings.Split(strings.TrimSpace(s), "\n")
+	return strings.TrimSpace(lines[len(lines)-1])
 }
 
 // ingressCounters are fastpath's counters on r0: packets it forwarded and

@@ -338,9 +338,9 @@ func (r *Report) writeTCP(w io.Writer) error {
 	}
 	fmt.Fprintf(w, "\nBulk TCP, one stream gen -> sink (Gbit/s, median of %d; host offloads: tx checksum, TSO, GSO of g0 and s0):\n", r.Settings.Repeats)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintf(tw, "configuration\thost offloads\thook\tGbit/s\tmin..max\tvs %s\tnotes\t\n", r.baselineLabel())
+	fmt.Fprintf(tw, "configuration\tfamily\thost offloads\thook\tGbit/s\tmin..max\tvs %s\tnotes\t\n", r.baselineLabel())
 	for _, c := range r.TCP {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t", c.Label, c.HostOffloads, orDash(c.AttachedAs))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t", c.Label, c.Family, c.HostOffloads, orDash(c.AttachedAs))
 		if c.Failed() {
 			fmt.Fprintf(tw, "0\tFAIL\t\t%s\t\n", c.Error)
 			continue
@@ -361,7 +361,7 @@ func (r *Report) writeTCP(w io.Writer) error {
 // TCPRatio is c's median over the baseline's at the same host offloads.
 func (r *Report) TCPRatio(c *TCPCell) (float64, bool) {
 	for _, b := range r.TCP {
-		if b.Config == r.Baseline && b.HostOffloads == c.HostOffloads {
+		if b.Config == r.Baseline && b.HostOffloads == c.HostOffloads && b.Family == c.Family {
 			if b.Failed() || c.Failed() || b.Gbps.Median == 0 {
 				return 0, false
 			}

@@ -302,7 +302,7 @@ func TestOptions(t *testing.T) {
 		}
 	}
 	quick := Options{Configs: ConfigNames(), Sizes: QuickSizes, Flows: QuickFlows, Repeats: QuickRepeats,
-		Duration: QuickDuration, Warmup: QuickWarmup, Profile: true, Binary: "/bin/true"}
+		Duration: QuickDuration, Warmup: QuickWarmup, Profile: true, Binary: "/bin/true", Quick: true}
 	// --quick must finish in under 2 minutes with its setup (daemon starts,
 	// flows established, round trips): the measuring alone well under.
 	if est := quick.Estimate(); est > 80e9 {

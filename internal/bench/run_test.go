@@ -72,12 +72,12 @@ func TestRunSmoke(t *testing.T) {
 	} else {
 		t.Logf("kernel + masquerade, 64 B, 1 flow: %.2f Mpps, router %.0f ns/pkt", km.RxMpps.Median, km.RouterNs.Median)
 	}
-	if len(r.TCP) != 2 {
-		t.Fatalf("%d tcp cells, want 2 (host offloads default and off)", len(r.TCP))
+	if len(r.TCP) != 4 {
+		t.Fatalf("%d tcp cells, want 4 (host offloads default and off, IPv4 and IPv6)", len(r.TCP))
 	}
 	for _, c := range r.TCP {
 		if c.Failed() || c.Gbps.Median <= 0 {
-			t.Errorf("tcp %s host offloads %s: %+v", c.Config, c.HostOffloads, c)
+			t.Errorf("tcp %s %s host offloads %s: %+v", c.Config, c.Family, c.HostOffloads, c)
 		}
 	}
 	if len(r.Latency) != 1 {

@@ -58,6 +58,7 @@ type TCPCell struct {
 	Config       string `json:"config"`
 	Label        string `json:"label"`
 	HostOffloads string `json:"host_offloads"` // default or off
+	Family       string `json:"family"`        // IPv4 or IPv6
 	// AttachedAs is the hook fastpath used on r0 (auto shows its choice).
 	AttachedAs string    `json:"attached_as,omitempty"`
 	Error      string    `json:"error,omitempty"`
@@ -80,14 +81,19 @@ func (r *runner) tcpPhase(ctx context.Context) error {
 	for _, name := range r.opts.tcpConfigs {
 		cfg, _ := configByName(name)
 		for _, off := range []string{HostOffloadsDefault, HostOffloadsOff} {
-			c := TCPCell{Config: name, Label: cfg.label, HostOffloads: off}
+			cells := []TCPCell{
+				{Config: name, Label: cfg.label, HostOffloads: off, Family: "IPv4"},
+				{Config: name, Label: cfg.label, HostOffloads: off, Family: "IPv6"},
+			}
 			r.prog.show("tcp "+name, 0, 0, "host offloads "+off)
-			r.tcpCell(ctx, cfg, &c)
+			r.tcpCells(ctx, cfg, cells)
 			if ctx.Err() != nil {
 				return ctx.Err()
 			}
-			r.report.TCP = append(r.report.TCP, c)
-			r.prog.line(fmt.Sprintf("tcp %s, host offloads %s: %s", name, off, c.result()))
+			for _, c := range cells {
+				r.report.TCP = append(r.report.TCP, c)
+				r.prog.line(fmt.Sprintf("tcp %s %s, host offloads %s: %s", name, c.Family, off, c.result()))
+			}
 		}
 	}
 	return nil
@@ -100,17 +106,22 @@ func (c *TCPCell) result() string {
 	return fmt.Sprintf("%.2f Gbit/s", c.Gbps.Median)
 }
 
-// tcpCell sets the host offloads, sets cfg up and runs Repeats streams of
-// Duration each.
-func (r *runner) tcpCell(ctx context.Context, cfg config, c *TCPCell) {
+// tcpCells sets the host offloads, sets cfg up once and runs Repeats
+// streams of Duration for each cell (one per address family).
+func (r *runner) tcpCells(ctx context.Context, cfg config, cells []TCPCell) {
 	e, o := r.env, r.opts
-	if err := e.hostOffloads(ctx, c.HostOffloads == HostOffloadsDefault); err != nil {
-		c.Error = err.Error()
+	fail := func(msg string) {
+		for i := range cells {
+			cells[i].Error = msg
+		}
+	}
+	if err := e.hostOffloads(ctx, cells[0].HostOffloads == HostOffloadsDefault); err != nil {
+		fail(err.Error())
 		return
 	}
 	a, err := r.setup(ctx, cfg)
 	if err != nil {
-		c.Error = "setup: " + firstLine(err.Error())
+		fail("setup: " + firstLine(err.Error()))
 		return
 	}
 	defer func() {
@@ -118,28 +129,39 @@ func (r *runner) tcpCell(ctx context.Context, cfg config, c *TCPCell) {
 			r.opts.Log.Warn("teardown", "config", cfg.name, "err", err)
 		}
 	}()
-	before, berr := ingressCounters{}, error(nil)
-	if a.d != nil {
-		c.AttachedAs = a.d.attachedAs(e.lab.RtrIn)
-		before, berr = a.d.counters(ctx, e.lab.RtrIn)
-	}
-	for range o.Repeats {
-		gbps, err := e.stream(ctx, o.Warmup, o.Duration)
-		if err != nil {
-			c.Error = err.Error()
-			break
+	for i := range cells {
+		c := &cells[i]
+		before, berr := ingressCounters{}, error(nil)
+		if a.d != nil {
+			c.AttachedAs = a.d.attachedAs(e.lab.RtrIn)
+			before, berr = a.d.counters(ctx, e.lab.RtrIn)
 		}
-		c.Samples = append(c.Samples, round3(gbps))
-	}
-	if a.d != nil && berr == nil {
-		if after, err := a.d.counters(ctx, e.lab.RtrIn); err == nil {
-			if fwd, pass := after.fwd-before.fwd, after.pass-before.pass; fwd+pass > 0 {
-				share := round3(float64(fwd) / float64(fwd+pass))
-				c.FastpathShare = &share
+		for range tcpRepeats(o) {
+			gbps, err := e.stream(ctx, c.Family == "IPv6", o.Warmup, o.Duration)
+			if err != nil {
+				c.Error = err.Error()
+				break
+			}
+			c.Samples = append(c.Samples, round3(gbps))
+		}
+		if a.d != nil && berr == nil {
+			if after, err := a.d.counters(ctx, e.lab.RtrIn); err == nil {
+				if fwd, pass := after.fwd-before.fwd, after.pass-before.pass; fwd+pass > 0 {
+					share := round3(float64(fwd) / float64(fwd+pass))
+					c.FastpathShare = &share
+				}
 			}
 		}
+		c.Gbps = summarize(c.Samples)
 	}
-	c.Gbps = summarize(c.Samples)
+}
+
+// tcpRepeats is how many streams a TCP cell runs: one in a quick run.
+func tcpRepeats(o Options) int {
+	if o.Quick {
+		return 1
+	}
+	return o.Repeats
 }
 
 // hostOffloads sets the end hosts' tx checksum offload and TSO on or off.
@@ -158,13 +180,17 @@ func (e *env) hostOffloads(ctx context.Context, on bool) error {
 
 // stream sends one TCP stream gen -> sink for warmup+d and returns the rate
 // the receiver saw during d. The stream must arrive whole and byte-exact.
-func (e *env) stream(ctx context.Context, warmup, d time.Duration) (float64, error) {
+func (e *env) stream(ctx context.Context, v6 bool, warmup, d time.Duration) (float64, error) {
 	ctx, cancel := context.WithTimeout(ctx, warmup+d+tcpConnect+5*time.Second)
 	defer cancel()
+	network, sink := "tcp4", e.lab.SinkAddr4
+	if v6 {
+		network, sink = "tcp6", e.lab.SinkAddr6
+	}
 	var ln net.Listener
 	err := nsutil.Do(e.lab.Sink, func() error {
 		var err error
-		ln, err = net.Listen("tcp4", netip.AddrPortFrom(e.lab.SinkAddr4, tcpPort).String())
+		ln, err = net.Listen(network, netip.AddrPortFrom(sink, tcpPort).String())
 		return err
 	})
 	if err != nil {
@@ -175,7 +201,7 @@ func (e *env) stream(ctx context.Context, warmup, d time.Duration) (float64, err
 	err = nsutil.Do(e.lab.Gen, func() error {
 		var err error
 		dl := net.Dialer{Timeout: tcpConnect}
-		conn, err = dl.DialContext(ctx, "tcp4", ln.Addr().String())
+		conn, err = dl.DialContext(ctx, network, ln.Addr().String())
 		return err
 	})
 	if err != nil {
