@@ -247,11 +247,10 @@ int fp_nf_accept(struct bpf_nf_ctx *ctx)
 	unsigned long nfct = skb->_nfct;
 	const struct fp_state *st;
 	struct nf_conntrack_tuple t;
-	struct fp_verdict_key vk = {};
-	struct fp_flow_key *k = &vk.flow;
+	struct fp_flow_key key = {}, *k = &key;
+	struct fp_verdict v = {}, *seen;
 	struct nf_conn *ct;
 	unsigned long ctinfo;
-	__u32 *seen;
 
 	/* skb_iif 0: locally generated, not forwarded. A RELATED packet (an
 	 * ICMP error about the flow) carries the flow's entry, but a verdict on
@@ -277,14 +276,15 @@ int fp_nf_accept(struct bpf_nf_ctx *ctx)
 		__builtin_memcpy(k->saddr, t.src.u3.all, 16);
 		__builtin_memcpy(k->daddr, t.dst.u3.all, 16);
 	}
-	vk.ifindex = skb->skb_iif;
-	vk.ifindex_out = ctx->state->out ? ctx->state->out->ifindex : 0;
+	v.ifindex_in = skb->skb_iif;
+	v.ifindex_out = ctx->state->out ? ctx->state->out->ifindex : 0;
 	st = fp_state();
 	if (!st)
 		return NF_ACCEPT;
+	v.fw_gen = st->fw_gen;
 	/* Write only on change: every kernel-forwarded packet passes here */
-	seen = bpf_map_lookup_elem(&fp_accepted, &vk);
-	if (!seen || *seen != st->fw_gen)
-		bpf_map_update_elem(&fp_accepted, &vk, &st->fw_gen, BPF_ANY);
+	seen = bpf_map_lookup_elem(&fp_accepted, k);
+	if (!seen || seen->fw_gen != v.fw_gen || seen->ifindex_in != v.ifindex_in || seen->ifindex_out != v.ifindex_out)
+		bpf_map_update_elem(&fp_accepted, k, &v, BPF_ANY);
 	return NF_ACCEPT;
 }

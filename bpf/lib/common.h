@@ -106,14 +106,16 @@ struct fp_flow_key {
 	__be32 daddr[4];
 };
 
-/* Key of fp_accepted: a flow direction as it arrives, where it arrived and
- * where it left. A verdict holds for that path only: rules match on iifname
- * and oifname, so a flow that a route moves to another egress must pass the
+/* Value of fp_accepted: netfilter forwarded the flow direction (the key)
+ * from ifindex_in to ifindex_out under ruleset fw_gen. A verdict holds for
+ * that path only: rules match on iifname and oifname, so a flow that
+ * arrives elsewhere, or that a route moves to another egress, must pass the
  * ruleset again. */
-struct fp_verdict_key {
-	struct fp_flow_key flow;
-	__u32 ifindex;
+struct fp_verdict {
+	__u32 fw_gen;
+	__u32 ifindex_in;
 	__u32 ifindex_out;
+	__u32 pad;
 };
 
 enum fp_flow_flags {
@@ -227,15 +229,15 @@ struct {
 	__type(value, struct fp_flow);
 } fp_flows SEC(".maps");
 
-/* Flows netfilter let through, by ingress and the fw_gen they were seen
- * under. Written by the netfilter-hook program: the kernel's verdict,
- * observed. The ingress is part of it: a verdict on one interface (iifname
- * rules, rp_filter) says nothing of the same tuple arriving on another. */
+/* Flows netfilter let through, with the path and the fw_gen they were
+ * seen under. Written by the netfilter-hook program: the kernel's verdict,
+ * observed. One entry per flow direction, so that forgetting a connection
+ * is one delete per direction. */
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, 65536);
-	__type(key, struct fp_verdict_key);
-	__type(value, __u32);
+	__type(key, struct fp_flow_key);
+	__type(value, struct fp_verdict);
 } fp_accepted SEC(".maps");
 
 struct {

@@ -54,12 +54,14 @@ static __always_inline void fp_flow_evict(const struct fp_flow_key *k, const str
 		.dport = f->nat_sport,
 	};
 
+	struct fp_flow gone = *f; /* f's element is freed by the delete */
+
 	__builtin_memcpy(rev.saddr, f->nat_daddr, 16);
 	__builtin_memcpy(rev.daddr, f->nat_saddr, 16);
 	/* a pending flow was never added: nothing to announce */
-	if (bpf_map_delete_elem(&fp_flows, k) == 0 && !(f->flags & FP_FLOW_PENDING)) {
+	if (bpf_map_delete_elem(&fp_flows, k) == 0 && !(gone.flags & FP_FLOW_PENDING)) {
 		fp_count_flow(slot, 0);
-		fp_flow_event(FP_EV_FLOW_DEL, reason, k, f, slot);
+		fp_flow_event(FP_EV_FLOW_DEL, reason, k, &gone, slot);
 	}
 	bpf_map_delete_elem(&fp_flows, &rev);
 }
@@ -73,10 +75,16 @@ static __always_inline struct fp_flow *fp_flow_fill(void *ctx, const int xdp, co
 	struct bpf_fib_lookup fib;
 	struct bpf_ct_opts opts;
 	struct fp_iface *egress;
-	struct fp_verdict_key vk = {};
+	struct fp_verdict *accepted;
 	struct fp_flow f = {}, *fp;
 	struct nf_conn *ct;
-	__u32 *accepted, route_mtu;
+	__u32 route_mtu;
+	/* Copied now: the update below frees the stale element, which another
+	 * CPU may reuse at once. A pending flow keeps in ct_refresh_ns when it
+	 * last asked the daemon. */
+	__u8 was_pending = stale ? stale->flags & FP_FLOW_PENDING : 0;
+	__u64 asked = was_pending ? stale->ct_refresh_ns : 0;
+	int ask = 0;
 	int rc;
 
 	/* Conntrack first, so the reason names what is missing (no entry at
@@ -110,11 +118,9 @@ static __always_inline struct fp_flow *fp_flow_fill(void *ctx, const int xdp, co
 	/* Netfilter's verdict under the current ruleset, for this ingress and
 	 * this egress, seen by fp_nf_accept; only then may the entry's timeout
 	 * be extended on the kernel's behalf */
-	vk.flow = *k;
-	vk.ifindex = ifindex;
-	vk.ifindex_out = fib.ifindex;
-	accepted = bpf_map_lookup_elem(&fp_accepted, &vk);
-	if (!accepted || *accepted != st->fw_gen) {
+	accepted = bpf_map_lookup_elem(&fp_accepted, k);
+	if (!accepted || accepted->fw_gen != st->fw_gen || accepted->ifindex_in != ifindex ||
+	    accepted->ifindex_out != fib.ifindex) {
 		*reason = FP_PASS_NOT_ACCEPTED;
 		goto release;
 	}
@@ -149,20 +155,26 @@ static __always_inline struct fp_flow *fp_flow_fill(void *ctx, const int xdp, co
 	/* saddr and daddr are adjacent in both structs: one diff covers both */
 	if (f.flags & (FP_FLOW_SNAT | FP_FLOW_DNAT))
 		f.csum_addr = bpf_csum_diff((__be32 *)k->saddr, 32, f.nat_saddr, 32, 0);
+	/* A pending flow asks the daemon, and again each refresh interval in
+	 * case the request was lost (full ring, failed update); its entry is
+	 * filled again by each packet until the entry is liberal. A flow is
+	 * added when fastpath starts forwarding it. */
+	if (f.flags & FP_FLOW_PENDING) {
+		ask = !was_pending || (__s64)(now - asked) > (__s64)FP_CT_REFRESH_NS;
+		if (!ask)
+			f.ct_refresh_ns = asked;
+	}
 	if (bpf_map_update_elem(&fp_flows, k, &f, BPF_ANY)) {
 		*reason = FP_PASS_NO_CONNTRACK; /* map full of in-use entries: rare */
 		return NULL;
 	}
-	/* A pending flow asks the daemon once (its entry stays and is filled
-	 * again by each packet until the entry is liberal); a flow is added
-	 * when fastpath starts forwarding it. */
 	if (f.flags & FP_FLOW_PENDING) {
-		if (!stale || !(stale->flags & FP_FLOW_PENDING))
+		if (ask)
 			fp_flow_event(FP_EV_FLOW_PENDING, 0, k, &f, slot);
 		*reason = FP_PASS_NOT_LIBERAL;
 		return NULL;
 	}
-	if (!stale || (stale->flags & FP_FLOW_PENDING)) {
+	if (!stale || was_pending) {
 		fp_count_flow(slot, 1);
 		fp_flow_event(FP_EV_FLOW_ADD, 0, k, &f, slot);
 	}

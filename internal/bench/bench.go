@@ -202,7 +202,15 @@ func (o Options) Estimate() time.Duration {
 		per += profileWindow
 	}
 	tcp := time.Duration(4*len(o.tcpConfigs)) * (o.Warmup + time.Duration(tcpRepeats(o))*o.Duration)
-	return time.Duration(len(o.Configs)*len(o.Sizes)*len(o.Flows))*per + tcp
+	var lat time.Duration
+	if !o.NoLatency {
+		for _, name := range o.Configs {
+			if c, _ := configByName(name); latencyConfig(c) {
+				lat += latencyEstimate(o.Quick)
+			}
+		}
+	}
+	return time.Duration(len(o.Configs)*len(o.Sizes)*len(o.Flows))*per + tcp + lat
 }
 
 // runner holds one run's state.

@@ -403,6 +403,9 @@ func (g *loopGen) sent() (uint64, error) { return g.objs.sent() }
 func (g *loopGen) seed(n int) error {
 	for range n {
 		if err := g.inject.send(g.frame); err != nil {
+			if errors.Is(err, unix.ENOBUFS) {
+				return nil // the socket's queue is full: enough circle already
+			}
 			return fmt.Errorf("seed loop generator: %w", err)
 		}
 	}
@@ -435,7 +438,7 @@ func (g *loopGen) start(ctx context.Context, limit time.Duration, pps float64) *
 			if pps > 0 {
 				tick = paceTick
 			}
-			last := ^uint64(0)
+			last := uint64(0) // nothing sent yet: the first tick seeds
 			dead := 0
 			for !r.stop.Load() && ctx.Err() == nil && time.Now().Before(deadline) {
 				sent, err := g.sent()

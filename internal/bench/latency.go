@@ -59,6 +59,16 @@ type LatencyCell struct {
 	Error    string  `json:"error,omitempty"`
 }
 
+// latencyEstimate is roughly how long one configuration's round trips take:
+// warmup, idle and loaded, each a round trip plus the gap.
+func latencyEstimate(quick bool) time.Duration {
+	n := latSamples
+	if quick {
+		n = latSamplesQuick
+	}
+	return time.Duration(latWarmup+2*n) * (probeGap + 50*time.Microsecond)
+}
+
 // latencyConfig reports whether cfg routes the probe both ways: the plain
 // redirect sends frames on unchanged (the sink's stack drops them, they
 // still carry r0's MAC) and veth-direct has no router.

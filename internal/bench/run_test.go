@@ -140,13 +140,14 @@ func TestGenerators(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			// Paced at 200k frames/s: the count must grow to a few thousand
-			// and the sink must see them.
-			run := g.start(ctx, 5*time.Second, 200_000)
+			// Paced at 200k frames/s: the count must grow to a few thousand,
+			// the sink must see them, and the pace must hold (not more).
+			const pps = 200_000
+			run := g.start(ctx, 5*time.Second, pps)
 			t0 := time.Now()
 			deadline := time.Now().Add(5 * time.Second)
 			var got uint64
-			for got < 5000 && time.Now().Before(deadline) {
+			for got < 20000 && time.Now().Before(deadline) {
 				if err := run.failed(); err != nil {
 					t.Fatal(err)
 				}
@@ -163,8 +164,12 @@ func TestGenerators(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if got < 5000 || got > sent {
+			elapsed := time.Since(t0)
+			if got < 20000 || got > sent {
 				t.Fatalf("sink counted %d frames, generator sent %d", got, sent)
+			}
+			if rate := float64(sent) / elapsed.Seconds(); rate > 1.3*pps {
+				t.Errorf("paced at %d frames/s, sent %.0f/s", pps, rate)
 			}
 			// Halted means halted: nothing more arrives.
 			after, _, _ := e.sink.read()
@@ -173,7 +178,7 @@ func TestGenerators(t *testing.T) {
 			if again > after+loopSeeds {
 				t.Errorf("the %s generator went on after halt: %d more frames", g.kind(), again-after)
 			}
-			t.Logf("%s: sent %d, sink counted %d, %.0f frames/s paced at 200000", g.kind(), sent, got, float64(sent)/time.Since(t0).Seconds())
+			t.Logf("%s: sent %d, sink counted %d, %.0f frames/s paced at %d", g.kind(), sent, got, float64(sent)/elapsed.Seconds(), pps)
 		})
 	}
 }

@@ -252,8 +252,13 @@ func (e *env) stream(ctx context.Context, v6 bool, warmup, d time.Duration) (flo
 			if !markAt.IsZero() && now.Sub(markAt) >= d {
 				rate := float64(n-mark) * 8 / now.Sub(markAt).Seconds() / 1e9
 				close(stop)
-				if err := <-sendDone; err != nil {
-					return 0, fmt.Errorf("sender: %w", err)
+				select {
+				case err := <-sendDone:
+					if err != nil {
+						return 0, fmt.Errorf("sender: %w", err)
+					}
+				case <-ctx.Done(): // the last write blocks: the path stalled
+					return 0, fmt.Errorf("stalled at the end: %d bytes arrived", got.Load())
 				}
 				conn.(*net.TCPConn).CloseWrite()
 				select {

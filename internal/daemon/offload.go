@@ -174,15 +174,19 @@ func (o *offload) refreshTimeouts() error {
 	return o.dp.SetTimeouts(t)
 }
 
-// watchConntrack evicts flows whose conntrack entry is destroyed
-// (conntrack -D, flush, expiry), or changed while offloaded (a mark or
-// label set through ctnetlink, as `conntrack -U --mark` and connection
-// killers do: rules may match on them), so their next packet goes to the
-// kernel. Offloaded packets cause no conntrack updates, so an update of an
-// offloaded flow's entry comes from outside, except fastpath's own
-// window-liberal updates, whose events carry its socket's PID. A receive
-// error (ENOBUFS when a flush outpaces us) loses events: the datapath's
-// once-a-second conntrack check still catches dead entries.
+// conntrackEventBuffer is the conntrack event socket's receive buffer.
+const conntrackEventBuffer = 8 << 20
+
+// watchConntrack forgets connections (cached flows and recorded verdicts)
+// whose conntrack entry is destroyed (conntrack -D, flush, expiry) or
+// updated (a mark or label set through ctnetlink, as `conntrack -U --mark`
+// and connection killers do, rules may match on them; the kernel's own
+// state changes), so their next packet goes through the ruleset again.
+// Updates from fastpath's own window-liberal requests are told apart by
+// the PID their events carry. Updates of flows the kernel carries cost a
+// verdict, re-recorded by their next packet. A receive error (ENOBUFS when
+// a flush outpaces us) loses events: the datapath's once-a-second
+// conntrack check still catches dead entries.
 func (o *offload) watchConntrack(ctx context.Context) error {
 	c, err := netfilter.Dial(nil)
 	if err != nil {
@@ -191,6 +195,10 @@ func (o *offload) watchConntrack(ctx context.Context) error {
 	if err := c.JoinGroups([]netfilter.NetlinkGroup{netfilter.GroupCTDestroy, netfilter.GroupCTUpdate}); err != nil {
 		c.Close()
 		return fmt.Errorf("listen for conntrack events: %w", err)
+	}
+	// Room for bursts (a flush, a busy NAT box): fewer lost events.
+	if err := c.SetReadBuffer(conntrackEventBuffer); err != nil {
+		o.log.Warn("conntrack events buffer", "err", err)
 	}
 	o.ct = c
 	own := o.nl.PID()
@@ -219,11 +227,7 @@ func (o *offload) watchConntrack(ctx context.Context) error {
 				if err := ev.Unmarshal(m); err != nil || ev.Flow == nil {
 					continue
 				}
-				orig, reply := tupleOf(ev.Flow.TupleOrig), tupleOf(ev.Flow.TupleReply)
-				if ev.Type == conntrack.EventUpdate && !o.dp.Offloaded(orig, reply) {
-					continue
-				}
-				o.dp.ForgetConnection(orig, reply)
+				o.dp.ForgetConnection(tupleOf(ev.Flow.TupleOrig), tupleOf(ev.Flow.TupleReply))
 			}
 		}
 	}()

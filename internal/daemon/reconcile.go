@@ -275,12 +275,18 @@ func (r *reconciler) attach(ic *iface) error {
 
 // attachAs attaches ic with hook; under auto, native XDP that the kernel
 // refuses (a veth's MTU above what its XDP takes, say) falls back to TC.
+// When the fallback is the hook ic already has, it returns no new link:
+// the one ic holds stays (a second attach would adopt its pin, and
+// dropping that handle would unpin the link in use).
 func (r *reconciler) attachAs(ic *iface, hook datapath.Hook, why string) (link.Link, datapath.Hook, string, error) {
 	l, err := r.dp.Attach(ic.ifindex, hook)
 	if err != nil && hook == datapath.HookXDP && ic.cfg.Attach == config.AttachAuto {
 		ic.xdpRefusedMTU = ic.mtu
 		why = fmt.Sprintf("native XDP refused at MTU %d (%v)", ic.mtu, err)
 		hook = datapath.HookTC
+		if ic.link != nil && ic.hook == hook {
+			return nil, hook, why, nil
+		}
 		l, err = r.dp.Attach(ic.ifindex, hook)
 	}
 	return l, hook, why, err

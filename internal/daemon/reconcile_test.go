@@ -42,12 +42,14 @@ type fakeDP struct {
 	targets       map[int]bool
 	links         map[int][]*fakeLink // live links per ifindex
 	fail          map[datapath.Hook]error
+	attempts      map[datapath.Hook]int // Attach calls, refused ones included
 	nextID        uint32
 	invalidations int
 }
 
 func newFakeDP() *fakeDP {
-	return &fakeDP{ifaces: map[int]datapath.Iface{}, targets: map[int]bool{}, links: map[int][]*fakeLink{}, fail: map[datapath.Hook]error{}}
+	return &fakeDP{ifaces: map[int]datapath.Iface{}, targets: map[int]bool{}, links: map[int][]*fakeLink{},
+		fail: map[datapath.Hook]error{}, attempts: map[datapath.Hook]int{}}
 }
 
 func isXDP(h datapath.Hook) bool { return h == datapath.HookXDP || h == datapath.HookXDPGeneric }
@@ -61,6 +63,7 @@ func (d *fakeDP) RemoveIface(idx int) error {
 func (d *fakeDP) SetXDPTarget(idx int, ok bool) error { d.targets[idx] = ok; return nil }
 func (d *fakeDP) InvalidateRoutes() error             { d.invalidations++; return nil }
 func (d *fakeDP) Attach(idx int, hook datapath.Hook) (link.Link, error) {
+	d.attempts[hook]++
 	if err := d.fail[hook]; err != nil {
 		return nil, err
 	}
@@ -463,9 +466,13 @@ func TestRedecideOnMTU(t *testing.T) {
 	if ic.hook != datapath.HookTC || !strings.Contains(ic.why, "MTU 9000") {
 		t.Fatalf("jumbo MTU: %s (%s)", ic.hook, ic.why)
 	}
+	asked := fx.dp.attempts[datapath.HookXDP]
 	fx.r.sync() // same MTU: stays, without asking the kernel again
 	if ic.hook != datapath.HookTC || !strings.Contains(ic.why, "refused at MTU 9000") {
 		t.Errorf("after a resync: %s (%s)", ic.hook, ic.why)
+	}
+	if n := fx.dp.attempts[datapath.HookXDP]; n != asked {
+		t.Errorf("native XDP asked for again at the same MTU (%d attempts, was %d)", n, asked)
 	}
 	delete(fx.dp.fail, datapath.HookXDP)
 	fx.links["r0"].Attrs().MTU = 1500
@@ -475,5 +482,35 @@ func TestRedecideOnMTU(t *testing.T) {
 	}
 	if hs := fx.dp.hooks(2); len(hs) != 1 || hs[0] != datapath.HookXDP {
 		t.Errorf("r0 hooks %v, want [xdp]", hs)
+	}
+}
+
+// TestRedecideFallbackKeepsLink: an interface on TC for one reason (its
+// peer's partial checksums) whose reason goes away, so auto wants XDP, which
+// the kernel refuses: it stays on the TC link it has. A second TC attach
+// would, with pinning, adopt and then unpin the link in use.
+func TestRedecideFallbackKeepsLink(t *testing.T) {
+	fx := newFixture(t, ifc("r0", config.ModeOffload, config.AttachAuto), ifc("r1", config.ModeOffload, config.AttachTC))
+	fx.peers["r0"] = peerAnswer{p: vethpeer.Peer{Name: "g0", PartialChecksums: true}}
+	if err := fx.r.start(); err != nil {
+		t.Fatal(err)
+	}
+	ic := fx.iface(t, "r0")
+	first := ic.link.(*fakeLink)
+	if ic.hook != datapath.HookTC {
+		t.Fatalf("start: %s (%s)", ic.hook, ic.why)
+	}
+	fx.peers["r0"] = peerAnswer{p: vethpeer.Peer{Name: "g0"}}
+	fx.dp.fail[datapath.HookXDP] = errors.New("numerical result out of range")
+	tcBefore := fx.dp.attempts[datapath.HookTC]
+	fx.r.sync()
+	if ic.hook != datapath.HookTC || ic.link != link.Link(first) || first.closed || !strings.Contains(ic.why, "native XDP refused") {
+		t.Errorf("after XDP was refused: %s (%s), link %v closed %v", ic.hook, ic.why, ic.link, first.closed)
+	}
+	if n := fx.dp.attempts[datapath.HookTC]; n != tcBefore {
+		t.Errorf("TC attached again (%d attempts, was %d)", n, tcBefore)
+	}
+	if hs := fx.dp.hooks(2); len(hs) != 1 {
+		t.Errorf("r0 hooks %v, want the one tc link", hs)
 	}
 }

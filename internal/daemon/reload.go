@@ -231,12 +231,12 @@ func (r *reconciler) reattachTo(ic *iface, hook datapath.Hook, why string) error
 		}
 		return explainAttach(hook, err)
 	}
-	if !xdpSwap && hook != oldHook {
-		r.detach(ic, old)
-	} else if !xdpSwap { // the fallback landed on the hook it had
-		r.detach(ic, l)
+	if l == nil { // the fallback is the hook it has: nothing to move
 		ic.why = why
 		return nil
+	}
+	if !xdpSwap {
+		r.detach(ic, old)
 	}
 	r.attached(ic, l, hook, why)
 	return nil

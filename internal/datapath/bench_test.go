@@ -370,7 +370,7 @@ func (ob *offloadBench) addFlow(b *testing.B, sport uint16, status string, accep
 	ob.conntrack(b, args...)
 	if accepted {
 		_, fw := ob.d.Generations()
-		if err := ob.d.objs.FpAccepted.Update(verdictKey(orig, ob.in0, ob.out0), fw, ebpf.UpdateAny); err != nil {
+		if err := ob.d.objs.FpAccepted.Update(keyOf(orig), verdictOf(fw, ob.in0, ob.out0), ebpf.UpdateAny); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -495,8 +495,8 @@ func BenchmarkOffload(b *testing.B) {
 		unreplied := flowFrame(b, ob.addFlow(b, 30001, "-", true))
 		noCT := flowFrame(b, Tuple{Proto: unix.IPPROTO_UDP, Src: netip.AddrPortFrom(benchClient.Addr(), 30002), Dst: benchServer})
 		_, fw := ob.d.Generations()
-		k := verdictKey(Tuple{Proto: unix.IPPROTO_UDP, Src: netip.AddrPortFrom(benchClient.Addr(), 30002), Dst: benchServer}, ob.in0, ob.out0)
-		if err := ob.d.objs.FpAccepted.Update(k, fw, ebpf.UpdateAny); err != nil {
+		k := keyOf(Tuple{Proto: unix.IPPROTO_UDP, Src: netip.AddrPortFrom(benchClient.Addr(), 30002), Dst: benchServer})
+		if err := ob.d.objs.FpAccepted.Update(k, verdictOf(fw, ob.in0, ob.out0), ebpf.UpdateAny); err != nil {
 			b.Fatal(err)
 		}
 		for _, h := range []hook{hookXDP, hookTC} {

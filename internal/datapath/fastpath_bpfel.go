@@ -166,11 +166,12 @@ type fastpathFpStats struct {
 	PassReason   [28]uint64
 }
 
-type fastpathFpVerdictKey struct {
+type fastpathFpVerdict struct {
 	_          structs.HostLayout
-	Flow       fastpathFpFlowKey
-	Ifindex    uint32
+	FwGen      uint32
+	IfindexIn  uint32
 	IfindexOut uint32
+	Pad        uint32
 }
 
 // Names of all BPF objects in the ELF.

@@ -3,9 +3,7 @@ package datapath
 import (
 	"errors"
 	"fmt"
-	"maps"
 	"net/netip"
-	"slices"
 	"time"
 
 	"github.com/cilium/ebpf"
@@ -77,10 +75,9 @@ func keyOf(t Tuple) fastpathFpFlowKey {
 	return k
 }
 
-// verdictKey is fp_accepted's key: a flow direction, its ingress and its
-// egress.
-func verdictKey(t Tuple, in, out int) fastpathFpVerdictKey {
-	return fastpathFpVerdictKey{Flow: keyOf(t), Ifindex: uint32(in), IfindexOut: uint32(out)}
+// verdictOf is an fp_accepted value: accepted from in to out under fw.
+func verdictOf(fw uint32, in, out int) fastpathFpVerdict {
+	return fastpathFpVerdict{FwGen: fw, IfindexIn: uint32(in), IfindexOut: uint32(out)}
 }
 
 func flowOf(k fastpathFpFlowKey, v fastpathFpFlow, fibGen, fwGen uint32) Flow {
@@ -136,36 +133,15 @@ func (d *Datapath) FlowCapacity() int { return int(d.objs.FpFlows.MaxEntries()) 
 // tuples (original and reply, as packets arrive). Used when conntrack
 // destroys the entry.
 func (d *Datapath) ForgetConnection(orig, reply Tuple) int {
-	d.slotMu.Lock()
-	ifindexes := slices.Collect(maps.Keys(d.slots))
-	d.slotMu.Unlock()
 	n := 0
 	for _, t := range []Tuple{orig, reply} {
 		k := keyOf(t)
 		if d.objs.FpFlows.Delete(k) == nil {
 			n++
 		}
-		for _, in := range ifindexes { // verdicts are per ingress and egress
-			for _, out := range ifindexes {
-				if in != out {
-					_ = d.objs.FpAccepted.Delete(verdictKey(t, in, out))
-				}
-			}
-		}
+		_ = d.objs.FpAccepted.Delete(k)
 	}
 	return n
-}
-
-// Offloaded reports whether either direction of the connection is in the
-// cache and not waiting for its conntrack entry (FP_FLOW_PENDING).
-func (d *Datapath) Offloaded(orig, reply Tuple) bool {
-	for _, t := range []Tuple{orig, reply} {
-		var v fastpathFpFlow
-		if d.objs.FpFlows.Lookup(keyOf(t), &v) == nil && v.Flags&flagPending == 0 {
-			return true
-		}
-	}
-	return false
 }
 
 // ExpireIdle removes flows whose last packet is older than idle. The LRU

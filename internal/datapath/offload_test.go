@@ -267,19 +267,26 @@ func (on *offloadNet) ctTimeout(t testing.TB, c natConn) int {
 }
 
 // accept records tuples as accepted by netfilter under the current
-// ruleset generation, as fp_nf_accept does for forwarded packets. Verdicts
-// are per ingress and egress; these tests are not about which, so both
-// paths between the router interfaces get the record
-// (TestOffloadVerdictIsPerIngress is about them).
+// ruleset generation, as fp_nf_accept does for forwarded packets: on the
+// path each takes, from the side of its source to the other side
+// (TestOffloadVerdictIsPerIngress is about other paths).
 func (on *offloadNet) accept(t testing.TB, tuples ...Tuple) {
 	t.Helper()
-	_, fw := on.d.Generations()
 	for _, tp := range tuples {
-		for _, p := range [][2]int{{on.in0, on.out0}, {on.out0, on.in0}} {
-			if err := on.d.objs.FpAccepted.Update(verdictKey(tp, p[0], p[1]), fw, ebpf.UpdateAny); err != nil {
-				t.Fatalf("record %v as accepted: %v", tp, err)
-			}
+		in, out := on.in0, on.out0
+		if sideOf(tp.Src.Addr()) == sideOut0 {
+			in, out = out, in
 		}
+		on.acceptOn(t, tp, in, out)
+	}
+}
+
+// acceptOn records tp as accepted from ingress in to egress out.
+func (on *offloadNet) acceptOn(t testing.TB, tp Tuple, in, out int) {
+	t.Helper()
+	_, fw := on.d.Generations()
+	if err := on.d.objs.FpAccepted.Update(keyOf(tp), verdictOf(fw, in, out), ebpf.UpdateAny); err != nil {
+		t.Fatalf("record %v as accepted: %v", tp, err)
 	}
 }
 
@@ -1187,20 +1194,15 @@ func TestOffloadVerdictIsPerIngress(t *testing.T) {
 			t.Run(fmt.Sprintf("%s/%s", h, famName(v6)), func(t *testing.T) {
 				c := on.newConn(kindSNAT, unix.IPPROTO_UDP, v6)
 				on.addConn(t, c, ctState{})
-				_, fw := on.d.Generations()
 				l := c.leg(false)
 				frame, want := l.inFrame(t, seg{}), l.natExpect(t, seg{})
 				// Accepted arriving elsewhere, or leaving elsewhere: not
 				// for this path.
 				for _, p := range [][2]int{{on.out0, on.in0}, {on.in0, on.in0 + 1000}} {
-					if err := on.d.objs.FpAccepted.Update(verdictKey(c.orig, p[0], p[1]), fw, ebpf.UpdateAny); err != nil {
-						t.Fatal(err)
-					}
+					on.acceptOn(t, c.orig, p[0], p[1])
 					on.pass(t, h, sideIn0, frame, "not_accepted", runOpts{})
 				}
-				if err := on.d.objs.FpAccepted.Update(verdictKey(c.orig, on.in0, on.out0), fw, ebpf.UpdateAny); err != nil {
-					t.Fatal(err)
-				}
+				on.acceptOn(t, c.orig, on.in0, on.out0)
 				on.forward(t, h, l, frame, want, runOpts{})
 			})
 		}

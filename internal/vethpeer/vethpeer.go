@@ -94,12 +94,19 @@ func (f *Finder) Lookup(l netlink.Link) (Peer, error) {
 	if err != nil {
 		return Peer{}, fmt.Errorf("peer of %s: %w", a.Name, err)
 	}
+	// On a goroutine of its own: if the thread could not come back from
+	// the peer's namespace, only that goroutine's thread is lost, not the
+	// caller's (the daemon's main loop).
 	var p Peer
-	err = nsutil.DoPath(path, func() error {
-		var err error
-		p, err = read()
-		return err
-	})
+	done := make(chan error, 1)
+	go func() {
+		done <- nsutil.DoPath(path, func() error {
+			var err error
+			p, err = read()
+			return err
+		})
+	}()
+	err = <-done
 	if err != nil {
 		return Peer{}, fmt.Errorf("peer of %s in %s: %w", a.Name, path, err)
 	}

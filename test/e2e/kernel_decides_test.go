@@ -83,7 +83,8 @@ func changeStopsFlow(ctx context.Context, t *testing.T, l *lab.Lab, d *daemon, f
 	t.Helper()
 	u := newUDPFlow(t, l.Gen, l.Sink, netip.AddrPort{}, netip.AddrPortFrom(f.sink, 0), netip.AddrPortFrom(f.sink, 0))
 	u.handshake(t)
-	str := u.stream(t, ctx, 5000, 200, time.Millisecond)
+	const count = 5000
+	str := u.stream(t, ctx, count, 200, time.Millisecond)
 	defer str.stop()
 	d.waitFlow(t, u.local, u.dst)
 	before := d.counters(t, l.Rtr)
@@ -98,7 +99,9 @@ func changeStopsFlow(ctx context.Context, t *testing.T, l *lab.Lab, d *daemon, f
 		}
 		return nil
 	})
-	str.stop()
+	if sent := str.stop(); sent >= count {
+		t.Fatalf("the stream ended (%d sent) before the window closed: nothing was tested", sent)
+	}
 	arr, _ := u.snapshot()
 	var late []uint64
 	for _, a := range arr {
