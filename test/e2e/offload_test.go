@@ -87,6 +87,11 @@ func TestOffloadMasquerade(t *testing.T) {
 						t.Errorf("tcp reply direction %s -> %s: want cached, dnat to %s, %s -> %s; cache: %s",
 							p.listen, p.serverSees, p.clientAddr, l.RtrOut, l.RtrIn, flowList(fl))
 					}
+					// The wait for the liberal entry is short: a few
+					// packets, not a share of the transfer.
+					if nl := afterTCP.reasonSum("not_liberal") - before.reasonSum("not_liberal"); nl > (afterTCP.forwarded()-before.forwarded())/4 {
+						t.Errorf("tcp: %d packets waited for the conntrack entry to be made liberal", nl)
+					}
 					if s, fp, k := share(before, afterTCP, f); s < minShare {
 						t.Errorf("tcp: fastpath forwarded %d packets, the kernel %d: %.1f%%, want >= %.0f%%; %s; %s",
 							fp, k, 100*s, 100*minShare, before.reasonDeltas(afterTCP, l.RtrIn), before.reasonDeltas(afterTCP, l.RtrOut))
