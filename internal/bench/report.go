@@ -345,6 +345,10 @@ func (r *Report) writeTCP(w io.Writer) error {
 	fmt.Fprintf(tw, "configuration\tfamily\thost offloads\thook\tGbit/s\tmin..max\tvs %s\tnotes\t\n", r.baselineLabel())
 	for _, c := range r.TCP {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t", c.Label, c.Family, c.HostOffloads, orDash(c.AttachedAs))
+		if c.Refused != "" {
+			fmt.Fprintf(tw, "-\trefused\t\t%s\t\n", c.Refused)
+			continue
+		}
 		if c.Failed() {
 			fmt.Fprintf(tw, "0\tFAIL\t\t%s\t\n", c.Error)
 			continue

@@ -351,6 +351,8 @@ func TestTCPAndLatencyTables(t *testing.T) {
 		{Config: ConfigKernelMasq, Label: "kernel + masq", HostOffloads: HostOffloadsDefault, Gbps: Summary{10, 9, 11}, Samples: []float64{9, 11}},
 		{Config: ConfigOffloadXDP, Label: "offload xdp", HostOffloads: HostOffloadsDefault, AttachedAs: "xdp", Error: "stalled: no data for 1s after 11000 bytes"},
 		{Config: ConfigOffloadTC, Label: "offload tc", HostOffloads: HostOffloadsDefault, AttachedAs: "tc", Gbps: Summary{12, 12, 12}, Samples: []float64{12, 12}},
+		{Config: ConfigOffloadXDP, Label: "offload xdp", HostOffloads: HostOffloadsDefault,
+			Refused: refusal("setup: fastpath daemon (offload-xdp): daemon exited\nfastpath: attach: xdp cannot be correct on r0: veth peer g0 sends partial checksums")},
 	}, Latency: []LatencyCell{
 		{Config: ConfigKernelMasq, Label: "kernel + masq", Idle: &RTT{Samples: 100, P50: 50, P99: 90, P999: 120}, Loaded: &RTT{Samples: 100, P50: 70, P99: 300, P999: 900}, LoadMpps: 0.3},
 		{Config: ConfigOffloadXDP, Label: "offload xdp", Error: "the first 20 requests went unanswered"},
@@ -365,7 +367,10 @@ func TestTCPAndLatencyTables(t *testing.T) {
 	if err := r.WriteTable(&b); err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"Bulk TCP", "1.20x", "FAIL", "stalled: no data", "round trips", "900", "0.30", "went unanswered"} {
+	if r.TCP[3].Refused != "attach: xdp cannot be correct on r0: veth peer g0 sends partial checksums" {
+		t.Errorf("refusal parsed as %q", r.TCP[3].Refused)
+	}
+	for _, want := range []string{"Bulk TCP", "1.20x", "FAIL", "stalled: no data", "refused", "cannot be correct on r0", "round trips", "900", "0.30", "went unanswered"} {
 		if !strings.Contains(b.String(), want) {
 			t.Errorf("table lacks %q:\n%s", want, b.String())
 		}

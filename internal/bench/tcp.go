@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/netip"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -60,8 +61,12 @@ type TCPCell struct {
 	HostOffloads string `json:"host_offloads"` // default or off
 	Family       string `json:"family"`        // IPv4 or IPv6
 	// AttachedAs is the hook fastpath used on r0 (auto shows its choice).
-	AttachedAs string    `json:"attached_as,omitempty"`
-	Error      string    `json:"error,omitempty"`
+	AttachedAs string `json:"attached_as,omitempty"`
+	// Refused: the daemon refused this configuration as one that cannot be
+	// correct on these hosts (attach: xdp where their frames carry partial
+	// checksums). Not a failure: that refusal is the right answer.
+	Refused string    `json:"refused,omitempty"`
+	Error   string    `json:"error,omitempty"`
 	Samples    []float64 `json:"gbps_samples"`
 	Gbps       Summary   `json:"gbps"`
 	// FastpathShare is the share of r0's packets fastpath forwarded itself.
@@ -100,6 +105,9 @@ func (r *runner) tcpPhase(ctx context.Context) error {
 }
 
 func (c *TCPCell) result() string {
+	if c.Refused != "" {
+		return "refused: " + c.Refused
+	}
 	if c.Failed() {
 		return "FAIL: " + c.Error
 	}
@@ -121,6 +129,12 @@ func (r *runner) tcpCells(ctx context.Context, cfg config, cells []TCPCell) {
 	}
 	a, err := r.setup(ctx, cfg)
 	if err != nil {
+		if why := refusal(err.Error()); why != "" {
+			for i := range cells {
+				cells[i].Refused = why
+			}
+			return
+		}
 		fail("setup: " + firstLine(err.Error()))
 		return
 	}
@@ -154,6 +168,17 @@ func (r *runner) tcpCells(ctx context.Context, cfg config, cells []TCPCell) {
 		}
 		c.Gbps = summarize(c.Samples)
 	}
+}
+
+// refusal is the daemon's reason for refusing to start with an attach that
+// cannot be correct (reconcile.go words it "cannot be correct"), or "".
+func refusal(msg string) string {
+	for _, line := range strings.Split(msg, "\n") {
+		if i := strings.Index(line, "attach: xdp cannot be correct"); i >= 0 {
+			return strings.TrimSpace(line[i:])
+		}
+	}
+	return ""
 }
 
 // tcpRepeats is how many streams a TCP cell runs: one in a quick run.
