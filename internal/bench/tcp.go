@@ -67,8 +67,8 @@ type TCPCell struct {
 	// checksums). Not a failure: that refusal is the right answer.
 	Refused string    `json:"refused,omitempty"`
 	Error   string    `json:"error,omitempty"`
-	Samples    []float64 `json:"gbps_samples"`
-	Gbps       Summary   `json:"gbps"`
+	Samples []float64 `json:"gbps_samples"`
+	Gbps    Summary   `json:"gbps"`
 	// FastpathShare is the share of r0's packets fastpath forwarded itself.
 	FastpathShare *float64 `json:"fastpath_share,omitempty"`
 }
