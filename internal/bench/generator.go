@@ -43,10 +43,12 @@ type source interface {
 }
 
 // stampMaps are the maps both generators stamp frames from: the header and
-// port plan, and the per-CPU frame counter (flow index and send count).
+// port plan, and the per-CPU frame counter (flow index and send count);
+// and the frame they start from.
 type stampMaps struct {
-	Cfg *ebpf.Map `ebpf:"bench_cfg"`
-	Seq *ebpf.Map `ebpf:"bench_seq"`
+	Cfg   *ebpf.Map `ebpf:"bench_cfg"`
+	Seq   *ebpf.Map `ebpf:"bench_seq"`
+	frame []byte
 }
 
 func (m *stampMaps) configure(f frameSpec, flows int) error {
@@ -57,10 +59,15 @@ func (m *stampMaps) configure(f frameSpec, flows int) error {
 	if err != nil {
 		return err
 	}
+	frame, err := f.frame()
+	if err != nil {
+		return err
+	}
 	cfg := benchBenchGenCfg{Hdr: h, SportBase: sportBase, DportBase: dportBase, Flows: uint32(flows), SportSpan: sportSpan}
 	if err := m.Cfg.Update(uint32(0), cfg, ebpf.UpdateAny); err != nil {
 		return fmt.Errorf("configure generator: %w", err)
 	}
+	m.frame = frame
 	return nil
 }
 
@@ -187,7 +194,6 @@ type liveGen struct {
 	}
 	at      pinned
 	ifindex int
-	frame   []byte
 }
 
 func newLiveGen(at pinned, ifindex int) (*liveGen, error) {
@@ -205,30 +211,20 @@ func (g *liveGen) Close() error {
 	return nil
 }
 
-func (g *liveGen) configure(f frameSpec, flows int) error {
-	frame, err := f.frame()
-	if err != nil {
-		return err
-	}
-	if err := g.objs.configure(f, flows); err != nil {
-		return err
-	}
-	g.frame = frame
-	return nil
-}
+func (g *liveGen) configure(f frameSpec, flows int) error { return g.objs.configure(f, flows) }
 
 func (g *liveGen) sent() (uint64, error) { return g.objs.sent() }
 
 func (g *liveGen) runOnce(n uint32) error {
-	if g.frame == nil {
+	if g.objs.frame == nil {
 		return errors.New("generator not configured")
 	}
 	_, err := g.objs.Prog.Run(&ebpf.RunOptions{
-		Data:      g.frame,
+		Data:      g.objs.frame,
 		Repeat:    n,
 		Flags:     unix.BPF_F_TEST_XDP_LIVE_FRAMES,
 		BatchSize: genBatch,
-		Context:   xdpMD{DataEnd: uint32(len(g.frame)), IngressIfindex: uint32(g.ifindex)},
+		Context:   xdpMD{DataEnd: uint32(len(g.objs.frame)), IngressIfindex: uint32(g.ifindex)},
 	})
 	if err != nil {
 		return fmt.Errorf("generator: BPF_PROG_RUN of %d live frames on ifindex %d: %w", n, g.ifindex, err)
@@ -304,7 +300,6 @@ type loopGen struct {
 	at     pinned
 	links  []link.Link
 	inject *packetSocket // on loopA: its frames arrive at loopB
-	frame  []byte
 }
 
 // newLoopGen creates the veth pair in at.ns and attaches the loop, sending
@@ -384,17 +379,7 @@ func (g *loopGen) setCtl(c benchBenchLoopCtl) error {
 	return nil
 }
 
-func (g *loopGen) configure(f frameSpec, flows int) error {
-	frame, err := f.frame()
-	if err != nil {
-		return err
-	}
-	if err := g.objs.configure(f, flows); err != nil {
-		return err
-	}
-	g.frame = frame
-	return nil
-}
+func (g *loopGen) configure(f frameSpec, flows int) error { return g.objs.configure(f, flows) }
 
 func (g *loopGen) sent() (uint64, error) { return g.objs.sent() }
 
@@ -402,7 +387,7 @@ func (g *loopGen) sent() (uint64, error) { return g.objs.sent() }
 // softirq work then runs on that thread's CPU.
 func (g *loopGen) seed(n int) error {
 	for range n {
-		if err := g.inject.send(g.frame); err != nil {
+		if err := g.inject.send(g.objs.frame); err != nil {
 			if errors.Is(err, unix.ENOBUFS) {
 				return nil // the socket's queue is full: enough circle already
 			}
@@ -417,7 +402,7 @@ func (g *loopGen) seed(n int) error {
 // out at the limit, costing nothing until the next tick).
 func (g *loopGen) start(ctx context.Context, limit time.Duration, pps float64) *running {
 	return goRun(func(r *running) error {
-		if g.frame == nil {
+		if g.objs.frame == nil {
 			return errors.New("generator not configured")
 		}
 		if err := g.objs.resetSeq(); err != nil {

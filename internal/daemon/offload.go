@@ -210,12 +210,8 @@ func (o *offload) watchConntrack(ctx context.Context) error {
 					return
 				}
 				o.log.Warn("conntrack events", "err", err)
-				t := time.NewTimer(100 * time.Millisecond) // a repeating error must not spin
-				select {
-				case <-ctx.Done():
-					t.Stop()
+				if !backOff(ctx) {
 					return
-				case <-t.C:
 				}
 				continue
 			}

@@ -164,6 +164,19 @@ func watchRouting(ctx context.Context, log *slog.Logger, out chan struct{}) erro
 	return nil
 }
 
+// backOff waits a moment after a receive error, so that an error that
+// repeats does not spin; false if ctx ended meanwhile.
+func backOff(ctx context.Context) bool {
+	t := time.NewTimer(100 * time.Millisecond)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
+
 // listen pokes out for every message receive returns, and for every error
 // (ENOBUFS: messages were lost, so assume a change), until ctx ends.
 func listen(ctx context.Context, log *slog.Logger, what string, receive func() error, closeFn func() error, out chan struct{}) {
@@ -179,14 +192,9 @@ func listen(ctx context.Context, log *slog.Logger, what string, receive func() e
 				}
 				log.Warn(what, "err", err)
 				poke(out)
-				// An error that repeats must not spin: the periodic
-				// resync covers what is missed meanwhile.
-				t := time.NewTimer(100 * time.Millisecond)
-				select {
-				case <-ctx.Done():
-					t.Stop()
+				// The periodic resync covers what is missed meanwhile.
+				if !backOff(ctx) {
 					return
-				case <-t.C:
 				}
 				continue
 			}
