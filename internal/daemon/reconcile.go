@@ -16,6 +16,7 @@ import (
 	"github.com/fastpath-router/fastpath/internal/config"
 	"github.com/fastpath-router/fastpath/internal/datapath"
 	"github.com/fastpath-router/fastpath/internal/eventhub"
+	"github.com/fastpath-router/fastpath/internal/netwatch"
 	"github.com/fastpath-router/fastpath/internal/vethpeer"
 	"github.com/fastpath-router/fastpath/internal/xdpfeat"
 )
@@ -31,7 +32,8 @@ type iface struct {
 	progID    uint32
 	linkID    uint32
 	xdpTarget bool
-	targetSet bool // xdpTarget was written to the datapath (an adopted map may hold anything)
+	targetSet bool   // xdpTarget was written to the datapath (an adopted map may hold anything)
+	shaping   string // the operator's egress qdisc or filters, which XDP would skip ("" none)
 	state     string
 	err       error
 	// The hook decision: the kernel's view of the link when last seen, why
@@ -48,14 +50,16 @@ func (ic *iface) managed() bool { return ic.cfg.Mode != config.ModeOff }
 // All methods take mu: netlink events, the resync tick and API reads
 // interleave.
 type reconciler struct {
-	mu     sync.Mutex
-	dp     dataplane
-	feats  featureSource
-	peers  peerSource
-	links  func() (map[string]netlink.Link, error) // the namespace's links by name
-	log    *slog.Logger
-	events *eventhub.Hub
-	ifaces []*iface
+	mu    sync.Mutex
+	dp    dataplane
+	feats featureSource
+	peers peerSource
+	// shaping reads an interface's egress shaping (netwatch.EgressShaping).
+	shaping func(ifindex int) (string, error)
+	links   func() (map[string]netlink.Link, error) // the namespace's links by name
+	log     *slog.Logger
+	events  *eventhub.Hub
+	ifaces  []*iface
 }
 
 // dataplane is what the reconciler changes in the datapath; the daemon
@@ -81,7 +85,7 @@ type peerSource interface {
 }
 
 func newReconciler(cfg *config.Config, dp dataplane, feats featureSource, peers peerSource, events *eventhub.Hub, log *slog.Logger) *reconciler {
-	r := &reconciler{dp: dp, feats: feats, peers: peers, links: linksByName, log: log, events: events}
+	r := &reconciler{dp: dp, feats: feats, peers: peers, shaping: netwatch.EgressShaping, links: linksByName, log: log, events: events}
 	for _, c := range cfg.Interfaces {
 		st := api.StateMissing
 		if c.Mode == config.ModeOff {
@@ -234,9 +238,13 @@ func (r *reconciler) resolveHook(ic *iface) (datapath.Hook, string, error) {
 		return datapath.HookTC, fmt.Sprintf("native XDP refused at MTU %d", ic.mtu), nil
 	}
 	for _, o := range r.ifaces {
-		if o != ic && o.managed() && o.ifindex != 0 && !o.xdpTarget {
-			return datapath.HookTC, fmt.Sprintf("egress %s cannot transmit XDP frames (for a veth: its peer needs GRO or an XDP program)", o.cfg.Name), nil
+		if o == ic || !o.managed() || o.ifindex == 0 || o.xdpTarget {
+			continue
 		}
+		if o.shaping != "" {
+			return datapath.HookTC, fmt.Sprintf("egress %s has the operator's %s, which an XDP redirect would skip", o.cfg.Name, o.shaping), nil
+		}
+		return datapath.HookTC, fmt.Sprintf("egress %s cannot transmit XDP frames (for a veth: its peer needs GRO or an XDP program)", o.cfg.Name), nil
 	}
 	return datapath.HookXDP, "native XDP, every egress takes XDP frames, no partial checksums", nil
 }
@@ -334,7 +342,7 @@ func (r *reconciler) teardown(ic *iface, state string) {
 		r.invalidateRoutes() // flows cached towards it must not keep using it
 	}
 	ic.ifindex, ic.mac, ic.mtu, ic.hook, ic.progID, ic.linkID, ic.xdpTarget, ic.targetSet = 0, nil, 0, "", 0, 0, false, false
-	ic.nl, ic.why, ic.xdpRefusedMTU = nil, "", 0
+	ic.nl, ic.why, ic.xdpRefusedMTU, ic.shaping = nil, "", 0, ""
 	ic.state = state
 }
 
@@ -407,6 +415,19 @@ func (r *reconciler) updateTargets() {
 		} else {
 			r.log.Warn("xdp features", "interface", ic.cfg.Name, "err", err)
 		}
+		// An egress the operator shapes or filters takes no XDP frames:
+		// flows towards it go through the kernel (or TC, which auto then
+		// picks), whose transmit path honours the qdisc and filters.
+		shaping, err := r.shaping(ic.ifindex)
+		if err != nil {
+			r.log.Warn("egress qdiscs", "interface", ic.cfg.Name, "err", err)
+			shaping = "qdiscs unknown"
+		}
+		if shaping != ic.shaping {
+			r.log.Info("egress shaping", "interface", ic.cfg.Name, "shaping", shaping)
+			ic.shaping = shaping
+		}
+		ok = ok && shaping == ""
 		if ok == ic.xdpTarget && ic.targetSet {
 			continue
 		}

@@ -129,21 +129,23 @@ func (f fakePeers) Lookup(l netlink.Link) (vethpeer.Peer, error) {
 }
 
 type fixture struct {
-	r     *reconciler
-	dp    *fakeDP
-	feats fakeFeats
-	peers fakePeers
-	links map[string]netlink.Link
+	shaping map[int]string // egress shaping by ifindex
+	r       *reconciler
+	dp      *fakeDP
+	feats   fakeFeats
+	peers   fakePeers
+	links   map[string]netlink.Link
 }
 
 func newFixture(t *testing.T, ifaces ...config.Interface) *fixture {
 	t.Helper()
-	fx := &fixture{dp: newFakeDP(), feats: fakeFeats{}, peers: fakePeers{}, links: map[string]netlink.Link{}}
+	fx := &fixture{dp: newFakeDP(), feats: fakeFeats{}, peers: fakePeers{}, links: map[string]netlink.Link{}, shaping: map[int]string{}}
 	for i, name := range []string{"r0", "r1", "r2"} {
 		fx.addLink(name, i+2, veth)
 	}
 	cfg := &config.Config{Version: 1, Interfaces: ifaces}
 	fx.r = newReconciler(cfg, fx.dp, fx.feats, fx.peers, eventhub.New(100, 100), slog.New(slog.DiscardHandler))
+	fx.r.shaping = func(idx int) (string, error) { return fx.shaping[idx], nil }
 	fx.r.links = func() (map[string]netlink.Link, error) {
 		m := make(map[string]netlink.Link, len(fx.links))
 		for k, v := range fx.links {
@@ -512,5 +514,29 @@ func TestRedecideFallbackKeepsLink(t *testing.T) {
 	}
 	if hs := fx.dp.hooks(2); len(hs) != 1 {
 		t.Errorf("r0 hooks %v, want the one tc link", hs)
+	}
+}
+
+// TestEgressShaping: an egress with the operator's qdisc or egress filters
+// takes no XDP frames (the devmap drops it), and auto moves its ingresses
+// to TC, whose redirect goes through the qdisc; back when it goes.
+func TestEgressShaping(t *testing.T) {
+	fx := newFixture(t, ifc("r0", config.ModeOffload, config.AttachAuto), ifc("r1", config.ModeOffload, config.AttachAuto))
+	if err := fx.r.start(); err != nil {
+		t.Fatal(err)
+	}
+	r0 := fx.iface(t, "r0")
+	if r0.hook != datapath.HookXDP || !fx.dp.targets[3] {
+		t.Fatalf("start: r0 %s, r1 target %v", r0.hook, fx.dp.targets[3])
+	}
+	fx.shaping[3] = "root qdisc tbf 8001:"
+	fx.r.sync()
+	if fx.dp.targets[3] || r0.hook != datapath.HookTC || !strings.Contains(r0.why, "egress r1 has the operator's root qdisc tbf 8001:") {
+		t.Errorf("with a shaper on r1: r1 target %v, r0 %s (%s)", fx.dp.targets[3], r0.hook, r0.why)
+	}
+	delete(fx.shaping, 3)
+	fx.r.sync()
+	if !fx.dp.targets[3] || r0.hook != datapath.HookXDP {
+		t.Errorf("shaper gone: r1 target %v, r0 %s (%s)", fx.dp.targets[3], r0.hook, r0.why)
 	}
 }

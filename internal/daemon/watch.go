@@ -20,7 +20,7 @@ import (
 // events are coalescing "something changed" signals from the kernel; each
 // consumer rereads what it needs, so a burst of changes costs one pass.
 type events struct {
-	links  chan struct{} // links or XDP features: reconcile interfaces
+	links  chan struct{} // links, XDP features, qdiscs: reconcile interfaces
 	routes chan struct{} // routes: re-route flows, mirror route MTUs
 	fib    chan struct{} // neighbours, addresses, rules, netconf: re-route flows
 	rules  chan struct{} // nftables ruleset: flows must be accepted again
@@ -100,7 +100,10 @@ func watch(ctx context.Context, log *slog.Logger) (*events, error) {
 	if err := watchRuleset(ctx, log, ev.rules); err != nil {
 		return nil, err
 	}
-	if err := watchRouting(ctx, log, ev.fib); err != nil {
+	if err := watchRtnl(ctx, log, "rule and netconf events", routingGroups, ev.fib); err != nil {
+		return nil, err
+	}
+	if err := watchRtnl(ctx, log, "qdisc and filter events", tcGroups, ev.links); err != nil {
 		return nil, err
 	}
 	if err := errors.Join(
@@ -142,25 +145,29 @@ func watchRuleset(ctx context.Context, log *slog.Logger, out chan struct{}) erro
 	return nil
 }
 
-// rtnlGroups are the rtnetlink groups that change how the kernel routes
-// without a route, neighbour or address event: policy routing rules and
-// the per-device configuration (forwarding on or off, rp_filter).
-var rtnlGroups = []uint32{unix.RTNLGRP_IPV4_RULE, unix.RTNLGRP_IPV6_RULE, unix.RTNLGRP_IPV4_NETCONF, unix.RTNLGRP_IPV6_NETCONF}
+// Rtnetlink groups the library has no subscription for. routingGroups
+// change how the kernel routes without a route, neighbour or address
+// event: policy routing rules and the per-device configuration
+// (forwarding on or off). tcGroups are qdisc and filter changes: an egress
+// the operator shapes takes no XDP frames.
+var (
+	routingGroups = []uint32{unix.RTNLGRP_IPV4_RULE, unix.RTNLGRP_IPV6_RULE, unix.RTNLGRP_IPV4_NETCONF, unix.RTNLGRP_IPV6_NETCONF}
+	tcGroups      = []uint32{unix.RTNLGRP_TC}
+)
 
-// watchRouting signals every change of rules and netconf (ip rule,
-// sysctl net.ipv4.ip_forward and the like): cached flows route again.
-func watchRouting(ctx context.Context, log *slog.Logger, out chan struct{}) error {
+// watchRtnl signals every message of the rtnetlink groups.
+func watchRtnl(ctx context.Context, log *slog.Logger, what string, groups []uint32, out chan struct{}) error {
 	c, err := mdnetlink.Dial(unix.NETLINK_ROUTE, nil)
 	if err != nil {
 		return fmt.Errorf("rtnetlink: %w", err)
 	}
-	for _, g := range rtnlGroups {
+	for _, g := range groups {
 		if err := c.JoinGroup(g); err != nil {
 			c.Close()
 			return fmt.Errorf("join rtnetlink group %d: %w", g, err)
 		}
 	}
-	listen(ctx, log, "rule and netconf events", func() error { _, err := c.Receive(); return err }, c.Close, out)
+	listen(ctx, log, what, func() error { _, err := c.Receive(); return err }, c.Close, out)
 	return nil
 }
 

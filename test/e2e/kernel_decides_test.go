@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/fastpath-router/fastpath/internal/lab"
+	"github.com/fastpath-router/fastpath/internal/traffic"
 )
 
 // stopWindow is how long a stream keeps sending after a change that must
@@ -112,5 +113,34 @@ func changeStopsFlow(ctx context.Context, t *testing.T, l *lab.Lab, d *daemon, f
 	t.Logf("last datagram arrived %v after the change", lastArrival(arr).Sub(at).Round(time.Microsecond))
 	if len(late) > 0 {
 		t.Errorf("%d datagrams arrived more than %v after the change (seqs %v)", len(late), stopGrace, head(late, 10))
+	}
+}
+
+// TestEgressShaperHonoured: a shaper the operator puts on the egress (tbf
+// at 20 Mbit/s on r1) holds for offloaded traffic. Hosts that finish their
+// checksums, so auto would pick XDP, whose redirect skips qdiscs: r1 stops
+// taking XDP frames and auto moves r0 to TC, whose redirect goes through
+// the qdisc. A UDP blast then reaches the sink at the shaper's rate, not
+// the router's.
+func TestEgressShaperHonoured(t *testing.T) {
+	l := newLab(t, "xdp")
+	ctx := testContext(t)
+	nft(ctx, t, l, masqueradeRuleset+filterRuleset)
+	d, _ := runDaemon(t, l.Rtr, offloadIfaces(l, "auto")...)
+	d.waitAttachedAs(t, map[string]string{l.RtrIn: "xdp", l.RtrOut: "xdp"}, map[string]string{l.RtrIn: "", l.RtrOut: ""})
+	rtrRun(ctx, t, l, "tc", "qdisc", "replace", "dev", l.RtrOut, "root", "tbf", "rate", "20mbit", "burst", "32kbit", "latency", "50ms")
+	d.waitAttachedAs(t, map[string]string{l.RtrIn: "tc"}, map[string]string{l.RtrIn: "egress " + l.RtrOut + " has the operator's root qdisc tbf"})
+
+	const size, count = 1200, 3000 // 3.6 MB: 1.4 s at 20 Mbit/s
+	r, err := traffic.UDPStream(ctx, l.Gen, l.Sink, netip.AddrPortFrom(l.SinkAddr4, 0), count, size, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := float64(r.Received*size*8) / r.Duration.Seconds() / 1e6
+	t.Logf("udp blast: %d of %d datagrams in %v: %.1f Mbit/s through a 20 Mbit/s shaper", r.Received, r.Sent, r.Duration, got)
+	// What arrives is the rate over the stream plus the shaper's burst and
+	// the drain time: far below what the router moves unshaped.
+	if max := 20e6*r.Duration.Seconds()*1.5/8/size + 64; float64(r.Received) > max {
+		t.Errorf("%d datagrams arrived in %v, more than a 20 Mbit/s shaper lets through (%.0f)", r.Received, r.Duration, max)
 	}
 }
