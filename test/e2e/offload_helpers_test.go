@@ -225,6 +225,26 @@ func (d *daemon) waitFlow(t *testing.T, src, dst netip.AddrPort) api.Flow {
 	return got
 }
 
+// offloadTCP moves data over p until both directions are offloaded and
+// carrying packets. The first packets of a TCP flow wait for its conntrack
+// entry to be made window-liberal; a short transfer may end before that,
+// and an idle connection is not offloaded.
+func (d *daemon) offloadTCP(ctx context.Context, t *testing.T, p *tcpPair) {
+	t.Helper()
+	pollUntil(t, offloadWait, fmt.Sprintf("tcp %s -> %s offloaded both ways", p.clientAddr, p.listen), func() error {
+		if r := copyN(ctx, p.client, p.server, 64<<10, offChunk, 0, nil); !r.ok(64 << 10) {
+			t.Fatalf("transfer: %v", r.err)
+		}
+		fl := d.flows(t)
+		for _, k := range [][2]netip.AddrPort{{p.clientAddr, p.listen}, {p.listen, p.serverSees}} {
+			if f, ok := flowIn(fl, k[0], k[1]); !ok || f.Packets == 0 {
+				return fmt.Errorf("%s -> %s not in the flow cache with packets; cache: %s", k[0], k[1], flowList(fl))
+			}
+		}
+		return nil
+	})
+}
+
 func flowList(fl []api.Flow) string {
 	if len(fl) == 0 {
 		return "empty"

@@ -302,11 +302,7 @@ func TestOffloadClose(t *testing.T) {
 					for _, how := range []string{"FIN", "RST"} {
 						t.Run(how, func(t *testing.T) {
 							p := openTCP(ctx, t, l.Gen, l.Sink, netip.AddrPortFrom(f.sink, 0), netip.AddrPortFrom(f.sink, 0))
-							if r := copyN(ctx, p.client, p.server, 1<<20, offChunk, 0, nil); !r.ok(1 << 20) {
-								t.Fatalf("%s: transfer: %v", how, r.err)
-							}
-							d.waitFlow(t, p.clientAddr, p.listen)
-							d.waitFlow(t, p.listen, p.serverSees)
+							d.offloadTCP(ctx, t, p)
 							before := d.counters(t, l.Rtr)
 							want := "TIME_WAIT"
 							if how == "FIN" {
