@@ -64,6 +64,7 @@ enum fp_reason {
 	FP_PASS_TCP_CLOSE,       /* TCP FIN/RST: the kernel must see the teardown */
 	FP_PASS_TCP_FLAGS,       /* TCP flags other than an ACK: SYN, none, or a combination conntrack calls invalid */
 	FP_PASS_NOT_LIBERAL,     /* TCP entry not yet window-liberal: the daemon makes it so, then the flow is offloaded */
+	FP_PASS_REVALIDATE,      /* the flow's periodic pass through the ruleset (changes without events: set timeouts, ...) */
 	FP_PASS_WATCHDOG,        /* daemon heartbeat stale: fail open to the kernel */
 	FP_PASS_MAX,
 };
@@ -132,6 +133,7 @@ struct fp_flow {
 	__u64 created_ns;
 	__u64 last_ns;       /* last packet (bpf_ktime_get_ns) */
 	__u64 ct_refresh_ns; /* last conntrack timeout refresh */
+	__u64 fw_checked_ns; /* when netfilter's verdict was last proven */
 	__u32 ifindex_in;
 	__u32 ifindex_out;
 	__u32 fib_gen;       /* route/neighbour/link state it was built under */
@@ -181,6 +183,8 @@ struct fp_state {
 	__u32 udp_timeout_ms;
 	__u32 udp_stream_timeout_ms;
 	__u32 route_mtus;         /* entries in fp_mtu4 + fp_mtu6 */
+	__u32 pad;
+	__u64 revalidate_ns;      /* each flow passes the ruleset again this often (0: never) */
 };
 
 /* Routes that carry an MTU metric. bpf_fib_lookup honours only locked route

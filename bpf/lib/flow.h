@@ -138,6 +138,7 @@ static __always_inline struct fp_flow *fp_flow_fill(void *ctx, const int xdp, co
 	}
 	f.last_ns = now;
 	f.ct_refresh_ns = now;
+	f.fw_checked_ns = now;
 	f.ifindex_in = ifindex;
 	f.ifindex_out = fib.ifindex;
 	f.fib_gen = st->fib_gen;
@@ -263,6 +264,16 @@ static __always_inline struct fp_flow *fp_flow_get(void *ctx, const int xdp, con
 		  (f->flags & FP_FLOW_PENDING))) {
 		stale = f; /* decide again; the fill overwrites it */
 		f = NULL;
+	}
+	/* The ruleset can change without an event (a set element times out,
+	 * iptables-legacy): every revalidate_ns the flow's packet goes through
+	 * it again, with its verdict forgotten, and the flow is offloaded
+	 * again only once the kernel forwarded that packet. */
+	if (f && st->revalidate_ns && (__s64)(now - f->fw_checked_ns) > (__s64)st->revalidate_ns) {
+		bpf_map_delete_elem(&fp_accepted, &k);
+		f->fw_gen = st->fw_gen - 1; /* stale: the next packet fills again */
+		*reason = FP_PASS_REVALIDATE;
+		return NULL;
 	}
 	if (f && (__s64)(now - f->ct_refresh_ns) > (__s64)FP_CT_REFRESH_NS) {
 		struct bpf_ct_opts opts;

@@ -61,6 +61,7 @@ type Interface struct {
 const (
 	DefaultMaxEntries  = 65536
 	DefaultIdleTimeout = 30 * time.Second
+	DefaultRevalidate  = time.Second
 )
 
 // Flows sizes the flow cache of offload mode.
@@ -71,6 +72,11 @@ type Flows struct {
 	// IdleTimeout: a flow that forwards no packet for this long leaves the
 	// cache; 0 means DefaultIdleTimeout.
 	IdleTimeout Duration `yaml:"idle_timeout"`
+	// Revalidate: how often each offloaded flow sends a packet through the
+	// ruleset again, which bounds how long a change that sends no event
+	// (a set element's timeout, iptables-legacy) takes to reach it; 0
+	// means DefaultRevalidate.
+	Revalidate Duration `yaml:"revalidate"`
 }
 
 // API configures the daemon's unix socket API.
@@ -106,6 +112,9 @@ func (c *Config) applyDefaults() {
 	}
 	if c.Flows.MaxEntries == 0 {
 		c.Flows.MaxEntries = DefaultMaxEntries
+	}
+	if c.Flows.Revalidate == 0 {
+		c.Flows.Revalidate = Duration(DefaultRevalidate)
 	}
 	if c.Flows.IdleTimeout == 0 {
 		c.Flows.IdleTimeout = Duration(DefaultIdleTimeout)

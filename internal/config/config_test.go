@@ -48,7 +48,7 @@ func TestParseValid(t *testing.T) {
 			{Name: "r1", Mode: ModeRoute, Attach: AttachAuto},
 			{Name: "mgmt0", Mode: ModeOff, Attach: AttachTC},
 		},
-		Flows:   Flows{MaxEntries: 262144, IdleTimeout: Duration(150 * time.Second)},
+		Flows:   Flows{MaxEntries: 262144, IdleTimeout: Duration(150 * time.Second), Revalidate: Duration(DefaultRevalidate)},
 		API:     API{Socket: "/run/fp/api.sock"},
 		Metrics: Metrics{Listen: "127.0.0.1:9469"},
 	}
@@ -71,7 +71,7 @@ func TestParseDefaults(t *testing.T) {
 		want := &Config{
 			Version:    1,
 			Interfaces: []Interface{{Name: "eth0", Mode: ModeOffload, Attach: AttachAuto}},
-			Flows:      Flows{MaxEntries: 65536, IdleTimeout: Duration(30 * time.Second)},
+			Flows:      Flows{MaxEntries: 65536, IdleTimeout: Duration(30 * time.Second), Revalidate: Duration(DefaultRevalidate)},
 			API:        API{Socket: api.DefaultSocket},
 		}
 		if !reflect.DeepEqual(c, want) {
@@ -161,7 +161,7 @@ func TestValidateProgrammatic(t *testing.T) {
 	}
 	c = &Config{
 		Interfaces: []Interface{{Name: "r0", Mode: "bridge"}},
-		Flows:      Flows{MaxEntries: 100, IdleTimeout: Duration(-time.Second)},
+		Flows:      Flows{MaxEntries: 100, IdleTimeout: Duration(-time.Second), Revalidate: Duration(time.Millisecond)},
 		API:        API{Socket: "x"},
 		Metrics:    Metrics{Listen: "localhost"},
 	}
@@ -171,6 +171,7 @@ func TestValidateProgrammatic(t *testing.T) {
 		`interfaces[0].mode (r0): unknown mode "bridge"; allowed: ` + allowedModes,
 		"flows.max_entries: 100 is out of range; allowed 1024 to 16777216 (default 65536)",
 		"flows.idle_timeout: -1s is out of range; allowed 1s to 24h (default 30s)",
+		"flows.revalidate: 1ms is out of range; allowed 100ms to 1h (default 1s)",
 		`api.socket: "x" must be an absolute path`,
 		`metrics.listen: "localhost" is not host:port (missing port in address); write e.g. "127.0.0.1:9469" or "[::1]:9469"`,
 	}

@@ -26,6 +26,8 @@ const (
 	maxMaxEntries  = 1 << 24
 	minIdleTimeout = time.Second
 	maxIdleTimeout = 24 * time.Hour
+	minRevalidate  = 100 * time.Millisecond
+	maxRevalidate  = time.Hour
 )
 
 // Validate checks a Config. Zero Mode, Attach, Flows fields and API.Socket
@@ -116,6 +118,14 @@ func (f Flows) validate(p *problems) {
 		p.add("flows.idle_timeout", "", "must be between %v and %v; leave it out for the default %v", lo, hi, def)
 	case d < lo || d > hi:
 		p.add("flows.idle_timeout", "", "%v is out of range; allowed %v to %v (default %v)", d, lo, hi, def)
+	}
+	lo, hi, def = Duration(minRevalidate), Duration(maxRevalidate), Duration(DefaultRevalidate)
+	switch d := f.Revalidate; {
+	case d == 0 && !p.present("flows.revalidate"):
+	case d == 0:
+		p.add("flows.revalidate", "", "must be between %v and %v; leave it out for the default %v", lo, hi, def)
+	case d < lo || d > hi:
+		p.add("flows.revalidate", "", "%v is out of range; allowed %v to %v (default %v)", d, lo, hi, def)
 	}
 }
 

@@ -144,7 +144,17 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 			return err
 		}
 	}
-	rl := &reloader{path: opts.ConfigPath, cfg: cfg, r: r, startOffload: startOff}
+	setRevalidate := func(c *config.Config) error {
+		every := c.Flows.Revalidate.Std()
+		if every <= 0 { // a Config built in code; Parse fills the default
+			every = config.DefaultRevalidate
+		}
+		return dp.SetRevalidate(every)
+	}
+	if err := setRevalidate(cfg); err != nil {
+		return err
+	}
+	rl := &reloader{path: opts.ConfigPath, cfg: cfg, r: r, startOffload: startOff, setRevalidate: setRevalidate}
 	b.reload = rl.reload
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)

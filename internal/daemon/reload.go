@@ -25,6 +25,8 @@ type reloader struct {
 	// startOffload starts offload housekeeping the first time a reload
 	// brings an offload-mode interface.
 	startOffload func() error
+	// setRevalidate applies flows.revalidate.
+	setRevalidate func(*config.Config) error
 }
 
 // restartOnly names the settings a running daemon cannot change: they size
@@ -66,6 +68,13 @@ func (rl *reloader) reload(context.Context) (*api.ReloadResult, error) {
 		}
 	}
 	actions, err := rl.r.apply(next.Interfaces)
+	if next.Flows.Revalidate != rl.cfg.Flows.Revalidate {
+		if rerr := rl.setRevalidate(next); rerr != nil {
+			err = errors.Join(err, rerr)
+		} else {
+			actions = append(actions, fmt.Sprintf("flows.revalidate %v -> %v", rl.cfg.Flows.Revalidate, next.Flows.Revalidate))
+		}
+	}
 	rl.cfg = next
 	res := &api.ReloadResult{Changed: len(actions) > 0, Actions: actions}
 	if res.Changed {

@@ -76,6 +76,7 @@ type fastpathFpFlow struct {
 	CreatedNs   uint64
 	LastNs      uint64
 	CtRefreshNs uint64
+	FwCheckedNs uint64
 	IfindexIn   uint32
 	IfindexOut  uint32
 	FibGen      uint32
@@ -152,6 +153,9 @@ type fastpathFpState struct {
 	UdpTimeoutMs       uint32
 	UdpStreamTimeoutMs uint32
 	RouteMtus          uint32
+	Pad                uint32
+	_                  [4]byte
+	RevalidateNs       uint64
 }
 
 type fastpathFpStats struct {
@@ -163,7 +167,7 @@ type fastpathFpStats struct {
 	EventsLost   uint64
 	PassPackets  uint64
 	PassBytes    uint64
-	PassReason   [28]uint64
+	PassReason   [29]uint64
 }
 
 type fastpathFpVerdict struct {

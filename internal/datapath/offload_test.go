@@ -1208,3 +1208,55 @@ func TestOffloadVerdictIsPerIngress(t *testing.T) {
 		}
 	}
 }
+
+// TestOffloadRevalidateInterval: with a revalidation interval, a cached flow's
+// packet goes through the ruleset again once the interval passed
+// (revalidate), its verdict forgotten; until the kernel records a new one,
+// the flow stays on the kernel path (not_accepted); then it is offloaded
+// again, keeping its counters.
+func TestOffloadRevalidateInterval(t *testing.T) {
+	on := newOffloadNet(t)
+	for _, h := range hooks() {
+		t.Run(h.String(), func(t *testing.T) {
+			c := on.offloadConn(t, kindSNAT, unix.IPPROTO_UDP, false)
+			l := c.leg(false)
+			frame, want := l.inFrame(t, seg{}), l.natExpect(t, seg{})
+			on.forward(t, h, l, frame, want, runOpts{})
+			if err := on.d.SetRevalidate(time.Nanosecond); err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() {
+				if err := on.d.SetRevalidate(0); err != nil {
+					t.Error(err)
+				}
+			})
+			// The coarse clock moves every few ms: forward until it has.
+			fwd := 1
+			deadline := time.Now().Add(time.Second)
+			for {
+				res, err := on.run(h, frame, runOpts{ingress: on.in0})
+				if err != nil {
+					t.Fatal(err)
+				}
+				if res.verdict != h.redirectCode() {
+					break
+				}
+				fwd++
+				if time.Now().After(deadline) {
+					t.Fatal("no packet went to the kernel for revalidation within 1 s")
+				}
+			}
+			var v fastpathFpVerdict
+			if err := on.d.objs.FpAccepted.Lookup(keyOf(c.orig), &v); err == nil {
+				t.Errorf("verdict still recorded after revalidation: %+v", v)
+			}
+			if err := on.d.SetRevalidate(0); err != nil {
+				t.Fatal(err)
+			}
+			on.pass(t, h, sideIn0, frame, "not_accepted", runOpts{})
+			on.accept(t, c.orig) // the kernel forwarded the revalidation packet
+			on.forward(t, h, l, frame, want, runOpts{})
+			on.expectFlows(t, on.flowOfLeg(l, fwd+1, (fwd+1)*len(trimmed(frame))))
+		})
+	}
+}

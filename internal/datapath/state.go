@@ -80,6 +80,12 @@ func (d *Datapath) SetTimeouts(t Timeouts) error {
 	})
 }
 
+// SetRevalidate makes every offloaded flow send a packet through the
+// ruleset again every d (0: never).
+func (d *Datapath) SetRevalidate(every time.Duration) error {
+	return d.writeGlobals(func(s *fastpathFpState) { s.RevalidateNs = uint64(max(every, 0)) })
+}
+
 // Generations returns the current route and ruleset generations.
 func (d *Datapath) Generations() (fib, fw uint32) {
 	d.g.mu.Lock()

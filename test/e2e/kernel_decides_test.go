@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"fmt"
 	"errors"
 	"net/netip"
 	"testing"
@@ -39,7 +40,7 @@ func TestRouterChangesStopFlows(t *testing.T) {
 				}
 				for _, c := range changes {
 					t.Run(f.name+"/"+c.name, func(t *testing.T) {
-						changeStopsFlow(ctx, t, l, d, f, func() time.Time {
+						changeStopsFlow(ctx, t, l, d, f, stopGrace, func() time.Time {
 							rtrRun(ctx, t, l, c.do[0], c.do[1:]...)
 							return time.Now()
 						})
@@ -67,7 +68,7 @@ func TestConntrackMarkStopsFlow(t *testing.T) {
 			l, d, ctx := offloadLab(t, attach, masqueradeRuleset+filterRuleset+markRule)
 			for _, f := range families(l) {
 				t.Run(f.name, func(t *testing.T) {
-					changeStopsFlow(ctx, t, l, d, f, func() time.Time {
+					changeStopsFlow(ctx, t, l, d, f, stopGrace, func() time.Time {
 						rtrRun(ctx, t, l, "conntrack", "-U", "-f", f.ctFamily, "-p", "udp", "-d", f.sink.String(), "-m", "1")
 						return time.Now()
 					})
@@ -79,12 +80,12 @@ func TestConntrackMarkStopsFlow(t *testing.T) {
 
 // changeStopsFlow runs an offloaded UDP stream (one datagram a
 // millisecond), applies change, which returns when the change is in place,
-// and wants no datagram to arrive later than stopGrace after that.
-func changeStopsFlow(ctx context.Context, t *testing.T, l *lab.Lab, d *daemon, f fam, change func() time.Time) {
+// and wants no datagram to arrive later than grace after that.
+func changeStopsFlow(ctx context.Context, t *testing.T, l *lab.Lab, d *daemon, f fam, grace time.Duration, change func() time.Time) {
 	t.Helper()
 	u := newUDPFlow(t, l.Gen, l.Sink, netip.AddrPort{}, netip.AddrPortFrom(f.sink, 0), netip.AddrPortFrom(f.sink, 0))
 	u.handshake(t)
-	const count = 5000
+	const count = 10000
 	str := u.stream(t, ctx, count, 200, time.Millisecond)
 	defer str.stop()
 	d.waitFlow(t, u.local, u.dst)
@@ -94,8 +95,8 @@ func changeStopsFlow(ctx context.Context, t *testing.T, l *lab.Lab, d *daemon, f
 		t.Fatalf("before the change: fastpath forwarded %d, the kernel %d packets: not offloaded", fp, k)
 	}
 	at := change()
-	pollUntil(t, 2*stopWindow, "the stream sends on after the change", func() error {
-		if time.Since(at) < stopWindow {
+	pollUntil(t, 2*(grace+stopWindow), "the stream sends on after the change", func() error {
+		if time.Since(at) < grace+stopWindow {
 			return errors.New("window still open")
 		}
 		return nil
@@ -106,13 +107,13 @@ func changeStopsFlow(ctx context.Context, t *testing.T, l *lab.Lab, d *daemon, f
 	arr, _ := u.snapshot()
 	var late []uint64
 	for _, a := range arr {
-		if a.at.Sub(at) > stopGrace {
+		if a.at.Sub(at) > grace {
 			late = append(late, a.seq)
 		}
 	}
 	t.Logf("last datagram arrived %v after the change", lastArrival(arr).Sub(at).Round(time.Microsecond))
 	if len(late) > 0 {
-		t.Errorf("%d datagrams arrived more than %v after the change (seqs %v)", len(late), stopGrace, head(late, 10))
+		t.Errorf("%d datagrams arrived more than %v after the change (seqs %v)", len(late), grace, head(late, 10))
 	}
 }
 
@@ -142,5 +143,46 @@ func TestEgressShaperHonoured(t *testing.T) {
 	// the drain time: far below what the router moves unshaped.
 	if max := 20e6*r.Duration.Seconds()*1.5/8/size + 64; float64(r.Received) > max {
 		t.Errorf("%d datagrams arrived in %v, more than a 20 Mbit/s shaper lets through (%.0f)", r.Received, r.Duration, max)
+	}
+}
+
+// TestSetTimeoutStopsFlow: a change the kernel announces nothing of, an
+// allowlist element expiring (forward policy drop, `ip saddr @allow
+// accept`, the element added with a timeout), reaches an offloaded flow
+// within the revalidation interval (flows.revalidate, 1 s by default).
+func TestSetTimeoutStopsFlow(t *testing.T) {
+	const timeout = 3 * time.Second
+	for _, attach := range offloadAttaches {
+		t.Run(attach, func(t *testing.T) {
+			l, d, ctx := offloadLab(t, attach, masqueradeRuleset+filterRuleset)
+			for _, f := range families(l) {
+				t.Run(f.name, func(t *testing.T) {
+					fam, set := "ip", "allow4"
+					if f.sink.Is6() {
+						fam, set = "ip6", "allow6"
+					}
+					nft(ctx, t, l, fmt.Sprintf(`table inet fpallow {
+	set %[2]s { type %[3]s_addr; flags timeout; }
+	chain forward {
+		type filter hook forward priority -10; policy drop;
+		%[1]s saddr @%[2]s accept
+		%[1]s daddr @%[2]s accept
+	}
+}
+`, fam, set, map[string]string{"ip": "ipv4", "ip6": "ipv6"}[fam]))
+					t.Cleanup(func() { nft(context.Background(), t, l, "delete table inet fpallow\n") })
+					expiry := nft(ctx, t, l, fmt.Sprintf("add element inet fpallow %s { %s timeout %s }\n", set, f.gen, timeout)).Add(timeout)
+					changeStopsFlow(ctx, t, l, d, f, time.Second+stopGrace, func() time.Time {
+						pollUntil(t, 2*timeout, "the element expires", func() error {
+							if time.Now().Before(expiry) {
+								return fmt.Errorf("%v to go", time.Until(expiry))
+							}
+							return nil
+						})
+						return expiry
+					})
+				})
+			}
+		})
 	}
 }
