@@ -179,14 +179,13 @@ const conntrackEventBuffer = 8 << 20
 
 // watchConntrack forgets connections (cached flows and recorded verdicts)
 // whose conntrack entry is destroyed (conntrack -D, flush, expiry) or
-// updated (a mark or label set through ctnetlink, as `conntrack -U --mark`
-// and connection killers do, rules may match on them; the kernel's own
-// state changes), so their next packet goes through the ruleset again.
-// Updates from fastpath's own window-liberal requests are told apart by
-// the PID their events carry. Updates of flows the kernel carries cost a
-// verdict, re-recorded by their next packet. A receive error (ENOBUFS when
-// a flush outpaces us) loses events: the datapath's once-a-second
-// conntrack check still catches dead entries.
+// updated by another program through ctnetlink (a mark or label set, as
+// `conntrack -U --mark` and connection killers do: rules may match on
+// them), so their next packet goes through the ruleset again. Events carry
+// the PID of the socket whose request caused them: 0 for the packet path,
+// fastpath's own for its window-liberal requests; neither needs a
+// forget. A receive error (ENOBUFS when a flush outpaces us) loses events:
+// the datapath's once-a-second conntrack check still catches dead entries.
 func (o *offload) watchConntrack(ctx context.Context) error {
 	c, err := netfilter.Dial(nil)
 	if err != nil {
@@ -216,11 +215,15 @@ func (o *offload) watchConntrack(ctx context.Context) error {
 				continue
 			}
 			for _, m := range msgs {
-				if m.Header.PID == own {
-					continue
-				}
 				var ev conntrack.Event
 				if err := ev.Unmarshal(m); err != nil || ev.Flow == nil {
+					continue
+				}
+				// An update from the packet path (PID 0) was made by a
+				// packet that went through the ruleset, which recorded its
+				// verdict anyway; one from fastpath's own socket is the
+				// liberal flag. What remains are other programs' changes.
+				if ev.Type == conntrack.EventUpdate && (m.Header.PID == 0 || m.Header.PID == own) {
 					continue
 				}
 				o.dp.ForgetConnection(tupleOf(ev.Flow.TupleOrig), tupleOf(ev.Flow.TupleReply))
