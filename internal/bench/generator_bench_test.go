@@ -16,19 +16,9 @@ func BenchmarkGenerators(b *testing.B) {
 	if testing.Short() {
 		b.Skip("needs root and a lab")
 	}
-	requireRootB(b)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	cpus, err := processAffinity()
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer restoreAffinity(cpus)
-	e, err := newEnv(ctx, "bgbench", GenAuto, false, cpus, nil)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer e.close()
+	e := testEnv(b, ctx, "bgbench", GenAuto)
 	c, err := attachCounter(e.lab.Rtr, e.lab.RtrIn)
 	if err != nil {
 		b.Fatal(err)
@@ -69,12 +59,5 @@ func BenchmarkGenerators(b *testing.B) {
 		})
 		b.ReportMetric(loop, e.gen.kind()+"-Mpps")
 		b.ReportMetric(sock, "packet-socket-Mpps")
-	}
-}
-
-func requireRootB(b *testing.B) {
-	b.Helper()
-	if !isRoot() {
-		b.Skip("skipping: needs root")
 	}
 }

@@ -13,13 +13,32 @@ import (
 	"github.com/fastpath-router/fastpath/internal/nsutil"
 )
 
-func isRoot() bool { return os.Geteuid() == 0 }
-
-func requireRoot(t *testing.T) {
-	t.Helper()
-	if !isRoot() {
-		t.Skip("skipping: needs root to create network namespaces and load BPF programs (run `sudo go test`)")
+// requireLab skips unless this runs as root and the lab name is free.
+func requireLab(tb testing.TB, name string) {
+	tb.Helper()
+	if os.Geteuid() != 0 {
+		tb.Skip("skipping: needs root to create network namespaces and load BPF programs (run `sudo go test`)")
 	}
+	if nsutil.Exists("fp-" + name + "-rtr") {
+		tb.Skipf("lab %s exists: another run is going on", name)
+	}
+}
+
+// testEnv builds a bench lab with generator kind, removed at cleanup.
+func testEnv(tb testing.TB, ctx context.Context, name, kind string) *env {
+	tb.Helper()
+	requireLab(tb, name)
+	cpus, err := processAffinity()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { restoreAffinity(cpus) })
+	e, err := newEnv(ctx, name, kind, false, cpus, nil)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { e.close() })
+	return e
 }
 
 // TestRunSmoke runs the whole path once, briefly: the generator this kernel
@@ -28,11 +47,8 @@ func requireRoot(t *testing.T) {
 // settings, and round trips idle and under load. Rates are not checked:
 // they depend on the machine and whatever else runs on it.
 func TestRunSmoke(t *testing.T) {
-	requireRoot(t)
 	name := "bsmoke"
-	if nsutil.Exists("fp-" + name + "-rtr") {
-		t.Skipf("lab %s exists: another run is going on", name)
-	}
+	requireLab(t, name)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	start := time.Now()
@@ -97,23 +113,9 @@ func TestRunSmoke(t *testing.T) {
 // loop everywhere, live frames where the kernel allows them (elsewhere it
 // must refuse with a clear error, and auto must pick the loop).
 func TestGenerators(t *testing.T) {
-	requireRoot(t)
-	name := "bgen"
-	if nsutil.Exists("fp-" + name + "-rtr") {
-		t.Skipf("lab %s exists: another run is going on", name)
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	cpus, err := processAffinity()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer restoreAffinity(cpus)
-	e, err := newEnv(ctx, name, GenLoop, false, cpus, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer e.close()
+	e := testEnv(t, ctx, "bgen", GenLoop)
 	if e.gen.kind() != GenLoop {
 		t.Fatalf("asked for the loop, got %s", e.gen.kind())
 	}

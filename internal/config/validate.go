@@ -111,21 +111,19 @@ func (f Flows) validate(p *problems) {
 		p.add("flows.max_entries", "", "%d is out of range; allowed %d to %d (default %d)",
 			n, minMaxEntries, maxMaxEntries, DefaultMaxEntries)
 	}
-	lo, hi, def := Duration(minIdleTimeout), Duration(maxIdleTimeout), Duration(DefaultIdleTimeout)
-	switch d := f.IdleTimeout; {
-	case d == 0 && !p.present("flows.idle_timeout"):
+	durationIn(p, "flows.idle_timeout", f.IdleTimeout, minIdleTimeout, maxIdleTimeout, DefaultIdleTimeout)
+	durationIn(p, "flows.revalidate", f.Revalidate, minRevalidate, maxRevalidate, DefaultRevalidate)
+}
+
+// durationIn checks a duration setting: zero means the default unless the
+// document sets it, anything else must lie in lo..hi.
+func durationIn(p *problems, key string, d Duration, lo, hi, def time.Duration) {
+	switch {
+	case d == 0 && !p.present(key):
 	case d == 0:
-		p.add("flows.idle_timeout", "", "must be between %v and %v; leave it out for the default %v", lo, hi, def)
-	case d < lo || d > hi:
-		p.add("flows.idle_timeout", "", "%v is out of range; allowed %v to %v (default %v)", d, lo, hi, def)
-	}
-	lo, hi, def = Duration(minRevalidate), Duration(maxRevalidate), Duration(DefaultRevalidate)
-	switch d := f.Revalidate; {
-	case d == 0 && !p.present("flows.revalidate"):
-	case d == 0:
-		p.add("flows.revalidate", "", "must be between %v and %v; leave it out for the default %v", lo, hi, def)
-	case d < lo || d > hi:
-		p.add("flows.revalidate", "", "%v is out of range; allowed %v to %v (default %v)", d, lo, hi, def)
+		p.add(key, "", "must be between %v and %v; leave it out for the default %v", Duration(lo), Duration(hi), Duration(def))
+	case d < Duration(lo) || d > Duration(hi):
+		p.add(key, "", "%v is out of range; allowed %v to %v (default %v)", d, Duration(lo), Duration(hi), Duration(def))
 	}
 }
 

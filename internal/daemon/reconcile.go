@@ -510,14 +510,12 @@ func (r *reconciler) redecide() {
 		if err != nil {
 			hook, why = datapath.HookTC, err.Error()
 		}
-		if hook == ic.hook {
-			ic.why = why
-			continue
+		if hook != ic.hook {
+			if err != nil {
+				r.log.Error("configured hook is no longer correct: moving to tc", "interface", ic.cfg.Name, "err", err)
+			}
+			r.log.Info("hook decision changed", "interface", ic.cfg.Name, "from", ic.hook, "to", hook, "why", why)
 		}
-		if err != nil {
-			r.log.Error("configured hook is no longer correct: moving to tc", "interface", ic.cfg.Name, "err", err)
-		}
-		r.log.Info("hook decision changed", "interface", ic.cfg.Name, "from", ic.hook, "to", hook, "why", why)
 		if err := r.reattachTo(ic, hook, why); err != nil {
 			r.log.Warn("move to the new hook failed: the old one stays", "interface", ic.cfg.Name, "hook", hook, "err", err)
 		}

@@ -210,18 +210,19 @@ func (r *reconciler) reattach(ic *iface) error {
 	if err != nil {
 		return err
 	}
-	if hook == ic.hook {
-		ic.why = why
-		return nil
-	}
 	return r.reattachTo(ic, hook, why)
 }
 
-// reattachTo moves an attached interface to hook. The new program goes in
+// reattachTo moves an attached interface to hook (only its reason, when it
+// has that hook already). The new program goes in
 // before the old one leaves, except between XDP driver and generic mode,
 // which cannot coexist on a device: then the kernel path carries the
 // traffic for that instant.
 func (r *reconciler) reattachTo(ic *iface, hook datapath.Hook, why string) error {
+	if hook == ic.hook {
+		ic.why = why
+		return nil
+	}
 	old, oldHook := ic.link, ic.hook
 	xdpSwap := (hook == datapath.HookXDP || hook == datapath.HookXDPGeneric) &&
 		(oldHook == datapath.HookXDP || oldHook == datapath.HookXDPGeneric)

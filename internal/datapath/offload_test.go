@@ -290,6 +290,18 @@ func (on *offloadNet) acceptOn(t testing.TB, tp Tuple, in, out int) {
 	}
 }
 
+// cachedUDP creates an offloadable IPv4 UDP connection and forwards one
+// packet of its original direction, which caches it; it returns that leg,
+// its frame and the frame expected out.
+func (on *offloadNet) cachedUDP(t *testing.T, h hook) (natConn, leg, []byte, []byte) {
+	t.Helper()
+	c := on.offloadConn(t, kindSNAT, unix.IPPROTO_UDP, false)
+	l := c.leg(false)
+	frame, want := l.inFrame(t, seg{}), l.natExpect(t, seg{})
+	on.forward(t, h, l, frame, want, runOpts{})
+	return c, l, frame, want
+}
+
 // offloadConn creates an offloadable connection: conntrack entry and both
 // directions accepted.
 func (on *offloadNet) offloadConn(t testing.TB, kind string, proto uint8, v6 bool) natConn {
@@ -972,10 +984,7 @@ func TestOffloadRevalidateKeepsCounters(t *testing.T) {
 	on := newOffloadNet(t)
 	for _, h := range hooks() {
 		t.Run(h.String(), func(t *testing.T) {
-			c := on.offloadConn(t, kindSNAT, unix.IPPROTO_UDP, false)
-			l := c.leg(false)
-			frame, want := l.inFrame(t, seg{}), l.natExpect(t, seg{})
-			on.forward(t, h, l, frame, want, runOpts{})
+			_, l, frame, want := on.cachedUDP(t, h)
 			on.forward(t, h, l, frame, want, runOpts{})
 			fs := on.expectFlows(t, on.flowOfLeg(l, 2, 2*len(frame)))
 			if len(fs) != 1 {
@@ -1218,10 +1227,7 @@ func TestOffloadRevalidateInterval(t *testing.T) {
 	on := newOffloadNet(t)
 	for _, h := range hooks() {
 		t.Run(h.String(), func(t *testing.T) {
-			c := on.offloadConn(t, kindSNAT, unix.IPPROTO_UDP, false)
-			l := c.leg(false)
-			frame, want := l.inFrame(t, seg{}), l.natExpect(t, seg{})
-			on.forward(t, h, l, frame, want, runOpts{})
+			c, l, frame, want := on.cachedUDP(t, h)
 			if err := on.d.SetRevalidate(time.Nanosecond); err != nil {
 				t.Fatal(err)
 			}
