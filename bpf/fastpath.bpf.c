@@ -39,6 +39,10 @@ int fp_xdp(struct xdp_md *ctx)
 		reason = FP_PASS_DISABLED;
 		goto pass;
 	}
+	if (in->flags & FP_IF_NF_INGRESS) {
+		reason = FP_PASS_NF_DEVICE_CHAIN;
+		goto pass;
+	}
 	if (fp_parse(&p, &reason))
 		goto pass;
 	/* XDP sees frames before the stack's MAC filter: only our unicast MAC */
@@ -178,6 +182,10 @@ int fp_tc(struct __sk_buff *skb)
 	slot = in->slot;
 	if (in->mode == FP_MODE_OFF) {
 		reason = FP_PASS_DISABLED;
+		goto pass;
+	}
+	if (in->flags & FP_IF_NF_INGRESS) {
+		reason = FP_PASS_NF_DEVICE_CHAIN;
 		goto pass;
 	}
 	/* The stack already classified the frame by MAC */

@@ -66,6 +66,7 @@ enum fp_reason {
 	FP_PASS_NOT_LIBERAL,     /* TCP entry not yet window-liberal: the daemon makes it so, then the flow is offloaded */
 	FP_PASS_REVALIDATE,      /* the flow's periodic pass through the ruleset (changes without events: set timeouts, ...) */
 	FP_PASS_WATCHDOG,        /* daemon heartbeat stale: fail open to the kernel */
+	FP_PASS_NF_DEVICE_CHAIN, /* an nftables chain on the ingress or egress device (netdev/inet ingress, netdev egress) */
 	FP_PASS_MAX,
 };
 
@@ -88,9 +89,16 @@ enum fp_mode {
 };
 
 /* Configuration of one managed interface, keyed by ifindex. */
+/* fp_iface flags: nftables chains bound to the device, which the kernel
+ * runs around tc and which no redirect passes through. */
+enum {
+	FP_IF_NF_INGRESS = 1, /* packets arriving here go to the kernel */
+	FP_IF_NF_EGRESS = 2,  /* never an egress of a redirect */
+};
+
 struct fp_iface {
 	__u8 mac[6];
-	__u16 pad;
+	__u16 flags; /* FP_IF_* */
 	enum fp_mode mode; /* how packets arriving here are handled */
 	__u32 mtu;         /* as egress: larger non-GSO packets go to the kernel */
 	__u32 slot;        /* index of its counters in fp_if_stats */

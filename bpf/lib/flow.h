@@ -115,6 +115,10 @@ static __always_inline struct fp_flow *fp_flow_fill(void *ctx, const int xdp, co
 		*reason = FP_PASS_EGRESS;
 		goto release;
 	}
+	if (egress->flags & FP_IF_NF_EGRESS) {
+		*reason = FP_PASS_NF_DEVICE_CHAIN;
+		goto release;
+	}
 	/* Netfilter's verdict under the current ruleset, for this ingress and
 	 * this egress, seen by fp_nf_accept; only then may the entry's timeout
 	 * be extended on the kernel's behalf */

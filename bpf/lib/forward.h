@@ -133,6 +133,10 @@ static __always_inline int fp_route(void *ctx, struct bpf_fib_lookup *fib, const
 		*reason = FP_PASS_EGRESS;
 		return -1;
 	}
+	if (egress->flags & FP_IF_NF_EGRESS) {
+		*reason = FP_PASS_NF_DEVICE_CHAIN;
+		return -1;
+	}
 	return 0;
 }
 

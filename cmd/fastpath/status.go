@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"strconv"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -84,6 +85,12 @@ func writeStatus(w io.Writer, st *api.Status, now time.Time) error {
 	for _, i := range st.Interfaces {
 		if i.AttachedAs != "" && i.AttachReason != "" {
 			fmt.Fprintf(w, "%s: %s: %s\n", i.Name, i.AttachedAs, i.AttachReason)
+		}
+		if len(i.NFTIngressChains) > 0 {
+			fmt.Fprintf(w, "%s: packets arriving here stay with the kernel: nftables ingress chains %s\n", i.Name, strings.Join(i.NFTIngressChains, ", "))
+		}
+		if len(i.NFTEgressChains) > 0 {
+			fmt.Fprintf(w, "%s: no redirect leaves here: nftables egress chains %s\n", i.Name, strings.Join(i.NFTEgressChains, ", "))
 		}
 	}
 	return nil

@@ -58,9 +58,15 @@ type InterfaceStatus struct {
 	LinkID       uint32 `json:"link_id,omitempty"`
 	// XDPTarget: the kernel says this device can transmit redirected XDP
 	// frames (xdp_features NDO_XMIT), so XDP ingresses may forward to it.
-	XDPTarget bool   `json:"xdp_target"`
-	State     string `json:"state"`
-	Error     string `json:"error,omitempty"`
+	XDPTarget bool `json:"xdp_target"`
+	// nftables chains bound to the device ("family table chain"), which no
+	// redirect passes through: packets arriving on a device with ingress
+	// chains, and packets towards one with egress chains, stay with the
+	// kernel (pass reason nf_device_chain).
+	NFTIngressChains []string `json:"nft_ingress_chains,omitempty"`
+	NFTEgressChains  []string `json:"nft_egress_chains,omitempty"`
+	State            string   `json:"state"`
+	Error            string   `json:"error,omitempty"`
 }
 
 // Counter is a packet and byte count.

@@ -238,6 +238,7 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 			}
 		case <-ev.rules:
 			invalidate(log, "ruleset", dp.InvalidateRuleset)
+			r.nfHooksChanged()
 		case <-hup:
 			res, err := rl.reload(ctx)
 			switch {

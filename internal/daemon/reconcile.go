@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"slices"
 	"sync"
 
 	"github.com/cilium/ebpf"
@@ -34,8 +35,12 @@ type iface struct {
 	xdpTarget bool
 	targetSet bool   // xdpTarget was written to the datapath (an adopted map may hold anything)
 	shaping   string // the operator's egress qdisc or filters, which XDP would skip ("" none)
-	state     string
-	err       error
+	// nftables chains bound to the device (netwatch.NFTDeviceHooks), which
+	// no redirect passes through: its packets go to the kernel (ingress),
+	// it is no redirect's egress (egress).
+	nf    netwatch.DeviceHooks
+	state string
+	err   error
 	// The hook decision: the kernel's view of the link when last seen, why
 	// the hook is what it is, and the MTU at which native XDP refused to
 	// attach (auto does not ask again until the MTU changes).
@@ -56,6 +61,8 @@ type reconciler struct {
 	peers peerSource
 	// shaping reads an interface's egress shaping (netwatch.EgressShaping).
 	shaping func(ifindex int) (string, error)
+	// nfHooks lists the nftables chains bound to devices, by device name.
+	nfHooks func() (map[string]netwatch.DeviceHooks, error)
 	links   func() (map[string]netlink.Link, error) // the namespace's links by name
 	log     *slog.Logger
 	events  *eventhub.Hub
@@ -85,7 +92,7 @@ type peerSource interface {
 }
 
 func newReconciler(cfg *config.Config, dp dataplane, feats featureSource, peers peerSource, events *eventhub.Hub, log *slog.Logger) *reconciler {
-	r := &reconciler{dp: dp, feats: feats, peers: peers, shaping: netwatch.EgressShaping, links: linksByName, log: log, events: events}
+	r := &reconciler{dp: dp, feats: feats, peers: peers, shaping: netwatch.EgressShaping, nfHooks: netwatch.NFTDeviceHooks, links: linksByName, log: log, events: events}
 	for _, c := range cfg.Interfaces {
 		st := api.StateMissing
 		if c.Mode == config.ModeOff {
@@ -152,6 +159,7 @@ func (r *reconciler) start() error {
 	if err := errors.Join(missing...); err != nil {
 		return err
 	}
+	r.readNFHooks()
 	// Declare every interface first, so auto attach can see all egresses.
 	for _, ic := range r.ifaces {
 		if !ic.managed() {
@@ -183,7 +191,8 @@ func checkEthernet(l netlink.Link) error {
 // declare writes the interface into the datapath maps (mode, MAC, MTU).
 func (r *reconciler) declare(ic *iface, l netlink.Link) error {
 	a := l.Attrs()
-	err := r.dp.SetIface(datapath.Iface{Index: a.Index, MAC: a.HardwareAddr, MTU: a.MTU, Mode: datapathMode(ic.cfg.Mode)})
+	err := r.dp.SetIface(datapath.Iface{Index: a.Index, MAC: a.HardwareAddr, MTU: a.MTU, Mode: datapathMode(ic.cfg.Mode),
+		NFIngress: len(ic.nf.Ingress) > 0, NFEgress: len(ic.nf.Egress) > 0})
 	if err != nil {
 		return fmt.Errorf("interface %s: %w", ic.cfg.Name, err)
 	}
@@ -194,6 +203,43 @@ func (r *reconciler) declare(ic *iface, l netlink.Link) error {
 	// A new egress, MAC or MTU: cached flows must see it on their next packet
 	r.invalidateRoutes()
 	return nil
+}
+
+// nfHooksChanged rereads the nftables chains bound to devices (after a
+// ruleset event) and rewrites the interfaces whose chains came or went.
+func (r *reconciler) nfHooksChanged() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, ic := range r.readNFHooks() {
+		if err := r.declare(ic, ic.nl); err != nil {
+			r.log.Warn("nftables device chains", "interface", ic.cfg.Name, "err", err)
+		}
+	}
+}
+
+// readNFHooks records each interface's nftables device chains and returns
+// the declared interfaces whose chains changed. If the chains cannot be
+// read, what was known stays.
+func (r *reconciler) readNFHooks() []*iface {
+	hooks, err := r.nfHooks()
+	if err != nil {
+		r.log.Warn("nftables device chains unknown: the last known stay in force", "err", err)
+		return nil
+	}
+	var changed []*iface
+	for _, ic := range r.ifaces {
+		h := hooks[ic.cfg.Name]
+		if slices.Equal(h.Ingress, ic.nf.Ingress) && slices.Equal(h.Egress, ic.nf.Egress) {
+			continue
+		}
+		r.log.Info("nftables chains on the device: its packets there stay with the kernel",
+			"interface", ic.cfg.Name, "ingress", h.Ingress, "egress", h.Egress)
+		ic.nf = h
+		if ic.managed() && ic.ifindex != 0 && ic.nl != nil {
+			changed = append(changed, ic)
+		}
+	}
+	return changed
 }
 
 func (r *reconciler) invalidateRoutes() {
@@ -369,6 +415,7 @@ func (r *reconciler) status() []api.InterfaceStatus {
 			Name: ic.cfg.Name, Ifindex: ic.ifindex, Mode: string(ic.cfg.Mode),
 			Attach: string(ic.cfg.Attach), AttachedAs: string(ic.hook), AttachReason: ic.why,
 			ProgramID: ic.progID, LinkID: ic.linkID, XDPTarget: ic.xdpTarget, State: ic.state,
+			NFTIngressChains: ic.nf.Ingress, NFTEgressChains: ic.nf.Egress,
 		}
 		if ic.err != nil {
 			is.Error = ic.err.Error()
@@ -454,6 +501,7 @@ func (r *reconciler) sync() {
 		r.log.Warn("resync", "err", err)
 		return
 	}
+	nfChanged := r.readNFHooks()
 	for _, ic := range r.ifaces {
 		if !ic.managed() {
 			continue
@@ -468,7 +516,7 @@ func (r *reconciler) sync() {
 		}
 		if ic.ifindex != 0 {
 			ic.nl = l
-			if l.Attrs().HardwareAddr.String() != ic.mac.String() || l.Attrs().MTU != ic.mtu {
+			if l.Attrs().HardwareAddr.String() != ic.mac.String() || l.Attrs().MTU != ic.mtu || slices.Contains(nfChanged, ic) {
 				if err := r.declare(ic, l); err != nil {
 					r.log.Warn("mac or mtu change", "interface", ic.cfg.Name, "err", err)
 				}

@@ -4,7 +4,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
+	"slices"
 	"strings"
 	"testing"
 
@@ -16,6 +18,7 @@ import (
 	"github.com/fastpath-router/fastpath/internal/config"
 	"github.com/fastpath-router/fastpath/internal/datapath"
 	"github.com/fastpath-router/fastpath/internal/eventhub"
+	"github.com/fastpath-router/fastpath/internal/netwatch"
 	"github.com/fastpath-router/fastpath/internal/vethpeer"
 	"github.com/fastpath-router/fastpath/internal/xdpfeat"
 )
@@ -129,7 +132,9 @@ func (f fakePeers) Lookup(l netlink.Link) (vethpeer.Peer, error) {
 }
 
 type fixture struct {
-	shaping map[int]string // egress shaping by ifindex
+	shaping map[int]string                  // egress shaping by ifindex
+	nf      map[string]netwatch.DeviceHooks // nftables device chains by name
+	nfErr   error
 	r       *reconciler
 	dp      *fakeDP
 	feats   fakeFeats
@@ -139,13 +144,15 @@ type fixture struct {
 
 func newFixture(t *testing.T, ifaces ...config.Interface) *fixture {
 	t.Helper()
-	fx := &fixture{dp: newFakeDP(), feats: fakeFeats{}, peers: fakePeers{}, links: map[string]netlink.Link{}, shaping: map[int]string{}}
+	fx := &fixture{dp: newFakeDP(), feats: fakeFeats{}, peers: fakePeers{}, links: map[string]netlink.Link{}, shaping: map[int]string{},
+		nf: map[string]netwatch.DeviceHooks{}}
 	for i, name := range []string{"r0", "r1", "r2"} {
 		fx.addLink(name, i+2, veth)
 	}
 	cfg := &config.Config{Version: 1, Interfaces: ifaces}
 	fx.r = newReconciler(cfg, fx.dp, fx.feats, fx.peers, eventhub.New(100, 100), slog.New(slog.DiscardHandler))
 	fx.r.shaping = func(idx int) (string, error) { return fx.shaping[idx], nil }
+	fx.r.nfHooks = func() (map[string]netwatch.DeviceHooks, error) { return maps.Clone(fx.nf), fx.nfErr }
 	fx.r.links = func() (map[string]netlink.Link, error) {
 		m := make(map[string]netlink.Link, len(fx.links))
 		for k, v := range fx.links {
@@ -538,5 +545,53 @@ func TestEgressShaping(t *testing.T) {
 	fx.r.sync()
 	if !fx.dp.targets[3] || r0.hook != datapath.HookXDP {
 		t.Errorf("shaper gone: r1 target %v, r0 %s (%s)", fx.dp.targets[3], r0.hook, r0.why)
+	}
+}
+
+// TestNFTDeviceChains: an nftables chain bound to a managed device is
+// written into the datapath (ingress: its packets stay with the kernel;
+// egress: no redirect towards it), cached flows are re-routed, status shows
+// it, and it is undone when the chain goes; an unreadable ruleset keeps
+// what was known.
+func TestNFTDeviceChains(t *testing.T) {
+	fx := newFixture(t, ifc("r0", config.ModeOffload, config.AttachAuto), ifc("r1", config.ModeRoute, config.AttachAuto))
+	fx.nf["r0"] = netwatch.DeviceHooks{Ingress: []string{"netdev t in"}}
+	if err := fx.r.start(); err != nil {
+		t.Fatal(err)
+	}
+	if got := fx.dp.ifaces[2]; !got.NFIngress || got.NFEgress {
+		t.Fatalf("start: r0 %+v, want ingress chains flagged", got)
+	}
+	if got := fx.dp.ifaces[3]; got.NFIngress || got.NFEgress {
+		t.Fatalf("start: r1 %+v, want no flags", got)
+	}
+	fx.nf["r1"] = netwatch.DeviceHooks{Egress: []string{"netdev t out"}}
+	before := fx.dp.invalidations
+	fx.r.nfHooksChanged()
+	if got := fx.dp.ifaces[3]; !got.NFEgress {
+		t.Errorf("after an egress chain on r1: %+v", got)
+	}
+	if fx.dp.invalidations == before {
+		t.Error("cached flows were not re-routed after the egress chain came")
+	}
+	var st api.InterfaceStatus
+	for _, s := range fx.r.status() {
+		if s.Name == "r1" {
+			st = s
+		}
+	}
+	if !slices.Equal(st.NFTEgressChains, []string{"netdev t out"}) {
+		t.Errorf("status of r1: %+v", st)
+	}
+	fx.nfErr = errors.New("nfnetlink: permission denied")
+	delete(fx.nf, "r0")
+	fx.r.nfHooksChanged()
+	if got := fx.dp.ifaces[2]; !got.NFIngress {
+		t.Errorf("unreadable ruleset: r0 %+v, want the last known chains kept", got)
+	}
+	fx.nfErr = nil
+	fx.r.sync() // the periodic resync reads them too
+	if got := fx.dp.ifaces[2]; got.NFIngress {
+		t.Errorf("chain gone: r0 %+v", got)
 	}
 }

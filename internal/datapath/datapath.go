@@ -198,7 +198,17 @@ type Iface struct {
 	MAC   net.HardwareAddr
 	MTU   int // as an egress: larger (non-GSO) packets go to the kernel
 	Mode  Mode
+	// nftables chains bound to the device, which no redirect passes
+	// through: with NFIngress its packets go to the kernel; with NFEgress
+	// it is no redirect's egress.
+	NFIngress, NFEgress bool
 }
+
+// fp_iface flags (bpf/lib/common.h).
+const (
+	ifNFIngress = 1
+	ifNFEgress  = 2
+)
 
 // SetIface declares an interface managed: packets arriving on it are handled
 // per mode, and it may be used as an egress. Its counters are created zeroed
@@ -222,6 +232,12 @@ func (d *Datapath) SetIface(ifc Iface) error {
 		}
 	}
 	v := fastpathFpIface{Mode: fastpathFpMode(ifc.Mode), Mtu: uint32(ifc.MTU), Slot: slot}
+	if ifc.NFIngress {
+		v.Flags |= ifNFIngress
+	}
+	if ifc.NFEgress {
+		v.Flags |= ifNFEgress
+	}
 	copy(v.Mac[:], ifc.MAC)
 	if err := d.objs.FpIfaces.Update(uint32(ifc.Index), v, ebpf.UpdateAny); err != nil {
 		if fresh {

@@ -115,12 +115,12 @@ type fastpathFpFlowKey struct {
 }
 
 type fastpathFpIface struct {
-	_    structs.HostLayout
-	Mac  [6]uint8
-	Pad  uint16
-	Mode fastpathFpMode
-	Mtu  uint32
-	Slot uint32
+	_     structs.HostLayout
+	Mac   [6]uint8
+	Flags uint16
+	Mode  fastpathFpMode
+	Mtu   uint32
+	Slot  uint32
 }
 
 type fastpathFpLpm4 struct {
@@ -167,7 +167,7 @@ type fastpathFpStats struct {
 	EventsLost   uint64
 	PassPackets  uint64
 	PassBytes    uint64
-	PassReason   [29]uint64
+	PassReason   [30]uint64
 }
 
 type fastpathFpVerdict struct {

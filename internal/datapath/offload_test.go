@@ -694,6 +694,27 @@ func TestOffloadCachedPass(t *testing.T) {
 				on.forward(t, h, l, frame, want, runOpts{})
 				on.expectFlows(t, on.flowOfLeg(l, 2, 2*len(frame)))
 			})
+			t.Run(fmt.Sprintf("%s/%s/egress gains an nftables chain", h, famName(v6)), func(t *testing.T) {
+				c := on.offloadConn(t, kindSNAT, unix.IPPROTO_UDP, v6)
+				l := c.leg(false)
+				frame, want := l.inFrame(t, seg{}), l.natExpect(t, seg{})
+				on.forward(t, h, l, frame, want, runOpts{})
+				out0 := func(chain bool) error {
+					if err := on.d.SetIface(Iface{Index: on.out0, MAC: macOut0, MTU: out0MTU, Mode: ModeOffload, NFEgress: chain}); err != nil {
+						return err
+					}
+					return on.d.InvalidateRoutes() // as the daemon does with every iface change
+				}
+				on.must(t, func() error { return out0(true) })
+				t.Cleanup(func() {
+					if err := on.do(func() error { return out0(false) }); err != nil {
+						t.Errorf("restore out0: %v", err)
+					}
+				})
+				on.pass(t, h, sideIn0, frame, "nf_device_chain", runOpts{})
+				on.must(t, func() error { return out0(false) })
+				on.forward(t, h, l, frame, want, runOpts{})
+			})
 			t.Run(fmt.Sprintf("%s/%s/ruleset changed", h, famName(v6)), func(t *testing.T) {
 				c := on.offloadConn(t, kindSNAT, unix.IPPROTO_UDP, v6)
 				l := c.leg(false)

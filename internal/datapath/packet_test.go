@@ -180,6 +180,8 @@ func guardCases(t testing.TB) []pktCase {
 		{name: "egress not an xdp target", frame: tcp4(ipDst).bytes(t), xdp: "egress", tc: fwd, setup: noXDPTarget},
 
 		{name: "ingress mode off", frame: tcp4(ipDst).bytes(t), xdp: "disabled", tc: "disabled", setup: in0Off},
+		{name: "nftables chain on the ingress device", frame: udp6(ip6Dst).bytes(t), xdp: "nf_device_chain", tc: "nf_device_chain", setup: nfChainOn(true, false)},
+		{name: "nftables chain on the egress device", frame: tcp4(ipDst).bytes(t), xdp: "nf_device_chain", tc: "nf_device_chain", setup: nfChainOn(false, true)},
 		{name: "ingress forwarding off ipv4", frame: tcp4(ipDst).bytes(t), xdp: "fwd_disabled", tc: "fwd_disabled", setup: in0NoForwarding},
 		{name: "ingress forwarding off ipv6", frame: tcp6(ip6Dst).bytes(t), xdp: "fwd_disabled", tc: "fwd_disabled", setup: in0NoForwarding},
 
@@ -314,6 +316,25 @@ func in0Off(t *testing.T, tn *testNet) {
 			t.Errorf("restore in0: %v", err)
 		}
 	})
+}
+
+// nfChainOn flags in0 (ingress) or out0 (egress) as bound to nftables
+// device chains, as the daemon does when it reads them.
+func nfChainOn(ingress, egress bool) func(*testing.T, *testNet) {
+	return func(t *testing.T, tn *testNet) {
+		set := func(on bool) error {
+			if err := tn.d.SetIface(Iface{Index: tn.in0, MAC: macIn0, MTU: 1500, Mode: ModeRoute, NFIngress: on && ingress}); err != nil {
+				return err
+			}
+			return tn.d.SetIface(Iface{Index: tn.out0, MAC: macOut0, MTU: out0MTU, Mode: ModeRoute, NFEgress: on && egress})
+		}
+		tn.must(t, func() error { return set(true) })
+		t.Cleanup(func() {
+			if err := tn.do(func() error { return set(false) }); err != nil {
+				t.Errorf("restore: %v", err)
+			}
+		})
+	}
 }
 
 func in0NoForwarding(t *testing.T, tn *testNet) {

@@ -186,3 +186,80 @@ func TestSetTimeoutStopsFlow(t *testing.T) {
 		})
 	}
 }
+
+// TestNFTDeviceChainsHonoured: nftables chains bound to the router's
+// devices (a netdev egress chain on r1, a netdev ingress chain on r0, each
+// setting a DSCP) run for every packet of an offloaded flow within
+// stopGrace of the ruleset change, as the kernel alone would run them: no
+// redirect passes through them, so the flow goes back to the kernel on that
+// side. When the chain goes, the flow is carried again.
+func TestNFTDeviceChainsHonoured(t *testing.T) {
+	for _, attach := range offloadAttaches {
+		t.Run(attach, func(t *testing.T) {
+			l, d, ctx := offloadLab(t, attach, masqueradeRuleset+filterRuleset)
+			for _, f := range families(l) {
+				ipf := "ip"
+				if f.sink.Is6() {
+					ipf = "ip6"
+				}
+				for _, c := range []struct {
+					side, dev, dscp string
+					want            int // DSCP value
+				}{
+					{"egress", l.RtrOut, "cs1", 8},
+					{"ingress", l.RtrIn, "cs2", 16},
+				} {
+					t.Run(f.name+"/"+c.side, func(t *testing.T) {
+						ruleset := fmt.Sprintf("table netdev fpdev {\n\tchain c {\n\t\ttype filter hook %s device %q priority 0;\n\t\t%s dscp set %s\n\t}\n}\n",
+							c.side, c.dev, ipf, c.dscp)
+						changeMarksFlow(ctx, t, l, d, f, c.want, func() time.Time { return nft(ctx, t, l, ruleset) })
+						nft(ctx, t, l, "delete table netdev fpdev\n")
+					})
+				}
+			}
+		})
+	}
+}
+
+// changeMarksFlow runs an offloaded UDP stream, applies change, and wants
+// every datagram that arrives later than stopGrace after it to carry DSCP
+// want; then, with the change undone by the caller, nothing more.
+func changeMarksFlow(ctx context.Context, t *testing.T, l *lab.Lab, d *daemon, f fam, want int, change func() time.Time) {
+	t.Helper()
+	u := newUDPFlow(t, l.Gen, l.Sink, netip.AddrPort{}, netip.AddrPortFrom(f.sink, 0), netip.AddrPortFrom(f.sink, 0))
+	u.handshake(t)
+	const count = 10000
+	str := u.stream(t, ctx, count, 200, time.Millisecond)
+	defer str.stop()
+	d.waitFlow(t, u.local, u.dst)
+	before := d.counters(t, l.Rtr)
+	u.waitReceived(t, u.received()+100, offloadWait)
+	if s, fp, k := share(before, d.counters(t, l.Rtr), f); s < minShare {
+		t.Fatalf("before the change: fastpath forwarded %d, the kernel %d packets: not offloaded", fp, k)
+	}
+	at := change()
+	n := u.received()
+	u.waitReceived(t, n+200, offloadWait)
+	if sent := str.stop(); sent >= count {
+		t.Fatalf("the stream ended (%d sent) before enough arrived: nothing was tested", sent)
+	}
+	arr, _ := u.snapshot()
+	var wrong []string
+	checked := 0
+	for _, a := range arr {
+		if a.at.Sub(at) <= stopGrace {
+			continue
+		}
+		checked++
+		if a.tos>>2 != want {
+			wrong = append(wrong, fmt.Sprintf("seq %d dscp %d at +%v", a.seq, a.tos>>2, a.at.Sub(at).Round(time.Millisecond)))
+		}
+	}
+	if checked == 0 {
+		t.Fatal("no datagram arrived after the grace: nothing was tested")
+	}
+	if len(wrong) > 0 {
+		t.Errorf("%d of %d datagrams arriving more than %v after the change skipped the chain (want dscp %d): %v",
+			len(wrong), checked, stopGrace, want, head(wrong, 10))
+	}
+}

@@ -356,7 +356,7 @@ func snmpField(t *testing.T, b []byte, group, field string) uint64 {
 // ---- receive timestamps and interfaces ----
 
 // enableRecvInfo asks the kernel for receive timestamps (and, for UDP, the
-// receiving interface) on c's socket.
+// receiving interface and the TOS / traffic class) on c's socket.
 func enableRecvInfo(c syscall.Conn, v6, pktinfo bool) error {
 	rc, err := c.SyscallConn()
 	if err != nil {
@@ -371,9 +371,13 @@ func enableRecvInfo(c syscall.Conn, v6, pktinfo bool) error {
 			return
 		}
 		if v6 {
-			serr = unix.SetsockoptInt(int(fd), unix.IPPROTO_IPV6, unix.IPV6_RECVPKTINFO, 1)
+			if serr = unix.SetsockoptInt(int(fd), unix.IPPROTO_IPV6, unix.IPV6_RECVPKTINFO, 1); serr == nil {
+				serr = unix.SetsockoptInt(int(fd), unix.IPPROTO_IPV6, unix.IPV6_RECVTCLASS, 1)
+			}
 		} else {
-			serr = unix.SetsockoptInt(int(fd), unix.IPPROTO_IP, unix.IP_PKTINFO, 1)
+			if serr = unix.SetsockoptInt(int(fd), unix.IPPROTO_IP, unix.IP_PKTINFO, 1); serr == nil {
+				serr = unix.SetsockoptInt(int(fd), unix.IPPROTO_IP, unix.IP_RECVTOS, 1)
+			}
 		}
 	})
 	if err == nil {
@@ -383,10 +387,10 @@ func enableRecvInfo(c syscall.Conn, v6, pktinfo bool) error {
 }
 
 // recvInfo decodes the control messages enableRecvInfo asked for: the
-// kernel's receive time (now if it gave none) and the receiving ifindex (0
-// if none).
-func recvInfo(oob []byte) (time.Time, int) {
-	at, ifindex := time.Time{}, 0
+// kernel's receive time (now if it gave none), the receiving ifindex (0 if
+// none) and the TOS or traffic class byte (-1 if none).
+func recvInfo(oob []byte) (at time.Time, ifindex, tos int) {
+	tos = -1
 	msgs, err := unix.ParseSocketControlMessage(oob)
 	if err == nil {
 		for _, m := range msgs {
@@ -398,13 +402,17 @@ func recvInfo(oob []byte) (time.Time, int) {
 				ifindex = int(int32(binary.NativeEndian.Uint32(m.Data)))
 			case m.Header.Level == unix.IPPROTO_IPV6 && m.Header.Type == unix.IPV6_PKTINFO && len(m.Data) >= 20:
 				ifindex = int(binary.NativeEndian.Uint32(m.Data[16:]))
+			case m.Header.Level == unix.IPPROTO_IP && m.Header.Type == unix.IP_TOS && len(m.Data) >= 1:
+				tos = int(m.Data[0])
+			case m.Header.Level == unix.IPPROTO_IPV6 && m.Header.Type == unix.IPV6_TCLASS && len(m.Data) >= 4:
+				tos = int(int32(binary.NativeEndian.Uint32(m.Data)))
 			}
 		}
 	}
 	if at.IsZero() {
 		at = time.Now()
 	}
-	return at, ifindex
+	return at, ifindex, tos
 }
 
 // ---- UDP ----
@@ -422,6 +430,7 @@ type arrival struct {
 	seq     uint64
 	at      time.Time // kernel receive time
 	ifindex int
+	tos     int // IPv4 TOS or IPv6 traffic class byte (-1: unknown)
 }
 
 // udpFlow is a UDP flow from a socket in one namespace to a receiver in
@@ -501,14 +510,14 @@ func (u *udpFlow) receive() {
 		if n < udpMinLen || binary.BigEndian.Uint64(buf) != u.runID {
 			continue
 		}
-		at, ifindex := recvInfo(oob[:oobn])
+		at, ifindex, tos := recvInfo(oob[:oobn])
 		seq := binary.BigEndian.Uint64(buf[8:])
 		switch buf[16] {
 		case kindHello:
 			u.rx.WriteToUDPAddrPort(buf[:n], from)
 		case kindData:
 			u.mu.Lock()
-			u.arrivals = append(u.arrivals, arrival{seq: seq, at: at, ifindex: ifindex})
+			u.arrivals = append(u.arrivals, arrival{seq: seq, at: at, ifindex: ifindex, tos: tos})
 			u.peer = unmapAP(from)
 			u.mu.Unlock()
 			if e := u.echoEvery.Load(); e > 0 && seq%e == 0 {
@@ -818,7 +827,7 @@ func readStamped(c *net.TCPConn, buf, oob []byte) (int, time.Time, error) {
 	if n == 0 {
 		return 0, time.Time{}, io.EOF
 	}
-	at, _ := recvInfo(oob[:oobn])
+	at, _, _ := recvInfo(oob[:oobn])
 	return n, at, nil
 }
 

@@ -286,7 +286,7 @@ func unrelatedRuleMidFlow(ctx context.Context, t *testing.T, l *lab.Lab, d *daem
 	}
 }
 
-func head(s []uint64, n int) []uint64 {
+func head[T any](s []T, n int) []T {
 	if len(s) > n {
 		return s[:n]
 	}
