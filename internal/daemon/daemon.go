@@ -40,6 +40,12 @@ type Options struct {
 // out of step with the kernel.
 const resyncEvery = 5 * time.Second
 
+// ipv6MTUPoll is how often the interfaces' IPv6 MTUs are read: the kernel
+// announces no change of net.ipv6.conf.IF.mtu (a sysctl write or a router
+// advertisement's MTU option), and cached flows hold the MTU they were
+// routed with. It bounds how long a lowered MTU takes to reach them.
+const ipv6MTUPoll = 50 * time.Millisecond
+
 // lockName is an abstract unix socket: abstract names belong to a network
 // namespace, so there is one per namespace, and the kernel frees it when the
 // process dies, however it dies.
@@ -215,6 +221,8 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 	defer tick.Stop()
 	beat := time.NewTicker(heartbeatEvery)
 	defer beat.Stop()
+	mtu6 := time.NewTicker(ipv6MTUPoll)
+	defer mtu6.Stop()
 	for {
 		select {
 		case <-ctx.Done():
@@ -249,6 +257,8 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 			default:
 				log.Info("reloaded (SIGHUP): no change")
 			}
+		case <-mtu6.C:
+			r.pollIPv6MTUs()
 		case <-tick.C:
 			r.sync()
 			if off := offp.Load(); off != nil {

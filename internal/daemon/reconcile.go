@@ -38,7 +38,9 @@ type iface struct {
 	// nftables chains bound to the device (netwatch.NFTDeviceHooks), which
 	// no redirect passes through: its packets go to the kernel (ingress),
 	// it is no redirect's egress (egress).
-	nf    netwatch.DeviceHooks
+	nf netwatch.DeviceHooks
+	// mtu6 is net.ipv6.conf.IF.mtu when last read (0: no IPv6 on it).
+	mtu6  int
 	state string
 	err   error
 	// The hook decision: the kernel's view of the link when last seen, why
@@ -61,6 +63,8 @@ type reconciler struct {
 	peers peerSource
 	// shaping reads an interface's egress shaping (netwatch.EgressShaping).
 	shaping func(ifindex int) (string, error)
+	// ipv6MTU reads an interface's IPv6 MTU (0 if it has no IPv6).
+	ipv6MTU func(name string) int
 	// nfHooks lists the nftables chains bound to devices, by device name.
 	nfHooks func() (map[string]netwatch.DeviceHooks, error)
 	links   func() (map[string]netlink.Link, error) // the namespace's links by name
@@ -92,7 +96,7 @@ type peerSource interface {
 }
 
 func newReconciler(cfg *config.Config, dp dataplane, feats featureSource, peers peerSource, events *eventhub.Hub, log *slog.Logger) *reconciler {
-	r := &reconciler{dp: dp, feats: feats, peers: peers, shaping: netwatch.EgressShaping, nfHooks: netwatch.NFTDeviceHooks, links: linksByName, log: log, events: events}
+	r := &reconciler{dp: dp, feats: feats, peers: peers, shaping: netwatch.EgressShaping, nfHooks: netwatch.NFTDeviceHooks, ipv6MTU: netwatch.IPv6MTU, links: linksByName, log: log, events: events}
 	for _, c := range cfg.Interfaces {
 		st := api.StateMissing
 		if c.Mode == config.ModeOff {
@@ -197,12 +201,34 @@ func (r *reconciler) declare(ic *iface, l netlink.Link) error {
 		return fmt.Errorf("interface %s: %w", ic.cfg.Name, err)
 	}
 	ic.ifindex = a.Index
+	ic.mtu6 = r.ipv6MTU(ic.cfg.Name)
 	ic.mac = append(net.HardwareAddr(nil), a.HardwareAddr...)
 	ic.mtu = a.MTU
 	ic.nl = l
 	// A new egress, MAC or MTU: cached flows must see it on their next packet
 	r.invalidateRoutes()
 	return nil
+}
+
+// pollIPv6MTUs rereads the declared interfaces' IPv6 MTUs, of which the
+// kernel sends no event, and re-routes cached flows when one changed: the
+// FIB lookup of their next packet folds the new MTU in.
+func (r *reconciler) pollIPv6MTUs() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	changed := false
+	for _, ic := range r.ifaces {
+		if !ic.managed() || ic.ifindex == 0 {
+			continue
+		}
+		if mtu := r.ipv6MTU(ic.cfg.Name); mtu != ic.mtu6 {
+			r.log.Info("IPv6 MTU changed", "interface", ic.cfg.Name, "from", ic.mtu6, "to", mtu)
+			ic.mtu6, changed = mtu, true
+		}
+	}
+	if changed {
+		r.invalidateRoutes()
+	}
 }
 
 // nfHooksChanged rereads the nftables chains bound to devices (after a

@@ -135,6 +135,7 @@ type fixture struct {
 	shaping map[int]string                  // egress shaping by ifindex
 	nf      map[string]netwatch.DeviceHooks // nftables device chains by name
 	nfErr   error
+	mtu6    map[string]int // IPv6 MTUs by name
 	r       *reconciler
 	dp      *fakeDP
 	feats   fakeFeats
@@ -145,13 +146,14 @@ type fixture struct {
 func newFixture(t *testing.T, ifaces ...config.Interface) *fixture {
 	t.Helper()
 	fx := &fixture{dp: newFakeDP(), feats: fakeFeats{}, peers: fakePeers{}, links: map[string]netlink.Link{}, shaping: map[int]string{},
-		nf: map[string]netwatch.DeviceHooks{}}
+		nf: map[string]netwatch.DeviceHooks{}, mtu6: map[string]int{}}
 	for i, name := range []string{"r0", "r1", "r2"} {
 		fx.addLink(name, i+2, veth)
 	}
 	cfg := &config.Config{Version: 1, Interfaces: ifaces}
 	fx.r = newReconciler(cfg, fx.dp, fx.feats, fx.peers, eventhub.New(100, 100), slog.New(slog.DiscardHandler))
 	fx.r.shaping = func(idx int) (string, error) { return fx.shaping[idx], nil }
+	fx.r.ipv6MTU = func(name string) int { return fx.mtu6[name] }
 	fx.r.nfHooks = func() (map[string]netwatch.DeviceHooks, error) { return maps.Clone(fx.nf), fx.nfErr }
 	fx.r.links = func() (map[string]netlink.Link, error) {
 		m := make(map[string]netlink.Link, len(fx.links))
@@ -593,5 +595,29 @@ func TestNFTDeviceChains(t *testing.T) {
 	fx.r.sync() // the periodic resync reads them too
 	if got := fx.dp.ifaces[2]; got.NFIngress {
 		t.Errorf("chain gone: r0 %+v", got)
+	}
+}
+
+// TestIPv6MTUPoll: the kernel announces no change of an interface's IPv6
+// MTU; the poll re-routes cached flows when one changed, and only then.
+func TestIPv6MTUPoll(t *testing.T) {
+	fx := newFixture(t, ifc("r0", config.ModeOffload, config.AttachAuto), ifc("r1", config.ModeOffload, config.AttachAuto))
+	fx.mtu6["r0"], fx.mtu6["r1"] = 1500, 1500
+	if err := fx.r.start(); err != nil {
+		t.Fatal(err)
+	}
+	before := fx.dp.invalidations
+	fx.r.pollIPv6MTUs()
+	if fx.dp.invalidations != before {
+		t.Errorf("unchanged MTUs re-routed flows (%d invalidations)", fx.dp.invalidations-before)
+	}
+	fx.mtu6["r1"] = 1280
+	fx.r.pollIPv6MTUs()
+	if fx.dp.invalidations != before+1 {
+		t.Errorf("r1's IPv6 MTU 1500 -> 1280: %d invalidations, want 1", fx.dp.invalidations-before)
+	}
+	fx.r.pollIPv6MTUs()
+	if fx.dp.invalidations != before+1 {
+		t.Errorf("second poll without change: %d invalidations, want 1", fx.dp.invalidations-before)
 	}
 }

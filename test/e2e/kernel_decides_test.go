@@ -5,11 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/fastpath-router/fastpath/internal/lab"
 	"github.com/fastpath-router/fastpath/internal/traffic"
+	"golang.org/x/sys/unix"
 )
 
 // stopWindow is how long a stream keeps sending after a change that must
@@ -84,9 +86,16 @@ func TestConntrackMarkStopsFlow(t *testing.T) {
 func changeStopsFlow(ctx context.Context, t *testing.T, l *lab.Lab, d *daemon, f fam, grace time.Duration, change func() time.Time) {
 	t.Helper()
 	u := newUDPFlow(t, l.Gen, l.Sink, netip.AddrPort{}, netip.AddrPortFrom(f.sink, 0), netip.AddrPortFrom(f.sink, 0))
+	changeStopsStream(ctx, t, l, d, f, u, 200, grace, change)
+}
+
+// changeStopsStream is changeStopsFlow for a flow the caller made, with
+// datagrams of size bytes.
+func changeStopsStream(ctx context.Context, t *testing.T, l *lab.Lab, d *daemon, f fam, u *udpFlow, size int, grace time.Duration, change func() time.Time) {
+	t.Helper()
 	u.handshake(t)
 	const count = 10000
-	str := u.stream(t, ctx, count, 200, time.Millisecond)
+	str := u.stream(t, ctx, count, size, time.Millisecond)
 	defer str.stop()
 	d.waitFlow(t, u.local, u.dst)
 	before := d.counters(t, l.Rtr)
@@ -261,5 +270,39 @@ func changeMarksFlow(ctx context.Context, t *testing.T, l *lab.Lab, d *daemon, f
 	if len(wrong) > 0 {
 		t.Errorf("%d of %d datagrams arriving more than %v after the change skipped the chain (want dscp %d): %v",
 			len(wrong), checked, stopGrace, want, head(wrong, 10))
+	}
+}
+
+// TestIPv6InterfaceMTU: the egress's IPv6 MTU lowered below an offloaded
+// NAT66 flow's packets (net.ipv6.conf.r1.mtu, what a router
+// advertisement's MTU option sets; the kernel announces it to nobody): as
+// with the kernel alone, no oversized packet crosses the router from
+// stopGrace after the write, and the sender learns the new path MTU from a
+// Packet Too Big.
+func TestIPv6InterfaceMTU(t *testing.T) {
+	for _, attach := range offloadAttaches {
+		t.Run(attach, func(t *testing.T) {
+			l, d, ctx := offloadLab(t, attach, masqueradeRuleset+filterRuleset)
+			f := families(l)[1]
+			u := newUDPFlow(t, l.Gen, l.Sink, netip.AddrPort{}, netip.AddrPortFrom(f.sink, 0), netip.AddrPortFrom(f.sink, 0))
+			raw, err := u.tx.SyscallConn()
+			if err != nil {
+				t.Fatal(err)
+			}
+			var serr error
+			raw.Control(func(fd uintptr) { serr = unix.SetsockoptInt(int(fd), unix.IPPROTO_IPV6, unix.IPV6_DONTFRAG, 1) })
+			if serr != nil {
+				t.Fatalf("IPV6_DONTFRAG: %v", serr)
+			}
+			key := "net.ipv6.conf." + l.RtrOut + ".mtu"
+			t.Cleanup(func() { rtrRun(context.Background(), t, l, "sysctl", "-qw", key+"=1500") })
+			changeStopsStream(ctx, t, l, d, f, u, 1300, stopGrace, func() time.Time {
+				rtrRun(ctx, t, l, "sysctl", "-qw", key+"=1280")
+				return time.Now()
+			})
+			if out := nsRun(ctx, t, l, l.Gen, "ip", "-6", "route", "get", f.sink.String()); !strings.Contains(out, "mtu 1280") {
+				t.Errorf("gen did not learn the path MTU from a Packet Too Big: %s", out)
+			}
+		})
 	}
 }
