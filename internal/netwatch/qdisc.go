@@ -1,7 +1,11 @@
 package netwatch
 
 import (
+	"errors"
 	"fmt"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/link"
 
 	"github.com/vishvananda/netlink"
 )
@@ -10,10 +14,15 @@ import (
 // the calling thread's namespace), or "": a qdisc of their own, at the root
 // or under the default one (the qdiscs the kernel attaches by itself have
 // handle 0: noqueue, mq and its children, pfifo_fast, the default_qdisc
-// sysctl's), or tc filters on the clsact egress hook. An XDP redirect skips
-// them; the kernel's forwarding, and TC's redirect, go through them. (tcx
-// egress programs are not listed here.)
+// sysctl's), tc filters on the clsact egress hook, or BPF programs on the
+// tcx egress hook (fastpath attaches none there). An XDP redirect skips
+// them; the kernel's forwarding, and TC's redirect, go through them.
 func EgressShaping(ifindex int) (string, error) {
+	if n, err := tcxEgressPrograms(ifindex); err != nil {
+		return "", err
+	} else if n > 0 {
+		return fmt.Sprintf("%d tcx egress programs", n), nil
+	}
 	l, err := netlink.LinkByIndex(ifindex)
 	if err != nil {
 		return "", fmt.Errorf("link %d: %w", ifindex, err)
@@ -48,4 +57,17 @@ func EgressShaping(ifindex int) (string, error) {
 		return fmt.Sprintf("%d tc egress filters", len(filters)), nil
 	}
 	return "", nil
+}
+
+// tcxEgressPrograms counts the programs on ifindex's tcx egress hook (0 on
+// kernels without tcx, where none can be attached).
+func tcxEgressPrograms(ifindex int) (int, error) {
+	res, err := link.QueryPrograms(link.QueryOptions{Target: ifindex, Attach: ebpf.AttachTCXEgress})
+	switch {
+	case errors.Is(err, ebpf.ErrNotSupported):
+		return 0, nil
+	case err != nil:
+		return 0, fmt.Errorf("tcx egress programs of interface %d: %w", ifindex, err)
+	}
+	return len(res.Programs), nil
 }
