@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"context"
 	"fmt"
 	"net/netip"
 	"strings"
@@ -96,7 +97,10 @@ func TestAutoFollowsFacts(t *testing.T) {
 
 // TestAutoJumboMTU: veths at MTU 9000 (hosts finishing their checksums, so
 // only the MTU stands in XDP's way): auto starts, on TC because native XDP
-// refuses that MTU, and carries TCP.
+// refuses that MTU, and carries TCP. Then, each under a UDP stream that
+// must not lose packets: the MTU back to 1500 moves both to native XDP;
+// GRO off at r1's peer (r1 can no longer transmit XDP frames) moves r0 back
+// to TC.
 func TestAutoJumboMTU(t *testing.T) {
 	l := newLab(t, "xdp")
 	for _, e := range [][2]string{{l.Gen, l.GenIf}, {l.Rtr, l.RtrIn}, {l.Rtr, l.RtrOut}, {l.Sink, l.SinkIf}} {
@@ -110,6 +114,44 @@ func TestAutoJumboMTU(t *testing.T) {
 	tcpThrough(t, l, "mtu 9000, tc")
 	if after := d.counters(t, l.Rtr); after.forwarded() <= before.forwarded() {
 		t.Errorf("fastpath forwarded nothing at MTU 9000: %d -> %d", before.forwarded(), after.forwarded())
+	}
+
+	// Facts change while traffic runs. The MTU back to 1500: native XDP
+	// fits, auto moves both to it.
+	ctx := testContext(t)
+	acrossChange(ctx, t, l, "mtu 9000 -> 1500", func() {
+		for _, e := range [][2]string{{l.Gen, l.GenIf}, {l.Rtr, l.RtrIn}, {l.Rtr, l.RtrOut}, {l.Sink, l.SinkIf}} {
+			setMTU(t, e[0], e[1], 1500)
+		}
+		d.waitAttachedAs(t, map[string]string{l.RtrIn: "xdp", l.RtrOut: "xdp"}, map[string]string{l.RtrIn: "native XDP", l.RtrOut: "native XDP"})
+	})
+	// GRO off on the sink's end of r1's veth: r1 can no longer transmit XDP
+	// frames, so r0 moves to TC.
+	acrossChange(ctx, t, l, "r1's peer without GRO", func() {
+		nsRun(ctx, t, l, l.Sink, "ethtool", "-K", l.SinkIf, "gro", "off")
+		d.waitAttachedAs(t, map[string]string{l.RtrIn: "tc"}, map[string]string{l.RtrIn: "egress " + l.RtrOut + " cannot transmit XDP frames"})
+	})
+	tcpThrough(t, l, "r1's peer without GRO, r0 tc")
+}
+
+// acrossChange runs a paced UDP stream gen -> sink while change runs (it
+// returns once the daemon has acted on it) and wants under 1% of the
+// stream lost: a hook decision that changes moves without dropping traffic.
+func acrossChange(ctx context.Context, t *testing.T, l *lab.Lab, what string, change func()) {
+	t.Helper()
+	type res struct {
+		r   traffic.UDPResult
+		err error
+	}
+	done := make(chan res, 1)
+	go func() {
+		r, err := traffic.UDPStream(ctx, l.Gen, l.Sink, netip.AddrPortFrom(l.SinkAddr4, 0), 3000, 200, 2*time.Millisecond)
+		done <- res{r, err}
+	}()
+	change()
+	u := <-done
+	if u.err != nil || u.r.LossRatio() > 0.01 {
+		t.Errorf("udp across %s: %+v, %v (want under 1%% lost)", what, u.r, u.err)
 	}
 }
 
