@@ -296,3 +296,37 @@ int fp_nf_accept(struct bpf_nf_ctx *ctx)
 		bpf_map_update_elem(&fp_accepted, k, &v, BPF_ANY);
 	return NF_ACCEPT;
 }
+
+/* fp_sweep_idle deletes the flows whose last packet is older than
+ * older_than_ns, run by the daemon with BPF_PROG_RUN. Walking the cache in
+ * the kernel costs tens of nanoseconds a flow; reading it out to user space
+ * costs a copy of every entry and system calls. The walk may miss or
+ * revisit an entry the packet path changes meanwhile: idle expiry is
+ * housekeeping (the LRU and conntrack's destroy events are what bound the
+ * cache), so best effort is enough. */
+struct bpf_map; /* opaque: the callback only hands it back to the map helpers */
+
+struct fp_sweep_args {
+	__u64 older_than_ns;
+	__u32 scanned;
+	__u32 expired;
+};
+
+static long fp_sweep_one(struct bpf_map *map, struct fp_flow_key *k, struct fp_flow *f, struct fp_sweep_args *a)
+{
+	a->scanned++;
+	if (f->last_ns < a->older_than_ns && !bpf_map_delete_elem(map, k))
+		a->expired++;
+	return 0;
+}
+
+SEC("syscall")
+int fp_sweep_idle(struct fp_sweep_args *ctx)
+{
+	struct fp_sweep_args a = {.older_than_ns = ctx->older_than_ns};
+
+	bpf_for_each_map_elem(&fp_flows, fp_sweep_one, &a, 0);
+	ctx->scanned = a.scanned;
+	ctx->expired = a.expired;
+	return 0;
+}

@@ -170,6 +170,13 @@ type fastpathFpStats struct {
 	PassReason   [30]uint64
 }
 
+type fastpathFpSweepArgs struct {
+	_           structs.HostLayout
+	OlderThanNs uint64
+	Scanned     uint32
+	Expired     uint32
+}
+
 type fastpathFpVerdict struct {
 	_          structs.HostLayout
 	FwGen      uint32
@@ -182,19 +189,20 @@ type fastpathFpVerdict struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	fastpathMapFpAccepted  = "fp_accepted"
-	fastpathMapFpEvents    = "fp_events"
-	fastpathMapFpFlows     = "fp_flows"
-	fastpathMapFpGlobals   = "fp_globals"
-	fastpathMapFpIfStats   = "fp_if_stats"
-	fastpathMapFpIfaces    = "fp_ifaces"
-	fastpathMapFpMtu4      = "fp_mtu4"
-	fastpathMapFpMtu6      = "fp_mtu6"
-	fastpathMapFpTxPorts   = "fp_tx_ports"
-	fastpathProgFpNfAccept = "fp_nf_accept"
-	fastpathProgFpTc       = "fp_tc"
-	fastpathProgFpXdp      = "fp_xdp"
-	fastpathVarFpBtfTypes  = "fp_btf_types"
+	fastpathMapFpAccepted   = "fp_accepted"
+	fastpathMapFpEvents     = "fp_events"
+	fastpathMapFpFlows      = "fp_flows"
+	fastpathMapFpGlobals    = "fp_globals"
+	fastpathMapFpIfStats    = "fp_if_stats"
+	fastpathMapFpIfaces     = "fp_ifaces"
+	fastpathMapFpMtu4       = "fp_mtu4"
+	fastpathMapFpMtu6       = "fp_mtu6"
+	fastpathMapFpTxPorts    = "fp_tx_ports"
+	fastpathProgFpNfAccept  = "fp_nf_accept"
+	fastpathProgFpSweepIdle = "fp_sweep_idle"
+	fastpathProgFpTc        = "fp_tc"
+	fastpathProgFpXdp       = "fp_xdp"
+	fastpathVarFpBtfTypes   = "fp_btf_types"
 )
 
 // loadFastpath returns the embedded CollectionSpec for fastpath.
@@ -239,9 +247,10 @@ type fastpathSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type fastpathProgramSpecs struct {
-	FpNfAccept *ebpf.ProgramSpec `ebpf:"fp_nf_accept"`
-	FpTc       *ebpf.ProgramSpec `ebpf:"fp_tc"`
-	FpXdp      *ebpf.ProgramSpec `ebpf:"fp_xdp"`
+	FpNfAccept  *ebpf.ProgramSpec `ebpf:"fp_nf_accept"`
+	FpSweepIdle *ebpf.ProgramSpec `ebpf:"fp_sweep_idle"`
+	FpTc        *ebpf.ProgramSpec `ebpf:"fp_tc"`
+	FpXdp       *ebpf.ProgramSpec `ebpf:"fp_xdp"`
 }
 
 // fastpathMapSpecs contains maps before they are loaded into the kernel.
@@ -322,14 +331,16 @@ type fastpathVariables struct {
 //
 // It can be passed to loadFastpathObjects or ebpf.CollectionSpec.LoadAndAssign.
 type fastpathPrograms struct {
-	FpNfAccept *ebpf.Program `ebpf:"fp_nf_accept"`
-	FpTc       *ebpf.Program `ebpf:"fp_tc"`
-	FpXdp      *ebpf.Program `ebpf:"fp_xdp"`
+	FpNfAccept  *ebpf.Program `ebpf:"fp_nf_accept"`
+	FpSweepIdle *ebpf.Program `ebpf:"fp_sweep_idle"`
+	FpTc        *ebpf.Program `ebpf:"fp_tc"`
+	FpXdp       *ebpf.Program `ebpf:"fp_xdp"`
 }
 
 func (p *fastpathPrograms) Close() error {
 	return _FastpathClose(
 		p.FpNfAccept,
+		p.FpSweepIdle,
 		p.FpTc,
 		p.FpXdp,
 	)

@@ -110,19 +110,55 @@ const (
 // may be missed or listed after it went.
 func (d *Datapath) Flows() ([]Flow, error) {
 	fib, fw := d.Generations()
+	var out []Flow
+	err := d.eachFlow(func(k *fastpathFpFlowKey, v *fastpathFpFlow) {
+		out = append(out, flowOf(*k, *v, fib, fw))
+	})
+	return out, err
+}
+
+// flowBatch is how many flow entries one system call reads.
+const flowBatch = 4096
+
+// eachFlow calls fn for every entry of the flow cache, read in batches: one
+// system call per flowBatch entries rather than two per entry, which at a
+// million flows is the difference between seconds of CPU per scan and a
+// fraction of one. fn must not keep its pointers.
+func (d *Datapath) eachFlow(fn func(*fastpathFpFlowKey, *fastpathFpFlow)) error {
+	keys := make([]fastpathFpFlowKey, flowBatch)
+	vals := make([]fastpathFpFlow, flowBatch)
+	var cursor ebpf.MapBatchCursor
+	for first := true; ; first = false {
+		n, err := d.objs.FpFlows.BatchLookup(&cursor, keys, vals, nil)
+		if first && errors.Is(err, ebpf.ErrNotSupported) {
+			return d.eachFlowSlow(fn)
+		}
+		for i := range n {
+			fn(&keys[i], &vals[i])
+		}
+		switch {
+		case errors.Is(err, ebpf.ErrKeyNotExist):
+			return nil // the end
+		case err != nil:
+			return fmt.Errorf("list flows: %w", err)
+		}
+	}
+}
+
+// eachFlowSlow is eachFlow for kernels without batch lookups.
+func (d *Datapath) eachFlowSlow(fn func(*fastpathFpFlowKey, *fastpathFpFlow)) error {
 	var (
-		out []Flow
-		k   fastpathFpFlowKey
-		v   fastpathFpFlow
+		k fastpathFpFlowKey
+		v fastpathFpFlow
 	)
 	it := d.objs.FpFlows.Iterate()
 	for it.Next(&k, &v) {
-		out = append(out, flowOf(k, v, fib, fw))
+		fn(&k, &v)
 	}
 	if err := it.Err(); err != nil && !errors.Is(err, ebpf.ErrIterationAborted) {
-		return out, fmt.Errorf("list flows: %w", err)
+		return fmt.Errorf("list flows: %w", err)
 	}
-	return out, nil
+	return nil
 }
 
 // FlowCapacity is the flow cache's size.
@@ -145,29 +181,20 @@ func (d *Datapath) ForgetConnection(orig, reply Tuple) int {
 }
 
 // ExpireIdle removes flows whose last packet is older than idle. The LRU
-// would evict them under pressure anyway; this keeps `fastpath flows`
-// about live traffic. Returns how many went.
+// would evict them under pressure anyway, and a flow whose conntrack entry
+// expired is forgotten by its destroy event or its next packet; this keeps
+// `fastpath flows` about live traffic. The walk runs in the kernel
+// (fp_sweep_idle): at a million flows it costs a fraction of reading them
+// out. Returns how many went.
 func (d *Datapath) ExpireIdle(idle time.Duration) (int, error) {
 	now := Monotonic()
-	var (
-		k    fastpathFpFlowKey
-		v    fastpathFpFlow
-		dead []fastpathFpFlowKey
-	)
-	it := d.objs.FpFlows.Iterate()
-	for it.Next(&k, &v) {
-		if now-time.Duration(v.LastNs) > idle {
-			dead = append(dead, k)
-		}
+	if now <= idle {
+		return 0, nil // booted less than idle ago: nothing can be that old
 	}
-	if err := it.Err(); err != nil && !errors.Is(err, ebpf.ErrIterationAborted) {
-		return 0, fmt.Errorf("scan flows: %w", err)
+	args := fastpathFpSweepArgs{OlderThanNs: uint64(now - idle)}
+	// A syscall program writes its results back into its context.
+	if _, err := d.objs.FpSweepIdle.Run(&ebpf.RunOptions{Context: args, ContextOut: &args}); err != nil {
+		return 0, fmt.Errorf("expire idle flows: %w", err)
 	}
-	n := 0
-	for _, k := range dead {
-		if d.objs.FpFlows.Delete(k) == nil {
-			n++
-		}
-	}
-	return n, nil
+	return int(args.Expired), nil
 }
