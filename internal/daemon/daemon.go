@@ -246,7 +246,7 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 			}
 		case <-ev.rules:
 			invalidate(log, "ruleset", dp.InvalidateRuleset)
-			r.nfHooksChanged()
+			r.sync() // chains bound to devices may have come or gone
 		case <-hup:
 			res, err := rl.reload(ctx)
 			switch {

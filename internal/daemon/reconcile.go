@@ -39,6 +39,8 @@ type iface struct {
 	// no redirect passes through: its packets go to the kernel (ingress),
 	// it is no redirect's egress (egress).
 	nf netwatch.DeviceHooks
+	// declared is the mode written into the datapath ("" while not).
+	declared config.Mode
 	// mtu6 is net.ipv6.conf.IF.mtu when last read (0: no IPv6 on it).
 	mtu6  int
 	state string
@@ -140,51 +142,6 @@ func linksByName() (map[string]netlink.Link, error) {
 	return m, nil
 }
 
-// start applies the config in full or fails: every configured interface must
-// exist and attach. On error the caller runs detachAll.
-func (r *reconciler) start() error {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	links, err := r.links()
-	if err != nil {
-		return err
-	}
-	var missing []error
-	for _, ic := range r.ifaces {
-		l, ok := links[ic.cfg.Name]
-		if !ok {
-			missing = append(missing, fmt.Errorf("interface %s: no such interface in this network namespace", ic.cfg.Name))
-			continue
-		}
-		if err := checkEthernet(l); err != nil && ic.managed() {
-			missing = append(missing, fmt.Errorf("interface %s: %w", ic.cfg.Name, err))
-		}
-	}
-	if err := errors.Join(missing...); err != nil {
-		return err
-	}
-	r.readNFHooks()
-	// Declare every interface first, so auto attach can see all egresses.
-	for _, ic := range r.ifaces {
-		if !ic.managed() {
-			continue
-		}
-		if err := r.declare(ic, links[ic.cfg.Name]); err != nil {
-			return err
-		}
-	}
-	r.updateTargets()
-	for _, ic := range r.ifaces {
-		if !ic.managed() {
-			continue
-		}
-		if err := r.attach(ic); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
 func checkEthernet(l netlink.Link) error {
 	if l.Attrs().EncapType != "ether" || len(l.Attrs().HardwareAddr) != 6 {
 		return fmt.Errorf("not an ethernet device (link type %s): fastpath forwards ethernet frames only", l.Attrs().EncapType)
@@ -200,7 +157,7 @@ func (r *reconciler) declare(ic *iface, l netlink.Link) error {
 	if err != nil {
 		return fmt.Errorf("interface %s: %w", ic.cfg.Name, err)
 	}
-	ic.ifindex = a.Index
+	ic.ifindex, ic.declared = a.Index, ic.cfg.Mode
 	ic.mtu6 = r.ipv6MTU(ic.cfg.Name)
 	ic.mac = append(net.HardwareAddr(nil), a.HardwareAddr...)
 	ic.mtu = a.MTU
@@ -228,18 +185,6 @@ func (r *reconciler) pollIPv6MTUs() {
 	}
 	if changed {
 		r.invalidateRoutes()
-	}
-}
-
-// nfHooksChanged rereads the nftables chains bound to devices (after a
-// ruleset event) and rewrites the interfaces whose chains came or went.
-func (r *reconciler) nfHooksChanged() {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	for _, ic := range r.readNFHooks() {
-		if err := r.declare(ic, ic.nl); err != nil {
-			r.log.Warn("nftables device chains", "interface", ic.cfg.Name, "err", err)
-		}
 	}
 }
 
@@ -414,7 +359,7 @@ func (r *reconciler) teardown(ic *iface, state string) {
 		r.invalidateRoutes() // flows cached towards it must not keep using it
 	}
 	ic.ifindex, ic.mac, ic.mtu, ic.hook, ic.progID, ic.linkID, ic.xdpTarget, ic.targetSet = 0, nil, 0, "", 0, 0, false, false
-	ic.nl, ic.why, ic.xdpRefusedMTU, ic.shaping = nil, "", 0, ""
+	ic.nl, ic.why, ic.xdpRefusedMTU, ic.shaping, ic.declared = nil, "", 0, "", ""
 	ic.state = state
 }
 
@@ -515,84 +460,23 @@ func (r *reconciler) updateTargets() {
 	}
 }
 
-// sync brings the datapath in line with the links that exist now: an
-// interface that went away is detached, one that (re)appeared is attached,
-// a changed MAC is rewritten. Failures are per interface: the rest keeps
-// working.
-func (r *reconciler) sync() {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	links, err := r.links()
-	if err != nil {
-		r.log.Warn("resync", "err", err)
-		return
-	}
-	nfChanged := r.readNFHooks()
-	for _, ic := range r.ifaces {
-		if !ic.managed() {
-			continue
-		}
-		l, ok := links[ic.cfg.Name]
-		if ic.ifindex != 0 && (!ok || l.Attrs().Index != ic.ifindex) {
-			r.log.Warn("interface went away: its traffic goes through the kernel", "interface", ic.cfg.Name, "ifindex", ic.ifindex)
-			r.teardown(ic, api.StateMissing)
-		}
-		if !ok {
-			continue
-		}
-		if ic.ifindex != 0 {
-			ic.nl = l
-			if l.Attrs().HardwareAddr.String() != ic.mac.String() || l.Attrs().MTU != ic.mtu || slices.Contains(nfChanged, ic) {
-				if err := r.declare(ic, l); err != nil {
-					r.log.Warn("mac or mtu change", "interface", ic.cfg.Name, "err", err)
-				}
-			}
-			continue
-		}
-		if err := checkEthernet(l); err != nil {
-			r.fail(ic, err)
-			continue
-		}
-		if err := r.declare(ic, l); err != nil {
-			r.fail(ic, err)
-			continue
-		}
-	}
-	r.updateTargets()
-	for _, ic := range r.ifaces {
-		if ic.managed() && ic.ifindex != 0 && ic.link == nil {
-			if err := r.attach(ic); err != nil {
-				r.fail(ic, err)
-				continue
-			}
-			r.log.Info("interface is back", "interface", ic.cfg.Name)
-		}
-	}
-	r.redecide()
-}
-
-// redecide moves attached interfaces whose facts changed (a peer's
+// redecide moves an attached interface whose facts changed (a peer's
 // offloads, an egress that stopped taking XDP frames, an MTU) to the hook
 // resolveHook now gives, the new program in before the old one leaves. A
 // forced xdp that became incorrect moves to TC, loudly: correct first.
-func (r *reconciler) redecide() {
-	for _, ic := range r.ifaces {
-		if !ic.managed() || ic.link == nil {
-			continue
-		}
-		hook, why, err := r.resolveHook(ic)
+func (r *reconciler) redecide(ic *iface) {
+	hook, why, err := r.resolveHook(ic)
+	if err != nil {
+		hook, why = datapath.HookTC, err.Error()
+	}
+	if hook != ic.hook {
 		if err != nil {
-			hook, why = datapath.HookTC, err.Error()
+			r.log.Error("configured hook is no longer correct: moving to tc", "interface", ic.cfg.Name, "err", err)
 		}
-		if hook != ic.hook {
-			if err != nil {
-				r.log.Error("configured hook is no longer correct: moving to tc", "interface", ic.cfg.Name, "err", err)
-			}
-			r.log.Info("hook decision changed", "interface", ic.cfg.Name, "from", ic.hook, "to", hook, "why", why)
-		}
-		if err := r.reattachTo(ic, hook, why); err != nil {
-			r.log.Warn("move to the new hook failed: the old one stays", "interface", ic.cfg.Name, "hook", hook, "err", err)
-		}
+		r.log.Info("hook decision changed", "interface", ic.cfg.Name, "from", ic.hook, "to", hook, "why", why)
+	}
+	if err := r.reattachTo(ic, hook, why); err != nil {
+		r.log.Warn("move to the new hook failed: the old one stays", "interface", ic.cfg.Name, "hook", hook, "err", err)
 	}
 }
 
@@ -605,7 +489,7 @@ func (r *reconciler) fail(ic *iface, err error) {
 	if ic.ifindex != 0 && ic.link == nil {
 		_ = r.dp.RemoveIface(ic.ifindex)
 		r.invalidateRoutes()
-		ic.ifindex, ic.mac, ic.xdpTarget, ic.targetSet = 0, nil, false, false
+		ic.ifindex, ic.mac, ic.xdpTarget, ic.targetSet, ic.declared = 0, nil, false, false, ""
 	}
 	ic.state, ic.err = api.StateError, err
 }

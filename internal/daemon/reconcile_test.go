@@ -569,7 +569,7 @@ func TestNFTDeviceChains(t *testing.T) {
 	}
 	fx.nf["r1"] = netwatch.DeviceHooks{Egress: []string{"netdev t out"}}
 	before := fx.dp.invalidations
-	fx.r.nfHooksChanged()
+	fx.r.sync()
 	if got := fx.dp.ifaces[3]; !got.NFEgress {
 		t.Errorf("after an egress chain on r1: %+v", got)
 	}
@@ -587,7 +587,7 @@ func TestNFTDeviceChains(t *testing.T) {
 	}
 	fx.nfErr = errors.New("nfnetlink: permission denied")
 	delete(fx.nf, "r0")
-	fx.r.nfHooksChanged()
+	fx.r.sync()
 	if got := fx.dp.ifaces[2]; !got.NFIngress {
 		t.Errorf("unreadable ruleset: r0 %+v, want the last known chains kept", got)
 	}
@@ -619,5 +619,41 @@ func TestIPv6MTUPoll(t *testing.T) {
 	fx.r.pollIPv6MTUs()
 	if fx.dp.invalidations != before+1 {
 		t.Errorf("second poll without change: %d invalidations, want 1", fx.dp.invalidations-before)
+	}
+}
+
+// TestReloadThenResync: what a reload changed stays through later resyncs
+// (the resync converges towards the running config, read under its lock):
+// an interface enabled while absent is attached in its new mode when it
+// appears; a disabled one stays detached; actions say what happened.
+func TestReloadThenResync(t *testing.T) {
+	fx := newFixture(t, ifc("r0", config.ModeRoute, config.AttachAuto), ifc("r1", config.ModeOff, config.AttachAuto))
+	if err := fx.r.start(); err != nil {
+		t.Fatal(err)
+	}
+	delete(fx.links, "r1")
+	actions, err := fx.r.apply([]config.Interface{ifc("r0", config.ModeOff, config.AttachAuto), ifc("r1", config.ModeOffload, config.AttachTC)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := strings.Join(actions, "; "), "disable r0; enable r1 (offload, attach tc; not present now)"; got != want {
+		t.Errorf("actions %q, want %q", got, want)
+	}
+	fx.addLink("r1", 9, veth)
+	fx.r.sync()
+	fx.r.sync()
+	if r1 := fx.iface(t, "r1"); r1.state != api.StateAttached || fmt.Sprint(fx.dp.hooks(9)) != "[tc]" || fx.dp.ifaces[9].Mode != datapath.ModeOffload {
+		t.Errorf("r1 after it appeared: state %s, hooks %v, datapath %+v", r1.state, fx.dp.hooks(9), fx.dp.ifaces[9])
+	}
+	if r0 := fx.iface(t, "r0"); r0.state != api.StateOff || len(fx.dp.hooks(2)) != 0 {
+		t.Errorf("r0 after resyncs: state %s, hooks %v", r0.state, fx.dp.hooks(2))
+	}
+	// A mode change on a present interface rewrites it in place.
+	link := fx.iface(t, "r1").link
+	if _, err := fx.r.apply([]config.Interface{ifc("r0", config.ModeOff, config.AttachAuto), ifc("r1", config.ModeRoute, config.AttachTC)}); err != nil {
+		t.Fatal(err)
+	}
+	if fx.dp.ifaces[9].Mode != datapath.ModeRoute || fx.iface(t, "r1").link != link {
+		t.Errorf("r1 mode change: datapath %+v, relinked %v", fx.dp.ifaces[9], fx.iface(t, "r1").link != link)
 	}
 }
