@@ -15,6 +15,7 @@ fi
 declare -A pkgs=(
 	[ip]=iproute2 [nft]=nftables [iperf3]=iperf3 [ping]=iputils-ping
 	[conntrack]=conntrack [ethtool]=ethtool [tcpdump]=tcpdump
+	[iptables-legacy]=iptables
 )
 if [ "$want" = build ]; then
 	pkgs[clang-19]=clang-19

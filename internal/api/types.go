@@ -34,6 +34,11 @@ type Status struct {
 	ConfigFile string            `json:"config_file"`
 	StartedAt  time.Time         `json:"started_at"`
 	Interfaces []InterfaceStatus `json:"interfaces"`
+	// Revalidation: each offloaded flow sends a packet through the ruleset
+	// every RevalidateEvery ("off" when the ruleset changes only with
+	// events), for the reasons in RevalidateWhy.
+	RevalidateEvery string   `json:"revalidate_every"`
+	RevalidateWhy   []string `json:"revalidate_why,omitempty"`
 }
 
 // Interface states.

@@ -75,8 +75,12 @@ type Flows struct {
 	// Revalidate: how often each offloaded flow sends a packet through the
 	// ruleset again, which bounds how long a change that sends no event
 	// (a set element's timeout, iptables-legacy) takes to reach it; 0
-	// means DefaultRevalidate.
+	// means DefaultRevalidate. It runs only while the ruleset holds such
+	// state, unless RevalidateAlways.
 	Revalidate Duration `yaml:"revalidate"`
+	// RevalidateAlways revalidates whatever the ruleset holds: for state
+	// that changes without an event and that fastpath does not recognise.
+	RevalidateAlways bool `yaml:"revalidate_always"`
 }
 
 // API configures the daemon's unix socket API.

@@ -20,6 +20,7 @@ type backend struct {
 	dp     *datapath.Datapath // counters and flows; the reconciler sees only what it changes
 	events *eventhub.Hub
 	reload func(context.Context) (*api.ReloadResult, error)
+	reval  *revalidation
 	status api.Status // the fixed part
 }
 
@@ -45,6 +46,14 @@ func (b *backend) Status(context.Context) (*api.Status, error) {
 	}
 	st := b.status
 	st.Interfaces = b.r.status()
+	st.RevalidateEvery = "off"
+	if b.reval != nil {
+		every, why := b.reval.status()
+		if every > 0 {
+			st.RevalidateEvery = every.String()
+		}
+		st.RevalidateWhy = why
+	}
 	return &st, nil
 }
 

@@ -21,6 +21,7 @@ import (
 	"github.com/fastpath-router/fastpath/internal/datapath"
 	"github.com/fastpath-router/fastpath/internal/eventhub"
 	"github.com/fastpath-router/fastpath/internal/metrics"
+	"github.com/fastpath-router/fastpath/internal/netwatch"
 	"github.com/fastpath-router/fastpath/internal/vethpeer"
 	"github.com/fastpath-router/fastpath/internal/xdpfeat"
 )
@@ -45,6 +46,11 @@ const resyncEvery = 5 * time.Second
 // advertisement's MTU option), and cached flows hold the MTU they were
 // routed with. It bounds how long a lowered MTU takes to reach them.
 const ipv6MTUPoll = 50 * time.Millisecond
+
+// rulesetReadEvery spaces out reading the whole ruleset after ruleset
+// events (a burst of set element updates is one read), for what in it
+// changes without events (see revalidation).
+const rulesetReadEvery = 250 * time.Millisecond
 
 // lockName is an abstract unix socket: abstract names belong to a network
 // namespace, so there is one per namespace, and the kernel frees it when the
@@ -150,12 +156,14 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 			return err
 		}
 	}
+	reval := &revalidation{set: dp.SetRevalidate, read: netwatch.EventlessRuleset, log: log}
+	b.reval = reval
 	setRevalidate := func(c *config.Config) error {
 		every := c.Flows.Revalidate.Std()
 		if every <= 0 { // a Config built in code; Parse fills the default
 			every = config.DefaultRevalidate
 		}
-		return dp.SetRevalidate(every)
+		return reval.configure(every, c.Flows.RevalidateAlways)
 	}
 	if err := setRevalidate(cfg); err != nil {
 		return err
@@ -223,6 +231,9 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 	defer beat.Stop()
 	mtu6 := time.NewTicker(ipv6MTUPoll)
 	defer mtu6.Stop()
+	rulesRead := time.NewTicker(rulesetReadEvery)
+	defer rulesRead.Stop()
+	rulesDirty := false
 	for {
 		select {
 		case <-ctx.Done():
@@ -247,6 +258,14 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 		case <-ev.rules:
 			invalidate(log, "ruleset", dp.InvalidateRuleset)
 			r.sync() // chains bound to devices may have come or gone
+			rulesDirty = true
+		case <-rulesRead.C:
+			if rulesDirty {
+				rulesDirty = false
+				if err := reval.refresh(); err != nil {
+					log.Error("flow revalidation", "err", err)
+				}
+			}
 		case <-hup:
 			res, err := rl.reload(ctx)
 			switch {
@@ -261,6 +280,7 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 			r.pollIPv6MTUs()
 		case <-tick.C:
 			r.sync()
+			rulesDirty = true // iptables-legacy sends no events
 			if off := offp.Load(); off != nil {
 				off.resync()
 			}

@@ -66,11 +66,11 @@ func (rl *reloader) reload(context.Context) (*api.ReloadResult, error) {
 		}
 	}
 	actions, err := rl.r.apply(next.Interfaces)
-	if next.Flows.Revalidate != rl.cfg.Flows.Revalidate {
+	if next.Flows.Revalidate != rl.cfg.Flows.Revalidate || next.Flows.RevalidateAlways != rl.cfg.Flows.RevalidateAlways {
 		if rerr := rl.setRevalidate(next); rerr != nil {
 			err = errors.Join(err, rerr)
 		} else {
-			actions = append(actions, fmt.Sprintf("flows.revalidate %v -> %v", rl.cfg.Flows.Revalidate, next.Flows.Revalidate))
+			actions = append(actions, fmt.Sprintf("flows.revalidate %v -> %v (always: %v)", rl.cfg.Flows.Revalidate, next.Flows.Revalidate, next.Flows.RevalidateAlways))
 		}
 	}
 	rl.cfg = next

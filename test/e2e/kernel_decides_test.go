@@ -306,3 +306,39 @@ func TestIPv6InterfaceMTU(t *testing.T) {
 		})
 	}
 }
+
+// TestRevalidationOnlyWhenNeeded: with a ruleset whose every change comes
+// with an event (masquerade, a forward chain, a counter), offloaded flows
+// send no packet through the kernel to be revalidated, and status says so;
+// a set whose elements time out turns revalidation on, within the
+// daemon's ruleset read interval, and the flow then passes the ruleset
+// about once per flows.revalidate.
+func TestRevalidationOnlyWhenNeeded(t *testing.T) {
+	l, d, ctx := offloadLab(t, "tc", masqueradeRuleset+filterRuleset)
+	if st := d.status(t); st.RevalidateEvery != "off" {
+		t.Fatalf("static ruleset: revalidation %q (%q), want off", st.RevalidateEvery, st.RevalidateWhy)
+	}
+	f := families(l)[0]
+	u := newUDPFlow(t, l.Gen, l.Sink, netip.AddrPort{}, netip.AddrPortFrom(f.sink, 0), netip.AddrPortFrom(f.sink, 0))
+	u.handshake(t)
+	str := u.stream(t, ctx, 6000, 200, time.Millisecond)
+	defer str.stop()
+	d.waitFlow(t, u.local, u.dst)
+	before := d.counters(t, l.Rtr)
+	u.waitReceived(t, u.received()+2500, offloadWait) // 2.5 s: more than two intervals of 1 s
+	if n := d.counters(t, l.Rtr).reasonSum("revalidate") - before.reasonSum("revalidate"); n != 0 {
+		t.Errorf("static ruleset: %d packets went to the kernel to be revalidated", n)
+	}
+	nft(ctx, t, l, "table inet fptimeouts {\n\tset temp {\n\t\ttype ipv4_addr\n\t\tflags timeout\n\t}\n}\n")
+	pollUntil(t, offloadWait, "revalidation on", func() error {
+		if st := d.status(t); st.RevalidateEvery != "1s" || !strings.Contains(strings.Join(st.RevalidateWhy, ";"), "set inet fptimeouts temp") {
+			return fmt.Errorf("revalidation %q (%q)", st.RevalidateEvery, st.RevalidateWhy)
+		}
+		return nil
+	})
+	before = d.counters(t, l.Rtr)
+	u.waitReceived(t, u.received()+2500, offloadWait)
+	if n := d.counters(t, l.Rtr).reasonSum("revalidate") - before.reasonSum("revalidate"); n < 1 || n > 4 {
+		t.Errorf("with a timeout set: %d revalidation packets in 2.5 s, want about one a second", n)
+	}
+}
