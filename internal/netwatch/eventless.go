@@ -22,8 +22,9 @@ const (
 // firewall can change a verdict without the kernel announcing it, so that
 // only a packet sent through the ruleset again can tell: sets whose
 // elements time out, sets the packet path updates (dynamic sets, rules
-// that add to a set), rules on the time of day, and iptables-legacy
-// tables, which send no events at all. Empty: every change comes with an
+// that add to a set), rules on the time of day, rules on the routing table
+// (route events re-route offloaded flows but do not re-judge them), and
+// iptables-legacy tables, which send no events at all. Empty: every change comes with an
 // event. An error means the ruleset could not be read, which the caller
 // must treat as the worst case.
 func EventlessRuleset() ([]string, error) {
@@ -88,6 +89,9 @@ func eventlessRule(exprs []expr.Any) string {
 			}
 		case *expr.Dynset:
 			return fmt.Sprintf("a rule adds to set %s from the packet path", e.SetName)
+		case *expr.Fib, *expr.Rt:
+			// Route events re-route flows, not re-judge them.
+			return "a rule matches on the routing table (fib, rt)"
 		}
 	}
 	return ""

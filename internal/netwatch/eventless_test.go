@@ -65,6 +65,7 @@ table ip nat {
 		{"table inet fw {\n set temp {\n type ipv4_addr\n flags timeout\n }\n}\n", "set inet fw temp: elements time out"},
 		{"table inet fw {\n set seen {\n type ipv4_addr\n flags dynamic\n }\n}\n", "set inet fw seen: updated from the packet path"},
 		{"add rule inet fw forward update @seen { ip saddr }\n", "chain inet fw forward: a rule adds to set seen from the packet path"},
+		{"table inet rp {\n chain pre {\n type filter hook prerouting priority -150;\n fib saddr . iif oif missing drop\n }\n}\n", "chain inet rp pre: a rule matches on the routing table (fib, rt)"},
 		{"table inet tod {\n chain f {\n type filter hook forward priority 10;\n meta hour \"08:00\"-\"17:00\" drop\n }\n}\n", "chain inet tod f: a rule matches the time of day"},
 	} {
 		nft(c.ruleset)
