@@ -47,7 +47,7 @@ func (c *Config) validate(p *problems) {
 	case c.Version == 0 && !p.present("version"):
 		p.add("version", "", "required, must be 1")
 	default:
-		p.add("version", "", "unsupported version %d; must be 1", c.Version)
+		p.add("version", "", "unsupported version %s; must be 1", p.shown("version", c.Version))
 	}
 
 	if len(c.Interfaces) == 0 {
@@ -108,8 +108,8 @@ func (f Flows) validate(p *problems) {
 		p.add("flows.max_entries", "", "must be between %d and %d; leave it out for the default %d",
 			minMaxEntries, maxMaxEntries, DefaultMaxEntries)
 	case n < minMaxEntries || n > maxMaxEntries:
-		p.add("flows.max_entries", "", "%d is out of range; allowed %d to %d (default %d)",
-			n, minMaxEntries, maxMaxEntries, DefaultMaxEntries)
+		p.add("flows.max_entries", "", "%s is out of range; allowed %d to %d (default %d)",
+			p.shown("flows.max_entries", n), minMaxEntries, maxMaxEntries, DefaultMaxEntries)
 	}
 	durationIn(p, "flows.idle_timeout", f.IdleTimeout, minIdleTimeout, maxIdleTimeout, DefaultIdleTimeout)
 	durationIn(p, "flows.revalidate", f.Revalidate, minRevalidate, maxRevalidate, DefaultRevalidate)
