@@ -398,3 +398,63 @@ func TestListenCloseRemovesSocket(t *testing.T) {
 		t.Errorf("socket still there after Close: %v", err)
 	}
 }
+
+func TestEmptySocketPathRefused(t *testing.T) {
+	_, err := NewServer(&fakeBackend{}, nil).Listen("")
+	if err == nil || !strings.Contains(err.Error(), "api socket: empty path") {
+		t.Fatalf("Listen(\"\") = %v", err)
+	}
+}
+
+// A directory others can write to would let them replace the socket.
+func TestWorldWritableSocketDirRefused(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.Chmod(dir, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, "fastpath.sock")
+	_, err := NewServer(&fakeBackend{}, nil).Listen(path)
+	want := "api socket directory " + dir + " is writable by other users (mode 0777)"
+	if err == nil || !strings.HasPrefix(err.Error(), want) {
+		t.Fatalf("Listen in a world-writable directory = %v, want prefix %q", err, want)
+	}
+	if _, err := os.Lstat(path); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("a socket was created despite the refusal: %v", err)
+	}
+}
+
+func TestForeignSocketDirRefused(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to chown")
+	}
+	dir := t.TempDir()
+	if err := os.Chown(dir, 65534, 65534); err != nil {
+		t.Fatal(err)
+	}
+	_, err := NewServer(&fakeBackend{}, nil).Listen(filepath.Join(dir, "fastpath.sock"))
+	want := "api socket directory " + dir + " belongs to "
+	if err == nil || !strings.HasPrefix(err.Error(), want) || !strings.Contains(err.Error(), "uid 65534") {
+		t.Fatalf("Listen in another user's directory = %v, want prefix %q naming uid 65534", err, want)
+	}
+}
+
+// Another user's socket is not a fastpath daemon's, stale or not.
+func TestForeignSocketRefused(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to chown")
+	}
+	path := filepath.Join(t.TempDir(), "fastpath.sock")
+	l, err := net.Listen("unix", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	if err := os.Lchown(path, 65534, 65534); err != nil {
+		t.Fatal(err)
+	}
+	_, err = NewServer(&fakeBackend{}, nil).Listen(path)
+	if err == nil || !strings.Contains(err.Error(), "api socket "+path+" belongs to ") ||
+		!strings.Contains(err.Error(), "uid 65534") || strings.Contains(err.Error(), "in use by another fastpath daemon") {
+		t.Fatalf("Listen over another user's socket = %v", err)
+	}
+}
