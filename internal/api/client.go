@@ -41,6 +41,9 @@ func NewClient(socketPath string) *Client {
 	return &Client{socket: socketPath, http: &http.Client{Transport: tr}}
 }
 
+// Socket is the path the client dials.
+func (c *Client) Socket() string { return c.socket }
+
 // Status returns the daemon's status.
 func (c *Client) Status(ctx context.Context) (*Status, error) {
 	var s Status
