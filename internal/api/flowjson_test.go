@@ -10,8 +10,8 @@ import (
 func TestFlowJSON(t *testing.T) {
 	ap := netip.MustParseAddrPort
 	f := Flow{Proto: "udp", Family: "ipv6", Direction: "original",
-		In:  Tuple{Src: ap("[fd00::2]:5353"), Dst: ap("[fd00:2::1]:53")},
-		Out: Tuple{Src: ap("[fd00::2]:5353"), Dst: ap("[fd00:2::1]:53")},
+		In:      Tuple{Src: ap("[fd00::2]:5353"), Dst: ap("[fd00:2::1]:53")},
+		Out:     Tuple{Src: ap("[fd00::2]:5353"), Dst: ap("[fd00:2::1]:53")},
 		Ingress: "lan0", Egress: "wan0", Packets: 2, Bytes: 200}
 	b, err := json.Marshal(f)
 	if err != nil {
