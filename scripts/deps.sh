@@ -15,6 +15,8 @@ fi
 declare -A pkgs=(
 	[ip]=iproute2 [nft]=nftables [iperf3]=iperf3 [ping]=iputils-ping
 	[conntrack]=conntrack [ethtool]=ethtool [tcpdump]=tcpdump
+	# the package tests (internal/distcheck): build, check the unit, render man pages
+	[dpkg-deb]=dpkg [systemd-analyze]=systemd [man]=man-db [setpriv]=util-linux
 )
 if [ "$want" = build ]; then
 	pkgs[clang-19]=clang-19

@@ -50,6 +50,7 @@ firewall: for trusted segments only. See docs/config.md.`,
 		newLabCmd(&lf, stderr),
 		newDemoCmd(&lf, stderr),
 		newBenchCmd(&lf, stderr),
+		newGenDistCmd(),
 	)
 	return root
 }
