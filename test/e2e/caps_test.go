@@ -185,4 +185,3 @@ func lastLine(s string) string {
 	}
 	return s
 }
-
