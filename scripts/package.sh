@@ -79,16 +79,21 @@ install_tree() {
 }
 
 # debian_version turns the binary's version into one dpkg accepts and
-# orders: digits first, no '-' (a native package has no revision).
+# orders (a native package: no revision, so no '-'):
+#   v1.2.3 -> 1.2.3; v1.2.3-rc1 -> 1.2.3~rc1 (before 1.2.3);
+#   git describe v1.2.3-4-gabc1234[-dirty] -> 1.2.3+4.gabc1234[.dirty];
+#   no tag (a commit hash, "dev") -> 0.0~git<commit time>.<hash>, so that
+#   later commits sort later.
 debian_version() {
 	local v=${1#v}
-	v=${v//-/+}
-	v=$(printf '%s' "$v" | tr -c 'A-Za-z0-9.+~' '.')
-	case $v in
-	[0-9]*) ;;
-	*) v=0.0+$v ;;
-	esac
-	printf '%s\n' "$v"
+	if [[ $v =~ ^([0-9]+(\.[0-9]+)*)-([0-9]+)-g([0-9a-f]+)(-dirty)?$ ]]; then
+		v=${BASH_REMATCH[1]}+${BASH_REMATCH[3]}.g${BASH_REMATCH[4]}${BASH_REMATCH[5]:+.dirty}
+	elif [[ $v =~ ^[0-9]+\.[0-9]+ ]]; then
+		v=${v//-/\~}
+	else
+		v=0.0~git$(date -u -d "@$SOURCE_DATE_EPOCH" +%Y%m%d%H%M%S).${v//-/.}
+	fi
+	printf '%s\n' "$v" | tr -c 'A-Za-z0-9.+~\n' '.'
 }
 
 deb_arch() {

@@ -30,12 +30,12 @@ func TestDebianPackage(t *testing.T) {
 	out := filepath.Join(dir, "dist")
 	deb := strings.TrimSpace(run(ctx, t, "", nil, "../../scripts/package.sh", "deb", bin, out))
 	arch := strings.TrimSpace(run(ctx, t, "", nil, "go", "env", "GOARCH"))
-	if want := filepath.Join(out, "fastpath_1.2.3+rc1_"+arch+".deb"); deb != want {
+	if want := filepath.Join(out, "fastpath_1.2.3~rc1_"+arch+".deb"); deb != want {
 		t.Fatalf("package.sh deb made %q, want %q", deb, want)
 	}
 
 	info := run(ctx, t, "", nil, "dpkg-deb", "--field", deb, "Package", "Version", "Architecture")
-	if want := "Package: fastpath\nVersion: 1.2.3+rc1\nArchitecture: " + arch + "\n"; info != want {
+	if want := "Package: fastpath\nVersion: 1.2.3~rc1\nArchitecture: " + arch + "\n"; info != want {
 		t.Errorf("control fields:\n%s\nwant\n%s", info, want)
 	}
 	if conf := run(ctx, t, "", nil, "dpkg-deb", "--info", deb, "conffiles"); conf != "/etc/fastpath/fastpath.yaml\n" {
