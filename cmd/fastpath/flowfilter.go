@@ -24,6 +24,7 @@ func (f *flowFilterFlags) register(cmd *cobra.Command) {
 	fl.StringVarP(&f.dst, "dst", "d", "", "only connections to `ADDR` (an address or a prefix), original direction")
 	fl.StringVar(&f.sport, "sport", "", "only connections from source `PORT`, original direction")
 	fl.StringVar(&f.dport, "dport", "", "only connections to destination `PORT`, original direction")
+	cmd.RegisterFlagCompletionFunc("proto", cobra.FixedCompletions([]string{"tcp", "udp"}, cobra.ShellCompDirectiveNoFileComp))
 }
 
 // matcher checks the filters and returns a predicate over flows; nil

@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -44,6 +45,7 @@ func genDist(root *cobra.Command, dir string) error {
 		date = &d
 	}
 	root.DisableAutoGenTag = true // no "Auto generated" footer with a date in it
+	manLong(root)
 	hdr := &doc.GenManHeader{
 		Section: "1",
 		Date:    date,
@@ -58,6 +60,22 @@ func genDist(root *cobra.Command, dir string) error {
 		writeCompletion(filepath.Join(comp, "_fastpath"), root.GenZshCompletion),
 		writeCompletion(filepath.Join(comp, "fastpath.fish"), func(w io.Writer) error { return root.GenFishCompletion(w, true) }),
 	)
+}
+
+// manLong prepares the help texts for cobra/doc, which reads them as
+// Markdown: the indented blocks of --help (tables of columns, reasons,
+// lab drawings) become preformatted blocks instead of reflowed text.
+func manLong(cmd *cobra.Command) {
+	lines := strings.Split(cmd.Long, "\n")
+	for i, l := range lines {
+		if strings.HasPrefix(l, "  ") {
+			lines[i] = "  " + l
+		}
+	}
+	cmd.Long = strings.Join(lines, "\n")
+	for _, c := range cmd.Commands() {
+		manLong(c)
+	}
 }
 
 func writeCompletion(path string, gen func(io.Writer) error) error {

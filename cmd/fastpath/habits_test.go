@@ -202,3 +202,17 @@ func TestBuildVersion(t *testing.T) {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// Shell completion offers the daemon's interfaces to stats, and the
+// protocols to flows -p.
+func TestCompletion(t *testing.T) {
+	sock := serve(t, &fakeBackend{stats: &api.Stats{Interfaces: []api.InterfaceStats{{Name: "r0"}, {Name: "r1"}}}})
+	code, out, _ := run(t, "__complete", "stats", "--socket", sock, "r0", "")
+	if code != 0 || !strings.HasPrefix(out, "r1\n:4\n") {
+		t.Errorf("complete stats r0: code %d, %q", code, out)
+	}
+	code, out, _ = run(t, "__complete", "flows", "-p", "")
+	if code != 0 || !strings.HasPrefix(out, "tcp\nudp\n:4\n") {
+		t.Errorf("complete flows -p: code %d, %q", code, out)
+	}
+}

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -36,6 +37,26 @@ daemon starts. Name interfaces to see only those (as ip -s link show DEV).`,
   watch -n1 fastpath stats
   fastpath stats -j | jq '.interfaces[] | {name, forwarded}'`,
 		Args: cobra.ArbitraryArgs,
+		// Completes the interfaces the daemon serves, if it answers.
+		ValidArgsFunction: func(cmd *cobra.Command, args []string, _ string) ([]string, cobra.ShellCompDirective) {
+			c, err := f.client()
+			if err != nil {
+				return nil, cobra.ShellCompDirectiveNoFileComp
+			}
+			ctx, cancel := context.WithTimeout(cmd.Context(), time.Second)
+			defer cancel()
+			st, err := c.Stats(ctx)
+			if err != nil {
+				return nil, cobra.ShellCompDirectiveNoFileComp
+			}
+			var names []string
+			for _, i := range st.Interfaces {
+				if !slices.Contains(args, i.Name) {
+					names = append(names, i.Name)
+				}
+			}
+			return names, cobra.ShellCompDirectiveNoFileComp
+		},
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c, err := f.client()
 			if err != nil {

@@ -107,6 +107,14 @@ func TestDebianPackage(t *testing.T) {
 	verifyUnit(ctx, t, unit, "/usr/bin/fastpath", installed)
 	renderMan(ctx, t, filepath.Join(root, "usr/share/man/man1/fastpath-run.1.gz"),
 		"fastpath-run - Run the fastpath daemon in the foreground", "--keep-datapath")
+	pages, _ := filepath.Glob(filepath.Join(root, "usr/share/man/man1/*.1.gz"))
+	if len(pages) < 10 {
+		t.Errorf("only %d man pages: %v", len(pages), pages)
+	}
+	for _, page := range pages {
+		name := strings.TrimSuffix(filepath.Base(page), ".1.gz")
+		renderMan(ctx, t, page, name+" - ") // every page: no groff warnings, a NAME line
+	}
 
 	edited := []byte("version: 1\ninterfaces:\n  - name: wan0\n")
 	if err := os.WriteFile(conf, edited, 0o644); err != nil {
