@@ -10,6 +10,8 @@ import (
 	"strings"
 	"time"
 	"unicode"
+
+	"github.com/fastpath-router/fastpath/internal/api"
 )
 
 // Limits from the kernel: IFNAMSIZ is 16 with the NUL, and sun_path holds
@@ -129,7 +131,9 @@ func durationIn(p *problems, key string, d Duration, lo, hi, def time.Duration) 
 
 func (a API) validate(p *problems) {
 	switch s := a.Socket; {
+	case s == "" && !p.present("api.socket"):
 	case s == "":
+		p.add("api.socket", "", "empty; give the socket's absolute path, or leave it out for the default %s", api.DefaultSocket)
 	case !filepath.IsAbs(s):
 		p.add("api.socket", "", "%q must be an absolute path", s)
 	case len(s) > maxSocketPathLen:

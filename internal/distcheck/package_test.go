@@ -18,6 +18,9 @@ import (
 // root, so the host is untouched), that systemd accepts its unit and that
 // man renders its pages.
 func TestDebianPackage(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binary and a package: not in -short")
+	}
 	for _, tool := range []string{"dpkg-deb", "dpkg", "go"} {
 		if _, err := exec.LookPath(tool); err != nil {
 			t.Skipf("%s not installed", tool)
@@ -136,6 +139,9 @@ func TestDebianPackage(t *testing.T) {
 // make install PREFIX=... puts the same files under the prefix, with the
 // unit's paths rewritten, and keeps a config that is already there.
 func TestInstallPrefix(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binary: not in -short")
+	}
 	if _, err := exec.LookPath("go"); err != nil {
 		t.Skip("go not installed")
 	}
