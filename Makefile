@@ -39,7 +39,7 @@ demo: deps build
 # The whole suite as CI runs it: generated code current, lint, all tests
 # (privileged ones included, so run as root).
 test: check-generate lint
-	scripts/deps.sh runtime
+	scripts/deps.sh test
 	$(GO) test -count=1 -timeout 15m ./...
 	# the fuzzers, each for a bounded time against its reference model
 	$(GO) test -run '^$$' -fuzz '^FuzzXDP$$' -fuzztime $(FUZZTIME) ./internal/datapath
