@@ -422,7 +422,7 @@ func TestNoDaemon(t *testing.T) {
 	sock := filepath.Join(t.TempDir(), "none.sock")
 	for _, cmd := range []string{"status", "stats", "flows", "events", "top", "reload"} {
 		code, out, errOut := run(t, cmd, "--socket", sock)
-		want := "fastpath: cannot reach fastpath daemon at " + sock + ": is it running? (use --socket for another daemon)\n"
+		want := "fastpath: cannot reach fastpath daemon at " + sock + ": is it running? (use --socket or -n NETNS for another daemon)\n"
 		if code != 1 || out != "" || errOut != want {
 			t.Errorf("%s: code %d, stdout %q, stderr %q", cmd, code, out, errOut)
 		}

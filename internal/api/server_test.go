@@ -333,7 +333,7 @@ func TestSocketRemovedAfterShutdown(t *testing.T) {
 func TestClientUnreachable(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "nope.sock")
 	_, err := NewClient(path).Status(t.Context())
-	want := "cannot reach fastpath daemon at " + path + ": is it running? (use --socket for another daemon)"
+	want := "cannot reach fastpath daemon at " + path + ": is it running? (use --socket or -n NETNS for another daemon)"
 	if err == nil || err.Error() != want {
 		t.Errorf("Status on missing socket = %v, want %q", err, want)
 	}
