@@ -4,13 +4,29 @@ FUZZTIME ?= 20s
 BIN     := bin/fastpath
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X main.version=$(VERSION)
+# make install PREFIX=/usr/local [DESTDIR=...] [SYSCONFDIR=...]
+PREFIX  ?= /usr/local
+DESTDIR ?=
 
-.PHONY: all build demo test unit lint generate check-generate deps clean
+.PHONY: all build demo test unit lint generate check-generate deps clean deb install
 
 all: build
 
+# A static binary (no cgo: nothing needs it), with the VCS revision
+# embedded (-buildvcs overrides a GOFLAGS that turns it off) for
+# `fastpath version` and fastpath_build_info.
 build:
-	$(GO) build -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/fastpath
+	CGO_ENABLED=0 $(GO) build -buildvcs=auto -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/fastpath
+
+# The Debian package, into dist/: /usr/bin/fastpath, the systemd unit, man
+# pages, completions and /etc/fastpath/fastpath.yaml (a conffile).
+# Install it with: apt install ./dist/fastpath_*.deb
+deb: build
+	scripts/package.sh deb $(BIN) dist
+
+# The same files into PREFIX (an existing config is kept).
+install: build
+	scripts/package.sh install $(BIN) $(PREFIX) $(DESTDIR)
 
 deps:
 	scripts/deps.sh runtime
@@ -23,7 +39,7 @@ demo: deps build
 # The whole suite as CI runs it: generated code current, lint, all tests
 # (privileged ones included, so run as root).
 test: check-generate lint
-	scripts/deps.sh runtime
+	scripts/deps.sh test
 	$(GO) test -count=1 -timeout 15m ./...
 	# the fuzzers, each for a bounded time against its reference model
 	$(GO) test -run '^$$' -fuzz '^FuzzXDP$$' -fuzztime $(FUZZTIME) ./internal/datapath
@@ -51,7 +67,7 @@ check-generate: generate
 	  { echo "generated BPF objects differ from the committed ones: run 'make generate' and commit"; exit 1; }
 
 clean:
-	rm -rf bin
+	rm -rf bin dist
 
 # The forwarding benchmark (docs/benchmarks.md): kernel, kernel + masquerade
 # and fastpath in one run, on a lab of its own. As root; about 10 minutes.

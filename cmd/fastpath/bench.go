@@ -138,6 +138,7 @@ nothing outside the lab's namespaces is changed.`,
 	f.BoolVar(&o.Split, "split", false, "give the router a CPU of its own (r0's NAPI thread), the generator the other; default: one CPU does it all, generator included")
 	f.BoolVar(&noProf, "no-profile", false, "skip the extra window per cell that measures the router program's ns/packet")
 	f.StringVar(&o.Name, "name", bench.DefaultName, "lab name, 1 to 8 characters from a-z, 0-9 and '-'")
+	lf.register(cmd)
 	return cmd
 }
 

@@ -17,7 +17,7 @@ type checkResult struct {
 }
 
 func newCheckConfigCmd() *cobra.Command {
-	var asJSON bool
+	var out outFlags
 	cmd := &cobra.Command{
 		Use:   "check-config FILE",
 		Short: "Validate a config file without running anything",
@@ -29,15 +29,15 @@ root is needed, so it fits in a deploy pipeline before the daemon restarts.
 
 Exit status: 0 if the file is valid, 2 if not.`,
 		Example: `  fastpath check-config /etc/fastpath/fastpath.yaml
-  fastpath check-config --json new.yaml | jq -r '.errors[]'
+  fastpath check-config -j new.yaml | jq -r '.errors[]'
   fastpath check-config new.yaml && cp new.yaml /etc/fastpath/fastpath.yaml && systemctl restart fastpath`,
 		Args: oneArg("FILE"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			path := args[0]
 			cfg, err := config.Load(path)
-			if asJSON {
+			if out.asJSON() {
 				res := checkResult{File: path, OK: err == nil, Errors: splitErrors(err)}
-				if werr := writeJSON(cmd.OutOrStdout(), res); werr != nil {
+				if werr := out.writeJSON(cmd.OutOrStdout(), res); werr != nil {
 					return werr
 				}
 				if err != nil {
@@ -53,7 +53,7 @@ Exit status: 0 if the file is valid, 2 if not.`,
 			return err
 		},
 	}
-	cmd.Flags().BoolVar(&asJSON, "json", false, `print {"file", "ok", "errors"} as JSON`)
+	out.register(cmd, "p")
 	return cmd
 }
 

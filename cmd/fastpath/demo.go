@@ -47,5 +47,6 @@ Exit status: 0 if every check passed, 1 if not.`,
 	// The demo's own messages call it --keep-on-failure.
 	cmd.Flags().BoolVar(&keep, "keep-on-failure", false, "same as --keep")
 	cmd.Flags().MarkHidden("keep-on-failure")
+	lf.register(cmd)
 	return cmd
 }

@@ -12,7 +12,7 @@ import (
 )
 
 func newDetachCmd(lf *logFlags, stderr io.Writer) *cobra.Command {
-	var asJSON bool
+	var of outFlags
 	cmd := &cobra.Command{
 		Use:   "detach",
 		Short: "Remove the datapath a stopped daemon left attached and pinned",
@@ -49,13 +49,14 @@ ip netns exec mounts its own /sys, which hides the pins.`,
 				rep.Removed = []string{} // [] in JSON, not null
 			}
 			out := cmd.OutOrStdout()
-			if asJSON {
-				return errors.Join(writeJSON(out, rep), err)
+			if of.asJSON() {
+				return errors.Join(of.writeJSON(out, rep), err)
 			}
 			return errors.Join(writeDetach(out, rep), err)
 		},
 	}
-	cmd.Flags().BoolVar(&asJSON, "json", false, `print {"removed": [...], "note"} as JSON`)
+	of.register(cmd, "p")
+	lf.register(cmd)
 	return cmd
 }
 

@@ -22,8 +22,8 @@ var eventKinds = []string{
 
 func newEventsCmd() *cobra.Command {
 	var (
-		socket string
-		kinds  []string
+		f     connFlags
+		kinds []string
 	)
 	cmd := &cobra.Command{
 		Use:   "events",
@@ -69,9 +69,13 @@ or goes away (it stopped or restarted).`, eventhub.DefaultRate, eventhub.Default
 			if err != nil {
 				return usageError(cmd.CommandPath(), err)
 			}
+			c, err := f.client()
+			if err != nil {
+				return err
+			}
 			ctx, stop := signalContext(cmd)
 			defer stop()
-			err = api.NewClient(socket).Events(ctx, func(e api.Event) error {
+			err = c.Events(ctx, func(e api.Event) error {
 				if !show(e.Kind) {
 					return nil
 				}
@@ -80,10 +84,10 @@ or goes away (it stopped or restarted).`, eventhub.DefaultRate, eventhub.Default
 			if ctx.Err() != nil {
 				return nil // Ctrl-C or SIGTERM: the normal end
 			}
-			return err
+			return f.explain(err)
 		},
 	}
-	cmd.Flags().StringVar(&socket, "socket", api.DefaultSocket, "the daemon's API socket (its config's api.socket)")
+	f.register(cmd)
 	cmd.Flags().StringArrayVar(&kinds, "kind", nil,
 		"show only events of this `KIND` (repeatable): "+strings.Join(eventKinds, ", "))
 	return cmd

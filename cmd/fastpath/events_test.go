@@ -65,7 +65,7 @@ func TestEvents(t *testing.T) {
 	}
 	want := `{"time":"2025-06-01T12:00:01Z","kind":"attach","interface":"r0","detail":"xdp, offload mode: native XDP"}
 {"time":"2025-06-01T12:00:03Z","kind":"dropped","dropped":12}
-{"time":"2025-06-01T12:00:04Z","kind":"flow_removed","interface":"lan0","flow":{"proto":"tcp","family":"ipv4","direction":"original","in":{"src":"10.0.0.2:40000","dst":"198.18.2.1:443"},"out":{"src":"198.18.2.254:40000","dst":"198.18.2.1:443"},"nat":"snat","ingress":"lan0","egress":"wan0","packets":0,"bytes":0,"age_seconds":0,"idle_seconds":0,"stale":false},"reason":"tcp_close"}
+{"time":"2025-06-01T12:00:04Z","kind":"flow_removed","interface":"lan0","flow":{"proto":"tcp","family":"ipv4","direction":"original","in":{"src":"10.0.0.2","sport":40000,"dst":"198.18.2.1","dport":443},"out":{"src":"198.18.2.254","sport":40000,"dst":"198.18.2.1","dport":443},"ingress":"lan0","egress":"wan0","packets":0,"bytes":0,"age_seconds":0,"idle_seconds":0,"stale":false,"nat":"snat"},"reason":"tcp_close"}
 ` + last
 	if got := c.out.String(); got != want {
 		t.Errorf("stdout:\n%s\nwant:\n%s", got, want)

@@ -24,6 +24,7 @@ const defaultFlowLimit = 50
 func newFlowsCmd() *cobra.Command {
 	var (
 		f     clientFlags
+		ff    flowFilterFlags
 		limit int
 	)
 	cmd := &cobra.Command{
@@ -50,28 +51,53 @@ firewall accepted are here. ICMP, flows not yet established and everything
 else the kernel must see go through the kernel and are never listed: to see
 why traffic is not offloaded, look at the pass reasons in 'fastpath stats'
 (such as not_established, no_conntrack, icmp; docs/counters.md explains
-each).`,
+each).
+
+Filters select connections as conntrack -L does: by the original
+direction's protocol, addresses and ports (the client's view), and list
+both directions of each connection that matches. -s and -d take an address
+or a prefix. With filters, the total counts the matching flows.
+
+-p is the protocol here, as in conntrack; pretty JSON is --pretty.`,
 		Example: `  fastpath flows
   fastpath flows --limit 0                     # all of them
-  fastpath flows --json | jq '.flows[] | select(.nat != "")'`,
+  fastpath flows -p udp --dport 53
+  fastpath flows -s 198.18.1.0/24 -d 198.18.2.1
+  fastpath flows -j | jq '.flows[] | select(.nat != null)'`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if limit < 0 {
 				return usageError(cmd.CommandPath(), fmt.Errorf("invalid --limit %d: use 0 for all, or a positive number", limit))
 			}
-			ctx, cancel := context.WithTimeout(cmd.Context(), callTimeout)
-			defer cancel()
-			fl, err := api.NewClient(f.socket).FlowsLimit(ctx, limit)
+			match, err := ff.matcher()
+			if err != nil {
+				return usageError(cmd.CommandPath(), err)
+			}
+			c, err := f.client()
 			if err != nil {
 				return err
 			}
-			if f.json {
-				return writeJSON(cmd.OutOrStdout(), fl)
+			ctx, cancel := context.WithTimeout(cmd.Context(), callTimeout)
+			defer cancel()
+			ask := limit
+			if match != nil {
+				ask = 0 // filter all of them, then keep the biggest
+			}
+			fl, err := c.FlowsLimit(ctx, ask)
+			if err != nil {
+				return f.explain(err)
+			}
+			if match != nil {
+				fl = filterFlows(fl, match, limit)
+			}
+			if f.asJSON() {
+				return f.writeJSON(cmd.OutOrStdout(), fl)
 			}
 			return writeFlows(cmd.OutOrStdout(), fl, limit)
 		},
 	}
-	f.register(cmd)
+	f.registerWith(cmd, "")
+	ff.register(cmd)
 	cmd.Flags().IntVar(&limit, "limit", defaultFlowLimit, "show at most this many flows, the biggest by bytes; 0 shows all")
 	return cmd
 }

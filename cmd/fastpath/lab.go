@@ -67,6 +67,7 @@ links are up. It fails, changing nothing, if the lab already exists.`,
 		},
 	}
 	cmd.Flags().StringVar(&name, "name", lab.DefaultName, "lab name, 1 to 8 characters from a-z, 0-9 and '-'")
+	lf.register(cmd)
 	return cmd
 }
 
@@ -75,14 +76,18 @@ func newLabDownCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "down",
 		Short: "Remove a lab",
-		Long: `Remove the lab's namespaces and with them its veths. Removing a lab that does
-not exist, or exists only in part, is not an error.`,
+		Long: `Remove the lab's namespaces and with them its veths; a lab that exists only
+in part is removed too. A lab that does not exist at all is an error (exit
+status 1), so a mistyped --name does not pass unnoticed.`,
 		Example: `  fastpath lab down
   fastpath lab down --name x`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := lab.ValidateName(name); err != nil {
 				return usageError(cmd.CommandPath(), err)
+			}
+			if !lab.Exists(name) {
+				return fmt.Errorf("lab %s does not exist (no namespace of it is there), nothing removed", name)
 			}
 			if err := lab.Down(name); err != nil {
 				return err

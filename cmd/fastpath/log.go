@@ -14,8 +14,8 @@ type logFlags struct {
 }
 
 func (f *logFlags) register(cmd *cobra.Command) {
-	cmd.PersistentFlags().StringVar(&f.level, "log-level", "info", "log level: debug, info, warn or error")
-	cmd.PersistentFlags().StringVar(&f.format, "log-format", "text", "log format: text or json")
+	cmd.Flags().StringVar(&f.level, "log-level", "info", "log level: debug, info, warn or error")
+	cmd.Flags().StringVar(&f.format, "log-format", "text", "log format: text or json")
 }
 
 // logger builds the slog logger the flags describe, writing to w.

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -82,7 +83,7 @@ func TestCheckConfigJSON(t *testing.T) {
 		if code != tt.code || res.File != tt.file || res.OK != tt.ok || len(res.Errors) != tt.errors || errOut != "" {
 			t.Errorf("%s: code %d, result %+v, stderr %q", tt.file, code, res, errOut)
 		}
-		if !strings.Contains(out, `"errors": [`) {
+		if !strings.Contains(out, `"errors":[`) {
 			t.Errorf("%s: errors must be a list, even empty: %s", tt.file, out)
 		}
 	}
@@ -102,8 +103,16 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"run"}, "fastpath: missing --config FILE"},
 		{[]string{"lab", "dwn"}, `fastpath: unknown command "dwn" for "fastpath lab"; did you mean down?`},
 		{[]string{"lab", "up", "--name", "Bad Name"}, `fastpath: invalid lab name "Bad Name": only a-z, 0-9 and '-' are allowed`},
-		{[]string{"--log-level", "loud", "version"}, `fastpath: invalid --log-level "loud": use debug, info, warn or error`},
-		{[]string{"--log-format", "xml", "version"}, `fastpath: invalid --log-format "xml": use text or json`},
+		{[]string{"run", "--log-level", "loud", "-c", "x.yaml"}, `fastpath: invalid --log-level "loud": use debug, info, warn or error`},
+		{[]string{"detach", "--log-format", "xml"}, `fastpath: invalid --log-format "xml": use text or json`},
+		// Logging flags belong to the commands that log, not to clients.
+		{[]string{"status", "--log-level", "debug"}, `fastpath: unknown flag: --log-level`},
+		{[]string{"status", "--socket", ""}, `fastpath: empty --socket: give the daemon's API socket (its config's api.socket), or leave it out for /run/fastpath/fastpath.sock`},
+		{[]string{"stats", "--socket", "/x.sock", "-n", "rtr"}, `fastpath: --socket and --netns both name a daemon; give one of them`},
+		{[]string{"flows", "-n", "fp-no-such-netns"}, `fastpath: network namespace "fp-no-such-netns" does not exist (no /run/netns/fp-no-such-netns; see ip netns list)`},
+		{[]string{"flows", "-p", "icmp"}, `fastpath: invalid --proto "icmp": fastpath forwards tcp and udp flows only`},
+		{[]string{"flows", "--dport", "70000"}, `fastpath: invalid --dport "70000": give a port number, 1 to 65535`},
+		{[]string{"flows", "-s", "198.18.0.0/33"}, `fastpath: invalid --src "198.18.0.0/33": give an address or a prefix, such as 198.18.1.2 or fd00::/64`},
 		{[]string{"events", "--kind", "flow_add"}, `fastpath: unknown event kind "flow_add": use flow_added, flow_removed, attach, detach, watchdog, reload, dropped`},
 		{[]string{"top", "--interval", "50ms"}, "fastpath: invalid --interval 50ms: the minimum is 100ms"},
 		{[]string{"top", "--count", "-1"}, "fastpath: invalid --count -1: use 0 to run until stopped, or a positive number"},
@@ -249,16 +258,23 @@ func TestStatus(t *testing.T) {
 		}
 	}
 
-	code, out, _ = run(t, "status", "--socket", sock, "--json")
-	var got api.Status
-	if err := json.Unmarshal([]byte(out), &got); err != nil || code != 0 {
-		t.Fatalf("status --json: code %d, %v\n%s", code, err, out)
-	}
-	if !reflect.DeepEqual(got, testStatus) {
-		t.Errorf("status --json = %+v, want %+v", got, testStatus)
-	}
-	if !strings.Contains(out, "\n  \"version\": \"1.0\",\n") {
-		t.Errorf("status --json is not indented:\n%s", out)
+	// -j: one line, as ip -j; -p (alone or with -j): indented.
+	for _, args := range [][]string{{"--json"}, {"-j"}, {"-p"}, {"-j", "-p"}} {
+		code, out, _ = run(t, append([]string{"status", "--socket", sock}, args...)...)
+		var got api.Status
+		if err := json.Unmarshal([]byte(out), &got); err != nil || code != 0 {
+			t.Fatalf("status %q: code %d, %v\n%s", args, code, err, out)
+		}
+		if !reflect.DeepEqual(got, testStatus) {
+			t.Errorf("status %q = %+v, want %+v", args, got, testStatus)
+		}
+		pretty := slices.Contains(args, "-p")
+		if indented := strings.Contains(out, "\n  \"version\": \"1.0\",\n"); indented != pretty {
+			t.Errorf("status %q: indented %v, want %v:\n%s", args, indented, pretty, out)
+		}
+		if !pretty && strings.Count(out, "\n") != 1 {
+			t.Errorf("status %q: want one line:\n%s", args, out)
+		}
 	}
 }
 
@@ -406,7 +422,7 @@ func TestNoDaemon(t *testing.T) {
 	sock := filepath.Join(t.TempDir(), "none.sock")
 	for _, cmd := range []string{"status", "stats", "flows", "events", "top", "reload"} {
 		code, out, errOut := run(t, cmd, "--socket", sock)
-		want := "fastpath: cannot reach fastpath daemon at " + sock + ": is it running? (use --socket for another daemon)\n"
+		want := "fastpath: cannot reach fastpath daemon at " + sock + ": is it running? (use --socket or -n NETNS for another daemon)\n"
 		if code != 1 || out != "" || errOut != want {
 			t.Errorf("%s: code %d, stdout %q, stderr %q", cmd, code, out, errOut)
 		}

@@ -47,22 +47,26 @@ Exit status: 0 after a reload or when nothing changed, 1 if the daemon
 cannot be reached or failed to apply part of the change, 2 if the config
 is invalid or needs a restart.`,
 		Example: `  fastpath check-config /etc/fastpath/fastpath.yaml && fastpath reload
-  fastpath reload --json | jq -r '.actions[]'`,
+  fastpath reload -j | jq -r '.actions[]'`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx, cancel := context.WithTimeout(cmd.Context(), reloadTimeout)
 			defer cancel()
-			res, err := api.NewClient(f.socket).Reload(ctx)
-			var ce *api.ConfigError
-			if errors.As(err, &ce) {
-				return reloadInvalid(cmd.OutOrStdout(), ce, f.json)
-			}
-			if res == nil {
+			c, err := f.client()
+			if err != nil {
 				return err
 			}
+			res, err := c.Reload(ctx)
+			var ce *api.ConfigError
+			if errors.As(err, &ce) {
+				return reloadInvalid(cmd.OutOrStdout(), ce, &f.outFlags)
+			}
+			if res == nil {
+				return f.explain(err)
+			}
 			// A reload that failed in part: what it did, then the error.
-			if f.json {
-				if werr := writeJSON(cmd.OutOrStdout(), res); werr != nil {
+			if f.asJSON() {
+				if werr := f.writeJSON(cmd.OutOrStdout(), res); werr != nil {
 					return werr
 				}
 				return err
@@ -75,10 +79,10 @@ is invalid or needs a restart.`,
 }
 
 // reloadInvalid reports a config the daemon refused, exit status 2.
-func reloadInvalid(w io.Writer, ce *api.ConfigError, asJSON bool) error {
-	if asJSON {
+func reloadInvalid(w io.Writer, ce *api.ConfigError, of *outFlags) error {
+	if of.asJSON() {
 		msg := ce.Error()
-		if err := writeJSON(w, reloadRefused{Error: msg, Errors: lines(msg)}); err != nil {
+		if err := of.writeJSON(w, reloadRefused{Error: msg, Errors: lines(msg)}); err != nil {
 			return err
 		}
 		return &exitError{code: exitUsage} // reported in the JSON

@@ -38,7 +38,7 @@ func TestReloadNoChange(t *testing.T) {
 		t.Errorf("reload: code %d, stdout %q, stderr %q", code, out, errOut)
 	}
 	code, out, _ = run(t, "reload", "--socket", sock, "--json")
-	if code != 0 || out != "{\n  \"changed\": false,\n  \"actions\": []\n}\n" {
+	if code != 0 || out != "{\"changed\":false,\"actions\":[]}\n" {
 		t.Errorf("reload --json: code %d\n%s", code, out)
 	}
 }

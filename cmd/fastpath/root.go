@@ -9,6 +9,8 @@ import (
 )
 
 func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
+	// The --log-* flags are on the commands that log (run, detach, lab up,
+	// demo, bench), not on the clients, which print results, not logs.
 	var lf logFlags
 	root := &cobra.Command{
 		Use:   "fastpath",
@@ -24,14 +26,9 @@ firewall: for trusted segments only. See docs/config.md.`,
 		SilenceUsage:  true,
 		Args:          noArgs,
 		RunE:          helpOrUnknown,
-		// Reject bad log flags for every command, before any work.
-		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
-			if _, err := lf.logger(stderr); err != nil {
-				return usageError(cmd.CommandPath(), err)
-			}
-			return nil
-		},
+		Version:       currentVersion().Version,
 	}
+	root.SetVersionTemplate("fastpath {{.Version}}\n")
 	root.SetOut(stdout)
 	root.SetErr(stderr)
 	root.SetFlagErrorFunc(func(cmd *cobra.Command, err error) error {
@@ -39,8 +36,6 @@ firewall: for trusted segments only. See docs/config.md.`,
 	})
 	root.CompletionOptions.HiddenDefaultCmd = true
 	root.SuggestionsMinimumDistance = 2
-	lf.register(root)
-
 	root.AddCommand(
 		newRunCmd(&lf, stderr),
 		newStatusCmd(),
@@ -55,6 +50,7 @@ firewall: for trusted segments only. See docs/config.md.`,
 		newLabCmd(&lf, stderr),
 		newDemoCmd(&lf, stderr),
 		newBenchCmd(&lf, stderr),
+		newGenDistCmd(),
 	)
 	return root
 }

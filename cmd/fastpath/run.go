@@ -55,21 +55,22 @@ invalid.`,
 			if path == "" {
 				return usageError(cmd.CommandPath(), errors.New("missing --config FILE"))
 			}
-			cfg, err := config.Load(path)
-			if err != nil {
-				return configError(err)
-			}
 			log, err := lf.logger(stderr)
 			if err != nil {
 				return usageError(cmd.CommandPath(), err)
 			}
+			cfg, err := config.Load(path)
+			if err != nil {
+				return configError(err)
+			}
 			ctx, stop := signalContext(cmd)
 			defer stop()
-			return daemon.Run(ctx, cfg, daemon.Options{Logger: log, ConfigPath: path, Version: version, KeepDatapath: keep})
+			return daemon.Run(ctx, cfg, daemon.Options{Logger: log, ConfigPath: path, Version: currentVersion().Version, KeepDatapath: keep})
 		},
 	}
 	cmd.Flags().StringVarP(&path, "config", "c", "", "config file (YAML; see docs/config.md)")
 	cmd.Flags().BoolVar(&keep, "keep-datapath", false, "on exit leave the datapath attached and pinned for the next daemon (fastpath detach removes it)")
+	lf.register(cmd)
 	return cmd
 }
 

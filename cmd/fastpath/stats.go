@@ -7,6 +7,8 @@ import (
 	"io"
 	"slices"
 	"strconv"
+	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -19,7 +21,7 @@ func newStatsCmd() *cobra.Command {
 		all bool
 	)
 	cmd := &cobra.Command{
-		Use:   "stats",
+		Use:   "stats [INTERFACE...]",
 		Short: "Show forwarded and passed-to-kernel counters per interface",
 		Long: `Show the datapath counters of each interface, counted where packets arrive:
 packets and bytes fastpath forwarded itself, packets and bytes it passed to
@@ -28,21 +30,49 @@ In offload mode, "flows" counts the flows this interface put into the flow
 cache and those the datapath removed (TCP FIN/RST, conntrack entry gone);
 'fastpath flows' lists the ones cached now. Reasons and flow counts that are
 zero are left out unless --all is given. Counters start at zero when the
-daemon starts.`,
+daemon starts. Name interfaces to see only those (as ip -s link show DEV).`,
 		Example: `  fastpath stats
   fastpath stats --all
+  fastpath stats r1
   watch -n1 fastpath stats
-  fastpath stats --json | jq '.interfaces[] | {name, forwarded}'`,
-		Args: noArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			ctx, cancel := context.WithTimeout(cmd.Context(), callTimeout)
+  fastpath stats -j | jq '.interfaces[] | {name, forwarded}'`,
+		Args: cobra.ArbitraryArgs,
+		// Completes the interfaces the daemon serves, if it answers.
+		ValidArgsFunction: func(cmd *cobra.Command, args []string, _ string) ([]string, cobra.ShellCompDirective) {
+			c, err := f.client()
+			if err != nil {
+				return nil, cobra.ShellCompDirectiveNoFileComp
+			}
+			ctx, cancel := context.WithTimeout(cmd.Context(), time.Second)
 			defer cancel()
-			st, err := api.NewClient(f.socket).Stats(ctx)
+			st, err := c.Stats(ctx)
+			if err != nil {
+				return nil, cobra.ShellCompDirectiveNoFileComp
+			}
+			var names []string
+			for _, i := range st.Interfaces {
+				if !slices.Contains(args, i.Name) {
+					names = append(names, i.Name)
+				}
+			}
+			return names, cobra.ShellCompDirectiveNoFileComp
+		},
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := f.client()
 			if err != nil {
 				return err
 			}
-			if f.json {
-				return writeJSON(cmd.OutOrStdout(), st)
+			ctx, cancel := context.WithTimeout(cmd.Context(), callTimeout)
+			defer cancel()
+			st, err := c.Stats(ctx)
+			if err != nil {
+				return f.explain(err)
+			}
+			if st, err = onlyInterfaces(st, args); err != nil {
+				return err
+			}
+			if f.asJSON() {
+				return f.writeJSON(cmd.OutOrStdout(), st)
 			}
 			return writeStats(cmd.OutOrStdout(), st, all)
 		},
@@ -50,6 +80,30 @@ daemon starts.`,
 	f.register(cmd)
 	cmd.Flags().BoolVar(&all, "all", false, "also show pass reasons and flow counts that are zero")
 	return cmd
+}
+
+// onlyInterfaces keeps the named interfaces, in the order named; a name
+// the datapath does not serve is an error listing those it does.
+func onlyInterfaces(st *api.Stats, names []string) (*api.Stats, error) {
+	if len(names) == 0 {
+		return st, nil
+	}
+	out := &api.Stats{Interfaces: []api.InterfaceStats{}}
+	for _, n := range names {
+		i := slices.IndexFunc(st.Interfaces, func(s api.InterfaceStats) bool { return s.Name == n })
+		if i < 0 {
+			served := make([]string, len(st.Interfaces))
+			for k, s := range st.Interfaces {
+				served[k] = s.Name
+			}
+			if len(served) == 0 {
+				return nil, fmt.Errorf("interface %q is not served by the datapath (no interface is)", n)
+			}
+			return nil, fmt.Errorf("interface %q is not served by the datapath (it serves %s)", n, strings.Join(served, ", "))
+		}
+		out.Interfaces = append(out.Interfaces, st.Interfaces[i])
+	}
+	return out, nil
 }
 
 func writeStats(w io.Writer, st *api.Stats, all bool) error {

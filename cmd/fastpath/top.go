@@ -45,7 +45,10 @@ type topOptions struct {
 }
 
 func newTopCmd() *cobra.Command {
-	var o topOptions
+	var (
+		o    topOptions
+		conn connFlags
+	)
 	cmd := &cobra.Command{
 		Use:   "top",
 		Short: "Live view of what fastpath forwards and what goes to the kernel",
@@ -86,14 +89,19 @@ follow one another. Ctrl-C or SIGTERM ends it.`,
 			if o.once {
 				o.count = 1
 			}
+			c, err := conn.client()
+			if err != nil {
+				return err
+			}
+			o.socket = c.Socket()
 			ctx, stop := signalContext(cmd)
 			defer stop()
 			out := cmd.OutOrStdout()
-			return runTop(ctx, api.NewClient(o.socket), o, out, isTerminal(out) && !o.once)
+			return conn.explain(runTop(ctx, c, o, out, isTerminal(out) && !o.once))
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&o.socket, "socket", api.DefaultSocket, "the daemon's API socket (its config's api.socket)")
+	conn.register(cmd)
 	f.DurationVar(&o.interval, "interval", time.Second, "time between frames (at least 100ms)")
 	f.BoolVar(&o.once, "once", false, "print a single frame, without clearing the screen, and exit")
 	f.IntVar(&o.count, "count", 0, "exit after this many frames; 0 runs until stopped")

@@ -41,6 +41,9 @@ func NewClient(socketPath string) *Client {
 	return &Client{socket: socketPath, http: &http.Client{Transport: tr}}
 }
 
+// Socket is the path the client dials.
+func (c *Client) Socket() string { return c.socket }
+
 // Status returns the daemon's status.
 func (c *Client) Status(ctx context.Context) (*Status, error) {
 	var s Status
@@ -199,7 +202,7 @@ func (c *Client) dialError(path string, err error) error {
 	switch {
 	case errors.Is(err, os.ErrNotExist), errors.Is(err, syscall.ECONNREFUSED):
 		return &unreachableError{socket: c.socket,
-			hint: "is it running? (use --socket for another daemon)", err: err}
+			hint: "is it running? (use --socket or -n NETNS for another daemon)", err: err}
 	case errors.Is(err, os.ErrPermission):
 		return &unreachableError{socket: c.socket,
 			hint: "permission denied; the API socket is root-only", err: err}

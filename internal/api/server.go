@@ -8,7 +8,9 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/user"
 	"path/filepath"
+	"strconv"
 	"syscall"
 	"time"
 )
@@ -59,8 +61,14 @@ func (s *Server) Serve(ctx context.Context, socketPath string) error {
 // anything, so a busy socket fails the start with nothing changed. Closing
 // the listener removes the socket file.
 func (s *Server) Listen(socketPath string) (net.Listener, error) {
+	if socketPath == "" {
+		return nil, errors.New("api socket: empty path; set api.socket or leave it out for " + DefaultSocket)
+	}
 	if err := os.MkdirAll(filepath.Dir(socketPath), 0o755); err != nil {
 		return nil, fmt.Errorf("api socket directory: %w", err)
+	}
+	if err := checkSocketDir(filepath.Dir(socketPath)); err != nil {
+		return nil, err
 	}
 	if err := removeStale(socketPath); err != nil {
 		return nil, err
@@ -79,6 +87,40 @@ func (s *Server) Listen(socketPath string) (net.Listener, error) {
 	return l, nil
 }
 
+// checkSocketDir refuses a directory where another user could replace the
+// socket (and so impersonate the daemon to root's CLI, or lock it out): it
+// must belong to the daemon's user (root) and not be writable by others.
+func checkSocketDir(dir string) error {
+	fi, err := os.Stat(dir)
+	if err != nil {
+		return fmt.Errorf("api socket directory: %w", err)
+	}
+	if !fi.IsDir() {
+		return fmt.Errorf("api socket directory %s is not a directory", dir)
+	}
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok {
+		return nil
+	}
+	if euid := os.Geteuid(); int(st.Uid) != euid {
+		return fmt.Errorf("api socket directory %s belongs to %s, not to %s that runs the daemon; "+
+			"put api.socket in a directory of its own, such as %s", dir, userName(st.Uid), userName(uint32(euid)), filepath.Dir(DefaultSocket))
+	}
+	if fi.Mode().Perm()&0o022 != 0 {
+		return fmt.Errorf("api socket directory %s is writable by other users (mode %04o); "+
+			"put api.socket in a directory of its own, such as %s", dir, fi.Mode().Perm(), filepath.Dir(DefaultSocket))
+	}
+	return nil
+}
+
+// userName is "user NAME (uid N)", or "uid N" when the name is unknown.
+func userName(uid uint32) string {
+	if u, err := user.LookupId(strconv.FormatUint(uint64(uid), 10)); err == nil {
+		return fmt.Sprintf("user %s (uid %d)", u.Username, uid)
+	}
+	return fmt.Sprintf("uid %d", uid)
+}
+
 // removeStale clears the way for a new socket at path: nothing there is
 // fine, a socket nobody listens on (left by a daemon that died) is
 // removed, anything else is refused.
@@ -92,6 +134,10 @@ func removeStale(path string) error {
 	}
 	if fi.Mode().Type() != os.ModeSocket {
 		return fmt.Errorf("api socket %s exists and is not a socket; refusing to replace it", path)
+	}
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok && int(st.Uid) != os.Geteuid() {
+		return fmt.Errorf("api socket %s belongs to %s, not to a fastpath daemon of %s; refusing to replace it (remove it, or set api.socket)",
+			path, userName(st.Uid), userName(uint32(os.Geteuid())))
 	}
 	c, err := net.DialTimeout("unix", path, probeTimeout)
 	if err == nil {

@@ -160,7 +160,8 @@ func TestFlowsRoundTrip(t *testing.T) {
 	}
 }
 
-// Tools read /v1/flows with jq: addresses must be "ip:port" strings.
+// Tools read /v1/flows with jq: addresses and ports are fields of their
+// own, and a flow without NAT has "nat": null.
 func TestFlowsWire(t *testing.T) {
 	path := startServer(t, &fakeBackend{flows: testFlows()})
 	body := getBody(t, path, "/v1/flows")
@@ -176,7 +177,8 @@ func TestFlowsWire(t *testing.T) {
 	}
 	f := raw.Flows[1]
 	in, _ := f["in"].(map[string]any)
-	if in["src"] != "[fd00::2]:53" || in["dst"] != "[fd00:1::2]:5353" || f["stale"] != true || f["nat"] != "" {
+	if nat, ok := f["nat"]; in["src"] != "fd00::2" || in["sport"] != 53.0 || in["dst"] != "fd00:1::2" || in["dport"] != 5353.0 ||
+		f["stale"] != true || !ok || nat != nil {
 		t.Errorf("flow on the wire: %v", f)
 	}
 	for _, key := range []string{"proto", "family", "direction", "out", "ingress", "egress",
@@ -331,7 +333,7 @@ func TestSocketRemovedAfterShutdown(t *testing.T) {
 func TestClientUnreachable(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "nope.sock")
 	_, err := NewClient(path).Status(t.Context())
-	want := "cannot reach fastpath daemon at " + path + ": is it running? (use --socket for another daemon)"
+	want := "cannot reach fastpath daemon at " + path + ": is it running? (use --socket or -n NETNS for another daemon)"
 	if err == nil || err.Error() != want {
 		t.Errorf("Status on missing socket = %v, want %q", err, want)
 	}
@@ -396,5 +398,65 @@ func TestListenCloseRemovesSocket(t *testing.T) {
 	l.Close()
 	if _, err := os.Lstat(path); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("socket still there after Close: %v", err)
+	}
+}
+
+func TestEmptySocketPathRefused(t *testing.T) {
+	_, err := NewServer(&fakeBackend{}, nil).Listen("")
+	if err == nil || !strings.Contains(err.Error(), "api socket: empty path") {
+		t.Fatalf("Listen(\"\") = %v", err)
+	}
+}
+
+// A directory others can write to would let them replace the socket.
+func TestWorldWritableSocketDirRefused(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.Chmod(dir, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, "fastpath.sock")
+	_, err := NewServer(&fakeBackend{}, nil).Listen(path)
+	want := "api socket directory " + dir + " is writable by other users (mode 0777)"
+	if err == nil || !strings.HasPrefix(err.Error(), want) {
+		t.Fatalf("Listen in a world-writable directory = %v, want prefix %q", err, want)
+	}
+	if _, err := os.Lstat(path); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("a socket was created despite the refusal: %v", err)
+	}
+}
+
+func TestForeignSocketDirRefused(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to chown")
+	}
+	dir := t.TempDir()
+	if err := os.Chown(dir, 65534, 65534); err != nil {
+		t.Fatal(err)
+	}
+	_, err := NewServer(&fakeBackend{}, nil).Listen(filepath.Join(dir, "fastpath.sock"))
+	want := "api socket directory " + dir + " belongs to "
+	if err == nil || !strings.HasPrefix(err.Error(), want) || !strings.Contains(err.Error(), "uid 65534") {
+		t.Fatalf("Listen in another user's directory = %v, want prefix %q naming uid 65534", err, want)
+	}
+}
+
+// Another user's socket is not a fastpath daemon's, stale or not.
+func TestForeignSocketRefused(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to chown")
+	}
+	path := filepath.Join(t.TempDir(), "fastpath.sock")
+	l, err := net.Listen("unix", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	if err := os.Lchown(path, 65534, 65534); err != nil {
+		t.Fatal(err)
+	}
+	_, err = NewServer(&fakeBackend{}, nil).Listen(path)
+	if err == nil || !strings.Contains(err.Error(), "api socket "+path+" belongs to ") ||
+		!strings.Contains(err.Error(), "uid 65534") || strings.Contains(err.Error(), "in use by another fastpath daemon") {
+		t.Fatalf("Listen over another user's socket = %v", err)
 	}
 }

@@ -2,6 +2,7 @@ package config
 
 import (
 	"fmt"
+	"strconv"
 	"strings"
 )
 
@@ -39,7 +40,10 @@ func (e *fieldError) Error() string {
 type problems struct {
 	source string
 	lines  map[string]int // field path -> line, from the YAML node tree
-	list   []*fieldError
+	// raw: integers too large for their field, as the document wrote
+	// them (the field holds the type's limit); see shown.
+	raw  map[string]string
+	list []*fieldError
 }
 
 // add records a problem at path; the line comes from the nearest
@@ -62,6 +66,14 @@ func (p *problems) addAt(line int, path, format string, args ...any) {
 		path:   path,
 		msg:    fmt.Sprintf(format, args...),
 	})
+}
+
+// shown is the integer at path as the document wrote it.
+func (p *problems) shown(path string, n int) string {
+	if r, ok := p.raw[path]; ok {
+		return r
+	}
+	return strconv.Itoa(n)
 }
 
 // present reports whether the document has a value at path.

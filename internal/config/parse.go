@@ -21,11 +21,11 @@ func Parse(data []byte, source string) (*Config, error) {
 	if err != nil {
 		return nil, err
 	}
-	p := &problems{source: source, lines: map[string]int{}}
+	p := &problems{source: source, lines: map[string]int{}, raw: map[string]string{}}
 	checkShape(p, root, reflect.TypeFor[Config](), "")
 
 	var c Config
-	if len(p.list) == 0 {
+	if len(p.list) == 0 && len(p.raw) == 0 {
 		dec := yaml.NewDecoder(bytes.NewReader(data))
 		dec.KnownFields(true)
 		if err := dec.Decode(&c); err != nil {
@@ -34,8 +34,9 @@ func Parse(data []byte, source string) (*Config, error) {
 			return nil, yamlError(source, err)
 		}
 	} else if err := root.Decode(&c); err != nil {
-		// checkShape pruned the bad nodes, so this decode only serves
-		// to validate the rest; it should not fail.
+		// checkShape pruned the bad nodes (or clamped integers too big
+		// for their field), so this decode only serves to validate the
+		// rest; it should not fail.
 		p.list = append(p.list, yamlError(source, err))
 	}
 	// Validate the decoded values too, but drop problems already explained
@@ -43,7 +44,7 @@ func Parse(data []byte, source string) (*Config, error) {
 	// not also a "name: required"). Validation comes before the defaults,
 	// so that a zero the document wrote is judged, not replaced.
 	shape := p.list
-	v := &problems{source: source, lines: p.lines}
+	v := &problems{source: source, lines: p.lines, raw: p.raw}
 	c.validate(v)
 	for _, e := range v.list {
 		if !covered(shape, e.path) {

@@ -33,6 +33,14 @@ func TestParseErrors(t *testing.T) {
 			`c.yaml:1: version: unsupported version 2; must be 1`}},
 		{"version float", "version: 1.0\ninterfaces:\n  - {name: r0, mode: route}\n", []string{
 			`c.yaml:1: version: expected an integer, got number "1.0"`}},
+		{"version too big", "version: 18446744073709551616\ninterfaces:\n  - {name: r0, mode: route}\n", []string{
+			`c.yaml:1: version: unsupported version 18446744073709551616; must be 1`}},
+		{"max_entries too big", "version: 1\ninterfaces:\n  - {name: r0}\nflows:\n  max_entries: 99999999999999999999999\n", []string{
+			`c.yaml:5: flows.max_entries: 99999999999999999999999 is out of range; allowed 1024 to 16777216 (default 65536)`}},
+		{"max_entries too small", "version: 1\ninterfaces:\n  - {name: r0}\nflows:\n  max_entries: -99999999999999999999999\n", []string{
+			`c.yaml:5: flows.max_entries: -99999999999999999999999 is out of range; allowed 1024 to 16777216 (default 65536)`}},
+		{"empty api.socket", "version: 1\ninterfaces:\n  - {name: r0}\napi:\n  socket: \"\"\n", []string{
+			`c.yaml:5: api.socket: empty; give the socket's absolute path, or leave it out for the default /run/fastpath/fastpath.sock`}},
 		{"version wrong type", "version: one\ninterfaces:\n  - {name: r0, mode: route}\n", []string{
 			`c.yaml:1: version: expected an integer, got string "one"`}},
 		{"no interfaces key", "version: 1\n", []string{

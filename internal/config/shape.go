@@ -4,7 +4,9 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"regexp"
 	"sort"
+	"strconv"
 	"strings"
 
 	"gopkg.in/yaml.v3"
@@ -48,6 +50,17 @@ func checkShape(p *problems, n *yaml.Node, t reflect.Type, path string) {
 			checkShape(p, item, t.Elem(), ip)
 		}
 	default:
+		// An integer too big for int64 reads as a float in YAML: name
+		// the range, not the type.
+		// Clamped to the type's limit, the value reaches the field's own
+		// range check, which then quotes the document's digits (p.raw).
+		if isInt(t) && n.Kind == yaml.ScalarNode && intRE.MatchString(n.Value) {
+			if !fitsInt(t, n.Value) {
+				p.raw[path] = n.Value
+				n.Tag, n.Value = "!!int", clampInt(t, strings.HasPrefix(n.Value, "-"))
+				return
+			}
+		}
 		// yaml.v3 truncates a float into an integer field (1.5 -> 1).
 		if n.Kind != yaml.ScalarNode || isInt(t) && n.ShortTag() == "!!float" {
 			p.addAt(n.Line, path, "expected %s, got %s", kindName(t), describe(n))
@@ -196,6 +209,36 @@ func isInt(t reflect.Type) bool {
 		return true
 	}
 	return false
+}
+
+// intRE matches what reads as a whole number in decimal, however long.
+var intRE = regexp.MustCompile(`^[-+]?[0-9]+$`)
+
+// fitsInt reports whether the decimal s fits integer type t. (yaml.v3
+// reads digits beyond int64 as a float and converts it unchecked.)
+func fitsInt(t reflect.Type, s string) bool {
+	var err error
+	if t.Kind() >= reflect.Uint && t.Kind() <= reflect.Uint64 {
+		_, err = strconv.ParseUint(strings.TrimPrefix(s, "+"), 10, t.Bits())
+	} else {
+		_, err = strconv.ParseInt(s, 10, t.Bits())
+	}
+	return !errors.Is(err, strconv.ErrRange)
+}
+
+// clampInt is the limit of integer type t in the direction of the sign.
+func clampInt(t reflect.Type, negative bool) string {
+	bits := t.Bits()
+	if t.Kind() >= reflect.Uint && t.Kind() <= reflect.Uint64 {
+		if negative {
+			return "0"
+		}
+		return strconv.FormatUint(uint64(1)<<bits-1, 10)
+	}
+	if negative {
+		return strconv.FormatInt(-(int64(1) << (bits - 1)), 10)
+	}
+	return strconv.FormatInt(int64(1)<<(bits-1)-1, 10)
 }
 
 func kindName(t reflect.Type) string {

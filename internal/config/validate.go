@@ -10,6 +10,8 @@ import (
 	"strings"
 	"time"
 	"unicode"
+
+	"github.com/fastpath-router/fastpath/internal/api"
 )
 
 // Limits from the kernel: IFNAMSIZ is 16 with the NUL, and sun_path holds
@@ -47,7 +49,7 @@ func (c *Config) validate(p *problems) {
 	case c.Version == 0 && !p.present("version"):
 		p.add("version", "", "required, must be 1")
 	default:
-		p.add("version", "", "unsupported version %d; must be 1", c.Version)
+		p.add("version", "", "unsupported version %s; must be 1", p.shown("version", c.Version))
 	}
 
 	if len(c.Interfaces) == 0 {
@@ -108,8 +110,8 @@ func (f Flows) validate(p *problems) {
 		p.add("flows.max_entries", "", "must be between %d and %d; leave it out for the default %d",
 			minMaxEntries, maxMaxEntries, DefaultMaxEntries)
 	case n < minMaxEntries || n > maxMaxEntries:
-		p.add("flows.max_entries", "", "%d is out of range; allowed %d to %d (default %d)",
-			n, minMaxEntries, maxMaxEntries, DefaultMaxEntries)
+		p.add("flows.max_entries", "", "%s is out of range; allowed %d to %d (default %d)",
+			p.shown("flows.max_entries", n), minMaxEntries, maxMaxEntries, DefaultMaxEntries)
 	}
 	durationIn(p, "flows.idle_timeout", f.IdleTimeout, minIdleTimeout, maxIdleTimeout, DefaultIdleTimeout)
 	durationIn(p, "flows.revalidate", f.Revalidate, minRevalidate, maxRevalidate, DefaultRevalidate)
@@ -129,7 +131,9 @@ func durationIn(p *problems, key string, d Duration, lo, hi, def time.Duration) 
 
 func (a API) validate(p *problems) {
 	switch s := a.Socket; {
+	case s == "" && !p.present("api.socket"):
 	case s == "":
+		p.add("api.socket", "", "empty; give the socket's absolute path, or leave it out for the default %s", api.DefaultSocket)
 	case !filepath.IsAbs(s):
 		p.add("api.socket", "", "%q must be an absolute path", s)
 	case len(s) > maxSocketPathLen:

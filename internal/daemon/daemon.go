@@ -224,6 +224,8 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 	}
 	log.Info("fastpath running", "interfaces", len(cfg.Interfaces), "socket", cfg.API.Socket, "netns", netns)
 	notifyReady(log)
+	wd := newSDWatchdog(log)
+	wd.beat(time.Now())
 
 	tick := time.NewTicker(resyncEvery)
 	defer tick.Stop()
@@ -251,10 +253,11 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 			mtus.request()
 		case <-ev.fib:
 			invalidate(log, "neighbours or addresses", dp.InvalidateRoutes)
-		case <-beat.C:
+		case now := <-beat.C:
 			if off := offp.Load(); off != nil {
 				off.beat()
 			}
+			wd.beat(now)
 		case <-ev.rules:
 			invalidate(log, "ruleset", dp.InvalidateRuleset)
 			r.sync() // chains bound to devices may have come or gone

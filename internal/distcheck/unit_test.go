@@ -14,7 +14,15 @@ import (
 	"github.com/fastpath-router/fastpath/internal/api"
 )
 
-const unitPath = "../../dist/fastpath.service"
+const unitPath = "../../packaging/fastpath.service"
+
+// binary is where the package installs fastpath; make install with another
+// PREFIX rewrites the unit's paths (scripts/package.sh).
+const binary = "/usr/bin/fastpath"
+
+// MinimalCaps is the capability set the unit gives the daemon; the e2e
+// test TestMinimalCapabilities runs the daemon with exactly the unit's set.
+var minimalCaps = []string{"CAP_BPF", "CAP_NET_ADMIN", "CAP_PERFMON"}
 
 // unit is a systemd unit file: section -> key -> values in file order
 // (a key may be given several times, e.g. ExecReload).
@@ -88,11 +96,16 @@ func TestUnitKeyLines(t *testing.T) {
 			t.Fatalf("no [%s] section", s)
 		}
 	}
-	const binary = "/usr/local/bin/fastpath"
 	for _, tt := range []struct{ key, want string }{
 		// READY=1 is sent by the daemon (internal/daemon notifyReady).
 		{"Type", "notify"},
-		{"ExecStart", binary + " run -c /etc/fastpath/fastpath.yaml --keep-datapath"},
+		// The daemon feeds the watchdog (internal/daemon sdWatchdog) every
+		// WatchdogSec/2, from a loop that ticks every second.
+		{"WatchdogSec", "30"},
+		{"ProtectProc", "invisible"},
+		// The config path in one place, which a drop-in can change.
+		{"Environment", "FASTPATH_CONFIG=/etc/fastpath/fastpath.yaml"},
+		{"ExecStart", binary + " run -c ${FASTPATH_CONFIG} --keep-datapath"},
 		{"Restart", "on-failure"},
 		{"RestartSec", "1"},
 		{"LimitMEMLOCK", "infinity"},
@@ -108,8 +121,16 @@ func TestUnitKeyLines(t *testing.T) {
 		t.Errorf("[Service] ExecReload=%q, want it to end with /bin/kill -HUP $MAINPID", reload)
 	}
 	for _, r := range reload[:max(len(reload)-1, 0)] {
-		if !strings.HasPrefix(r, binary+" check-config ") {
-			t.Errorf("[Service] ExecReload=%s: only check-config may run before the SIGHUP", r)
+		if r != binary+" check-config ${FASTPATH_CONFIG}" {
+			t.Errorf("[Service] ExecReload=%s: only check-config of ${FASTPATH_CONFIG} may run before the SIGHUP", r)
+		}
+	}
+	// No other mention of a config file: it would go stale under a drop-in.
+	for _, k := range []string{"ExecStart", "ExecReload", "ExecStartPre", "ExecStartPost"} {
+		for _, v := range u["Service"][k] {
+			if strings.Contains(v, ".yaml") {
+				t.Errorf("[Service] %s=%s names a config file; use ${FASTPATH_CONFIG}", k, v)
+			}
 		}
 	}
 	if got := u.one(t, "Install", "WantedBy"); got != "multi-user.target" {
@@ -126,10 +147,9 @@ func TestUnitHardeningAllowsDaemon(t *testing.T) {
 		t.Errorf("User=%s: the daemon runs as root", user[len(user)-1])
 	}
 	caps := u.words("Service", "CapabilityBoundingSet")
-	for _, c := range []string{"CAP_BPF", "CAP_NET_ADMIN", "CAP_SYS_ADMIN", "CAP_PERFMON", "CAP_SYS_RESOURCE"} {
-		if !slices.Contains(caps, c) {
-			t.Errorf("CapabilityBoundingSet lacks %s", c)
-		}
+	slices.Sort(caps)
+	if !slices.Equal(caps, minimalCaps) {
+		t.Errorf("CapabilityBoundingSet=%s, want %s (the set test/e2e/caps_test.go proves)", caps, minimalCaps)
 	}
 	// It must see the host's links, routes, conntrack and nftables, and
 	// BPF needs real capabilities (not those of a user namespace).
@@ -205,7 +225,7 @@ func TestUnitVerify(t *testing.T) {
 	}
 	dir := t.TempDir()
 	path := filepath.Join(dir, "fastpath.service")
-	text := strings.ReplaceAll(string(data), "/usr/local/bin/fastpath", self)
+	text := strings.ReplaceAll(string(data), binary, self)
 	if err := os.WriteFile(path, []byte(text), 0o644); err != nil {
 		t.Fatal(err)
 	}

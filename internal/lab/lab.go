@@ -21,6 +21,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -152,6 +153,12 @@ func Get(name string) (*Lab, error) {
 	default:
 		return nil, fmt.Errorf("lab %s is incomplete (missing %v): run `fastpath lab down --name %s`", name, missing, name)
 	}
+}
+
+// Exists reports whether any namespace of lab name exists (all of them or
+// a part, which Down removes too).
+func Exists(name string) bool {
+	return slices.ContainsFunc(describe(nameOrDefault(name)).Namespaces(), nsutil.Exists)
 }
 
 // Down removes lab name: its three namespaces, and with them the veths. A

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
+	"runtime/debug"
 	"slices"
 	"time"
 
@@ -55,35 +57,39 @@ func newCollector(ctx context.Context, src Source, version string, timeout time.
 		counter = prometheus.CounterValue
 		gauge   = prometheus.GaugeValue
 	)
+	// dev is the per-interface label: device, as node_exporter names it,
+	// so the two join without relabelling; interface, the name before,
+	// stays for one release (docs/metrics.md).
+	dev := func(more ...string) []string { return append([]string{"device", "interface"}, more...) }
 	c := &collector{
 		ctx: ctx, src: src, version: version, timeout: timeout,
 
 		buildInfo: f("fastpath_build_info",
-			"Always 1; the version label is the running daemon's version.", gauge, "version"),
+			"Always 1; the labels say which build runs: version, VCS revision and Go version.", gauge, "version", "revision", "goversion"),
 		startTime: f("fastpath_daemon_start_time_seconds",
 			"When the running daemon started, in seconds since the Unix epoch.", gauge),
 		interfaceUp: f("fastpath_interface_up",
 			"1 if the datapath is attached to the configured interface, 0 if not (mode off, missing, or attach failed); hook is how it is attached (xdp, xdp-generic, tc) or none.",
-			gauge, "interface", "mode", "hook"),
+			gauge, dev("mode", "hook")...),
 
 		fwdPackets: f("fastpath_datapath_forwarded_packets_total",
-			"Packets arriving on the interface that fastpath forwarded itself.", counter, "interface"),
+			"Packets arriving on the interface that fastpath forwarded itself.", counter, dev()...),
 		fwdBytes: f("fastpath_datapath_forwarded_bytes_total",
-			"Bytes (whole frames) arriving on the interface that fastpath forwarded itself.", counter, "interface"),
+			"Bytes (whole frames) arriving on the interface that fastpath forwarded itself.", counter, dev()...),
 		passPackets: f("fastpath_datapath_passed_packets_total",
 			"Packets arriving on the interface that fastpath passed to the kernel, by reason (see docs/counters.md).",
-			counter, "interface", "reason"),
+			counter, dev("reason")...),
 		passBytes: f("fastpath_datapath_passed_bytes_total",
-			"Bytes (whole frames) arriving on the interface that fastpath passed to the kernel.", counter, "interface"),
+			"Bytes (whole frames) arriving on the interface that fastpath passed to the kernel.", counter, dev()...),
 		flowsAdded: f("fastpath_flows_added_total",
 			"Flows (one per direction of a connection) put into the flow cache by packets arriving on the interface (offload mode).",
-			counter, "interface"),
+			counter, dev()...),
 		flowsRemoved: f("fastpath_flows_removed_total",
 			"Evictions of the interface's flows from the flow cache by the datapath (TCP FIN/RST, conntrack entry gone).",
-			counter, "interface"),
+			counter, dev()...),
 		eventsLost: f("fastpath_datapath_events_lost_total",
 			"Flow events of the interface the datapath dropped because the daemon did not read them in time.",
-			counter, "interface"),
+			counter, dev()...),
 
 		flowsActive: f("fastpath_flows_active",
 			"Flows (one per direction of a connection) in the flow cache now.", gauge),
@@ -111,7 +117,8 @@ func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 // families it feeds invalid, so the scrape reports the error; the other
 // families are still collected.
 func (c *collector) Collect(ch chan<- prometheus.Metric) {
-	emit(ch, c.buildInfo, 1, c.version)
+	rev, gover := buildRevision()
+	emit(ch, c.buildInfo, 1, c.version, rev, gover)
 
 	ctx, cancel := context.WithTimeout(c.ctx, c.timeout)
 	defer cancel()
@@ -147,22 +154,46 @@ func (c *collector) collectStatus(ch chan<- prometheus.Metric, st *api.Status) {
 		if hook == "" {
 			hook = "none"
 		}
-		emit(ch, c.interfaceUp, up, i.Name, i.Mode, hook)
+		emit(ch, c.interfaceUp, up, i.Name, i.Name, i.Mode, hook)
 	}
 }
 
 func (c *collector) collectStats(ch chan<- prometheus.Metric, st *api.Stats) {
 	for _, i := range st.Interfaces {
-		emit(ch, c.fwdPackets, float64(i.Forwarded.Packets), i.Name)
-		emit(ch, c.fwdBytes, float64(i.Forwarded.Bytes), i.Name)
-		emit(ch, c.passBytes, float64(i.Passed.Bytes), i.Name)
-		emit(ch, c.flowsAdded, float64(i.FlowsAdded), i.Name)
-		emit(ch, c.flowsRemoved, float64(i.FlowsRemoved), i.Name)
-		emit(ch, c.eventsLost, float64(i.EventsLost), i.Name)
+		emit(ch, c.fwdPackets, float64(i.Forwarded.Packets), i.Name, i.Name)
+		emit(ch, c.fwdBytes, float64(i.Forwarded.Bytes), i.Name, i.Name)
+		emit(ch, c.passBytes, float64(i.Passed.Bytes), i.Name, i.Name)
+		emit(ch, c.flowsAdded, float64(i.FlowsAdded), i.Name, i.Name)
+		emit(ch, c.flowsRemoved, float64(i.FlowsRemoved), i.Name, i.Name)
+		emit(ch, c.eventsLost, float64(i.EventsLost), i.Name, i.Name)
 		for reason, n := range i.PassReasons {
-			emit(ch, c.passPackets, float64(n), i.Name, reason)
+			emit(ch, c.passPackets, float64(n), i.Name, i.Name, reason)
 		}
 	}
+}
+
+// buildRevision is the VCS revision the go command embedded in the binary
+// ("unknown" without one; "-dirty" when built from a modified tree) and the
+// Go version it was built with.
+func buildRevision() (revision, goversion string) {
+	bi, ok := debug.ReadBuildInfo()
+	if !ok {
+		return "unknown", runtime.Version()
+	}
+	revision = "unknown"
+	dirty := false
+	for _, st := range bi.Settings {
+		switch st.Key {
+		case "vcs.revision":
+			revision = st.Value
+		case "vcs.modified":
+			dirty = st.Value == "true"
+		}
+	}
+	if dirty && revision != "unknown" {
+		revision += "-dirty"
+	}
+	return revision, bi.GoVersion
 }
 
 // emit sends one sample. NewConstMetric fails only on a label count that

@@ -3,6 +3,7 @@ package metrics
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strconv"
 	"strings"
 	"testing"
@@ -103,52 +104,52 @@ func newFake() *fakeSource {
 }
 
 const wantAll = `
-# HELP fastpath_build_info Always 1; the version label is the running daemon's version.
+# HELP fastpath_build_info Always 1; the labels say which build runs: version, VCS revision and Go version.
 # TYPE fastpath_build_info gauge
-fastpath_build_info{version="v0.9.0"} 1
+fastpath_build_info{BUILD,version="v0.9.0"} 1
 # HELP fastpath_daemon_start_time_seconds When the running daemon started, in seconds since the Unix epoch.
 # TYPE fastpath_daemon_start_time_seconds gauge
 fastpath_daemon_start_time_seconds 1735787045.5
 # HELP fastpath_interface_up 1 if the datapath is attached to the configured interface, 0 if not (mode off, missing, or attach failed); hook is how it is attached (xdp, xdp-generic, tc) or none.
 # TYPE fastpath_interface_up gauge
-fastpath_interface_up{hook="none",interface="lab0",mode="route"} 0
-fastpath_interface_up{hook="none",interface="mgmt0",mode="off"} 0
-fastpath_interface_up{hook="tc",interface="lan0",mode="offload"} 1
-fastpath_interface_up{hook="xdp",interface="wan0",mode="offload"} 1
+fastpath_interface_up{device="lab0",hook="none",interface="lab0",mode="route"} 0
+fastpath_interface_up{device="mgmt0",hook="none",interface="mgmt0",mode="off"} 0
+fastpath_interface_up{device="lan0",hook="tc",interface="lan0",mode="offload"} 1
+fastpath_interface_up{device="wan0",hook="xdp",interface="wan0",mode="offload"} 1
 # HELP fastpath_datapath_forwarded_packets_total Packets arriving on the interface that fastpath forwarded itself.
 # TYPE fastpath_datapath_forwarded_packets_total counter
-fastpath_datapath_forwarded_packets_total{interface="lan0"} 2000
-fastpath_datapath_forwarded_packets_total{interface="wan0"} 1000
+fastpath_datapath_forwarded_packets_total{device="lan0",interface="lan0"} 2000
+fastpath_datapath_forwarded_packets_total{device="wan0",interface="wan0"} 1000
 # HELP fastpath_datapath_events_lost_total Flow events of the interface the datapath dropped because the daemon did not read them in time.
 # TYPE fastpath_datapath_events_lost_total counter
-fastpath_datapath_events_lost_total{interface="lan0"} 0
-fastpath_datapath_events_lost_total{interface="wan0"} 3
+fastpath_datapath_events_lost_total{device="lan0",interface="lan0"} 0
+fastpath_datapath_events_lost_total{device="wan0",interface="wan0"} 3
 # HELP fastpath_datapath_forwarded_bytes_total Bytes (whole frames) arriving on the interface that fastpath forwarded itself.
 # TYPE fastpath_datapath_forwarded_bytes_total counter
-fastpath_datapath_forwarded_bytes_total{interface="lan0"} 3e+06
-fastpath_datapath_forwarded_bytes_total{interface="wan0"} 1.5e+06
+fastpath_datapath_forwarded_bytes_total{device="lan0",interface="lan0"} 3e+06
+fastpath_datapath_forwarded_bytes_total{device="wan0",interface="wan0"} 1.5e+06
 # HELP fastpath_datapath_passed_packets_total Packets arriving on the interface that fastpath passed to the kernel, by reason (see docs/counters.md).
 # TYPE fastpath_datapath_passed_packets_total counter
-fastpath_datapath_passed_packets_total{interface="lan0",reason="icmp"} 2
-fastpath_datapath_passed_packets_total{interface="lan0",reason="no_neigh"} 5
-fastpath_datapath_passed_packets_total{interface="lan0",reason="not_ip"} 0
-fastpath_datapath_passed_packets_total{interface="lan0",reason="ttl"} 0
-fastpath_datapath_passed_packets_total{interface="wan0",reason="icmp"} 0
-fastpath_datapath_passed_packets_total{interface="wan0",reason="no_neigh"} 0
-fastpath_datapath_passed_packets_total{interface="wan0",reason="not_ip"} 3
-fastpath_datapath_passed_packets_total{interface="wan0",reason="ttl"} 7
+fastpath_datapath_passed_packets_total{device="lan0",interface="lan0",reason="icmp"} 2
+fastpath_datapath_passed_packets_total{device="lan0",interface="lan0",reason="no_neigh"} 5
+fastpath_datapath_passed_packets_total{device="lan0",interface="lan0",reason="not_ip"} 0
+fastpath_datapath_passed_packets_total{device="lan0",interface="lan0",reason="ttl"} 0
+fastpath_datapath_passed_packets_total{device="wan0",interface="wan0",reason="icmp"} 0
+fastpath_datapath_passed_packets_total{device="wan0",interface="wan0",reason="no_neigh"} 0
+fastpath_datapath_passed_packets_total{device="wan0",interface="wan0",reason="not_ip"} 3
+fastpath_datapath_passed_packets_total{device="wan0",interface="wan0",reason="ttl"} 7
 # HELP fastpath_datapath_passed_bytes_total Bytes (whole frames) arriving on the interface that fastpath passed to the kernel.
 # TYPE fastpath_datapath_passed_bytes_total counter
-fastpath_datapath_passed_bytes_total{interface="lan0"} 700
-fastpath_datapath_passed_bytes_total{interface="wan0"} 900
+fastpath_datapath_passed_bytes_total{device="lan0",interface="lan0"} 700
+fastpath_datapath_passed_bytes_total{device="wan0",interface="wan0"} 900
 # HELP fastpath_flows_added_total Flows (one per direction of a connection) put into the flow cache by packets arriving on the interface (offload mode).
 # TYPE fastpath_flows_added_total counter
-fastpath_flows_added_total{interface="lan0"} 4
-fastpath_flows_added_total{interface="wan0"} 4
+fastpath_flows_added_total{device="lan0",interface="lan0"} 4
+fastpath_flows_added_total{device="wan0",interface="wan0"} 4
 # HELP fastpath_flows_removed_total Evictions of the interface's flows from the flow cache by the datapath (TCP FIN/RST, conntrack entry gone).
 # TYPE fastpath_flows_removed_total counter
-fastpath_flows_removed_total{interface="lan0"} 2
-fastpath_flows_removed_total{interface="wan0"} 1
+fastpath_flows_removed_total{device="lan0",interface="lan0"} 2
+fastpath_flows_removed_total{device="wan0",interface="wan0"} 1
 # HELP fastpath_flows_active Flows (one per direction of a connection) in the flow cache now.
 # TYPE fastpath_flows_active gauge
 fastpath_flows_active 3
@@ -159,7 +160,7 @@ fastpath_flows_capacity 65536
 
 func TestCollect(t *testing.T) {
 	c := newCollector(t.Context(), newFake(), "v0.9.0", time.Second)
-	if err := testutil.CollectAndCompare(c, strings.NewReader(wantAll)); err != nil {
+	if err := testutil.CollectAndCompare(c, strings.NewReader(withBuild(wantAll))); err != nil {
 		t.Error(err)
 	}
 }
@@ -172,8 +173,8 @@ func TestCollectReadsAtScrapeTime(t *testing.T) {
 	want := func(wan0 int) string {
 		return "# HELP " + name + " Packets arriving on the interface that fastpath forwarded itself.\n" +
 			"# TYPE " + name + " counter\n" +
-			name + `{interface="lan0"} 2000` + "\n" +
-			name + `{interface="wan0"} ` + strconv.Itoa(wan0) + "\n"
+			name + `{device="lan0",interface="lan0"} 2000` + "\n" +
+			name + `{device="wan0",interface="wan0"} ` + strconv.Itoa(wan0) + "\n"
 	}
 	if err := testutil.CollectAndCompare(c, strings.NewReader(want(1000)), name); err != nil {
 		t.Error(err)
@@ -194,9 +195,9 @@ func TestCollectEmpty(t *testing.T) {
 	}
 	c := newCollector(t.Context(), src, "dev", time.Second)
 	want := `
-# HELP fastpath_build_info Always 1; the version label is the running daemon's version.
+# HELP fastpath_build_info Always 1; the labels say which build runs: version, VCS revision and Go version.
 # TYPE fastpath_build_info gauge
-fastpath_build_info{version="dev"} 1
+fastpath_build_info{BUILD,version="dev"} 1
 # HELP fastpath_flows_active Flows (one per direction of a connection) in the flow cache now.
 # TYPE fastpath_flows_active gauge
 fastpath_flows_active 0
@@ -204,7 +205,7 @@ fastpath_flows_active 0
 # TYPE fastpath_flows_capacity gauge
 fastpath_flows_capacity 1024
 `
-	if err := testutil.CollectAndCompare(c, strings.NewReader(want)); err != nil {
+	if err := testutil.CollectAndCompare(c, strings.NewReader(withBuild(want))); err != nil {
 		t.Error(err)
 	}
 }
@@ -277,4 +278,11 @@ func TestCollectTimeout(t *testing.T) {
 	if !errors.Is(err, context.DeadlineExceeded) && (err == nil || !strings.Contains(err.Error(), "context deadline exceeded")) {
 		t.Fatalf("Gather error %v, want a deadline error", err)
 	}
+}
+
+// withBuild fills in the build_info labels this test binary reports
+// (Go does not stamp test binaries with a VCS revision).
+func withBuild(text string) string {
+	rev, gover := buildRevision()
+	return strings.ReplaceAll(text, "BUILD", fmt.Sprintf("goversion=%q,revision=%q", gover, rev))
 }

@@ -3,7 +3,7 @@
 //
 // Nothing is cached: every scrape asks the daemon (Source), which reads the
 // per-CPU BPF maps at that moment. Metric names are fastpath_<subsystem>_<name>;
-// labels are low-cardinality only (interface, reason, mode, hook), never a
+// labels are low-cardinality only (device, reason, mode, hook), never a
 // flow's addresses or ports. docs/metrics.md lists every metric, and a test
 // keeps that list and this package in step.
 package metrics

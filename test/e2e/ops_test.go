@@ -88,7 +88,7 @@ api:
 	st := d.counters(t, l.Rtr)
 	text := scrape(t, l.Rtr, "127.0.0.1:9469")
 	for _, s := range st.stats.Interfaces {
-		want := fmt.Sprintf(`fastpath_datapath_forwarded_packets_total{interface=%q} `, s.Name)
+		want := fmt.Sprintf(`fastpath_datapath_forwarded_packets_total{device=%q,interface=%q} `, s.Name, s.Name)
 		i := strings.Index(text, want)
 		if i < 0 {
 			t.Errorf("metrics lack %s", want)
@@ -101,7 +101,7 @@ api:
 			t.Errorf("%s: metric %d, API %d", want, got, s.Forwarded.Packets)
 		}
 	}
-	for _, name := range []string{"fastpath_flows_active", "fastpath_build_info", `fastpath_interface_up{hook="tc",interface="r0",mode="offload"} 1`} {
+	for _, name := range []string{"fastpath_flows_active", "fastpath_build_info", `fastpath_interface_up{device="r0",hook="tc",interface="r0",mode="offload"} 1`} {
 		if !strings.Contains(text, name) {
 			t.Errorf("metrics lack %s", name)
 		}
