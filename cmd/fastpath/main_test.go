@@ -232,8 +232,9 @@ func newTestStatus() api.Status {
 			{Name: "r0", Ifindex: 3, Mode: "route", Attach: "auto", AttachedAs: "xdp",
 				ProgramID: 41, LinkID: 9, XDPTarget: true, State: api.StateAttached},
 			{Name: "r1", Mode: "route", Attach: "xdp", State: api.StateError,
-				Error: "attach xdp to r1: operation not supported"},
+				Error: "attach xdp to r1: operation not supported", NFTEgressChains: []string{"netdev t out"}},
 		},
+		RevalidateEvery: "1s", RevalidateWhy: []string{"set inet fw allow: elements time out"},
 	}
 }
 
@@ -252,6 +253,8 @@ func TestStatus(t *testing.T) {
 		"INTERFACE  IFINDEX  MODE   ATTACH  ATTACHED AS  STATE     PROGRAM ID  XDP TARGET  ERROR\n",
 		"r0         3        route  auto    xdp          attached  41          yes         -\n",
 		"r1         -        route  xdp     -            error     -           no          attach xdp to r1: operation not supported\n",
+		"revalidation: every 1s: set inet fw allow: elements time out\n",
+		"r1: no redirect leaves here: nftables egress chains netdev t out\n",
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("status output lacks %q:\n%s", want, out)

@@ -127,6 +127,12 @@ func writeStatus(w io.Writer, st *api.Status, now time.Time) error {
 		fmt.Fprintf(w, "started: %s (up %s)\n", st.StartedAt.Local().Format(time.RFC3339),
 			now.Sub(st.StartedAt).Round(time.Second))
 	}
+	switch {
+	case st.RevalidateEvery == "off":
+		fmt.Fprintln(w, "revalidation: off (every ruleset change comes with an event)")
+	case st.RevalidateEvery != "":
+		fmt.Fprintf(w, "revalidation: every %s: %s\n", st.RevalidateEvery, strings.Join(st.RevalidateWhy, "; "))
+	}
 	fmt.Fprintln(w)
 	if len(st.Interfaces) == 0 {
 		fmt.Fprintln(w, "no interfaces configured")
