@@ -54,7 +54,9 @@ type connFlags struct {
 
 func (f *connFlags) register(cmd *cobra.Command) {
 	f.cmd = cmd
-	cmd.Flags().StringVar(&f.socket, "socket", "", "the daemon's API `PATH` (its config's api.socket; default $"+api.SocketEnv+", else "+api.DefaultSocket+")")
+	// The default shows in --help; whether the flag was given is what
+	// counts (client): without it, -n or $FASTPATH_SOCKET decide.
+	cmd.Flags().StringVar(&f.socket, "socket", api.DefaultSocket, "the daemon's API socket `PATH` (its config's api.socket); if not given: -n, else $"+api.SocketEnv+", else the default")
 	cmd.Flags().StringVarP(&f.netns, "netns", "n", "", "talk to the daemon of network namespace `NAME` (socket "+api.NetnsSocket("NAME")+")")
 }
 
@@ -84,3 +86,6 @@ func encodeJSON(w io.Writer, v any, pretty bool) error {
 	enc.SetEscapeHTML(false) // "->" in reload actions stays readable
 	return enc.Encode(v)
 }
+
+// writeJSON prints v indented, for output that has no -j/-p choice.
+func writeJSON(w io.Writer, v any) error { return encodeJSON(w, v, true) }
