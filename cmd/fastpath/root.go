@@ -34,7 +34,9 @@ firewall: for trusted segments only. See docs/config.md.`,
 	root.SetFlagErrorFunc(func(cmd *cobra.Command, err error) error {
 		return usageError(cmd.CommandPath(), err)
 	})
-	root.CompletionOptions.HiddenDefaultCmd = true
+	// fastpath completion bash|zsh|fish: the package installs them; shown
+	// for installs without it.
+	root.CompletionOptions.HiddenDefaultCmd = false
 	root.SuggestionsMinimumDistance = 2
 	root.AddCommand(
 		newRunCmd(&lf, stderr),
