@@ -69,7 +69,7 @@ or a prefix. With filters, the total counts the matching flows.
 			if limit < 0 {
 				return usageError(cmd.CommandPath(), fmt.Errorf("invalid --limit %d: use 0 for all, or a positive number", limit))
 			}
-			match, err := ff.matcher()
+			filter, err := ff.filter()
 			if err != nil {
 				return usageError(cmd.CommandPath(), err)
 			}
@@ -79,16 +79,12 @@ or a prefix. With filters, the total counts the matching flows.
 			}
 			ctx, cancel := context.WithTimeout(cmd.Context(), callTimeout)
 			defer cancel()
-			ask := limit
-			if match != nil {
-				ask = 0 // filter all of them, then keep the biggest
-			}
-			fl, err := c.FlowsLimit(ctx, ask)
+			fl, err := c.FlowsQuery(ctx, api.FlowQuery{Limit: limit, Filter: filter})
 			if err != nil {
 				return f.explain(err)
 			}
-			if match != nil {
-				fl = filterFlows(fl, match, limit)
+			if !filter.Empty() {
+				fl = filterFlows(fl, filter, limit)
 			}
 			if f.asJSON() {
 				return f.writeJSON(cmd.OutOrStdout(), fl)

@@ -11,7 +11,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"strconv"
 	"syscall"
 	"time"
 )
@@ -63,16 +62,22 @@ func (c *Client) Stats(ctx context.Context) (*Stats, error) {
 }
 
 // Flows returns the flow cache of offload mode, one entry per direction of
-// each offloaded connection, in no particular order.
-func (c *Client) Flows(ctx context.Context) (*Flows, error) { return c.FlowsLimit(ctx, 0) }
+// each offloaded connection, largest by bytes first.
+func (c *Client) Flows(ctx context.Context) (*Flows, error) { return c.FlowsQuery(ctx, FlowQuery{}) }
 
 // FlowsLimit returns at most limit flows (0: all), the largest by bytes;
 // Total still counts them all.
 func (c *Client) FlowsLimit(ctx context.Context, limit int) (*Flows, error) {
+	return c.FlowsQuery(ctx, FlowQuery{Limit: limit})
+}
+
+// FlowsQuery returns the flows q selects; the daemon filters and limits
+// while it reads its cache.
+func (c *Client) FlowsQuery(ctx context.Context, q FlowQuery) (*Flows, error) {
 	var f Flows
 	path := "/v1/flows"
-	if limit > 0 {
-		path += "?limit=" + strconv.Itoa(limit)
+	if v := q.values(); len(v) > 0 {
+		path += "?" + v.Encode()
 	}
 	if err := c.get(ctx, path, &f); err != nil {
 		return nil, err

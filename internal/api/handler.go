@@ -2,14 +2,11 @@ package api
 
 import (
 	"bytes"
-	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
-	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -59,31 +56,22 @@ func serveGet[T any](s *Server, get func(context.Context) (*T, error)) http.Hand
 	}
 }
 
-// serveFlows answers the flow cache; ?limit=N keeps the N largest flows by
-// bytes, so a big cache does not become a response too big to read.
+// serveFlows answers the flow cache: ?limit=N keeps the N largest flows by
+// bytes (-1: only the count), and proto, src, dst, sport, dport select
+// connections as conntrack -L does (see FlowFilter), so a big cache does
+// not become a response too big to read, nor a big allocation.
 func (s *Server) serveFlows(w http.ResponseWriter, r *http.Request) {
-	limit := 0
-	if v := r.URL.Query().Get("limit"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 0 {
-			s.writeError(w, http.StatusBadRequest, "limit: want a whole number >= 0, got "+strconv.Quote(v))
-			return
-		}
-		limit = n
+	q, err := parseFlowQuery(r.URL.Query())
+	if err != nil {
+		s.writeError(w, http.StatusBadRequest, err.Error())
+		return
 	}
-	f, err := s.b.Flows(r.Context())
+	f, err := s.b.Flows(r.Context(), q)
 	if err != nil {
 		s.fail(w, r, err)
 		return
 	}
-	out := *f // the backend's value is not ours to reorder
-	out.Total = len(f.Flows)
-	if limit > 0 && len(f.Flows) > limit {
-		out.Flows = slices.Clone(f.Flows)
-		slices.SortFunc(out.Flows, func(a, b Flow) int { return cmp.Compare(b.Bytes, a.Bytes) })
-		out.Flows = out.Flows[:limit]
-	}
-	s.writeJSON(w, http.StatusOK, &out)
+	s.writeJSON(w, http.StatusOK, f)
 }
 
 // serveReload asks the backend to reload its config. The reload runs to

@@ -33,7 +33,12 @@ type fakeBackend struct {
 
 func (f *fakeBackend) Status(context.Context) (*Status, error) { return f.status, f.err }
 func (f *fakeBackend) Stats(context.Context) (*Stats, error)   { return f.stats, f.err }
-func (f *fakeBackend) Flows(context.Context) (*Flows, error)   { return f.flows, f.err }
+func (f *fakeBackend) Flows(_ context.Context, q FlowQuery) (*Flows, error) {
+	if f.err != nil {
+		return nil, f.err
+	}
+	return q.Apply(f.flows), nil
+}
 
 func (f *fakeBackend) Events(ctx context.Context) (<-chan Event, error) {
 	if f.err != nil {

@@ -15,7 +15,7 @@ const DefaultSocket = "/run/fastpath/fastpath.sock"
 type Backend interface {
 	Status(ctx context.Context) (*Status, error)
 	Stats(ctx context.Context) (*Stats, error)
-	Flows(ctx context.Context) (*Flows, error)
+	Flows(ctx context.Context, q FlowQuery) (*Flows, error)
 	// Events streams events until ctx ends. The channel is closed when
 	// the stream ends; a slow reader misses events (see Event.Dropped).
 	Events(ctx context.Context) (<-chan Event, error)
@@ -132,8 +132,9 @@ type Flow struct {
 // Flows is the flow cache's content.
 type Flows struct {
 	Capacity int `json:"capacity"`
-	// Total is how many flows the cache holds; Flows may list fewer when
-	// the request asked for a limit (largest by bytes first then).
+	// Total is how many flows the cache holds (that the query's filter
+	// matches); Flows lists the query's limit of them, largest by bytes
+	// first.
 	Total int    `json:"total"`
 	Flows []Flow `json:"flows"`
 }

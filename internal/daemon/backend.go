@@ -91,21 +91,19 @@ func (b *backend) Stats(context.Context) (*api.Stats, error) {
 	return out, nil
 }
 
-func (b *backend) Flows(context.Context) (*api.Flows, error) {
+// Flows answers q while it reads the cache: only the flows q keeps are
+// converted and held.
+func (b *backend) Flows(_ context.Context, q api.FlowQuery) (*api.Flows, error) {
 	if b.r == nil {
 		return nil, errStarting
 	}
-	flows, err := b.dp.Flows()
-	if err != nil {
-		return nil, err
-	}
 	name := b.flowNamer()
 	now := datapath.Monotonic()
-	out := &api.Flows{Capacity: b.dp.FlowCapacity(), Flows: make([]api.Flow, 0, len(flows))}
-	for _, f := range flows {
-		out.Flows = append(out.Flows, apiFlow(f, name, now))
+	c := api.NewFlowCollector(q)
+	if err := b.dp.EachFlow(func(f datapath.Flow) { c.Add(apiFlow(f, name, now)) }); err != nil {
+		return nil, err
 	}
-	return out, nil
+	return c.Result(b.dp.FlowCapacity()), nil
 }
 
 func apiFlow(f datapath.Flow, name func(int) string, now time.Duration) api.Flow {

@@ -109,12 +109,16 @@ const (
 // Flows lists the flow cache. The cache changes while it is read; a flow
 // may be missed or listed after it went.
 func (d *Datapath) Flows() ([]Flow, error) {
-	fib, fw := d.Generations()
 	var out []Flow
-	err := d.eachFlow(func(k *fastpathFpFlowKey, v *fastpathFpFlow) {
-		out = append(out, flowOf(*k, *v, fib, fw))
-	})
+	err := d.EachFlow(func(f Flow) { out = append(out, f) })
 	return out, err
+}
+
+// EachFlow calls fn for every flow in the cache, as Flows would list it,
+// without holding them all.
+func (d *Datapath) EachFlow(fn func(Flow)) error {
+	fib, fw := d.Generations()
+	return d.eachFlow(func(k *fastpathFpFlowKey, v *fastpathFpFlow) { fn(flowOf(*k, *v, fib, fw)) })
 }
 
 // flowBatch is how many flow entries one system call reads.

@@ -133,10 +133,10 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	} else {
 		c.collectStats(ch, st)
 	}
-	if fl, err := c.src.Flows(ctx); err != nil || fl == nil {
+	if fl, err := c.src.Flows(ctx, api.FlowQuery{Limit: api.CountOnly}); err != nil || fl == nil {
 		invalid(ch, c.flowsFamilies, "read flows", err)
 	} else {
-		emit(ch, c.flowsActive, float64(len(fl.Flows)))
+		emit(ch, c.flowsActive, float64(fl.Total))
 		emit(ch, c.flowsCapacity, float64(fl.Capacity))
 	}
 }

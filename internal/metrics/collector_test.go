@@ -56,11 +56,14 @@ func (f *fakeSource) Stats(ctx context.Context) (*api.Stats, error) {
 	return f.stats, f.statsErr
 }
 
-func (f *fakeSource) Flows(ctx context.Context) (*api.Flows, error) {
+func (f *fakeSource) Flows(ctx context.Context, q api.FlowQuery) (*api.Flows, error) {
 	if err := f.wait(ctx); err != nil {
 		return nil, err
 	}
-	return f.flows, f.flowsErr
+	if f.flowsErr != nil || f.flows == nil {
+		return f.flows, f.flowsErr
+	}
+	return q.Apply(f.flows), nil
 }
 
 var _ Source = (*fakeSource)(nil)

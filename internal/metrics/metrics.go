@@ -29,7 +29,7 @@ import (
 type Source interface {
 	Status(ctx context.Context) (*api.Status, error)
 	Stats(ctx context.Context) (*api.Stats, error)
-	Flows(ctx context.Context) (*api.Flows, error)
+	Flows(ctx context.Context, q api.FlowQuery) (*api.Flows, error)
 }
 
 const (
