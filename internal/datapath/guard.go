@@ -235,6 +235,18 @@ func (d *Datapath) SyncGuardList(l GuardList, want []netip.Prefix) (added, remov
 			return 0, 0, fmt.Errorf("guard %s list: %v is not a plain masked prefix", l, p)
 		}
 	}
+	var n4, n6 uint32
+	for _, p := range want {
+		if p.Addr().Is4() {
+			n4++
+		} else {
+			n6++
+		}
+	}
+	if n4 > m4.MaxEntries() || n6 > m6.MaxEntries() {
+		return 0, 0, fmt.Errorf("guard %s list: %d IPv4 and %d IPv6 prefixes; the datapath holds at most %d of each",
+			l, n4, n6, m4.MaxEntries())
+	}
 	d.guardMu.Lock()
 	defer d.guardMu.Unlock()
 	have, err := d.GuardEntries(l)
