@@ -14,50 +14,50 @@ import (
 type Guard struct {
 	// Allow and Deny list source prefixes (or addresses). Allow wins over
 	// deny and exempts from every limit.
-	Allow []string `yaml:"allow"`
-	Deny  []string `yaml:"deny"`
+	Allow []string `yaml:"allow,omitempty"`
+	Deny  []string `yaml:"deny,omitempty"`
 	// AllowFiles and DenyFiles name files of one prefix a line ('#'
 	// comments); they are read at start and on every reload.
-	AllowFiles []string `yaml:"allow_files"`
-	DenyFiles  []string `yaml:"deny_files"`
+	AllowFiles []string `yaml:"allow_files,omitempty"`
+	DenyFiles  []string `yaml:"deny_files,omitempty"`
 	// SourcePrefix sets how much of a source address one per-source
 	// bucket covers: /32 and /64 by default.
-	SourcePrefix SourcePrefix `yaml:"source_prefix"`
+	SourcePrefix SourcePrefix `yaml:"source_prefix,omitempty"`
 	// PerSource limits each source (prefix) alone.
-	PerSource PerSource `yaml:"per_source"`
+	PerSource PerSource `yaml:"per_source,omitempty"`
 	// Total limits all sources together.
-	Total Total `yaml:"total"`
+	Total Total `yaml:"total,omitempty"`
 	// EventInterval: at most one drop event per CPU this often into
 	// `fastpath events` (default 1s).
-	EventInterval Duration `yaml:"event_interval"`
+	EventInterval Duration `yaml:"event_interval,omitempty"`
 }
 
 // SourcePrefix is the prefix length of a per-source bucket.
 type SourcePrefix struct {
-	IPv4 int `yaml:"ipv4"`
-	IPv6 int `yaml:"ipv6"`
+	IPv4 int `yaml:"ipv4,omitempty"`
+	IPv6 int `yaml:"ipv6,omitempty"`
 }
 
 // PerSource are the limits of each source.
 type PerSource struct {
-	Packets  Limit `yaml:"packets"`   // packets per second
-	Bytes    Limit `yaml:"bytes"`     // bytes per second
-	SYN      Limit `yaml:"syn"`       // TCP SYNs (without ACK) per second
-	NewFlows Limit `yaml:"new_flows"` // packets that would create a conntrack entry, per second
+	Packets  Limit `yaml:"packets,omitempty"`   // packets per second
+	Bytes    Limit `yaml:"bytes,omitempty"`     // bytes per second
+	SYN      Limit `yaml:"syn,omitempty"`       // TCP SYNs (without ACK) per second
+	NewFlows Limit `yaml:"new_flows,omitempty"` // packets that would create a conntrack entry, per second
 }
 
 // Total are the limits of all sources together.
 type Total struct {
-	SYN      Limit `yaml:"syn"`
-	NewFlows Limit `yaml:"new_flows"`
+	SYN      Limit `yaml:"syn,omitempty"`
+	NewFlows Limit `yaml:"new_flows,omitempty"`
 }
 
 // Limit is a rate per second with a burst in the same unit; a limit left
 // out means none. Burst defaults to one second of the rate (bytes: at
 // least 64 KiB).
 type Limit struct {
-	Rate  int64 `yaml:"rate"`
-	Burst int64 `yaml:"burst"`
+	Rate  int64 `yaml:"rate,omitempty"`
+	Burst int64 `yaml:"burst,omitempty"`
 }
 
 // Guard defaults.

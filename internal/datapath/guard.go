@@ -84,9 +84,14 @@ func limitOf(what string, l GuardLimit, maxRate uint64, shift uint, share int) (
 	return fastpathFpGuardLimit{CostNs: cost.Uint64(), BurstNs: burstNs.Uint64()}, nil
 }
 
-// SetGuard writes the guard's limits. The list flags are kept: they follow
-// the lists' contents.
-func (d *Datapath) SetGuard(c GuardConfig) error {
+// CheckGuard says whether the datapath can take c, changing nothing.
+func CheckGuard(c GuardConfig) error {
+	_, err := guardCfgOf(c)
+	return err
+}
+
+// guardCfgOf converts c to the datapath's form (flags left 0).
+func guardCfgOf(c GuardConfig) (fastpathFpGuardCfg, error) {
 	p4, p6 := c.Prefix4, c.Prefix6
 	if p4 == 0 {
 		p4 = 32
@@ -95,14 +100,14 @@ func (d *Datapath) SetGuard(c GuardConfig) error {
 		p6 = 64
 	}
 	if p4 < 1 || p4 > 32 || p6 < 1 || p6 > 128 {
-		return fmt.Errorf("guard source prefix lengths /%d and /%d: allowed 1-32 and 1-128", p4, p6)
+		return fastpathFpGuardCfg{}, fmt.Errorf("guard source prefix lengths /%d and /%d: allowed 1-32 and 1-128", p4, p6)
 	}
 	if c.EventInterval < 0 {
-		return fmt.Errorf("guard event interval %v is negative", c.EventInterval)
+		return fastpathFpGuardCfg{}, fmt.Errorf("guard event interval %v is negative", c.EventInterval)
 	}
 	ncpu, err := ebpf.PossibleCPU()
 	if err != nil {
-		return err
+		return fastpathFpGuardCfg{}, err
 	}
 	v := fastpathFpGuardCfg{Prefix4: uint8(p4), Prefix6: uint8(p6), EventNs: uint64(c.EventInterval)}
 	// The total burst is shared like the rate, but each CPU gets at least
@@ -129,11 +134,21 @@ func (d *Datapath) SetGuard(c GuardConfig) error {
 		{"total new flows", &v.NewAll, total(c.NewFlowsTotal), MaxGuardRate, 0, ncpu},
 	} {
 		if *l.dst, err = limitOf(l.what, l.l, l.max, l.shift, l.share); err != nil {
-			return err
+			return fastpathFpGuardCfg{}, err
 		}
 	}
 	if c.Bytes.Rate != 0 && c.Bytes.Burst < MinGuardBytesBurst {
-		return fmt.Errorf("guard bytes: burst %d below %d (the largest packet must fit)", c.Bytes.Burst, MinGuardBytesBurst)
+		return fastpathFpGuardCfg{}, fmt.Errorf("guard bytes: burst %d below %d (the largest packet must fit)", c.Bytes.Burst, MinGuardBytesBurst)
+	}
+	return v, nil
+}
+
+// SetGuard writes the guard's limits. The list flags are kept: they follow
+// the lists' contents.
+func (d *Datapath) SetGuard(c GuardConfig) error {
+	v, err := guardCfgOf(c)
+	if err != nil {
+		return err
 	}
 	d.guardMu.Lock()
 	defer d.guardMu.Unlock()
