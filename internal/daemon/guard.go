@@ -161,4 +161,5 @@ func guardDropEvent(ev datapath.Event, name func(int) string) api.Event {
 	}
 	return api.Event{Kind: api.EventGuardDrop, Interface: name(ev.Flow.IfindexIn), Reason: ev.Reason, Detail: detail}
 }
+
 var _ api.GuardBackend = (*backend)(nil)
