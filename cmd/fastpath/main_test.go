@@ -104,7 +104,7 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"lab", "up", "--name", "Bad Name"}, `fastpath: invalid lab name "Bad Name": only a-z, 0-9 and '-' are allowed`},
 		{[]string{"--log-level", "loud", "version"}, `fastpath: invalid --log-level "loud": use debug, info, warn or error`},
 		{[]string{"--log-format", "xml", "version"}, `fastpath: invalid --log-format "xml": use text or json`},
-		{[]string{"events", "--kind", "flow_add"}, `fastpath: unknown event kind "flow_add": use flow_added, flow_removed, attach, detach, watchdog, reload, dropped`},
+		{[]string{"events", "--kind", "flow_add"}, `fastpath: unknown event kind "flow_add": use flow_added, flow_removed, attach, detach, watchdog, reload, dropped, guard_drop`},
 		{[]string{"top", "--interval", "50ms"}, "fastpath: invalid --interval 50ms: the minimum is 100ms"},
 		{[]string{"top", "--count", "-1"}, "fastpath: invalid --count -1: use 0 to run until stopped, or a positive number"},
 		{[]string{"top", "--once", "--count", "3"}, "fastpath: --once shows one frame; it cannot be combined with --count"},
