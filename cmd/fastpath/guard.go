@@ -1,10 +1,12 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"io"
 	"slices"
+	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -49,7 +51,7 @@ func newGuardListCmd() *cobra.Command {
 			}
 			ctx, cancel := context.WithTimeout(cmd.Context(), callTimeout)
 			defer cancel()
-			g, err := api.NewClient(f.socket).Guard(ctx, top)
+			g, err := api.NewClient(f.socket).Guard(ctx, api.GuardQuery{Top: top, Entries: true})
 			if err != nil {
 				return err
 			}
@@ -146,4 +148,45 @@ func writeGuard(w io.Writer, g *api.Guard) error {
 		}
 	}
 	return nil
+}
+
+// writeGuardRates adds top's guard section: drop rates by reason over all
+// interfaces, biggest first, when the guard dropped anything in the
+// interval.
+func writeGuardRates(b *strings.Builder, prev, cur *api.Guard, dt float64) {
+	if prev == nil || cur == nil || dt <= 0 {
+		return
+	}
+	before := map[string]map[string]uint64{}
+	for _, i := range prev.Interfaces {
+		before[i.Name] = i.Dropped
+	}
+	byReason := map[string]float64{}
+	for _, i := range cur.Interfaces {
+		p, ok := before[i.Name]
+		if !ok {
+			continue
+		}
+		for r, n := range i.Dropped {
+			if n > p[r] {
+				byReason[r] += float64(n-p[r]) / dt
+			}
+		}
+	}
+	if len(byReason) == 0 {
+		return
+	}
+	var rates []reasonRate
+	for r, v := range byReason {
+		rates = append(rates, reasonRate{r, v})
+	}
+	slices.SortFunc(rates, func(a, b reasonRate) int {
+		return cmp.Or(cmp.Compare(b.rate, a.rate), cmp.Compare(a.name, b.name))
+	})
+	b.WriteString("\n")
+	rows := [][]string{{"DROPPED BY GUARD", "PKT/S"}}
+	for _, r := range rates {
+		rows = append(rows, []string{r.name, si(r.rate)})
+	}
+	writeTable(b, rows, 1)
 }

@@ -16,8 +16,8 @@ type fakeGuardBackend struct {
 	calls []string
 }
 
-func (f *fakeGuardBackend) Guard(context.Context, int) (*api.Guard, error) {
-	return &api.Guard{
+func (f *fakeGuardBackend) Guard(context.Context, api.GuardQuery) (*api.Guard, error) {
+	return &api.Guard{AllowEntries: 0, DenyEntries: 1,
 		Allow: []api.GuardEntry{},
 		Deny:  []api.GuardEntry{{Prefix: "198.18.0.0/16", Origin: "config", Packets: 5, Bytes: 300}},
 		Interfaces: []api.GuardInterface{{Name: "r0", Ifindex: 3, Dropped: map[string]uint64{"deny": 5, "rate_pkt": 0},
@@ -73,5 +73,23 @@ most dropped sources:
 		if code, _, _ := run(t, append(args, "--socket", sock)...); code != 2 {
 			t.Errorf("%v: exit %d, want 2 (usage)", args, code)
 		}
+	}
+}
+
+func TestTopGuardRates(t *testing.T) {
+	at := func(deny, syn uint64) *api.Guard {
+		return &api.Guard{Interfaces: []api.GuardInterface{{Name: "r0", Dropped: map[string]uint64{"deny": deny, "syn_total": syn, "rate_pkt": 0}}}}
+	}
+	var b strings.Builder
+	writeGuardRates(&b, at(100, 10), at(2100, 510), 2)
+	want := "\nDROPPED BY GUARD  PKT/S\ndeny              1.00k\nsyn_total           250\n"
+	if b.String() != want {
+		t.Errorf("got\n%q\nwant\n%q", b.String(), want)
+	}
+	b.Reset()
+	writeGuardRates(&b, at(5, 5), at(5, 5), 1)
+	writeGuardRates(&b, nil, at(5, 5), 1)
+	if b.Len() != 0 {
+		t.Errorf("nothing dropped, yet %q", b.String())
 	}
 }

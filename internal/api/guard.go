@@ -11,8 +11,9 @@ import (
 // GuardBackend is what the guard endpoints need; a Backend that does not
 // implement it has no guard endpoints (404).
 type GuardBackend interface {
-	// Guard returns the lists, counters and up to top dropped sources.
-	Guard(ctx context.Context, top int) (*Guard, error)
+	// Guard returns the counters, the lists (q.Entries) and up to q.Top
+	// dropped sources.
+	Guard(ctx context.Context, q GuardQuery) (*Guard, error)
 	// GuardChange adds (add) or removes prefixes of a list at run time.
 	// Input errors are *RequestError; nothing changes then.
 	GuardChange(ctx context.Context, add bool, list string, prefixes []string) (*GuardChangeResult, error)
@@ -58,10 +59,18 @@ type GuardSource struct {
 	Reason  string `json:"reason"` // of its last drop
 }
 
+// GuardQuery says what GET /v1/guard should include besides the counters.
+type GuardQuery struct {
+	Top     int  // most dropped sources, 0 none
+	Entries bool // the lists' entries (their sizes are always there)
+}
+
 // Guard is the guard's state.
 type Guard struct {
-	Allow      []GuardEntry     `json:"allow"`
-	Deny       []GuardEntry     `json:"deny"`
+	AllowEntries int              `json:"allow_entries"`
+	DenyEntries  int              `json:"deny_entries"`
+	Allow        []GuardEntry     `json:"allow"` // empty unless asked for
+	Deny         []GuardEntry     `json:"deny"`
 	Interfaces []GuardInterface `json:"interfaces"`
 	Top        []GuardSource    `json:"top"`
 }
@@ -82,16 +91,24 @@ func (s *Server) guardRoutes(routes map[string]route) {
 		return
 	}
 	routes["/v1/guard"] = route{http.MethodGet, func(w http.ResponseWriter, r *http.Request) {
-		top := 20
+		q := GuardQuery{Top: 20, Entries: true}
 		if v := r.URL.Query().Get("top"); v != "" {
 			n, err := strconv.Atoi(v)
 			if err != nil || n < 0 {
 				s.writeError(w, http.StatusBadRequest, "top: want a whole number >= 0, got "+strconv.Quote(v))
 				return
 			}
-			top = n
+			q.Top = n
 		}
-		g, err := gb.Guard(r.Context(), top)
+		if v := r.URL.Query().Get("entries"); v != "" {
+			b, err := strconv.ParseBool(v)
+			if err != nil {
+				s.writeError(w, http.StatusBadRequest, "entries: want true or false, got "+strconv.Quote(v))
+				return
+			}
+			q.Entries = b
+		}
+		g, err := gb.Guard(r.Context(), q)
 		if err != nil {
 			s.fail(w, r, err)
 			return
@@ -118,10 +135,12 @@ func (s *Server) guardRoutes(routes map[string]route) {
 	routes["/v1/guard/del"] = route{http.MethodPost, change(false)}
 }
 
-// Guard returns the guard's lists, counters and up to top dropped sources.
-func (c *Client) Guard(ctx context.Context, top int) (*Guard, error) {
+// Guard returns the guard's counters, its lists (q.Entries) and up to
+// q.Top dropped sources.
+func (c *Client) Guard(ctx context.Context, q GuardQuery) (*Guard, error) {
 	var g Guard
-	if err := c.get(ctx, "/v1/guard?top="+strconv.Itoa(top), &g); err != nil {
+	path := "/v1/guard?top=" + strconv.Itoa(q.Top) + "&entries=" + strconv.FormatBool(q.Entries)
+	if err := c.get(ctx, path, &g); err != nil {
 		return nil, err
 	}
 	return &g, nil

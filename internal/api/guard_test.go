@@ -15,9 +15,9 @@ type fakeGuard struct {
 	changes []string
 }
 
-func (f *fakeGuard) Guard(_ context.Context, top int) (*Guard, error) {
-	f.top = top
-	return &Guard{
+func (f *fakeGuard) Guard(_ context.Context, q GuardQuery) (*Guard, error) {
+	f.top = q.Top
+	return &Guard{AllowEntries: 1, DenyEntries: 1,
 		Allow: []GuardEntry{{Prefix: "198.18.0.7/32", Origin: "config"}},
 		Deny:  []GuardEntry{{Prefix: "198.18.0.0/16", Origin: "runtime", Packets: 5, Bytes: 300}},
 		Interfaces: []GuardInterface{{Name: "r0", Ifindex: 3, Dropped: map[string]uint64{"deny": 5},
@@ -41,11 +41,11 @@ func TestGuardRoundTrip(t *testing.T) {
 	b := &fakeGuard{}
 	c := NewClient(startServer(t, b))
 	ctx := context.Background()
-	g, err := c.Guard(ctx, 7)
+	g, err := c.Guard(ctx, GuardQuery{Top: 7, Entries: true})
 	if err != nil {
 		t.Fatal(err)
 	}
-	want, _ := b.Guard(ctx, 7)
+	want, _ := b.Guard(ctx, GuardQuery{Top: 7})
 	if !reflect.DeepEqual(g, want) || b.top != 7 {
 		t.Errorf("got %+v (top %d), want %+v", g, b.top, want)
 	}
@@ -69,7 +69,7 @@ func TestGuardRoundTrip(t *testing.T) {
 // A backend without a guard has no guard endpoints.
 func TestGuardAbsent(t *testing.T) {
 	c := NewClient(startServer(t, &fakeBackend{}))
-	if _, err := c.Guard(context.Background(), 1); err == nil || !strings.Contains(err.Error(), "404") {
+	if _, err := c.Guard(context.Background(), GuardQuery{Top: 1}); err == nil || !strings.Contains(err.Error(), "404") {
 		t.Errorf("got %v, want a 404", err)
 	}
 }

@@ -46,7 +46,7 @@ func applyGuard(dp *datapath.Datapath, m *guard.Manager, p *guardPlan) ([]string
 }
 
 // Guard answers GET /v1/guard.
-func (b *backend) Guard(_ context.Context, top int) (*api.Guard, error) {
+func (b *backend) Guard(_ context.Context, q api.GuardQuery) (*api.Guard, error) {
 	if b.r == nil || b.guard == nil {
 		return nil, errStarting
 	}
@@ -55,6 +55,15 @@ func (b *backend) Guard(_ context.Context, top int) (*api.Guard, error) {
 		list datapath.GuardList
 		dst  *[]api.GuardEntry
 	}{{datapath.GuardAllow, &out.Allow}, {datapath.GuardDeny, &out.Deny}} {
+		n := b.guard.Count(l.list)
+		if l.list == datapath.GuardAllow {
+			out.AllowEntries = n
+		} else {
+			out.DenyEntries = n
+		}
+		if !q.Entries {
+			continue
+		}
 		es, err := b.guard.Entries(l.list)
 		if err != nil {
 			return nil, err
@@ -83,8 +92,8 @@ func (b *backend) Guard(_ context.Context, top int) (*api.Guard, error) {
 		out.Interfaces = append(out.Interfaces, gi)
 	}
 	b.r.mu.Unlock()
-	if top > 0 {
-		srcs, err := b.dp.GuardTop(top)
+	if q.Top > 0 {
+		srcs, err := b.dp.GuardTop(q.Top)
 		if err != nil {
 			return nil, err
 		}

@@ -332,3 +332,17 @@ func (m *Manager) Entries(l datapath.GuardList) ([]Entry, error) {
 	}
 	return out, nil
 }
+
+// Count is how many prefixes a list holds (config and run-time entries),
+// without reading the datapath.
+func (m *Manager) Count(l datapath.GuardList) int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	n := len(m.conf[l])
+	for p := range m.runtime[l] {
+		if !m.conf[l][p] {
+			n++
+		}
+	}
+	return n
+}

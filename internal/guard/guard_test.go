@@ -111,7 +111,7 @@ func TestManager(t *testing.T) {
 		t.Errorf("actions %q", acts)
 	}
 	es, _ := m.Entries(datapath.GuardDeny)
-	if len(es) != 2 || es[0].Origin != OriginConfig || es[1].Origin != OriginRuntime {
+	if len(es) != 2 || es[0].Origin != OriginConfig || es[1].Origin != OriginRuntime || m.Count(datapath.GuardDeny) != 2 {
 		t.Errorf("entries %+v", es)
 	}
 	// del: a config entry or an unlisted one fails and removes nothing

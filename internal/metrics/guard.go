@@ -12,7 +12,7 @@ import (
 // GuardSource is what the guard's metrics need; a Source that lacks it
 // serves none.
 type GuardSource interface {
-	Guard(ctx context.Context, top int) (*api.Guard, error)
+	Guard(ctx context.Context, q api.GuardQuery) (*api.Guard, error)
 }
 
 // guardCollector exports the guard's counters (docs/guard.md). Per list
@@ -60,7 +60,7 @@ func (c *guardCollector) Describe(ch chan<- *prometheus.Desc) {
 func (c *guardCollector) Collect(ch chan<- prometheus.Metric) {
 	ctx, cancel := context.WithTimeout(c.ctx, c.timeout)
 	defer cancel()
-	g, err := c.src.Guard(ctx, 0)
+	g, err := c.src.Guard(ctx, api.GuardQuery{})
 	if err != nil || g == nil {
 		invalid(ch, c.families(), "read guard", err)
 		return
@@ -72,6 +72,6 @@ func (c *guardCollector) Collect(ch chan<- prometheus.Metric) {
 		}
 		emit(ch, c.allowed, float64(i.Allowed), i.Name)
 	}
-	emit(ch, c.entries, float64(len(g.Allow)), "allow")
-	emit(ch, c.entries, float64(len(g.Deny)), "deny")
+	emit(ch, c.entries, float64(g.AllowEntries), "allow")
+	emit(ch, c.entries, float64(g.DenyEntries), "deny")
 }

@@ -17,10 +17,10 @@ type guardFake struct {
 	guard *api.Guard
 }
 
-func (g *guardFake) Guard(context.Context, int) (*api.Guard, error) { return g.guard, nil }
+func (g *guardFake) Guard(context.Context, api.GuardQuery) (*api.Guard, error) { return g.guard, nil }
 
 func newGuardFake() *guardFake {
-	return &guardFake{fakeSource: newFake(), guard: &api.Guard{
+	return &guardFake{fakeSource: newFake(), guard: &api.Guard{AllowEntries: 1, DenyEntries: 2,
 		Allow: []api.GuardEntry{{Prefix: "198.18.0.7/32"}},
 		Deny:  []api.GuardEntry{{Prefix: "198.18.0.0/16"}, {Prefix: "fd00:bad::/48"}},
 		Interfaces: []api.GuardInterface{{Name: "wan0",

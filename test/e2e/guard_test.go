@@ -93,7 +93,7 @@ func testGuard(t *testing.T, attach string) {
 		t.Helper()
 		c, cancel := context.WithTimeout(ctx, callTimeout)
 		defer cancel()
-		g, err := d.c.Guard(c, 5)
+		g, err := d.c.Guard(c, api.GuardQuery{Top: 5})
 		if err != nil {
 			t.Fatal(err)
 		}
