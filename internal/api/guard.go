@@ -71,8 +71,8 @@ type Guard struct {
 	DenyEntries  int              `json:"deny_entries"`
 	Allow        []GuardEntry     `json:"allow"` // empty unless asked for
 	Deny         []GuardEntry     `json:"deny"`
-	Interfaces []GuardInterface `json:"interfaces"`
-	Top        []GuardSource    `json:"top"`
+	Interfaces   []GuardInterface `json:"interfaces"`
+	Top          []GuardSource    `json:"top"`
 }
 
 // GuardChangeResult says what a guard add or del did.
