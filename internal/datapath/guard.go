@@ -250,18 +250,6 @@ func (d *Datapath) SyncGuardList(l GuardList, want []netip.Prefix) (added, remov
 			return 0, 0, fmt.Errorf("guard %s list: %v is not a plain masked prefix", l, p)
 		}
 	}
-	var n4, n6 uint32
-	for _, p := range want {
-		if p.Addr().Is4() {
-			n4++
-		} else {
-			n6++
-		}
-	}
-	if n4 > m4.MaxEntries() || n6 > m6.MaxEntries() {
-		return 0, 0, fmt.Errorf("guard %s list: %d IPv4 and %d IPv6 prefixes; the datapath holds at most %d of each",
-			l, n4, n6, m4.MaxEntries())
-	}
 	d.guardMu.Lock()
 	defer d.guardMu.Unlock()
 	have, err := d.GuardEntries(l)
@@ -275,6 +263,28 @@ func (d *Datapath) SyncGuardList(l GuardList, want []netip.Prefix) (added, remov
 	haveSet := make(map[netip.Prefix]bool, len(have))
 	for _, e := range have {
 		haveSet[e.Prefix] = true
+	}
+	// New entries go in before stale ones leave: both must fit at once,
+	// checked before anything changes.
+	var n4, n6 uint32
+	count := func(p netip.Prefix) {
+		if p.Addr().Is4() {
+			n4++
+		} else {
+			n6++
+		}
+	}
+	for p := range wantSet {
+		count(p)
+	}
+	for p := range haveSet {
+		if !wantSet[p] {
+			count(p)
+		}
+	}
+	if n4 > m4.MaxEntries() || n6 > m6.MaxEntries() {
+		return 0, 0, fmt.Errorf("guard %s list: %d IPv4 and %d IPv6 prefixes during the update (new before old leave); the datapath holds at most %d of each",
+			l, n4, n6, m4.MaxEntries())
 	}
 	if len(want) > 0 {
 		if err := d.setGuardFlag(flag, true); err != nil {
