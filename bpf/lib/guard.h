@@ -351,9 +351,10 @@ static __always_inline void fp_guard_drop(const struct fp_guard_cfg *c, struct f
 
 /* fp_guard decides whether a packet arriving on a managed interface may go
  * on (0) or is dropped (1). pkts is how many packets it carries (a GRO
- * aggregate in TC carries several). */
+ * aggregate in TC carries several). In route mode the datapath forwards
+ * without conntrack: no packet there counts as a new flow. */
 static __always_inline int fp_guard(void *ctx, const int xdp, void *data, void *data_end, __u64 bytes, __u32 pkts,
-				    __u32 ifindex, __u32 slot)
+				    __u32 ifindex, __u32 slot, __u32 mode)
 {
 	__u32 zero = 0, reason;
 	const struct fp_guard_cfg *c = bpf_map_lookup_elem(&fp_guard_conf, &zero);
@@ -420,7 +421,7 @@ static __always_inline int fp_guard(void *ctx, const int xdp, void *data, void *
 		reason = FP_GUARD_SYN_TOTAL;
 		goto drop;
 	}
-	if (!(c->new_flow.cost_ns | c->new_all.cost_ns))
+	if (!(c->new_flow.cost_ns | c->new_all.cost_ns) || mode == FP_MODE_ROUTE)
 		return 0;
 	fresh = syn || fp_guard_is_new(ctx, xdp, &g);
 	if (!fresh)
@@ -441,7 +442,7 @@ drop:
 
 /* fp_guard_tc: the TC program's entry to the guard. Headers may sit in
  * paged data: made linear first (the program reloads its pointers after). */
-static __always_inline int fp_guard_tc(struct __sk_buff *skb, __u32 ifindex, __u32 slot)
+static __always_inline int fp_guard_tc(struct __sk_buff *skb, __u32 ifindex, __u32 slot, __u32 mode)
 {
 	void *data = (void *)(long)skb->data, *data_end = (void *)(long)skb->data_end;
 
@@ -450,7 +451,7 @@ static __always_inline int fp_guard_tc(struct __sk_buff *skb, __u32 ifindex, __u
 		data = (void *)(long)skb->data;
 		data_end = (void *)(long)skb->data_end;
 	}
-	return fp_guard(skb, 0, data, data_end, skb->len, skb->gso_segs > 1 ? skb->gso_segs : 1, ifindex, slot);
+	return fp_guard(skb, 0, data, data_end, skb->len, skb->gso_segs > 1 ? skb->gso_segs : 1, ifindex, slot, mode);
 }
 
 /* As fp_btf_types: puts the guard's types in BTF for bpf2go and the daemon

@@ -341,6 +341,13 @@ func TestGuardNewFlows(t *testing.T) {
 		p.l4 = &layers.UDP{SrcPort: layers.UDPPort(sport), DstPort: 53}
 		return p.bytes(t)
 	}
+	// Route mode forwards without conntrack: nothing is a new flow there.
+	for i := range 5 {
+		if tn.guardDropped(t, hookXDP, udp(uint16(9000+i))) {
+			t.Errorf("route mode: new flow %d dropped", i)
+		}
+	}
+	tn.must(t, func() error { return tn.d.SetIface(Iface{Index: tn.in0, MAC: macIn0, MTU: 1500, Mode: ModeOffload}) })
 	for _, h := range []hook{hookXDP, hookTC} {
 		// the known flow never counts
 		for i := range 4 {
