@@ -126,6 +126,7 @@ struct {
 	__uint(max_entries, FP_GUARD_SOURCES);
 	__type(key, struct fp_guard_src);
 	__type(value, struct fp_guard_bucket);
+	__uint(map_flags, BPF_F_NO_COMMON_LRU); /* per-CPU LRU lists: no global lock on insert */
 } fp_guard_srcs SEC(".maps");
 
 struct {
@@ -133,6 +134,7 @@ struct {
 	__uint(max_entries, FP_GUARD_TOP);
 	__type(key, struct fp_guard_src);
 	__type(value, struct fp_guard_top);
+	__uint(map_flags, BPF_F_NO_COMMON_LRU);
 } fp_guard_tops SEC(".maps");
 
 struct {
