@@ -4,14 +4,17 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/fastpath-router/fastpath/internal/api"
+	"github.com/fastpath-router/fastpath/internal/lab"
 	"github.com/fastpath-router/fastpath/internal/labd"
 	"github.com/fastpath-router/fastpath/internal/traffic"
 )
@@ -172,4 +175,135 @@ func testGuard(t *testing.T, attach string) {
 		t.Fatal(err)
 	}
 	pass(l.GenAddr6.String(), l.SinkAddr6.String())
+}
+
+// TestGuardNewFlowFlood: in offload mode behind masquerade, a flood of new
+// UDP flows (one packet to each of 2000 ports of the sink) arrives while
+// an offloaded flow streams. With a total new-flow limit, the conntrack
+// table grows by at most what the limit admits, the guard counts the rest
+// as new_total drops, and the offloaded flow keeps its packets (it hits
+// the flow cache, which the new-flow check asks first).
+func TestGuardNewFlowFlood(t *testing.T) {
+	for _, attach := range offloadAttaches {
+		t.Run(attach, func(t *testing.T) {
+			const (
+				floodFlows = 2000
+				rate       = 20 // new flows a second, all CPUs together
+			)
+			l := newLab(t, attach)
+			ctx := testContext(t)
+			nft(ctx, t, l, masqueradeRuleset+filterRuleset)
+			dir := t.TempDir()
+			socket := filepath.Join(dir, "api.sock")
+			cfg := labd.ConfigYAML(socket, offloadIfaces(l, attach)...) +
+				fmt.Sprintf("guard:\n  total:\n    new_flows: {rate: %d, burst: %d}\n", rate, rate)
+			path := filepath.Join(dir, labd.ConfigFile)
+			if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			d := startDaemonWithConfig(t, l.Rtr, path, socket)
+			if _, err := d.p.WaitReady(ctx, d.c, readyTimeout); err != nil {
+				t.Fatal(err)
+			}
+
+			// The legitimate flow, offloaded before the flood.
+			u := newUDPFlow(t, l.Gen, l.Sink, netip.AddrPort{}, netip.AddrPortFrom(l.SinkAddr4, 0), netip.AddrPortFrom(l.SinkAddr4, 0))
+			u.handshake(t)
+			u.send(ctx, 20, 64, time.Millisecond)
+			u.waitReceived(t, 20, offloadWait)
+			d.waitFlow(t, u.local, u.dst)
+
+			ctCount := func() int {
+				out := strings.TrimSpace(rtrRun(ctx, t, l, "conntrack", "-C"))
+				n, err := strconv.Atoi(out)
+				if err != nil {
+					t.Fatalf("conntrack -C: %q", out)
+				}
+				return n
+			}
+			newTotal := func() uint64 {
+				c, cancel := context.WithTimeout(ctx, callTimeout)
+				defer cancel()
+				g, err := d.c.Guard(c, api.GuardQuery{})
+				if err != nil {
+					t.Fatal(err)
+				}
+				var n uint64
+				for _, i := range g.Interfaces {
+					n += i.Dropped["new_total"]
+				}
+				return n
+			}
+			ct0, drops0 := ctCount(), newTotal()
+			start := time.Now()
+			legit := u.stream(t, ctx, 2000, 64, 500*time.Microsecond)
+			flood(t, l, 20000, floodFlows)
+			sent := legit.wait()
+			got := u.settle(t, 20+sent, 500*time.Millisecond) - 20
+			elapsed := time.Since(start)
+
+			// The flood's drops are counted as they happen; conntrack is read
+			// once they are all in.
+			pollUntil(t, 5*time.Second, "guard counted the flood", func() error {
+				if d := newTotal() - drops0; d < floodFlows/2 {
+					return fmt.Errorf("new_total drops %d", d)
+				}
+				return nil
+			})
+			dropped := newTotal() - drops0
+			grew := ctCount() - ct0
+			// Admitted at most: the burst, the rate over the time taken, and
+			// the legitimate flow's own entries (none: it exists).
+			admit := rate + int(elapsed.Seconds()*rate) + 1
+			if grew > admit {
+				t.Errorf("conntrack grew by %d entries during the flood of %d new flows; the limit admits at most %d", grew, floodFlows, admit)
+			}
+			if int(dropped)+grew < floodFlows-admit {
+				t.Errorf("new_total drops %d and %d new entries for %d flood flows", dropped, grew, floodFlows)
+			}
+			if loss := 1 - float64(got)/float64(sent); loss > offUDPMaxLoss {
+				t.Errorf("offloaded flow: %d of %d received during the flood (%.1f%% loss)", got, sent, 100*loss)
+			}
+			t.Logf("flood of %d new flows: %d dropped (new_total), conntrack +%d in %v; offloaded flow %d/%d", floodFlows, dropped, grew, elapsed.Round(time.Millisecond), got, sent)
+
+			// The control: without the guard (reload), the same flood fills
+			// conntrack.
+			if err := os.WriteFile(path, []byte(labd.ConfigYAML(socket, offloadIfaces(l, attach)...)), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			c, cancel := context.WithTimeout(ctx, 20*time.Second)
+			defer cancel()
+			if _, err := d.c.Reload(c); err != nil {
+				t.Fatal(err)
+			}
+			ct1 := ctCount()
+			flood(t, l, 30000, floodFlows)
+			pollUntil(t, 5*time.Second, "the unguarded flood in conntrack", func() error {
+				if n := ctCount() - ct1; n < floodFlows*9/10 {
+					return fmt.Errorf("conntrack +%d", n)
+				}
+				return nil
+			})
+			t.Logf("without the guard: conntrack +%d", ctCount()-ct1)
+		})
+	}
+}
+
+// flood sends one UDP datagram from gen to each of n ports of the sink from
+// first on: n new flows for conntrack, unless something drops them.
+func flood(t *testing.T, l *lab.Lab, first, n int) {
+	t.Helper()
+	inNS(t, l.Gen, func() error {
+		c, err := net.ListenUDP("udp4", nil)
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		for i := range n {
+			if _, err := c.WriteToUDPAddrPort([]byte("flood"), netip.AddrPortFrom(l.SinkAddr4, uint16(first+i))); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
 }
