@@ -22,6 +22,7 @@ func newBenchCmd(lf *logFlags, stderr io.Writer) *cobra.Command {
 		jsonFile string
 		plotFile string
 		configs  []string
+		flood    floodFlags
 	)
 	cmd := &cobra.Command{
 		Use:   "bench",
@@ -65,6 +66,9 @@ nothing outside the lab's namespaces is changed.`,
 			log, err := lf.logger(stderr)
 			if err != nil {
 				return usageError(cmd.CommandPath(), err)
+			}
+			if flood.on {
+				return runFlood(cmd, flood, o, log, stderr, jsonFile)
 			}
 			if quick {
 				if !cmd.Flags().Changed("sizes") {
@@ -138,6 +142,7 @@ nothing outside the lab's namespaces is changed.`,
 	f.BoolVar(&o.Split, "split", false, "give the router a CPU of its own (r0's NAPI thread), the generator the other; default: one CPU does it all, generator included")
 	f.BoolVar(&noProf, "no-profile", false, "skip the extra window per cell that measures the router program's ns/packet")
 	f.StringVar(&o.Name, "name", bench.DefaultName, "lab name, 1 to 8 characters from a-z, 0-9 and '-'")
+	flood.register(cmd)
 	return cmd
 }
 
