@@ -54,7 +54,11 @@ sends half the configuration's measured rate. Flows are
 established through the kernel in both directions first where conntrack is
 in use. Each cell is repeated and shown as the median with min..max, and as
 a ratio to kernel-masq. See docs/benchmarks.md. Needs root and two CPUs;
-nothing outside the lab's namespaces is changed.`,
+nothing outside the lab's namespaces is changed.
+
+--flood runs the guard's flood scenario instead (docs/guard.md): offloaded
+flows while 64-byte frames from many spoofed sources arrive, guard off and
+on.`,
 		Example: `  fastpath bench --quick
   fastpath bench --json bench.json --plot bench.png
   fastpath bench --configs kernel-masq,offload-xdp --sizes 64 --flows 1,100000`,
