@@ -234,6 +234,19 @@ func TestGuardNewFlowFlood(t *testing.T) {
 				}
 				return n
 			}
+			// Drop events are sampled into the event stream.
+			evCtx, evStop := context.WithCancel(ctx)
+			defer evStop()
+			guardEvents := make(chan api.Event, 16)
+			go d.c.Events(evCtx, func(e api.Event) error {
+				if e.Kind == api.EventGuardDrop {
+					select {
+					case guardEvents <- e:
+					default:
+					}
+				}
+				return nil
+			})
 			ct0, drops0 := ctCount(), newTotal()
 			start := time.Now()
 			legit := u.stream(t, ctx, 2000, 64, 500*time.Microsecond)
@@ -265,6 +278,24 @@ func TestGuardNewFlowFlood(t *testing.T) {
 				t.Errorf("offloaded flow: %d of %d received during the flood (%.1f%% loss)", got, sent, 100*loss)
 			}
 			t.Logf("flood of %d new flows: %d dropped (new_total), conntrack +%d in %v; offloaded flow %d/%d", floodFlows, dropped, grew, elapsed.Round(time.Millisecond), got, sent)
+			// At most one event per CPU per second: the stream may have
+			// subscribed after the flood's first drops, so more new flows
+			// go out (bounded) until an event arrives.
+			more := 40000
+			pollUntil(t, 5*time.Second, "a guard_drop event", func() error {
+				select {
+				case e := <-guardEvents:
+					if e.Reason != "new_total" || e.Interface != l.RtrIn || !strings.Contains(e.Detail, l.SinkAddr4.String()) {
+						t.Errorf("guard_drop event %+v: want reason new_total on %s towards %s", e, l.RtrIn, l.SinkAddr4)
+					}
+					return nil
+				default:
+				}
+				flood(t, l, more, 10)
+				more += 10
+				return errors.New("none yet")
+			})
+			evStop()
 
 			// The control: without the guard (reload), the same flood fills
 			// conntrack.
