@@ -232,7 +232,7 @@ static __always_inline int fp_guard_parse(void *data, void *data_end, struct fp_
 	return 0;
 }
 
-/* fp_guard_list looks the source up in one family's list pair. */
+/* fp_guard_lookup looks the source up in the list of its family. */
 static __always_inline struct fp_guard_hits *fp_guard_lookup(const struct fp_flow_key *k, void *map4, void *map6)
 {
 	if (k->family == AF_INET) {
