@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/fastpath-router/fastpath/internal/api"
 	"github.com/fastpath-router/fastpath/internal/lab"
 	"github.com/fastpath-router/fastpath/internal/labd"
@@ -337,4 +339,95 @@ func flood(t *testing.T, l *lab.Lab, first, n int) {
 		}
 		return nil
 	})
+}
+
+// TestGuardLimits: per-source packet and SYN limits with real traffic on
+// both hooks (route mode): a fast ping from gen is cut to what the bucket
+// admits, SYNs beyond the SYN limit are dropped, and allow-listed sources
+// are exempt.
+func TestGuardLimits(t *testing.T) {
+	for _, attach := range []string{"xdp", "tc"} {
+		t.Run(attach, func(t *testing.T) {
+			const pings = 200
+			ctx := testContext(t)
+			l := newLab(t, attach)
+			dir := t.TempDir()
+			socket := filepath.Join(dir, "api.sock")
+			cfg := labd.ConfigYAML(socket, routeIfaces(l, attach)...) + fmt.Sprintf(`guard:
+  allow: [%q, %q]
+  per_source:
+    packets: {rate: 20, burst: 20}
+    syn: {rate: 5, burst: 5}
+`, l.GenAddr6, l.SinkAddr6)
+			path := filepath.Join(dir, labd.ConfigFile)
+			if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			d := startDaemonWithConfig(t, l.Rtr, path, socket)
+			if _, err := d.p.WaitReady(ctx, d.c, readyTimeout); err != nil {
+				t.Fatal(err)
+			}
+			dropped := func(reason string) uint64 {
+				c, cancel := context.WithTimeout(ctx, callTimeout)
+				defer cancel()
+				g, err := d.c.Guard(c, api.GuardQuery{})
+				if err != nil {
+					t.Fatal(err)
+				}
+				var n uint64
+				for _, i := range g.Interfaces {
+					n += i.Dropped[reason]
+				}
+				return n
+			}
+
+			// SYNs first (the packet bucket is full): 15 connects to a
+			// closed port of the sink, one SYN each, sent at once from
+			// non-blocking sockets made in gen; 5 pass (the SYN burst), the
+			// rest are dropped as SYNs over the source's limit.
+			const syns = 15
+			inNS(t, l.Gen, func() error {
+				var fds []int
+				defer func() {
+					for _, fd := range fds {
+						unix.Close(fd)
+					}
+				}()
+				for i := range syns {
+					fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
+					if err != nil {
+						return err
+					}
+					fds = append(fds, fd)
+					err = unix.Connect(fd, &unix.SockaddrInet4{Port: 9 + i, Addr: l.SinkAddr4.As4()})
+					if err != nil && !errors.Is(err, unix.EINPROGRESS) {
+						return err
+					}
+				}
+				return nil
+			})
+			pollUntil(t, 5*time.Second, "SYN drops counted", func() error {
+				if n := dropped("syn_source"); n < syns-5-2 {
+					return fmt.Errorf("syn_source drops %d of %d SYNs", n, syns)
+				}
+				return nil
+			})
+
+			// Allowed both ways: every ping of a fast series is answered.
+			mustPing(ctx, t, l, l.SinkAddr6, pings, "-i", "0.002")
+
+			// IPv4 is limited: the requests (gen's bucket on r0, partly
+			// spent on the SYNs) and the replies (sink's bucket on r1) both
+			// hold at most 20 and refill 20/s.
+			start := time.Now()
+			p, _ := traffic.Ping(ctx, l, l.Gen, l.SinkAddr4.String(), pings, "-i", "0.002", "-W", "1")
+			admit := 20 + int(time.Since(start).Seconds()*20) + 1
+			if p.Transmitted != pings || p.Received > admit || p.Received == 0 {
+				t.Errorf("ping at 500/s: %d of %d answered, want 1 to %d (the bucket)\n%s", p.Received, p.Transmitted, admit, p.Output)
+			}
+			if n := dropped("rate_pkt"); n < uint64(pings-admit) {
+				t.Errorf("rate_pkt drops %d, want >= %d", n, pings-admit)
+			}
+		})
+	}
 }
