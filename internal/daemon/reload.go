@@ -86,6 +86,9 @@ func (rl *reloader) reload(context.Context) (*api.ReloadResult, error) {
 	if rl.applyGuard != nil {
 		gacts, gerr := rl.applyGuard(gplan)
 		actions = append(actions, gacts...)
+		if gerr == nil && rl.cfg.Guard.Datapath() != next.Guard.Datapath() {
+			actions = append(actions, "guard limits changed")
+		}
 		err = errors.Join(err, gerr)
 	}
 	rl.cfg = next
