@@ -44,6 +44,7 @@ test: check-generate lint
 	# the fuzzers, each for a bounded time against its reference model
 	$(GO) test -run '^$$' -fuzz '^FuzzXDP$$' -fuzztime $(FUZZTIME) ./internal/datapath
 	$(GO) test -run '^$$' -fuzz '^FuzzOffload$$' -fuzztime $(FUZZTIME) ./internal/datapath
+	$(GO) test -run '^$$' -fuzz '^FuzzGuard$$' -fuzztime $(FUZZTIME) ./internal/datapath
 	# the daemon's concurrent parts again under the race detector (seconds)
 	$(GO) test -count=1 -race ./internal/daemon ./internal/eventhub ./internal/api ./internal/metrics ./cmd/...
 

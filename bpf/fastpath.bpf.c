@@ -8,6 +8,7 @@
 #include "lib/parse.h"
 #include "lib/forward.h"
 #include "lib/flow.h"
+#include "lib/guard.h"
 #include <bpf/bpf_core_read.h>
 
 char __license[] SEC("license") = "Dual BSD/GPL";
@@ -35,6 +36,8 @@ int fp_xdp(struct xdp_md *ctx)
 	if (!in)
 		return XDP_PASS; /* not managed: not counted either */
 	slot = in->slot;
+	if (fp_guard(ctx, 1, p.data, p.data_end, bytes, 1, ifindex, slot, in->mode))
+		return XDP_DROP;
 	if (in->mode == FP_MODE_OFF) {
 		reason = FP_PASS_DISABLED;
 		goto pass;
@@ -180,6 +183,8 @@ int fp_tc(struct __sk_buff *skb)
 	if (!in)
 		return TC_ACT_OK; /* not managed: not counted either */
 	slot = in->slot;
+	if (fp_guard_tc(skb, ifindex, slot, in->mode))
+		return TC_ACT_SHOT;
 	if (in->mode == FP_MODE_OFF) {
 		reason = FP_PASS_DISABLED;
 		goto pass;

@@ -41,6 +41,9 @@ struct bench_gen_cfg {
 	__u16 pad;
 	__u32 flows;
 	__u32 sport_span;
+	/* > 1: flow i comes from one of saddr_span IPv4 sources from hdr's
+	 * on, spread by a multiplicative hash (the flood of spoofed sources) */
+	__u32 saddr_span;
 };
 
 /* The loop generator's bounds: it emits frames while seq < limit and
@@ -129,6 +132,16 @@ struct {
 /* Types only Go reads: into BTF for bpf2go -type. */
 const volatile enum bench_sink_mode bench_unused_mode;
 
+/* Incremental checksum update for one 16-bit word (RFC 1624). */
+static __always_inline __u16 bench_csum_replace(__u16 check, __u16 old, __u16 new)
+{
+	__u32 sum = (__u16)~check + (__u16)~old + new;
+
+	sum = (sum & 0xffff) + (sum >> 16);
+	sum = (sum & 0xffff) + (sum >> 16);
+	return ~sum;
+}
+
 /* bench_stamp writes flow seq % flows into the frame and counts it;
  * 0 when the frame cannot be stamped. */
 static __always_inline int bench_stamp(struct xdp_md *ctx, __u64 *seq)
@@ -152,6 +165,15 @@ static __always_inline int bench_stamp(struct xdp_md *ctx, __u64 *seq)
 	uh = data + sizeof(struct ethhdr) + sizeof(struct iphdr);
 	uh->source = bpf_htons(cfg->sport_base + i % cfg->sport_span);
 	uh->dest = bpf_htons(cfg->dport_base + i / cfg->sport_span);
+	if (cfg->saddr_span > 1) {
+		struct iphdr *iph = data + sizeof(struct ethhdr);
+		__be32 old = iph->saddr;
+		__be32 new = bpf_htonl(bpf_ntohl(old) + (i * 2654435761u) % cfg->saddr_span);
+
+		iph->saddr = new;
+		iph->check = bench_csum_replace(iph->check, old >> 16, new >> 16);
+		iph->check = bench_csum_replace(iph->check, old & 0xffff, new & 0xffff);
+	}
 	return 1;
 }
 
@@ -189,16 +211,6 @@ SEC("xdp")
 int bench_bounce(struct xdp_md *ctx)
 {
 	return XDP_TX;
-}
-
-/* Incremental checksum update for one 16-bit word (RFC 1624). */
-static __always_inline __u16 bench_csum_replace(__u16 check, __u16 old, __u16 new)
-{
-	__u32 sum = (__u16)~check + (__u16)~old + new;
-
-	sum = (sum & 0xffff) + (sum >> 16);
-	sum = (sum & 0xffff) + (sum >> 16);
-	return ~sum;
 }
 
 SEC("xdp")

@@ -162,6 +162,7 @@ enum fp_event_type {
 	FP_EV_FLOW_ADD = 1, /* a flow entered the cache: fastpath forwards it now */
 	FP_EV_FLOW_DEL = 2, /* the datapath evicted a flow; reason says why */
 	FP_EV_FLOW_PENDING = 3, /* a TCP flow waits for its entry to be made window-liberal */
+	FP_EV_GUARD_DROP = 4, /* the guard dropped a packet (sampled); reason is an enum fp_guard_reason */
 };
 
 /* Flow events to the daemon. It needs FP_EV_FLOW_ADD to make the conntrack

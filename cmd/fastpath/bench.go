@@ -22,6 +22,7 @@ func newBenchCmd(lf *logFlags, stderr io.Writer) *cobra.Command {
 		jsonFile string
 		plotFile string
 		configs  []string
+		flood    floodFlags
 	)
 	cmd := &cobra.Command{
 		Use:   "bench",
@@ -53,7 +54,11 @@ sends half the configuration's measured rate. Flows are
 established through the kernel in both directions first where conntrack is
 in use. Each cell is repeated and shown as the median with min..max, and as
 a ratio to kernel-masq. See docs/benchmarks.md. Needs root and two CPUs;
-nothing outside the lab's namespaces is changed.`,
+nothing outside the lab's namespaces is changed.
+
+--flood runs the guard's flood scenario instead (docs/guard.md): offloaded
+flows while 64-byte frames from many spoofed sources arrive, guard off and
+on.`,
 		Example: `  fastpath bench --quick
   fastpath bench --json bench.json --plot bench.png
   fastpath bench --configs kernel-masq,offload-xdp --sizes 64 --flows 1,100000`,
@@ -65,6 +70,9 @@ nothing outside the lab's namespaces is changed.`,
 			log, err := lf.logger(stderr)
 			if err != nil {
 				return usageError(cmd.CommandPath(), err)
+			}
+			if flood.on {
+				return runFlood(cmd, flood, o, log, stderr, jsonFile)
 			}
 			if quick {
 				if !cmd.Flags().Changed("sizes") {
@@ -139,6 +147,7 @@ nothing outside the lab's namespaces is changed.`,
 	f.BoolVar(&noProf, "no-profile", false, "skip the extra window per cell that measures the router program's ns/packet")
 	f.StringVar(&o.Name, "name", bench.DefaultName, "lab name, 1 to 8 characters from a-z, 0-9 and '-'")
 	lf.register(cmd)
+	flood.register(cmd)
 	return cmd
 }
 

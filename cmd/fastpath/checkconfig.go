@@ -7,6 +7,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/fastpath-router/fastpath/internal/config"
+	"github.com/fastpath-router/fastpath/internal/guard"
 )
 
 // checkResult is check-config's --json output.
@@ -23,7 +24,8 @@ func newCheckConfigCmd() *cobra.Command {
 		Short: "Validate a config file without running anything",
 		Long: `Validate a config file: strict YAML (unknown keys are errors), the
 version, interface names, modes, attach methods, the flow cache settings and
-the API socket. Every problem is reported, each with its line and field.
+the API socket, the guard's prefixes and limits, and every line of the
+guard's list files. Every problem is reported, each with its line and field.
 docs/config.md describes every key. Nothing is attached and no
 root is needed, so it fits in a deploy pipeline before the daemon restarts.
 
@@ -35,6 +37,10 @@ Exit status: 0 if the file is valid, 2 if not.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			path := args[0]
 			cfg, err := config.Load(path)
+			if err == nil {
+				// the guard's list files, line by line, as the daemon reads them
+				_, err = guard.Load(cfg.Guard.Spec())
+			}
 			if out.asJSON() {
 				res := checkResult{File: path, OK: err == nil, Errors: splitErrors(err)}
 				if werr := out.writeJSON(cmd.OutOrStdout(), res); werr != nil {

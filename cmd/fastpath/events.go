@@ -17,7 +17,7 @@ import (
 // eventKinds are the kinds --kind accepts, in the order the help lists them.
 var eventKinds = []string{
 	api.EventFlowAdded, api.EventFlowRemoved, api.EventAttach, api.EventDetach,
-	api.EventWatchdog, api.EventReload, api.EventDropped,
+	api.EventWatchdog, api.EventReload, api.EventDropped, api.EventGuardDrop,
 }
 
 func newEventsCmd() *cobra.Command {
@@ -49,6 +49,9 @@ has "time" and "kind", plus the fields of its kind:
   reload        the config was reloaded: "detail"
   dropped       "dropped" events were lost for this reader: it read too
                 slowly, or the rate limit refused them
+  guard_drop    the guard dropped a packet (sampled: at most one per CPU per
+                guard.event_interval): "interface", "reason" (docs/guard.md),
+                "detail" (protocol, source and destination)
 
 Events are rate limited (%d a second on average, bursts of %d), and a
 reader that falls behind loses events instead of making the daemon wait, so

@@ -113,7 +113,7 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"flows", "-p", "icmp"}, `fastpath: invalid --proto "icmp": fastpath forwards tcp and udp flows only`},
 		{[]string{"flows", "--dport", "70000"}, `fastpath: invalid --dport "70000": give a port number, 1 to 65535`},
 		{[]string{"flows", "-s", "198.18.0.0/33"}, `fastpath: invalid --src "198.18.0.0/33": give an address or a prefix, such as 198.18.1.2 or fd00::/64`},
-		{[]string{"events", "--kind", "flow_add"}, `fastpath: unknown event kind "flow_add": use flow_added, flow_removed, attach, detach, watchdog, reload, dropped`},
+		{[]string{"events", "--kind", "flow_add"}, `fastpath: unknown event kind "flow_add": use flow_added, flow_removed, attach, detach, watchdog, reload, dropped, guard_drop`},
 		{[]string{"top", "--interval", "50ms"}, "fastpath: invalid --interval 50ms: the minimum is 100ms"},
 		{[]string{"top", "--count", "-1"}, "fastpath: invalid --count -1: use 0 to run until stopped, or a positive number"},
 		{[]string{"top", "--once", "--count", "3"}, "fastpath: --once shows one frame; it cannot be combined with --count"},

@@ -62,6 +62,8 @@ the daemon's counters (GET /v1/stats and /v1/flows):
     total row sum all interfaces.
   - why packets went to the kernel, the biggest rates first
     (docs/counters.md explains each reason).
+  - what the guard dropped, by reason, when it dropped anything
+    (docs/guard.md).
   - the flows that moved the most bytes in the last interval, with their
     addresses as packets arrive (IN) and leave (OUT, "-" without NAT).
 
@@ -164,6 +166,7 @@ type topSample struct {
 	stats    *api.Stats
 	flows    *api.Flows // nil if flowsErr
 	flowsErr error
+	guard    *api.Guard // nil if the daemon has no guard to show
 }
 
 // takeSample reads the counters. Without stats there is nothing to show;
@@ -178,6 +181,7 @@ func takeSample(ctx context.Context, c *api.Client) (topSample, error) {
 	s := topSample{at: time.Now(), stats: st}
 	// Bounded: the largest flows by bytes are the ones a live view shows.
 	s.flows, s.flowsErr = c.FlowsLimit(sctx, topFlowsFetch)
+	s.guard, _ = c.Guard(sctx, api.GuardQuery{}) // counters only; none from an older daemon
 	return s, nil
 }
 
@@ -236,6 +240,8 @@ func renderTop(v topView, prev, cur topSample) string {
 		}
 		writeTable(&b, rows, 1)
 	}
+
+	writeGuardRates(&b, prev.guard, cur.guard, dt)
 
 	b.WriteString("\n")
 	writeTopFlows(&b, prev, cur, dt)

@@ -28,6 +28,7 @@ func (s *Server) Handler() http.Handler {
 		"/v1/events": {http.MethodGet, s.serveEvents},
 		"/v1/reload": {http.MethodPost, s.serveReload},
 	}
+	s.guardRoutes(routes)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		rt, ok := routes[r.URL.Path]
 		switch {

@@ -27,6 +27,7 @@ type benchBenchGenCfg struct {
 	Pad       uint16
 	Flows     uint32
 	SportSpan uint32
+	SaddrSpan uint32
 }
 
 type benchBenchLoopCtl struct {

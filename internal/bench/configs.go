@@ -51,6 +51,8 @@ type config struct {
 	veth bool
 	// redirect: the plain XDP redirect r0 -> r1.
 	redirect bool
+	// guard: a guard section for the daemon's config (the flood scenario).
+	guard string
 }
 
 var configs = []config{
@@ -183,6 +185,7 @@ func daemonConfig(cfg config, socket string, flowEntries int) string {
 	}
 	fmt.Fprintf(&b, "flows:\n  max_entries: %d\n  idle_timeout: 1h\n", flowEntries)
 	fmt.Fprintf(&b, "api:\n  socket: %s\n", socket)
+	b.WriteString(cfg.guard)
 	return b.String()
 }
 

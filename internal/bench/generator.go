@@ -299,14 +299,21 @@ type loopGen struct {
 	}
 	at     pinned
 	links  []link.Link
-	inject *packetSocket // on loopA: its frames arrive at loopB
+	inject *packetSocket // on pair[0]: its frames arrive at pair[1]
+	pair   [2]string     // the loop's veth pair in gen
 }
 
 // newLoopGen creates the veth pair in at.ns and attaches the loop, sending
 // out of ifname there.
 func newLoopGen(ctx context.Context, at pinned, ifname string) (_ *loopGen, err error) {
+	return newLoopGenPair(ctx, at, ifname, [2]string{loopA, loopB})
+}
+
+// newLoopGenPair is newLoopGen on a veth pair of the given names: a second
+// generator (the flood scenario's) needs a pair of its own.
+func newLoopGenPair(ctx context.Context, at pinned, ifname string, pair [2]string) (_ *loopGen, err error) {
 	at.rt = false // the loop runs in softirq; its thread only watches
-	g := &loopGen{at: at}
+	g := &loopGen{at: at, pair: pair}
 	if err := load(&g.objs); err != nil {
 		return nil, err
 	}
@@ -319,7 +326,7 @@ func newLoopGen(ctx context.Context, at pinned, ifname string) (_ *loopGen, err 
 		return nil, err
 	}
 	err = nsutil.Do(at.ns, func() error {
-		a, b, out, err := makeLoopPair(ifname)
+		a, b, out, err := makeLoopPair(ifname, g.pair)
 		if err != nil {
 			return err
 		}
@@ -344,7 +351,7 @@ func newLoopGen(ctx context.Context, at pinned, ifname string) (_ *loopGen, err 
 	if err != nil {
 		return nil, fmt.Errorf("loop generator in %s: %w", at.ns, err)
 	}
-	if g.inject, err = openPacketSocket(at.ns, loopA); err != nil {
+	if g.inject, err = openPacketSocket(at.ns, g.pair[0]); err != nil {
 		return nil, err
 	}
 	return g, nil
@@ -363,7 +370,7 @@ func (g *loopGen) Close() error {
 	closeAll(g.objs.Loop, g.objs.Bounce, g.objs.Ctl, g.objs.Tx, g.objs.Cfg, g.objs.Seq)
 	// The pair goes with gen's namespace; remove it now all the same.
 	_ = nsutil.Do(g.at.ns, func() error {
-		l, err := netlink.LinkByName(loopA)
+		l, err := netlink.LinkByName(g.pair[0])
 		if err != nil {
 			return err
 		}
@@ -498,12 +505,12 @@ func newSource(ctx context.Context, kind string, at pinned, ifname string, ifind
 
 // makeLoopPair creates the loop's veth pair in the calling thread's netns
 // and returns its two ends and the way out.
-func makeLoopPair(out string) (a, b, o *net.Interface, err error) {
-	veth := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: loopA, MTU: 1500}, PeerName: loopB}
+func makeLoopPair(out string, pair [2]string) (a, b, o *net.Interface, err error) {
+	veth := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: pair[0], MTU: 1500}, PeerName: pair[1]}
 	if err := netlink.LinkAdd(veth); err != nil {
-		return nil, nil, nil, fmt.Errorf("add veth %s/%s: %w", loopA, loopB, err)
+		return nil, nil, nil, fmt.Errorf("add veth %s/%s: %w", pair[0], pair[1], err)
 	}
-	for _, name := range []string{loopA, loopB} {
+	for _, name := range pair {
 		l, err := netlink.LinkByName(name)
 		if err == nil {
 			err = netlink.LinkSetUp(l)
@@ -512,10 +519,10 @@ func makeLoopPair(out string) (a, b, o *net.Interface, err error) {
 			return nil, nil, nil, fmt.Errorf("set %s up: %w", name, err)
 		}
 	}
-	if a, err = net.InterfaceByName(loopA); err != nil {
+	if a, err = net.InterfaceByName(pair[0]); err != nil {
 		return nil, nil, nil, err
 	}
-	if b, err = net.InterfaceByName(loopB); err != nil {
+	if b, err = net.InterfaceByName(pair[1]); err != nil {
 		return nil, nil, nil, err
 	}
 	if o, err = net.InterfaceByName(out); err != nil {

@@ -48,6 +48,7 @@ type Config struct {
 	Flows      Flows       `yaml:"flows"`
 	API        API         `yaml:"api"`
 	Metrics    Metrics     `yaml:"metrics"`
+	Guard      Guard       `yaml:"guard,omitempty"`
 }
 
 // Interface is one managed network interface.

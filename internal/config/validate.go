@@ -63,6 +63,7 @@ func (c *Config) validate(p *problems) {
 	c.Flows.validate(p)
 	c.API.validate(p)
 	c.Metrics.validate(p)
+	c.Guard.validate(p)
 }
 
 func (ifc Interface) validate(p *problems, i int, firstUse map[string]int) {

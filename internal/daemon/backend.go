@@ -10,6 +10,7 @@ import (
 
 	"github.com/fastpath-router/fastpath/internal/datapath"
 	"github.com/fastpath-router/fastpath/internal/eventhub"
+	"github.com/fastpath-router/fastpath/internal/guard"
 
 	"github.com/fastpath-router/fastpath/internal/api"
 )
@@ -21,7 +22,8 @@ type backend struct {
 	events *eventhub.Hub
 	reload func(context.Context) (*api.ReloadResult, error)
 	reval  *revalidation
-	status api.Status // the fixed part
+	status api.Status     // the fixed part
+	guard  *guard.Manager // the guard's lists (guard.go)
 }
 
 func (b *backend) Events(ctx context.Context) (<-chan api.Event, error) {

@@ -20,6 +20,7 @@ import (
 	"github.com/fastpath-router/fastpath/internal/config"
 	"github.com/fastpath-router/fastpath/internal/datapath"
 	"github.com/fastpath-router/fastpath/internal/eventhub"
+	"github.com/fastpath-router/fastpath/internal/guard"
 	"github.com/fastpath-router/fastpath/internal/metrics"
 	"github.com/fastpath-router/fastpath/internal/netwatch"
 	"github.com/fastpath-router/fastpath/internal/vethpeer"
@@ -97,6 +98,13 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 		defer ml.Close()
 	}
 
+	// The guard's list files are read before anything changes: a bad line
+	// fails the start with nothing attached.
+	gplan, err := planGuard(cfg)
+	if err != nil {
+		return err
+	}
+
 	pinDir, err := pinDirFor(opts.KeepDatapath, log)
 	if err != nil {
 		return err
@@ -168,7 +176,16 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 	if err := setRevalidate(cfg); err != nil {
 		return err
 	}
-	rl := &reloader{path: opts.ConfigPath, cfg: cfg, r: r, startOffload: startOff, setRevalidate: setRevalidate}
+	// The guard is in place before any interface is attached.
+	gm := guard.NewManager(dp)
+	if acts, err := applyGuard(dp, gm, gplan); err != nil {
+		return fmt.Errorf("guard: %w", err)
+	} else if len(acts) > 0 {
+		log.Info("guard", "actions", strings.Join(acts, "; "))
+	}
+	b.guard = gm
+	rl := &reloader{path: opts.ConfigPath, cfg: cfg, r: r, startOffload: startOff, setRevalidate: setRevalidate,
+		applyGuard: func(p *guardPlan) ([]string, error) { return applyGuard(dp, gm, p) }}
 	b.reload = rl.reload
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)

@@ -285,6 +285,10 @@ func (o *offload) watchFlows(ctx context.Context) error {
 }
 
 func (o *offload) publish(ev datapath.Event) {
+	if ev.Type == datapath.GuardDrop {
+		o.hub.Publish(guardDropEvent(ev, o.name))
+		return
+	}
 	f := apiFlow(ev.Flow, o.name, ev.Time)
 	f.AgeSec, f.IdleSec = 0, 0 // an event carries no times of the flow
 	kind := api.EventFlowAdded

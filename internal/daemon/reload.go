@@ -25,6 +25,8 @@ type reloader struct {
 	startOffload func() error
 	// setRevalidate applies flows.revalidate.
 	setRevalidate func(*config.Config) error
+	// applyGuard applies the guard section (guard.go); nil: no guard.
+	applyGuard func(*guardPlan) ([]string, error)
 }
 
 // restartOnly names the settings a running daemon cannot change: they size
@@ -60,6 +62,12 @@ func (rl *reloader) reload(context.Context) (*api.ReloadResult, error) {
 		return nil, &api.ConfigError{Err: fmt.Errorf("%s: changing %s needs a restart; nothing was changed",
 			rl.path, strings.Join(diff, ", "))}
 	}
+	// The guard's list files are read and checked in full before
+	// anything changes.
+	gplan, err := planGuard(next)
+	if err != nil {
+		return nil, err
+	}
 	if usesOffload(next) && !usesOffload(rl.cfg) {
 		if err := rl.startOffload(); err != nil {
 			return nil, fmt.Errorf("start offload mode: %w", err)
@@ -72,6 +80,14 @@ func (rl *reloader) reload(context.Context) (*api.ReloadResult, error) {
 		} else {
 			actions = append(actions, fmt.Sprintf("flows.revalidate %v -> %v (always: %v)", rl.cfg.Flows.Revalidate, next.Flows.Revalidate, next.Flows.RevalidateAlways))
 		}
+	}
+	if rl.applyGuard != nil {
+		gacts, gerr := rl.applyGuard(gplan)
+		actions = append(actions, gacts...)
+		if gerr == nil && rl.cfg.Guard.Datapath() != next.Guard.Datapath() {
+			actions = append(actions, "guard limits changed")
+		}
+		err = errors.Join(err, gerr)
 	}
 	rl.cfg = next
 	res := &api.ReloadResult{Changed: len(actions) > 0, Actions: actions}

@@ -54,6 +54,9 @@ type Datapath struct {
 	slots  map[int]uint32 // ifindex -> counter slot in fp_if_stats
 
 	pinMu sync.Mutex // used and links: attaches come from the main loop and from reloads
+
+	guardReasons []string   // enum fp_guard_reason's names (guard.go)
+	guardMu      sync.Mutex // guard config flags and list syncs
 }
 
 // Options size the datapath's maps.
@@ -89,7 +92,11 @@ func Load(opts Options) (*Datapath, error) {
 	if err != nil {
 		return nil, err
 	}
-	d := &Datapath{reasons: reasons, pinDir: opts.PinDir, used: map[string]bool{}, links: map[string]link.Link{},
+	guardReasons, err := guardReasonNames(spec)
+	if err != nil {
+		return nil, err
+	}
+	d := &Datapath{reasons: reasons, guardReasons: guardReasons, pinDir: opts.PinDir, used: map[string]bool{}, links: map[string]link.Link{},
 		slots: map[int]uint32{}}
 	if opts.PinDir != "" {
 		state, err := loadPinned(spec, &d.objs, opts.PinDir)
@@ -229,6 +236,10 @@ func (d *Datapath) SetIface(ifc Iface) error {
 		if err := d.objs.FpIfStats.Update(slot, zero, ebpf.UpdateAny); err != nil {
 			d.freeSlot(ifc.Index)
 			return fmt.Errorf("reset counters of interface %d: %w", ifc.Index, err)
+		}
+		if err := d.resetGuardStats(slot); err != nil {
+			d.freeSlot(ifc.Index)
+			return fmt.Errorf("interface %d: %w", ifc.Index, err)
 		}
 	}
 	v := fastpathFpIface{Mode: fastpathFpMode(ifc.Mode), Mtu: uint32(ifc.MTU), Slot: slot}

@@ -22,6 +22,10 @@ const (
 	// FlowPending: a TCP flow waits for its conntrack entry to be made
 	// window-liberal (ctliberal) before the datapath offloads it.
 	FlowPending = EventType(fastpathFpEventTypeFP_EV_FLOW_PENDING)
+	// GuardDrop: the guard dropped a packet (sampled, at most one per CPU
+	// per guard event interval); Reason is the guard's drop reason and
+	// Flow.In the packet's addresses and ports.
+	GuardDrop = EventType(fastpathFpEventTypeFP_EV_GUARD_DROP)
 )
 
 func (t EventType) String() string {
@@ -32,6 +36,8 @@ func (t EventType) String() string {
 		return "flow_removed"
 	case FlowPending:
 		return "flow_pending"
+	case GuardDrop:
+		return "guard_drop"
 	}
 	return fmt.Sprintf("event_%d", uint32(t))
 }
@@ -46,8 +52,9 @@ type Event struct {
 
 // EventReader reads flow events. Close unblocks Read.
 type EventReader struct {
-	rd      *ringbuf.Reader
-	reasons []string
+	rd           *ringbuf.Reader
+	reasons      []string
+	guardReasons []string
 }
 
 // Events opens the datapath's event ring buffer.
@@ -56,7 +63,7 @@ func (d *Datapath) Events() (*EventReader, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open event ring buffer: %w", err)
 	}
-	return &EventReader{rd: rd, reasons: d.reasons}, nil
+	return &EventReader{rd: rd, reasons: d.reasons, guardReasons: d.guardReasons}, nil
 }
 
 // ErrClosed is returned by Read after Close.
@@ -83,6 +90,9 @@ func (r *EventReader) Read() (Event, error) {
 	ev.Flow.Stale = false
 	if ev.Type == FlowRemoved && int(e.Reason) < len(r.reasons) {
 		ev.Reason = r.reasons[e.Reason]
+	}
+	if ev.Type == GuardDrop && int(e.Reason) < len(r.guardReasons) {
+		ev.Reason = r.guardReasons[e.Reason]
 	}
 	return ev, nil
 }

@@ -67,6 +67,7 @@ const (
 	fastpathFpEventTypeFP_EV_FLOW_ADD     fastpathFpEventType = 1
 	fastpathFpEventTypeFP_EV_FLOW_DEL     fastpathFpEventType = 2
 	fastpathFpEventTypeFP_EV_FLOW_PENDING fastpathFpEventType = 3
+	fastpathFpEventTypeFP_EV_GUARD_DROP   fastpathFpEventType = 4
 )
 
 type fastpathFpFlow struct {
@@ -112,6 +113,97 @@ type fastpathFpFlowKey struct {
 	Pad    uint16
 	Saddr  [4]uint32
 	Daddr  [4]uint32
+}
+
+type fastpathFpGuardBtfTypes struct {
+	_      structs.HostLayout
+	Reason uint32
+	Flags  uint32
+}
+
+type fastpathFpGuardBucket struct {
+	_       structs.HostLayout
+	TatPkt  uint64
+	TatByte uint64
+	TatSyn  uint64
+	TatNew  uint64
+}
+
+type fastpathFpGuardCfg struct {
+	_       structs.HostLayout
+	Flags   uint32
+	Prefix4 uint8
+	Prefix6 uint8
+	Pad     uint16
+	Pkt     fastpathFpGuardLimit
+	Byte    fastpathFpGuardLimit
+	Syn     fastpathFpGuardLimit
+	NewFlow fastpathFpGuardLimit
+	SynAll  fastpathFpGuardLimit
+	NewAll  fastpathFpGuardLimit
+	EventNs uint64
+}
+
+type fastpathFpGuardCpu struct {
+	_           structs.HostLayout
+	TatSyn      uint64
+	TatNew      uint64
+	LastEventNs uint64
+	Drops       uint64
+}
+
+type fastpathFpGuardFlags uint32
+
+const (
+	fastpathFpGuardFlagsFP_GUARD_F_ALLOW fastpathFpGuardFlags = 1
+	fastpathFpGuardFlagsFP_GUARD_F_DENY  fastpathFpGuardFlags = 2
+)
+
+type fastpathFpGuardHits struct {
+	_       structs.HostLayout
+	Packets uint64
+	Bytes   uint64
+}
+
+type fastpathFpGuardLimit struct {
+	_       structs.HostLayout
+	CostNs  uint64
+	BurstNs uint64
+}
+
+type fastpathFpGuardReason uint32
+
+const (
+	fastpathFpGuardReasonFP_GUARD_DENY       fastpathFpGuardReason = 0
+	fastpathFpGuardReasonFP_GUARD_RATE_PKT   fastpathFpGuardReason = 1
+	fastpathFpGuardReasonFP_GUARD_RATE_BYTE  fastpathFpGuardReason = 2
+	fastpathFpGuardReasonFP_GUARD_SYN_SOURCE fastpathFpGuardReason = 3
+	fastpathFpGuardReasonFP_GUARD_SYN_TOTAL  fastpathFpGuardReason = 4
+	fastpathFpGuardReasonFP_GUARD_NEW_SOURCE fastpathFpGuardReason = 5
+	fastpathFpGuardReasonFP_GUARD_NEW_TOTAL  fastpathFpGuardReason = 6
+	fastpathFpGuardReasonFP_GUARD_MAX        fastpathFpGuardReason = 7
+)
+
+type fastpathFpGuardSrc struct {
+	_      structs.HostLayout
+	Family uint32
+	Addr   [4]uint32
+}
+
+type fastpathFpGuardStats struct {
+	_           structs.HostLayout
+	DropPackets [7]uint64
+	DropBytes   [7]uint64
+	Allowed     uint64
+	EventsLost  uint64
+}
+
+type fastpathFpGuardTop struct {
+	_       structs.HostLayout
+	Packets uint64
+	Bytes   uint64
+	Reason  uint32
+	Pad     uint32
 }
 
 type fastpathFpIface struct {
@@ -189,20 +281,30 @@ type fastpathFpVerdict struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	fastpathMapFpAccepted   = "fp_accepted"
-	fastpathMapFpEvents     = "fp_events"
-	fastpathMapFpFlows      = "fp_flows"
-	fastpathMapFpGlobals    = "fp_globals"
-	fastpathMapFpIfStats    = "fp_if_stats"
-	fastpathMapFpIfaces     = "fp_ifaces"
-	fastpathMapFpMtu4       = "fp_mtu4"
-	fastpathMapFpMtu6       = "fp_mtu6"
-	fastpathMapFpTxPorts    = "fp_tx_ports"
-	fastpathProgFpNfAccept  = "fp_nf_accept"
-	fastpathProgFpSweepIdle = "fp_sweep_idle"
-	fastpathProgFpTc        = "fp_tc"
-	fastpathProgFpXdp       = "fp_xdp"
-	fastpathVarFpBtfTypes   = "fp_btf_types"
+	fastpathMapFpAccepted      = "fp_accepted"
+	fastpathMapFpEvents        = "fp_events"
+	fastpathMapFpFlows         = "fp_flows"
+	fastpathMapFpGlobals       = "fp_globals"
+	fastpathMapFpGuardAllow4   = "fp_guard_allow4"
+	fastpathMapFpGuardAllow6   = "fp_guard_allow6"
+	fastpathMapFpGuardCnt      = "fp_guard_cnt"
+	fastpathMapFpGuardConf     = "fp_guard_conf"
+	fastpathMapFpGuardCpus     = "fp_guard_cpus"
+	fastpathMapFpGuardDeny4    = "fp_guard_deny4"
+	fastpathMapFpGuardDeny6    = "fp_guard_deny6"
+	fastpathMapFpGuardSrcs     = "fp_guard_srcs"
+	fastpathMapFpGuardTops     = "fp_guard_tops"
+	fastpathMapFpIfStats       = "fp_if_stats"
+	fastpathMapFpIfaces        = "fp_ifaces"
+	fastpathMapFpMtu4          = "fp_mtu4"
+	fastpathMapFpMtu6          = "fp_mtu6"
+	fastpathMapFpTxPorts       = "fp_tx_ports"
+	fastpathProgFpNfAccept     = "fp_nf_accept"
+	fastpathProgFpSweepIdle    = "fp_sweep_idle"
+	fastpathProgFpTc           = "fp_tc"
+	fastpathProgFpXdp          = "fp_xdp"
+	fastpathVarFpBtfTypes      = "fp_btf_types"
+	fastpathVarFpGuardBtfTypes = "fp_guard_btf_types"
 )
 
 // loadFastpath returns the embedded CollectionSpec for fastpath.
@@ -257,22 +359,32 @@ type fastpathProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type fastpathMapSpecs struct {
-	FpAccepted *ebpf.MapSpec `ebpf:"fp_accepted"`
-	FpEvents   *ebpf.MapSpec `ebpf:"fp_events"`
-	FpFlows    *ebpf.MapSpec `ebpf:"fp_flows"`
-	FpGlobals  *ebpf.MapSpec `ebpf:"fp_globals"`
-	FpIfStats  *ebpf.MapSpec `ebpf:"fp_if_stats"`
-	FpIfaces   *ebpf.MapSpec `ebpf:"fp_ifaces"`
-	FpMtu4     *ebpf.MapSpec `ebpf:"fp_mtu4"`
-	FpMtu6     *ebpf.MapSpec `ebpf:"fp_mtu6"`
-	FpTxPorts  *ebpf.MapSpec `ebpf:"fp_tx_ports"`
+	FpAccepted    *ebpf.MapSpec `ebpf:"fp_accepted"`
+	FpEvents      *ebpf.MapSpec `ebpf:"fp_events"`
+	FpFlows       *ebpf.MapSpec `ebpf:"fp_flows"`
+	FpGlobals     *ebpf.MapSpec `ebpf:"fp_globals"`
+	FpGuardAllow4 *ebpf.MapSpec `ebpf:"fp_guard_allow4"`
+	FpGuardAllow6 *ebpf.MapSpec `ebpf:"fp_guard_allow6"`
+	FpGuardCnt    *ebpf.MapSpec `ebpf:"fp_guard_cnt"`
+	FpGuardConf   *ebpf.MapSpec `ebpf:"fp_guard_conf"`
+	FpGuardCpus   *ebpf.MapSpec `ebpf:"fp_guard_cpus"`
+	FpGuardDeny4  *ebpf.MapSpec `ebpf:"fp_guard_deny4"`
+	FpGuardDeny6  *ebpf.MapSpec `ebpf:"fp_guard_deny6"`
+	FpGuardSrcs   *ebpf.MapSpec `ebpf:"fp_guard_srcs"`
+	FpGuardTops   *ebpf.MapSpec `ebpf:"fp_guard_tops"`
+	FpIfStats     *ebpf.MapSpec `ebpf:"fp_if_stats"`
+	FpIfaces      *ebpf.MapSpec `ebpf:"fp_ifaces"`
+	FpMtu4        *ebpf.MapSpec `ebpf:"fp_mtu4"`
+	FpMtu6        *ebpf.MapSpec `ebpf:"fp_mtu6"`
+	FpTxPorts     *ebpf.MapSpec `ebpf:"fp_tx_ports"`
 }
 
 // fastpathVariableSpecs contains global variables before they are loaded into the kernel.
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type fastpathVariableSpecs struct {
-	FpBtfTypes *ebpf.VariableSpec `ebpf:"fp_btf_types"`
+	FpBtfTypes      *ebpf.VariableSpec `ebpf:"fp_btf_types"`
+	FpGuardBtfTypes *ebpf.VariableSpec `ebpf:"fp_guard_btf_types"`
 }
 
 // fastpathObjects contains all objects after they have been loaded into the kernel.
@@ -295,15 +407,24 @@ func (o *fastpathObjects) Close() error {
 //
 // It can be passed to loadFastpathObjects or ebpf.CollectionSpec.LoadAndAssign.
 type fastpathMaps struct {
-	FpAccepted *ebpf.Map `ebpf:"fp_accepted"`
-	FpEvents   *ebpf.Map `ebpf:"fp_events"`
-	FpFlows    *ebpf.Map `ebpf:"fp_flows"`
-	FpGlobals  *ebpf.Map `ebpf:"fp_globals"`
-	FpIfStats  *ebpf.Map `ebpf:"fp_if_stats"`
-	FpIfaces   *ebpf.Map `ebpf:"fp_ifaces"`
-	FpMtu4     *ebpf.Map `ebpf:"fp_mtu4"`
-	FpMtu6     *ebpf.Map `ebpf:"fp_mtu6"`
-	FpTxPorts  *ebpf.Map `ebpf:"fp_tx_ports"`
+	FpAccepted    *ebpf.Map `ebpf:"fp_accepted"`
+	FpEvents      *ebpf.Map `ebpf:"fp_events"`
+	FpFlows       *ebpf.Map `ebpf:"fp_flows"`
+	FpGlobals     *ebpf.Map `ebpf:"fp_globals"`
+	FpGuardAllow4 *ebpf.Map `ebpf:"fp_guard_allow4"`
+	FpGuardAllow6 *ebpf.Map `ebpf:"fp_guard_allow6"`
+	FpGuardCnt    *ebpf.Map `ebpf:"fp_guard_cnt"`
+	FpGuardConf   *ebpf.Map `ebpf:"fp_guard_conf"`
+	FpGuardCpus   *ebpf.Map `ebpf:"fp_guard_cpus"`
+	FpGuardDeny4  *ebpf.Map `ebpf:"fp_guard_deny4"`
+	FpGuardDeny6  *ebpf.Map `ebpf:"fp_guard_deny6"`
+	FpGuardSrcs   *ebpf.Map `ebpf:"fp_guard_srcs"`
+	FpGuardTops   *ebpf.Map `ebpf:"fp_guard_tops"`
+	FpIfStats     *ebpf.Map `ebpf:"fp_if_stats"`
+	FpIfaces      *ebpf.Map `ebpf:"fp_ifaces"`
+	FpMtu4        *ebpf.Map `ebpf:"fp_mtu4"`
+	FpMtu6        *ebpf.Map `ebpf:"fp_mtu6"`
+	FpTxPorts     *ebpf.Map `ebpf:"fp_tx_ports"`
 }
 
 func (m *fastpathMaps) Close() error {
@@ -312,6 +433,15 @@ func (m *fastpathMaps) Close() error {
 		m.FpEvents,
 		m.FpFlows,
 		m.FpGlobals,
+		m.FpGuardAllow4,
+		m.FpGuardAllow6,
+		m.FpGuardCnt,
+		m.FpGuardConf,
+		m.FpGuardCpus,
+		m.FpGuardDeny4,
+		m.FpGuardDeny6,
+		m.FpGuardSrcs,
+		m.FpGuardTops,
 		m.FpIfStats,
 		m.FpIfaces,
 		m.FpMtu4,
@@ -324,7 +454,8 @@ func (m *fastpathMaps) Close() error {
 //
 // It can be passed to loadFastpathObjects or ebpf.CollectionSpec.LoadAndAssign.
 type fastpathVariables struct {
-	FpBtfTypes *ebpf.Variable `ebpf:"fp_btf_types"`
+	FpBtfTypes      *ebpf.Variable `ebpf:"fp_btf_types"`
+	FpGuardBtfTypes *ebpf.Variable `ebpf:"fp_guard_btf_types"`
 }
 
 // fastpathPrograms contains all programs after they have been loaded into the kernel.

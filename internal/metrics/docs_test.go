@@ -61,7 +61,7 @@ func readDocTable(t *testing.T) (map[string]docMetric, string) {
 func TestDocsMatchMetrics(t *testing.T) {
 	rows, doc := readDocTable(t)
 
-	reg, err := newRegistry(t.Context(), newFake(), "v0.9.0", time.Second)
+	reg, err := newRegistry(t.Context(), newGuardFake(), "v0.9.0", time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -93,7 +93,8 @@ func TestDocsMatchMetrics(t *testing.T) {
 			t.Errorf("%s: %s lists labels %q, served with %q", name, docPath, row.labels, labels)
 		}
 	}
-	if len(served) != len(newCollector(t.Context(), newFake(), "", time.Second).families()) {
+	if len(served) != len(newCollector(t.Context(), newFake(), "", time.Second).families())+
+		len(newGuardCollector(t.Context(), newGuardFake(), time.Second).families()) {
 		t.Errorf("the fake source does not make every family appear; served %d", len(served))
 	}
 	for _, name := range docNameRE.FindAllString(doc, -1) {

@@ -134,5 +134,10 @@ func newRegistry(ctx context.Context, src Source, version string, timeout time.D
 			return nil, fmt.Errorf("register metrics: %w", err)
 		}
 	}
+	if gs, ok := src.(GuardSource); ok {
+		if err := reg.Register(newGuardCollector(ctx, gs, timeout)); err != nil {
+			return nil, fmt.Errorf("register guard metrics: %w", err)
+		}
+	}
 	return reg, nil
 }

@@ -1,0 +1,386 @@
+package bench
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/netip"
+	"os"
+	"runtime"
+	"text/tabwriter"
+	"time"
+
+	"github.com/cilium/ebpf"
+	"golang.org/x/sys/unix"
+
+	"github.com/fastpath-router/fastpath/internal/api"
+)
+
+// The flood scenario (`fastpath bench --flood`, docs/guard.md): legitimate
+// flows offloaded by fastpath (offload mode, masquerade) run at a paced
+// rate while a flood of 64-byte UDP frames from many spoofed sources, each
+// frame a new flow, arrives on the same interface; once with the guard off
+// and once with a total new-flow limit. It measures what the legitimate
+// flows keep of their rate, what the router program costs per packet under
+// the flood, and how much the conntrack table grows.
+
+// FloodOptions configure RunFlood; zero values take the defaults.
+type FloodOptions struct {
+	Name     string        // lab name, default "flood"
+	Binary   string        // the fastpath executable run as the daemon
+	Attach   string        // xdp (default) or tc
+	Flows    int           // legitimate flows, default 1000
+	LegitPPS float64       // their paced rate, default 200000 frames/s
+	Sources  int           // flood sources, default 100000
+	NewFlows int           // the guard's total new-flow limit, default 1000/s
+	Duration time.Duration // one measurement window, default 2s
+	Log      *slog.Logger
+	Progress io.Writer
+}
+
+// Flood defaults.
+const (
+	DefaultFloodName     = "flood"
+	defaultFloodFlows    = 1000
+	defaultFloodPPS      = 200_000
+	defaultFloodSources  = 100_000
+	defaultFloodNewFlows = 1000
+	floodDport           = 9 // the flood's destination port (discard)
+	floodWarmup          = 500 * time.Millisecond
+)
+
+// floodBase is the first flood source: the flood comes from floodBase up to
+// Sources addresses on, within 198.18.0.0/15 and clear of the lab's own.
+var floodBase = netip.MustParseAddr("198.18.64.0")
+
+// FloodPhase is one measurement of the scenario.
+type FloodPhase struct {
+	Guard string `json:"guard"` // off | on
+	Flood bool   `json:"flood"`
+	// LegitMpps: packets of the legitimate flows fastpath forwarded (they
+	// are offloaded; the flood never is), millions a second.
+	LegitMpps float64 `json:"legit_mpps"`
+	// LegitSentMpps: what the legitimate generator sent.
+	LegitSentMpps float64 `json:"legit_sent_mpps"`
+	// LegitShare: LegitMpps over the same guard setting's no-flood rate.
+	LegitShare float64 `json:"legit_share,omitempty"`
+	// FloodMpps: the flood generator's send rate.
+	FloodMpps float64 `json:"flood_mpps,omitempty"`
+	// GuardDropMpps: flood packets the guard dropped.
+	GuardDropMpps float64 `json:"guard_drop_mpps,omitempty"`
+	// ConntrackGrowth: conntrack entries added in rtr during the window.
+	ConntrackGrowth int `json:"conntrack_growth"`
+	// RouterNsPerRun: the router program's mean run time (BPF statistics)
+	// over every packet of the window, legitimate and flood.
+	RouterNsPerRun float64 `json:"router_ns_per_run,omitempty"`
+	Error          string  `json:"error,omitempty"`
+}
+
+// FloodReport is the scenario's result.
+type FloodReport struct {
+	Started  time.Time    `json:"started"`
+	Attach   string       `json:"attach"`
+	Flows    int          `json:"flows"`
+	LegitPPS float64      `json:"legit_pps"`
+	Sources  int          `json:"sources"`
+	NewFlows int          `json:"guard_new_flows_per_sec"`
+	Duration float64      `json:"duration_sec"`
+	Load     float64      `json:"load_average_after"`
+	Phases   []FloodPhase `json:"phases"`
+}
+
+func (o *FloodOptions) defaults() error {
+	if o.Name == "" {
+		o.Name = DefaultFloodName
+	}
+	if o.Attach == "" {
+		o.Attach = "xdp"
+	}
+	if o.Attach != "xdp" && o.Attach != "tc" {
+		return fmt.Errorf("flood: attach %q: want xdp or tc", o.Attach)
+	}
+	if o.Flows == 0 {
+		o.Flows = defaultFloodFlows
+	}
+	if o.LegitPPS == 0 {
+		o.LegitPPS = defaultFloodPPS
+	}
+	if o.Sources == 0 {
+		o.Sources = defaultFloodSources
+	}
+	if o.NewFlows == 0 {
+		o.NewFlows = defaultFloodNewFlows
+	}
+	if o.Duration == 0 {
+		o.Duration = DefaultDuration
+	}
+	if o.Log == nil {
+		o.Log = slog.New(slog.DiscardHandler)
+	}
+	if o.Progress == nil {
+		o.Progress = io.Discard
+	}
+	switch {
+	case o.Flows < 1 || o.Flows > MaxFlows:
+		return fmt.Errorf("flood: %d legitimate flows outside 1..%d", o.Flows, MaxFlows)
+	case o.Sources < 2 || o.Sources > 1<<17-1<<14:
+		return fmt.Errorf("flood: %d sources outside 2..%d (198.18.64.0 on, within 198.18.0.0/15)", o.Sources, 1<<17-1<<14)
+	case o.LegitPPS < 1000:
+		return fmt.Errorf("flood: legitimate rate %.0f/s below 1000", o.LegitPPS)
+	}
+	return nil
+}
+
+// RunFlood builds a lab, runs the scenario with the guard off and on, and
+// removes the lab.
+func RunFlood(ctx context.Context, o FloodOptions) (_ *FloodReport, err error) {
+	if err := o.defaults(); err != nil {
+		return nil, err
+	}
+	if os.Geteuid() != 0 {
+		return nil, errors.New("bench needs root: it creates network namespaces and loads BPF programs")
+	}
+	ctx, cancel := context.WithTimeout(ctx, maxRunTime)
+	defer cancel()
+	cpus, err := processAffinity()
+	if err != nil {
+		return nil, err
+	}
+	if len(cpus) < 2 {
+		return nil, fmt.Errorf("bench needs two CPUs, this process may use %v", cpus)
+	}
+	r := &runner{opts: Options{Binary: o.Binary, Log: o.Log}, flowEntries: flowEntries(o.Flows)}
+	// The loop generator: its pacing is what keeps the legitimate rate
+	// below overload, and a second one sends the flood.
+	r.env, err = newEnv(ctx, o.Name, GenLoop, false, cpus, o.Log)
+	if err != nil {
+		return nil, err
+	}
+	runtime.GOMAXPROCS(len(cpus) + 4)
+	defer runtime.SetDefaultGOMAXPROCS()
+	defer func() {
+		if cerr := r.env.close(); cerr != nil {
+			err = errors.Join(err, fmt.Errorf("remove bench lab: %w", cerr))
+		}
+	}()
+	// The flood's loop runs on the other CPU: on the legitimate
+	// generator's, its softirq would starve that generator's pacing
+	// thread, and the legitimate rate would measure the generator.
+	fl, err := newLoopGenPair(ctx, pinned{ns: r.env.lab.Gen, cpu: r.env.restCPU}, r.env.lab.GenIf, [2]string{"gf0", "gf1"})
+	if err != nil {
+		return nil, err
+	}
+	defer fl.Close()
+	spec := r.env.frames(MinFrame)
+	spec.from = floodBase
+	if err := fl.objs.configureFlood(spec, o.Sources); err != nil {
+		return nil, err
+	}
+
+	rep := &FloodReport{Started: time.Now().UTC().Truncate(time.Second), Attach: o.Attach, Flows: o.Flows,
+		LegitPPS: o.LegitPPS, Sources: o.Sources, NewFlows: o.NewFlows, Duration: o.Duration.Seconds()}
+	for _, guard := range []bool{false, true} {
+		phases, err := r.floodPhases(ctx, o, fl, guard)
+		rep.Phases = append(rep.Phases, phases...)
+		if err != nil {
+			return rep, err
+		}
+	}
+	rep.Load = loadAverage()
+	return rep, nil
+}
+
+// floodPhases measures one guard setting: the legitimate flows alone, then
+// with the flood.
+func (r *runner) floodPhases(ctx context.Context, o FloodOptions, fl *loopGen, guard bool) ([]FloodPhase, error) {
+	name := "off"
+	cfg, _ := configByName(ConfigOffloadXDP)
+	if o.Attach == "tc" {
+		cfg, _ = configByName(ConfigOffloadTC)
+	}
+	if guard {
+		name = "on"
+		cfg.guard = fmt.Sprintf("guard:\n  total:\n    new_flows: {rate: %d}\n", o.NewFlows)
+	}
+	fmt.Fprintf(o.Progress, "flood: guard %s: setting up\n", name)
+	a, err := r.setup(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		if err := a.teardown(); err != nil {
+			o.Log.Warn("teardown", "err", err)
+		}
+	}()
+	if _, err := r.establish(ctx, o.Flows); err != nil {
+		return nil, fmt.Errorf("establish flows: %w", err)
+	}
+	e := r.env
+	if err := e.gen.configure(e.frames(MinFrame), o.Flows); err != nil {
+		return nil, err
+	}
+	limit := 4*o.Duration + 4*floodWarmup + 10*time.Second
+	legit := e.gen.start(ctx, limit, o.LegitPPS)
+	defer legit.halt()
+	if err := pause(ctx, legit, floodWarmup); err != nil {
+		return nil, err
+	}
+	alone := r.floodWindow(ctx, a, legit, o.Duration, nil)
+	alone.Guard = name
+	fmt.Fprintf(o.Progress, "flood: guard %s, no flood: legit %.3f Mpps\n", name, alone.LegitMpps)
+
+	flood := fl.start(ctx, limit, 0)
+	defer flood.halt()
+	if err := pause(ctx, flood, floodWarmup); err != nil {
+		return []FloodPhase{alone}, err
+	}
+	with := r.floodWindow(ctx, a, flood, o.Duration, fl)
+	with.Guard, with.Flood = name, true
+	if alone.LegitMpps > 0 {
+		with.LegitShare = round3(with.LegitMpps / alone.LegitMpps)
+	}
+	fmt.Fprintf(o.Progress, "flood: guard %s, flood %.3f Mpps: legit %.3f Mpps (%.1f%%), conntrack +%d, router %.0f ns/run\n",
+		name, with.FloodMpps, with.LegitMpps, 100*with.LegitShare, with.ConntrackGrowth, with.RouterNsPerRun)
+	return []FloodPhase{alone, with}, nil
+}
+
+// floodWindow measures one window while run goes on: fastpath's forwarded
+// packets on r0 (the legitimate flows), the flood generator's sends (fl,
+// if flooding), the guard's drops, conntrack's growth and the router
+// program's run time.
+func (r *runner) floodWindow(ctx context.Context, a *active, run *running, d time.Duration, fl *loopGen) FloodPhase {
+	var ph FloodPhase
+	fail := func(err error) FloodPhase {
+		ph.Error = err.Error()
+		return ph
+	}
+	rtr := r.env.lab.Rtr
+	read := func() (fwd, drops, sent, legit uint64, ct int, err error) {
+		c, err := a.d.counters(ctx, r.env.lab.RtrIn)
+		if err != nil {
+			return
+		}
+		fwd = c.fwd
+		cctx, cancel := context.WithTimeout(ctx, apiTimeout)
+		defer cancel()
+		g, err := a.d.client.Guard(cctx, api.GuardQuery{})
+		if err != nil {
+			return
+		}
+		for _, i := range g.Interfaces {
+			if i.Name == r.env.lab.RtrIn {
+				for _, n := range i.Dropped {
+					drops += n
+				}
+			}
+		}
+		if fl != nil {
+			if sent, err = fl.sent(); err != nil {
+				return
+			}
+		}
+		if legit, err = r.env.gen.sent(); err != nil {
+			return
+		}
+		ct, err = conntrackCount(rtr)
+		return
+	}
+	prog, _, err := a.routerProgram()
+	if err != nil || prog == nil {
+		return fail(fmt.Errorf("router program: %v", err))
+	}
+	defer prog.Close()
+	stats, err := ebpf.EnableStats(uint32(unix.BPF_STATS_RUN_TIME))
+	if err != nil {
+		return fail(fmt.Errorf("enable bpf stats: %w", err))
+	}
+	defer stats.Close()
+	fwd0, drops0, sent0, legit0, ct0, err := read()
+	if err != nil {
+		return fail(err)
+	}
+	s0, err := prog.Stats()
+	if err != nil {
+		return fail(err)
+	}
+	t0 := time.Now()
+	if err := pause(ctx, run, d); err != nil {
+		return fail(err)
+	}
+	s1, err := prog.Stats()
+	if err != nil {
+		return fail(err)
+	}
+	dt := time.Since(t0)
+	fwd1, drops1, sent1, legit1, ct1, err := read()
+	if err != nil {
+		return fail(err)
+	}
+	ph.LegitMpps = round3(rate(fwd1-fwd0, dt))
+	ph.LegitSentMpps = round3(rate(legit1-legit0, dt))
+	ph.FloodMpps = round3(rate(sent1-sent0, dt))
+	ph.GuardDropMpps = round3(rate(drops1-drops0, dt))
+	ph.ConntrackGrowth = ct1 - ct0
+	if runs := s1.RunCount - s0.RunCount; runs > 0 {
+		ph.RouterNsPerRun = round3(float64(s1.Runtime-s0.Runtime) / float64(runs))
+	}
+	return ph
+}
+
+// configureFlood sets the generator up for the flood: every frame a new
+// flow, from one of sources addresses from f.from on, to a port the
+// legitimate flows do not use.
+func (m *stampMaps) configureFlood(f frameSpec, sources int) error {
+	h, err := f.header()
+	if err != nil {
+		return err
+	}
+	frame, err := f.frame()
+	if err != nil {
+		return err
+	}
+	cfg := benchBenchGenCfg{Hdr: h, SportBase: 1024, DportBase: floodDport, Flows: uint32(sources),
+		SportSpan: uint32(sources), SaddrSpan: uint32(sources)}
+	if err := m.Cfg.Update(uint32(0), cfg, ebpf.UpdateAny); err != nil {
+		return fmt.Errorf("configure flood generator: %w", err)
+	}
+	m.frame = frame
+	return nil
+}
+
+// WriteTable prints the report for people.
+func (rep *FloodReport) WriteTable(w io.Writer) error {
+	fmt.Fprintf(w, "flood: %d legitimate flows at %.0f frames/s (offload, masquerade, %s), flood of 64-byte frames from %d sources; guard on: total new flows %d/s\n\n",
+		rep.Flows, rep.LegitPPS, rep.Attach, rep.Sources, rep.NewFlows)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "guard\tflood\tlegit sent Mpps\tlegit fwd Mpps\tof no-flood\tflood Mpps\tguard drops Mpps\tconntrack +\trouter ns/run\t")
+	for _, p := range rep.Phases {
+		if p.Error != "" {
+			fmt.Fprintf(tw, "%s\t%v\terror: %s\t\t\t\t\t\t\t\n", p.Guard, p.Flood, p.Error)
+			continue
+		}
+		share, flood := "-", "-"
+		if p.Flood {
+			share = fmt.Sprintf("%.1f%%", 100*p.LegitShare)
+			flood = fmt.Sprintf("%.3f", p.FloodMpps)
+		}
+		fmt.Fprintf(tw, "%s\t%v\t%.3f\t%.3f\t%s\t%s\t%.3f\t%d\t%.0f\t\n", p.Guard, p.Flood, p.LegitSentMpps, p.LegitMpps, share, flood, p.GuardDropMpps, p.ConntrackGrowth, p.RouterNsPerRun)
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	_, err := fmt.Fprintf(w, "\nload average after: %.2f\n", rep.Load)
+	return err
+}
+
+// SaveJSON writes the report to path.
+func (rep *FloodReport) SaveJSON(path string) error {
+	b, err := json.MarshalIndent(rep, "", "  ")
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(path, append(b, '\n'), 0o644)
+}

@@ -1,0 +1,403 @@
+package datapath
+
+import (
+	"net"
+	"net/netip"
+	"os/exec"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/cilium/ebpf"
+	"github.com/gopacket/gopacket/layers"
+)
+
+// guardVerdict runs one frame and says whether the guard dropped it: a drop
+// is XDP_DROP / TC_ACT_SHOT, anything else went on to the rest of the
+// program.
+func (tn *testNet) guardDropped(t *testing.T, h hook, frame []byte) bool {
+	t.Helper()
+	res, err := tn.run(h, frame, runOpts{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	switch res.verdict {
+	case xdpDrop:
+		if h == hookXDP {
+			return true
+		}
+	case tcShot:
+		if h == hookTC {
+			return true
+		}
+	}
+	return false
+}
+
+func from(p pkt, src string) pkt {
+	return p.with(func(p *pkt) {
+		a := net.ParseIP(src)
+		switch l3 := p.l3.(type) {
+		case *layers.IPv4:
+			l3.SrcIP = a
+		case *layers.IPv6:
+			l3.SrcIP = a
+		}
+	})
+}
+
+func prefixes(t *testing.T, s ...string) []netip.Prefix {
+	t.Helper()
+	var out []netip.Prefix
+	for _, x := range s {
+		out = append(out, netip.MustParsePrefix(x))
+	}
+	return out
+}
+
+func (tn *testNet) guardDrops(t *testing.T, reason string) uint64 {
+	t.Helper()
+	all, err := tn.d.GuardStats()
+	if err != nil {
+		t.Fatal(err)
+	}
+	i := slices.Index(tn.d.GuardReasonNames(), reason)
+	if i < 0 {
+		t.Fatalf("no guard reason %q in %v", reason, tn.d.GuardReasonNames())
+	}
+	return all[tn.in0].DropPackets[i]
+}
+
+// TestGuardLists: deny drops listed sources (IPv4 and IPv6, longest prefix
+// match), allow wins over deny, others go on untouched; counters per
+// reason and per entry; a sync keeps entries that stay (and their counts).
+func TestGuardLists(t *testing.T) {
+	tn := newTestNet(t)
+	if _, _, err := tn.d.SyncGuardList(GuardDeny, prefixes(t, "198.18.10.0/24", "fd00:10::/64", "198.18.99.0/24")); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := tn.d.SyncGuardList(GuardAllow, prefixes(t, "198.18.10.7/32", "fd00:10::7/128")); err != nil {
+		t.Fatal(err)
+	}
+	cases := []struct {
+		name string
+		p    pkt
+		drop bool
+	}{
+		{"denied v4", tcp4(ipDst), true}, // ipSender is in 198.18.10.0/24
+		{"denied v6", udp6(ip6Dst), true},
+		{"denied v4 ICMP", icmp4(ipDst), true},
+		{"denied v4 TTL 1", tcp4(ipDst).with(func(p *pkt) { p.v4().TTL = 1 }), true},
+		{"allowed v4 inside denied", from(tcp4(ipDst), "198.18.10.7"), false},
+		{"allowed v6 inside denied", from(udp6(ip6Dst), "fd00:10::7"), false},
+		{"other v4", from(tcp4(ipDst), "198.18.11.2"), false},
+		{"other v6", from(udp6(ip6Dst), "fd00:11::2"), false},
+	}
+	for _, h := range []hook{hookXDP, hookTC} {
+		for _, c := range cases {
+			frame := c.p.bytes(t)
+			if got := tn.guardDropped(t, h, frame); got != c.drop {
+				t.Errorf("%s %s: dropped %v, want %v", h, c.name, got, c.drop)
+			}
+		}
+		// not IP: never the guard's business
+		if tn.guardDropped(t, h, arpFrame(t, macIn0)) {
+			t.Errorf("%s: ARP dropped", h)
+		}
+	}
+	// Untouched: what goes on is forwarded as without the guard.
+	res, err := tn.run(hookXDP, from(tcp4(ipDst), "198.18.11.2").bytes(t), runOpts{})
+	if err != nil || res.verdict != xdpRedirect {
+		t.Errorf("other source: verdict %v err %v, want redirect", res.verdict, err)
+	}
+	if got := tn.guardDrops(t, "deny"); got != 8 {
+		t.Errorf("deny drops: %d, want 8", got)
+	}
+	gs, _ := tn.d.GuardStats()
+	if gs[tn.in0].Allowed != 4 {
+		t.Errorf("allowed: %d, want 4", gs[tn.in0].Allowed)
+	}
+	deny, err := tn.d.GuardEntries(GuardDeny)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hits := map[string]uint64{}
+	for _, e := range deny {
+		hits[e.Prefix.String()] = e.Packets
+	}
+	if hits["198.18.10.0/24"] != 6 || hits["fd00:10::/64"] != 2 || hits["198.18.99.0/24"] != 0 {
+		t.Errorf("deny entry hits: %v", hits)
+	}
+	// A sync keeps what stays (counters too), adds and removes the rest.
+	added, removed, err := tn.d.SyncGuardList(GuardDeny, prefixes(t, "198.18.10.0/24", "198.18.98.0/24"))
+	if err != nil || added != 1 || removed != 2 {
+		t.Fatalf("sync: added %d removed %d err %v, want 1, 2", added, removed, err)
+	}
+	deny, _ = tn.d.GuardEntries(GuardDeny)
+	if len(deny) != 2 || deny[0].Prefix.String() != "198.18.10.0/24" || deny[0].Packets != 6 {
+		t.Errorf("after sync: %+v", deny)
+	}
+	if tn.guardDropped(t, hookXDP, udp6(ip6Dst).bytes(t)) {
+		t.Error("removed fd00:10::/64 still drops")
+	}
+	// Emptied lists: nothing dropped any more.
+	if _, _, err := tn.d.SyncGuardList(GuardDeny, nil); err != nil {
+		t.Fatal(err)
+	}
+	if tn.guardDropped(t, hookTC, tcp4(ipDst).bytes(t)) {
+		t.Error("empty deny list drops")
+	}
+	// Unmasked prefixes are refused before anything changes.
+	if _, _, err := tn.d.SyncGuardList(GuardDeny, []netip.Prefix{netip.MustParsePrefix("198.18.10.1/24")}); err == nil {
+		t.Error("unmasked prefix accepted")
+	}
+}
+
+// TestGuardModes: the guard runs first whatever the interface's mode.
+func TestGuardModes(t *testing.T) {
+	tn := newTestNet(t)
+	if _, _, err := tn.d.SyncGuardList(GuardDeny, prefixes(t, "198.18.10.2/32")); err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range []Mode{ModeOff, ModeRoute, ModeOffload} {
+		tn.must(t, func() error { return tn.d.SetIface(Iface{Index: tn.in0, MAC: macIn0, MTU: 1500, Mode: m}) })
+		for _, h := range []hook{hookXDP, hookTC} {
+			if !tn.guardDropped(t, h, tcp4(ipDst).bytes(t)) {
+				t.Errorf("mode %d %s: denied source not dropped", m, h)
+			}
+			if tn.guardDropped(t, h, from(tcp4(ipDst), "198.18.10.3").bytes(t)) {
+				t.Errorf("mode %d %s: other source dropped", m, h)
+			}
+		}
+	}
+}
+
+// TestGuardRates: per-source packet and byte buckets, per /32 (IPv4) and
+// /64 (IPv6), with bursts; allow exempts. The bursts are large enough and
+// the rates low enough that no refill happens within the test.
+func TestGuardRates(t *testing.T) {
+	tn := newTestNet(t)
+	if err := tn.d.SetGuard(GuardConfig{Packets: GuardLimit{Rate: 1, Burst: 3}, EventInterval: time.Hour}); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := tn.d.SyncGuardList(GuardAllow, prefixes(t, "198.18.10.9/32")); err != nil {
+		t.Fatal(err)
+	}
+	events, err := tn.d.Events()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer events.Close()
+	for _, h := range []hook{hookXDP, hookTC} {
+		src4 := map[hook]string{hookXDP: "198.18.10.2", hookTC: "198.18.10.4"}[h]
+		src6 := map[hook]string{hookXDP: "fd00:10:0:1::2", hookTC: "fd00:10:0:2::4"}[h]
+		for i := range 5 {
+			if got, want := tn.guardDropped(t, h, from(udp4(ipDst), src4).bytes(t)), i >= 3; got != want {
+				t.Errorf("%s v4 packet %d: dropped %v, want %v", h, i, got, want)
+			}
+		}
+		// another address of the same /64 shares the bucket
+		for i := range 4 {
+			src := src6
+			if i%2 == 1 {
+				src = strings.Replace(src6, "::", "::1:", 1)
+			}
+			if got, want := tn.guardDropped(t, h, from(udp6(ip6Dst), src).bytes(t)), i >= 3; got != want {
+				t.Errorf("%s v6 packet %d (%s): dropped %v, want %v", h, i, src, got, want)
+			}
+		}
+		for i := range 5 {
+			if tn.guardDropped(t, h, from(udp4(ipDst), "198.18.10.9").bytes(t)) {
+				t.Errorf("%s allowed source packet %d dropped", h, i)
+			}
+		}
+	}
+	if got := tn.guardDrops(t, "rate_pkt"); got != 6 {
+		t.Errorf("rate_pkt drops %d, want 6", got)
+	}
+	top, err := tn.d.GuardTop(10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var found bool
+	for _, s := range top {
+		if s.Prefix.String() == "198.18.10.2/32" && s.Packets >= 1 && s.Reason == "rate_pkt" {
+			found = true
+		}
+	}
+	if !found {
+		t.Errorf("top dropped sources lack 198.18.10.2/32: %+v", top)
+	}
+	// One event was sampled (one per CPU per hour); it names the source.
+	ev, err := events.Read()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ev.Type != GuardDrop || ev.Reason != "rate_pkt" || ev.Flow.In.Src.Addr().String() != "198.18.10.2" {
+		t.Errorf("event %v %q %v, want guard_drop rate_pkt from 198.18.10.2", ev.Type, ev.Reason, ev.Flow.In.Src)
+	}
+
+	// Bytes: a 64 KiB burst holds a number of 1000-byte frames, then drops.
+	if err := tn.d.SetGuard(GuardConfig{Bytes: GuardLimit{Rate: 1000, Burst: 65536}}); err != nil {
+		t.Fatal(err)
+	}
+	frame := from(udp4Len(ipDst, 1000), "198.18.10.5").bytes(t)
+	n := 0
+	for !tn.guardDropped(t, hookXDP, frame) {
+		n++
+		if n > 100 {
+			t.Fatal("byte limit never drops")
+		}
+	}
+	if want := 65536 / len(frame); n != want {
+		t.Errorf("byte burst passed %d frames of %d bytes, want %d", n, len(frame), want)
+	}
+	if tn.guardDrops(t, "rate_byte") != 1 {
+		t.Errorf("rate_byte drops %d, want 1", tn.guardDrops(t, "rate_byte"))
+	}
+}
+
+// TestGuardSYN: SYN limits per source and in total; an ACK is no SYN.
+func TestGuardSYN(t *testing.T) {
+	tn := newTestNet(t)
+	syn := func(src string, port uint16) []byte {
+		p := from(tcp4(ipDst), src)
+		p.l4 = &layers.TCP{SrcPort: layers.TCPPort(port), DstPort: 443, Seq: 1, SYN: true, Window: 64000}
+		p.payload = nil
+		return p.bytes(t)
+	}
+	syn6 := func(src string) []byte {
+		p := from(tcp6(ip6Dst), src)
+		p.l4 = &layers.TCP{SrcPort: 40000, DstPort: 443, Seq: 1, SYN: true, Window: 64000}
+		p.payload = nil
+		return p.bytes(t)
+	}
+	if err := tn.d.SetGuard(GuardConfig{SYN: GuardLimit{Rate: 1, Burst: 2}}); err != nil {
+		t.Fatal(err)
+	}
+	for _, h := range []hook{hookXDP, hookTC} {
+		src := map[hook]string{hookXDP: "198.18.10.2", hookTC: "198.18.10.4"}[h]
+		for i := range 4 {
+			if got, want := tn.guardDropped(t, h, syn(src, uint16(1000+i))), i >= 2; got != want {
+				t.Errorf("%s SYN %d: dropped %v, want %v", h, i, got, want)
+			}
+		}
+		if tn.guardDropped(t, h, from(tcp4(ipDst), src).bytes(t)) {
+			t.Errorf("%s: ACK of a SYN-limited source dropped", h)
+		}
+		src6 := map[hook]string{hookXDP: "fd00:10:0:1::2", hookTC: "fd00:10:0:2::4"}[h]
+		for i := range 3 {
+			if got, want := tn.guardDropped(t, h, syn6(src6)), i >= 2; got != want {
+				t.Errorf("%s SYN6 %d: dropped %v, want %v", h, i, got, want)
+			}
+		}
+	}
+	if got := tn.guardDrops(t, "syn_source"); got != 6 {
+		t.Errorf("syn_source drops %d, want 6", got)
+	}
+	// Total: each CPU gets its share of the burst; the test run stays on
+	// one CPU, so after at most the whole burst, SYNs from fresh sources
+	// are dropped.
+	ncpu := possibleCPUs(t)
+	if err := tn.d.SetGuard(GuardConfig{SYNTotal: GuardLimit{Rate: 1, Burst: uint64(ncpu) * 2}}); err != nil {
+		t.Fatal(err)
+	}
+	for _, h := range []hook{hookXDP, hookTC} {
+		dropped := 0
+		for i := range 5 {
+			if tn.guardDropped(t, h, syn("198.18.10."+strconv.Itoa(100+i), 2000)) {
+				dropped++
+			}
+		}
+		if dropped < 3 {
+			t.Errorf("%s: total SYN limit dropped %d of 5 from fresh sources, want >= 3", h, dropped)
+		}
+	}
+	if tn.guardDrops(t, "syn_total") < 6 {
+		t.Errorf("syn_total drops %d, want >= 6", tn.guardDrops(t, "syn_total"))
+	}
+}
+
+// TestGuardNewFlows: packets that would create a conntrack entry (a SYN, a
+// UDP packet conntrack does not know) count against the new-flow limit; a
+// packet of a flow conntrack holds does not.
+func TestGuardNewFlows(t *testing.T) {
+	tn := newTestNet(t)
+	if _, err := exec.LookPath("conntrack"); err != nil {
+		t.Skip("conntrack(8) not installed")
+	}
+	// The namespace must have conntrack for the lookup to find anything.
+	if out, err := exec.Command("ip", "netns", "exec", tn.ns, "conntrack", "-I", "-p", "udp", "-s", "198.18.10.2", "-d", ipDst.String(),
+		"--sport", "7000", "--dport", "53", "-t", "60", "-u", "SEEN_REPLY").CombinedOutput(); err != nil {
+		t.Skipf("conntrack -I: %v: %s", err, out)
+	}
+	if err := tn.d.SetGuard(GuardConfig{NewFlows: GuardLimit{Rate: 1, Burst: 2}}); err != nil {
+		t.Fatal(err)
+	}
+	udp := func(sport uint16) []byte {
+		p := udp4(ipDst)
+		p.l4 = &layers.UDP{SrcPort: layers.UDPPort(sport), DstPort: 53}
+		return p.bytes(t)
+	}
+	// Route mode forwards without conntrack: nothing is a new flow there.
+	for i := range 5 {
+		if tn.guardDropped(t, hookXDP, udp(uint16(9000+i))) {
+			t.Errorf("route mode: new flow %d dropped", i)
+		}
+	}
+	tn.must(t, func() error { return tn.d.SetIface(Iface{Index: tn.in0, MAC: macIn0, MTU: 1500, Mode: ModeOffload}) })
+	for _, h := range []hook{hookXDP, hookTC} {
+		// the known flow never counts
+		for i := range 4 {
+			if tn.guardDropped(t, h, udp(7000)) {
+				t.Errorf("%s: packet %d of a flow conntrack holds dropped", h, i)
+			}
+		}
+	}
+	// new flows: two pass (the burst), then drops, both hooks sharing
+	// the source's bucket
+	var got []bool
+	for i := range 2 {
+		got = append(got, tn.guardDropped(t, hookXDP, udp(uint16(8000+i))))
+	}
+	got = append(got, tn.guardDropped(t, hookTC, udp(8100)))
+	got = append(got, tn.guardDropped(t, hookXDP, udp(8101)))
+	if !slices.Equal(got, []bool{false, false, true, true}) {
+		t.Errorf("new flows dropped %v, want [false false true true]", got)
+	}
+	if tn.guardDrops(t, "new_source") != 2 {
+		t.Errorf("new_source drops %d, want 2", tn.guardDrops(t, "new_source"))
+	}
+	// still: the known flow goes on
+	if tn.guardDropped(t, hookXDP, udp(7000)) {
+		t.Error("known flow dropped once the source is over its new-flow limit")
+	}
+}
+
+// TestGuardConfigBounds: limits the datapath cannot represent are refused.
+func TestGuardConfigBounds(t *testing.T) {
+	tn := newTestNet(t)
+	for _, c := range []GuardConfig{
+		{Packets: GuardLimit{Rate: MaxGuardRate + 1, Burst: 1}},
+		{Packets: GuardLimit{Rate: 10, Burst: 0}},
+		{Packets: GuardLimit{Rate: 1, Burst: 7200}},
+		{Bytes: GuardLimit{Rate: 1 << 20, Burst: 1500}},
+		{Prefix4: 33},
+		{Prefix6: 129},
+	} {
+		if err := tn.d.SetGuard(c); err == nil {
+			t.Errorf("%+v accepted", c)
+		}
+	}
+}
+
+func possibleCPUs(t *testing.T) int {
+	t.Helper()
+	n, err := ebpf.PossibleCPU()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
