@@ -39,7 +39,7 @@ Exit status: 0 if the file is valid, 2 if not.`,
 			cfg, err := config.Load(path)
 			if err == nil {
 				// the guard's list files, line by line, as the daemon reads them
-				_, err = guard.Load(cfg.Guard.Spec())
+				_, err = guard.Load(guard.SpecOf(cfg.Guard))
 			}
 			if out.asJSON() {
 				res := checkResult{File: path, OK: err == nil, Errors: splitErrors(err)}

@@ -6,10 +6,13 @@ import (
 	"context"
 	"net/netip"
 	"time"
+
+	"github.com/fastpath-router/fastpath/internal/config"
 )
 
-// DefaultSocket is where the daemon listens unless the config says otherwise.
-const DefaultSocket = "/run/fastpath/fastpath.sock"
+// DefaultSocket is where the daemon listens unless the config says
+// otherwise (config owns it).
+const DefaultSocket = config.DefaultSocket
 
 // Backend is what the server needs from the daemon.
 type Backend interface {

@@ -9,8 +9,6 @@ import (
 	"fmt"
 	"os"
 	"time"
-
-	"github.com/fastpath-router/fastpath/internal/api"
 )
 
 // Mode says what the datapath does with packets arriving on an interface.
@@ -65,6 +63,10 @@ const (
 	DefaultRevalidate  = time.Second
 )
 
+// DefaultSocket is where the daemon serves its API unless api.socket says
+// otherwise, and where clients look for it.
+const DefaultSocket = "/run/fastpath/fastpath.sock"
+
 // Flows sizes the flow cache of offload mode.
 type Flows struct {
 	// MaxEntries bounds the cache (one entry per direction of a
@@ -84,9 +86,34 @@ type Flows struct {
 	RevalidateAlways bool `yaml:"revalidate_always"`
 }
 
+// Entries is MaxEntries, or its default for a Config built in code
+// without it (Parse fills it in).
+func (f Flows) Entries() int {
+	if f.MaxEntries <= 0 {
+		return DefaultMaxEntries
+	}
+	return f.MaxEntries
+}
+
+// Idle is IdleTimeout, or its default.
+func (f Flows) Idle() time.Duration {
+	if f.IdleTimeout <= 0 {
+		return DefaultIdleTimeout
+	}
+	return f.IdleTimeout.Std()
+}
+
+// RevalidateEvery is Revalidate, or its default.
+func (f Flows) RevalidateEvery() time.Duration {
+	if f.Revalidate <= 0 {
+		return DefaultRevalidate
+	}
+	return f.Revalidate.Std()
+}
+
 // API configures the daemon's unix socket API.
 type API struct {
-	Socket string `yaml:"socket"` // empty means api.DefaultSocket
+	Socket string `yaml:"socket"` // empty means DefaultSocket
 }
 
 // Metrics configures the Prometheus endpoint.
@@ -125,6 +152,6 @@ func (c *Config) applyDefaults() {
 		c.Flows.IdleTimeout = Duration(DefaultIdleTimeout)
 	}
 	if c.API.Socket == "" {
-		c.API.Socket = api.DefaultSocket
+		c.API.Socket = DefaultSocket
 	}
 }

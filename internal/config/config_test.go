@@ -10,8 +10,6 @@ import (
 	"time"
 
 	"gopkg.in/yaml.v3"
-
-	"github.com/fastpath-router/fastpath/internal/api"
 )
 
 const validYAML = `# offload by default, one routed segment, one left alone
@@ -72,7 +70,7 @@ func TestParseDefaults(t *testing.T) {
 			Version:    1,
 			Interfaces: []Interface{{Name: "eth0", Mode: ModeOffload, Attach: AttachAuto}},
 			Flows:      Flows{MaxEntries: 65536, IdleTimeout: Duration(30 * time.Second), Revalidate: Duration(DefaultRevalidate)},
-			API:        API{Socket: api.DefaultSocket},
+			API:        API{Socket: DefaultSocket},
 		}
 		if !reflect.DeepEqual(c, want) {
 			t.Errorf("%s:\ngot  %+v\nwant %+v", name, c, want)

@@ -1,11 +1,11 @@
 package config
 
 import (
+	"errors"
 	"fmt"
+	"net/netip"
+	"strings"
 	"time"
-
-	"github.com/fastpath-router/fastpath/internal/datapath"
-	"github.com/fastpath-router/fastpath/internal/guard"
 )
 
 // Guard configures the guard, the datapath's first stage on every managed
@@ -60,8 +60,16 @@ type Limit struct {
 	Burst int64 `yaml:"burst,omitempty"`
 }
 
-// Guard defaults.
+// Guard defaults, and the bounds of its limits (the datapath's token
+// buckets hold rates up to one token a nanosecond, bytes up to a terabyte a
+// second, bursts up to an hour of the rate; a byte bucket must hold the
+// largest packet, a GRO aggregate under TC).
 const (
+	GuardMaxRate       = 1_000_000_000
+	GuardMaxByteRate   = 1_000_000_000_000
+	GuardMaxBurstTime  = time.Hour
+	GuardMinBytesBurst = 65536
+
 	DefaultGuardPrefix4       = 32
 	DefaultGuardPrefix6       = 64
 	DefaultGuardEventInterval = time.Second
@@ -75,42 +83,6 @@ func (g Guard) Enabled() bool {
 		g.PerSource != PerSource{} || g.Total != Total{}
 }
 
-// Spec is the lists part, for guard.Load.
-func (g Guard) Spec() guard.Spec {
-	return guard.Spec{Allow: g.Allow, Deny: g.Deny, AllowFiles: g.AllowFiles, DenyFiles: g.DenyFiles}
-}
-
-// Datapath is the limits part as the datapath takes it (defaults filled).
-func (g Guard) Datapath() datapath.GuardConfig {
-	lim := func(l Limit, minBurst int64) datapath.GuardLimit {
-		if l.Rate == 0 {
-			return datapath.GuardLimit{}
-		}
-		b := l.Burst
-		if b == 0 {
-			b = max(l.Rate, minBurst)
-		}
-		return datapath.GuardLimit{Rate: uint64(l.Rate), Burst: uint64(b)}
-	}
-	c := datapath.GuardConfig{
-		Prefix4: g.SourcePrefix.IPv4, Prefix6: g.SourcePrefix.IPv6,
-		Packets: lim(g.PerSource.Packets, 1), Bytes: lim(g.PerSource.Bytes, datapath.MinGuardBytesBurst),
-		SYN: lim(g.PerSource.SYN, 1), NewFlows: lim(g.PerSource.NewFlows, 1),
-		SYNTotal: lim(g.Total.SYN, 1), NewFlowsTotal: lim(g.Total.NewFlows, 1),
-		EventInterval: g.EventInterval.Std(),
-	}
-	if c.Prefix4 == 0 {
-		c.Prefix4 = DefaultGuardPrefix4
-	}
-	if c.Prefix6 == 0 {
-		c.Prefix6 = DefaultGuardPrefix6
-	}
-	if c.EventInterval == 0 {
-		c.EventInterval = DefaultGuardEventInterval
-	}
-	return c
-}
-
 // validate checks what can be checked without reading files: prefixes,
 // prefix lengths, limits. The files are read (and each line checked) by
 // guard.Load, at start, on reload and by check-config.
@@ -120,7 +92,7 @@ func (g Guard) validate(p *problems) {
 		ps   []string
 	}{{"guard.allow", g.Allow}, {"guard.deny", g.Deny}} {
 		for i, s := range l.ps {
-			if _, err := guard.ParsePrefix(s); err != nil {
+			if _, err := ParsePrefix(s); err != nil {
 				p.add(fmt.Sprintf("%s[%d]", l.name, i), "", "%v", err)
 			}
 		}
@@ -155,15 +127,50 @@ func (g Guard) validate(p *problems) {
 		case l.Burst == 0 && !p.present(key+".burst"):
 		case l.Burst < minBurst:
 			p.add(key+".burst", "", "%d is below %d", l.Burst, minBurst)
-		case time.Duration(float64(l.Burst)/float64(l.Rate)*float64(time.Second)) > datapath.MaxGuardBurstTime:
-			p.add(key+".burst", "", "%d is more than %v at rate %d", l.Burst, datapath.MaxGuardBurstTime, l.Rate)
+		case time.Duration(float64(l.Burst)/float64(l.Rate)*float64(time.Second)) > GuardMaxBurstTime:
+			p.add(key+".burst", "", "%d is more than %v at rate %d", l.Burst, GuardMaxBurstTime, l.Rate)
 		}
 	}
-	limit("guard.per_source.packets", g.PerSource.Packets, datapath.MaxGuardRate, 1)
-	limit("guard.per_source.bytes", g.PerSource.Bytes, datapath.MaxGuardByteRate, datapath.MinGuardBytesBurst)
-	limit("guard.per_source.syn", g.PerSource.SYN, datapath.MaxGuardRate, 1)
-	limit("guard.per_source.new_flows", g.PerSource.NewFlows, datapath.MaxGuardRate, 1)
-	limit("guard.total.syn", g.Total.SYN, datapath.MaxGuardRate, 1)
-	limit("guard.total.new_flows", g.Total.NewFlows, datapath.MaxGuardRate, 1)
+	limit("guard.per_source.packets", g.PerSource.Packets, GuardMaxRate, 1)
+	limit("guard.per_source.bytes", g.PerSource.Bytes, GuardMaxByteRate, GuardMinBytesBurst)
+	limit("guard.per_source.syn", g.PerSource.SYN, GuardMaxRate, 1)
+	limit("guard.per_source.new_flows", g.PerSource.NewFlows, GuardMaxRate, 1)
+	limit("guard.total.syn", g.Total.SYN, GuardMaxRate, 1)
+	limit("guard.total.new_flows", g.Total.NewFlows, GuardMaxRate, 1)
 	durationIn(p, "guard.event_interval", g.EventInterval, minGuardEventInterval, maxGuardEventInterval, DefaultGuardEventInterval)
+}
+
+// ParsePrefix reads an IPv4 or IPv6 prefix ("198.18.0.0/15", "fd00::/8")
+// or a single address (a /32 or /128). Host bits must be zero: a prefix
+// written with them is more likely a typo than a wish.
+func ParsePrefix(s string) (netip.Prefix, error) {
+	s = strings.TrimSpace(s)
+	if s == "" {
+		return netip.Prefix{}, errors.New("empty prefix")
+	}
+	var p netip.Prefix
+	if strings.Contains(s, "/") {
+		var err error
+		if p, err = netip.ParsePrefix(s); err != nil {
+			return netip.Prefix{}, fmt.Errorf("%q is not an IP prefix", s)
+		}
+	} else {
+		a, err := netip.ParseAddr(s)
+		if err != nil {
+			return netip.Prefix{}, fmt.Errorf("%q is not an IP address or prefix", s)
+		}
+		if a.Zone() != "" {
+			return netip.Prefix{}, fmt.Errorf("%q: a zone has no place in a source prefix", s)
+		}
+		p = netip.PrefixFrom(a, a.BitLen())
+	}
+	switch {
+	case p.Addr().Zone() != "":
+		return netip.Prefix{}, fmt.Errorf("%q: a zone has no place in a source prefix", s)
+	case p.Addr().Is4In6():
+		return netip.Prefix{}, fmt.Errorf("%q: write IPv4-mapped addresses as IPv4", s)
+	case p != p.Masked():
+		return netip.Prefix{}, fmt.Errorf("%q has host bits set; did you mean %v?", s, p.Masked())
+	}
+	return p, nil
 }

@@ -10,8 +10,6 @@ import (
 	"strings"
 	"time"
 	"unicode"
-
-	"github.com/fastpath-router/fastpath/internal/api"
 )
 
 // Limits from the kernel: IFNAMSIZ is 16 with the NUL, and sun_path holds
@@ -34,7 +32,7 @@ const (
 
 // Validate checks a Config. Zero Mode, Attach, Flows fields and API.Socket
 // mean their defaults (offload, auto, DefaultMaxEntries, DefaultIdleTimeout,
-// api.DefaultSocket), so configs built in code may leave them out; an empty
+// DefaultSocket), so configs built in code may leave them out; an empty
 // Metrics.Listen means no metrics endpoint.
 // All problems are returned together, joined with errors.Join.
 func (c *Config) Validate() error {
@@ -134,7 +132,7 @@ func (a API) validate(p *problems) {
 	switch s := a.Socket; {
 	case s == "" && !p.present("api.socket"):
 	case s == "":
-		p.add("api.socket", "", "empty; give the socket's absolute path, or leave it out for the default %s", api.DefaultSocket)
+		p.add("api.socket", "", "empty; give the socket's absolute path, or leave it out for the default %s", DefaultSocket)
 	case !filepath.IsAbs(s):
 		p.add("api.socket", "", "%q must be an absolute path", s)
 	case len(s) > maxSocketPathLen:

@@ -109,7 +109,7 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 	if err != nil {
 		return err
 	}
-	dp, err := datapath.Load(datapath.Options{FlowEntries: cfg.Flows.MaxEntries, PinDir: pinDir})
+	dp, err := datapath.Load(datapath.Options{FlowEntries: cfg.Flows.Entries(), PinDir: pinDir})
 	if err != nil {
 		return err
 	}
@@ -148,11 +148,7 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 		if offp.Load() != nil {
 			return nil
 		}
-		idle := cfg.Flows.IdleTimeout.Std()
-		if idle <= 0 { // a Config built in code; Parse fills the default
-			idle = config.DefaultIdleTimeout
-		}
-		o, err := startOffload(ctx, dp, idle, hub, b.flowName, log)
+		o, err := startOffload(ctx, dp, cfg.Flows.Idle(), hub, b.flowName, log)
 		if err != nil {
 			return fmt.Errorf("offload mode: %w", err)
 		}
@@ -167,11 +163,7 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 	reval := &revalidation{set: dp.SetRevalidate, read: netwatch.EventlessRuleset, log: log}
 	b.reval = reval
 	setRevalidate := func(c *config.Config) error {
-		every := c.Flows.Revalidate.Std()
-		if every <= 0 { // a Config built in code; Parse fills the default
-			every = config.DefaultRevalidate
-		}
-		return reval.configure(every, c.Flows.RevalidateAlways)
+		return reval.configure(c.Flows.RevalidateEvery(), c.Flows.RevalidateAlways)
 	}
 	if err := setRevalidate(cfg); err != nil {
 		return err

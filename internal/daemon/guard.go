@@ -25,11 +25,11 @@ type guardPlan struct {
 // planGuard reads the lists and checks the limits of c. Its errors are
 // *api.ConfigError: the config (or a file it names) is wrong.
 func planGuard(c *config.Config) (*guardPlan, error) {
-	lists, err := guard.Load(c.Guard.Spec())
+	lists, err := guard.Load(guard.SpecOf(c.Guard))
 	if err != nil {
 		return nil, &api.ConfigError{Err: err}
 	}
-	gc := c.Guard.Datapath()
+	gc := guard.DatapathConfig(c.Guard)
 	if err := datapath.CheckGuard(gc); err != nil {
 		return nil, &api.ConfigError{Err: err}
 	}
@@ -120,7 +120,7 @@ func (b *backend) GuardChange(_ context.Context, add bool, list string, prefixes
 	var ps []netip.Prefix
 	var errs []error
 	for _, s := range prefixes {
-		p, err := guard.ParsePrefix(s)
+		p, err := config.ParsePrefix(s)
 		if err != nil {
 			errs = append(errs, err)
 			continue

@@ -10,6 +10,7 @@ import (
 	"github.com/fastpath-router/fastpath/internal/api"
 	"github.com/fastpath-router/fastpath/internal/config"
 	"github.com/fastpath-router/fastpath/internal/datapath"
+	"github.com/fastpath-router/fastpath/internal/guard"
 )
 
 // reloader applies a changed config file to the running daemon: only the
@@ -84,7 +85,7 @@ func (rl *reloader) reload(context.Context) (*api.ReloadResult, error) {
 	if rl.applyGuard != nil {
 		gacts, gerr := rl.applyGuard(gplan)
 		actions = append(actions, gacts...)
-		if gerr == nil && rl.cfg.Guard.Datapath() != next.Guard.Datapath() {
+		if gerr == nil && guard.DatapathConfig(rl.cfg.Guard) != guard.DatapathConfig(next.Guard) {
 			actions = append(actions, "guard limits changed")
 		}
 		err = errors.Join(err, gerr)

@@ -61,16 +61,14 @@ type Datapath struct {
 
 // Options size the datapath's maps.
 type Options struct {
-	// FlowEntries is the flow cache's capacity (default 65536). The record
-	// of netfilter verdicts has the same size.
+	// FlowEntries is the flow cache's capacity (config.Flows.Entries: the
+	// config owns the default). The record of netfilter verdicts has the
+	// same size.
 	FlowEntries int
 	// PinDir, if set, pins maps and links there and adopts what a previous
 	// daemon pinned there (see pin.go).
 	PinDir string
 }
-
-// DefaultFlowEntries is the flow cache size when Options leave it 0.
-const DefaultFlowEntries = 65536
 
 // Load loads the programs and maps into the kernel. A verifier rejection is
 // returned with the verifier's full log.
@@ -80,10 +78,7 @@ func Load(opts Options) (*Datapath, error) {
 		return nil, fmt.Errorf("parse bpf object: %w", err)
 	}
 	n := opts.FlowEntries
-	if n == 0 {
-		n = DefaultFlowEntries
-	}
-	if n < 0 {
+	if n <= 0 {
 		return nil, fmt.Errorf("flow cache size %d: must be positive", n)
 	}
 	spec.Maps["fp_flows"].MaxEntries = uint32(n)

@@ -6,6 +6,9 @@ import (
 	"testing"
 )
 
+// testFlowEntries sizes the flow cache of the tests' datapaths.
+const testFlowEntries = 65536
+
 func requireRoot(t testing.TB) {
 	t.Helper()
 	if os.Geteuid() != 0 {
@@ -15,7 +18,7 @@ func requireRoot(t testing.TB) {
 
 func TestLoad(t *testing.T) {
 	requireRoot(t)
-	d, err := Load(Options{})
+	d, err := Load(Options{FlowEntries: testFlowEntries})
 	if err != nil {
 		t.Fatal(err)
 	}

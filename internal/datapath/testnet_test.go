@@ -171,7 +171,7 @@ func newTestNet(t testing.TB) *testNet {
 		}
 	}
 
-	d, err := Load(Options{})
+	d, err := Load(Options{FlowEntries: testFlowEntries})
 	if err != nil {
 		t.Fatalf("load datapath: %v", err)
 	}

@@ -14,47 +14,13 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/fastpath-router/fastpath/internal/config"
 	"github.com/fastpath-router/fastpath/internal/datapath"
 )
 
 // MaxFileLines bounds one list file, so a wrong path (a log, a disk image)
 // fails clearly instead of filling memory.
 const MaxFileLines = 1 << 20
-
-// ParsePrefix reads an IPv4 or IPv6 prefix ("198.18.0.0/15", "fd00::/8")
-// or a single address (a /32 or /128). Host bits must be zero: a prefix
-// written with them is more likely a typo than a wish.
-func ParsePrefix(s string) (netip.Prefix, error) {
-	s = strings.TrimSpace(s)
-	if s == "" {
-		return netip.Prefix{}, errors.New("empty prefix")
-	}
-	var p netip.Prefix
-	if strings.Contains(s, "/") {
-		var err error
-		if p, err = netip.ParsePrefix(s); err != nil {
-			return netip.Prefix{}, fmt.Errorf("%q is not an IP prefix", s)
-		}
-	} else {
-		a, err := netip.ParseAddr(s)
-		if err != nil {
-			return netip.Prefix{}, fmt.Errorf("%q is not an IP address or prefix", s)
-		}
-		if a.Zone() != "" {
-			return netip.Prefix{}, fmt.Errorf("%q: a zone has no place in a source prefix", s)
-		}
-		p = netip.PrefixFrom(a, a.BitLen())
-	}
-	switch {
-	case p.Addr().Zone() != "":
-		return netip.Prefix{}, fmt.Errorf("%q: a zone has no place in a source prefix", s)
-	case p.Addr().Is4In6():
-		return netip.Prefix{}, fmt.Errorf("%q: write IPv4-mapped addresses as IPv4", s)
-	case p != p.Masked():
-		return netip.Prefix{}, fmt.Errorf("%q has host bits set; did you mean %v?", s, p.Masked())
-	}
-	return p, nil
-}
 
 // ReadFile reads a list file: one prefix a line; blank lines and text after
 // '#' are ignored. Every bad line is reported (file:line), up to a few.
@@ -79,7 +45,7 @@ func ReadFile(path string) ([]netip.Prefix, error) {
 		if strings.TrimSpace(text) == "" {
 			continue
 		}
-		p, err := ParsePrefix(text)
+		p, err := config.ParsePrefix(text)
 		if err != nil {
 			if len(errs) < 10 {
 				errs = append(errs, fmt.Errorf("%s:%d: %w", path, line, err))
@@ -119,7 +85,7 @@ func Load(s Spec) (Lists, error) {
 	read := func(name string, inline, files []string) []netip.Prefix {
 		var ps []netip.Prefix
 		for i, x := range inline {
-			p, err := ParsePrefix(x)
+			p, err := config.ParsePrefix(x)
 			if err != nil {
 				errs = append(errs, fmt.Errorf("guard.%s[%d]: %w", name, i, err))
 				continue
@@ -345,4 +311,41 @@ func (m *Manager) Count(l datapath.GuardList) int {
 		}
 	}
 	return n
+}
+
+// SpecOf is the lists part of the guard's config, for Load.
+func SpecOf(g config.Guard) Spec {
+	return Spec{Allow: g.Allow, Deny: g.Deny, AllowFiles: g.AllowFiles, DenyFiles: g.DenyFiles}
+}
+
+// DatapathConfig is the limits part of the guard's config as the datapath
+// takes it, defaults filled.
+func DatapathConfig(g config.Guard) datapath.GuardConfig {
+	lim := func(l config.Limit, minBurst int64) datapath.GuardLimit {
+		if l.Rate == 0 {
+			return datapath.GuardLimit{}
+		}
+		b := l.Burst
+		if b == 0 {
+			b = max(l.Rate, minBurst)
+		}
+		return datapath.GuardLimit{Rate: uint64(l.Rate), Burst: uint64(b)}
+	}
+	c := datapath.GuardConfig{
+		Prefix4: g.SourcePrefix.IPv4, Prefix6: g.SourcePrefix.IPv6,
+		Packets: lim(g.PerSource.Packets, 1), Bytes: lim(g.PerSource.Bytes, config.GuardMinBytesBurst),
+		SYN: lim(g.PerSource.SYN, 1), NewFlows: lim(g.PerSource.NewFlows, 1),
+		SYNTotal: lim(g.Total.SYN, 1), NewFlowsTotal: lim(g.Total.NewFlows, 1),
+		EventInterval: g.EventInterval.Std(),
+	}
+	if c.Prefix4 == 0 {
+		c.Prefix4 = config.DefaultGuardPrefix4
+	}
+	if c.Prefix6 == 0 {
+		c.Prefix6 = config.DefaultGuardPrefix6
+	}
+	if c.EventInterval == 0 {
+		c.EventInterval = config.DefaultGuardEventInterval
+	}
+	return c
 }
