@@ -9,49 +9,56 @@ import (
 	"github.com/fastpath-router/fastpath/internal/netwatch"
 )
 
-// routeMTUResync bounds how long a missed route event leaves the mirror of
-// route MTU metrics stale.
-const routeMTUResync = 30 * time.Second
+// routeChangeEvery bounds how often a stream of route changes (a BGP table
+// loading, churn) bumps the route generation: the first change of a burst
+// bumps it at once, later ones within this interval wait for its end, well
+// inside the 100 ms a route change may take to reach offloaded flows.
+const routeChangeEvery = 10 * time.Millisecond
 
-// routeMTUSyncer mirrors route MTU metrics into the datapath (see
-// datapath.SetRouteMTUs) off the main loop: a dump of a full BGP table
-// takes seconds, which must not delay the heartbeat or invalidation.
-// Requests coalesce: a burst of route events costs one dump.
-type routeMTUSyncer struct {
-	dp   *datapath.Datapath
-	log  *slog.Logger
-	poke chan struct{}
+// routes follows the kernel's routes for the datapath, on goroutines of
+// its own so that neither waits on the main loop: every change makes
+// cached flows look up their route again (the route generation), and the
+// routes that carry an MTU metric are mirrored (datapath.SetRouteMTUs).
+// Neither reads the routes themselves: a million routes loading cost the
+// daemon a few wakeups, not a million messages (see docs/scale.md).
+type routes struct {
+	log     *slog.Logger
+	mtus    *netwatch.RouteMTUWatch
+	changed chan struct{}
 }
 
-func newRouteMTUSyncer(dp *datapath.Datapath, log *slog.Logger) *routeMTUSyncer {
-	return &routeMTUSyncer{dp: dp, log: log, poke: make(chan struct{}, 1)}
-}
-
-// sync runs one dump now, on the caller's goroutine (at start).
-func (s *routeMTUSyncer) sync() {
-	mtus, err := netwatch.RouteMTUs()
-	if err == nil {
-		err = s.dp.SetRouteMTUs(mtus)
-	}
+// watchRoutes subscribes; nothing reaches the datapath before start.
+func watchRoutes(ctx context.Context, log *slog.Logger) (*routes, error) {
+	mtus, err := netwatch.WatchRouteMTUs(log)
 	if err != nil {
-		s.log.Warn("route mtus", "err", err)
+		return nil, err
 	}
+	rt := &routes{log: log, mtus: mtus, changed: make(chan struct{}, 1)}
+	if err := netwatch.WatchRouteChanges(ctx, log, routeChangeEvery, func() { poke(rt.changed) }); err != nil {
+		mtus.Close()
+		return nil, err
+	}
+	return rt, nil
 }
 
-// request asks for a dump soon; it never blocks.
-func (s *routeMTUSyncer) request() { poke(s.poke) }
-
-// run serves requests, and resyncs now and then, until ctx ends.
-func (s *routeMTUSyncer) run(ctx context.Context) {
-	t := time.NewTicker(routeMTUResync)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-s.poke:
-		case <-t.C:
+// start mirrors the route MTUs (one dump, now), then keeps dp current
+// until ctx ends.
+func (rt *routes) start(ctx context.Context, dp *datapath.Datapath) error {
+	if err := rt.mtus.Start(ctx, dp.SetRouteMTUs); err != nil {
+		return err
+	}
+	go func() {
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-rt.changed:
+				invalidate(rt.log, "routes", dp.InvalidateRoutes)
+			}
 		}
-		s.sync()
-	}
+	}()
+	return nil
 }
+
+// linksChanged: the kernel may have removed IPv4 routes without an event.
+func (rt *routes) linksChanged() { rt.mtus.LinksChanged() }
