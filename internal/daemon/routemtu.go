@@ -3,6 +3,7 @@ package daemon
 import (
 	"context"
 	"log/slog"
+	"net/netip"
 	"time"
 
 	"github.com/fastpath-router/fastpath/internal/datapath"
@@ -13,7 +14,7 @@ import (
 // loading, churn) bumps the route generation: the first change of a burst
 // bumps it at once, later ones within this interval wait for its end, well
 // inside the 100 ms a route change may take to reach offloaded flows.
-const routeChangeEvery = 10 * time.Millisecond
+const routeChangeEvery = 20 * time.Millisecond
 
 // routes follows the kernel's routes for the datapath, on goroutines of
 // its own so that neither waits on the main loop: every change makes
@@ -41,9 +42,17 @@ func watchRoutes(ctx context.Context, log *slog.Logger) (*routes, error) {
 	return rt, nil
 }
 
+// routeSink is what routes changes in the datapath (a fake in tests).
+type routeSink interface {
+	SetRouteMTUs(map[netip.Prefix]int) error
+	InvalidateRoutes() error
+}
+
+var _ routeSink = (*datapath.Datapath)(nil)
+
 // start mirrors the route MTUs (one dump, now), then keeps dp current
 // until ctx ends.
-func (rt *routes) start(ctx context.Context, dp *datapath.Datapath) error {
+func (rt *routes) start(ctx context.Context, dp routeSink) error {
 	if err := rt.mtus.Start(ctx, dp.SetRouteMTUs); err != nil {
 		return err
 	}
