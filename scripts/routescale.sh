@@ -10,12 +10,13 @@
 # Last it starts a second daemon with the table loaded (the start reads
 # every route once) and reports that start's time, CPU and peak RSS.
 #
-# usage: sudo scripts/routescale.sh [V4 [V6]]   (default 1048576 262144)
+# usage: sudo scripts/routescale.sh [V4 [V6 [ROUNDS]]]   (default 1048576 262144 1)
 # FASTPATH=path uses a built binary instead of building one.
 set -eu
 
 V4=${1:-1048576}
 V6=${2:-262144}
+ROUNDS=${3:-1}
 NS=fprs-$(od -An -N3 -tx1 /dev/urandom | tr -d ' \n')
 TMP=$(mktemp -d)
 PID=
@@ -59,18 +60,11 @@ awk -v v4="$V4" -v v6="$V6" -v dir="$TMP" 'BEGIN {
 now() { date +%s.%N; }
 # cpu PID: user+system seconds of the process so far.
 cpu() { awk -v hz="$(getconf CLK_TCK)" '{ print ($14 + $15) / hz }' "/proc/$1/stat"; }
-load() { # prints the seconds ip -batch took
-	t0=$(now)
-	ip -n "$NS" -batch "$TMP/add"
-	t1=$(now)
-	echo "$t1 - $t0" | bc
+load() { # prints the seconds ip -batch took, and its CPU seconds (the kernel's work)
+	/usr/bin/time -f "%e %U %S" -o "$TMP/time" ip -n "$NS" -batch "$TMP/add"
+	awk '{ printf "%s %.2f", $1, $2 + $3 }' "$TMP/time"
 }
 unload() { ip -n "$NS" -batch "$TMP/del"; }
-
-echo "routes: $V4 IPv4 /32 + $V6 IPv6 /64, namespace $NS"
-base=$(load)
-unload
-echo "load without the daemon: ${base} s"
 
 cat >"$TMP/config.yaml" <<CFG
 version: 1
@@ -98,34 +92,43 @@ stop_daemon() {
 	wait "$PID" || true
 	PID=
 }
-start_daemon
-rss0=$(awk '/VmRSS/ { print $2 }' "/proc/$PID/status")
-c0=$(cpu "$PID")
-with=$(load)
-c1=$(cpu "$PID")
-unload
-c2=$(cpu "$PID")
-sleep 10
-c3=$(cpu "$PID")
-hwm=$(awk '/VmHWM/ { print $2 }' "/proc/$PID/status")
-rss=$(awk '/VmRSS/ { print $2 }' "/proc/$PID/status")
-warns=$(grep -c 'level=WARN' "$TMP/daemon.log" || true)
+kb() { awk -v k="$2:" '$1 == k { print int($2 / 1024) }' "/proc/$1/status"; } # MB
 
-echo "load with the daemon:    ${with} s ($(echo "scale=3; $with / $base" | bc)x)"
-echo "daemon CPU during the load: $(echo "$c1 - $c0" | bc) s ($(echo "scale=2; 100 * ($c1 - $c0) / $with" | bc)% of it)"
-echo "daemon CPU during the delete: $(echo "$c2 - $c1" | bc) s; idle 10 s after: $(echo "$c3 - $c2" | bc) s"
-echo "daemon RSS: $((rss0 / 1024)) MB before, peak (VmHWM) $((hwm / 1024)) MB, $((rss / 1024)) MB after"
-echo "daemon warnings logged: $warns"
-if command -v curl >/dev/null; then
-	ip netns exec "$NS" curl -s http://127.0.0.1:9610/metrics | grep -E '^fastpath_(netlink_overruns|route_mtu)' | grep -v ' 0$' || true
-fi
+echo "routes: $V4 IPv4 /32 + $V6 IPv6 /64, namespace $NS, $ROUNDS rounds (the machine's load varies: compare within a round)"
+r=0
+while [ $r -lt "$ROUNDS" ]; do
+	r=$((r + 1))
+	set -- $(load)
+	base=$1 basecpu=$2
+	unload
+	start_daemon
+	rss0=$(kb "$PID" VmRSS)
+	c0=$(cpu "$PID")
+	set -- $(load)
+	with=$1 withcpu=$2
+	c1=$(cpu "$PID")
+	unload
+	c2=$(cpu "$PID")
+	sleep 10
+	c3=$(cpu "$PID")
+	echo "round $r: load ${base} s without, ${with} s with the daemon ($(echo "scale=3; $with / $base" | bc)x);" \
+		"ip's CPU (the kernel's work) ${basecpu} s without, ${withcpu} s with ($(echo "scale=3; $withcpu / $basecpu" | bc)x);" \
+		"daemon CPU $(echo "$c1 - $c0" | bc) s in the load ($(echo "scale=2; 100 * ($c1 - $c0) / $with" | bc)%)," \
+		"$(echo "$c2 - $c1" | bc) s in the delete, $(echo "$c3 - $c2" | bc) s idle 10 s;" \
+		"RSS $rss0 MB before, peak $(kb "$PID" VmHWM) MB, $(kb "$PID" VmRSS) MB after"
+	if command -v curl >/dev/null; then
+		ip netns exec "$NS" curl -s http://127.0.0.1:9610/metrics |
+			grep -E '^fastpath_(netlink_overruns|route_mtu_resyncs)' | grep -v ' 0$' || true
+	fi
+	stop_daemon
+done
+echo "daemon warnings logged: $(grep -c 'level=WARN' "$TMP/daemon.log" || true)"
 
-# A daemon starting on a router whose table is loaded.
-stop_daemon
+# A daemon starting on a router whose table is loaded reads it once.
 ip -n "$NS" -batch "$TMP/add"
 t0=$(now)
 start_daemon
 t1=$(now)
-echo "daemon start with the table loaded: $(echo "$t1 - $t0" | bc) s, CPU $(cpu "$PID") s, peak RSS $(($(awk '/VmHWM/ { print $2 }' "/proc/$PID/status") / 1024)) MB"
+echo "daemon start with the table loaded: $(echo "$t1 - $t0" | bc) s, CPU $(cpu "$PID") s, peak RSS $(kb "$PID" VmHWM) MB"
 stop_daemon
 unload
