@@ -6,11 +6,13 @@ import (
 	"time"
 
 	"github.com/mdlayher/netlink"
+	"golang.org/x/sys/unix"
 )
 
-// WatchRouteChanges calls changed after routes changed (any table, IPv4
-// or IPv6), at most once per every, until ctx ends. It subscribes before
-// it returns.
+// WatchRouteChanges calls changed after routes or nexthop objects changed
+// (any table, IPv4 or IPv6), at most once per every, until ctx ends. It
+// subscribes before it returns. (With net.ipv4.nexthop_compat_mode 0, a
+// nexthop group that changes sends no route event, only a nexthop one.)
 //
 // It reads no route: the socket's receive buffer is the smallest the
 // kernel allows and overruns are not reported (NETLINK_NO_ENOBUFS), so
@@ -23,7 +25,7 @@ func WatchRouteChanges(ctx context.Context, log *slog.Logger, every time.Duratio
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	c, err := dialRoutes(0) // the kernel rounds it up to its minimum
+	c, err := dialRoutes(0, unix.RTNLGRP_NEXTHOP) // the kernel rounds the buffer up to its minimum
 	if err != nil {
 		return err
 	}

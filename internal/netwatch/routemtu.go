@@ -96,8 +96,9 @@ func watchRouteMTUs(log *slog.Logger, rcvbuf int) (*RouteMTUWatch, error) {
 }
 
 // dialRoutes opens an rtnetlink socket in the IPv4 and IPv6 route groups
-// with the given receive buffer (forced past rmem_max when root).
-func dialRoutes(rcvbuf int) (*netlink.Conn, error) {
+// (and any extra groups) with the given receive buffer (forced past
+// rmem_max when root).
+func dialRoutes(rcvbuf int, extra ...uint32) (*netlink.Conn, error) {
 	c, err := netlink.Dial(unix.NETLINK_ROUTE, nil)
 	if err != nil {
 		return nil, fmt.Errorf("rtnetlink: %w", err)
@@ -109,7 +110,7 @@ func dialRoutes(rcvbuf int) (*netlink.Conn, error) {
 	if err := setRcvbuf(c, rcvbuf); err != nil {
 		return fail(fmt.Errorf("rtnetlink receive buffer: %w", err))
 	}
-	for _, g := range []uint32{unix.RTNLGRP_IPV4_ROUTE, unix.RTNLGRP_IPV6_ROUTE} {
+	for _, g := range append([]uint32{unix.RTNLGRP_IPV4_ROUTE, unix.RTNLGRP_IPV6_ROUTE}, extra...) {
 		if err := c.JoinGroup(g); err != nil {
 			return fail(fmt.Errorf("join rtnetlink group %d: %w", g, err))
 		}

@@ -29,6 +29,9 @@ func testNS(t *testing.T) string {
 	t.Cleanup(func() { nsutil.Delete(ns) })
 	ipCmds(t, ns,
 		"link add v0 type veth peer name v1",
+		// No link-local addresses: their routes would come and go later.
+		"link set v0 addrgenmode none",
+		"link set v1 addrgenmode none",
 		"link set v0 up",
 		"link set v1 up",
 		"addr add 198.18.60.1/24 dev v0",
@@ -251,5 +254,42 @@ func TestRouteMTUWatchFilter(t *testing.T) {
 	rec.await(t, "after a second group change", map[netip.Prefix]int{pfx("198.18.70.0/24"): 1300, pfx("198.18.71.0/24"): 1280})
 	if st := w.Stats(); st.Overruns != 0 {
 		t.Errorf("stats %+v: the filter let plain routes through", st)
+	}
+}
+
+// TestWatchRouteChanges: a route change, and a nexthop group change that
+// sends no route event (nexthop_compat_mode 0), each call changed.
+func TestWatchRouteChanges(t *testing.T) {
+	ns := testNS(t)
+	ipCmds(t, ns,
+		"nexthop add id 2 via 198.18.60.2 dev v0",
+		"nexthop add id 3 via 198.18.60.3 dev v0",
+		"nexthop add id 10 group 2/3",
+		"route add 198.18.70.0/24 nhid 10",
+	)
+	if err := nsutil.Do(ns, func() error { return exec.Command("sysctl", "-qw", "net.ipv4.nexthop_compat_mode=0").Run() }); err != nil {
+		t.Fatal(err)
+	}
+	var (
+		mu sync.Mutex
+		n  int
+	)
+	count := func() int { mu.Lock(); defer mu.Unlock(); return n }
+	err := nsutil.Do(ns, func() error {
+		return WatchRouteChanges(t.Context(), nil, time.Millisecond, func() { mu.Lock(); n++; mu.Unlock() })
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []string{"route add 198.18.71.0/24 via 198.18.60.2", "nexthop replace id 10 group 2"} {
+		before := count()
+		ipCmds(t, ns, c)
+		deadline := time.Now().Add(10 * time.Second)
+		for count() == before {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: no change signalled", c)
+			}
+			time.Sleep(time.Millisecond) // polling
+		}
 	}
 }
