@@ -190,6 +190,14 @@ func (w *RouteMTUWatch) Start(ctx context.Context, set func(map[netip.Prefix]int
 // read decodes what the filtered socket delivers, until ctx ends.
 func (w *RouteMTUWatch) read(ctx context.Context, out chan<- batch) {
 	defer close(out)
+	send := func(b batch) bool {
+		select {
+		case out <- b:
+			return true
+		case <-ctx.Done():
+			return false
+		}
+	}
 	for {
 		msgs, err := w.conn.Receive()
 		if err != nil {
@@ -197,7 +205,9 @@ func (w *RouteMTUWatch) read(ctx context.Context, out chan<- batch) {
 				return
 			}
 			if errors.Is(err, unix.ENOBUFS) {
-				out <- batch{overrun: true}
+				if !send(batch{overrun: true}) {
+					return
+				}
 				continue
 			}
 			w.log.Warn("route mtu watch", "err", err)
@@ -208,7 +218,9 @@ func (w *RouteMTUWatch) read(ctx context.Context, out chan<- batch) {
 				return
 			case <-t.C:
 			}
-			out <- batch{overrun: true} // what it would have said is unknown
+			if !send(batch{overrun: true}) { // what it would have said is unknown
+				return
+			}
 			continue
 		}
 		var b batch
@@ -217,8 +229,8 @@ func (w *RouteMTUWatch) read(ctx context.Context, out chan<- batch) {
 				b.msgs = append(b.msgs, r)
 			}
 		}
-		if len(b.msgs) > 0 {
-			out <- b
+		if len(b.msgs) > 0 && !send(b) {
+			return
 		}
 	}
 }
