@@ -23,23 +23,18 @@ const routeChangeEvery = 20 * time.Millisecond
 // Neither reads the routes themselves: a million routes loading cost the
 // daemon a few wakeups, not a million messages (see docs/scale.md).
 type routes struct {
-	log     *slog.Logger
-	mtus    *netwatch.RouteMTUWatch
-	changed chan struct{}
+	log  *slog.Logger
+	mtus *netwatch.RouteMTUWatch
 }
 
-// watchRoutes subscribes; nothing reaches the datapath before start.
-func watchRoutes(ctx context.Context, log *slog.Logger) (*routes, error) {
+// watchRoutes subscribes to the route MTUs: events from now on queue
+// until start.
+func watchRoutes(log *slog.Logger) (*routes, error) {
 	mtus, err := netwatch.WatchRouteMTUs(log)
 	if err != nil {
 		return nil, err
 	}
-	rt := &routes{log: log, mtus: mtus, changed: make(chan struct{}, 1)}
-	if err := netwatch.WatchRouteChanges(ctx, log, routeChangeEvery, func() { poke(rt.changed) }); err != nil {
-		mtus.Close()
-		return nil, err
-	}
-	return rt, nil
+	return &routes{log: log, mtus: mtus}, nil
 }
 
 // routeSink is what routes changes in the datapath (a fake in tests).
@@ -51,22 +46,15 @@ type routeSink interface {
 var _ routeSink = (*datapath.Datapath)(nil)
 
 // start mirrors the route MTUs (one dump, now), then keeps dp current
-// until ctx ends.
+// until ctx ends. It runs before anything is attached, so route changes
+// before it need no generation bump.
 func (rt *routes) start(ctx context.Context, dp routeSink) error {
 	if err := rt.mtus.Start(ctx, dp.SetRouteMTUs); err != nil {
 		return err
 	}
-	go func() {
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-rt.changed:
-				invalidate(rt.log, "routes", dp.InvalidateRoutes)
-			}
-		}
-	}()
-	return nil
+	return netwatch.WatchRouteChanges(ctx, rt.log, routeChangeEvery, func() {
+		invalidate(rt.log, "routes", dp.InvalidateRoutes)
+	})
 }
 
 // linksChanged: the kernel may have removed IPv4 routes without an event.

@@ -85,13 +85,13 @@ func TestRoutesReachDatapathUnderChurn(t *testing.T) {
 	defer cancel()
 	var rt *routes
 	if err := nsutil.Do(ns, func() (err error) {
-		rt, err = watchRoutes(ctx, nil)
+		rt, err = watchRoutes(nil)
 		return err
 	}); err != nil {
 		t.Fatal(err)
 	}
 	sink := &fakeRouteSink{}
-	if err := rt.start(ctx, sink); err != nil {
+	if err := nsutil.Do(ns, func() error { return rt.start(ctx, sink) }); err != nil {
 		t.Fatal(err)
 	}
 
