@@ -20,6 +20,7 @@ type backend struct {
 	r      *reconciler
 	dp     *datapath.Datapath // counters and flows; the reconciler sees only what it changes
 	events *eventhub.Hub
+	watch  *events // kernel watches: overruns, route MTUs (see ControlPlane)
 	reload func(context.Context) (*api.ReloadResult, error)
 	reval  *revalidation
 	status api.Status     // the fixed part

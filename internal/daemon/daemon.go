@@ -135,7 +135,7 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 		return fmt.Errorf("watch kernel state: %w", err)
 	}
 	hub := eventhub.New(eventhub.DefaultRate, eventhub.DefaultBurst)
-	b.events = hub
+	b.events, b.watch = hub, ev
 	r := newReconciler(cfg, dp, feats, vethpeer.NewFinder(), hub, log)
 	b.r, b.dp = r, dp // set before any goroutine reads them; the API serves only later
 	// The heartbeat and the verdict hook go in before any interface is
@@ -195,6 +195,10 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 		}
 		return err
 	}
+	// Route MTUs are mirrored before anything is attached.
+	if err := ev.routes.start(ctx, dp); err != nil {
+		return abandon(fmt.Errorf("route mtus: %w", err))
+	}
 	if err := r.start(); err != nil {
 		return abandon(err)
 	}
@@ -209,9 +213,6 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 		}
 		r.detachAll()
 	}()
-	mtus := newRouteMTUSyncer(dp, log)
-	mtus.sync()
-	go mtus.run(ctx)
 
 	serveErr := make(chan error, 1)
 	serveDone := make(chan struct{})
@@ -257,9 +258,6 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 			return fmt.Errorf("api server: %w", err)
 		case <-ev.links:
 			r.sync()
-		case <-ev.routes:
-			invalidate(log, "routes", dp.InvalidateRoutes)
-			mtus.request()
 		case <-ev.fib:
 			invalidate(log, "neighbours or addresses", dp.InvalidateRoutes)
 		case now := <-beat.C:

@@ -7,6 +7,8 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"strings"
+	"sync"
 	"time"
 
 	mdnetlink "github.com/mdlayher/netlink"
@@ -14,6 +16,7 @@ import (
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
+	"github.com/fastpath-router/fastpath/internal/metrics"
 	"github.com/fastpath-router/fastpath/internal/xdpfeat"
 )
 
@@ -21,9 +24,70 @@ import (
 // consumer rereads what it needs, so a burst of changes costs one pass.
 type events struct {
 	links  chan struct{} // links, XDP features, qdiscs: reconcile interfaces
-	routes chan struct{} // routes: re-route flows, mirror route MTUs
 	fib    chan struct{} // neighbours, addresses, rules, netconf: re-route flows
 	rules  chan struct{} // nftables ruleset: flows must be accepted again
+	routes *routes       // routes: re-route flows, mirror route MTUs (off the main loop)
+	stats  *watchStats
+}
+
+// watchStats counts netlink overruns (ENOBUFS: the kernel outpaced a
+// watch and dropped messages) by watch, for metrics; each is followed by
+// a resync, and logged at most once a minute per watch.
+type watchStats struct {
+	mu       sync.Mutex
+	overruns map[string]uint64
+	logged   map[string]time.Time
+}
+
+// watchNames are the watches' names in logs and the metric's watch label,
+// listed so every series exists from the start. (The route MTU watch
+// counts its own, as route_mtus.)
+var watchNames = []string{"links", "neighbours", "addresses", "rules", "qdiscs", "nftables"}
+
+func newWatchStats() *watchStats {
+	s := &watchStats{overruns: map[string]uint64{}, logged: map[string]time.Time{}}
+	for _, w := range watchNames {
+		s.overruns[w] = 0
+	}
+	return s
+}
+
+// overrunLogEvery rate-limits the warning about a watch's overruns.
+const overrunLogEvery = time.Minute
+
+// failed records a receive error of watch what; it logs ENOBUFS at most
+// once a minute (with the count so far) and other errors always.
+func (s *watchStats) failed(log *slog.Logger, what string, err error) {
+	if !isOverrun(err) {
+		log.Warn("kernel watch", "what", what, "err", err)
+		return
+	}
+	s.mu.Lock()
+	s.overruns[what]++
+	n, quiet := s.overruns[what], time.Since(s.logged[what]) >= overrunLogEvery
+	if quiet {
+		s.logged[what] = time.Now()
+	}
+	s.mu.Unlock()
+	if quiet {
+		log.Warn("kernel watch overran: resyncing", "what", what, "overruns", n)
+	}
+}
+
+// isOverrun: vishvananda/netlink reports receive errors as text only.
+func isOverrun(err error) bool {
+	return errors.Is(err, unix.ENOBUFS) || strings.Contains(err.Error(), unix.ENOBUFS.Error())
+}
+
+// snapshot returns the overrun counts by watch.
+func (s *watchStats) snapshot() map[string]uint64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make(map[string]uint64, len(s.overruns))
+	for k, v := range s.overruns {
+		out[k] = v
+	}
+	return out
 }
 
 func poke(c chan struct{}) {
@@ -46,10 +110,10 @@ type subscribeFunc[T any] func(ch chan T, done <-chan struct{}, onErr func(error
 // a receive error (ENOBUFS when the kernel outpaces us, e.g. a full BGP
 // table load): follow then subscribes again, in the background, signalling
 // a change each time, since updates may have been lost.
-func follow[T any](ctx context.Context, log *slog.Logger, what string, subscribe subscribeFunc[T], changed func()) error {
+func follow[T any](ctx context.Context, log *slog.Logger, stats *watchStats, what string, subscribe subscribeFunc[T], changed func()) error {
 	onErr := func(err error) {
 		if ctx.Err() == nil {
-			log.Warn("kernel watch", "what", what, "err", err)
+			stats.failed(log, what, err)
 		}
 	}
 	start := func() (chan T, chan struct{}, error) {
@@ -91,34 +155,36 @@ func follow[T any](ctx context.Context, log *slog.Logger, what string, subscribe
 
 // watch subscribes to everything the datapath's view depends on.
 func watch(ctx context.Context, log *slog.Logger) (*events, error) {
-	ev := &events{links: make(chan struct{}, 1), routes: make(chan struct{}, 1),
-		fib: make(chan struct{}, 1), rules: make(chan struct{}, 1)}
+	ev := &events{links: make(chan struct{}, 1), fib: make(chan struct{}, 1),
+		rules: make(chan struct{}, 1), stats: newWatchStats()}
 	feats, err := xdpfeat.Watch(ctx)
 	if err != nil {
 		return nil, err
 	}
-	if err := watchRuleset(ctx, log, ev.rules); err != nil {
+	if err := watchRuleset(ctx, log, ev.stats, ev.rules); err != nil {
 		return nil, err
 	}
-	if err := watchRtnl(ctx, log, "rule and netconf events", routingGroups, ev.fib); err != nil {
+	if err := watchRtnl(ctx, log, ev.stats, "rules", routingGroups, ev.fib); err != nil {
 		return nil, err
 	}
-	if err := watchRtnl(ctx, log, "qdisc and filter events", tcGroups, ev.links); err != nil {
+	if err := watchRtnl(ctx, log, ev.stats, "qdiscs", tcGroups, ev.links); err != nil {
+		return nil, err
+	}
+	// Routes are not followed with the library's subscription: it parses
+	// every message, a million of them while a BGP table loads.
+	if ev.routes, err = watchRoutes(log); err != nil {
 		return nil, err
 	}
 	if err := errors.Join(
-		follow(ctx, log, "links", func(ch chan netlink.LinkUpdate, done <-chan struct{}, onErr func(error)) error {
+		follow(ctx, log, ev.stats, "links", func(ch chan netlink.LinkUpdate, done <-chan struct{}, onErr func(error)) error {
 			return netlink.LinkSubscribeWithOptions(ch, done, netlink.LinkSubscribeOptions{ErrorCallback: onErr})
-		}, func() { poke(ev.links); poke(ev.fib) }),
-		follow(ctx, log, "routes", func(ch chan netlink.RouteUpdate, done <-chan struct{}, onErr func(error)) error {
-			return netlink.RouteSubscribeWithOptions(ch, done, netlink.RouteSubscribeOptions{ErrorCallback: onErr})
-		}, func() { poke(ev.routes) }),
-		follow(ctx, log, "neighbours", func(ch chan netlink.NeighUpdate, done <-chan struct{}, onErr func(error)) error {
+		}, func() { poke(ev.links); poke(ev.fib); ev.routes.linksChanged() }),
+		follow(ctx, log, ev.stats, "neighbours", func(ch chan netlink.NeighUpdate, done <-chan struct{}, onErr func(error)) error {
 			return netlink.NeighSubscribeWithOptions(ch, done, netlink.NeighSubscribeOptions{ErrorCallback: onErr})
 		}, func() { poke(ev.fib) }),
-		follow(ctx, log, "addresses", func(ch chan netlink.AddrUpdate, done <-chan struct{}, onErr func(error)) error {
+		follow(ctx, log, ev.stats, "addresses", func(ch chan netlink.AddrUpdate, done <-chan struct{}, onErr func(error)) error {
 			return netlink.AddrSubscribeWithOptions(ch, done, netlink.AddrSubscribeOptions{ErrorCallback: onErr})
-		}, func() { poke(ev.fib) }),
+		}, func() { poke(ev.fib); ev.routes.linksChanged() }),
 	); err != nil {
 		return nil, err
 	}
@@ -132,7 +198,7 @@ func watch(ctx context.Context, log *slog.Logger) (*events, error) {
 
 // watchRuleset signals every nftables ruleset change (iptables-nft
 // included; iptables-legacy sends no events, see docs/offload.md).
-func watchRuleset(ctx context.Context, log *slog.Logger, out chan struct{}) error {
+func watchRuleset(ctx context.Context, log *slog.Logger, stats *watchStats, out chan struct{}) error {
 	c, err := netfilter.Dial(nil)
 	if err != nil {
 		return err
@@ -141,7 +207,7 @@ func watchRuleset(ctx context.Context, log *slog.Logger, out chan struct{}) erro
 		c.Close()
 		return err
 	}
-	listen(ctx, log, "nftables events", func() error { _, err := c.Receive(); return err }, c.Close, out)
+	listen(ctx, log, stats, "nftables", func() error { _, err := c.Receive(); return err }, c.Close, out)
 	return nil
 }
 
@@ -156,7 +222,7 @@ var (
 )
 
 // watchRtnl signals every message of the rtnetlink groups.
-func watchRtnl(ctx context.Context, log *slog.Logger, what string, groups []uint32, out chan struct{}) error {
+func watchRtnl(ctx context.Context, log *slog.Logger, stats *watchStats, what string, groups []uint32, out chan struct{}) error {
 	c, err := mdnetlink.Dial(unix.NETLINK_ROUTE, nil)
 	if err != nil {
 		return fmt.Errorf("rtnetlink: %w", err)
@@ -167,7 +233,7 @@ func watchRtnl(ctx context.Context, log *slog.Logger, what string, groups []uint
 			return fmt.Errorf("join rtnetlink group %d: %w", g, err)
 		}
 	}
-	listen(ctx, log, what, func() error { _, err := c.Receive(); return err }, c.Close, out)
+	listen(ctx, log, stats, what, func() error { _, err := c.Receive(); return err }, c.Close, out)
 	return nil
 }
 
@@ -186,7 +252,7 @@ func backOff(ctx context.Context) bool {
 
 // listen pokes out for every message receive returns, and for every error
 // (ENOBUFS: messages were lost, so assume a change), until ctx ends.
-func listen(ctx context.Context, log *slog.Logger, what string, receive func() error, closeFn func() error, out chan struct{}) {
+func listen(ctx context.Context, log *slog.Logger, stats *watchStats, what string, receive func() error, closeFn func() error, out chan struct{}) {
 	go func() {
 		<-ctx.Done()
 		closeFn() // unblocks receive
@@ -197,7 +263,7 @@ func listen(ctx context.Context, log *slog.Logger, what string, receive func() e
 				if ctx.Err() != nil {
 					return
 				}
-				log.Warn(what, "err", err)
+				stats.failed(log, what, err)
 				poke(out)
 				// The periodic resync covers what is missed meanwhile.
 				if !backOff(ctx) {
@@ -208,6 +274,17 @@ func listen(ctx context.Context, log *slog.Logger, what string, receive func() e
 			poke(out)
 		}
 	}()
+}
+
+// ControlPlane implements metrics.ControlSource.
+func (b *backend) ControlPlane() metrics.ControlPlane {
+	if b.watch == nil {
+		return metrics.ControlPlane{}
+	}
+	mtu := b.watch.routes.mtus.Stats()
+	overruns := b.watch.stats.snapshot()
+	overruns["route_mtus"] = mtu.Overruns
+	return metrics.ControlPlane{NetlinkOverruns: overruns, RouteMTUResyncs: mtu.Resyncs, RouteMTURoutes: mtu.Routes}
 }
 
 // notifyReady tells systemd (Type=notify) that the daemon is serving.

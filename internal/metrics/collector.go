@@ -44,6 +44,9 @@ type collector struct {
 	eventsLost     family
 	flowsActive    family
 	flowsCapacity  family
+	overruns       family
+	resyncs        family
+	mtuRoutes      family
 	statusFamilies []family
 	statsFamilies  []family
 	flowsFamilies  []family
@@ -95,6 +98,15 @@ func newCollector(ctx context.Context, src Source, version string, timeout time.
 			"Flows (one per direction of a connection) in the flow cache now.", gauge),
 		flowsCapacity: f("fastpath_flows_capacity",
 			"Flows the flow cache can hold (flows.max_entries).", gauge),
+
+		overruns: f("fastpath_netlink_overruns_total",
+			"Times a kernel watch lost messages because the kernel outpaced the daemon (ENOBUFS); each is followed by a resync.",
+			counter, "watch"),
+		resyncs: f("fastpath_route_mtu_resyncs_total",
+			"Full reads of the routing tables for the route MTU mirror after start, by reason (overrun, links).",
+			counter, "reason"),
+		mtuRoutes: f("fastpath_route_mtu_routes",
+			"Routes with an MTU metric the datapath mirrors (all tables, IPv4 and IPv6).", gauge),
 	}
 	c.statusFamilies = []family{c.startTime, c.interfaceUp}
 	c.statsFamilies = []family{c.fwdPackets, c.fwdBytes, c.passPackets, c.passBytes, c.flowsAdded, c.flowsRemoved, c.eventsLost}
@@ -103,7 +115,16 @@ func newCollector(ctx context.Context, src Source, version string, timeout time.
 }
 
 func (c *collector) families() []family {
-	return slices.Concat([]family{c.buildInfo}, c.statusFamilies, c.statsFamilies, c.flowsFamilies)
+	return slices.Concat([]family{c.buildInfo}, c.statusFamilies, c.statsFamilies, c.flowsFamilies,
+		c.controlFamilies())
+}
+
+// controlFamilies are served only when the source is a ControlSource.
+func (c *collector) controlFamilies() []family {
+	if _, ok := c.src.(ControlSource); !ok {
+		return nil
+	}
+	return []family{c.overruns, c.resyncs, c.mtuRoutes}
 }
 
 // Describe implements prometheus.Collector.
@@ -138,6 +159,16 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	} else {
 		emit(ch, c.flowsActive, float64(fl.Total))
 		emit(ch, c.flowsCapacity, float64(fl.Capacity))
+	}
+	if cs, ok := c.src.(ControlSource); ok {
+		cp := cs.ControlPlane()
+		for watch, n := range cp.NetlinkOverruns {
+			emit(ch, c.overruns, float64(n), watch)
+		}
+		for reason, n := range cp.RouteMTUResyncs {
+			emit(ch, c.resyncs, float64(n), reason)
+		}
+		emit(ch, c.mtuRoutes, float64(cp.RouteMTURoutes))
 	}
 }
 

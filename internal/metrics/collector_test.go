@@ -119,6 +119,17 @@ fastpath_interface_up{device="lab0",hook="none",interface="lab0",mode="route"} 0
 fastpath_interface_up{device="mgmt0",hook="none",interface="mgmt0",mode="off"} 0
 fastpath_interface_up{device="lan0",hook="tc",interface="lan0",mode="offload"} 1
 fastpath_interface_up{device="wan0",hook="xdp",interface="wan0",mode="offload"} 1
+# HELP fastpath_netlink_overruns_total Times a kernel watch lost messages because the kernel outpaced the daemon (ENOBUFS); each is followed by a resync.
+# TYPE fastpath_netlink_overruns_total counter
+fastpath_netlink_overruns_total{watch="links"} 0
+fastpath_netlink_overruns_total{watch="route_mtus"} 2
+# HELP fastpath_route_mtu_resyncs_total Full reads of the routing tables for the route MTU mirror after start, by reason (overrun, links).
+# TYPE fastpath_route_mtu_resyncs_total counter
+fastpath_route_mtu_resyncs_total{reason="links"} 1
+fastpath_route_mtu_resyncs_total{reason="overrun"} 2
+# HELP fastpath_route_mtu_routes Routes with an MTU metric the datapath mirrors (all tables, IPv4 and IPv6).
+# TYPE fastpath_route_mtu_routes gauge
+fastpath_route_mtu_routes 3
 # HELP fastpath_datapath_forwarded_packets_total Packets arriving on the interface that fastpath forwarded itself.
 # TYPE fastpath_datapath_forwarded_packets_total counter
 fastpath_datapath_forwarded_packets_total{device="lan0",interface="lan0"} 2000
@@ -207,6 +218,17 @@ fastpath_flows_active 0
 # HELP fastpath_flows_capacity Flows the flow cache can hold (flows.max_entries).
 # TYPE fastpath_flows_capacity gauge
 fastpath_flows_capacity 1024
+# HELP fastpath_netlink_overruns_total Times a kernel watch lost messages because the kernel outpaced the daemon (ENOBUFS); each is followed by a resync.
+# TYPE fastpath_netlink_overruns_total counter
+fastpath_netlink_overruns_total{watch="links"} 0
+fastpath_netlink_overruns_total{watch="route_mtus"} 2
+# HELP fastpath_route_mtu_resyncs_total Full reads of the routing tables for the route MTU mirror after start, by reason (overrun, links).
+# TYPE fastpath_route_mtu_resyncs_total counter
+fastpath_route_mtu_resyncs_total{reason="links"} 1
+fastpath_route_mtu_resyncs_total{reason="overrun"} 2
+# HELP fastpath_route_mtu_routes Routes with an MTU metric the datapath mirrors (all tables, IPv4 and IPv6).
+# TYPE fastpath_route_mtu_routes gauge
+fastpath_route_mtu_routes 3
 `
 	if err := testutil.CollectAndCompare(c, strings.NewReader(withBuild(want))); err != nil {
 		t.Error(err)
@@ -289,3 +311,14 @@ func withBuild(text string) string {
 	rev, gover := buildRevision()
 	return strings.ReplaceAll(text, "BUILD", fmt.Sprintf("goversion=%q,revision=%q", gover, rev))
 }
+
+// ControlPlane makes the fake a ControlSource.
+func (f *fakeSource) ControlPlane() ControlPlane {
+	return ControlPlane{
+		NetlinkOverruns: map[string]uint64{"links": 0, "route_mtus": 2},
+		RouteMTUResyncs: map[string]uint64{"links": 1, "overrun": 2},
+		RouteMTURoutes:  3,
+	}
+}
+
+var _ ControlSource = (*fakeSource)(nil)

@@ -32,6 +32,23 @@ type Source interface {
 	Flows(ctx context.Context, q api.FlowQuery) (*api.Flows, error)
 }
 
+// ControlPlane is the daemon's bookkeeping of its kernel watches.
+type ControlPlane struct {
+	// NetlinkOverruns counts ENOBUFS by watch: the kernel outpaced it and
+	// dropped messages; each is followed by a resync.
+	NetlinkOverruns map[string]uint64
+	// RouteMTUResyncs counts full route dumps after start, by reason.
+	RouteMTUResyncs map[string]uint64
+	// RouteMTURoutes is how many routes with an MTU metric are mirrored.
+	RouteMTURoutes int
+}
+
+// ControlSource is what a Source may add: the control plane's own
+// counters. Read without a context: they are in memory.
+type ControlSource interface {
+	ControlPlane() ControlPlane
+}
+
 const (
 	// scrapeTimeout bounds the source calls of one scrape.
 	scrapeTimeout = 5 * time.Second
