@@ -11,6 +11,8 @@ import (
 	"github.com/fastpath-router/fastpath/internal/datapath"
 	"github.com/fastpath-router/fastpath/internal/eventhub"
 	"github.com/fastpath-router/fastpath/internal/guard"
+	"github.com/fastpath-router/fastpath/internal/metrics"
+	"github.com/fastpath-router/fastpath/internal/netwatch"
 
 	"github.com/fastpath-router/fastpath/internal/api"
 )
@@ -20,7 +22,7 @@ type backend struct {
 	r      *reconciler
 	dp     *datapath.Datapath // counters and flows; the reconciler sees only what it changes
 	events *eventhub.Hub
-	watch  *events // kernel watches: overruns, route MTUs (see ControlPlane)
+	watch  *netwatch.Events // kernel watches: overruns, route MTUs (see ControlPlane)
 	reload func(context.Context) (*api.ReloadResult, error)
 	reval  *revalidation
 	status api.Status     // the fixed part
@@ -162,3 +164,12 @@ func (b *backend) flowNamer() func(int) string {
 // flowName names one ifindex; flow events call it per event, which is
 // fine at the hub's bounded rate.
 func (b *backend) flowName(idx int) string { return b.flowNamer()(idx) }
+
+// ControlPlane implements metrics.ControlSource.
+func (b *backend) ControlPlane() metrics.ControlPlane {
+	if b.watch == nil {
+		return metrics.ControlPlane{}
+	}
+	mtu := b.watch.Routes.MTUStats()
+	return metrics.ControlPlane{NetlinkOverruns: b.watch.Overruns(), RouteMTUResyncs: mtu.Resyncs, RouteMTURoutes: mtu.Routes}
+}

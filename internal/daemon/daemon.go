@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/signal"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -23,6 +24,7 @@ import (
 	"github.com/fastpath-router/fastpath/internal/guard"
 	"github.com/fastpath-router/fastpath/internal/metrics"
 	"github.com/fastpath-router/fastpath/internal/netwatch"
+	"github.com/fastpath-router/fastpath/internal/offload"
 	"github.com/fastpath-router/fastpath/internal/vethpeer"
 	"github.com/fastpath-router/fastpath/internal/xdpfeat"
 )
@@ -67,179 +69,239 @@ var ErrAlreadyRunning = errors.New("another fastpath daemon is already running i
 // datapath pinned by a previous daemon in this namespace is adopted without
 // a gap in forwarding.
 func Run(ctx context.Context, cfg *config.Config, opts Options) error {
-	log := opts.Logger
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
 	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	d := &daemon{cfg: cfg, opts: opts, log: opts.Logger, cancel: cancel}
+	defer d.close()
+	if err := d.open(ctx); err != nil {
+		return err
+	}
+	if err := d.start(ctx); err != nil {
+		return d.abandon(err)
+	}
+	return d.loop(ctx)
+}
+
+// daemon is one run: what open acquired (each released by close, in
+// reverse), what start attached, and the loop's state.
+type daemon struct {
+	cfg     *config.Config
+	opts    Options
+	log     *slog.Logger
+	cancel  context.CancelFunc
+	closers []func() // released by close, last first
+
+	srv    *api.Server
+	ln, ml net.Listener
+	gplan  *guardPlan
+	pinDir string
+	dp     *datapath.Datapath
+	feats  *xdpfeat.Querier
+	ev     *netwatch.Events
+	hub    *eventhub.Hub
+	r      *reconciler
+	b      *backend
+	off    offloadState
+	reval  *revalidation
+	rl     *reloader
+	wd     *sdWatchdog
+	netns  string
+}
+
+func (d *daemon) onClose(f func()) { d.closers = append(d.closers, f) }
+
+func (d *daemon) close() {
+	for i := len(d.closers) - 1; i >= 0; i-- {
+		d.closers[i]()
+	}
+}
+
+// open takes what a run needs before it changes anything: the lock, the API
+// socket and metrics port (a busy one fails the start with nothing
+// changed), the guard's list files, the datapath (adopting pins), the
+// kernel watches (subscribed before the first reconcile, so no change in
+// between is missed).
+func (d *daemon) open(ctx context.Context) error {
+	log, cfg := d.log, d.cfg
 	lock, err := takeLock()
 	if err != nil {
 		return err
 	}
-	defer lock.Close()
-
-	netns, _ := os.Readlink("/proc/self/ns/net") // informational only
-	b := &backend{status: api.Status{
-		Version: opts.Version, PID: os.Getpid(), NetNS: netns,
-		ConfigFile: opts.ConfigPath, StartedAt: time.Now().UTC(),
+	d.onClose(func() { lock.Close() })
+	d.netns, _ = os.Readlink("/proc/self/ns/net") // informational only
+	d.b = &backend{status: api.Status{
+		Version: d.opts.Version, PID: os.Getpid(), NetNS: d.netns,
+		ConfigFile: d.opts.ConfigPath, StartedAt: time.Now().UTC(),
 	}}
-	// Take the socket before attaching anything, so a busy socket fails the
-	// start with nothing changed.
-	srv := api.NewServer(b, log)
-	ln, err := srv.Listen(cfg.API.Socket)
-	if err != nil {
+	d.srv = api.NewServer(d.b, log)
+	if d.ln, err = d.srv.Listen(cfg.API.Socket); err != nil {
 		return err
 	}
-	defer ln.Close()
-	var ml net.Listener // likewise the metrics port
+	d.onClose(func() { d.ln.Close() })
 	if cfg.Metrics.Listen != "" {
-		if ml, err = metrics.Listen(cfg.Metrics.Listen); err != nil {
+		if d.ml, err = metrics.Listen(cfg.Metrics.Listen); err != nil {
 			return err
 		}
-		defer ml.Close()
+		d.onClose(func() { d.ml.Close() })
 	}
-
 	// The guard's list files are read before anything changes: a bad line
 	// fails the start with nothing attached.
-	gplan, err := planGuard(cfg)
-	if err != nil {
+	if d.gplan, err = planGuard(cfg); err != nil {
 		return err
 	}
-
-	pinDir, err := pinDirFor(opts.KeepDatapath, log)
-	if err != nil {
+	if d.pinDir, err = pinDirFor(d.opts.KeepDatapath, log); err != nil {
 		return err
 	}
-	dp, err := datapath.Load(datapath.Options{FlowEntries: cfg.Flows.Entries(), PinDir: pinDir})
-	if err != nil {
+	if d.dp, err = datapath.Load(datapath.Options{FlowEntries: cfg.Flows.Entries(), PinDir: d.pinDir}); err != nil {
 		return err
 	}
-	defer dp.Close()
+	d.onClose(func() { d.dp.Close() })
 	switch {
-	case dp.Adopted():
-		log.Info("adopting the datapath a previous daemon left", "pins", pinDir)
-	case dp.Replaced():
-		log.Info("replacing a pinned datapath of another layout (upgrade): flows re-offload, counters restart", "pins", pinDir)
+	case d.dp.Adopted():
+		log.Info("adopting the datapath a previous daemon left", "pins", d.pinDir)
+	case d.dp.Replaced():
+		log.Info("replacing a pinned datapath of another layout (upgrade): flows re-offload, counters restart", "pins", d.pinDir)
 	}
-	feats, err := xdpfeat.Open()
-	if err != nil {
+	if d.feats, err = xdpfeat.Open(); err != nil {
 		return err
 	}
-	defer feats.Close()
-
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	// Subscribe before the first reconcile, so no change between the two
-	// is missed.
-	ev, err := watch(ctx, log)
-	if err != nil {
+	d.onClose(func() { d.feats.Close() })
+	if d.ev, err = netwatch.Watch(ctx, log); err != nil {
 		return fmt.Errorf("watch kernel state: %w", err)
 	}
-	hub := eventhub.New(eventhub.DefaultRate, eventhub.DefaultBurst)
-	b.events, b.watch = hub, ev
-	r := newReconciler(cfg, dp, feats, vethpeer.NewFinder(), hub, log)
-	b.r, b.dp = r, dp // set before any goroutine reads them; the API serves only later
-	// The heartbeat and the verdict hook go in before any interface is
-	// attached in offload mode: until then the datapath passes everything.
-	// A reload (API goroutine) may start offload mode later: the main loop
-	// reads it through an atomic pointer.
-	var offp atomic.Pointer[offload]
-	defer func() { offp.Load().close() }()
-	startOff := func() error {
-		if offp.Load() != nil {
-			return nil
-		}
-		o, err := startOffload(ctx, dp, cfg.Flows.Idle(), hub, b.flowName, log)
-		if err != nil {
-			return fmt.Errorf("offload mode: %w", err)
-		}
-		offp.Store(o)
-		return nil
-	}
+	d.hub = eventhub.New(eventhub.DefaultRate, eventhub.DefaultBurst)
+	d.r = newReconciler(cfg, d.dp, d.feats, vethpeer.NewFinder(), d.hub, log)
+	// Set before any goroutine reads them; the API serves only later.
+	d.b.r, d.b.dp, d.b.events, d.b.watch = d.r, d.dp, d.hub, d.ev
+	d.off = offloadState{start: func() (*offload.Mode, error) {
+		return offload.Start(ctx, offload.Options{DP: d.dp, Idle: cfg.Flows.Idle(), Log: log,
+			OnEvent: d.publish, OnWatchdog: func(detail string) {
+				d.hub.Publish(api.Event{Kind: api.EventWatchdog, Detail: detail})
+			}})
+	}}
+	d.onClose(d.off.close)
+	return nil
+}
+
+// start makes the datapath what the config asks for: the heartbeat and the
+// verdict hook before any interface attaches in offload mode (until then
+// the datapath passes everything), revalidation, the guard, route MTUs,
+// then every interface (all or nothing), then the pins settle.
+func (d *daemon) start(ctx context.Context) error {
+	log, cfg, dp := d.log, d.cfg, d.dp
 	if usesOffload(cfg) {
-		if err := startOff(); err != nil {
+		if err := d.off.ensure(); err != nil {
 			return err
 		}
 	}
-	reval := &revalidation{set: dp.SetRevalidate, read: netwatch.EventlessRuleset, log: log}
-	b.reval = reval
-	setRevalidate := func(c *config.Config) error {
-		return reval.configure(c.Flows.RevalidateEvery(), c.Flows.RevalidateAlways)
-	}
-	if err := setRevalidate(cfg); err != nil {
+	d.reval = &revalidation{set: dp.SetRevalidate, read: netwatch.EventlessRuleset, log: log}
+	d.b.reval = d.reval
+	if err := d.setRevalidate(cfg); err != nil {
 		return err
 	}
-	// The guard is in place before any interface is attached.
 	gm := guard.NewManager(dp)
-	if acts, err := applyGuard(dp, gm, gplan); err != nil {
+	if acts, err := applyGuard(dp, gm, d.gplan); err != nil {
 		return fmt.Errorf("guard: %w", err)
 	} else if len(acts) > 0 {
 		log.Info("guard", "actions", strings.Join(acts, "; "))
 	}
-	b.guard = gm
-	rl := &reloader{path: opts.ConfigPath, cfg: cfg, r: r, startOffload: startOff, setRevalidate: setRevalidate,
+	d.b.guard = gm
+	d.rl = &reloader{path: d.opts.ConfigPath, cfg: cfg, r: d.r, startOffload: d.off.ensure, setRevalidate: d.setRevalidate,
 		applyGuard: func(p *guardPlan) ([]string, error) { return applyGuard(dp, gm, p) }}
-	b.reload = rl.reload
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
-	// A failed start leaves nothing behind, not even what a previous daemon
-	// pinned: the kernel is the correct fallback.
-	abandon := func(err error) error {
-		r.detachAll()
-		offp.Load().close()
-		dp.Unpin()
-		if pinDir != "" {
-			if _, rerr := datapath.RemovePinned(pinDir); rerr != nil {
-				log.Warn("remove the pinned datapath", "err", rerr)
-			}
-		}
+	d.b.reload = d.rl.reload
+	// Route MTUs are mirrored before anything is attached.
+	if err := d.ev.Routes.Start(ctx, dp); err != nil {
+		return fmt.Errorf("route mtus: %w", err)
+	}
+	if err := d.r.start(); err != nil {
 		return err
 	}
-	// Route MTUs are mirrored before anything is attached.
-	if err := ev.routes.start(ctx, dp); err != nil {
-		return abandon(fmt.Errorf("route mtus: %w", err))
+	if err := settlePins(dp, d.r, d.opts.KeepDatapath, log); err != nil {
+		return err
 	}
-	if err := r.start(); err != nil {
-		return abandon(err)
-	}
-	if err := settlePins(dp, r, opts.KeepDatapath, log); err != nil {
-		return abandon(err)
-	}
-	defer func() {
-		if opts.KeepDatapath {
-			log.Info("leaving the datapath attached and pinned for the next daemon", "pins", pinDir)
-			r.release()
+	d.onClose(func() {
+		if d.opts.KeepDatapath {
+			log.Info("leaving the datapath attached and pinned for the next daemon", "pins", d.pinDir)
+			d.r.release()
 			return
 		}
-		r.detachAll()
-	}()
+		d.r.detachAll()
+	})
+	return nil
+}
 
+// abandon undoes a failed start, leaving nothing behind, not even what a
+// previous daemon pinned: the kernel is the correct fallback.
+func (d *daemon) abandon(err error) error {
+	d.r.detachAll()
+	d.off.close()
+	d.dp.Unpin()
+	if d.pinDir != "" {
+		if _, rerr := datapath.RemovePinned(d.pinDir); rerr != nil {
+			d.log.Warn("remove the pinned datapath", "err", rerr)
+		}
+	}
+	return err
+}
+
+func (d *daemon) setRevalidate(c *config.Config) error {
+	return d.reval.configure(c.Flows.RevalidateEvery(), c.Flows.RevalidateAlways)
+}
+
+// publish hands a datapath event to the event stream.
+func (d *daemon) publish(ev datapath.Event) {
+	name := d.b.flowName
+	if ev.Type == datapath.GuardDrop {
+		d.hub.Publish(guardDropEvent(ev, name))
+		return
+	}
+	f := apiFlow(ev.Flow, name, ev.Time)
+	f.AgeSec, f.IdleSec = 0, 0 // an event carries no times of the flow
+	kind := api.EventFlowAdded
+	if ev.Type == datapath.FlowRemoved {
+		kind = api.EventFlowRemoved
+	}
+	d.hub.Publish(api.Event{Kind: kind, Interface: f.Ingress, Flow: &f, Reason: ev.Reason})
+}
+
+// loop serves the API and metrics and follows the kernel until ctx ends:
+// one goroutine does the reconciling, the invalidation and the
+// heartbeat, so if it hangs the heartbeat stops and the datapath's watchdog
+// hands everything to the kernel.
+func (d *daemon) loop(ctx context.Context) error {
+	log, dp, r, ev := d.log, d.dp, d.r, d.ev
 	serveErr := make(chan error, 1)
 	serveDone := make(chan struct{})
 	go func() {
 		defer close(serveDone)
-		serveErr <- srv.ServeListener(ctx, ln)
+		serveErr <- d.srv.ServeListener(ctx, d.ln)
 	}()
-	// Runs before the teardown: no API call (a reload) may act after it.
-	defer func() { cancel(); <-serveDone }()
-	if ml != nil {
+	// Before the teardown: no API call (a reload) may act after it.
+	d.onClose(func() { d.cancel(); <-serveDone })
+	if d.ml != nil {
 		metricsDone := make(chan struct{})
 		go func() {
 			defer close(metricsDone)
-			if err := metrics.Serve(ctx, ml, b, opts.Version, log); err != nil {
+			if err := metrics.Serve(ctx, d.ml, d.b, d.opts.Version, log); err != nil {
 				log.Error("metrics server", "err", err)
 			}
 		}()
-		defer func() { cancel(); <-metricsDone }()
+		d.onClose(func() { d.cancel(); <-metricsDone })
 	}
-	log.Info("fastpath running", "interfaces", len(cfg.Interfaces), "socket", cfg.API.Socket, "netns", netns)
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	log.Info("fastpath running", "interfaces", len(d.cfg.Interfaces), "socket", d.cfg.API.Socket, "netns", d.netns)
 	notifyReady(log)
-	wd := newSDWatchdog(log)
-	wd.beat(time.Now())
+	d.wd = newSDWatchdog(log)
+	d.wd.beat(time.Now())
 
 	tick := time.NewTicker(resyncEvery)
 	defer tick.Stop()
-	beat := time.NewTicker(heartbeatEvery)
+	beat := time.NewTicker(offload.HeartbeatEvery)
 	defer beat.Stop()
 	mtu6 := time.NewTicker(ipv6MTUPoll)
 	defer mtu6.Stop()
@@ -256,28 +318,26 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 				return nil
 			}
 			return fmt.Errorf("api server: %w", err)
-		case <-ev.links:
+		case <-ev.Links:
 			r.sync()
-		case <-ev.fib:
+		case <-ev.FIB:
 			invalidate(log, "neighbours or addresses", dp.InvalidateRoutes)
 		case now := <-beat.C:
-			if off := offp.Load(); off != nil {
-				off.beat()
-			}
-			wd.beat(now)
-		case <-ev.rules:
+			d.off.beat()
+			d.wd.beat(now)
+		case <-ev.Rules:
 			invalidate(log, "ruleset", dp.InvalidateRuleset)
 			r.sync() // chains bound to devices may have come or gone
 			rulesDirty = true
 		case <-rulesRead.C:
 			if rulesDirty {
 				rulesDirty = false
-				if err := reval.refresh(); err != nil {
+				if err := d.reval.refresh(); err != nil {
 					log.Error("flow revalidation", "err", err)
 				}
 			}
 		case <-hup:
-			res, err := rl.reload(ctx)
+			res, err := d.rl.reload(ctx)
 			switch {
 			case err != nil:
 				log.Error("reload (SIGHUP): the running state is kept where it failed", "err", err)
@@ -291,10 +351,50 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 		case <-tick.C:
 			r.sync()
 			rulesDirty = true // iptables-legacy sends no events
-			if off := offp.Load(); off != nil {
-				off.resync()
-			}
+			d.off.resync()
 		}
+	}
+}
+
+// offloadState owns offload mode's housekeeping once some interface is in
+// offload mode: at start, or when a reload (on the API goroutine) first
+// brings one; the main loop reads it meanwhile.
+type offloadState struct {
+	start func() (*offload.Mode, error)
+	mode  atomic.Pointer[offload.Mode]
+	mu    sync.Mutex // one ensure at a time
+}
+
+// ensure starts offload mode unless it runs.
+func (o *offloadState) ensure() error {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.mode.Load() != nil {
+		return nil
+	}
+	m, err := o.start()
+	if err != nil {
+		return fmt.Errorf("offload mode: %w", err)
+	}
+	o.mode.Store(m)
+	return nil
+}
+
+func (o *offloadState) beat() {
+	if m := o.mode.Load(); m != nil {
+		m.Beat()
+	}
+}
+
+func (o *offloadState) resync() {
+	if m := o.mode.Load(); m != nil {
+		m.Resync()
+	}
+}
+
+func (o *offloadState) close() {
+	if m := o.mode.Swap(nil); m != nil {
+		m.Close()
 	}
 }
 

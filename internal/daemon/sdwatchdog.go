@@ -6,6 +6,8 @@ import (
 	"os"
 	"strconv"
 	"time"
+
+	"github.com/fastpath-router/fastpath/internal/offload"
 )
 
 // sdWatchdog feeds systemd's service watchdog (WatchdogSec= in the unit)
@@ -46,7 +48,7 @@ func sdWatchdogFrom(getenv func(string) string, pid int, log *slog.Logger) *sdWa
 // beat sends WATCHDOG=1 when half the watchdog interval has passed since
 // the last one (at once the first time). A nil watchdog does nothing.
 func (w *sdWatchdog) beat(now time.Time) {
-	if w == nil || (!w.last.IsZero() && now.Sub(w.last) < w.every-heartbeatEvery/2) {
+	if w == nil || (!w.last.IsZero() && now.Sub(w.last) < w.every-offload.HeartbeatEvery/2) {
 		return
 	}
 	if err := sdNotify(w.sock, "WATCHDOG=1"); err != nil {
@@ -66,4 +68,21 @@ func sdNotify(sock, state string) error {
 	defer c.Close()
 	_, err = c.Write([]byte(state))
 	return err
+}
+
+// notifyReady tells systemd (Type=notify) that the daemon is serving.
+func notifyReady(log *slog.Logger) {
+	sock := os.Getenv("NOTIFY_SOCKET")
+	if sock == "" {
+		return
+	}
+	c, err := net.Dial("unixgram", sock)
+	if err != nil {
+		log.Warn("sd_notify", "err", err)
+		return
+	}
+	defer c.Close()
+	if _, err := c.Write([]byte("READY=1")); err != nil {
+		log.Warn("sd_notify", "err", err)
+	}
 }

@@ -1,8 +1,9 @@
-package daemon
+package netwatch
 
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"maps"
 	"math/rand/v2"
 	"net/netip"
@@ -83,15 +84,15 @@ func TestRoutesReachDatapathUnderChurn(t *testing.T) {
 	}
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
-	var rt *routes
+	var rt *Routes
 	if err := nsutil.Do(ns, func() (err error) {
-		rt, err = watchRoutes(nil)
+		rt, err = watchRoutes(slog.New(slog.DiscardHandler))
 		return err
 	}); err != nil {
 		t.Fatal(err)
 	}
 	sink := &fakeRouteSink{}
-	if err := nsutil.Do(ns, func() error { return rt.start(ctx, sink) }); err != nil {
+	if err := nsutil.Do(ns, func() error { return rt.Start(ctx, sink) }); err != nil {
 		t.Fatal(err)
 	}
 

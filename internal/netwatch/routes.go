@@ -1,13 +1,10 @@
-package daemon
+package netwatch
 
 import (
 	"context"
 	"log/slog"
 	"net/netip"
 	"time"
-
-	"github.com/fastpath-router/fastpath/internal/datapath"
-	"github.com/fastpath-router/fastpath/internal/netwatch"
 )
 
 // routeChangeEvery bounds how often a stream of route changes (a BGP table
@@ -16,46 +13,50 @@ import (
 // inside the 100 ms a route change may take to reach offloaded flows.
 const routeChangeEvery = 20 * time.Millisecond
 
-// routes follows the kernel's routes for the datapath, on goroutines of
+// Routes follows the kernel's routes for the datapath, on goroutines of
 // its own so that neither waits on the main loop: every change makes
 // cached flows look up their route again (the route generation), and the
 // routes that carry an MTU metric are mirrored (datapath.SetRouteMTUs).
 // Neither reads the routes themselves: a million routes loading cost the
 // daemon a few wakeups, not a million messages (see docs/scale.md).
-type routes struct {
+type Routes struct {
 	log  *slog.Logger
-	mtus *netwatch.RouteMTUWatch
+	mtus *RouteMTUWatch
 }
 
 // watchRoutes subscribes to the route MTUs: events from now on queue
 // until start.
-func watchRoutes(log *slog.Logger) (*routes, error) {
-	mtus, err := netwatch.WatchRouteMTUs(log)
+func watchRoutes(log *slog.Logger) (*Routes, error) {
+	mtus, err := WatchRouteMTUs(log)
 	if err != nil {
 		return nil, err
 	}
-	return &routes{log: log, mtus: mtus}, nil
+	return &Routes{log: log, mtus: mtus}, nil
 }
 
-// routeSink is what routes changes in the datapath (a fake in tests).
-type routeSink interface {
+// RouteSink is what Routes changes in the datapath (*datapath.Datapath; a
+// fake in tests).
+type RouteSink interface {
 	SetRouteMTUs(map[netip.Prefix]int) error
 	InvalidateRoutes() error
 }
 
-var _ routeSink = (*datapath.Datapath)(nil)
-
-// start mirrors the route MTUs (one dump, now), then keeps dp current
+// Start mirrors the route MTUs (one dump, now), then keeps dp current
 // until ctx ends. It runs before anything is attached, so route changes
 // before it need no generation bump.
-func (rt *routes) start(ctx context.Context, dp routeSink) error {
+func (rt *Routes) Start(ctx context.Context, dp RouteSink) error {
 	if err := rt.mtus.Start(ctx, dp.SetRouteMTUs); err != nil {
 		return err
 	}
-	return netwatch.WatchRouteChanges(ctx, rt.log, routeChangeEvery, func() {
-		invalidate(rt.log, "routes", dp.InvalidateRoutes)
+	return WatchRouteChanges(ctx, rt.log, routeChangeEvery, func() {
+		if err := dp.InvalidateRoutes(); err != nil {
+			rt.log.Error("invalidate cached flows", "what", "routes", "err", err)
+		}
 	})
 }
 
+// MTUStats are the route MTU mirror's counters, for metrics.
+func (rt *Routes) MTUStats() RouteMTUStats { return rt.mtus.Stats() }
+
 // linksChanged: the kernel may have removed IPv4 routes without an event.
-func (rt *routes) linksChanged() { rt.mtus.LinksChanged() }
+func (rt *Routes) linksChanged() { rt.mtus.LinksChanged() }

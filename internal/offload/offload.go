@@ -1,4 +1,9 @@
-package daemon
+// Package offload runs what offload mode needs besides attaching and
+// invalidating: the netfilter verdict hook, the heartbeat the datapath's
+// watchdog checks, forgetting connections conntrack destroys or other
+// programs change, the window-liberal updates of TCP entries
+// (ctliberal), conntrack's timeouts and idle expiry.
+package offload
 
 import (
 	"context"
@@ -16,30 +21,41 @@ import (
 	"github.com/ti-mo/conntrack"
 	"github.com/ti-mo/netfilter"
 
-	"github.com/fastpath-router/fastpath/internal/api"
 	"github.com/fastpath-router/fastpath/internal/ctliberal"
 	"github.com/fastpath-router/fastpath/internal/datapath"
-	"github.com/fastpath-router/fastpath/internal/eventhub"
+	"github.com/fastpath-router/fastpath/internal/netwatch"
 )
 
 // Heartbeat and watchdog: the datapath stops trusting its cache when the
-// daemon has not written a heartbeat for watchdogAfter (hung or killed with
+// daemon has not written a heartbeat for WatchdogAfter (hung or killed with
 // its programs still attached, e.g. pinned).
 const (
-	heartbeatEvery = time.Second
-	watchdogAfter  = 3 * time.Second
+	HeartbeatEvery = time.Second
+	WatchdogAfter  = 3 * time.Second
 )
 
-// offload runs what offload mode needs besides attaching and invalidation
-// (see watch): the netfilter verdict hook, the heartbeat, eviction when
-// conntrack drops an entry, conntrack timeouts and idle expiry.
-type offload struct {
+// Options are what offload mode works with.
+type Options struct {
+	DP   *datapath.Datapath
+	Idle time.Duration // flows.idle_timeout
+	Log  *slog.Logger
+	// OnEvent receives the datapath's flow and guard events (not the
+	// pending ones, which are offload's own business).
+	OnEvent func(datapath.Event)
+	// OnWatchdog receives what the heartbeat has to say (a stall, a failed
+	// write), for the event stream.
+	OnWatchdog func(detail string)
+}
+
+// Mode is offload mode's housekeeping, running. Beat and Resync belong to
+// one goroutine (the daemon's main loop).
+type Mode struct {
 	lastBeat    time.Duration // main loop only
 	beatFailing bool
 	dp          *datapath.Datapath
 	log         *slog.Logger
-	hub         *eventhub.Hub
-	name        func(ifindex int) string
+	onEvent     func(datapath.Event)
+	onWatchdog  func(string)
 	idle        time.Duration
 	lastSweep   time.Duration // main loop only: when idle flows were last swept
 	nfLinks     []link.Link
@@ -49,19 +65,20 @@ type offload struct {
 	events      *datapath.EventReader
 }
 
-// startOffload sets up offload mode; on error nothing of it remains.
-func startOffload(ctx context.Context, dp *datapath.Datapath, idle time.Duration, hub *eventhub.Hub,
-	name func(int) string, log *slog.Logger) (_ *offload, err error) {
-	o := &offload{dp: dp, log: log, idle: idle, hub: hub, name: name}
+// Start sets up offload mode; on error nothing of it remains. The
+// goroutines it starts end with ctx or Close.
+func Start(ctx context.Context, opts Options) (_ *Mode, err error) {
+	o := &Mode{dp: opts.DP, log: opts.Log, idle: opts.Idle, onEvent: opts.OnEvent, onWatchdog: opts.OnWatchdog}
+	dp := o.dp
 	defer func() {
 		if err != nil {
-			o.close()
+			o.Close()
 		}
 	}()
 	if err := o.refreshTimeouts(); err != nil {
 		return nil, err
 	}
-	if err := dp.Heartbeat(watchdogAfter); err != nil {
+	if err := dp.Heartbeat(WatchdogAfter); err != nil {
 		return nil, err
 	}
 	if o.nfLinks, err = dp.AttachNetfilter(); err != nil {
@@ -80,7 +97,8 @@ func startOffload(ctx context.Context, dp *datapath.Datapath, idle time.Duration
 	return o, nil
 }
 
-func (o *offload) close() {
+// Close stops offload mode's housekeeping. A nil Mode is fine.
+func (o *Mode) Close() {
 	if o == nil {
 		return
 	}
@@ -105,27 +123,26 @@ func (o *offload) close() {
 	}
 }
 
-// beat writes the heartbeat. The main loop calls it, the loop that also
+// Beat writes the heartbeat. The main loop calls it, the loop that also
 // invalidates the cache: if that loop hangs, the heartbeat stops and the
 // watchdog hands everything to the kernel, rather than offloading flows
 // nobody re-validates.
-func (o *offload) beat() {
+func (o *Mode) Beat() {
 	now := datapath.Monotonic()
 	// A daemon stalled longer than the watchdog (stopped, starved) finds
 	// out here: the datapath passed everything to the kernel meanwhile, and
 	// whatever changed meanwhile went unwatched: re-validate every flow.
-	if gap := now - o.lastBeat; o.lastBeat != 0 && gap > watchdogAfter {
+	if gap := now - o.lastBeat; o.lastBeat != 0 && gap > WatchdogAfter {
 		o.log.Warn("heartbeat was late: offload was suspended meanwhile (watchdog); flows re-validate", "late_by", gap)
-		o.hub.Publish(api.Event{Kind: api.EventWatchdog,
-			Detail: fmt.Sprintf("heartbeat %s late: offload was suspended; resumes, every flow re-validated", gap.Round(time.Millisecond))})
+		o.onWatchdog(fmt.Sprintf("heartbeat %s late: offload was suspended; resumes, every flow re-validated", gap.Round(time.Millisecond)))
 		if err := errors.Join(o.dp.InvalidateRoutes(), o.dp.InvalidateRuleset()); err != nil {
 			o.log.Error("invalidate after a stall", "err", err)
 		}
 	}
-	if err := o.dp.Heartbeat(watchdogAfter); err != nil {
+	if err := o.dp.Heartbeat(WatchdogAfter); err != nil {
 		if !o.beatFailing {
 			o.log.Error("heartbeat: offload stops when the watchdog fires", "err", err)
-			o.hub.Publish(api.Event{Kind: api.EventWatchdog, Detail: "heartbeat failed: " + err.Error()})
+			o.onWatchdog("heartbeat failed: " + err.Error())
 		}
 		o.beatFailing = true
 		return
@@ -134,9 +151,9 @@ func (o *offload) beat() {
 	o.lastBeat = now
 }
 
-// resync is the periodic housekeeping: timeouts may have been changed with
+// Resync is the periodic housekeeping: timeouts may have been changed with
 // sysctl, idle flows leave the cache.
-func (o *offload) resync() {
+func (o *Mode) Resync() {
 	if err := o.refreshTimeouts(); err != nil {
 		o.log.Warn("conntrack timeouts", "err", err)
 	}
@@ -154,7 +171,7 @@ func (o *offload) resync() {
 
 // refreshTimeouts copies the namespace's conntrack timeouts into the
 // datapath, which refreshes offloaded entries with them.
-func (o *offload) refreshTimeouts() error {
+func (o *Mode) refreshTimeouts() error {
 	read := func(name string) (time.Duration, error) {
 		b, err := os.ReadFile("/proc/sys/net/netfilter/" + name)
 		if err != nil {
@@ -192,7 +209,7 @@ const conntrackEventBuffer = 8 << 20
 // fastpath's own for its window-liberal requests; neither needs a
 // forget. A receive error (ENOBUFS when a flush outpaces us) loses events:
 // the datapath's once-a-second conntrack check still catches dead entries.
-func (o *offload) watchConntrack(ctx context.Context) error {
+func (o *Mode) watchConntrack(ctx context.Context) error {
 	c, err := netfilter.Dial(nil)
 	if err != nil {
 		return fmt.Errorf("conntrack events: %w", err)
@@ -215,7 +232,7 @@ func (o *offload) watchConntrack(ctx context.Context) error {
 					return
 				}
 				o.log.Warn("conntrack events", "err", err)
-				if !backOff(ctx) {
+				if !netwatch.BackOff(ctx) {
 					return
 				}
 				continue
@@ -250,7 +267,7 @@ func tupleOf(t conntrack.Tuple) datapath.Tuple {
 // watchFlows follows the datapath's flow events: a TCP flow's entry is made
 // window-liberal (package ctliberal) when the datapath asks, before it
 // offloads the flow.
-func (o *offload) watchFlows(ctx context.Context) error {
+func (o *Mode) watchFlows(ctx context.Context) error {
 	var err error
 	if o.events, err = o.dp.Events(); err != nil {
 		return err
@@ -278,22 +295,8 @@ func (o *offload) watchFlows(ctx context.Context) error {
 			if ev.Type == datapath.FlowPending {
 				continue // not news to anyone else: the flow is not offloaded yet
 			}
-			o.publish(ev)
+			o.onEvent(ev)
 		}
 	}()
 	return nil
-}
-
-func (o *offload) publish(ev datapath.Event) {
-	if ev.Type == datapath.GuardDrop {
-		o.hub.Publish(guardDropEvent(ev, o.name))
-		return
-	}
-	f := apiFlow(ev.Flow, o.name, ev.Time)
-	f.AgeSec, f.IdleSec = 0, 0 // an event carries no times of the flow
-	kind := api.EventFlowAdded
-	if ev.Type == datapath.FlowRemoved {
-		kind = api.EventFlowRemoved
-	}
-	o.hub.Publish(api.Event{Kind: kind, Interface: f.Ingress, Flow: &f, Reason: ev.Reason})
 }

@@ -1,12 +1,10 @@
-package daemon
+package netwatch
 
 import (
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
-	"os"
 	"strings"
 	"sync"
 	"time"
@@ -16,18 +14,25 @@ import (
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
-	"github.com/fastpath-router/fastpath/internal/metrics"
 	"github.com/fastpath-router/fastpath/internal/xdpfeat"
 )
 
-// events are coalescing "something changed" signals from the kernel; each
+// Events are coalescing "something changed" signals from the kernel; each
 // consumer rereads what it needs, so a burst of changes costs one pass.
-type events struct {
-	links  chan struct{} // links, XDP features, qdiscs: reconcile interfaces
-	fib    chan struct{} // neighbours, addresses, rules, netconf: re-route flows
-	rules  chan struct{} // nftables ruleset: flows must be accepted again
-	routes *routes       // routes: re-route flows, mirror route MTUs (off the main loop)
+type Events struct {
+	Links  chan struct{} // links, XDP features, qdiscs: reconcile interfaces
+	FIB    chan struct{} // neighbours, addresses, rules, netconf: re-route flows
+	Rules  chan struct{} // nftables ruleset: flows must be accepted again
+	Routes *Routes       // routes: re-route flows, mirror route MTUs (off the main loop)
 	stats  *watchStats
+}
+
+// Overruns counts, by watch, the times it lost messages (ENOBUFS), route
+// MTUs included.
+func (ev *Events) Overruns() map[string]uint64 {
+	out := ev.stats.snapshot()
+	out["route_mtus"] = ev.Routes.mtus.Stats().Overruns
+	return out
 }
 
 // watchStats counts netlink overruns (ENOBUFS: the kernel outpaced a
@@ -51,9 +56,6 @@ func newWatchStats() *watchStats {
 	}
 	return s
 }
-
-// overrunLogEvery rate-limits the warning about a watch's overruns.
-const overrunLogEvery = time.Minute
 
 // failed records a receive error of watch what; it logs ENOBUFS at most
 // once a minute (with the count so far) and other errors always.
@@ -153,44 +155,46 @@ func follow[T any](ctx context.Context, log *slog.Logger, stats *watchStats, wha
 	return nil
 }
 
-// watch subscribes to everything the datapath's view depends on.
-func watch(ctx context.Context, log *slog.Logger) (*events, error) {
-	ev := &events{links: make(chan struct{}, 1), fib: make(chan struct{}, 1),
-		rules: make(chan struct{}, 1), stats: newWatchStats()}
+// Watch subscribes to everything the datapath's view depends on. The
+// subscriptions are made before it returns, so nothing between them and the
+// caller's first read of the kernel's state is missed.
+func Watch(ctx context.Context, log *slog.Logger) (*Events, error) {
+	ev := &Events{Links: make(chan struct{}, 1), FIB: make(chan struct{}, 1),
+		Rules: make(chan struct{}, 1), stats: newWatchStats()}
 	feats, err := xdpfeat.Watch(ctx)
 	if err != nil {
 		return nil, err
 	}
-	if err := watchRuleset(ctx, log, ev.stats, ev.rules); err != nil {
+	if err := watchRuleset(ctx, log, ev.stats, ev.Rules); err != nil {
 		return nil, err
 	}
-	if err := watchRtnl(ctx, log, ev.stats, "rules", routingGroups, ev.fib); err != nil {
+	if err := watchRtnl(ctx, log, ev.stats, "rules", routingGroups, ev.FIB); err != nil {
 		return nil, err
 	}
-	if err := watchRtnl(ctx, log, ev.stats, "qdiscs", tcGroups, ev.links); err != nil {
+	if err := watchRtnl(ctx, log, ev.stats, "qdiscs", tcGroups, ev.Links); err != nil {
 		return nil, err
 	}
 	// Routes are not followed with the library's subscription: it parses
 	// every message, a million of them while a BGP table loads.
-	if ev.routes, err = watchRoutes(log); err != nil {
+	if ev.Routes, err = watchRoutes(log); err != nil {
 		return nil, err
 	}
 	if err := errors.Join(
 		follow(ctx, log, ev.stats, "links", func(ch chan netlink.LinkUpdate, done <-chan struct{}, onErr func(error)) error {
 			return netlink.LinkSubscribeWithOptions(ch, done, netlink.LinkSubscribeOptions{ErrorCallback: onErr})
-		}, func() { poke(ev.links); poke(ev.fib); ev.routes.linksChanged() }),
+		}, func() { poke(ev.Links); poke(ev.FIB); ev.Routes.linksChanged() }),
 		follow(ctx, log, ev.stats, "neighbours", func(ch chan netlink.NeighUpdate, done <-chan struct{}, onErr func(error)) error {
 			return netlink.NeighSubscribeWithOptions(ch, done, netlink.NeighSubscribeOptions{ErrorCallback: onErr})
-		}, func() { poke(ev.fib) }),
+		}, func() { poke(ev.FIB) }),
 		follow(ctx, log, ev.stats, "addresses", func(ch chan netlink.AddrUpdate, done <-chan struct{}, onErr func(error)) error {
 			return netlink.AddrSubscribeWithOptions(ch, done, netlink.AddrSubscribeOptions{ErrorCallback: onErr})
-		}, func() { poke(ev.fib); ev.routes.linksChanged() }),
+		}, func() { poke(ev.FIB); ev.Routes.linksChanged() }),
 	); err != nil {
 		return nil, err
 	}
 	go func() {
 		for range feats { // closed on a socket error: the periodic resync covers features then
-			poke(ev.links)
+			poke(ev.Links)
 		}
 	}()
 	return ev, nil
@@ -237,9 +241,9 @@ func watchRtnl(ctx context.Context, log *slog.Logger, stats *watchStats, what st
 	return nil
 }
 
-// backOff waits a moment after a receive error, so that an error that
+// BackOff waits a moment after a receive error, so that an error that
 // repeats does not spin; false if ctx ended meanwhile.
-func backOff(ctx context.Context) bool {
+func BackOff(ctx context.Context) bool {
 	t := time.NewTimer(100 * time.Millisecond)
 	defer t.Stop()
 	select {
@@ -266,7 +270,7 @@ func listen(ctx context.Context, log *slog.Logger, stats *watchStats, what strin
 				stats.failed(log, what, err)
 				poke(out)
 				// The periodic resync covers what is missed meanwhile.
-				if !backOff(ctx) {
+				if !BackOff(ctx) {
 					return
 				}
 				continue
@@ -274,32 +278,4 @@ func listen(ctx context.Context, log *slog.Logger, stats *watchStats, what strin
 			poke(out)
 		}
 	}()
-}
-
-// ControlPlane implements metrics.ControlSource.
-func (b *backend) ControlPlane() metrics.ControlPlane {
-	if b.watch == nil {
-		return metrics.ControlPlane{}
-	}
-	mtu := b.watch.routes.mtus.Stats()
-	overruns := b.watch.stats.snapshot()
-	overruns["route_mtus"] = mtu.Overruns
-	return metrics.ControlPlane{NetlinkOverruns: overruns, RouteMTUResyncs: mtu.Resyncs, RouteMTURoutes: mtu.Routes}
-}
-
-// notifyReady tells systemd (Type=notify) that the daemon is serving.
-func notifyReady(log *slog.Logger) {
-	sock := os.Getenv("NOTIFY_SOCKET")
-	if sock == "" {
-		return
-	}
-	c, err := net.Dial("unixgram", sock)
-	if err != nil {
-		log.Warn("sd_notify", "err", err)
-		return
-	}
-	defer c.Close()
-	if _, err := c.Write([]byte("READY=1")); err != nil {
-		log.Warn("sd_notify", "err", err)
-	}
 }
