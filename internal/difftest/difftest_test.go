@@ -201,7 +201,10 @@ func TestCompareShaped(t *testing.T) {
 	s := testScript(
 		Step{At: 300 * time.Millisecond, Shape: 1, Cmd: Cmd{NS: "rtr", Argv: []string{"tc", "qdisc"}}},
 		Step{At: 1500 * time.Millisecond, Shape: -1, Cmd: Cmd{NS: "rtr", Argv: []string{"tc", "qdisc"}}})
-	shaped := func(i int) bool { t := time.Duration(i) * Interval; return t > 400*time.Millisecond && t < 1500*time.Millisecond }
+	shaped := func(i int) bool {
+		t := time.Duration(i) * Interval
+		return t > 400*time.Millisecond && t < 1500*time.Millisecond
+	}
 	base := synthetic("kernel", 200, same, func(i int) bool { return shaped(i) && i%4 != 0 }, 300*time.Millisecond, 1500*time.Millisecond)
 	close := synthetic("fastpath", 200, same, func(i int) bool { return shaped(i) && i%4 != 1 }, 300*time.Millisecond, 1500*time.Millisecond)
 	if c := Compare(s, base, close); len(c.Divergences) != 0 {
