@@ -291,9 +291,14 @@ func compareFlow(s *Script, f Flow, ws []window, bmode, rmode string, b, r *Flow
 // fate differed from it.
 func settle(ps []Packet, ws []window, i int) string {
 	w := ws[i]
+	// Until the next window that starts after this one ends (steps at
+	// the same time share their packets).
 	end := time.Duration(1 << 62)
-	if i+1 < len(ws) {
-		end = ws[i+1].from
+	for _, n := range ws[i+1:] {
+		if n.from > w.to {
+			end = n.from
+			break
+		}
 	}
 	counts := map[string]int{}
 	steady, best := "", 0

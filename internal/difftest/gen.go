@@ -39,10 +39,15 @@ func Fixed() []*Script {
 	}
 	return []*Script{
 		// 1: a route moves the flow to an egress the ruleset drops on.
+		// The next hop is resolved beforehand, as on a router where it
+		// carries other traffic: otherwise fastpath leaves the flow to
+		// the kernel for want of a neighbour, and the case tests nothing.
 		p(`script case1-route-moves-flow
 r2
 nat
 duration 2s
+setup rtr ping -q -c 1 -W 1 198.18.3.1
+setup rtr ping -q -c 1 -W 1 fd00:3::1
 setup rtr nft add rule inet dt chg oifname "r2" drop
 flow u4 udp 4 200
 flow u6 udp 6 200
@@ -56,6 +61,7 @@ at 700ms event rtr ip -6 route replace fd00:2::1/128 via fd00:3::1
 r2
 nat
 duration 2s
+setup rtr ping -q -c 1 -W 1 198.18.3.1
 flow u4 udp 4 200
 flow t4 tcp 4 200
 at 700ms event rtr ip route replace 198.18.2.1/32 via 198.18.3.1
@@ -229,7 +235,8 @@ var changes = []change{
 		if f.V6 {
 			via = sink26
 		}
-		return nil, Step{Cmd: rtr("ip", ipf, "route", "replace", addr+"/"+plen, "via", via)},
+		setup := []Cmd{rtr("ping", "-q", "-c", "1", "-W", "1", via)} // the next hop resolved, see case 1
+		return setup, Step{Cmd: rtr("ip", ipf, "route", "replace", addr+"/"+plen, "via", via)},
 			&Step{Cmd: rtr("ip", ipf, "route", "del", addr+"/"+plen)}
 	}},
 	{"set-timeout", func(s *Script, f Flow) bool { return !f.V6 }, func(r *rand.Rand, s *Script, f Flow) ([]Cmd, Step, *Step) {

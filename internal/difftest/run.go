@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -213,6 +214,9 @@ func Run(ctx context.Context, s *Script, o RunOptions) (_ *Result, err error) {
 		seenAll = append(seenAll, c.close()...)
 		caps[i] = nil
 	}
+	// In arrival order across the sink hosts (TCP headers are looked up by
+	// time).
+	slices.SortStableFunc(seenAll, func(a, b seen) int { return a.at.Compare(b.at) })
 	for _, st := range streams {
 		fr := collect(st, seenAll, t0, end)
 		fr.Offloaded = offloaded[st.f.Name]
@@ -360,8 +364,21 @@ func sleepUntil(ctx context.Context, t time.Time) error {
 }
 
 // drain waits until nothing more arrives for drainQuiet (packets still
-// queued behind a shaper, TCP retransmissions), at most drainMax.
+// queued behind a shaper) and every live TCP stream has delivered all it
+// sent (a retransmission after a cut may come a second or more later), at
+// most drainMax.
 func drain(ctx context.Context, caps []*capture, streams []*stream) {
+	tcpPending := func() bool {
+		for _, st := range streams {
+			st.mu.Lock()
+			pending := st.f.Proto == "tcp" && !st.dead && len(st.recvAt) < len(st.sendAt)
+			st.mu.Unlock()
+			if pending {
+				return true
+			}
+		}
+		return false
+	}
 	count := func() int {
 		n := 0
 		for _, c := range caps {
@@ -384,7 +401,7 @@ func drain(ctx context.Context, caps []*capture, streams []*stream) {
 		}
 		if n := count(); n != last {
 			last, quietSince = n, time.Now()
-		} else if time.Since(quietSince) >= drainQuiet {
+		} else if time.Since(quietSince) >= drainQuiet && !tcpPending() {
 			return
 		}
 	}
