@@ -63,6 +63,9 @@ type Flow struct {
 	Proto string // "udp", "tcp", "icmp"
 	V6    bool
 	Size  int // payload bytes (UDP, ICMP) or record bytes (TCP); at least 16
+	// Burst: packets (records) sent back to back every Interval; 0 is 1.
+	// TCP bursts make bulk transfers, whose windows conntrack tracks.
+	Burst int
 	// Index of the flow in the script: ports and ICMP ids derive from it,
 	// so both runs send identical packets.
 	Index int
@@ -124,7 +127,11 @@ func (s *Script) Format() string {
 		if f.V6 {
 			fam = "6"
 		}
-		fmt.Fprintf(&b, "flow %s %s %s %d\n", f.Name, f.Proto, fam, f.Size)
+		fmt.Fprintf(&b, "flow %s %s %s %d", f.Name, f.Proto, fam, f.Size)
+		if f.Burst > 1 {
+			fmt.Fprintf(&b, " %d", f.Burst)
+		}
+		b.WriteString("\n")
 	}
 	for _, st := range s.Steps {
 		fmt.Fprintf(&b, "at %s %s %s\n", st.At, st.boundString(), st.Cmd)
@@ -205,8 +212,8 @@ func (s *Script) parseLine(f []string, line string) error {
 		}
 		s.Setup = append(s.Setup, c)
 	case "flow":
-		if len(f) != 5 {
-			return fmt.Errorf("want: flow NAME udp|tcp|icmp 4|6 SIZE")
+		if len(f) != 5 && len(f) != 6 {
+			return fmt.Errorf("want: flow NAME udp|tcp|icmp 4|6 SIZE [BURST]")
 		}
 		fl := Flow{Name: f[1], Proto: f[2], V6: f[3] == "6", Index: len(s.Flows)}
 		if f[3] != "4" && f[3] != "6" {
@@ -217,6 +224,11 @@ func (s *Script) parseLine(f []string, line string) error {
 			return err
 		}
 		fl.Size = size
+		if len(f) == 6 {
+			if fl.Burst, err = strconv.Atoi(f[5]); err != nil {
+				return err
+			}
+		}
 		s.Flows = append(s.Flows, fl)
 	case "at":
 		if len(f) < 5 {
@@ -303,6 +315,9 @@ func (s *Script) Validate() error {
 		case "udp", "tcp", "icmp":
 		default:
 			return fmt.Errorf("script %s: flow %s: proto %q", s.Name, f.Name, f.Proto)
+		}
+		if f.Burst < 0 || f.Burst > 64 {
+			return fmt.Errorf("script %s: flow %s: burst %d outside 0..64", s.Name, f.Name, f.Burst)
 		}
 		if f.Size < headerLen || f.Size > 1400 {
 			return fmt.Errorf("script %s: flow %s: size %d outside %d..1400", s.Name, f.Name, f.Size, headerLen)

@@ -290,13 +290,14 @@ func checksum(b []byte) uint16 {
 	return ^uint16(sum)
 }
 
-// run sends one packet per Interval from start until stop closes (or
-// maxPackets), recording each send time. A TCP write error (reset, or a
+// run sends one packet (a burst of Flow.Burst) per Interval from start
+// until stop closes (or maxTicks), recording each send time. A TCP write error (reset, or a
 // cut path that filled the buffer) marks the stream dead: the records it
 // could not send still count as sent, and lost.
-func (s *stream) run(start time.Time, stop <-chan struct{}, maxPackets int) {
-	for seq := 0; seq < maxPackets; seq++ {
-		at := start.Add(time.Duration(seq) * Interval)
+func (s *stream) run(start time.Time, stop <-chan struct{}, maxTicks int) {
+	burst := max(s.f.Burst, 1)
+	for seq := 0; seq < maxTicks*burst; seq++ {
+		at := start.Add(time.Duration(seq/burst) * Interval)
 		if d := time.Until(at); d > 0 {
 			tm := time.NewTimer(d)
 			select {
