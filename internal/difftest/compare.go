@@ -203,7 +203,11 @@ func compareFlow(s *Script, f Flow, ws []window, bmode, rmode string, b, r *Flow
 	if f.V6 {
 		fam = "IPv6"
 	}
-	fmt.Fprintf(&rep, "  flow %s (%s %s, %d bytes):\n", f.Name, f.Proto, fam, f.Size)
+	carried := ""
+	if r.Offloaded {
+		carried = fmt.Sprintf(", in %s's flow cache at t0", rmode)
+	}
+	fmt.Fprintf(&rep, "  flow %s (%s %s, %d bytes%s):\n", f.Name, f.Proto, fam, f.Size, carried)
 	n := min(len(b.Packets), len(r.Packets))
 	// Per step: what each run did with the packets sent after it, and
 	// when its outcome settled: the time from the command to the last
