@@ -45,7 +45,7 @@ const (
 	readyTimeout   = 10 * time.Second
 	cmdTimeout     = 5 * time.Second
 	minWarmup      = 400 * time.Millisecond
-	offloadTimeout = 4 * time.Second // warm-up until fastpath carries every flow
+	offloadTimeout = 6 * time.Second // warm-up until fastpath carries every flow
 	drainQuiet     = 300 * time.Millisecond
 	drainMax       = 3 * time.Second
 )
