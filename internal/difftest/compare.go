@@ -58,7 +58,11 @@ type Result struct {
 const (
 	// windowBefore: packets sent this long before a command starts may
 	// meet the change already (they are still in flight in the router).
-	windowBefore = 20 * time.Millisecond
+	// On a loaded machine packets can sit in a backlog far longer: the
+	// window then starts earlier, by the largest transit time (send to
+	// sink) seen in either run in latencyLookback before the command.
+	windowBefore    = 20 * time.Millisecond
+	latencyLookback = 500 * time.Millisecond
 	// windowSlack is added after each bound: the time stamps are taken by
 	// the runner, which a loaded machine may deschedule for a few ms
 	// between the command returning and the clock being read.
@@ -76,8 +80,9 @@ const (
 	rateFixed     = 5
 )
 
-// window is a span of send times in which the runs may differ.
-type window struct{ from, to time.Duration }
+// window is a span of send times in which the runs may differ, around a
+// command that started at cmd (the earlier run's start).
+type window struct{ from, to, cmd time.Duration }
 
 // windows are the tolerance windows of the steps: from just before the
 // earlier run's command start to the later run's command end plus the
@@ -92,12 +97,35 @@ func windows(s *Script, a, b *Result) []window {
 		if st.Bound == BoundReval {
 			bound += Revalidate
 		}
+		start := min(a.Steps[i].Start, b.Steps[i].Start)
+		before := max(windowBefore, maxTransit(s, a, start), maxTransit(s, b, start))
 		ws = append(ws, window{
-			from: min(a.Steps[i].Start, b.Steps[i].Start) - windowBefore,
+			cmd:  start,
+			from: start - before,
 			to:   max(a.Steps[i].Done, b.Steps[i].Done) + st.Effect + bound + windowSlack,
 		})
 	}
 	return ws
+}
+
+// maxTransit is the longest time from send to arrival of a UDP or ICMP
+// packet of r sent in latencyLookback before t, plus a margin of one send
+// interval (TCP records are left out: their arrival is the socket's read,
+// which retransmissions and the window delay).
+func maxTransit(s *Script, r *Result, t time.Duration) time.Duration {
+	var m time.Duration
+	for _, f := range s.Flows {
+		fr := flowOf(r, f.Name)
+		if f.Proto == "tcp" || fr == nil {
+			continue
+		}
+		for _, p := range fr.Packets {
+			if p.Delivered && p.Sent >= t-latencyLookback && p.Sent <= t {
+				m = max(m, p.Arrived-p.Sent+Interval)
+			}
+		}
+	}
+	return m
 }
 
 // shapedAt reports whether egress shaping is on at send time t (in both
@@ -324,8 +352,8 @@ func settle(ps []Packet, ws []window, i int) string {
 			last = p.Sent
 		}
 	}
-	if last < 0 || last < w.from+windowBefore {
+	if last < 0 || last < w.cmd {
 		return fmt.Sprintf("%s at once", steady)
 	}
-	return fmt.Sprintf("%s, settled %s after the command", steady, (last - w.from - windowBefore).Round(time.Millisecond))
+	return fmt.Sprintf("%s, settled %s after the command", steady, (last - w.cmd).Round(time.Millisecond))
 }

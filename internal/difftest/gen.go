@@ -288,11 +288,24 @@ func Generate(seed uint64) *Script {
 		f.Name = fmt.Sprintf("%s%s%c", f.Proto[:1], fam, 'a'+i)
 		s.Flows = append(s.Flows, f)
 	}
+	// At least one flow fastpath can carry (it leaves ICMP to the kernel).
+	if !slices.ContainsFunc(s.Flows, func(f Flow) bool { return f.Proto != "icmp" }) {
+		s.Flows[0].Proto = "udp"
+		s.Flows[0].Name = "u" + s.Flows[0].Name[1:]
+	}
 	at := time.Duration(400+r.IntN(5)*100) * time.Millisecond
 	used := map[string]bool{}
 	nchanges := 1 + r.IntN(2)
 	for range nchanges {
-		target := s.Flows[r.IntN(len(s.Flows))]
+		// Changes aim at flows fastpath carries: a change to an ICMP
+		// flow shows the kernel against itself.
+		var carried []Flow
+		for _, f := range s.Flows {
+			if f.Proto != "icmp" {
+				carried = append(carried, f)
+			}
+		}
+		target := carried[r.IntN(len(carried))]
 		var ok []change
 		for _, c := range changes {
 			if !used[c.name] && (c.needs == nil || c.needs(s, target)) {
