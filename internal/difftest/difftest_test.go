@@ -273,3 +273,29 @@ func TestKnownDivergences(t *testing.T) {
 		}
 	}
 }
+
+// TestCompareSlowTransit: on a loaded machine packets may sit in a backlog
+// and meet a change made after they were sent; the window before the
+// change grows with the transit times seen, not beyond.
+func TestCompareSlowTransit(t *testing.T) {
+	s := testScript(Step{At: 700 * time.Millisecond, Cmd: Cmd{NS: "rtr", Argv: []string{"nft", "add"}}})
+	stopAt := func(at time.Duration) func(int) bool {
+		return func(i int) bool { return time.Duration(i)*Interval >= at }
+	}
+	base := synthetic("kernel", 150, same, stopAt(705*time.Millisecond), 700*time.Millisecond)
+	run := synthetic("fastpath", 150, same, stopAt(620*time.Millisecond), 700*time.Millisecond)
+	if c := Compare(s, base, run); len(c.Divergences) == 0 {
+		t.Fatalf("packets lost 80 ms before the change with fast transit do not diverge:\n%s", c.Report)
+	}
+	// The same losses when the packets before the change took 90 ms to
+	// arrive: they met the change in the router.
+	for i := range run.Flows[0].Packets {
+		p := &run.Flows[0].Packets[i]
+		if p.Delivered && p.Sent > 400*time.Millisecond {
+			p.Arrived = p.Sent + 90*time.Millisecond
+		}
+	}
+	if c := Compare(s, base, run); len(c.Divergences) != 0 {
+		t.Errorf("packets delayed 90 ms and lost at the change diverge:\n%s", c.Report)
+	}
+}
