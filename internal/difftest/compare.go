@@ -116,7 +116,7 @@ func maxTransit(s *Script, r *Result, t time.Duration) time.Duration {
 	var m time.Duration
 	for _, f := range s.Flows {
 		fr := flowOf(r, f.Name)
-		if f.Proto == "tcp" || fr == nil {
+		if isTCP(f) || fr == nil {
 			continue
 		}
 		for _, p := range fr.Packets {
@@ -276,7 +276,9 @@ func compareFlow(s *Script, f Flow, ws []window, bmode, rmode string, b, r *Flow
 		}
 		// Allowed: a lost packet against a delivered one with its
 		// neighbours delivered in the losing run (noise, counted below).
-		if pb.Delivered != pr.Delivered {
+		// Not for TCP: it retransmits, so a lost record or connection
+		// is a reset, never noise.
+		if pb.Delivered != pr.Delivered && !isTCP(f) {
 			if isolatedLoss(b.Packets, i) {
 				noiseB++
 				continue

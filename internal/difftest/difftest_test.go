@@ -299,3 +299,15 @@ func TestCompareSlowTransit(t *testing.T) {
 		t.Errorf("packets delayed 90 ms and lost at the change diverge:\n%s", c.Report)
 	}
 }
+
+// TestCompareTCPLossIsNoNoise: TCP retransmits, so one lost record or
+// connection (a reset) diverges even where a UDP loss would be noise.
+func TestCompareTCPLossIsNoNoise(t *testing.T) {
+	s := testScript()
+	s.Flows[0].Proto = "tcpconn"
+	base := synthetic("kernel", 100, same, never)
+	run := synthetic("fastpath", 100, same, func(i int) bool { return i == 40 })
+	if c := Compare(s, base, run); len(c.Divergences) == 0 {
+		t.Errorf("a reset TCP connection does not diverge:\n%s", c.Report)
+	}
+}

@@ -301,7 +301,7 @@ func waitOffloaded(ctx context.Context, c *api.Client, flows []Flow) (map[string
 				continue // the kernel's always (conntrack lookups from BPF are TCP/UDP only)
 			}
 			for _, e := range fl.Flows {
-				if e.Proto == f.Proto && e.Packets > 0 && (e.In.Dst.Port() == f.DstPort() || e.In.Src.Port() == f.DstPort()) {
+				if (e.Proto == f.Proto || e.Proto == "tcp" && f.Proto == "tcpconn") && e.Packets > 0 && (e.In.Dst.Port() == f.DstPort() || e.In.Src.Port() == f.DstPort()) {
 					got[f.Name] = true
 				}
 			}
@@ -371,7 +371,8 @@ func drain(ctx context.Context, caps []*capture, streams []*stream) {
 	tcpPending := func() bool {
 		for _, st := range streams {
 			st.mu.Lock()
-			pending := st.f.Proto == "tcp" && !st.dead && len(st.recvAt) < len(st.sendAt)
+			pending := st.f.Proto == "tcp" && !st.dead && len(st.recvAt) < len(st.sendAt) ||
+				st.inflight.Load() > 0
 			st.mu.Unlock()
 			if pending {
 				return true
@@ -422,7 +423,7 @@ func collect(st *stream, seenAll []seen, t0, end time.Time) FlowResult {
 			continue
 		}
 		if s.tcp {
-			if st.f.Proto == "tcp" && s.hdr.Dport == st.f.DstPort() {
+			if isTCP(st.f) && s.hdr.Dport == st.f.DstPort() {
 				tcpHdrs = append(tcpHdrs, s)
 			}
 			continue
@@ -438,7 +439,7 @@ func collect(st *stream, seenAll []seen, t0, end time.Time) FlowResult {
 			continue
 		}
 		p := Packet{Sent: at.Sub(t0)}
-		if st.f.Proto == "tcp" {
+		if isTCP(st.f) {
 			if rt, ok := st.recvAt[uint64(seq)]; ok {
 				p.Delivered, p.Arrived, p.Hdr = true, rt.Sub(t0), tcpHeaderAt(tcpHdrs, rt)
 				// Allowed difference: how TCP cuts the stream into
@@ -446,6 +447,11 @@ func collect(st *stream, seenAll []seen, t0, end time.Time) FlowResult {
 				// record travelled in a fragment is not the router's
 				// decision; the IP header fields still are.
 				p.Hdr.Fragmented = false
+				if st.f.Proto == "tcpconn" {
+					// Connections overlap: the segment before the read
+					// may be another connection's, with its own port.
+					p.Hdr.Sport = 0
+				}
 			}
 		} else if a, ok := first[int64(seq)]; ok {
 			p.Delivered, p.Arrived, p.Hdr = true, a.at.Sub(t0), a.hdr
@@ -471,3 +477,6 @@ func tcpHeaderAt(hs []seen, t time.Time) Header {
 	// lost them: the fragment flag and such are unknown.
 	return h
 }
+
+// isTCP: the flow's packets are TCP records, counted by the sink's socket.
+func isTCP(f Flow) bool { return f.Proto == "tcp" || f.Proto == "tcpconn" }

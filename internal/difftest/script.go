@@ -60,7 +60,9 @@ type Script struct {
 // Flow is one paced stream from gen to a sink address.
 type Flow struct {
 	Name  string
-	Proto string // "udp", "tcp", "icmp"
+	// "udp", "tcp", "icmp", or "tcpconn": a new TCP connection per
+	// packet (every 5 Intervals), sending Size*Burst bytes.
+	Proto string
 	V6    bool
 	Size  int // payload bytes (UDP, ICMP) or record bytes (TCP); at least 16
 	// Burst: packets (records) sent back to back every Interval; 0 is 1.
@@ -213,7 +215,7 @@ func (s *Script) parseLine(f []string, line string) error {
 		s.Setup = append(s.Setup, c)
 	case "flow":
 		if len(f) != 5 && len(f) != 6 {
-			return fmt.Errorf("want: flow NAME udp|tcp|icmp 4|6 SIZE [BURST]")
+			return fmt.Errorf("want: flow NAME udp|tcp|tcpconn|icmp 4|6 SIZE [BURST]")
 		}
 		fl := Flow{Name: f[1], Proto: f[2], V6: f[3] == "6", Index: len(s.Flows)}
 		if f[3] != "4" && f[3] != "6" {
@@ -312,12 +314,12 @@ func (s *Script) Validate() error {
 		}
 		names[f.Name] = true
 		switch f.Proto {
-		case "udp", "tcp", "icmp":
+		case "udp", "tcp", "icmp", "tcpconn":
 		default:
 			return fmt.Errorf("script %s: flow %s: proto %q", s.Name, f.Name, f.Proto)
 		}
-		if f.Burst < 0 || f.Burst > 64 {
-			return fmt.Errorf("script %s: flow %s: burst %d outside 0..64", s.Name, f.Name, f.Burst)
+		if f.Burst < 0 || f.Burst > 256 {
+			return fmt.Errorf("script %s: flow %s: burst %d outside 0..256", s.Name, f.Name, f.Burst)
 		}
 		if f.Size < headerLen || f.Size > 1400 {
 			return fmt.Errorf("script %s: flow %s: size %d outside %d..1400", s.Name, f.Name, f.Size, headerLen)

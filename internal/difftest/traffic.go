@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -30,6 +31,10 @@ type stream struct {
 	// TCP only: when the sink's socket read record seq.
 	recvAt map[uint64]time.Time
 	dead   bool // TCP: the connection failed (reset); later records are lost
+
+	// tcpconn: connections under way.
+	conns    sync.WaitGroup
+	inflight atomic.Int64
 }
 
 // echoEvery: the sink echoes every echoEvery-th UDP datagram, so the flow
@@ -47,6 +52,8 @@ func openStream(ctx context.Context, genNS, sinkNS string, f Flow, dst netip.Add
 		err = s.openUDP(ctx, genNS, sinkNS)
 	case "tcp":
 		err = s.openTCP(ctx, genNS, sinkNS)
+	case "tcpconn":
+		err = s.openTCPConns(genNS, sinkNS)
 	case "icmp":
 		err = s.openICMP(genNS)
 	default:
@@ -63,6 +70,7 @@ func (s *stream) close() {
 	for i := len(s.closer) - 1; i >= 0; i-- {
 		s.closer[i].Close()
 	}
+	s.conns.Wait() // tcpconn: each connection ends within connTimeout
 }
 
 func network(v6 bool, base string) string {
@@ -230,6 +238,88 @@ func (s *stream) openTCP(ctx context.Context, genNS, sinkNS string) error {
 	return nil
 }
 
+// connTimeout bounds one tcpconn connection, both ends.
+const connTimeout = 5 * time.Second
+
+// connEvery: a tcpconn flow opens a connection every connEvery Intervals.
+const connEvery = 5
+
+// connPort is the source port of tcpconn connection seq: fixed, so both
+// runs' connections are the same, and each used once (the client closes
+// first and keeps TIME_WAIT).
+func connPort(seq uint64) int { return 20000 + int(seq%40000) }
+
+// openTCPConns is the tcpconn flow: every packet is a fresh connection
+// (one every connEvery Intervals) that sends Size*Burst bytes (our header first) at full speed and closes;
+// it counts as delivered when the sink read all of it. Connection starts
+// are when a conntrack entry is young: what case 8 needs.
+func (s *stream) openTCPConns(genNS, sinkNS string) error {
+	total := s.f.Size * max(s.f.Burst, 1)
+	var ln *net.TCPListener
+	if err := nsutil.Do(sinkNS, func() error {
+		var err error
+		ln, err = net.ListenTCP(network(s.f.V6, "tcp"), &net.TCPAddr{Port: int(s.f.DstPort())})
+		return err
+	}); err != nil {
+		return fmt.Errorf("listen in %s: %w", sinkNS, err)
+	}
+	s.closer = append(s.closer, ln)
+	go func() {
+		for {
+			c, err := ln.AcceptTCP()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				c.SetDeadline(time.Now().Add(connTimeout))
+				buf := make([]byte, total)
+				if _, err := io.ReadFull(c, buf); err != nil {
+					return
+				}
+				now := time.Now()
+				if _, kind, seq, ok := readHeader(buf); ok && kind == kindData {
+					s.mu.Lock()
+					s.recvAt[seq] = now
+					s.mu.Unlock()
+				}
+			}()
+		}
+	}()
+	s.send = func(seq uint64) error {
+		s.conns.Add(1)
+		s.inflight.Add(1)
+		go func() {
+			defer s.conns.Done()
+			defer s.inflight.Add(-1)
+			buf := make([]byte, total)
+			putHeader(buf, s.f.Index, kindData, seq)
+			var c net.Conn
+			if err := nsutil.Do(genNS, func() error {
+				d := net.Dialer{LocalAddr: &net.TCPAddr{Port: connPort(seq)}, Timeout: connTimeout,
+					Control: func(_, _ string, rc syscall.RawConn) error {
+						rc.Control(func(fd uintptr) { unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_REUSEADDR, 1) })
+						return nil
+					}}
+				var err error
+				c, err = d.Dial(network(s.f.V6, "tcp"), netip.AddrPortFrom(s.dst, s.f.DstPort()).String())
+				return err
+			}); err != nil {
+				return // not delivered
+			}
+			defer c.Close()
+			c.SetDeadline(time.Now().Add(connTimeout))
+			if _, err := c.Write(buf); err != nil {
+				return
+			}
+			c.(*net.TCPConn).CloseWrite()
+			io.Copy(io.Discard, c) // until the sink closes
+		}()
+		return nil
+	}
+	return nil
+}
+
 func (s *stream) openICMP(genNS string) error {
 	var fd int
 	if err := nsutil.Do(genNS, func() error {
@@ -295,9 +385,13 @@ func checksum(b []byte) uint16 {
 // cut path that filled the buffer) marks the stream dead: the records it
 // could not send still count as sent, and lost.
 func (s *stream) run(start time.Time, stop <-chan struct{}, maxTicks int) {
-	burst := max(s.f.Burst, 1)
+	burst, every := max(s.f.Burst, 1), Interval
+	if s.f.Proto == "tcpconn" {
+		// One connection (of Size*Burst bytes) every connEvery ticks.
+		burst, every = 1, connEvery*Interval
+	}
 	for seq := 0; seq < maxTicks*burst; seq++ {
-		at := start.Add(time.Duration(seq/burst) * Interval)
+		at := start.Add(time.Duration(seq/burst) * every)
 		if d := time.Until(at); d > 0 {
 			tm := time.NewTimer(d)
 			select {
