@@ -59,7 +59,7 @@ type Script struct {
 
 // Flow is one paced stream from gen to a sink address.
 type Flow struct {
-	Name  string
+	Name string
 	// "udp", "tcp", "icmp", or "tcpconn": a new TCP connection per
 	// packet (every 5 Intervals), sending Size*Burst bytes.
 	Proto string
