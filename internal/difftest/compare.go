@@ -212,11 +212,25 @@ func flowOf(r *Result, name string) *FlowResult {
 }
 
 // outcome is a packet's fate as compared: lost, or delivered with a header.
-func outcome(p Packet) string {
+// The header fields that legitimately differ between runs are cleared
+// here, each for its reason.
+func outcome(f Flow, p Packet) string {
 	if !p.Delivered {
 		return "lost"
 	}
-	return p.Hdr.String()
+	h := p.Hdr
+	if isTCP(f) {
+		// How TCP cuts the stream into segments depends on timing
+		// (writes, ACKs), so whether a record travelled in an IP
+		// fragment is not the router's decision; the other fields are.
+		h.Fragmented = false
+	}
+	if f.Proto == "tcpconn" {
+		// Connections overlap: the segment a record's header is taken
+		// from may be another connection's, with its own source port.
+		h.Sport = 0
+	}
+	return h.String()
 }
 
 // isolatedLoss: packet i is lost while both neighbours arrived.
@@ -241,7 +255,7 @@ func compareFlow(s *Script, f Flow, ws []window, bmode, rmode string, b, r *Flow
 	// when its outcome settled: the time from the command to the last
 	// packet whose fate differs from the steady fate after the window.
 	for i := range ws {
-		fmt.Fprintf(&rep, "    step %d: %s %s; %s %s\n", i+1, bmode, settle(b.Packets, ws, i), rmode, settle(r.Packets, ws, i))
+		fmt.Fprintf(&rep, "    step %d: %s %s; %s %s\n", i+1, bmode, settle(f, b.Packets, ws, i), rmode, settle(f, r.Packets, ws, i))
 	}
 
 	// Packet by packet outside the windows, in runs of equal (base, run)
@@ -270,7 +284,7 @@ func compareFlow(s *Script, f Flow, ws []window, bmode, rmode string, b, r *Flow
 			continue
 		}
 		compared++
-		bo, ro := outcome(pb), outcome(pr)
+		bo, ro := outcome(f, pb), outcome(f, pr)
 		if bo == ro {
 			continue
 		}
@@ -323,7 +337,7 @@ func compareFlow(s *Script, f Flow, ws []window, bmode, rmode string, b, r *Flow
 // fate of the packets after its window (until the next window), and the
 // send time, relative to the step's window start, of the last packet whose
 // fate differed from it.
-func settle(ps []Packet, ws []window, i int) string {
+func settle(f Flow, ps []Packet, ws []window, i int) string {
 	w := ws[i]
 	// Until the next window that starts after this one ends (steps at
 	// the same time share their packets).
@@ -338,7 +352,7 @@ func settle(ps []Packet, ws []window, i int) string {
 	steady, best := "", 0
 	for _, p := range ps {
 		if p.Sent > w.to && p.Sent < end {
-			o := outcome(p)
+			o := outcome(f, p)
 			counts[o]++
 			if counts[o] > best {
 				steady, best = o, counts[o]
@@ -350,7 +364,7 @@ func settle(ps []Packet, ws []window, i int) string {
 	}
 	last := time.Duration(-1)
 	for _, p := range ps {
-		if p.Sent >= w.from && p.Sent < end && outcome(p) != steady {
+		if p.Sent >= w.from && p.Sent < end && outcome(f, p) != steady {
 			last = p.Sent
 		}
 	}

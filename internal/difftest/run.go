@@ -442,16 +442,6 @@ func collect(st *stream, seenAll []seen, t0, end time.Time) FlowResult {
 		if isTCP(st.f) {
 			if rt, ok := st.recvAt[uint64(seq)]; ok {
 				p.Delivered, p.Arrived, p.Hdr = true, rt.Sub(t0), tcpHeaderAt(tcpHdrs, rt)
-				// Allowed difference: how TCP cuts the stream into
-				// segments depends on timing (writes, ACKs), so whether a
-				// record travelled in a fragment is not the router's
-				// decision; the IP header fields still are.
-				p.Hdr.Fragmented = false
-				if st.f.Proto == "tcpconn" {
-					// Connections overlap: the segment before the read
-					// may be another connection's, with its own port.
-					p.Hdr.Sport = 0
-				}
 			}
 		} else if a, ok := first[int64(seq)]; ok {
 			p.Delivered, p.Arrived, p.Hdr = true, a.at.Sub(t0), a.hdr
