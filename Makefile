@@ -8,7 +8,7 @@ LDFLAGS := -X main.version=$(VERSION)
 PREFIX  ?= /usr/local
 DESTDIR ?=
 
-.PHONY: all build demo test unit lint generate check-generate deps clean deb install
+.PHONY: all build demo test unit lint generate check-generate deps clean deb install difftest
 
 all: build
 
@@ -37,7 +37,8 @@ demo: deps build
 	$(BIN) demo
 
 # The whole suite as CI runs it: generated code current, lint, all tests
-# (privileged ones included, so run as root).
+# (privileged ones included, so run as root). ./... includes the
+# differential tests' fixed scripts (test/difftest, about 2 minutes).
 test: check-generate lint
 	scripts/deps.sh test
 	$(GO) test -count=1 -timeout 15m ./...
@@ -77,3 +78,14 @@ BENCH_FLAGS ?= --json bench.json --plot bench.png
 bench: deps build
 	$(BIN) bench $(BENCH_FLAGS)
 .PHONY: bench
+
+# Differential tests (docs/development.md): N generated scripts from SEED
+# on, each played on the kernel alone and with fastpath (XDP and TC), or
+# one script file with SCRIPT=FILE (what a failure prints). As root.
+# ATTACH=tc narrows the fastpath runs; KNOWN=1 plays known divergences too.
+SEED ?= 1
+N    ?= 10
+difftest:
+	DIFFTEST_ATTACH=$(ATTACH) DIFFTEST_KNOWN=$(KNOWN) \
+	$(if $(SCRIPT),DIFFTEST_SCRIPT=$(abspath $(SCRIPT)) $(GO) test -count=1 -v -timeout 30m -run '^TestReplay$$' ./test/difftest, \
+	DIFFTEST_SEED=$(SEED) DIFFTEST_N=$(N) $(GO) test -count=1 -v -timeout 0 -run '^TestGenerated$$' ./test/difftest)

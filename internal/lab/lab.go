@@ -5,7 +5,14 @@
 //	fd00:1::1/64     fd00:1::fe/64    fd00:2::fe/64     fd00:2::1/64
 //
 // gen and sink are end hosts with default routes via rtr; rtr forwards IPv4
-// and IPv6. fastpath runs in rtr. `fastpath lab`, `fastpath demo`, the
+// and IPv6. With Options.R2 the router has a third interface towards a
+// second sink-side host, for tests that move flows between egresses:
+//
+//	rtr [r2] <--veth--> [s2] sink2
+//	198.18.3.254/24     198.18.3.1/24
+//	fd00:3::fe/64       fd00:3::1/64
+//
+// fastpath runs in rtr. `fastpath lab`, `fastpath demo`, the
 // integration tests and the benchmark all use it. Addresses come only from
 // the benchmarking range 198.18.0.0/15 and the ULA range fd00::/8, and
 // nothing is ever created in, or changed on, the host's own namespace.
@@ -41,6 +48,9 @@ const (
 	RtrIn  = "r0"
 	RtrOut = "r1"
 	SinkIf = "s0"
+	// With Options.R2 only.
+	RtrOut2 = "r2"
+	Sink2If = "s2"
 )
 
 // Prefix lengths of the two segments.
@@ -64,6 +74,9 @@ type Options struct {
 	// container and VM does: their stacks then send CHECKSUM_PARTIAL
 	// frames, which native XDP cannot forward (attach: auto picks TC).
 	HostTxChecksumOff bool
+	// R2 adds the router's third interface r2 and the namespace
+	// fp-<name>-sk2 behind it (see the package comment).
+	R2 bool
 }
 
 // Lab describes a lab's namespaces, interfaces and addresses.
@@ -76,6 +89,13 @@ type Lab struct {
 
 	GenAddr4, RtrInAddr4, RtrOutAddr4, SinkAddr4 netip.Addr // /24 each side
 	GenAddr6, RtrInAddr6, RtrOutAddr6, SinkAddr6 netip.Addr // /64 each side
+
+	// The third segment, set only in a lab built with Options.R2 (Sink2
+	// is "" otherwise); the addresses are the fixed layout's either way.
+	Sink2                    string
+	RtrOut2, Sink2If         string // "r2", "s2"
+	RtrOut2Addr4, Sink2Addr4 netip.Addr
+	RtrOut2Addr6, Sink2Addr6 netip.Addr
 }
 
 // ValidateName checks a lab name: 1 to 8 characters from [a-z0-9-], which
@@ -112,11 +132,27 @@ func describe(name string) *Lab {
 		RtrInAddr6:  netip.MustParseAddr("fd00:1::fe"),
 		RtrOutAddr6: netip.MustParseAddr("fd00:2::fe"),
 		SinkAddr6:   netip.MustParseAddr("fd00:2::1"),
+
+		RtrOut2:      RtrOut2,
+		Sink2If:      Sink2If,
+		RtrOut2Addr4: netip.MustParseAddr("198.18.3.254"),
+		Sink2Addr4:   netip.MustParseAddr("198.18.3.1"),
+		RtrOut2Addr6: netip.MustParseAddr("fd00:3::fe"),
+		Sink2Addr6:   netip.MustParseAddr("fd00:3::1"),
 	}
 }
 
-// Namespaces returns the lab's namespace names: gen, rtr, sink.
-func (l *Lab) Namespaces() []string { return []string{l.Gen, l.Rtr, l.Sink} }
+// sink2Name is the namespace behind r2 in lab name.
+func sink2Name(name string) string { return "fp-" + name + "-sk2" }
+
+// Namespaces returns the lab's namespace names: gen, rtr, sink, and sink2
+// in a lab with r2.
+func (l *Lab) Namespaces() []string {
+	if l.Sink2 != "" {
+		return []string{l.Gen, l.Rtr, l.Sink, l.Sink2}
+	}
+	return []string{l.Gen, l.Rtr, l.Sink}
+}
 
 // Command returns a command that runs name with args inside namespace netns
 // (one of l.Gen, l.Rtr, l.Sink) via `ip netns exec`.
@@ -147,6 +183,9 @@ func Get(name string) (*Lab, error) {
 	}
 	switch len(missing) {
 	case 0:
+		if nsutil.Exists(sink2Name(name)) {
+			l.Sink2 = sink2Name(name)
+		}
 		return l, nil
 	case 3:
 		return nil, fmt.Errorf("lab %s does not exist: run `fastpath lab up --name %s`", name, name)
@@ -168,7 +207,8 @@ func Down(name string) error {
 	if err := ValidateName(name); err != nil {
 		return err
 	}
-	return deleteAll(describe(name).Namespaces())
+	// sink2 too, whether or not the lab was built with r2.
+	return deleteAll(append(describe(name).Namespaces(), sink2Name(name)))
 }
 
 func deleteAll(names []string) error {
@@ -198,7 +238,10 @@ func Up(ctx context.Context, o Options) (_ *Lab, err error) {
 	}
 	log = log.With("lab", name)
 	l := describe(name)
-	for _, ns := range l.Namespaces() {
+	if o.R2 {
+		l.Sink2 = sink2Name(name)
+	}
+	for _, ns := range append(l.Namespaces(), sink2Name(name)) {
 		if nsutil.Exists(ns) {
 			return nil, fmt.Errorf("lab %s already exists: run `fastpath lab down --name %s`", name, name)
 		}
@@ -282,14 +325,38 @@ func (l *Lab) setup(ctx context.Context, log *slog.Logger, txOff bool) error {
 		hosts[ns] = x
 	}
 	gen, rtr, sink := hosts[l.Gen], hosts[l.Rtr], hosts[l.Sink]
+	type pair struct {
+		local, peer string
+		peerHost    *host
+	}
+	pairs := []pair{{l.RtrIn, l.GenIf, gen}, {l.RtrOut, l.SinkIf, sink}}
+	type end struct {
+		x     *host
+		ifc   string
+		a4    netip.Addr
+		a6    netip.Addr
+		gw4   netip.Addr // zero for rtr: it has connected routes only
+		gw6   netip.Addr
+		isEnd bool
+	}
+	ends := []end{
+		{gen, l.GenIf, l.GenAddr4, l.GenAddr6, l.RtrInAddr4, l.RtrInAddr6, true},
+		{rtr, l.RtrIn, l.RtrInAddr4, l.RtrInAddr6, netip.Addr{}, netip.Addr{}, false},
+		{rtr, l.RtrOut, l.RtrOutAddr4, l.RtrOutAddr6, netip.Addr{}, netip.Addr{}, false},
+		{sink, l.SinkIf, l.SinkAddr4, l.SinkAddr6, l.RtrOutAddr4, l.RtrOutAddr6, true},
+	}
+	if l.Sink2 != "" {
+		sink2 := hosts[l.Sink2]
+		pairs = append(pairs, pair{l.RtrOut2, l.Sink2If, sink2})
+		ends = append(ends,
+			end{rtr, l.RtrOut2, l.RtrOut2Addr4, l.RtrOut2Addr6, netip.Addr{}, netip.Addr{}, false},
+			end{sink2, l.Sink2If, l.Sink2Addr4, l.Sink2Addr6, l.RtrOut2Addr4, l.RtrOut2Addr6, true})
+	}
 
 	// The request goes through rtr's handle and names the peer's namespace
 	// by fd, so both ends are born where they belong and no interface ever
 	// appears in the host namespace.
-	for _, p := range []struct {
-		local, peer string
-		peerHost    *host
-	}{{l.RtrIn, l.GenIf, gen}, {l.RtrOut, l.SinkIf, sink}} {
+	for _, p := range pairs {
 		v := &netlink.Veth{
 			LinkAttrs:     netlink.LinkAttrs{Name: p.local},
 			PeerName:      p.peer,
@@ -304,20 +371,6 @@ func (l *Lab) setup(ctx context.Context, log *slog.Logger, txOff bool) error {
 		return err
 	}
 
-	ends := []struct {
-		x     *host
-		ifc   string
-		a4    netip.Addr
-		a6    netip.Addr
-		gw4   netip.Addr // zero for rtr: it has connected routes only
-		gw6   netip.Addr
-		isEnd bool
-	}{
-		{gen, l.GenIf, l.GenAddr4, l.GenAddr6, l.RtrInAddr4, l.RtrInAddr6, true},
-		{rtr, l.RtrIn, l.RtrInAddr4, l.RtrInAddr6, netip.Addr{}, netip.Addr{}, false},
-		{rtr, l.RtrOut, l.RtrOutAddr4, l.RtrOutAddr6, netip.Addr{}, netip.Addr{}, false},
-		{sink, l.SinkIf, l.SinkAddr4, l.SinkAddr6, l.RtrOutAddr4, l.RtrOutAddr6, true},
-	}
 	links := map[string]netlink.Link{}
 	for _, e := range ends {
 		for _, ifc := range []string{"lo", e.ifc} {
@@ -352,7 +405,11 @@ func (l *Lab) setup(ctx context.Context, log *slog.Logger, txOff bool) error {
 	}
 	log.Debug("links up, addresses set")
 
-	if err := waitCarrier(ctx, hosts, l); err != nil {
+	var veths []nsIf
+	for _, e := range ends {
+		veths = append(veths, nsIf{e.x.ns, e.ifc})
+	}
+	if err := waitCarrier(ctx, hosts, veths); err != nil {
 		return err
 	}
 
@@ -407,17 +464,18 @@ func (l *Lab) setup(ctx context.Context, log *slog.Logger, txOff bool) error {
 	return nil
 }
 
-// waitCarrier polls until all four veth ends report lower-up (carrier), so
+// nsIf is an interface in a namespace.
+type nsIf struct{ ns, ifc string }
+
+// waitCarrier polls until all veth ends report lower-up (carrier), so
 // traffic sent right after Up is not dropped by a link still coming up.
-func waitCarrier(ctx context.Context, hosts map[string]*host, l *Lab) error {
+func waitCarrier(ctx context.Context, hosts map[string]*host, ends []nsIf) error {
 	deadline := time.Now().Add(linkUpTimeout)
 	tick := time.NewTicker(5 * time.Millisecond)
 	defer tick.Stop()
 	for {
 		var down []string
-		for _, e := range []struct{ ns, ifc string }{
-			{l.Gen, l.GenIf}, {l.Rtr, l.RtrIn}, {l.Rtr, l.RtrOut}, {l.Sink, l.SinkIf},
-		} {
+		for _, e := range ends {
 			ln, err := hosts[e.ns].h.LinkByName(e.ifc)
 			if err != nil {
 				return fmt.Errorf("find %s/%s: %w", e.ns, e.ifc, err)

@@ -194,6 +194,37 @@ func TestUpPingGetDown(t *testing.T) {
 	}
 }
 
+// TestUpR2: a lab with r2 has sink2 behind the router's third interface,
+// reachable over IPv4 and IPv6 from gen; Get finds it and Down removes it.
+func TestUpR2(t *testing.T) {
+	requireRoot(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	l := upLabWith(t, ctx, Options{R2: true})
+	if l.Sink2 == "" || len(l.Namespaces()) != 4 {
+		t.Fatalf("lab with r2: sink2 %q, namespaces %v", l.Sink2, l.Namespaces())
+	}
+	for _, a := range []string{l.Sink2Addr4.String(), l.Sink2Addr6.String(), l.SinkAddr4.String()} {
+		if out, err := l.Command(ctx, l.Gen, "ping", "-c1", "-W2", a).CombinedOutput(); err != nil {
+			t.Errorf("ping %s from gen: %v\n%s", a, err, out)
+		}
+	}
+	g, err := Get(l.Name)
+	if err != nil || g.Sink2 != l.Sink2 {
+		t.Errorf("Get = %+v, %v; want sink2 %s", g, err, l.Sink2)
+	}
+	if err := Down(l.Name); err != nil {
+		t.Fatal(err)
+	}
+	if nsutil.Exists(l.Sink2) {
+		t.Errorf("%s still exists after Down", l.Sink2)
+	}
+	// Without r2 there is no sink2.
+	if m := describe("x"); m.Sink2 != "" || len(m.Namespaces()) != 3 {
+		t.Errorf("plain lab: sink2 %q, namespaces %v", m.Sink2, m.Namespaces())
+	}
+}
+
 func TestUpCleansUpOnFailure(t *testing.T) {
 	requireRoot(t)
 	name := testName(t)
