@@ -17,17 +17,9 @@ const (
 
 // knownDivergence names a divergence the daemon is known to have for
 // script s ("" if none): the script is kept and skipped with this message
-// until the daemon follows it (DIFFTEST_KNOWN=1 plays it anyway).
-func knownDivergence(s *Script) string {
-	// The daemon fix is on another branch; delete this when it is
-	// merged, and case 6 and the generated netdev scripts run in CI.
-	for _, st := range s.Steps {
-		if slices.Contains(st.Cmd.Argv, "netdev") {
-			return "issue 9 case 6: nftables netdev ingress/egress chains on managed interfaces are skipped for fastpath-carried packets (a DSCP rewrite in r1's egress chain is missing)"
-		}
-	}
-	return ""
-}
+// until the daemon follows it (DIFFTEST_KNOWN=1 plays it anyway). None is
+// known now (nftables device chains, issue 9 case 6, were the last).
+func knownDivergence(*Script) string { return "" }
 
 // Fixed is the set CI runs: issue 9's cases 1 to 8, each a change that
 // stops, redirects or reshapes an offloaded flow, with flows beside it
