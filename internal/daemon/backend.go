@@ -71,16 +71,14 @@ func (b *backend) Stats(context.Context) (*api.Stats, error) {
 		return nil, err
 	}
 	names := b.dp.ReasonNames()
-	b.r.mu.Lock()
-	defer b.r.mu.Unlock()
 	out := &api.Stats{Interfaces: []api.InterfaceStats{}}
-	for _, ic := range b.r.ifaces {
-		c, ok := counters[ic.ifindex]
-		if ic.ifindex == 0 || !ok {
+	for _, ic := range b.r.status() {
+		c, ok := counters[ic.Ifindex]
+		if ic.Ifindex == 0 || !ok {
 			continue
 		}
 		s := api.InterfaceStats{
-			Name: ic.cfg.Name, Ifindex: ic.ifindex,
+			Name: ic.Name, Ifindex: ic.Ifindex,
 			Forwarded:    api.Counter{Packets: c.FwdPackets, Bytes: c.FwdBytes},
 			Passed:       api.Counter{Packets: c.PassPackets, Bytes: c.PassBytes},
 			FlowsAdded:   c.FlowsAdded,
@@ -145,13 +143,11 @@ func apiFlow(f datapath.Flow, name func(int) string, now time.Duration) api.Flow
 func (b *backend) flowNamer() func(int) string {
 	names := map[int]string{}
 	if b.r != nil {
-		b.r.mu.Lock()
-		for _, ic := range b.r.ifaces {
-			if ic.ifindex != 0 {
-				names[ic.ifindex] = ic.cfg.Name
+		for _, ic := range b.r.status() {
+			if ic.Ifindex != 0 {
+				names[ic.Ifindex] = ic.Name
 			}
 		}
-		b.r.mu.Unlock()
 	}
 	return func(idx int) string {
 		if n, ok := names[idx]; ok {

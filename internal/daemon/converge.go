@@ -77,6 +77,7 @@ func (e *ifaceError) Unwrap() error { return e.err }
 func (r *reconciler) converge(wanted func() []config.Interface, strict bool) ([]string, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	defer r.publish()
 	want := wanted()
 	links, err := r.links()
 	if err != nil {

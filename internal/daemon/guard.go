@@ -77,13 +77,12 @@ func (b *backend) Guard(_ context.Context, q api.GuardQuery) (*api.Guard, error)
 		return nil, err
 	}
 	names := b.dp.GuardReasonNames()
-	b.r.mu.Lock()
-	for _, ic := range b.r.ifaces {
-		c, ok := counters[ic.ifindex]
-		if ic.ifindex == 0 || !ok {
+	for _, ic := range b.r.status() {
+		c, ok := counters[ic.Ifindex]
+		if ic.Ifindex == 0 || !ok {
 			continue
 		}
-		gi := api.GuardInterface{Name: ic.cfg.Name, Ifindex: ic.ifindex, Allowed: c.Allowed, EventsLost: c.EventsLost,
+		gi := api.GuardInterface{Name: ic.Name, Ifindex: ic.Ifindex, Allowed: c.Allowed, EventsLost: c.EventsLost,
 			Dropped: make(map[string]uint64, len(names)), DroppedBytes: make(map[string]uint64, len(names))}
 		for i, n := range names {
 			gi.Dropped[n] = c.DropPackets[i]
@@ -91,7 +90,6 @@ func (b *backend) Guard(_ context.Context, q api.GuardQuery) (*api.Guard, error)
 		}
 		out.Interfaces = append(out.Interfaces, gi)
 	}
-	b.r.mu.Unlock()
 	if q.Top > 0 {
 		srcs, err := b.dp.GuardTop(q.Top)
 		if err != nil {

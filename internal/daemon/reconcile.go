@@ -7,6 +7,7 @@ import (
 	"net"
 	"slices"
 	"sync"
+	"sync/atomic"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
@@ -73,6 +74,7 @@ type reconciler struct {
 	log     *slog.Logger
 	events  *eventhub.Hub
 	ifaces  []*iface
+	snap    atomic.Pointer[[]api.InterfaceStatus] // what status returns (publish)
 }
 
 // dataplane is what the reconciler changes in the datapath; the daemon
@@ -106,6 +108,7 @@ func newReconciler(cfg *config.Config, dp dataplane, feats featureSource, peers 
 		}
 		r.ifaces = append(r.ifaces, &iface{cfg: c, state: st})
 	}
+	r.publish()
 	return r
 }
 
@@ -376,10 +379,18 @@ func (r *reconciler) release() {
 	}
 }
 
-// status is a snapshot of every configured interface.
+// status is every configured interface as the last reconcile left it: a
+// snapshot, so the API never waits on a reconcile (an attach, a netlink
+// dump) in progress. Callers must not change it.
 func (r *reconciler) status() []api.InterfaceStatus {
-	r.mu.Lock()
-	defer r.mu.Unlock()
+	if s := r.snap.Load(); s != nil {
+		return *s
+	}
+	return nil
+}
+
+// publish stores the snapshot status returns; r.mu held.
+func (r *reconciler) publish() {
 	out := make([]api.InterfaceStatus, 0, len(r.ifaces))
 	for _, ic := range r.ifaces {
 		is := api.InterfaceStatus{
@@ -393,7 +404,7 @@ func (r *reconciler) status() []api.InterfaceStatus {
 		}
 		out = append(out, is)
 	}
-	return out
+	r.snap.Store(&out)
 }
 
 // managedIndexes are the ifindexes the datapath should know now.
@@ -413,6 +424,7 @@ func (r *reconciler) managedIndexes() map[int]bool {
 func (r *reconciler) detachAll() {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	defer r.publish()
 	for _, ic := range r.ifaces {
 		if ic.managed() {
 			r.teardown(ic, api.StateMissing)
