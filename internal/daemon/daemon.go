@@ -97,7 +97,6 @@ type daemon struct {
 	srv    *api.Server
 	ln, ml net.Listener
 	gplan  *guardPlan
-	pinDir string
 	dp     *datapath.Datapath
 	feats  *xdpfeat.Querier
 	ev     *netwatch.Events
@@ -152,19 +151,10 @@ func (d *daemon) open(ctx context.Context) error {
 	if d.gplan, err = planGuard(cfg); err != nil {
 		return err
 	}
-	if d.pinDir, err = pinDirFor(d.opts.KeepDatapath, log); err != nil {
-		return err
-	}
-	if d.dp, err = datapath.Load(datapath.Options{FlowEntries: cfg.Flows.Entries(), PinDir: d.pinDir}); err != nil {
+	if d.dp, err = datapath.Open(datapath.OpenOptions{FlowEntries: cfg.Flows.Entries(), Keep: d.opts.KeepDatapath, Log: log}); err != nil {
 		return err
 	}
 	d.onClose(func() { d.dp.Close() })
-	switch {
-	case d.dp.Adopted():
-		log.Info("adopting the datapath a previous daemon left", "pins", d.pinDir)
-	case d.dp.Replaced():
-		log.Info("replacing a pinned datapath of another layout (upgrade): flows re-offload, counters restart", "pins", d.pinDir)
-	}
 	if d.feats, err = xdpfeat.Open(); err != nil {
 		return err
 	}
@@ -219,12 +209,12 @@ func (d *daemon) start(ctx context.Context) error {
 	if err := d.r.start(); err != nil {
 		return err
 	}
-	if err := settlePins(dp, d.r, d.opts.KeepDatapath, log); err != nil {
+	if err := dp.Settle(d.r.managedIndexes()); err != nil {
 		return err
 	}
 	d.onClose(func() {
-		if d.opts.KeepDatapath {
-			log.Info("leaving the datapath attached and pinned for the next daemon", "pins", d.pinDir)
+		if dp.Kept() {
+			log.Info("leaving the datapath attached and pinned for the next daemon", "pins", dp.PinDir())
 			d.r.release()
 			return
 		}
@@ -238,11 +228,8 @@ func (d *daemon) start(ctx context.Context) error {
 func (d *daemon) abandon(err error) error {
 	d.r.detachAll()
 	d.off.close()
-	d.dp.Unpin()
-	if d.pinDir != "" {
-		if _, rerr := datapath.RemovePinned(d.pinDir); rerr != nil {
-			d.log.Warn("remove the pinned datapath", "err", rerr)
-		}
+	if aerr := d.dp.Abandon(); aerr != nil {
+		d.log.Warn("remove the pinned datapath", "err", aerr)
 	}
 	return err
 }

@@ -6,6 +6,7 @@ package datapath
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"maps"
 	"math"
 	"net"
@@ -48,7 +49,9 @@ type Datapath struct {
 	used     map[string]bool      // pinned links adopted or created by this run
 	links    map[string]link.Link // the same, by pin name
 	adopted  bool                 // maps came from a previous daemon
-	replaced bool                 // pins of another layout await CommitPins
+	replaced bool                 // pins of another layout await Settle
+	keep     bool                 // pins outlive the process (Open)
+	log      *slog.Logger         // Open's; pin lifecycle notes
 
 	slotMu sync.Mutex
 	slots  map[int]uint32 // ifindex -> counter slot in fp_if_stats

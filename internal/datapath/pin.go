@@ -4,12 +4,10 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"maps"
 	"os"
 	"path/filepath"
 	"strings"
 
-	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
 	"golang.org/x/sys/unix"
 )
@@ -76,18 +74,6 @@ func EnsureBPFFS(root string) (mounted bool, err error) {
 	return true, nil
 }
 
-// pinnable are the maps that carry state across restarts (not .rodata,
-// which each load gets anew).
-func pinnable(spec *ebpf.CollectionSpec) []string {
-	var names []string
-	for name := range spec.Maps {
-		if !strings.HasPrefix(name, ".") && !strings.Contains(name, ".rodata") {
-			names = append(names, name)
-		}
-	}
-	return names
-}
-
 // pinState is what loadPinned found.
 type pinState int
 
@@ -96,199 +82,6 @@ const (
 	pinsAdopted                      // a previous daemon's maps, reused
 	pinsIncompatible                 // another layout is pinned: nothing loaded
 )
-
-// loadPinned loads the collection, adopting compatible pins in dir.
-func loadPinned(spec *ebpf.CollectionSpec, objs *fastpathObjects, dir string) (pinState, error) {
-	mdir := filepath.Join(dir, mapsDir)
-	if err := os.MkdirAll(mdir, 0o700); err != nil {
-		return 0, fmt.Errorf("pin dir: %w", err)
-	}
-	state := pinsCreated
-	if ents, err := os.ReadDir(mdir); err == nil && len(ents) > 0 {
-		state = pinsAdopted
-	}
-	pinned := spec.Copy()
-	for _, name := range pinnable(pinned) {
-		pinned.Maps[name].Pinning = ebpf.PinByName
-	}
-	err := pinned.LoadAndAssign(objs, &ebpf.CollectionOptions{Maps: ebpf.MapOptions{PinPath: mdir}})
-	if errors.Is(err, ebpf.ErrMapIncompatible) {
-		return pinsIncompatible, nil
-	}
-	return state, err
-}
-
-// commitPins pins the maps in use over whatever is pinned under dir.
-func (d *Datapath) commitPins() error {
-	mdir := filepath.Join(d.pinDir, mapsDir)
-	for name, m := range d.maps() {
-		p := filepath.Join(mdir, name)
-		if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
-			return fmt.Errorf("replace pin %s: %w", p, err)
-		}
-		if err := m.Pin(p); err != nil {
-			return fmt.Errorf("pin %s: %w", p, err)
-		}
-	}
-	return nil
-}
-
-func (d *Datapath) maps() map[string]*ebpf.Map {
-	return map[string]*ebpf.Map{
-		"fp_ifaces": d.objs.FpIfaces, "fp_if_stats": d.objs.FpIfStats, "fp_tx_ports": d.objs.FpTxPorts,
-		"fp_flows": d.objs.FpFlows, "fp_accepted": d.objs.FpAccepted, "fp_globals": d.objs.FpGlobals,
-		"fp_mtu4": d.objs.FpMtu4, "fp_mtu6": d.objs.FpMtu6, "fp_events": d.objs.FpEvents,
-	}
-}
-
-// linkPin is where the link of hook on ifindex is pinned; the hook is in the
-// name because a pinned XDP link cannot change between driver and generic
-// mode, nor an XDP link become a tcx one.
-func (d *Datapath) linkPin(name string) string {
-	return filepath.Join(d.pinDir, linksDir, name)
-}
-
-// pinnedLink loads the link pinned under name, if any.
-func (d *Datapath) pinnedLink(name string) link.Link {
-	if d.pinDir == "" {
-		return nil
-	}
-	l, err := link.LoadPinnedLink(d.linkPin(name), nil)
-	if err != nil {
-		return nil
-	}
-	return l
-}
-
-// adoptOrAttach swaps prog into the link pinned under name, or attaches
-// with attach and pins the result.
-func (d *Datapath) adoptOrAttach(name string, prog *ebpf.Program, attach func() (link.Link, error)) (link.Link, error) {
-	if old := d.pinnedLink(name); old != nil {
-		if err := old.Update(prog); err == nil {
-			d.remember(name, old)
-			return old, nil
-		}
-		old.Close() // defunct (its device went away): replacePinned retires it
-	}
-	return d.replacePinned(name, attach)
-}
-
-// replacePinned attaches anew, then retires whatever was pinned under name,
-// so the hook is never left empty, and pins the new link there.
-func (d *Datapath) replacePinned(name string, attach func() (link.Link, error)) (link.Link, error) {
-	l, err := attach()
-	if err != nil || d.pinDir == "" {
-		return l, err
-	}
-	path := d.linkPin(name)
-	if old := d.pinnedLink(name); old != nil {
-		old.Unpin()
-		old.Close()
-	}
-	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-		l.Close()
-		return nil, fmt.Errorf("pin dir: %w", err)
-	}
-	if err := l.Pin(path); err != nil {
-		l.Close()
-		return nil, fmt.Errorf("pin link %s: %w", path, err)
-	}
-	d.remember(name, l)
-	return l, nil
-}
-
-// Detach detaches a link this datapath attached or adopted.
-func (d *Datapath) Detach(l link.Link) error {
-	if l == nil {
-		return nil
-	}
-	d.pinMu.Lock()
-	for name, pl := range d.links {
-		if pl == l {
-			delete(d.links, name)
-		}
-	}
-	d.pinMu.Unlock()
-	if err := l.Unpin(); err != nil && !errors.Is(err, fs.ErrNotExist) {
-		l.Close()
-		return fmt.Errorf("unpin link: %w", err)
-	}
-	return l.Close()
-}
-
-// PruneLinks detaches pinned links this run did not adopt or create (an
-// interface no longer configured, a changed hook). Call after start.
-func (d *Datapath) PruneLinks() ([]string, error) {
-	if d.pinDir == "" {
-		return nil, nil
-	}
-	ents, err := os.ReadDir(filepath.Join(d.pinDir, linksDir))
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, err
-	}
-	var removed []string
-	var errs []error
-	d.pinMu.Lock()
-	used := maps.Clone(d.used)
-	d.pinMu.Unlock()
-	for _, e := range ents {
-		if used[e.Name()] {
-			continue
-		}
-		if err := removePinnedLink(d.linkPin(e.Name())); err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		removed = append(removed, e.Name())
-	}
-	return removed, errors.Join(errs...)
-}
-
-func removePinnedLink(path string) error {
-	l, err := link.LoadPinnedLink(path, nil)
-	if err != nil {
-		// Not a link we can load: drop the pin itself.
-		if rerr := os.Remove(path); rerr != nil && !errors.Is(rerr, fs.ErrNotExist) {
-			return fmt.Errorf("remove pin %s: %w", path, rerr)
-		}
-		return nil
-	}
-	if err := l.Unpin(); err != nil {
-		l.Close()
-		return fmt.Errorf("unpin %s: %w", path, err)
-	}
-	return l.Close()
-}
-
-// Unpin removes every pin of this datapath, maps and links. Objects stay
-// alive while this process holds them, and links detach when it closes
-// them or exits: used when the daemon will not keep the datapath.
-func (d *Datapath) Unpin() error {
-	if d.pinDir == "" {
-		return nil
-	}
-	var errs []error
-	for name, m := range d.maps() {
-		if err := m.Unpin(); err != nil && !errors.Is(err, fs.ErrNotExist) {
-			errs = append(errs, fmt.Errorf("unpin %s: %w", name, err))
-		}
-	}
-	d.pinMu.Lock()
-	links := maps.Clone(d.links)
-	d.pinMu.Unlock()
-	for name, l := range links {
-		if err := l.Unpin(); err != nil && !errors.Is(err, fs.ErrNotExist) {
-			errs = append(errs, fmt.Errorf("unpin link %s: %w", name, err))
-		}
-	}
-	for _, sub := range []string{linksDir, mapsDir, "", ".."} {
-		os.Remove(filepath.Join(d.pinDir, sub)) // only if empty; ".." is the root of all namespaces
-	}
-	return errors.Join(errs...)
-}
 
 // RemovePinned detaches and removes everything pinned under dir: what
 // `fastpath detach` does when no daemon runs. It returns what it removed.
@@ -329,45 +122,8 @@ func (d *Datapath) PinDir() string { return d.pinDir }
 func (d *Datapath) Adopted() bool { return d.adopted }
 
 // Replaced reports whether pins of a different layout were found: they are
-// replaced by this datapath's maps once CommitPins runs.
+// replaced by this datapath's maps when Settle runs.
 func (d *Datapath) Replaced() bool { return d.replaced }
-
-// CommitPins pins this datapath's maps over older, incompatible ones. Call
-// once every link runs this datapath's programs.
-func (d *Datapath) CommitPins() error {
-	if d.pinDir == "" || !d.replaced {
-		return nil
-	}
-	if err := d.commitPins(); err != nil {
-		return err
-	}
-	d.replaced = false
-	return nil
-}
-
-// PruneIfaces forgets interfaces an adopted datapath still lists but the
-// new configuration does not manage.
-func (d *Datapath) PruneIfaces(keep map[int]bool) error {
-	var (
-		key   uint32
-		v     fastpathFpIface
-		stale []int
-	)
-	it := d.objs.FpIfaces.Iterate()
-	for it.Next(&key, &v) {
-		if !keep[int(key)] {
-			stale = append(stale, int(key))
-		}
-	}
-	if err := it.Err(); err != nil {
-		return fmt.Errorf("list interfaces: %w", err)
-	}
-	var errs []error
-	for _, idx := range stale {
-		errs = append(errs, d.RemoveIface(idx))
-	}
-	return errors.Join(errs...)
-}
 
 // RemoveDefunct removes the pin directories under root, other than keep,
 // left by namespaces that are gone: directories whose interface links are
@@ -425,12 +181,4 @@ func allDefunct(links string) bool {
 		}
 	}
 	return seen > 0
-}
-
-// remember records a link this run adopted or pinned.
-func (d *Datapath) remember(name string, l link.Link) {
-	d.pinMu.Lock()
-	defer d.pinMu.Unlock()
-	d.used[name] = true
-	d.links[name] = l
 }
