@@ -28,12 +28,13 @@ type routes struct {
 }
 
 // watchRoutes subscribes to the route MTUs: events from now on queue
-// until start.
-func watchRoutes(log *slog.Logger) (*routes, error) {
+// until start. The sockets close when ctx ends, started or not.
+func watchRoutes(ctx context.Context, log *slog.Logger) (*routes, error) {
 	mtus, err := netwatch.WatchRouteMTUs(log)
 	if err != nil {
 		return nil, err
 	}
+	context.AfterFunc(ctx, mtus.Close)
 	return &routes{log: log, mtus: mtus}, nil
 }
 

@@ -85,7 +85,7 @@ func TestRoutesReachDatapathUnderChurn(t *testing.T) {
 	defer cancel()
 	var rt *routes
 	if err := nsutil.Do(ns, func() (err error) {
-		rt, err = watchRoutes(nil)
+		rt, err = watchRoutes(ctx, nil)
 		return err
 	}); err != nil {
 		t.Fatal(err)

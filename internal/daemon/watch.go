@@ -172,7 +172,7 @@ func watch(ctx context.Context, log *slog.Logger) (*events, error) {
 	}
 	// Routes are not followed with the library's subscription: it parses
 	// every message, a million of them while a BGP table loads.
-	if ev.routes, err = watchRoutes(log); err != nil {
+	if ev.routes, err = watchRoutes(ctx, log); err != nil {
 		return nil, err
 	}
 	if err := errors.Join(

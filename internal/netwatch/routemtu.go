@@ -137,7 +137,8 @@ func setRcvbuf(c *netlink.Conn, n int) error {
 	return serr
 }
 
-// Close closes the sockets (Start's context ending does too).
+// Close closes the sockets (Start's context ending does too); closing
+// twice is harmless.
 func (w *RouteMTUWatch) Close() {
 	w.conn.Close()
 	w.dump.Close()
