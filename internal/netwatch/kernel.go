@@ -176,7 +176,7 @@ func Watch(ctx context.Context, log *slog.Logger) (*Events, error) {
 	}
 	// Routes are not followed with the library's subscription: it parses
 	// every message, a million of them while a BGP table loads.
-	if ev.Routes, err = watchRoutes(log); err != nil {
+	if ev.Routes, err = watchRoutes(ctx, log); err != nil {
 		return nil, err
 	}
 	if err := errors.Join(

@@ -56,6 +56,7 @@ func decodeRoute(typ, flags uint16, b []byte) (m routeMsg, ok bool) {
 		return m, false
 	}
 	dst, src := zero, zero
+	var haveDst, haveSrc bool
 	for a := b[rtmsgLen:]; len(a) >= rtattrHdr; {
 		l := int(binary.NativeEndian.Uint16(a[0:2]))
 		if l < rtattrHdr || l > len(a) {
@@ -64,11 +65,11 @@ func decodeRoute(typ, flags uint16, b []byte) (m routeMsg, ok bool) {
 		v := a[rtattrHdr:l]
 		switch binary.NativeEndian.Uint16(a[2:4]) & nlaTypeMsk {
 		case unix.RTA_DST:
-			if dst, ok = addrOf(family, v); !ok {
+			if dst, haveDst = addrOf(family, v); !haveDst {
 				return m, false
 			}
 		case unix.RTA_SRC:
-			if src, ok = addrOf(family, v); !ok {
+			if src, haveSrc = addrOf(family, v); !haveSrc {
 				return m, false
 			}
 		case unix.RTA_TABLE:
@@ -83,6 +84,9 @@ func decodeRoute(typ, flags uint16, b []byte) (m routeMsg, ok bool) {
 			m.mtu = metricMTU(v)
 		}
 		a = a[min(len(a), (l+3)&^3):]
+	}
+	if (dstLen > 0 && !haveDst) || (srcLen > 0 && !haveSrc) {
+		return m, false // a prefix length without its address
 	}
 	var err error
 	if m.key.dst, err = dst.Prefix(dstLen); err != nil {

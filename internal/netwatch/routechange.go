@@ -35,18 +35,24 @@ func WatchRouteChanges(ctx context.Context, log *slog.Logger, every time.Duratio
 	}
 	context.AfterFunc(ctx, func() { c.Close() })
 	go func() {
+		var logged time.Time
 		for {
 			_, err := c.Receive()
 			if ctx.Err() != nil {
 				return
 			}
-			if err != nil {
-				log.Warn("route change watch", "err", err)
+			wait := every
+			if err != nil { // assume a change; an error that repeats must not spin or flood the log
+				if time.Since(logged) >= overrunLogEvery {
+					logged = time.Now()
+					log.Warn("route change watch", "err", err)
+				}
+				wait = max(every, errorBackoff)
 			}
 			changed()
 			// A rate limit: what arrives meanwhile waits in the queue
 			// (or makes the kernel drop it, the queue being non-empty).
-			t := time.NewTimer(every)
+			t := time.NewTimer(wait)
 			select {
 			case <-ctx.Done():
 				t.Stop()

@@ -24,10 +24,12 @@ const (
 	// full dump of a BGP table costs the kernel and us a fraction of a
 	// second.
 	resyncSpacing = time.Second
-	// overrunLogEvery rate-limits the warning about overruns; the metric
-	// counts each.
+	// overrunLogEvery rate-limits the warnings about overruns and receive
+	// errors; the metric counts each overrun.
 	overrunLogEvery = time.Minute
-	dumpRetries     = 5
+	// errorBackoff spaces out reads after an error other than an overrun.
+	errorBackoff = 100 * time.Millisecond
+	dumpRetries  = 5
 )
 
 // Resync reasons, as counted by RouteMTUStats.
@@ -135,7 +137,8 @@ func setRcvbuf(c *netlink.Conn, n int) error {
 	return serr
 }
 
-// Close closes the sockets (Start's context ending does too).
+// Close closes the sockets (Start's context ending does too); closing
+// twice is harmless.
 func (w *RouteMTUWatch) Close() {
 	w.conn.Close()
 	w.dump.Close()
@@ -190,6 +193,7 @@ func (w *RouteMTUWatch) Start(ctx context.Context, set func(map[netip.Prefix]int
 // read decodes what the filtered socket delivers, until ctx ends.
 func (w *RouteMTUWatch) read(ctx context.Context, out chan<- batch) {
 	defer close(out)
+	var logged time.Time
 	send := func(b batch) bool {
 		select {
 		case out <- b:
@@ -210,8 +214,11 @@ func (w *RouteMTUWatch) read(ctx context.Context, out chan<- batch) {
 				}
 				continue
 			}
-			w.log.Warn("route mtu watch", "err", err)
-			t := time.NewTimer(100 * time.Millisecond) // an error that repeats must not spin
+			if time.Since(logged) >= overrunLogEvery {
+				logged = time.Now()
+				w.log.Warn("route mtu watch", "err", err)
+			}
+			t := time.NewTimer(errorBackoff) // an error that repeats must not spin
 			select {
 			case <-ctx.Done():
 				t.Stop()

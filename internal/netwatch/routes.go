@@ -25,12 +25,13 @@ type Routes struct {
 }
 
 // watchRoutes subscribes to the route MTUs: events from now on queue
-// until start.
-func watchRoutes(log *slog.Logger) (*Routes, error) {
+// until start. The sockets close when ctx ends, started or not.
+func watchRoutes(ctx context.Context, log *slog.Logger) (*Routes, error) {
 	mtus, err := WatchRouteMTUs(log)
 	if err != nil {
 		return nil, err
 	}
+	context.AfterFunc(ctx, mtus.Close)
 	return &Routes{log: log, mtus: mtus}, nil
 }
 

@@ -86,7 +86,7 @@ func TestRoutesReachDatapathUnderChurn(t *testing.T) {
 	defer cancel()
 	var rt *Routes
 	if err := nsutil.Do(ns, func() (err error) {
-		rt, err = watchRoutes(slog.New(slog.DiscardHandler))
+		rt, err = watchRoutes(ctx, slog.New(slog.DiscardHandler))
 		return err
 	}); err != nil {
 		t.Fatal(err)
