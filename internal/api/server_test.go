@@ -206,20 +206,11 @@ func TestFlowsError(t *testing.T) {
 // 200 answer.
 func getBody(t *testing.T, socket, path string) []byte {
 	t.Helper()
-	req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, "http://fastpath"+path, nil)
-	if err != nil {
-		t.Fatal(err)
+	body, code := getStatus(t, socket, path)
+	if code != http.StatusOK {
+		t.Fatalf("GET %s: %d %s", path, code, body)
 	}
-	resp, err := unixHTTPClient(socket).Do(req)
-	if err != nil {
-		t.Fatalf("GET %s: %v", path, err)
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	if err != nil || resp.StatusCode != http.StatusOK {
-		t.Fatalf("GET %s: %s %s %v", path, resp.Status, body, err)
-	}
-	return body
+	return []byte(body)
 }
 
 func unixHTTPClient(socket string) *http.Client {

@@ -1,9 +1,6 @@
 package netwatch
 
 import (
-	"fmt"
-	"math/rand/v2"
-	"os"
 	"os/exec"
 	"strings"
 	"testing"
@@ -15,22 +12,8 @@ import (
 // with timeouts, dynamic sets, rules adding to sets, time-of-day rules and
 // iptables-legacy tables can change verdicts without one, and are named.
 func TestEventlessRuleset(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root (creates a network namespace)")
-	}
-	ns := fmt.Sprintf("fpn-%06x", rand.IntN(1<<24))
-	if err := nsutil.Create(ns); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { nsutil.Delete(ns) })
-	nft := func(ruleset string) {
-		t.Helper()
-		cmd := exec.Command("ip", "netns", "exec", ns, "nft", "-f", "-")
-		cmd.Stdin = strings.NewReader(ruleset)
-		if out, err := cmd.CombinedOutput(); err != nil {
-			t.Fatalf("nft: %v: %s", err, out)
-		}
-	}
+	ns := emptyNS(t)
+	nft := func(ruleset string) { t.Helper(); inNS(t, ns, ruleset, "nft", "-f", "-") }
 	read := func() []string {
 		t.Helper()
 		var why []string

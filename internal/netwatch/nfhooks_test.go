@@ -1,12 +1,7 @@
 package netwatch
 
 import (
-	"fmt"
-	"math/rand/v2"
-	"os"
-	"os/exec"
 	"reflect"
-	"strings"
 	"testing"
 
 	"github.com/fastpath-router/fastpath/internal/nsutil"
@@ -15,22 +10,8 @@ import (
 // TestNFTDeviceHooks reads the chains bound to devices (netdev ingress and
 // egress, inet ingress, a chain on two devices) and ignores the rest.
 func TestNFTDeviceHooks(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root (creates a network namespace)")
-	}
-	ns := fmt.Sprintf("fpn-%06x", rand.IntN(1<<24))
-	if err := nsutil.Create(ns); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { nsutil.Delete(ns) })
-	for _, args := range [][]string{
-		{"link", "add", "v0", "type", "veth", "peer", "name", "v1"},
-		{"link", "add", "w0", "type", "veth", "peer", "name", "w1"},
-	} {
-		if out, err := exec.Command("ip", append([]string{"-n", ns}, args...)...).CombinedOutput(); err != nil {
-			t.Fatalf("ip %v: %v: %s", args, err, out)
-		}
-	}
+	ns := emptyNS(t)
+	ipCmds(t, ns, "link add v0 type veth peer name v1", "link add w0 type veth peer name w1")
 	ruleset := `
 table netdev nd {
 	chain in0 { type filter hook ingress device "v0" priority 0; }
@@ -42,11 +23,7 @@ table inet fw {
 	chain forward { type filter hook forward priority 0; }
 }
 `
-	cmd := exec.Command("ip", "netns", "exec", ns, "nft", "-f", "-")
-	cmd.Stdin = strings.NewReader(ruleset)
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("nft: %v: %s", err, out)
-	}
+	inNS(t, ns, ruleset, "nft", "-f", "-")
 	var got map[string]DeviceHooks
 	if err := nsutil.Do(ns, func() (err error) {
 		got, err = NFTDeviceHooks()

@@ -1,10 +1,6 @@
 package netwatch
 
 import (
-	"fmt"
-	"math/rand/v2"
-	"os"
-	"os/exec"
 	"strings"
 	"testing"
 
@@ -20,22 +16,8 @@ import (
 // path: nothing on a fresh veth (its default qdisc is the kernel's), then a
 // root tbf, then, with the qdisc gone, a BPF program on tcx egress.
 func TestEgressShaping(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root (creates a network namespace)")
-	}
-	ns := fmt.Sprintf("fpn-%06x", rand.IntN(1<<24))
-	if err := nsutil.Create(ns); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { nsutil.Delete(ns) })
-	ip := func(args ...string) {
-		t.Helper()
-		if out, err := exec.Command("ip", append([]string{"-n", ns}, args...)...).CombinedOutput(); err != nil {
-			t.Fatalf("ip %v: %v: %s", args, err, out)
-		}
-	}
-	ip("link", "add", "v0", "type", "veth", "peer", "name", "v1")
-	ip("link", "set", "v0", "up")
+	ns := emptyNS(t)
+	ipCmds(t, ns, "link add v0 type veth peer name v1", "link set v0 up")
 	shaping := func() string {
 		t.Helper()
 		var s string
@@ -54,16 +36,11 @@ func TestEgressShaping(t *testing.T) {
 	if s := shaping(); s != "" {
 		t.Errorf("fresh veth: %q, want nothing", s)
 	}
-	if out, err := exec.Command("ip", "netns", "exec", ns, "tc", "qdisc", "replace", "dev", "v0", "root", "tbf",
-		"rate", "20mbit", "burst", "32kbit", "latency", "50ms").CombinedOutput(); err != nil {
-		t.Fatalf("tc: %v: %s", err, out)
-	}
+	inNS(t, ns, "", "tc", "qdisc", "replace", "dev", "v0", "root", "tbf", "rate", "20mbit", "burst", "32kbit", "latency", "50ms")
 	if s := shaping(); !strings.Contains(s, "root qdisc tbf") {
 		t.Errorf("with a tbf: %q", s)
 	}
-	if out, err := exec.Command("ip", "netns", "exec", ns, "tc", "qdisc", "del", "dev", "v0", "root").CombinedOutput(); err != nil {
-		t.Fatalf("tc: %v: %s", err, out)
-	}
+	inNS(t, ns, "", "tc", "qdisc", "del", "dev", "v0", "root")
 	prog, err := ebpf.NewProgram(&ebpf.ProgramSpec{Type: ebpf.SchedCLS, License: "GPL",
 		Instructions: asm.Instructions{asm.Mov.Imm(asm.R0, -1 /* TCX_NEXT */), asm.Return()}})
 	if err != nil {

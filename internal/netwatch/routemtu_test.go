@@ -1,10 +1,7 @@
 package netwatch
 
 import (
-	"fmt"
-	"math/rand/v2"
 	"net/netip"
-	"os"
 	"os/exec"
 	"testing"
 
@@ -14,14 +11,7 @@ import (
 // TestRouteMTUs reads routes with an MTU metric (locked or not, IPv4 and
 // IPv6, other tables) from a namespace and ignores the rest.
 func TestRouteMTUs(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root (creates a network namespace)")
-	}
-	ns := fmt.Sprintf("fpn-%06x", rand.IntN(1<<24))
-	if err := nsutil.Create(ns); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { nsutil.Delete(ns) })
+	ns := emptyNS(t)
 	for _, args := range [][]string{
 		{"link", "add", "v0", "type", "veth", "peer", "name", "v1"},
 		{"link", "set", "v0", "up"},

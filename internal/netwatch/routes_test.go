@@ -56,13 +56,6 @@ func poll(t *testing.T, what string, cond func() bool) {
 	}
 }
 
-func ip(t *testing.T, ns string, args string) {
-	t.Helper()
-	if out, err := exec.Command("ip", append([]string{"-n", ns}, strings.Fields(args)...)...).CombinedOutput(); err != nil {
-		t.Fatalf("ip %s: %v: %s", args, err, out)
-	}
-}
-
 // TestRoutesReachDatapathUnderChurn: while routes without an MTU churn
 // (thousands of adds and deletes a second), a route MTU change still
 // reaches the datapath, and a route change still bumps the route
@@ -80,7 +73,7 @@ func TestRoutesReachDatapathUnderChurn(t *testing.T) {
 		"link add v0 type veth peer name v1", "link set v0 up", "link set v1 up",
 		"addr add 198.18.70.1/24 dev v0",
 	} {
-		ip(t, ns, c)
+		ipCmds(t, ns, c)
 	}
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
@@ -98,7 +91,7 @@ func TestRoutesReachDatapathUnderChurn(t *testing.T) {
 
 	// Idle: one route change, one generation bump.
 	_, before := sink.snapshot()
-	ip(t, ns, "route add 198.18.71.0/24 via 198.18.70.2")
+	ipCmds(t, ns, "route add 198.18.71.0/24 via 198.18.70.2")
 	poll(t, "a route change bumps the generation", func() bool { _, n := sink.snapshot(); return n > before })
 
 	// Churn: 20k /32 routes added and deleted, again and again, until the
@@ -138,7 +131,7 @@ func TestRoutesReachDatapathUnderChurn(t *testing.T) {
 		{"route del 198.18.72.0/24", 0},
 	} {
 		start := time.Now()
-		ip(t, ns, step.cmd)
+		ipCmds(t, ns, step.cmd)
 		poll(t, step.cmd, func() bool {
 			m, _ := sink.snapshot()
 			mtu, ok := m[p]

@@ -3,9 +3,7 @@ package netwatch
 import (
 	"fmt"
 	"maps"
-	"math/rand/v2"
 	"net/netip"
-	"os"
 	"os/exec"
 	"strings"
 	"sync"
@@ -19,14 +17,7 @@ import (
 // at cleanup.
 func testNS(t *testing.T) string {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root (creates a network namespace)")
-	}
-	ns := fmt.Sprintf("fpn-%06x", rand.IntN(1<<24))
-	if err := nsutil.Create(ns); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { nsutil.Delete(ns) })
+	ns := emptyNS(t)
 	ipCmds(t, ns,
 		"link add v0 type veth peer name v1",
 		// No link-local addresses: their routes would come and go later.
@@ -38,16 +29,6 @@ func testNS(t *testing.T) string {
 		"-6 addr add fd00:60::1/64 dev v0 nodad",
 	)
 	return ns
-}
-
-func ipCmds(t *testing.T, ns string, cmds ...string) {
-	t.Helper()
-	for _, c := range cmds {
-		args := append([]string{"-n", ns}, strings.Fields(c)...)
-		if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
-			t.Fatalf("ip %s: %v: %s", c, err, out)
-		}
-	}
 }
 
 // ipBatch runs ip -batch on lines.

@@ -66,23 +66,12 @@ func TestAutoFollowsFacts(t *testing.T) {
 	tcpThrough(t, l, "default offloads, tc")
 
 	// The change comes while a paced UDP stream runs across it.
-	type res struct {
-		r   traffic.UDPResult
-		err error
-	}
-	done := make(chan res, 1)
-	go func() {
-		r, err := traffic.UDPStream(ctx, l.Gen, l.Sink, netip.AddrPortFrom(l.SinkAddr4, 0), 4000, 200, 2*time.Millisecond)
-		done <- res{r, err}
-	}()
-	nsRun(ctx, t, l, l.Gen, "ethtool", "-K", l.GenIf, "tx", "off")
-	nsRun(ctx, t, l, l.Sink, "ethtool", "-K", l.SinkIf, "tx", "off")
-	native := map[string]string{l.RtrIn: "no partial checksums", l.RtrOut: "no partial checksums"}
-	d.waitAttachedAs(t, map[string]string{l.RtrIn: "xdp", l.RtrOut: "xdp"}, native)
-	u := <-done
-	if u.err != nil || u.r.LossRatio() > 0.01 {
-		t.Errorf("udp across the move to xdp: %+v, %v (want under 1%% lost)", u.r, u.err)
-	}
+	acrossChange(ctx, t, l, "the move to xdp", func() {
+		nsRun(ctx, t, l, l.Gen, "ethtool", "-K", l.GenIf, "tx", "off")
+		nsRun(ctx, t, l, l.Sink, "ethtool", "-K", l.SinkIf, "tx", "off")
+		native := map[string]string{l.RtrIn: "no partial checksums", l.RtrOut: "no partial checksums"}
+		d.waitAttachedAs(t, map[string]string{l.RtrIn: "xdp", l.RtrOut: "xdp"}, native)
+	})
 	before := d.counters(t, l.Rtr)
 	tcpThrough(t, l, "tx checksum off, xdp")
 	if after := d.counters(t, l.Rtr); after.forwarded() <= before.forwarded() {

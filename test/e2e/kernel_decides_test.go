@@ -93,16 +93,9 @@ func changeStopsFlow(ctx context.Context, t *testing.T, l *lab.Lab, d *daemon, f
 // datagrams of size bytes.
 func changeStopsStream(ctx context.Context, t *testing.T, l *lab.Lab, d *daemon, f fam, u *udpFlow, size int, grace time.Duration, change func() time.Time) {
 	t.Helper()
-	u.handshake(t)
 	const count = 10000
-	str := u.stream(t, ctx, count, size, time.Millisecond)
+	str := offloadedStream(ctx, t, l, d, f, u, count, size)
 	defer str.stop()
-	d.waitFlow(t, u.local, u.dst)
-	before := d.counters(t, l.Rtr)
-	u.waitReceived(t, u.received()+100, offloadWait)
-	if s, fp, k := share(before, d.counters(t, l.Rtr), f); s < minShare {
-		t.Fatalf("before the change: fastpath forwarded %d, the kernel %d packets: not offloaded", fp, k)
-	}
 	at := change()
 	pollUntil(t, 2*(grace+stopWindow), "the stream sends on after the change", func() error {
 		if time.Since(at) < grace+stopWindow {
@@ -236,16 +229,9 @@ func TestNFTDeviceChainsHonoured(t *testing.T) {
 func changeMarksFlow(ctx context.Context, t *testing.T, l *lab.Lab, d *daemon, f fam, want int, change func() time.Time) {
 	t.Helper()
 	u := newUDPFlow(t, l.Gen, l.Sink, netip.AddrPort{}, netip.AddrPortFrom(f.sink, 0), netip.AddrPortFrom(f.sink, 0))
-	u.handshake(t)
 	const count = 10000
-	str := u.stream(t, ctx, count, 200, time.Millisecond)
+	str := offloadedStream(ctx, t, l, d, f, u, count, 200)
 	defer str.stop()
-	d.waitFlow(t, u.local, u.dst)
-	before := d.counters(t, l.Rtr)
-	u.waitReceived(t, u.received()+100, offloadWait)
-	if s, fp, k := share(before, d.counters(t, l.Rtr), f); s < minShare {
-		t.Fatalf("before the change: fastpath forwarded %d, the kernel %d packets: not offloaded", fp, k)
-	}
 	at := change()
 	n := u.received()
 	u.waitReceived(t, n+200, offloadWait)
@@ -341,4 +327,19 @@ func TestRevalidationOnlyWhenNeeded(t *testing.T) {
 	if n := d.counters(t, l.Rtr).reasonSum("revalidate") - before.reasonSum("revalidate"); n < 1 || n > 4 {
 		t.Errorf("with a timeout set: %d revalidation packets in 2.5 s, want about one a second", n)
 	}
+}
+
+// offloadedStream starts a stream of count datagrams of size bytes on u,
+// one a millisecond, and returns once fastpath carries it.
+func offloadedStream(ctx context.Context, t *testing.T, l *lab.Lab, d *daemon, f fam, u *udpFlow, count, size int) *sender {
+	t.Helper()
+	u.handshake(t)
+	str := u.stream(t, ctx, count, size, time.Millisecond)
+	d.waitFlow(t, u.local, u.dst)
+	before := d.counters(t, l.Rtr)
+	u.waitReceived(t, u.received()+100, offloadWait)
+	if s, fp, k := share(before, d.counters(t, l.Rtr), f); s < minShare {
+		t.Fatalf("before the change: fastpath forwarded %d, the kernel %d packets: not offloaded", fp, k)
+	}
+	return str
 }
