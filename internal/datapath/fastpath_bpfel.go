@@ -39,10 +39,12 @@ type fastpathFpBtfTypes struct {
 		Flags    uint8
 		Pad      [3]uint8
 	}
-	EventType uint32
-	FlowFlags uint32
-	Reason    uint32
-	_         [4]byte
+	EventType  uint32
+	FlowFlags  uint32
+	Reason     uint32
+	DropReason uint32
+	StateFlags uint32
+	_          [4]byte
 }
 
 type fastpathFpEvent struct {
@@ -81,17 +83,19 @@ type fastpathFpFlow struct {
 	IfindexOut  uint32
 	FibGen      uint32
 	FwGen       uint32
-	Mtu         uint32
 	CsumAddr    uint32
+	Mtu         uint16
+	TcpWin      uint16
 	Smac        [6]uint8
 	Dmac        [6]uint8
 	Flags       uint8
-	Pad         [3]uint8
+	TcpWscale   uint8
+	Pad         [2]uint8
 	NatSport    uint16
 	NatDport    uint16
 	NatSaddr    [4]uint32
 	NatDaddr    [4]uint32
-	_           [4]byte
+	TcpAck      uint32
 }
 
 type fastpathFpFlowFlags uint32
@@ -153,10 +157,16 @@ type fastpathFpState struct {
 	UdpTimeoutMs       uint32
 	UdpStreamTimeoutMs uint32
 	RouteMtus          uint32
-	Pad                uint32
+	Flags              uint32
 	_                  [4]byte
 	RevalidateNs       uint64
 }
+
+type fastpathFpStateFlags uint32
+
+const (
+	fastpathFpStateFlagsFP_STATE_NO_CHECKSUM fastpathFpStateFlags = 1
+)
 
 type fastpathFpStats struct {
 	_            structs.HostLayout
@@ -167,7 +177,10 @@ type fastpathFpStats struct {
 	EventsLost   uint64
 	PassPackets  uint64
 	PassBytes    uint64
-	PassReason   [29]uint64
+	PassReason   [30]uint64
+	DropPackets  uint64
+	DropBytes    uint64
+	DropReason   [1]uint64
 }
 
 type fastpathFpVerdict struct {
