@@ -223,6 +223,11 @@ func (m natModel) add(c natConn) {
 type natVerdict struct {
 	want []byte
 	why  string // for pass: a hint for failure messages
+	// mayDrop: a FIN or RST of a known flow, which the datapath drops when
+	// it lies outside the window the other direction advertised (its
+	// cached acks and windows, which the model does not follow); passed
+	// unchanged otherwise.
+	mayDrop bool
 }
 
 // expect applies the model to a frame arriving on ingress.
@@ -272,7 +277,11 @@ func (m natModel) expect(frame []byte, ingress *side) natVerdict {
 		switch l4[13] & 0x37 {
 		case 0x10, 0x30:
 		case 0x04, 0x14, 0x11, 0x31:
-			return natVerdict{why: "tcp fin/rst"}
+			in := Tuple{Proto: proto,
+				Src: netip.AddrPortFrom(src, binary.BigEndian.Uint16(l4[0:])),
+				Dst: netip.AddrPortFrom(dst, binary.BigEndian.Uint16(l4[2:]))}
+			_, known := m[in]
+			return natVerdict{why: "tcp fin/rst", mayDrop: known}
 		default:
 			return natVerdict{why: "tcp flags"}
 		}

@@ -1329,12 +1329,8 @@ func (on *offloadNet) drop(t *testing.T, h hook, ingress *side, frame []byte, re
 		t.Fatal(err)
 	}
 	after, _ := on.stats(t, in)
-	want := uint32(xdpDrop)
-	if h == hookTC {
-		want = tcShot
-	}
-	if res.verdict != want {
-		t.Fatalf("verdict %s, want %s (pass reasons: %s)", h.verdictName(res.verdict), h.verdictName(want), on.reasonDiff(before, after))
+	if want := dropCode(h); res.verdict != want {
+		t.Fatalf("verdict %s, want %s (pass reasons: %s)", h.verdictName(res.verdict), h.verdictName(dropCode(h)), on.reasonDiff(before, after))
 	}
 	i := slices.Index(on.d.DropReasonNames(), reason)
 	if i < 0 {
