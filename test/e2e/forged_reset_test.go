@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"io"
 	"net"
 	"net/netip"
 	"strings"
@@ -93,11 +94,21 @@ func sinkSeq(ctx context.Context, t *testing.T, sinkNS string, p *tcpPair) uint3
 		t.Fatal(err)
 	}
 	buf := make([]byte, 65536)
+	written := 0
+	// what gen wrote is read back, so later transfers compare clean
+	defer func() {
+		p.server.SetReadDeadline(time.Now().Add(offloadWait))
+		if _, err := io.ReadFull(p.server, make([]byte, written)); err != nil {
+			t.Fatalf("sink: read the %d sniffing bytes: %v", written, err)
+		}
+		p.server.SetReadDeadline(time.Time{})
+	}()
 	deadline := time.Now().Add(offloadWait)
 	for time.Now().Before(deadline) {
 		if _, err := p.client.Write([]byte("x")); err != nil {
 			t.Fatalf("gen write: %v", err)
 		}
+		written++
 		for i := 0; i < 64; i++ {
 			n, _, err := unix.Recvfrom(fd, buf, 0)
 			if err != nil {
@@ -108,11 +119,6 @@ func sinkSeq(ctx context.Context, t *testing.T, sinkNS string, p *tcpPair) uint3
 			if tcp == nil || uint16(tcp.SrcPort) != p.listen.Port() || uint16(tcp.DstPort) != p.serverSees.Port() {
 				continue
 			}
-			// drain what gen wrote, so later transfers compare clean
-			go func() {
-				p.server.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
-				p.server.Read(make([]byte, 64))
-			}()
 			return tcp.Seq
 		}
 	}
