@@ -59,6 +59,10 @@ int fp_xdp(struct xdp_md *ctx)
 			reason = FP_PASS_FRAG_NEEDED;
 			goto pass;
 		}
+		if (fp_flow_csum_bad(ctx, 1, &p)) {
+			reason = FP_PASS_BAD_CHECKSUM;
+			goto pass;
+		}
 		/* As below: the redirect target is checked before any edit */
 		if (bpf_redirect_map(&fp_tx_ports, f->ifindex_out, XDP_PASS) != XDP_REDIRECT) {
 			reason = FP_PASS_EGRESS;
@@ -220,6 +224,10 @@ int fp_tc(struct __sk_buff *skb)
 		}
 		if (l3_len > f->mtu) {
 			reason = FP_PASS_FRAG_NEEDED;
+			goto pass;
+		}
+		if (fp_flow_csum_bad(skb, 0, &p)) {
+			reason = FP_PASS_BAD_CHECKSUM;
 			goto pass;
 		}
 		if (!skb->gso_size)

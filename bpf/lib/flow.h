@@ -8,6 +8,7 @@
 #include "conntrack.h"
 #include "counters.h"
 #include "forward.h"
+#include "l4csum.h"
 
 #define FP_CT_REFRESH_NS 1000000000ULL /* refresh conntrack at most once a second per flow */
 
@@ -127,8 +128,9 @@ static __always_inline void fp_tcp_seen(struct fp_flow *f, const struct fp_pkt *
  * scale conntrack learnt from the handshake (when no SYN it saw carried
  * one, it may have picked the connection up mid-stream: then the largest,
  * so no real FIN or RST is refused), the segment's own ack and window,
- * widened to the furthest edge conntrack or the stale entry knew. */
-static __always_inline void fp_tcp_init(struct fp_flow *f, const struct nf_conn *ct, __u8 dir,
+ * widened to the furthest edge conntrack or the stale entry knew. A
+ * function of its own: the programs' frame has no room left. */
+static __noinline void fp_tcp_init(struct fp_flow *f, const struct nf_conn *ct, __u8 dir,
 					const struct fp_pkt *p, const struct fp_flow *prev)
 {
 	__u8 flags0 = ct->proto.tcp.seen[0].flags, flags1 = ct->proto.tcp.seen[1].flags;
@@ -438,6 +440,20 @@ static __always_inline struct fp_flow *fp_flow_get(void *ctx, const int xdp, con
 	if (f && f->last_ns != now)
 		f->last_ns = now; /* once per tick: the line is shared by CPUs */
 	return f;
+}
+
+/* fp_flow_csum_bad: a packet of an offloaded flow with a TCP/UDP checksum
+ * conntrack would call invalid (when it verifies them,
+ * nf_conntrack_checksum). It goes to the kernel, which drops it or lets the
+ * ruleset see it as invalid, as without fastpath; only packets about to be
+ * forwarded need the check, every other goes to the kernel anyway. A bad
+ * FIN or RST has evicted its flow by then: harmless, conntrack ignores the
+ * packet and the flow is offloaded again. */
+static __always_inline int fp_flow_csum_bad(void *ctx, const int xdp, const struct fp_pkt *p)
+{
+	const struct fp_state *st = fp_state();
+
+	return st && !(st->flags & FP_STATE_NO_CHECKSUM) && !fp_l4_csum_ok(ctx, xdp, p);
 }
 
 static __always_inline void fp_flow_account(struct fp_flow *f, __u64 bytes)

@@ -154,6 +154,8 @@ static __always_inline void fp_forward_l2l3(struct fp_pkt *p, const __u8 *dmac, 
 	} else {
 		struct ipv6hdr *ip6h = p->l3;
 
+		if ((void *)(ip6h + 1) > p->data_end)
+			return; /* proven by fp_parse: for the verifier (see fp_key_of) */
 		ip6h->hop_limit--;
 	}
 }

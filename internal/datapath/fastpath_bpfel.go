@@ -47,6 +47,11 @@ type fastpathFpBtfTypes struct {
 	_          [4]byte
 }
 
+type fastpathFpCsumBuf struct {
+	_ structs.HostLayout
+	B [256]uint8
+}
+
 type fastpathFpEvent struct {
 	_          structs.HostLayout
 	TsNs       uint64
@@ -195,19 +200,21 @@ type fastpathFpVerdict struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	fastpathMapFpAccepted  = "fp_accepted"
-	fastpathMapFpEvents    = "fp_events"
-	fastpathMapFpFlows     = "fp_flows"
-	fastpathMapFpGlobals   = "fp_globals"
-	fastpathMapFpIfStats   = "fp_if_stats"
-	fastpathMapFpIfaces    = "fp_ifaces"
-	fastpathMapFpMtu4      = "fp_mtu4"
-	fastpathMapFpMtu6      = "fp_mtu6"
-	fastpathMapFpTxPorts   = "fp_tx_ports"
-	fastpathProgFpNfAccept = "fp_nf_accept"
-	fastpathProgFpTc       = "fp_tc"
-	fastpathProgFpXdp      = "fp_xdp"
-	fastpathVarFpBtfTypes  = "fp_btf_types"
+	fastpathMapFpAccepted    = "fp_accepted"
+	fastpathMapFpCsumScratch = "fp_csum_scratch"
+	fastpathMapFpEvents      = "fp_events"
+	fastpathMapFpFlows       = "fp_flows"
+	fastpathMapFpGlobals     = "fp_globals"
+	fastpathMapFpIfStats     = "fp_if_stats"
+	fastpathMapFpIfaces      = "fp_ifaces"
+	fastpathMapFpMtu4        = "fp_mtu4"
+	fastpathMapFpMtu6        = "fp_mtu6"
+	fastpathMapFpTxPorts     = "fp_tx_ports"
+	fastpathProgFpNfAccept   = "fp_nf_accept"
+	fastpathProgFpTc         = "fp_tc"
+	fastpathProgFpXdp        = "fp_xdp"
+	fastpathVarFpBtfTypes    = "fp_btf_types"
+	fastpathVarFpZeroKey     = "fp_zero_key"
 )
 
 // loadFastpath returns the embedded CollectionSpec for fastpath.
@@ -261,15 +268,16 @@ type fastpathProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type fastpathMapSpecs struct {
-	FpAccepted *ebpf.MapSpec `ebpf:"fp_accepted"`
-	FpEvents   *ebpf.MapSpec `ebpf:"fp_events"`
-	FpFlows    *ebpf.MapSpec `ebpf:"fp_flows"`
-	FpGlobals  *ebpf.MapSpec `ebpf:"fp_globals"`
-	FpIfStats  *ebpf.MapSpec `ebpf:"fp_if_stats"`
-	FpIfaces   *ebpf.MapSpec `ebpf:"fp_ifaces"`
-	FpMtu4     *ebpf.MapSpec `ebpf:"fp_mtu4"`
-	FpMtu6     *ebpf.MapSpec `ebpf:"fp_mtu6"`
-	FpTxPorts  *ebpf.MapSpec `ebpf:"fp_tx_ports"`
+	FpAccepted    *ebpf.MapSpec `ebpf:"fp_accepted"`
+	FpCsumScratch *ebpf.MapSpec `ebpf:"fp_csum_scratch"`
+	FpEvents      *ebpf.MapSpec `ebpf:"fp_events"`
+	FpFlows       *ebpf.MapSpec `ebpf:"fp_flows"`
+	FpGlobals     *ebpf.MapSpec `ebpf:"fp_globals"`
+	FpIfStats     *ebpf.MapSpec `ebpf:"fp_if_stats"`
+	FpIfaces      *ebpf.MapSpec `ebpf:"fp_ifaces"`
+	FpMtu4        *ebpf.MapSpec `ebpf:"fp_mtu4"`
+	FpMtu6        *ebpf.MapSpec `ebpf:"fp_mtu6"`
+	FpTxPorts     *ebpf.MapSpec `ebpf:"fp_tx_ports"`
 }
 
 // fastpathVariableSpecs contains global variables before they are loaded into the kernel.
@@ -277,6 +285,7 @@ type fastpathMapSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type fastpathVariableSpecs struct {
 	FpBtfTypes *ebpf.VariableSpec `ebpf:"fp_btf_types"`
+	FpZeroKey  *ebpf.VariableSpec `ebpf:"fp_zero_key"`
 }
 
 // fastpathObjects contains all objects after they have been loaded into the kernel.
@@ -299,20 +308,22 @@ func (o *fastpathObjects) Close() error {
 //
 // It can be passed to loadFastpathObjects or ebpf.CollectionSpec.LoadAndAssign.
 type fastpathMaps struct {
-	FpAccepted *ebpf.Map `ebpf:"fp_accepted"`
-	FpEvents   *ebpf.Map `ebpf:"fp_events"`
-	FpFlows    *ebpf.Map `ebpf:"fp_flows"`
-	FpGlobals  *ebpf.Map `ebpf:"fp_globals"`
-	FpIfStats  *ebpf.Map `ebpf:"fp_if_stats"`
-	FpIfaces   *ebpf.Map `ebpf:"fp_ifaces"`
-	FpMtu4     *ebpf.Map `ebpf:"fp_mtu4"`
-	FpMtu6     *ebpf.Map `ebpf:"fp_mtu6"`
-	FpTxPorts  *ebpf.Map `ebpf:"fp_tx_ports"`
+	FpAccepted    *ebpf.Map `ebpf:"fp_accepted"`
+	FpCsumScratch *ebpf.Map `ebpf:"fp_csum_scratch"`
+	FpEvents      *ebpf.Map `ebpf:"fp_events"`
+	FpFlows       *ebpf.Map `ebpf:"fp_flows"`
+	FpGlobals     *ebpf.Map `ebpf:"fp_globals"`
+	FpIfStats     *ebpf.Map `ebpf:"fp_if_stats"`
+	FpIfaces      *ebpf.Map `ebpf:"fp_ifaces"`
+	FpMtu4        *ebpf.Map `ebpf:"fp_mtu4"`
+	FpMtu6        *ebpf.Map `ebpf:"fp_mtu6"`
+	FpTxPorts     *ebpf.Map `ebpf:"fp_tx_ports"`
 }
 
 func (m *fastpathMaps) Close() error {
 	return _FastpathClose(
 		m.FpAccepted,
+		m.FpCsumScratch,
 		m.FpEvents,
 		m.FpFlows,
 		m.FpGlobals,
@@ -329,6 +340,7 @@ func (m *fastpathMaps) Close() error {
 // It can be passed to loadFastpathObjects or ebpf.CollectionSpec.LoadAndAssign.
 type fastpathVariables struct {
 	FpBtfTypes *ebpf.Variable `ebpf:"fp_btf_types"`
+	FpZeroKey  *ebpf.Variable `ebpf:"fp_zero_key"`
 }
 
 // fastpathPrograms contains all programs after they have been loaded into the kernel.

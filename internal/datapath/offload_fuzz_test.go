@@ -58,7 +58,8 @@ func offloadSeeds(t testing.TB, conns []natConn) (frames [][]byte, fromOut []boo
 				}
 				add(l.inFrame(t, seg{payload: l.zeroingPayload(t)}), out)
 			}
-			// Checksums the router must carry, not repair.
+			// A bad L4 checksum goes to the kernel (conntrack calls it
+			// invalid); a bad IPv4 header checksum is carried, not repaired.
 			bad := bytes.Clone(base)
 			bad[len(bad)-1] ^= 0x5a
 			add(bad, out)

@@ -1344,3 +1344,62 @@ func (on *offloadNet) drop(t *testing.T, h hook, ingress *side, frame []byte, re
 			before.PassPackets, after.PassPackets, before.FwdPackets, after.FwdPackets)
 	}
 }
+
+// TestOffloadBadChecksum (issue 16, case 2): a segment or datagram of an
+// offloaded flow with a wrong TCP/UDP checksum goes to the kernel
+// unchanged (bad_checksum), where conntrack calls it invalid
+// (nf_conntrack_checksum=1, the default), and the flow stays cached; it is
+// never repaired. Right ones of every length are forwarded (the check sums
+// 256-byte chunks and a copied tail). With the sysctl off
+// (SetChecksum(false)) the datapath does not look, as conntrack would not.
+func TestOffloadBadChecksum(t *testing.T) {
+	on := newOffloadNet(t)
+	for _, proto := range []uint8{unix.IPPROTO_TCP, unix.IPPROTO_UDP} {
+		for _, v6 := range []bool{false, true} {
+			for _, h := range hooks() {
+				t.Run(fmt.Sprintf("%s/%s/%s", h, famName(v6), protoName(proto)), func(t *testing.T) {
+					c := on.offloadConn(t, kindSNAT, proto, v6)
+					l := c.leg(false)
+					fo := l.inFrame(t, seg{})
+					on.forward(t, h, l, fo, l.natExpect(t, seg{}), runOpts{})
+					n, bytes := 1, len(fo)
+					for _, size := range []int{1, 2, 3, 255, 256, 257, 511, 999, 1000, 1001, 1300} {
+						sg := seg{payload: payload(size)}
+						good := l.inFrame(t, sg)
+						bad := slices.Clone(good)
+						off, _ := l4Offset(bad)
+						bad[off+l4CheckOff(proto)] ^= 0x40
+						on.pass(t, h, sideIn0, bad, "bad_checksum", runOpts{})
+						want := l.natExpect(t, sg) // short frames lose their padding
+						on.forward(t, h, l, good, want, runOpts{})
+						n, bytes = n+1, bytes+len(want)
+						on.expectFlows(t, on.flowOfLeg(l, n, bytes))
+					}
+					// nf_conntrack_checksum=0: forwarded, as conntrack would let it be.
+					if err := on.d.SetChecksum(false); err != nil {
+						t.Fatal(err)
+					}
+					defer on.d.SetChecksum(true)
+					bad := slices.Clone(fo)
+					off, _ := l4Offset(bad)
+					bad[off+l4CheckOff(proto)] ^= 0x40
+					res, err := on.run(h, bad, runOpts{ingress: on.in0})
+					if err != nil {
+						t.Fatal(err)
+					}
+					if res.verdict != h.redirectCode() {
+						t.Errorf("nf_conntrack_checksum=0: verdict %s, want a redirect", h.verdictName(res.verdict))
+					}
+				})
+			}
+		}
+	}
+}
+
+// l4CheckOff is the checksum field's offset in the TCP or UDP header.
+func l4CheckOff(proto uint8) int {
+	if proto == unix.IPPROTO_TCP {
+		return 16
+	}
+	return 6
+}
