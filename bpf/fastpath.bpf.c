@@ -55,10 +55,19 @@ int fp_xdp(struct xdp_md *ctx)
 	}
 	if (in->mode == FP_MODE_OFFLOAD) {
 		f = fp_flow_get(ctx, 1, &p, ifindex, slot, p.tot_len, &reason);
-		if (!f)
+		if (!f) {
+			if (reason & FP_DROP_BIT) {
+				fp_count_drop(slot, reason & ~FP_DROP_BIT, bytes);
+				return XDP_DROP;
+			}
 			goto pass;
+		}
 		if (p.tot_len > f->mtu) {
 			reason = FP_PASS_FRAG_NEEDED;
+			goto pass;
+		}
+		if (fp_flow_csum_bad(ctx, 1, &p)) {
+			reason = FP_PASS_BAD_CHECKSUM;
 			goto pass;
 		}
 		/* As below: the redirect target is checked before any edit */
@@ -219,10 +228,19 @@ int fp_tc(struct __sk_buff *skb)
 	l3_len = fp_tc_l3_len(skb, &p);
 	if (in->mode == FP_MODE_OFFLOAD) {
 		f = fp_flow_get(skb, 0, &p, ifindex, slot, l3_len, &reason);
-		if (!f)
+		if (!f) {
+			if (reason & FP_DROP_BIT) {
+				fp_count_drop(slot, reason & ~FP_DROP_BIT, bytes);
+				return TC_ACT_SHOT;
+			}
 			goto pass;
+		}
 		if (l3_len > f->mtu) {
 			reason = FP_PASS_FRAG_NEEDED;
+			goto pass;
+		}
+		if (fp_flow_csum_bad(skb, 0, &p)) {
+			reason = FP_PASS_BAD_CHECKSUM;
 			goto pass;
 		}
 		if (!skb->gso_size)

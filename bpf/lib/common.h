@@ -67,8 +67,21 @@ enum fp_reason {
 	FP_PASS_REVALIDATE,      /* the flow's periodic pass through the ruleset (changes without events: set timeouts, ...) */
 	FP_PASS_WATCHDOG,        /* daemon heartbeat stale: fail open to the kernel */
 	FP_PASS_NF_DEVICE_CHAIN, /* an nftables chain on the ingress or egress device (netdev/inet ingress, netdev egress) */
+	FP_PASS_BAD_CHECKSUM,    /* TCP/UDP checksum of an offloaded flow's packet wrong (or, XDP, not yet filled in): conntrack calls it invalid */
 	FP_PASS_MAX,
 };
+
+/* Why the datapath dropped a packet itself: only where the kernel, with the
+ * state fastpath keeps from it, would not change anything for it either and
+ * cannot judge it any more (see docs/offload.md). The Go side reads the
+ * names from BTF, as for enum fp_reason. */
+enum fp_drop_reason {
+	FP_DROP_TCP_OUT_OF_WINDOW = 0, /* FIN/RST outside the window the other side advertised */
+	FP_DROP_MAX,
+};
+
+/* fp_flow_get reports a drop as FP_DROP_BIT | enum fp_drop_reason. */
+#define FP_DROP_BIT 0x100
 
 /* Per-CPU counters of one ingress interface. */
 struct fp_stats {
@@ -80,6 +93,9 @@ struct fp_stats {
 	__u64 pass_packets;
 	__u64 pass_bytes;
 	__u64 pass_reason[FP_PASS_MAX];
+	__u64 drop_packets;
+	__u64 drop_bytes;
+	__u64 drop_reason[FP_DROP_MAX];
 };
 
 enum fp_mode {
@@ -146,16 +162,23 @@ struct fp_flow {
 	__u32 ifindex_out;
 	__u32 fib_gen;       /* route/neighbour/link state it was built under */
 	__u32 fw_gen;        /* ruleset it was accepted under */
-	__u32 mtu;           /* path MTU towards the egress */
 	__u32 csum_addr;     /* ones' complement diff of the address rewrite */
+	__u16 mtu;           /* path MTU towards the egress */
+	__u16 tcp_win;       /* TCP: window field that goes with tcp_ack */
 	__u8 smac[6];
 	__u8 dmac[6];
 	__u8 flags;          /* enum fp_flow_flags */
-	__u8 pad[3];
+	__u8 tcp_wscale;     /* TCP: window scale of this direction's windows */
+	__u8 pad[2];
 	__be16 nat_sport;    /* the packet's ports and addresses after NAT */
 	__be16 nat_dport;
 	__be32 nat_saddr[4];
 	__be32 nat_daddr[4];
+	/* TCP, host order: the ack of this direction's segment whose ack plus
+	 * scaled window reached furthest, i.e. the edge of what the other
+	 * direction may send (conntrack's td_maxend for it). Fits the 128 bytes
+	 * the entry had anyway. */
+	__u32 tcp_ack;
 };
 
 enum fp_event_type {
@@ -182,6 +205,12 @@ struct fp_event {
 	__u8 pad[3];
 };
 
+enum fp_state_flags {
+	/* net.netfilter.nf_conntrack_checksum=0: conntrack does not verify
+	 * L4 checksums, so neither does fastpath (default: it does) */
+	FP_STATE_NO_CHECKSUM = 1,
+};
+
 /* Global state written by the daemon: generations and the heartbeat. */
 struct fp_state {
 	__u32 fib_gen;            /* bumped on route, neighbour, link changes */
@@ -192,7 +221,7 @@ struct fp_state {
 	__u32 udp_timeout_ms;
 	__u32 udp_stream_timeout_ms;
 	__u32 route_mtus;         /* entries in fp_mtu4 + fp_mtu6 */
-	__u32 pad;
+	__u32 flags;              /* enum fp_state_flags */
 	__u64 revalidate_ns;      /* each flow passes the ruleset again this often (0: never) */
 };
 
@@ -268,6 +297,8 @@ struct fp_btf_types {
 	enum fp_event_type event_type;
 	enum fp_flow_flags flow_flags;
 	enum fp_reason reason;
+	enum fp_drop_reason drop_reason;
+	enum fp_state_flags state_flags;
 };
 const volatile struct fp_btf_types fp_btf_types;
 

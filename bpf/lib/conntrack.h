@@ -26,6 +26,10 @@ static __always_inline void fp_key_of(struct fp_flow_key *k, const struct fp_pkt
 	} else {
 		struct ipv6hdr *ip6h = p->l3;
 
+		/* proven by fp_parse; again for the verifier, which can pair an
+		 * IPv4 proof with this path (the family is reloaded unknown) */
+		if ((void *)(ip6h + 1) > p->data_end)
+			return;
 		__builtin_memcpy(k->saddr, &ip6h->saddr, 16);
 		__builtin_memcpy(k->daddr, &ip6h->daddr, 16);
 	}

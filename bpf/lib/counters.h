@@ -44,3 +44,15 @@ static __always_inline void fp_count_event_lost(__u32 slot)
 	if (s)
 		s->events_lost++;
 }
+
+static __always_inline void fp_count_drop(__u32 slot, __u32 reason, __u64 bytes)
+{
+	struct fp_stats *s = bpf_map_lookup_elem(&fp_if_stats, &slot);
+
+	if (!s)
+		return;
+	s->drop_packets++;
+	s->drop_bytes += bytes;
+	if (reason < FP_DROP_MAX)
+		s->drop_reason[reason]++;
+}

@@ -8,6 +8,7 @@
 #include "conntrack.h"
 #include "counters.h"
 #include "forward.h"
+#include "l4csum.h"
 
 #define FP_CT_REFRESH_NS 1000000000ULL /* refresh conntrack at most once a second per flow */
 
@@ -66,6 +67,134 @@ static __always_inline void fp_flow_evict(const struct fp_flow_key *k, const str
 	bpf_map_delete_elem(&fp_flows, &rev);
 }
 
+/* TCP sequence space, per direction. conntrack, window-liberal for an
+ * offloaded flow (see docs/offload.md), would accept any FIN or RST; without
+ * fastpath it would call one outside the window INVALID and keep the
+ * connection. Each direction's entry keeps the furthest edge it allowed the
+ * other side to send up to (ack + window << scale, conntrack's td_maxend)
+ * as the ack and window that set it; a FIN or RST is checked against the
+ * other direction's entry. */
+
+/* fp_tcp_hdr: the TCP header fp_parse proved (checked again for the
+ * verifier), or NULL. */
+static __always_inline struct tcphdr *fp_tcp_hdr(const struct fp_pkt *p)
+{
+	struct tcphdr *th = p->l4;
+
+	if ((void *)(th + 1) > p->data_end)
+		return NULL;
+	return th;
+}
+
+/* fp_tcp_edge: how far the direction's windows let the other side send. */
+static __always_inline __u32 fp_tcp_edge(const struct fp_flow *f)
+{
+	return f->tcp_ack + ((__u32)f->tcp_win << (f->tcp_wscale & 15));
+}
+
+/* fp_tcp_widen moves f's edge out to edge, if that is further. */
+static __always_inline void fp_tcp_widen(struct fp_flow *f, __u32 edge)
+{
+	__u8 s = f->tcp_wscale & 15;
+	__u32 win;
+
+	if ((__s32)(edge - fp_tcp_edge(f)) <= 0)
+		return;
+	win = (edge - f->tcp_ack + (1U << s) - 1) >> s;
+	f->tcp_win = win > 0xffff ? 0xffff : win;
+}
+
+/* fp_tcp_seen notes a segment of f's direction; it writes only when the
+ * edge moves (or the ack does, at the same edge). */
+static __always_inline void fp_tcp_seen(struct fp_flow *f, const struct fp_pkt *p)
+{
+	struct tcphdr *th = fp_tcp_hdr(p);
+	__u32 ack, edge, old;
+	__u16 win;
+
+	if (!th)
+		return;
+	ack = bpf_ntohl(th->ack_seq);
+	win = bpf_ntohs(th->window);
+	edge = ack + ((__u32)win << (f->tcp_wscale & 15));
+	old = fp_tcp_edge(f);
+	if ((__s32)(edge - old) > 0 || (edge == old && (__s32)(ack - f->tcp_ack) > 0)) {
+		f->tcp_ack = ack;
+		f->tcp_win = win;
+	}
+}
+
+/* fp_tcp_init fills a TCP flow's tracking when it is cached: the window
+ * scale conntrack learnt from the handshake (when no SYN it saw carried
+ * one, it may have picked the connection up mid-stream: then the largest,
+ * so no real FIN or RST is refused), the segment's own ack and window,
+ * widened to the furthest edge conntrack or the stale entry knew. A
+ * function of its own: the programs' frame has no room left. */
+static __noinline void fp_tcp_init(struct fp_flow *f, const struct nf_conn *ct, __u8 dir,
+					const struct fp_pkt *p, const struct fp_flow *prev)
+{
+	__u8 flags0 = ct->proto.tcp.seen[0].flags, flags1 = ct->proto.tcp.seen[1].flags;
+	struct tcphdr *th;
+	__u32 ct_edge;
+
+	if (flags0 & flags1 & FP_CT_TCP_WINDOW_SCALE)
+		f->tcp_wscale = dir ? ct->proto.tcp.seen[1].td_scale : ct->proto.tcp.seen[0].td_scale;
+	else if ((flags0 | flags1) & FP_CT_TCP_WINDOW_SCALE)
+		f->tcp_wscale = 0; /* one side offered none: windows are not scaled */
+	else
+		f->tcp_wscale = 14;
+	if (f->tcp_wscale > 14)
+		f->tcp_wscale = 14;
+	/* the other side's td_maxend is the edge this direction's acks set */
+	ct_edge = dir ? ct->proto.tcp.seen[0].td_maxend : ct->proto.tcp.seen[1].td_maxend;
+	th = fp_tcp_hdr(p);
+	if (th) {
+		f->tcp_ack = bpf_ntohl(th->ack_seq);
+		f->tcp_win = bpf_ntohs(th->window);
+	}
+	fp_tcp_widen(f, ct_edge);
+	if (prev)
+		fp_tcp_widen(f, prev->tcp_ack + ((__u32)prev->tcp_win << (prev->tcp_wscale & 15)));
+}
+
+/* fp_tcp_in_window: 0 when a FIN or RST of f's direction is, for certain,
+ * outside the window the other direction advertised, as conntrack with
+ * its window would judge it (tcp_in_window: the sequence number at most
+ * the edge, the end no more than a window below); 1 when in the window or
+ * when the other direction is not cached (nothing known: the kernel
+ * decides, as before). */
+static __always_inline int fp_tcp_in_window(const struct fp_flow_key *k, const struct fp_flow *f,
+					    const struct fp_pkt *p)
+{
+	struct fp_flow_key rev = {
+		.family = k->family,
+		.proto = k->proto,
+		.sport = f->nat_dport,
+		.dport = f->nat_sport,
+	};
+	struct tcphdr *th = fp_tcp_hdr(p);
+	const struct fp_flow *r;
+	__u32 win, seq, end, edge;
+
+	if (!th)
+		return 1;
+	seq = bpf_ntohl(th->seq);
+
+	__builtin_memcpy(rev.saddr, f->nat_daddr, 16);
+	__builtin_memcpy(rev.daddr, f->nat_saddr, 16);
+	r = bpf_map_lookup_elem(&fp_flows, &rev);
+	if (!r)
+		return 1;
+	win = (__u32)r->tcp_win << (r->tcp_wscale & 15);
+	edge = r->tcp_ack + win;
+	end = seq + (p->tot_len - (__u32)(p->l4 - p->l3) - p->l4_hdr_len) + ((p->tcp_flags & FP_TCP_FIN) ? 1 : 0);
+	if ((__s32)(seq - edge) > 0)
+		return 0;
+	if ((__s32)(end - (r->tcp_ack - win)) < 0)
+		return 0;
+	return 1;
+}
+
 /* fp_flow_fill decides a missed or stale flow and caches it. */
 static __always_inline struct fp_flow *fp_flow_fill(void *ctx, const int xdp, const struct fp_pkt *p,
 						    const struct fp_flow_key *k, __u32 ifindex, __u32 slot, __u32 l3_len,
@@ -78,7 +207,7 @@ static __always_inline struct fp_flow *fp_flow_fill(void *ctx, const int xdp, co
 	struct fp_verdict *accepted;
 	struct fp_flow f = {}, *fp;
 	struct nf_conn *ct;
-	__u32 route_mtu;
+	__u32 route_mtu, mtu;
 	/* Copied now: the update below frees the stale element, which another
 	 * CPU may reuse at once. A pending flow keeps in ct_refresh_ns when it
 	 * last asked the daemon. */
@@ -97,12 +226,15 @@ static __always_inline struct fp_flow *fp_flow_fill(void *ctx, const int xdp, co
 	if (fp_ct_offloadable(ct, k->proto, reason))
 		goto release;
 	fp_ct_nat(&f, ct, opts.dir, k);
+	if (k->proto == IPPROTO_TCP)
+		fp_tcp_init(&f, ct, opts.dir, p, stale);
 
 	/* Route the packet as it will leave: after NAT (the entry stays held:
 	 * the verdict below needs the egress before the timeout may change) */
 	fp_fib_params(&fib, p, ifindex, l3_len, f.nat_saddr, f.nat_daddr, f.nat_sport, f.nat_dport);
+	route_mtu = fp_route_mtu(fib.family, fib.ipv6_dst); /* ipv4_dst is its first word */
 	rc = bpf_fib_lookup(ctx, &fib, sizeof(fib), 0);
-	if (fp_fib_check(rc, k->family, f.nat_daddr, l3_len, reason, &route_mtu))
+	if (fp_fib_check(rc, route_mtu, l3_len, reason, &route_mtu))
 		goto release;
 	if (fib.ifindex == ifindex) {
 		*reason = FP_PASS_HAIRPIN;
@@ -150,11 +282,12 @@ static __always_inline struct fp_flow *fp_flow_fill(void *ctx, const int xdp, co
 	/* Every MTU the kernel's forwarding would apply: the link's, the FIB's
 	 * answer (an IPv6 interface MTU, a PMTU exception, a locked route MTU)
 	 * and any route MTU metric the lookup ignores. */
-	f.mtu = egress->mtu;
-	if (fib.mtu_result && fib.mtu_result < f.mtu)
-		f.mtu = fib.mtu_result;
-	if (route_mtu && route_mtu < f.mtu)
-		f.mtu = route_mtu;
+	mtu = egress->mtu;
+	if (fib.mtu_result && fib.mtu_result < mtu)
+		mtu = fib.mtu_result;
+	if (route_mtu && route_mtu < mtu)
+		mtu = route_mtu;
+	f.mtu = mtu > 0xffff ? 0xffff : mtu; /* no IP packet is larger */
 	__builtin_memcpy(f.smac, fib.smac, ETH_ALEN);
 	__builtin_memcpy(f.dmac, fib.dmac, ETH_ALEN);
 	/* saddr and daddr are adjacent in both structs: one diff covers both */
@@ -253,10 +386,17 @@ static __always_inline struct fp_flow *fp_flow_get(void *ctx, const int xdp, con
 	if (p->l4_proto == IPPROTO_TCP) {
 		switch (fp_tcp_kind(p->tcp_flags)) {
 		case FP_TCP_KIND_DATA:
+			if (f)
+				fp_tcp_seen(f, p);
 			break;
 		case FP_TCP_KIND_CLOSE:
-			if (f)
+			if (f) {
+				if (!fp_tcp_in_window(&k, f, p)) {
+					*reason = FP_DROP_BIT | FP_DROP_TCP_OUT_OF_WINDOW;
+					return NULL;
+				}
 				fp_flow_evict(&k, f, slot, FP_PASS_TCP_CLOSE);
+			}
 			*reason = FP_PASS_TCP_CLOSE;
 			return NULL;
 		default:
@@ -306,6 +446,20 @@ static __always_inline struct fp_flow *fp_flow_get(void *ctx, const int xdp, con
 	return f;
 }
 
+/* fp_flow_csum_bad: a packet of an offloaded flow with a TCP/UDP checksum
+ * conntrack would call invalid (when it verifies them,
+ * nf_conntrack_checksum). It goes to the kernel, which drops it or lets the
+ * ruleset see it as invalid, as without fastpath; only packets about to be
+ * forwarded need the check, every other goes to the kernel anyway. A bad
+ * FIN or RST has evicted its flow by then: harmless, conntrack ignores the
+ * packet and the flow is offloaded again. */
+static __always_inline int fp_flow_csum_bad(void *ctx, const int xdp, const struct fp_pkt *p)
+{
+	const struct fp_state *st = fp_state();
+
+	return st && !(st->flags & FP_STATE_NO_CHECKSUM) && !fp_l4_csum_ok(ctx, xdp, p);
+}
+
 static __always_inline void fp_flow_account(struct fp_flow *f, __u64 bytes)
 {
 	__sync_fetch_and_add(&f->packets, 1);
@@ -330,6 +484,10 @@ static __always_inline void fp_flow_rewrite_l3(struct fp_pkt *p, const struct fp
 	} else {
 		struct ipv6hdr *ip6h = p->l3;
 
+		/* proven by fp_parse; again for the verifier, which after the
+		 * checksum call can pair an IPv4 proof with this path */
+		if ((void *)(ip6h + 1) > p->data_end)
+			return;
 		__builtin_memcpy(&ip6h->saddr, f->nat_saddr, 16);
 		__builtin_memcpy(&ip6h->daddr, f->nat_daddr, 16);
 	}

@@ -90,19 +90,18 @@ static __always_inline __u32 fp_route_mtu(__u8 family, const __be32 *dst)
 	return mtu ? *mtu : 0;
 }
 
-/* fp_fib_check turns a FIB answer into a pass reason, also enforcing route
- * MTU metrics the lookup ignores; *route_mtu is that metric, or 0. */
-static __always_inline int fp_fib_check(int rc, __u8 family, const __be32 *dst, __u32 l3_len, __u32 *reason,
-					__u32 *route_mtu)
+/* fp_fib_check turns a FIB answer into a pass reason, also enforcing the
+ * route MTU metric the lookup ignores (mtu, from fp_route_mtu before the
+ * lookup overwrote the destination with the gateway); *route_mtu is that
+ * metric, or 0. */
+static __always_inline int fp_fib_check(int rc, __u32 mtu, __u32 l3_len, __u32 *reason, __u32 *route_mtu)
 {
-	__u32 mtu;
-
 	*route_mtu = 0;
 	if (rc != BPF_FIB_LKUP_RET_SUCCESS) {
 		*reason = fp_fib_reason(rc);
 		return -1;
 	}
-	mtu = *route_mtu = fp_route_mtu(family, dst);
+	*route_mtu = mtu;
 	if (mtu && l3_len > mtu) {
 		*reason = FP_PASS_FRAG_NEEDED;
 		return -1;
@@ -119,10 +118,12 @@ static __always_inline int fp_route(void *ctx, struct bpf_fib_lookup *fib, const
 	__u32 route_mtu;
 	int rc;
 
+	__u32 mtu;
+
 	fp_fib_params(fib, p, ifindex, l3_len, fp_src_of(p), fp_dst_of(p), p->sport, p->dport);
+	mtu = fp_route_mtu(fib->family, fib->ipv6_dst); /* ipv4_dst is its first word */
 	rc = bpf_fib_lookup(ctx, fib, sizeof(*fib), 0);
-	/* not fib->ipv4_dst: on success the lookup overwrites it with the gateway */
-	if (fp_fib_check(rc, p->family, fp_dst_of(p), l3_len, reason, &route_mtu))
+	if (fp_fib_check(rc, mtu, l3_len, reason, &route_mtu))
 		return -1;
 	if (fib->ifindex == ifindex) {
 		*reason = FP_PASS_HAIRPIN;
@@ -157,6 +158,8 @@ static __always_inline void fp_forward_l2l3(struct fp_pkt *p, const __u8 *dmac, 
 	} else {
 		struct ipv6hdr *ip6h = p->l3;
 
+		if ((void *)(ip6h + 1) > p->data_end)
+			return; /* proven by fp_parse: for the verifier (see fp_key_of) */
 		ip6h->hop_limit--;
 	}
 }

@@ -47,6 +47,10 @@ struct nf_ct_ext {
 };
 
 struct ip_ct_tcp_state {
+	__u32 td_end;
+	__u32 td_maxend;
+	__u32 td_maxwin;
+	__u8 td_scale;
 	__u8 flags;
 };
 
@@ -70,6 +74,7 @@ struct nf_conn {
 struct sk_buff {
 	unsigned long _nfct;
 	int skb_iif;
+	__u8 ip_summed:2;
 };
 
 struct net_device {
@@ -122,3 +127,8 @@ extern int bpf_ct_change_status(struct nf_conn *nfct, __u32 status) __ksym;
 #define TCP_CONNTRACK_ESTABLISHED 3
 #define NF_CT_EXT_HELPER 0
 #define BPF_F_CURRENT_NETNS (-1)
+#define FP_CT_TCP_WINDOW_SCALE 0x02 /* IP_CT_TCP_FLAG_WINDOW_SCALE: the side's SYN carried a scale */
+#define FP_CHECKSUM_UNNECESSARY 1
+#define FP_CHECKSUM_PARTIAL 3
+
+extern void *bpf_cast_to_kern_ctx(void *obj) __ksym;

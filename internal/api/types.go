@@ -100,6 +100,11 @@ type InterfaceStats struct {
 	// PassReasons counts packets handed to the kernel, by reason name
 	// (see docs/counters.md); every reason is present, zero or not.
 	PassReasons map[string]uint64 `json:"pass_reasons"`
+	// Dropped: packets the datapath dropped itself, which only happens
+	// where the kernel would not act on them either (see docs/counters.md);
+	// DropReasons by reason name, every reason present.
+	Dropped     Counter           `json:"dropped"`
+	DropReasons map[string]uint64 `json:"drop_reasons"`
 }
 
 // Stats holds the counters of every interface the datapath serves.

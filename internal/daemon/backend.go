@@ -70,7 +70,7 @@ func (b *backend) Stats(context.Context) (*api.Stats, error) {
 	if err != nil {
 		return nil, err
 	}
-	names := b.dp.ReasonNames()
+	names, drops := b.dp.ReasonNames(), b.dp.DropReasonNames()
 	out := &api.Stats{Interfaces: []api.InterfaceStats{}}
 	for _, ic := range b.r.status() {
 		c, ok := counters[ic.Ifindex]
@@ -85,9 +85,14 @@ func (b *backend) Stats(context.Context) (*api.Stats, error) {
 			FlowsRemoved: c.FlowsRemoved,
 			EventsLost:   c.EventsLost,
 			PassReasons:  make(map[string]uint64, len(names)),
+			Dropped:      api.Counter{Packets: c.DropPackets, Bytes: c.DropBytes},
+			DropReasons:  make(map[string]uint64, len(drops)),
 		}
 		for i, n := range names {
 			s.PassReasons[n] = c.PassReason[i]
+		}
+		for i, n := range drops {
+			s.DropReasons[n] = c.DropReason[i]
 		}
 		out.Interfaces = append(out.Interfaces, s)
 	}

@@ -44,6 +44,7 @@ const (
 type Datapath struct {
 	objs     fastpathObjects
 	reasons  []string
+	drops    []string
 	g        globals
 	pinDir   string               // "" when not pinning
 	used     map[string]bool      // pinned links adopted or created by this run
@@ -94,7 +95,11 @@ func Load(opts Options) (*Datapath, error) {
 	if err != nil {
 		return nil, err
 	}
-	d := &Datapath{reasons: reasons, guardReasons: guardReasons, pinDir: opts.PinDir, used: map[string]bool{}, links: map[string]link.Link{},
+	drops, err := dropReasonNames(spec)
+	if err != nil {
+		return nil, err
+	}
+	d := &Datapath{reasons: reasons, drops: drops, guardReasons: guardReasons, pinDir: opts.PinDir, used: map[string]bool{}, links: map[string]link.Link{},
 		slots: map[int]uint32{}}
 	if opts.PinDir != "" {
 		state, err := loadPinned(spec, &d.objs, opts.PinDir)
@@ -144,25 +149,40 @@ func (d *Datapath) Close() error { return d.objs.Close() }
 // IfaceStats.PassReason, e.g. "ttl", "no_neigh".
 func (d *Datapath) ReasonNames() []string { return d.reasons }
 
+// DropReasonNames returns the drop reason counter names, indexed like
+// IfaceStats.DropReason, e.g. "tcp_out_of_window".
+func (d *Datapath) DropReasonNames() []string { return d.drops }
+
 // reasonNames reads enum fp_reason from the object's BTF, so the C enum is
 // the single source of the names.
 func reasonNames(spec *ebpf.CollectionSpec) ([]string, error) {
+	return enumNames(spec, "fp_reason", "FP_PASS_", len(fastpathFpStats{}.PassReason))
+}
+
+// dropReasonNames reads enum fp_drop_reason, as reasonNames does.
+func dropReasonNames(spec *ebpf.CollectionSpec) ([]string, error) {
+	return enumNames(spec, "fp_drop_reason", "FP_DROP_", len(fastpathFpStats{}.DropReason))
+}
+
+// enumNames reads a dense counter enum (prefix + NAME, ending in
+// prefix + MAX) whose counters array has n entries.
+func enumNames(spec *ebpf.CollectionSpec, enum, prefix string, n int) ([]string, error) {
 	var e *btf.Enum
-	if err := spec.Types.TypeByName("fp_reason", &e); err != nil {
-		return nil, fmt.Errorf("bpf object has no enum fp_reason: %w", err)
+	if err := spec.Types.TypeByName(enum, &e); err != nil {
+		return nil, fmt.Errorf("bpf object has no enum %s: %w", enum, err)
 	}
 	names := make([]string, 0, len(e.Values))
 	for i, v := range e.Values {
 		if v.Value != uint64(i) {
-			return nil, fmt.Errorf("enum fp_reason is not dense at %s", v.Name)
+			return nil, fmt.Errorf("enum %s is not dense at %s", enum, v.Name)
 		}
-		if v.Name == "FP_PASS_MAX" {
+		if v.Name == prefix+"MAX" {
 			break
 		}
-		names = append(names, strings.ToLower(strings.TrimPrefix(v.Name, "FP_PASS_")))
+		names = append(names, strings.ToLower(strings.TrimPrefix(v.Name, prefix)))
 	}
-	if len(names) != len(fastpathFpStats{}.PassReason) {
-		return nil, fmt.Errorf("enum fp_reason has %d reasons, counters have %d", len(names), len(fastpathFpStats{}.PassReason))
+	if len(names) != n {
+		return nil, fmt.Errorf("enum %s has %d reasons, counters have %d", enum, len(names), n)
 	}
 	return names, nil
 }
@@ -299,6 +319,8 @@ type IfaceStats struct {
 	FlowsAdded, FlowsRemoved uint64
 	EventsLost               uint64
 	PassReason               []uint64 // indexed like ReasonNames
+	DropPackets, DropBytes   uint64   // dropped by the datapath itself
+	DropReason               []uint64 // indexed like DropReasonNames
 }
 
 // Stats reads the counters of every managed interface, keyed by ifindex.
@@ -312,7 +334,7 @@ func (d *Datapath) Stats() (map[int]IfaceStats, error) {
 		if err := d.objs.FpIfStats.Lookup(slot, &percpu); err != nil {
 			return nil, fmt.Errorf("read counters: %w", err)
 		}
-		s := IfaceStats{PassReason: make([]uint64, len(d.reasons))}
+		s := IfaceStats{PassReason: make([]uint64, len(d.reasons)), DropReason: make([]uint64, len(d.drops))}
 		for _, c := range percpu {
 			s.FwdPackets += c.FwdPackets
 			s.FwdBytes += c.FwdBytes
@@ -323,6 +345,11 @@ func (d *Datapath) Stats() (map[int]IfaceStats, error) {
 			s.EventsLost += c.EventsLost
 			for i := range s.PassReason {
 				s.PassReason[i] += c.PassReason[i]
+			}
+			s.DropPackets += c.DropPackets
+			s.DropBytes += c.DropBytes
+			for i := range s.DropReason {
+				s.DropReason[i] += c.DropReason[i]
 			}
 		}
 		out[ifindex] = s

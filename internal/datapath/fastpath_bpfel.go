@@ -39,10 +39,17 @@ type fastpathFpBtfTypes struct {
 		Flags    uint8
 		Pad      [3]uint8
 	}
-	EventType uint32
-	FlowFlags uint32
-	Reason    uint32
-	_         [4]byte
+	EventType  uint32
+	FlowFlags  uint32
+	Reason     uint32
+	DropReason uint32
+	StateFlags uint32
+	_          [4]byte
+}
+
+type fastpathFpCsumBuf struct {
+	_ structs.HostLayout
+	B [256]uint8
 }
 
 type fastpathFpEvent struct {
@@ -82,17 +89,19 @@ type fastpathFpFlow struct {
 	IfindexOut  uint32
 	FibGen      uint32
 	FwGen       uint32
-	Mtu         uint32
 	CsumAddr    uint32
+	Mtu         uint16
+	TcpWin      uint16
 	Smac        [6]uint8
 	Dmac        [6]uint8
 	Flags       uint8
-	Pad         [3]uint8
+	TcpWscale   uint8
+	Pad         [2]uint8
 	NatSport    uint16
 	NatDport    uint16
 	NatSaddr    [4]uint32
 	NatDaddr    [4]uint32
-	_           [4]byte
+	TcpAck      uint32
 }
 
 type fastpathFpFlowFlags uint32
@@ -245,10 +254,16 @@ type fastpathFpState struct {
 	UdpTimeoutMs       uint32
 	UdpStreamTimeoutMs uint32
 	RouteMtus          uint32
-	Pad                uint32
+	Flags              uint32
 	_                  [4]byte
 	RevalidateNs       uint64
 }
+
+type fastpathFpStateFlags uint32
+
+const (
+	fastpathFpStateFlagsFP_STATE_NO_CHECKSUM fastpathFpStateFlags = 1
+)
 
 type fastpathFpStats struct {
 	_            structs.HostLayout
@@ -259,7 +274,10 @@ type fastpathFpStats struct {
 	EventsLost   uint64
 	PassPackets  uint64
 	PassBytes    uint64
-	PassReason   [30]uint64
+	PassReason   [31]uint64
+	DropPackets  uint64
+	DropBytes    uint64
+	DropReason   [1]uint64
 }
 
 type fastpathFpSweepArgs struct {
@@ -282,6 +300,7 @@ type fastpathFpVerdict struct {
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
 	fastpathMapFpAccepted      = "fp_accepted"
+	fastpathMapFpCsumScratch   = "fp_csum_scratch"
 	fastpathMapFpEvents        = "fp_events"
 	fastpathMapFpFlows         = "fp_flows"
 	fastpathMapFpGlobals       = "fp_globals"
@@ -305,6 +324,7 @@ const (
 	fastpathProgFpXdp          = "fp_xdp"
 	fastpathVarFpBtfTypes      = "fp_btf_types"
 	fastpathVarFpGuardBtfTypes = "fp_guard_btf_types"
+	fastpathVarFpZeroKey       = "fp_zero_key"
 )
 
 // loadFastpath returns the embedded CollectionSpec for fastpath.
@@ -360,6 +380,7 @@ type fastpathProgramSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type fastpathMapSpecs struct {
 	FpAccepted    *ebpf.MapSpec `ebpf:"fp_accepted"`
+	FpCsumScratch *ebpf.MapSpec `ebpf:"fp_csum_scratch"`
 	FpEvents      *ebpf.MapSpec `ebpf:"fp_events"`
 	FpFlows       *ebpf.MapSpec `ebpf:"fp_flows"`
 	FpGlobals     *ebpf.MapSpec `ebpf:"fp_globals"`
@@ -385,6 +406,7 @@ type fastpathMapSpecs struct {
 type fastpathVariableSpecs struct {
 	FpBtfTypes      *ebpf.VariableSpec `ebpf:"fp_btf_types"`
 	FpGuardBtfTypes *ebpf.VariableSpec `ebpf:"fp_guard_btf_types"`
+	FpZeroKey       *ebpf.VariableSpec `ebpf:"fp_zero_key"`
 }
 
 // fastpathObjects contains all objects after they have been loaded into the kernel.
@@ -408,6 +430,7 @@ func (o *fastpathObjects) Close() error {
 // It can be passed to loadFastpathObjects or ebpf.CollectionSpec.LoadAndAssign.
 type fastpathMaps struct {
 	FpAccepted    *ebpf.Map `ebpf:"fp_accepted"`
+	FpCsumScratch *ebpf.Map `ebpf:"fp_csum_scratch"`
 	FpEvents      *ebpf.Map `ebpf:"fp_events"`
 	FpFlows       *ebpf.Map `ebpf:"fp_flows"`
 	FpGlobals     *ebpf.Map `ebpf:"fp_globals"`
@@ -430,6 +453,7 @@ type fastpathMaps struct {
 func (m *fastpathMaps) Close() error {
 	return _FastpathClose(
 		m.FpAccepted,
+		m.FpCsumScratch,
 		m.FpEvents,
 		m.FpFlows,
 		m.FpGlobals,
@@ -456,6 +480,7 @@ func (m *fastpathMaps) Close() error {
 type fastpathVariables struct {
 	FpBtfTypes      *ebpf.Variable `ebpf:"fp_btf_types"`
 	FpGuardBtfTypes *ebpf.Variable `ebpf:"fp_guard_btf_types"`
+	FpZeroKey       *ebpf.Variable `ebpf:"fp_zero_key"`
 }
 
 // fastpathPrograms contains all programs after they have been loaded into the kernel.

@@ -223,6 +223,11 @@ func (m natModel) add(c natConn) {
 type natVerdict struct {
 	want []byte
 	why  string // for pass: a hint for failure messages
+	// mayDrop: a FIN or RST of a known flow, which the datapath drops when
+	// it lies outside the window the other direction advertised (its
+	// cached acks and windows, which the model does not follow); passed
+	// unchanged otherwise.
+	mayDrop bool
 }
 
 // expect applies the model to a frame arriving on ingress.
@@ -272,7 +277,11 @@ func (m natModel) expect(frame []byte, ingress *side) natVerdict {
 		switch l4[13] & 0x37 {
 		case 0x10, 0x30:
 		case 0x04, 0x14, 0x11, 0x31:
-			return natVerdict{why: "tcp fin/rst"}
+			in := Tuple{Proto: proto,
+				Src: netip.AddrPortFrom(src, binary.BigEndian.Uint16(l4[0:])),
+				Dst: netip.AddrPortFrom(dst, binary.BigEndian.Uint16(l4[2:]))}
+			_, known := m[in]
+			return natVerdict{why: "tcp fin/rst", mayDrop: known}
 		default:
 			return natVerdict{why: "tcp flags"}
 		}
@@ -289,6 +298,12 @@ func (m natModel) expect(frame []byte, ingress *side) natVerdict {
 	}
 	if l3Len > r.egress.mtu {
 		return natVerdict{why: "over the egress mtu"}
+	}
+	// conntrack verifies L4 checksums (nf_conntrack_checksum=1): a wrong
+	// one is invalid to it, so the datapath leaves it to the kernel; a
+	// UDP checksum of 0 means none, in both families (udp_error)
+	if !(proto == unix.IPPROTO_UDP && l4[6] == 0 && l4[7] == 0) && !l4ChecksumOK(src, dst, proto, l4) {
+		return natVerdict{why: "bad l4 checksum"}
 	}
 
 	want := bytes.Clone(frame[:14+l3Len]) // trailing bytes trimmed
@@ -413,4 +428,26 @@ func checkNAT(in, got, want []byte) error {
 			cgot, rin, rgot, cin)
 	}
 	return nil
+}
+
+// l4ChecksumOK reports whether a TCP/UDP segment's checksum is right over
+// its pseudo-header.
+func l4ChecksumOK(src, dst netip.Addr, proto byte, l4 []byte) bool {
+	var sum uint64
+	add := func(b []byte) {
+		for i := 0; i+1 < len(b); i += 2 {
+			sum += uint64(b[i])<<8 | uint64(b[i+1])
+		}
+		if len(b)%2 == 1 {
+			sum += uint64(b[len(b)-1]) << 8
+		}
+	}
+	add(src.AsSlice())
+	add(dst.AsSlice())
+	sum += uint64(proto) + uint64(len(l4))
+	add(l4)
+	for sum>>16 != 0 {
+		sum = sum&0xffff + sum>>16
+	}
+	return sum == 0xffff
 }

@@ -49,6 +49,8 @@ func offloadSeeds(t testing.TB, conns []natConn) (frames [][]byte, fromOut []boo
 			if l.in.Proto == unix.IPPROTO_TCP {
 				add(l.inFrame(t, seg{tcp: func(th *layers.TCP) { th.FIN = true }}), out)
 				add(l.inFrame(t, seg{tcp: func(th *layers.TCP) { th.RST = true }}), out)
+				// far outside the window: dropped while both directions are cached
+				add(l.inFrame(t, seg{tcp: func(th *layers.TCP) { th.RST, th.ACK, th.Seq = true, false, 1<<31 }}), out)
 				add(l.inFrame(t, seg{tcp: func(th *layers.TCP) { th.SYN = true }}), out)
 			} else {
 				if l.in.Src.Addr().Is4() {
@@ -56,7 +58,8 @@ func offloadSeeds(t testing.TB, conns []natConn) (frames [][]byte, fromOut []boo
 				}
 				add(l.inFrame(t, seg{payload: l.zeroingPayload(t)}), out)
 			}
-			// Checksums the router must carry, not repair.
+			// A bad L4 checksum goes to the kernel (conntrack calls it
+			// invalid); a bad IPv4 header checksum is carried, not repaired.
 			bad := bytes.Clone(base)
 			bad[len(bad)-1] ^= 0x5a
 			add(bad, out)
@@ -78,7 +81,8 @@ func offloadSeeds(t testing.TB, conns []natConn) (frames [][]byte, fromOut []boo
 // a few established, accepted connections (SNAT, DNAT, none; TCP, UDP;
 // IPv4, IPv6), already cached. Each frame must be passed unchanged or
 // redirected exactly as the NAT reference model (natModel) forwards it;
-// never dropped or aborted. The model is held to the other direction too:
+// never aborted, and dropped only where the model allows it (a FIN or RST
+// of a known flow: out of window). The model is held to the other direction too:
 // a frame it forwards must not be passed. Plain `go test` runs only the
 // seeds.
 func FuzzOffload(f *testing.F) {
@@ -138,8 +142,20 @@ func FuzzOffload(f *testing.F) {
 			if err := checkNAT(frame, res.out, v.want); err != nil {
 				t.Fatalf("%s from %s: %v\n input %s", h, ing.name, err, headers(frame))
 			}
+		case dropCode(h):
+			if !v.mayDrop {
+				t.Fatalf("%s dropped a frame from %s the model passes or forwards (%s): %s", h, ing.name, v.why, headers(frame))
+			}
 		default:
 			t.Fatalf("%s verdict %s from %s for %s", h, h.verdictName(res.verdict), ing.name, headers(frame))
 		}
 	})
+}
+
+// dropCode is the verdict that drops a frame in hook h.
+func dropCode(h hook) uint32 {
+	if h == hookTC {
+		return tcShot
+	}
+	return xdpDrop
 }

@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -1286,4 +1287,140 @@ func TestOffloadRevalidateInterval(t *testing.T) {
 			on.expectFlows(t, on.flowOfLeg(l, fwd+1, (fwd+1)*len(trimmed(frame))))
 		})
 	}
+}
+
+// TestOffloadTCPOutOfWindow: a FIN or RST of a cached connection whose
+// sequence number lies outside the window the other direction advertised
+// is dropped (tcp_out_of_window) and both directions stay cached: the
+// conntrack entry is window-liberal while offloaded and would accept it,
+// where conntrack with its window would call it invalid and keep the
+// connection (issue 16, case 1). One inside the window still evicts and
+// goes to the kernel. Each direction's window here: ack 2000 + 100 << 14
+// (the test entries carry no window scale: the largest is assumed).
+func TestOffloadTCPOutOfWindow(t *testing.T) {
+	on := newOffloadNet(t)
+	const edge = 2000 + 100<<14
+	win := func(th *layers.TCP) { th.Window = 100 }
+	flags := map[string]func(*layers.TCP, uint32){
+		"fin": func(th *layers.TCP, seq uint32) { th.FIN, th.Seq = true, seq },
+		"rst": func(th *layers.TCP, seq uint32) { th.RST, th.PSH, th.ACK, th.Seq = true, false, false, seq },
+	}
+	for _, fl := range []string{"fin", "rst"} {
+		for _, v6 := range []bool{false, true} {
+			for _, closer := range []bool{false, true} {
+				for _, h := range hooks() {
+					t.Run(fmt.Sprintf("%s/%s/%s from %s", h, famName(v6), fl, dirName(closer)), func(t *testing.T) {
+						c := on.offloadConn(t, kindSNAT, unix.IPPROTO_TCP, v6)
+						lo, lr := c.leg(false), c.leg(true)
+						sg := seg{tcp: win}
+						fo, fr := lo.inFrame(t, sg), lr.inFrame(t, sg)
+						on.forward(t, h, lo, fo, lo.natExpect(t, sg), runOpts{})
+						on.forward(t, h, lr, fr, lr.natExpect(t, sg), runOpts{})
+						flows := []flowView{on.flowOfLeg(lo, 1, len(fo)), on.flowOfLeg(lr, 1, len(fr))}
+						on.events(t)
+						l := c.leg(closer)
+						ack := uint32(2000)
+						below := ack - 100<<14 - 2 // a FIN's end (seq + 1) still a byte below
+						for _, seq := range []uint32{edge + 1, edge + 1<<30, below, 1 << 31} {
+							frame := l.inFrame(t, seg{payload: []byte{}, tcp: func(th *layers.TCP) { flags[fl](th, seq) }})
+							on.drop(t, h, l.ingress(), frame, "tcp_out_of_window")
+							on.expectFlows(t, flows...)
+						}
+						on.expectEvents(t)
+						// In the window: the close goes on.
+						frame := l.inFrame(t, seg{payload: []byte{}, tcp: func(th *layers.TCP) { flags[fl](th, ack+50) }})
+						on.pass(t, h, l.ingress(), frame, "tcp_close", runOpts{})
+						on.expectFlows(t)
+						on.expectEvents(t, on.removedEvent(l, "tcp_close"))
+					})
+				}
+			}
+		}
+	}
+}
+
+// drop runs frame from ingress and asserts the datapath dropped it,
+// counted under reason.
+func (on *offloadNet) drop(t *testing.T, h hook, ingress *side, frame []byte, reason string) {
+	t.Helper()
+	in := on.ifindex(ingress)
+	before, _ := on.stats(t, in)
+	res, err := on.run(h, frame, runOpts{ingress: in})
+	if err != nil {
+		t.Fatal(err)
+	}
+	after, _ := on.stats(t, in)
+	if want := dropCode(h); res.verdict != want {
+		t.Fatalf("verdict %s, want %s (pass reasons: %s)", h.verdictName(res.verdict), h.verdictName(dropCode(h)), on.reasonDiff(before, after))
+	}
+	i := slices.Index(on.d.DropReasonNames(), reason)
+	if i < 0 {
+		t.Fatalf("no drop reason %q in %v", reason, on.d.DropReasonNames())
+	}
+	if after.DropReason[i] != before.DropReason[i]+1 || after.DropPackets != before.DropPackets+1 ||
+		after.DropBytes != before.DropBytes+uint64(len(frame)) || after.PassPackets != before.PassPackets ||
+		after.FwdPackets != before.FwdPackets {
+		t.Errorf("counters: drop %s %d -> %d, dropped %d/%dB -> %d/%dB, passed %d -> %d, forwarded %d -> %d", reason,
+			before.DropReason[i], after.DropReason[i], before.DropPackets, before.DropBytes, after.DropPackets, after.DropBytes,
+			before.PassPackets, after.PassPackets, before.FwdPackets, after.FwdPackets)
+	}
+}
+
+// TestOffloadBadChecksum (issue 16, case 2): a segment or datagram of an
+// offloaded flow with a wrong TCP/UDP checksum goes to the kernel
+// unchanged (bad_checksum), where conntrack calls it invalid
+// (nf_conntrack_checksum=1, the default), and the flow stays cached; it is
+// never repaired. Right ones of every length are forwarded (the check sums
+// 256-byte chunks and a copied tail). With the sysctl off
+// (SetChecksum(false)) the datapath does not look, as conntrack would not.
+func TestOffloadBadChecksum(t *testing.T) {
+	on := newOffloadNet(t)
+	for _, proto := range []uint8{unix.IPPROTO_TCP, unix.IPPROTO_UDP} {
+		for _, v6 := range []bool{false, true} {
+			for _, h := range hooks() {
+				t.Run(fmt.Sprintf("%s/%s/%s", h, famName(v6), protoName(proto)), func(t *testing.T) {
+					c := on.offloadConn(t, kindSNAT, proto, v6)
+					l := c.leg(false)
+					fo := l.inFrame(t, seg{})
+					on.forward(t, h, l, fo, l.natExpect(t, seg{}), runOpts{})
+					n, bytes := 1, len(fo)
+					for _, size := range []int{1, 2, 3, 255, 256, 257, 511, 999, 1000, 1001, 1300} {
+						sg := seg{payload: payload(size)}
+						good := l.inFrame(t, sg)
+						bad := slices.Clone(good)
+						off, _ := l4Offset(bad)
+						bad[off+l4CheckOff(proto)] ^= 0x40
+						on.pass(t, h, sideIn0, bad, "bad_checksum", runOpts{})
+						want := l.natExpect(t, sg) // short frames lose their padding
+						on.forward(t, h, l, good, want, runOpts{})
+						n, bytes = n+1, bytes+len(want)
+						on.expectFlows(t, on.flowOfLeg(l, n, bytes))
+					}
+					// nf_conntrack_checksum=0: forwarded, as conntrack would let it be.
+					if err := on.d.SetChecksum(false); err != nil {
+						t.Fatal(err)
+					}
+					defer on.d.SetChecksum(true)
+					bad := slices.Clone(fo)
+					off, _ := l4Offset(bad)
+					bad[off+l4CheckOff(proto)] ^= 0x40
+					res, err := on.run(h, bad, runOpts{ingress: on.in0})
+					if err != nil {
+						t.Fatal(err)
+					}
+					if res.verdict != h.redirectCode() {
+						t.Errorf("nf_conntrack_checksum=0: verdict %s, want a redirect", h.verdictName(res.verdict))
+					}
+				})
+			}
+		}
+	}
+}
+
+// l4CheckOff is the checksum field's offset in the TCP or UDP header.
+func l4CheckOff(proto uint8) int {
+	if proto == unix.IPPROTO_TCP {
+		return 16
+	}
+	return 6
 }

@@ -103,3 +103,18 @@ func (d *Datapath) readGlobals() error {
 	}
 	return nil
 }
+
+// SetChecksum tells the datapath whether conntrack verifies TCP/UDP
+// checksums (net.netfilter.nf_conntrack_checksum): when it does, so does
+// the datapath for offloaded flows, and a packet that fails goes to the
+// kernel, which calls it invalid. The datapath starts with it on, the
+// kernel's default.
+func (d *Datapath) SetChecksum(verify bool) error {
+	return d.writeGlobals(func(s *fastpathFpState) {
+		if verify {
+			s.Flags &^= uint32(fastpathFpStateFlagsFP_STATE_NO_CHECKSUM)
+		} else {
+			s.Flags |= uint32(fastpathFpStateFlagsFP_STATE_NO_CHECKSUM)
+		}
+	})
+}

@@ -170,7 +170,8 @@ func (o *Mode) Resync() {
 }
 
 // refreshTimeouts copies the namespace's conntrack timeouts into the
-// datapath, which refreshes offloaded entries with them.
+// datapath, which refreshes offloaded entries with them, and whether
+// conntrack verifies checksums, which the datapath then does too.
 func (o *Mode) refreshTimeouts() error {
 	read := func(name string) (time.Duration, error) {
 		b, err := os.ReadFile("/proc/sys/net/netfilter/" + name)
@@ -194,7 +195,15 @@ func (o *Mode) refreshTimeouts() error {
 	if t.UDPStream, err = read("nf_conntrack_udp_timeout_stream"); err != nil {
 		return err
 	}
-	return o.dp.SetTimeouts(t)
+	if err := o.dp.SetTimeouts(t); err != nil {
+		return err
+	}
+	// nf_conntrack_checksum is a plain 0/1 (read as seconds above: 0 or 1s)
+	verify, err := read("nf_conntrack_checksum")
+	if err != nil {
+		return err
+	}
+	return o.dp.SetChecksum(verify != 0)
 }
 
 // conntrackEventBuffer is the conntrack event socket's receive buffer.
