@@ -15,6 +15,23 @@ char __license[] SEC("license") = "Dual BSD/GPL";
 
 #define FP_TC_PULL_LEN 128 /* Ethernet + 2 tags + IPv6 + TCP with options */
 
+/* Bulk TCP under native XDP: a redirected frame leaves one by one, each
+ * built into an skb at the far end, while the stack's GRO would merge a
+ * burst of segments into one skb first. So where a TC program sits behind
+ * XDP (FP_IF_GRO_TC), XDP hands an offloaded flow's TCP segments with at
+ * least FP_GRO_MIN_PAYLOAD bytes of payload to the stack uncounted; GRO
+ * merges them and the TC program forwards the aggregate. Small packets
+ * keep the XDP redirect. (XDP metadata would mark them, but this kernel
+ * refuses bpf_xdp_adjust_meta: TC recognises them by the same rule.) */
+#define FP_GRO_MIN_PAYLOAD 512
+
+/* l3_len: the IP length of each packet (of each segment, for GSO) */
+static __always_inline int fp_gro_bulk(const struct fp_pkt *p, __u32 l3_len)
+{
+	return p->l4_proto == IPPROTO_TCP &&
+	       l3_len >= (p->family == AF_INET ? 20 : 40) + p->l4_hdr_len + FP_GRO_MIN_PAYLOAD;
+}
+
 SEC("xdp")
 int fp_xdp(struct xdp_md *ctx)
 {
@@ -66,6 +83,8 @@ int fp_xdp(struct xdp_md *ctx)
 			reason = FP_PASS_FRAG_NEEDED;
 			goto pass;
 		}
+		if ((in->flags & FP_IF_GRO_TC) && fp_gro_bulk(&p, p.tot_len))
+			return XDP_PASS; /* to GRO, then TC, which counts it */
 		if (fp_flow_csum_bad(ctx, 1, &p)) {
 			reason = FP_PASS_BAD_CHECKSUM;
 			goto pass;
@@ -187,12 +206,19 @@ int fp_tc(struct __sk_buff *skb)
 	struct fp_pkt p;
 	__u32 reason = FP_PASS_FIB_OTHER, l3_len, slot; /* every path sets its own reason */
 	__be32 old_v6word;
+	int behind;
 
 	in = bpf_map_lookup_elem(&fp_ifaces, &ifindex);
 	if (!in)
 		return TC_ACT_OK; /* not managed: not counted either */
 	slot = in->slot;
-	if (fp_guard_tc(skb, ifindex, slot, in->mode))
+	/* Behind native XDP (FP_IF_GRO_TC), XDP guarded and judged every
+	 * packet, and counted all but the bulk TCP it handed over: only that
+	 * is this program's, found by XDP's rule (fp_gro_bulk); what it does
+	 * not forward, and everything else, goes on to the next program or
+	 * the stack uncounted. */
+	behind = in->flags & FP_IF_GRO_TC;
+	if (!behind && fp_guard_tc(skb, ifindex, slot, in->mode))
 		return TC_ACT_SHOT;
 	if (in->mode == FP_MODE_OFF) {
 		reason = FP_PASS_DISABLED;
@@ -226,6 +252,8 @@ int fp_tc(struct __sk_buff *skb)
 		goto pass;
 	}
 	l3_len = fp_tc_l3_len(skb, &p);
+	if (behind && !(in->mode == FP_MODE_OFFLOAD && fp_gro_bulk(&p, l3_len)))
+		return TC_ACT_UNSPEC;
 	if (in->mode == FP_MODE_OFFLOAD) {
 		f = fp_flow_get(skb, 0, &p, ifindex, slot, l3_len, &reason);
 		if (!f) {
@@ -260,6 +288,8 @@ int fp_tc(struct __sk_buff *skb)
 	fp_tc_trim(skb, &p);
 	return bpf_redirect(fib.ifindex, 0);
 pass:
+	if (behind)
+		return TC_ACT_UNSPEC; /* XDP counted it */
 	fp_count_pass(slot, reason, bytes);
 	return TC_ACT_OK;
 }

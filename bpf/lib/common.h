@@ -110,6 +110,7 @@ enum fp_mode {
 enum {
 	FP_IF_NF_INGRESS = 1, /* packets arriving here go to the kernel */
 	FP_IF_NF_EGRESS = 2,  /* never an egress of a redirect */
+	FP_IF_GRO_TC = 4,     /* a TC program sits behind native XDP here: XDP hands it bulk TCP to merge (GRO) first */
 };
 
 struct fp_iface {

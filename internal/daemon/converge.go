@@ -228,6 +228,11 @@ func (r *reconciler) converge(wanted func() []config.Interface, strict bool) ([]
 			failed[ie.name] = ie.err
 		}
 	}
+	for _, ic := range r.ifaces {
+		if ic.ifindex != 0 {
+			r.syncGRO(ic)
+		}
+	}
 	for _, ch := range changes {
 		actions = append(actions, ch.describe(failed[ch.ic.cfg.Name]))
 	}

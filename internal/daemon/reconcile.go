@@ -40,6 +40,11 @@ type iface struct {
 	// no redirect passes through: its packets go to the kernel (ingress),
 	// it is no redirect's egress (egress).
 	nf netwatch.DeviceHooks
+	// gro is the TC program behind native XDP in offload mode, which XDP
+	// hands bulk TCP to after GRO (datapath.HookTCGRO); groFlag tells XDP
+	// it is there (set before it attaches, cleared after it leaves).
+	gro     link.Link
+	groFlag bool
 	// declared is the mode written into the datapath ("" while not).
 	declared config.Mode
 	// mtu6 is net.ipv6.conf.IF.mtu when last read (0: no IPv6 on it).
@@ -156,7 +161,7 @@ func checkEthernet(l netlink.Link) error {
 func (r *reconciler) declare(ic *iface, l netlink.Link) error {
 	a := l.Attrs()
 	err := r.dp.SetIface(datapath.Iface{Index: a.Index, MAC: a.HardwareAddr, MTU: a.MTU, Mode: datapathMode(ic.cfg.Mode),
-		NFIngress: len(ic.nf.Ingress) > 0, NFEgress: len(ic.nf.Egress) > 0})
+		NFIngress: len(ic.nf.Ingress) > 0, NFEgress: len(ic.nf.Egress) > 0, GROTC: ic.groFlag})
 	if err != nil {
 		return fmt.Errorf("interface %s: %w", ic.cfg.Name, err)
 	}
@@ -348,8 +353,59 @@ func explainAttach(hook datapath.Hook, err error) error {
 	return err
 }
 
+// wantsGRO: native XDP in offload mode keeps a TC program behind it for
+// bulk TCP, which GRO merges before TC forwards it (bpf/fastpath.bpf.c:
+// XDP's redirect of each segment costs more than the stack's merging).
+func (ic *iface) wantsGRO() bool {
+	return ic.managed() && ic.cfg.Mode == config.ModeOffload && ic.hook == datapath.HookXDP && ic.link != nil
+}
+
+// syncGRO attaches or detaches the TC program behind XDP as wantsGRO says.
+// The flag goes first when it comes and last when it goes: in between, the
+// segments XDP hands over take the kernel's own path, correct and slower.
+func (r *reconciler) syncGRO(ic *iface) {
+	want := ic.wantsGRO()
+	if want && ic.gro == nil {
+		if !ic.groFlag {
+			ic.groFlag = true
+			if err := r.declare(ic, ic.nl); err != nil {
+				r.log.Warn("tc behind xdp", "interface", ic.cfg.Name, "err", err)
+				ic.groFlag = false
+				return
+			}
+		}
+		l, err := r.dp.Attach(ic.ifindex, datapath.HookTCGRO)
+		if err != nil {
+			r.log.Warn("tc behind xdp: bulk TCP takes the XDP redirect", "interface", ic.cfg.Name, "err", err)
+			ic.groFlag = false
+			if err := r.declare(ic, ic.nl); err != nil {
+				r.log.Warn("tc behind xdp", "interface", ic.cfg.Name, "err", err)
+			}
+			return
+		}
+		ic.gro = l
+		r.log.Info("tc behind xdp: bulk TCP is merged (GRO) and forwarded by TC", "interface", ic.cfg.Name)
+		return
+	}
+	if !want && ic.gro != nil {
+		r.detach(ic, ic.gro)
+		ic.gro = nil
+	}
+	if !want && ic.groFlag && ic.ifindex != 0 && ic.nl != nil {
+		ic.groFlag = false
+		if err := r.declare(ic, ic.nl); err != nil {
+			r.log.Warn("tc behind xdp", "interface", ic.cfg.Name, "err", err)
+		}
+	}
+}
+
 // teardown detaches and forgets an interface's datapath state.
 func (r *reconciler) teardown(ic *iface, state string) {
+	if ic.gro != nil {
+		r.detach(ic, ic.gro)
+		ic.gro = nil
+	}
+	ic.groFlag = false
 	if ic.link != nil {
 		r.detach(ic, ic.link)
 		ic.link = nil
@@ -376,6 +432,10 @@ func (r *reconciler) release() {
 			ic.link.Close()
 			ic.link = nil
 		}
+		if ic.gro != nil {
+			ic.gro.Close()
+			ic.gro = nil
+		}
 	}
 }
 
@@ -393,9 +453,13 @@ func (r *reconciler) status() []api.InterfaceStatus {
 func (r *reconciler) publish() {
 	out := make([]api.InterfaceStatus, 0, len(r.ifaces))
 	for _, ic := range r.ifaces {
+		why := ic.why
+		if ic.gro != nil {
+			why += "; tc behind it forwards bulk TCP after GRO"
+		}
 		is := api.InterfaceStatus{
 			Name: ic.cfg.Name, Ifindex: ic.ifindex, Mode: string(ic.cfg.Mode),
-			Attach: string(ic.cfg.Attach), AttachedAs: string(ic.hook), AttachReason: ic.why,
+			Attach: string(ic.cfg.Attach), AttachedAs: string(ic.hook), AttachReason: why,
 			ProgramID: ic.progID, LinkID: ic.linkID, XDPTarget: ic.xdpTarget, State: ic.state,
 			NFTIngressChains: ic.nf.Ingress, NFTEgressChains: ic.nf.Egress,
 		}

@@ -382,10 +382,14 @@ func TestAutoHookFacts(t *testing.T) {
 			if ic.hook != tc.want || !strings.Contains(ic.why, tc.why) {
 				t.Errorf("auto chose %s (%s), want %s (%s)", ic.hook, ic.why, tc.want, tc.why)
 			}
-			if hs := fx.dp.hooks(2); len(hs) != 1 || hs[0] != tc.want {
-				t.Errorf("r0 hooks %v, want just %s", hs, tc.want)
+			want := []datapath.Hook{tc.want}
+			if tc.want == datapath.HookXDP { // offload mode: TC behind it for bulk TCP
+				want = append(want, datapath.HookTCGRO)
 			}
-			if st := fx.r.status(); st[0].AttachReason != ic.why {
+			if hs := fx.dp.hooks(2); !slices.Equal(hs, want) {
+				t.Errorf("r0 hooks %v, want %v", hs, want)
+			}
+			if st := fx.r.status(); !strings.HasPrefix(st[0].AttachReason, ic.why) {
 				t.Errorf("status reason %q, want %q", st[0].AttachReason, ic.why)
 			}
 		})
@@ -491,8 +495,8 @@ func TestRedecideOnMTU(t *testing.T) {
 	if ic.hook != datapath.HookXDP {
 		t.Errorf("MTU back to 1500: %s (%s)", ic.hook, ic.why)
 	}
-	if hs := fx.dp.hooks(2); len(hs) != 1 || hs[0] != datapath.HookXDP {
-		t.Errorf("r0 hooks %v, want [xdp]", hs)
+	if hs := fx.dp.hooks(2); fmt.Sprint(hs) != "[xdp tc-gro]" {
+		t.Errorf("r0 hooks %v, want [xdp tc-gro]", hs)
 	}
 }
 
@@ -655,5 +659,49 @@ func TestReloadThenResync(t *testing.T) {
 	}
 	if fx.dp.ifaces[9].Mode != datapath.ModeRoute || fx.iface(t, "r1").link != link {
 		t.Errorf("r1 mode change: datapath %+v, relinked %v", fx.dp.ifaces[9], fx.iface(t, "r1").link != link)
+	}
+}
+
+// TestGROBehindXDP: native XDP in offload mode gets a TC program behind it
+// for bulk TCP (the datapath flag set before it attaches); route mode, TC
+// and a move away from XDP have none (the flag cleared after it leaves); a
+// refused attach leaves XDP alone, flag cleared.
+func TestGROBehindXDP(t *testing.T) {
+	fx := newFixture(t, ifc("r0", config.ModeOffload, config.AttachAuto), ifc("r1", config.ModeRoute, config.AttachAuto))
+	if err := fx.r.start(); err != nil {
+		t.Fatal(err)
+	}
+	if hs := fmt.Sprint(fx.dp.hooks(2)); hs != "[xdp tc-gro]" || !fx.dp.ifaces[2].GROTC {
+		t.Errorf("offload on xdp: hooks %s, flag %v", hs, fx.dp.ifaces[2].GROTC)
+	}
+	if hs := fmt.Sprint(fx.dp.hooks(3)); hs != "[xdp]" || fx.dp.ifaces[3].GROTC {
+		t.Errorf("route mode on xdp: hooks %s, flag %v", hs, fx.dp.ifaces[3].GROTC)
+	}
+	if st := fx.r.status(); !strings.Contains(st[0].AttachReason, "tc behind it") {
+		t.Errorf("status reason %q", st[0].AttachReason)
+	}
+	// r0's peer starts sending partial checksums: r0 moves to TC alone.
+	fx.peers["r0"] = peerAnswer{p: vethpeer.Peer{Name: "g0", PartialChecksums: true}}
+	fx.r.sync()
+	if hs := fmt.Sprint(fx.dp.hooks(2)); hs != "[tc]" || fx.dp.ifaces[2].GROTC {
+		t.Errorf("moved to tc: hooks %s, flag %v", hs, fx.dp.ifaces[2].GROTC)
+	}
+	// Back to XDP, but the kernel refuses the TC program behind it.
+	delete(fx.peers, "r0")
+	fx.dp.fail[datapath.HookTCGRO] = errors.New("tcx refused")
+	fx.r.sync()
+	if hs := fmt.Sprint(fx.dp.hooks(2)); hs != "[xdp]" || fx.dp.ifaces[2].GROTC {
+		t.Errorf("tc behind refused: hooks %s, flag %v", hs, fx.dp.ifaces[2].GROTC)
+	}
+	delete(fx.dp.fail, datapath.HookTCGRO)
+	fx.r.sync()
+	if hs := fmt.Sprint(fx.dp.hooks(2)); hs != "[xdp tc-gro]" || !fx.dp.ifaces[2].GROTC {
+		t.Errorf("retried: hooks %s, flag %v", hs, fx.dp.ifaces[2].GROTC)
+	}
+	// The interface goes away: both detached.
+	delete(fx.links, "r0")
+	fx.r.sync()
+	if hs := fx.dp.hooks(2); len(hs) != 0 {
+		t.Errorf("gone: hooks %v", hs)
 	}
 }

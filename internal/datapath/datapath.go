@@ -38,6 +38,9 @@ const (
 	HookXDP        Hook = "xdp"         // native (driver) XDP
 	HookXDPGeneric Hook = "xdp-generic" // skb-based XDP, slow, for testing
 	HookTC         Hook = "tc"          // tcx ingress
+	// HookTCGRO is a TC program behind native XDP on the same device: XDP
+	// hands it an offloaded flow's bulk TCP, which GRO merged first.
+	HookTCGRO Hook = "tc-gro"
 )
 
 // Datapath holds the loaded programs and maps of one network namespace.
@@ -205,7 +208,7 @@ func (d *Datapath) Attach(ifindex int, hook Hook) (link.Link, error) {
 			return nil, fmt.Errorf("attach %s: %w", hook, err)
 		}
 		return l, nil
-	case HookTC:
+	case HookTC, HookTCGRO:
 		l, err := d.adoptOrAttach(name, d.objs.FpTc, func() (link.Link, error) {
 			return link.AttachTCX(link.TCXOptions{Program: d.objs.FpTc, Attach: ebpf.AttachTCXIngress, Interface: ifindex})
 		})
@@ -227,12 +230,16 @@ type Iface struct {
 	// through: with NFIngress its packets go to the kernel; with NFEgress
 	// it is no redirect's egress.
 	NFIngress, NFEgress bool
+	// GROTC: native XDP hands bulk TCP to a TC program (HookTCGRO) behind
+	// it, which then leaves everything else alone.
+	GROTC bool
 }
 
 // fp_iface flags (bpf/lib/common.h).
 const (
 	ifNFIngress = 1
 	ifNFEgress  = 2
+	ifGROTC     = 4
 )
 
 // SetIface declares an interface managed: packets arriving on it are handled
@@ -266,6 +273,9 @@ func (d *Datapath) SetIface(ifc Iface) error {
 	}
 	if ifc.NFEgress {
 		v.Flags |= ifNFEgress
+	}
+	if ifc.GROTC {
+		v.Flags |= ifGROTC
 	}
 	copy(v.Mac[:], ifc.MAC)
 	if err := d.objs.FpIfaces.Update(uint32(ifc.Index), v, ebpf.UpdateAny); err != nil {

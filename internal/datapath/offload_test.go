@@ -1424,3 +1424,54 @@ func l4CheckOff(proto uint8) int {
 	}
 	return 6
 }
+
+// TestOffloadGROHandoff: with a TC program behind native XDP (the GROTC
+// flag), XDP hands an offloaded flow's bulk TCP segments (512 bytes of
+// payload or more) to the stack uncounted, for GRO and then TC, which
+// forwards and counts them; small segments keep the XDP redirect. The TC
+// program behind XDP leaves everything else to the next program or the
+// stack (TC_ACT_UNSPEC) uncounted: XDP judged and counted it.
+func TestOffloadGROHandoff(t *testing.T) {
+	on := newOffloadNet(t)
+	in0 := func(gro bool) error {
+		return on.d.SetIface(Iface{Index: on.in0, MAC: macIn0, MTU: 1500, Mode: ModeOffload, GROTC: gro})
+	}
+	on.must(t, func() error { return in0(true) })
+	t.Cleanup(func() {
+		if err := on.do(func() error { return in0(false) }); err != nil {
+			t.Errorf("restore in0: %v", err)
+		}
+	})
+	uncounted := func(t *testing.T, h hook, frame []byte, want uint32) {
+		t.Helper()
+		before, _ := on.stats(t, on.in0)
+		res, err := on.run(h, frame, runOpts{ingress: on.in0})
+		if err != nil {
+			t.Fatal(err)
+		}
+		after, _ := on.stats(t, on.in0)
+		if res.verdict != want {
+			t.Errorf("%s: verdict %s, want %s", h, h.verdictName(res.verdict), h.verdictName(want))
+		}
+		if after.FwdPackets != before.FwdPackets || after.PassPackets != before.PassPackets {
+			t.Errorf("%s: counted: %+v -> %+v", h, before, after)
+		}
+	}
+	for _, v6 := range []bool{false, true} {
+		t.Run(famName(v6), func(t *testing.T) {
+			c := on.offloadConn(t, kindSNAT, unix.IPPROTO_TCP, v6)
+			l := c.leg(false)
+			small := seg{payload: make([]byte, 100)}
+			on.forward(t, hookXDP, l, l.inFrame(t, small), l.natExpect(t, small), runOpts{})
+			uncounted(t, hookTC, l.inFrame(t, small), tcActUnspec)
+
+			bulk := seg{payload: make([]byte, 1000)}
+			uncounted(t, hookXDP, l.inFrame(t, bulk), xdpPass)
+			on.forward(t, hookTC, l, l.inFrame(t, bulk), l.natExpect(t, bulk), runOpts{})
+
+			// Not TCP: XDP's alone.
+			u := on.offloadConn(t, kindSNAT, unix.IPPROTO_UDP, v6).leg(false)
+			uncounted(t, hookTC, u.inFrame(t, bulk), tcActUnspec)
+		})
+	}
+}

@@ -31,6 +31,7 @@ const (
 	xdpPass     = 2
 	xdpTx       = 3
 	xdpRedirect = 4
+	tcActUnspec = ^uint32(0) // TC_ACT_UNSPEC (-1): the next program, or the stack
 	tcOK        = 0
 	tcShot      = 2
 	tcRedirect  = 7

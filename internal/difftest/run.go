@@ -42,7 +42,7 @@ func (o RunOptions) Mode() string {
 // Bounds of a run.
 const (
 	labTimeout     = 20 * time.Second
-	readyTimeout   = 10 * time.Second
+	readyTimeout   = 30 * time.Second
 	cmdTimeout     = 5 * time.Second
 	minWarmup      = 400 * time.Millisecond
 	offloadTimeout = 6 * time.Second // warm-up until fastpath carries every flow

@@ -33,7 +33,7 @@ import (
 // Bounds of the harness; each test also has its own overall deadline.
 const (
 	labTimeout   = 20 * time.Second
-	readyTimeout = 10 * time.Second // daemon start until all attached
+	readyTimeout = 30 * time.Second // daemon start until all attached (loading the programs takes seconds on a busy machine)
 	exitTimeout  = 10 * time.Second // a daemon that must fail, until it exits
 	callTimeout  = 2 * time.Second  // one API call
 	testTimeout  = 60 * time.Second // one test's traffic and polls

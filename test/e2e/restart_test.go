@@ -47,15 +47,17 @@ func TestRestartWithoutLoss(t *testing.T) {
 
 			d := startKept(t, l.Rtr, bin, cfg, socket)
 
-			// Traffic first through the kernel, then offloaded.
+			// Traffic first through the kernel, then offloaded; it lasts
+			// across both restarts (a daemon takes seconds to load its
+			// programs on a busy 2-core machine).
 			udpDone := make(chan traffic.UDPResult, 1)
 			udpErr := make(chan error, 1)
 			go func() {
-				r, err := traffic.UDPStream(ctx, l.Gen, l.Sink, netip.AddrPortFrom(l.SinkAddr4, 0), 4000, 256, time.Millisecond)
+				r, err := traffic.UDPStream(ctx, l.Gen, l.Sink, netip.AddrPortFrom(l.SinkAddr4, 0), 15000, 256, time.Millisecond)
 				udpDone <- r
 				udpErr <- err
 			}()
-			tcp := startPacedTCP(ctx, t, l.Gen, l.Sink, l.SinkAddr4, 3*time.Second)
+			tcp := startPacedTCP(ctx, t, l.Gen, l.Sink, l.SinkAddr4, 12*time.Second)
 			pollUntil(t, 5*time.Second, "flows offloaded", func() error {
 				if f := d.counters(t, l.Rtr).forwarded(); f < 200 {
 					return fmt.Errorf("fastpath forwarded %d packets", f)
