@@ -45,6 +45,7 @@ type iface struct {
 	// it is there (set before it attaches, cleared after it leaves).
 	gro     link.Link
 	groFlag bool
+	groOn   bool // the device merges received segments (GRO): else a TC program behind XDP only costs
 	// declared is the mode written into the datapath ("" while not).
 	declared config.Mode
 	// mtu6 is net.ipv6.conf.IF.mtu when last read (0: no IPv6 on it).
@@ -71,6 +72,8 @@ type reconciler struct {
 	peers peerSource
 	// shaping reads an interface's egress shaping (netwatch.EgressShaping).
 	shaping func(ifindex int) (string, error)
+	// groOn reads whether a device has GRO on (netwatch.GROEnabled).
+	groOn func(name string) (bool, error)
 	// ipv6MTU reads an interface's IPv6 MTU (0 if it has no IPv6).
 	ipv6MTU func(name string) int
 	// nfHooks lists the nftables chains bound to devices, by device name.
@@ -105,7 +108,7 @@ type peerSource interface {
 }
 
 func newReconciler(cfg *config.Config, dp dataplane, feats featureSource, peers peerSource, events *eventhub.Hub, log *slog.Logger) *reconciler {
-	r := &reconciler{dp: dp, feats: feats, peers: peers, shaping: netwatch.EgressShaping, nfHooks: netwatch.NFTDeviceHooks, ipv6MTU: netwatch.IPv6MTU, links: linksByName, log: log, events: events}
+	r := &reconciler{dp: dp, feats: feats, peers: peers, shaping: netwatch.EgressShaping, nfHooks: netwatch.NFTDeviceHooks, ipv6MTU: netwatch.IPv6MTU, groOn: netwatch.GROEnabled, links: linksByName, log: log, events: events}
 	for _, c := range cfg.Interfaces {
 		st := api.StateMissing
 		if c.Mode == config.ModeOff {
@@ -357,13 +360,18 @@ func explainAttach(hook datapath.Hook, err error) error {
 // bulk TCP, which GRO merges before TC forwards it (bpf/fastpath.bpf.c:
 // XDP's redirect of each segment costs more than the stack's merging).
 func (ic *iface) wantsGRO() bool {
-	return ic.managed() && ic.cfg.Mode == config.ModeOffload && ic.hook == datapath.HookXDP && ic.link != nil
+	return ic.managed() && ic.cfg.Mode == config.ModeOffload && ic.hook == datapath.HookXDP && ic.link != nil && ic.groOn
 }
 
 // syncGRO attaches or detaches the TC program behind XDP as wantsGRO says.
 // The flag goes first when it comes and last when it goes: in between, the
 // segments XDP hands over take the kernel's own path, correct and slower.
 func (r *reconciler) syncGRO(ic *iface) {
+	on, err := r.groOn(ic.cfg.Name)
+	if err != nil && ic.link != nil && ic.hook == datapath.HookXDP {
+		r.log.Warn("gro of the device unknown: no tc behind xdp", "interface", ic.cfg.Name, "err", err)
+	}
+	ic.groOn = on && err == nil
 	want := ic.wantsGRO()
 	if want && ic.gro == nil {
 		if !ic.groFlag {
@@ -454,8 +462,11 @@ func (r *reconciler) publish() {
 	out := make([]api.InterfaceStatus, 0, len(r.ifaces))
 	for _, ic := range r.ifaces {
 		why := ic.why
-		if ic.gro != nil {
+		switch {
+		case ic.gro != nil:
 			why += "; tc behind it forwards bulk TCP after GRO"
+		case ic.hook == datapath.HookXDP && ic.cfg.Mode == config.ModeOffload && !ic.groOn:
+			why += "; GRO is off on the device, so bulk TCP takes the XDP redirect (ethtool -K " + ic.cfg.Name + " gro on merges it for TC)"
 		}
 		is := api.InterfaceStatus{
 			Name: ic.cfg.Name, Ifindex: ic.ifindex, Mode: string(ic.cfg.Mode),

@@ -135,7 +135,8 @@ type fixture struct {
 	shaping map[int]string                  // egress shaping by ifindex
 	nf      map[string]netwatch.DeviceHooks // nftables device chains by name
 	nfErr   error
-	mtu6    map[string]int // IPv6 MTUs by name
+	mtu6    map[string]int  // IPv6 MTUs by name
+	groOff  map[string]bool // devices with GRO off
 	r       *reconciler
 	dp      *fakeDP
 	feats   fakeFeats
@@ -146,7 +147,7 @@ type fixture struct {
 func newFixture(t *testing.T, ifaces ...config.Interface) *fixture {
 	t.Helper()
 	fx := &fixture{dp: newFakeDP(), feats: fakeFeats{}, peers: fakePeers{}, links: map[string]netlink.Link{}, shaping: map[int]string{},
-		nf: map[string]netwatch.DeviceHooks{}, mtu6: map[string]int{}}
+		nf: map[string]netwatch.DeviceHooks{}, mtu6: map[string]int{}, groOff: map[string]bool{}}
 	for i, name := range []string{"r0", "r1", "r2"} {
 		fx.addLink(name, i+2, veth)
 	}
@@ -154,6 +155,7 @@ func newFixture(t *testing.T, ifaces ...config.Interface) *fixture {
 	fx.r = newReconciler(cfg, fx.dp, fx.feats, fx.peers, eventhub.New(100, 100), slog.New(slog.DiscardHandler))
 	fx.r.shaping = func(idx int) (string, error) { return fx.shaping[idx], nil }
 	fx.r.ipv6MTU = func(name string) int { return fx.mtu6[name] }
+	fx.r.groOn = func(name string) (bool, error) { return !fx.groOff[name], nil }
 	fx.r.nfHooks = func() (map[string]netwatch.DeviceHooks, error) { return maps.Clone(fx.nf), fx.nfErr }
 	fx.r.links = func() (map[string]netlink.Link, error) {
 		m := make(map[string]netlink.Link, len(fx.links))
@@ -698,6 +700,17 @@ func TestGROBehindXDP(t *testing.T) {
 	if hs := fmt.Sprint(fx.dp.hooks(2)); hs != "[xdp tc-gro]" || !fx.dp.ifaces[2].GROTC {
 		t.Errorf("retried: hooks %s, flag %v", hs, fx.dp.ifaces[2].GROTC)
 	}
+	// GRO turned off on r0: the TC program behind XDP only costs then.
+	fx.groOff["r0"] = true
+	fx.r.sync()
+	if hs := fmt.Sprint(fx.dp.hooks(2)); hs != "[xdp]" || fx.dp.ifaces[2].GROTC {
+		t.Errorf("gro off: hooks %s, flag %v", hs, fx.dp.ifaces[2].GROTC)
+	}
+	if st := fx.r.status(); !strings.Contains(st[0].AttachReason, "GRO is off") {
+		t.Errorf("status reason with gro off: %q", st[0].AttachReason)
+	}
+	delete(fx.groOff, "r0")
+	fx.r.sync()
 	// The interface goes away: both detached.
 	delete(fx.links, "r0")
 	fx.r.sync()

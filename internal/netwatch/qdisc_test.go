@@ -63,3 +63,23 @@ func TestEgressShaping(t *testing.T) {
 		t.Errorf("with a tcx egress program: %q", s)
 	}
 }
+
+// TestGROEnabled reads a veth's GRO as ethtool sets it.
+func TestGROEnabled(t *testing.T) {
+	ns := emptyNS(t)
+	ipCmds(t, ns, "link add v0 type veth peer name v1")
+	for _, want := range []bool{true, false} {
+		state := map[bool]string{true: "on", false: "off"}[want]
+		inNS(t, ns, "", "ethtool", "-K", "v0", "gro", state)
+		var got bool
+		if err := nsutil.Do(ns, func() (err error) { got, err = GROEnabled("v0"); return err }); err != nil {
+			t.Fatal(err)
+		}
+		if got != want {
+			t.Errorf("gro %s: read %v", state, got)
+		}
+	}
+	if err := nsutil.Do(ns, func() error { _, err := GROEnabled("nosuchdev"); return err }); err == nil {
+		t.Error("no error for a missing device")
+	}
+}
