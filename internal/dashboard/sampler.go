@@ -1,0 +1,272 @@
+package dashboard
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/fastpath-router/fastpath/internal/api"
+)
+
+// Bounds of what the sampler keeps and sends.
+const (
+	eventHistory = 200 // events a newly opened page gets
+	topFlows     = 50  // flows per sample, largest rate first
+	clientBuffer = 16  // messages waiting for a slow page before it loses some
+	callTimeout  = 2 * time.Second
+)
+
+// Rate is packets and bits per second.
+type Rate struct {
+	PPS float64 `json:"pps"`
+	BPS float64 `json:"bps"`
+}
+
+// IfaceRate is one interface's rates over the last sample period.
+type IfaceRate struct {
+	Name      string `json:"name"`
+	Forwarded Rate   `json:"forwarded"`
+	Passed    Rate   `json:"passed"`
+	// PassReasons: packets per second passed to the kernel, by reason;
+	// only reasons with packets in the period.
+	PassReasons map[string]float64 `json:"pass_reasons,omitempty"`
+}
+
+// Sample is one sampler tick's rates.
+type Sample struct {
+	Time       time.Time   `json:"time"`
+	Interfaces []IfaceRate `json:"interfaces"`
+}
+
+// Tick is what every page receives each period ("tick" event): the rates,
+// and the status and counters as the API returns them at that moment.
+type Tick struct {
+	Sample Sample      `json:"sample"`
+	Status *api.Status `json:"status,omitempty"`
+	Stats  *api.Stats  `json:"stats,omitempty"`
+	Error  string      `json:"error,omitempty"` // the backend failed this tick
+	// Clients: pages open now; Dropped: messages this page lost.
+	Clients int    `json:"clients"`
+	Dropped uint64 `json:"dropped"`
+}
+
+// Hello is the first message of a stream: the history the charts and the
+// event list start from.
+type Hello struct {
+	History []Sample    `json:"history"`
+	Events  []api.Event `json:"events"` // oldest first
+	Period  float64     `json:"period_seconds"`
+}
+
+// client is one open event stream.
+type client struct {
+	ch      chan []byte
+	filter  flowFilter
+	dropped uint64 // under sampler.mu
+}
+
+// sampler reads the backend once per period for every page together and
+// keeps the recent history. Counters and status are read always (cheap:
+// a few per-CPU entries); the flow table only while a page is open.
+type sampler struct {
+	b       api.Backend
+	every   time.Duration
+	history int
+	log     *slog.Logger
+
+	mu      sync.Mutex
+	clients map[*client]struct{}
+	samples []Sample    // ring, oldest first
+	events  []api.Event // ring, oldest first
+
+	// Tick state, sampler goroutine only.
+	prevStats map[string]api.InterfaceStats
+	prevAt    time.Time
+	flows     flowRates
+}
+
+func newSampler(b api.Backend, every time.Duration, history int, log *slog.Logger) *sampler {
+	return &sampler{b: b, every: every, history: history, log: log, clients: map[*client]struct{}{},
+		flows: flowRates{prev: map[flowKey]api.Counter{}}}
+}
+
+// run samples until ctx ends.
+func (s *sampler) run(ctx context.Context) {
+	go s.followEvents(ctx)
+	t := time.NewTicker(s.every)
+	defer t.Stop()
+	s.tick(ctx, time.Now())
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-t.C:
+			s.tick(ctx, now)
+		}
+	}
+}
+
+// followEvents keeps the recent events and passes each to every page. The
+// backend may not serve events yet (the daemon is starting): it retries.
+func (s *sampler) followEvents(ctx context.Context) {
+	for ctx.Err() == nil {
+		ch, err := s.b.Events(ctx)
+		if err != nil {
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(s.every):
+				continue
+			}
+		}
+		for e := range ch {
+			s.addEvent(e)
+		}
+	}
+}
+
+func (s *sampler) addEvent(e api.Event) {
+	msg := sseMessage("event", e)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.events = appendRing(s.events, e, eventHistory)
+	for c := range s.clients {
+		s.send(c, msg)
+	}
+}
+
+// tick reads the backend once and sends every page its message.
+func (s *sampler) tick(ctx context.Context, now time.Time) {
+	cctx, cancel := context.WithTimeout(ctx, callTimeout)
+	defer cancel()
+	t := Tick{Sample: Sample{Time: now.UTC(), Interfaces: []IfaceRate{}}}
+	st, err := s.b.Status(cctx)
+	if err == nil {
+		t.Status = st
+		t.Stats, err = s.b.Stats(cctx)
+	}
+	if err != nil {
+		t.Error = err.Error()
+	} else {
+		t.Sample.Interfaces = s.rates(t.Stats, now)
+	}
+
+	s.mu.Lock()
+	open := len(s.clients)
+	s.mu.Unlock()
+	var flows *api.Flows
+	if open > 0 && err == nil {
+		if flows, err = s.b.Flows(cctx, api.FlowQuery{}); err != nil {
+			t.Error = err.Error()
+		}
+	}
+	rated := s.flows.update(flows, now)
+
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.samples = appendRing(s.samples, t.Sample, s.history)
+	t.Clients = len(s.clients)
+	for c := range s.clients {
+		t.Dropped = c.dropped
+		s.send(c, sseMessage("tick", t))
+		if flows != nil {
+			s.send(c, sseMessage("flows", c.filter.top(rated, flows, topFlows)))
+		}
+	}
+}
+
+// rates turns two readings of the counters into per-second rates.
+func (s *sampler) rates(st *api.Stats, now time.Time) []IfaceRate {
+	out := []IfaceRate{}
+	dt := now.Sub(s.prevAt).Seconds()
+	next := make(map[string]api.InterfaceStats, len(st.Interfaces))
+	for _, i := range st.Interfaces {
+		next[i.Name] = i
+		prev, ok := s.prevStats[i.Name]
+		r := IfaceRate{Name: i.Name}
+		// A counter that went down was reset (datapath replaced): no rate.
+		if ok && dt > 0 && i.Forwarded.Packets >= prev.Forwarded.Packets && i.Passed.Packets >= prev.Passed.Packets {
+			r.Forwarded = rate(i.Forwarded, prev.Forwarded, dt)
+			r.Passed = rate(i.Passed, prev.Passed, dt)
+			for reason, n := range i.PassReasons {
+				if p := prev.PassReasons[reason]; n > p {
+					if r.PassReasons == nil {
+						r.PassReasons = map[string]float64{}
+					}
+					r.PassReasons[reason] = float64(n-p) / dt
+				}
+			}
+		}
+		out = append(out, r)
+	}
+	s.prevStats, s.prevAt = next, now
+	return out
+}
+
+func rate(now, prev api.Counter, dt float64) Rate {
+	return Rate{PPS: float64(now.Packets-prev.Packets) / dt, BPS: 8 * float64(now.Bytes-prev.Bytes) / dt}
+}
+
+// join adds a page; it returns nil when too many are open.
+func (s *sampler) join(f flowFilter) (*client, *Hello) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.clients) >= maxClients {
+		return nil, nil
+	}
+	c := &client{ch: make(chan []byte, clientBuffer), filter: f}
+	s.clients[c] = struct{}{}
+	return c, &Hello{History: append([]Sample{}, s.samples...), Events: append([]api.Event{}, s.events...),
+		Period: s.every.Seconds()}
+}
+
+func (s *sampler) leave(c *client) {
+	s.mu.Lock()
+	delete(s.clients, c)
+	s.mu.Unlock()
+}
+
+// send queues msg for c without waiting; a full queue loses it. Called
+// with s.mu held.
+func (s *sampler) send(c *client, msg []byte) {
+	select {
+	case c.ch <- msg:
+	default:
+		c.dropped++
+	}
+}
+
+func appendRing[T any](ring []T, v T, max int) []T {
+	if len(ring) >= max {
+		ring = append(ring[:0], ring[len(ring)-max+1:]...)
+	}
+	return append(ring, v)
+}
+
+// sseMessage is one server-sent event: its name and v as one line of JSON.
+// The JSON escapes <, > and & (encoding/json's default): the page never
+// treats data as markup, and this keeps it so even if it did.
+func sseMessage(event string, v any) []byte {
+	data, err := jsonLine(v)
+	if err != nil {
+		data, _ = jsonLine(map[string]string{"error": "encode: " + err.Error()})
+	}
+	var b bytes.Buffer
+	b.WriteString("event: ")
+	b.WriteString(event)
+	b.WriteString("\ndata: ")
+	b.Write(bytes.TrimRight(data, "\n"))
+	b.WriteString("\n\n")
+	return b.Bytes()
+}
+
+func jsonLine(v any) ([]byte, error) {
+	var b bytes.Buffer
+	if err := json.NewEncoder(&b).Encode(v); err != nil {
+		return nil, err
+	}
+	return b.Bytes(), nil
+}
