@@ -63,6 +63,9 @@ func (c *Config) validate(p *problems) {
 	c.Metrics.validate(p)
 	c.Guard.validate(p)
 	c.Dashboard.validate(p)
+	if c.Dashboard.Listen != "" && c.Dashboard.Listen == c.Metrics.Listen {
+		p.add("dashboard.listen", "", "%q is metrics.listen too; give the dashboard its own port", c.Dashboard.Listen)
+	}
 }
 
 func (ifc Interface) validate(p *problems, i int, firstUse map[string]int) {

@@ -61,7 +61,8 @@
     let maxV = 0;
     for (const s of series) for (const v of s.values) maxV = Math.max(maxV, v);
     maxV = maxV > 0 ? maxV * 1.1 : 1;
-    const n = state.maxPoints;
+    // The window grows with the history, from one minute to maxPoints.
+    const n = Math.max(2, Math.min(state.maxPoints, Math.max(state.history.length, Math.round(60 / state.period))));
     const x = (i, len) => left + (W - left - 4) * (n - len + i) / (n - 1);
     const y = (v) => top + (H - top - bottom) * (1 - v / maxV);
     ctx.strokeStyle = "#d0d7de";
@@ -72,7 +73,8 @@
       ctx.beginPath(); ctx.moveTo(left, yy); ctx.lineTo(W, yy); ctx.stroke();
       ctx.fillText(fmt(v), 2, yy + 4);
     }
-    ctx.fillText("-" + duration(n * state.period), left, H - 4);
+    const span = n * state.period;
+    ctx.fillText("-" + (span >= 60 && span % 60 < 1 ? Math.round(span / 60) + " min" : duration(span)), left, H - 4);
     ctx.fillText("now", W - 26, H - 4);
     for (const s of series) {
       if (s.values.length < 2) continue;
