@@ -244,6 +244,8 @@ func TestDashboard(t *testing.T) {
 	if shown["nat"] != "snat" || shown["ingress"] != l.RtrIn {
 		t.Errorf("flow shown %v, want snat arriving on %s", shown, l.RtrIn)
 	}
+	// A few more seconds of chart for the screenshots.
+	p.waitFor(`Number(document.getElementById("chart-pps").dataset.points) >= 15`)
 	p.shot("dashboard.png", false)
 	p.shot("dashboard-full.png", true)
 

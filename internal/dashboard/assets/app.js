@@ -147,7 +147,7 @@
         el("td", { class: "name" }, i.name),
         el("td", { class: "state state-" + i.state }, i.state),
         el("td", { class: "mode" }, i.mode),
-        el("td", { class: "hook" }, i.attached_as || "-", i.attach !== "auto" || !i.attached_as ? " (" + i.attach + ")" : " (auto)"),
+        el("td", { class: "hook" }, (i.attached_as || "-") + " (" + i.attach + ")"),
         el("td", { class: "reason" }, why.join("; ") || "-"),
         el("td", { class: "num fwd-pps" }, r ? pps(r.forwarded.pps) : "-"),
         el("td", { class: "num fwd-bps" }, r ? bps(r.forwarded.bps) : "-"),
