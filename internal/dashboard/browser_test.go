@@ -88,6 +88,9 @@ func TestBrowserShowsHostileTextAsText(t *testing.T) {
 	if !slices.Equal(events, want) {
 		t.Errorf("events %q, want %q", events, want)
 	}
+	if !evalJS[bool](b, `document.getElementById("write").hidden`) {
+		t.Error("the reload form shows on a read-only dashboard")
+	}
 	if gen := evalJS[string](b, `document.getElementById("d-route-gen").textContent`); gen != "7" {
 		t.Errorf("route generation shown %q, want 7", gen)
 	}
@@ -103,4 +106,26 @@ func TestBrowserShowsHostileTextAsText(t *testing.T) {
 	// The filter reaches the server and narrows the table.
 	b.do("type a filter", chromedp.SendKeys(`#flow-filter`, "udp"))
 	b.waitFor(`(() => { const r = [...document.querySelectorAll("#flow-rows tr[data-proto]")]; return r.length === 1 && r[0].dataset.proto === "udp"; })()`)
+}
+
+// TestBrowserReload: with write on, the page's reload button sends the
+// token it is given, and shows the daemon's answer (refusal included).
+func TestBrowserReload(t *testing.T) {
+	b := newTab(t, 30*time.Second)
+	f := newFake()
+	f.status.Dashboard = &api.DashboardStatus{URL: "http://127.0.0.1:9470/", Loopback: true, Write: true}
+	base := serve(t, f, Options{Write: true, Token: "0123456789abcdef", SampleEvery: 200 * time.Millisecond})
+
+	b.do("open the page", chromedp.Navigate(base+"/"))
+	b.waitFor(`!document.getElementById("write").hidden`)
+	b.do("reload with a wrong token", chromedp.SendKeys(`#token`, "wrong"), chromedp.Click(`#reload`))
+	b.waitFor(`document.getElementById("reload-result").textContent.startsWith("failed: missing or wrong token")`)
+	if n := f.reloads.Load(); n != 0 {
+		t.Fatalf("%d reloads with a wrong token", n)
+	}
+	b.do("reload with the token", chromedp.SetValue(`#token`, "0123456789abcdef"), chromedp.Click(`#reload`))
+	b.waitFor(`document.getElementById("reload-result").textContent === "done: attach r2 (offload, xdp)"`)
+	if n := f.reloads.Load(); n != 1 {
+		t.Errorf("%d reloads, want 1", n)
+	}
 }
