@@ -166,15 +166,30 @@ func (s *sampler) tick(ctx context.Context, now time.Time) {
 	rated := s.flows.update(flows, now)
 
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	s.samples = appendRing(s.samples, t.Sample, s.history)
-	t.Clients = len(s.clients)
+	pages := make([]*client, 0, len(s.clients))
 	for c := range s.clients {
-		t.Dropped = c.dropped
-		s.send(c, sseMessage("tick", t))
+		pages = append(pages, c)
+	}
+	s.mu.Unlock()
+	// Each page's flow table is filtered and encoded without the lock, so
+	// events keep flowing meanwhile.
+	t.Clients = len(pages)
+	for _, c := range pages {
+		var table []byte
 		if flows != nil {
-			s.send(c, sseMessage("flows", c.filter.top(rated, flows, topFlows)))
+			table = sseMessage("flows", c.filter.top(rated, flows, topFlows))
 		}
+		s.mu.Lock()
+		t.Dropped = c.dropped
+		s.mu.Unlock()
+		tick := sseMessage("tick", t)
+		s.mu.Lock()
+		s.send(c, tick)
+		if table != nil {
+			s.send(c, table)
+		}
+		s.mu.Unlock()
 	}
 }
 
