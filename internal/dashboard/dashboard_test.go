@@ -2,15 +2,18 @@ package dashboard
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
 	"io"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -568,5 +571,54 @@ func TestStatusWarnsOffLoopback(t *testing.T) {
 		if st.Loopback != loop || (st.Warning == "") != loop || !strings.HasPrefix(st.URL, "http://") {
 			t.Errorf("%s: %+v", addr, st)
 		}
+	}
+}
+
+// top keeps the n best with a heap: it must agree with sorting everything.
+func TestFlowTopMatchesSort(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	for round := range 50 {
+		m := rng.IntN(300)
+		fl := &api.Flows{Flows: make([]api.Flow, m)}
+		rates := make([]Rate, m)
+		for i := range fl.Flows {
+			fl.Flows[i] = flow("198.18.0.2:1", "198.19.0.2:2", "udp", "", uint64(rng.IntN(5)))
+			rates[i] = Rate{BPS: float64(rng.IntN(4))}
+		}
+		n := rng.IntN(60)
+		idx := make([]int, m)
+		for i := range idx {
+			idx[i] = i
+		}
+		slices.SortStableFunc(idx, func(i, j int) int {
+			return cmp.Or(cmp.Compare(rates[j].BPS, rates[i].BPS), cmp.Compare(fl.Flows[j].Bytes, fl.Flows[i].Bytes))
+		})
+		got := parseFilter("").top(rates, fl, n)
+		if got.Matched != m || len(got.Flows) != min(n, m) {
+			t.Fatalf("round %d: matched %d of %d, %d rows for n %d", round, got.Matched, m, len(got.Flows), n)
+		}
+		for k, f := range got.Flows {
+			i := idx[k]
+			if f.Rate != rates[i] || f.Bytes != fl.Flows[i].Bytes {
+				t.Fatalf("round %d row %d: %v/%d, want %v/%d", round, k, f.Rate, f.Bytes, rates[i], fl.Flows[i].Bytes)
+			}
+		}
+	}
+}
+
+func BenchmarkFlowTop(b *testing.B) {
+	fl := &api.Flows{Flows: make([]api.Flow, 10000)}
+	rates := make([]Rate, len(fl.Flows))
+	for i := range fl.Flows {
+		fl.Flows[i] = flow("198.18.0.2:1", "198.19.0.2:2", "udp", "", uint64(i%977))
+		rates[i] = Rate{BPS: float64(i % 331)}
+	}
+	var fr flowRates
+	fr.prev = map[flowKey]api.Counter{}
+	now := time.Now()
+	for b.Loop() {
+		now = now.Add(time.Second)
+		fr.update(fl, now)
+		parseFilter("").top(rates, fl, topFlows)
 	}
 }

@@ -1,7 +1,7 @@
 package dashboard
 
 import (
-	"cmp"
+	"net/netip"
 	"slices"
 	"strconv"
 	"strings"
@@ -29,17 +29,18 @@ type FlowTable struct {
 // flowKey names one direction of a connection across samples.
 type flowKey struct {
 	ingress, proto string
-	src, dst       string
+	src, dst       netip.AddrPort
 }
 
 func keyOf(f *api.Flow) flowKey {
-	return flowKey{f.Ingress, f.Proto, f.In.Src.String(), f.In.Dst.String()}
+	return flowKey{f.Ingress, f.Proto, f.In.Src, f.In.Dst}
 }
 
-// flowRates remembers the last reading of each flow's counters.
+// flowRates remembers the last reading of each flow's counters. The two
+// maps take turns, so a steady table allocates nothing per tick.
 type flowRates struct {
-	prev   map[flowKey]api.Counter
-	prevAt time.Time
+	prev, spare map[flowKey]api.Counter
+	prevAt      time.Time
 }
 
 // update returns the rates of flows since the last reading (nil flows:
@@ -54,7 +55,11 @@ func (fr *flowRates) update(flows *api.Flows, now time.Time) []Rate {
 	if !fr.prevAt.IsZero() {
 		dt = now.Sub(fr.prevAt).Seconds()
 	}
-	next := make(map[flowKey]api.Counter, len(flows.Flows))
+	next := fr.spare
+	if next == nil {
+		next = make(map[flowKey]api.Counter, len(flows.Flows))
+	}
+	clear(next)
 	out := make([]Rate, len(flows.Flows))
 	for i := range flows.Flows {
 		f := &flows.Flows[i]
@@ -70,7 +75,7 @@ func (fr *flowRates) update(flows *api.Flows, now time.Time) []Rate {
 			out[i] = rate(c, api.Counter{}, max(f.AgeSec, dt))
 		}
 	}
-	fr.prev, fr.prevAt = next, now
+	fr.prev, fr.spare, fr.prevAt = next, fr.prev, now
 	return out
 }
 
@@ -125,27 +130,84 @@ func matchWord(f *api.Flow, w string) bool {
 }
 
 // top returns the n flows the filter matches with the largest rates
-// (bytes as the tie-break).
+// (bytes, then the table's order, as the tie-breaks). It runs once a
+// second per page over the whole table, so it keeps only the best n as it
+// goes (a heap) and allocates nothing per flow.
 func (ff flowFilter) top(rates []Rate, flows *api.Flows, n int) FlowTable {
 	t := FlowTable{Capacity: flows.Capacity, Total: len(flows.Flows), Filter: ff.text, Flows: []FlowRate{}}
+	rateOf := func(i int) Rate {
+		if i < len(rates) {
+			return rates[i]
+		}
+		return Rate{}
+	}
+	// before says whether flow i ranks above flow j.
+	before := func(i, j int) bool {
+		ri, rj := rateOf(i), rateOf(j)
+		if ri.BPS != rj.BPS {
+			return ri.BPS > rj.BPS
+		}
+		if bi, bj := flows.Flows[i].Bytes, flows.Flows[j].Bytes; bi != bj {
+			return bi > bj
+		}
+		return i < j
+	}
+	best := make(rankHeap, 0, n) // min-heap by rank: best[0] is the weakest kept
 	for i := range flows.Flows {
-		f := &flows.Flows[i]
-		if !ff.match(f) {
+		if ff.words != nil && !ff.match(&flows.Flows[i]) {
 			continue
 		}
-		var r Rate
-		if i < len(rates) {
-			r = rates[i]
+		t.Matched++
+		switch {
+		case n <= 0:
+		case len(best) < n:
+			best.push(i, before)
+		case before(i, best[0]):
+			best[0] = i
+			best.down(0, before)
 		}
-		t.Flows = append(t.Flows, FlowRate{Flow: *f, Rate: r})
 	}
-	t.Matched = len(t.Flows)
-	slices.SortFunc(t.Flows, func(a, b FlowRate) int {
-		return cmp.Or(cmp.Compare(b.Rate.BPS, a.Rate.BPS), cmp.Compare(b.Bytes, a.Bytes),
-			cmp.Compare(a.In.Src.String(), b.In.Src.String()))
+	slices.SortFunc(best, func(i, j int) int {
+		if before(i, j) {
+			return -1
+		}
+		return 1
 	})
-	if len(t.Flows) > n {
-		t.Flows = t.Flows[:n]
+	for _, i := range best {
+		t.Flows = append(t.Flows, FlowRate{Flow: flows.Flows[i], Rate: rateOf(i)})
 	}
 	return t
+}
+
+// rankHeap holds flow indexes, the lowest-ranked at the root.
+type rankHeap []int
+
+func (h *rankHeap) push(i int, before func(i, j int) bool) {
+	*h = append(*h, i)
+	k := len(*h) - 1
+	for k > 0 {
+		p := (k - 1) / 2
+		if !before((*h)[p], (*h)[k]) { // parent ranks below or equal: in place
+			break
+		}
+		(*h)[p], (*h)[k] = (*h)[k], (*h)[p]
+		k = p
+	}
+}
+
+func (h rankHeap) down(k int, before func(i, j int) bool) {
+	for {
+		l, low := 2*k+1, k
+		if l < len(h) && before(h[low], h[l]) {
+			low = l
+		}
+		if r := l + 1; r < len(h) && before(h[low], h[r]) {
+			low = r
+		}
+		if low == k {
+			return
+		}
+		h[k], h[low] = h[low], h[k]
+		k = low
+	}
 }
