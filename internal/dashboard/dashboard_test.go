@@ -622,3 +622,20 @@ func BenchmarkFlowTop(b *testing.B) {
 		parseFilter("").top(rates, fl, topFlows)
 	}
 }
+
+func TestNextFlowsRead(t *testing.T) {
+	now := time.Now()
+	for _, tt := range []struct {
+		took time.Duration
+		want time.Duration // after now, before the next tick at or after it
+	}{
+		{time.Millisecond, time.Second},           // small table: every tick
+		{20 * time.Millisecond, time.Second},      // 2%: still every tick
+		{100 * time.Millisecond, 5 * time.Second}, // 65k entries: every 5 s
+	} {
+		next := nextFlowsRead(now, time.Second, tt.took)
+		if tick := now.Add(tt.want); next.After(tick) || !next.After(tick.Add(-time.Second)) {
+			t.Errorf("read took %v: next read at +%v, want the tick at +%v", tt.took, next.Sub(now), tt.want)
+		}
+	}
+}

@@ -17,6 +17,9 @@ const (
 	topFlows     = 50  // flows per sample, largest rate first
 	clientBuffer = 16  // messages waiting for a slow page before it loses some
 	callTimeout  = 2 * time.Second
+	// flowsDuty: reading the flow table takes at most 1/flowsDuty of the
+	// daemon's time (see nextFlowsRead).
+	flowsDuty = 50
 )
 
 // Rate is packets and bits per second.
@@ -86,6 +89,15 @@ type sampler struct {
 	prevStats map[string]api.InterfaceStats
 	prevAt    time.Time
 	flows     flowRates
+	nextFlows time.Time // no flow table read before this
+}
+
+// nextFlowsRead is when the flow table may be read again after a read at
+// now that took took: the next tick, unless reading it takes more than
+// 1/flowsDuty of the time (a big table, read entry by entry); then less
+// often, so open pages never cost the daemon more than that.
+func nextFlowsRead(now time.Time, every, took time.Duration) time.Time {
+	return now.Add(max(every, flowsDuty*took) - every/2) // half a period: ticks jitter
 }
 
 func newSampler(b api.Backend, every time.Duration, history int, log *slog.Logger) *sampler {
@@ -157,13 +169,23 @@ func (s *sampler) tick(ctx context.Context, now time.Time) {
 	s.mu.Lock()
 	open := len(s.clients)
 	s.mu.Unlock()
-	var flows *api.Flows
-	if open > 0 && err == nil {
+	var (
+		flows *api.Flows
+		rated []Rate
+	)
+	switch {
+	case open == 0 || err != nil:
+		s.flows.update(nil, now) // rates start afresh with the next page
+	case !now.Before(s.nextFlows):
+		start := time.Now()
 		if flows, err = s.b.Flows(cctx, api.FlowQuery{}); err != nil {
 			t.Error = err.Error()
+			s.flows.update(nil, now)
+		} else {
+			rated = s.flows.update(flows, now)
 		}
+		s.nextFlows = nextFlowsRead(now, s.every, time.Since(start))
 	}
-	rated := s.flows.update(flows, now)
 
 	s.mu.Lock()
 	s.samples = appendRing(s.samples, t.Sample, s.history)
