@@ -106,6 +106,9 @@ func TestBrowserShowsHostileTextAsText(t *testing.T) {
 	// The filter reaches the server and narrows the table.
 	b.do("type a filter", chromedp.SendKeys(`#flow-filter`, "udp"))
 	b.waitFor(`(() => { const r = [...document.querySelectorAll("#flow-rows tr[data-proto]")]; return r.length === 1 && r[0].dataset.proto === "udp"; })()`)
+	// A filter the API would refuse is refused here too, in words.
+	evalJS[int](b, `(() => { const i = document.getElementById("flow-filter"); i.value = "dport=x"; i.dispatchEvent(new Event("input")); return 0; })()`)
+	b.waitFor(`document.getElementById("flow-error").textContent === 'filter: invalid dport "x": give a port number, 1 to 65535' && document.querySelectorAll("#flow-rows tr[data-proto]").length === 0`)
 }
 
 // TestBrowserReload: with write on, the page's reload button sends the

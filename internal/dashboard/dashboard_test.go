@@ -404,7 +404,7 @@ func TestEventStream(t *testing.T) {
 		}
 		return true
 	})
-	if ft.Total != 3 || ft.Matched != 3 || len(ft.Flows) != 3 || ft.Flows[0].Bytes != 1000 || ft.Flows[0].Ingress != hostile {
+	if ft.Total != 3 || ft.Matched != 3 || len(ft.Flows) != 3 || ft.Flows[0].Flow.Bytes != 1000 || ft.Flows[0].Flow.Ingress != hostile {
 		t.Errorf("flows %+v", ft)
 	}
 
@@ -429,7 +429,7 @@ func TestEventStream(t *testing.T) {
 		json.Unmarshal([]byte(d), &ft)
 		return true
 	})
-	if ft.Filter != "udp" || ft.Matched != 1 || ft.Flows[0].Proto != "udp" {
+	if ft.Filter != "udp" || ft.Matched != 1 || ft.Flows[0].Flow.Proto != "udp" {
 		t.Errorf("flows?flows=udp: %+v", ft)
 	}
 }
@@ -481,16 +481,30 @@ func TestSlowPageLosesMessages(t *testing.T) {
 func TestFlowFilter(t *testing.T) {
 	fl := newFake().flows
 	for filter, want := range map[string]int{
-		"": 3, "tcp": 2, "udp": 1, "TCP snat": 1, "nat": 1, "dnat": 0, "ipv6": 1, "5201": 1, ":53": 1,
-		"198.18.0.": 2, "198.19.0.1": 1, "fd00::2": 1, "r1": 3, "reply": 0, "40000": 1, "99999": 0, "tcp udp": 0,
+		"": 3, "tcp": 2, "UDP": 1, "proto=tcp": 2, "tcp dport=5201": 1, "dport=53": 1, "sport=1000": 1,
+		"src=198.18.0.0/24": 2, "src=198.18.0.3": 1, "dst=fd00:1::/64": 1, "dst=198.19.0.0/16 proto=udp": 1,
+		"dport=99": 0,
 	} {
 		got := parseFilter(filter).top(nil, &fl, 10)
-		if got.Matched != want {
-			t.Errorf("filter %q matched %d, want %d", filter, got.Matched, want)
+		if got.Matched != want || got.Error != "" {
+			t.Errorf("filter %q matched %d (%s), want %d", filter, got.Matched, got.Error, want)
+		}
+	}
+	for filter, want := range map[string]string{
+		"icmp":         `invalid proto "icmp"`,
+		"dport=x":      `invalid dport "x"`,
+		"src=host.lan": `invalid src "host.lan"`,
+		"198.18.0.1":   `invalid proto "198.18.0.1"`,
+		"ingress=r0":   `"ingress=r0": write tcp or udp`,
+		"dport=":       `"dport=": write tcp or udp`,
+	} {
+		got := parseFilter(filter).top(nil, &fl, 10)
+		if !strings.Contains(got.Error, want) || len(got.Flows) != 0 {
+			t.Errorf("filter %q: error %q, %d flows; want %q and none", filter, got.Error, len(got.Flows), want)
 		}
 	}
 	got := parseFilter("").top([]Rate{{BPS: 1}, {BPS: 3}, {BPS: 2}}, &fl, 2)
-	if len(got.Flows) != 2 || got.Flows[0].Proto != "udp" || got.Flows[1].Family != "ipv6" {
+	if len(got.Flows) != 2 || got.Flows[0].Flow.Proto != "udp" || got.Flows[1].Flow.Family != "ipv6" {
 		t.Errorf("top 2 by rate: %+v", got.Flows)
 	}
 }
@@ -599,8 +613,8 @@ func TestFlowTopMatchesSort(t *testing.T) {
 		}
 		for k, f := range got.Flows {
 			i := idx[k]
-			if f.Rate != rates[i] || f.Bytes != fl.Flows[i].Bytes {
-				t.Fatalf("round %d row %d: %v/%d, want %v/%d", round, k, f.Rate, f.Bytes, rates[i], fl.Flows[i].Bytes)
+			if f.Rate != rates[i] || f.Flow.Bytes != fl.Flows[i].Bytes {
+				t.Fatalf("round %d row %d: %v/%d, want %v/%d", round, k, f.Rate, f.Flow.Bytes, rates[i], fl.Flows[i].Bytes)
 			}
 		}
 	}

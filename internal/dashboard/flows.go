@@ -1,9 +1,9 @@
 package dashboard
 
 import (
+	"fmt"
 	"net/netip"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 
@@ -11,9 +11,10 @@ import (
 )
 
 // FlowRate is a flow of the cache with its rate over the last period.
+// The flow is a field of its own: api.Flow has its own JSON form.
 type FlowRate struct {
-	api.Flow
-	Rate Rate `json:"rate"`
+	Flow api.Flow `json:"flow"`
+	Rate Rate     `json:"rate"`
 }
 
 // FlowTable is the "flows" message: the page's filter applied, largest
@@ -23,6 +24,7 @@ type FlowTable struct {
 	Total    int        `json:"total"`   // flows in the cache
 	Matched  int        `json:"matched"` // flows the filter matched
 	Filter   string     `json:"filter"`
+	Error    string     `json:"error,omitempty"` // the filter is invalid: no flows
 	Flows    []FlowRate `json:"flows"`
 }
 
@@ -79,54 +81,37 @@ func (fr *flowRates) update(flows *api.Flows, now time.Time) []Rate {
 	return out
 }
 
-// flowFilter is a page's flow filter: words that must all match. A word
-// matches a flow's protocol, family, NAT kind, interface, an address or a
-// port exactly, or is part of an address:port ("198.18.1." matches its
-// subnet).
+// flowFilter is a page's flow filter: the API's own (api.FlowFilter, as
+// `fastpath flows --proto/--src/--dst/--sport/--dport` and conntrack -L
+// take it: the original direction), written as words: "tcp" or "udp", and
+// key=value for proto, src, dst (an address or a prefix), sport, dport.
 type flowFilter struct {
-	text  string
-	words []string
+	text string
+	f    api.FlowFilter
+	err  error
 }
 
 func parseFilter(s string) flowFilter {
 	if len(s) > 200 {
 		s = s[:200]
 	}
-	return flowFilter{text: s, words: strings.Fields(strings.ToLower(s))}
-}
-
-func (ff flowFilter) match(f *api.Flow) bool {
-	for _, w := range ff.words {
-		if !matchWord(f, w) {
-			return false
+	ff := flowFilter{text: s}
+	var v [5]string // proto, src, dst, sport, dport
+	keys := []string{"proto", "src", "dst", "sport", "dport"}
+	for _, w := range strings.Fields(s) {
+		k, val, ok := strings.Cut(w, "=")
+		if !ok {
+			k, val = "proto", w
 		}
-	}
-	return true
-}
-
-func matchWord(f *api.Flow, w string) bool {
-	switch w {
-	case f.Proto, f.Family, f.Direction, strings.ToLower(f.Ingress), strings.ToLower(f.Egress):
-		return true
-	case "nat":
-		return f.NAT != ""
-	}
-	if f.NAT != "" && strings.Contains(f.NAT, w) {
-		return true
-	}
-	for _, ap := range []string{f.In.Src.String(), f.In.Dst.String(), f.Out.Src.String(), f.Out.Dst.String()} {
-		if strings.Contains(strings.ToLower(ap), w) {
-			return true
+		i := slices.Index(keys, strings.ToLower(k))
+		if i < 0 || val == "" {
+			ff.err = fmt.Errorf("%q: write tcp or udp, or proto=, src=, dst=, sport=, dport= (as fastpath flows takes them)", w)
+			return ff
 		}
+		v[i] = val
 	}
-	if p, err := strconv.ParseUint(strings.TrimPrefix(w, ":"), 10, 16); err == nil {
-		for _, port := range []uint16{f.In.Src.Port(), f.In.Dst.Port(), f.Out.Src.Port(), f.Out.Dst.Port()} {
-			if uint64(port) == p {
-				return true
-			}
-		}
-	}
-	return false
+	ff.f, ff.err = api.ParseFlowFilter(v[0], v[1], v[2], v[3], v[4], [5]string(keys))
+	return ff
 }
 
 // top returns the n flows the filter matches with the largest rates
@@ -135,6 +120,10 @@ func matchWord(f *api.Flow, w string) bool {
 // goes (a heap) and allocates nothing per flow.
 func (ff flowFilter) top(rates []Rate, flows *api.Flows, n int) FlowTable {
 	t := FlowTable{Capacity: flows.Capacity, Total: len(flows.Flows), Filter: ff.text, Flows: []FlowRate{}}
+	if ff.err != nil {
+		t.Error = ff.err.Error()
+		return t
+	}
 	rateOf := func(i int) Rate {
 		if i < len(rates) {
 			return rates[i]
@@ -154,7 +143,7 @@ func (ff flowFilter) top(rates []Rate, flows *api.Flows, n int) FlowTable {
 	}
 	best := make(rankHeap, 0, n) // min-heap by rank: best[0] is the weakest kept
 	for i := range flows.Flows {
-		if ff.words != nil && !ff.match(&flows.Flows[i]) {
+		if !ff.f.Empty() && !ff.f.Match(flows.Flows[i]) {
 			continue
 		}
 		t.Matched++

@@ -31,6 +31,10 @@
     }
     return (v >= 10 || v === 0 ? v.toFixed(0) : v.toFixed(1)) + (unit ? " " + unit : "");
   }
+  // A flow tuple's ends as address:port ([v6]:port), as the CLI prints them.
+  const hostPort = (a, p) => (String(a).includes(":") ? "[" + a + "]" : String(a)) + ":" + p;
+  const src = (t) => hostPort(t.src, t.sport);
+  const dst = (t) => hostPort(t.dst, t.dport);
   const pps = (v) => si(v, "");
   const bps = (v) => si(v, "bit/s");
   function duration(sec) {
@@ -186,15 +190,17 @@
   }
 
   function renderFlows(t) {
+    $("flow-error").hidden = !t.error;
+    $("flow-error").textContent = t.error ? "filter: " + t.error : "";
     $("flow-summary").textContent = (t.filter ? t.matched + " match, " : "") + t.total + " flows in the cache (capacity " + t.capacity + ")" +
       (t.flows.length < t.matched ? ", the " + t.flows.length + " fastest shown" : "");
-    const rows = t.flows.map((f) => el("tr", { "data-src": f.in.src, "data-dst": f.in.dst, "data-proto": f.proto },
+    const rows = t.flows.map(({ flow: f, rate }) => el("tr", { "data-src": src(f.in), "data-dst": dst(f.in), "data-proto": f.proto },
       el("td", {}, f.proto), el("td", {}, f.direction),
-      el("td", { class: "in-src" }, f.in.src), el("td", { class: "in-dst" }, f.in.dst),
+      el("td", { class: "in-src" }, src(f.in)), el("td", { class: "in-dst" }, dst(f.in)),
       el("td", { class: "nat" }, f.nat || "-"),
-      el("td", { class: "out-src" }, f.out.src), el("td", { class: "out-dst" }, f.out.dst),
+      el("td", { class: "out-src" }, src(f.out)), el("td", { class: "out-dst" }, dst(f.out)),
       el("td", { class: "ingress" }, f.ingress), el("td", { class: "egress" }, f.egress),
-      el("td", { class: "num" }, pps(f.rate.pps)), el("td", { class: "num" }, bps(f.rate.bps)),
+      el("td", { class: "num" }, pps(rate.pps)), el("td", { class: "num" }, bps(rate.bps)),
       el("td", { class: "num packets" }, f.packets), el("td", { class: "num bytes" }, f.bytes),
       el("td", { class: "num" }, Math.round(f.age_seconds))));
     if (!rows.length) rows.push(el("tr", {}, el("td", { colspan: 14 }, t.filter ? "no flow matches" : "no flow in the cache")));
@@ -206,7 +212,7 @@
     if (e.interface) parts.push(e.interface);
     if (e.flow) {
       const f = e.flow;
-      parts.push(f.proto + " " + f.in.src + " -> " + f.in.dst + (f.nat ? " (" + f.nat + " " + f.out.src + " -> " + f.out.dst + ")" : "") +
+      parts.push(f.proto + " " + src(f.in) + " -> " + dst(f.in) + (f.nat ? " (" + f.nat + " " + src(f.out) + " -> " + dst(f.out) + ")" : "") +
         " " + f.ingress + " -> " + f.egress);
     }
     if (e.reason) parts.push("reason " + e.reason);
