@@ -88,8 +88,13 @@ func TestBrowserShowsHostileTextAsText(t *testing.T) {
 	if !slices.Equal(events, want) {
 		t.Errorf("events %q, want %q", events, want)
 	}
-	if !evalJS[bool](b, `document.getElementById("write").hidden`) {
-		t.Error("the reload form shows on a read-only dashboard")
+	if !evalJS[bool](b, `document.getElementById("write").hidden && document.getElementById("guard-write").hidden && document.getElementById("write-token").hidden`) {
+		t.Error("a write form shows on a read-only dashboard")
+	}
+	// The guard: its lists, drops and top sources, as the API gives them.
+	b.waitFor(`document.querySelectorAll("#guard-deny tr[data-prefix]").length === 2 && document.querySelector("#guard-drops tr[data-reason=deny]") !== null`)
+	if got := evalJS[string](b, `document.querySelector("#guard-top td.source").textContent + " " + document.querySelector("#guard-deny h3").textContent`); got != "198.18.9.7/32 deny list: 2 entries" {
+		t.Errorf("guard section shows %q", got)
 	}
 	if gen := evalJS[string](b, `document.getElementById("d-route-gen").textContent`); gen != "7" {
 		t.Errorf("route generation shown %q, want 7", gen)
@@ -130,5 +135,10 @@ func TestBrowserReload(t *testing.T) {
 	b.waitFor(`document.getElementById("reload-result").textContent === "done: attach r2 (offload, xdp)"`)
 	if n := f.reloads.Load(); n != 1 {
 		t.Errorf("%d reloads, want 1", n)
+	}
+	b.do("add to the deny list", chromedp.SendKeys(`#guard-prefix`, "198.18.9.0/24"), chromedp.Click(`#guard-add`))
+	b.waitFor(`document.getElementById("guard-result").textContent === "added to deny: 198.18.9.0/24"`)
+	if got := f.guardChanges(); !slices.Equal(got, []string{"true deny [198.18.9.0/24]"}) {
+		t.Errorf("guard changes %q", got)
 	}
 }

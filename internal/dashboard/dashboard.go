@@ -49,8 +49,8 @@ const (
 
 // Options configure a Server.
 type Options struct {
-	// Write allows write actions (POST /api/v1/reload) to requests with
-	// "Authorization: Bearer <Token>".
+	// Write allows write actions (POST /api/v1/reload, /api/v1/guard/add
+	// and /del) to requests with "Authorization: Bearer <Token>".
 	Write bool
 	Token string
 	Log   *slog.Logger
@@ -185,7 +185,9 @@ func (s *Server) Serve(ctx context.Context, l net.Listener) error {
 }
 
 // Handler is the dashboard's HTTP handler: the page, the event stream and
-// the API's read endpoints (plus reload, with write and the token).
+// the API's read endpoints (plus reload and the guard's list changes, with
+// write and the token). An endpoint the API does not serve (the guard's,
+// for a backend without one) answers the API's 404.
 func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("GET /{$}", s.static)
@@ -193,10 +195,12 @@ func (s *Server) Handler() http.Handler {
 	mux.Handle("GET /app.css", s.static)
 	mux.Handle("GET /favicon.svg", s.static)
 	mux.HandleFunc("GET /events", s.serveEvents)
-	for _, p := range []string{"/v1/status", "/v1/stats", "/v1/flows"} {
+	for _, p := range []string{"/v1/status", "/v1/stats", "/v1/flows", "/v1/guard"} {
 		mux.Handle("GET /api"+p, http.StripPrefix("/api", s.api))
 	}
-	mux.HandleFunc("POST /api/v1/reload", s.serveWrite)
+	for _, p := range []string{"/v1/reload", "/v1/guard/add", "/v1/guard/del"} {
+		mux.HandleFunc("POST /api"+p, s.serveWrite)
+	}
 	return s.secure(mux)
 }
 

@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"math/rand/v2"
 	"net"
@@ -35,6 +36,8 @@ type fakeBackend struct {
 	calls   int
 	reloads atomic.Int32
 	flowsN  atomic.Int32
+	guardN  atomic.Int32
+	changes []string // guard changes, under mu
 	events  chan api.Event
 	status  api.Status
 	flows   api.Flows
@@ -120,6 +123,36 @@ func (f *fakeBackend) Events(ctx context.Context) (<-chan api.Event, error) {
 	}()
 	return out, nil
 }
+
+// Guard: a deny list of two, drops for reason deny growing by 5 packets
+// per reading.
+func (f *fakeBackend) Guard(_ context.Context, q api.GuardQuery) (*api.Guard, error) {
+	n := uint64(f.guardN.Add(1))
+	g := &api.Guard{DenyEntries: 2, Allow: []api.GuardEntry{}, Deny: []api.GuardEntry{},
+		Interfaces: []api.GuardInterface{{Name: "r0", Ifindex: 2,
+			Dropped: map[string]uint64{"deny": 5 * n, "rate_pkt": 0}, DroppedBytes: map[string]uint64{"deny": 500 * n, "rate_pkt": 0}}},
+		Top: []api.GuardSource{{Source: "198.18.9.7/32", Packets: 5 * n, Bytes: 500 * n, Reason: "deny"}}}
+	if q.Entries {
+		g.Deny = []api.GuardEntry{{Prefix: "198.18.9.0/24", Origin: "config", Packets: 5 * n}, {Prefix: "fd00:9::/64", Origin: "runtime"}}
+	}
+	return g, nil
+}
+
+func (f *fakeBackend) GuardChange(_ context.Context, add bool, list string, prefixes []string) (*api.GuardChangeResult, error) {
+	f.mu.Lock()
+	f.changes = append(f.changes, fmt.Sprint(add, " ", list, " ", prefixes))
+	f.mu.Unlock()
+	return &api.GuardChangeResult{List: list, Changed: prefixes}, nil
+}
+
+func (f *fakeBackend) guardChanges() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Clone(f.changes)
+}
+
+// noGuard is a backend without a guard: only api.Backend's methods.
+type noGuard struct{ api.Backend }
 
 func (f *fakeBackend) Reload(context.Context) (*api.ReloadResult, error) {
 	f.reloads.Add(1)
@@ -651,5 +684,64 @@ func TestNextFlowsRead(t *testing.T) {
 		if tick := now.Add(tt.want); next.After(tick) || !next.After(tick.Add(-time.Second)) {
 			t.Errorf("read took %v: next read at +%v, want the tick at +%v", tt.took, next.Sub(now), tt.want)
 		}
+	}
+}
+
+func TestGuardEndpoints(t *testing.T) {
+	const token = "0123456789abcdef"
+	f := newFake()
+	base := serve(t, f, Options{Write: true, Token: token})
+	res, body := get(t, base+"/api/v1/guard?top=1")
+	var g api.Guard
+	if err := json.Unmarshal([]byte(body), &g); err != nil || res.StatusCode != 200 || g.DenyEntries != 2 || len(g.Deny) != 2 {
+		t.Errorf("guard: %d %s (%v)", res.StatusCode, body, err)
+	}
+	add := base + "/api/v1/guard/add?list=deny&prefix=198.18.9.0/24"
+	if res, body := do(t, http.MethodPost, add); res.StatusCode != http.StatusUnauthorized {
+		t.Errorf("guard add without the token: %d %s", res.StatusCode, body)
+	}
+	if res, body := do(t, http.MethodPost, add, "Authorization", "Bearer "+token); res.StatusCode != 200 || !strings.Contains(body, "198.18.9.0/24") {
+		t.Errorf("guard add with the token: %d %s", res.StatusCode, body)
+	}
+	if res, body := do(t, http.MethodPost, base+"/api/v1/guard/del?list=allow&prefix=fd00::/8", "Authorization", "Bearer "+token); res.StatusCode != 200 {
+		t.Errorf("guard del with the token: %d %s", res.StatusCode, body)
+	}
+	if got, want := f.guardChanges(), []string{"true deny [198.18.9.0/24]", "false allow [fd00::/8]"}; !slices.Equal(got, want) {
+		t.Errorf("guard changes %q, want %q", got, want)
+	}
+
+	// Read-only: no change gets through.
+	ro := newFake()
+	base = serve(t, ro, Options{})
+	if res, body := do(t, http.MethodPost, base+"/api/v1/guard/add?list=deny&prefix=198.18.9.0/24", "Authorization", "Bearer "+token); res.StatusCode != http.StatusForbidden || len(ro.guardChanges()) != 0 {
+		t.Errorf("read-only guard add: %d %s, changes %q", res.StatusCode, body, ro.guardChanges())
+	}
+
+	// A backend without a guard: the API's 404, and no guard in the ticks.
+	base = serve(t, noGuard{newFake()}, Options{})
+	if res, body := get(t, base+"/api/v1/guard"); res.StatusCode != http.StatusNotFound {
+		t.Errorf("guard of a backend without one: %d %s", res.StatusCode, body)
+	}
+	s := openStream(t, base+"/events")
+	tick := s.until(t, "tick", func(string) bool { return true })
+	if strings.Contains(tick, `"guard"`) {
+		t.Errorf("tick of a backend without a guard has one: %s", tick)
+	}
+}
+
+func TestGuardInTicks(t *testing.T) {
+	f := newFake()
+	base := serve(t, f, Options{})
+	s := openStream(t, base+"/events")
+	var tick Tick
+	s.until(t, "tick", func(d string) bool {
+		tick = Tick{}
+		if err := json.Unmarshal([]byte(d), &tick); err != nil {
+			t.Fatal(err)
+		}
+		return tick.Guard != nil && tick.GuardDrops["r0"]["deny"] > 0
+	})
+	if len(tick.Guard.Deny) != 2 || len(tick.Guard.Top) != 1 || len(tick.GuardDrops["r0"]) != 1 {
+		t.Errorf("guard in the tick: %+v, drops %v", tick.Guard, tick.GuardDrops)
 	}
 }

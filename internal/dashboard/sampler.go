@@ -20,6 +20,10 @@ const (
 	// flowsDuty: reading the flow table takes at most 1/flowsDuty of the
 	// daemon's time (see nextFlowsRead).
 	flowsDuty = 50
+	// What the guard section gets: list entries (of each list) and the
+	// most dropped sources.
+	guardEntries = 100
+	guardTop     = 10
 )
 
 // Rate is packets and bits per second.
@@ -50,7 +54,14 @@ type Tick struct {
 	Sample Sample      `json:"sample"`
 	Status *api.Status `json:"status,omitempty"`
 	Stats  *api.Stats  `json:"stats,omitempty"`
-	Error  string      `json:"error,omitempty"` // the backend failed this tick
+	// Guard is GET /v1/guard's answer (lists cut to guardEntries each,
+	// guardTop sources), read while a page is open; absent when the
+	// daemon has no guard.
+	Guard *api.Guard `json:"guard,omitempty"`
+	// GuardDrops: packets per second the guard dropped in the period, per
+	// interface and reason (only reasons with drops).
+	GuardDrops map[string]map[string]float64 `json:"guard_drops,omitempty"`
+	Error      string                        `json:"error,omitempty"` // the backend failed this tick
 	// Clients: pages open now; Dropped: messages this page lost.
 	Clients int    `json:"clients"`
 	Dropped uint64 `json:"dropped"`
@@ -90,6 +101,8 @@ type sampler struct {
 	prevAt    time.Time
 	flows     flowRates
 	nextFlows time.Time // no flow table read before this
+	prevGuard map[string]api.GuardInterface
+	guardAt   time.Time
 }
 
 // nextFlowsRead is when the flow table may be read again after a read at
@@ -185,6 +198,9 @@ func (s *sampler) tick(ctx context.Context, now time.Time) {
 			rated = s.flows.update(flows, now)
 		}
 		s.nextFlows = nextFlowsRead(now, s.every, time.Since(start))
+	}
+	if open > 0 && err == nil {
+		t.Guard, t.GuardDrops = s.readGuard(cctx, now)
 	}
 
 	s.mu.Lock()
@@ -306,4 +322,43 @@ func jsonLine(v any) ([]byte, error) {
 		return nil, err
 	}
 	return b.Bytes(), nil
+}
+
+// readGuard reads the guard when the backend has one, and the drop rates
+// since the last reading.
+func (s *sampler) readGuard(ctx context.Context, now time.Time) (*api.Guard, map[string]map[string]float64) {
+	gb, ok := s.b.(api.GuardBackend)
+	if !ok {
+		return nil, nil
+	}
+	g, err := gb.Guard(ctx, api.GuardQuery{Top: guardTop, Entries: true})
+	if err != nil {
+		s.log.Debug("dashboard: read the guard", "err", err)
+		return nil, nil
+	}
+	g.Allow = g.Allow[:min(len(g.Allow), guardEntries)]
+	g.Deny = g.Deny[:min(len(g.Deny), guardEntries)]
+	var drops map[string]map[string]float64
+	dt := now.Sub(s.guardAt).Seconds()
+	next := make(map[string]api.GuardInterface, len(g.Interfaces))
+	for _, gi := range g.Interfaces {
+		next[gi.Name] = gi
+		prev, ok := s.prevGuard[gi.Name]
+		if !ok || s.guardAt.IsZero() || dt <= 0 {
+			continue
+		}
+		for reason, n := range gi.Dropped {
+			if p := prev.Dropped[reason]; n > p {
+				if drops == nil {
+					drops = map[string]map[string]float64{}
+				}
+				if drops[gi.Name] == nil {
+					drops[gi.Name] = map[string]float64{}
+				}
+				drops[gi.Name][reason] = float64(n-p) / dt
+			}
+		}
+	}
+	s.prevGuard, s.guardAt = next, now
+	return g, drops
 }

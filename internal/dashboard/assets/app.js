@@ -236,26 +236,72 @@
     while (state.events.length > 200) { state.events.pop(); list.lastChild.remove(); }
   }
 
-  // The guard is another part of the daemon; it shows here once the status
-  // API carries it (status.guard), as plain key/value text.
-  function renderGuard() {
-    const g = state.status && state.status.guard;
-    const body = $("guard-body");
+  // The guard: list sizes and entries, drops per interface and reason, the
+  // sources it dropped most. Absent when the daemon has none.
+  function renderGuard(tick) {
+    const g = tick.guard, body = $("guard-body");
     if (!g) {
-      body.replaceChildren(el("p", { class: "hint" }, "This daemon reports no guard (status.guard is absent)."));
+      body.replaceChildren(el("p", { class: "hint" }, "This daemon reports no guard."));
       return;
     }
-    const rows = [];
-    const walk = (prefix, v) => {
-      if (v && typeof v === "object" && !Array.isArray(v)) {
-        for (const [k, x] of Object.entries(v)) walk(prefix ? prefix + "." + k : k, x);
-      } else {
-        rows.push(el("dt", {}, prefix), el("dd", {}, Array.isArray(v) ? v.map((x) => typeof x === "object" ? JSON.stringify(x) : String(x)).join(", ") : String(v)));
+    const drops = tick.guard_drops || {};
+    const dropRows = [];
+    for (const i of g.interfaces || []) {
+      const rate = drops[i.name] || {};
+      for (const [reason, n] of Object.entries(i.dropped || {}).sort((a, b) => b[1] - a[1])) {
+        if (!n) continue;
+        dropRows.push(el("tr", { "data-name": i.name, "data-reason": reason },
+          el("td", {}, i.name), el("td", { class: "reason-name" }, reason), el("td", { class: "num" }, pps(rate[reason] || 0)),
+          el("td", { class: "num count" }, n), el("td", { class: "num" }, (i.dropped_bytes || {})[reason] || 0)));
       }
-    };
-    walk("", g);
-    body.replaceChildren(el("dl", {}, ...rows));
+      if (i.allowed) {
+        dropRows.push(el("tr", { "data-name": i.name, "data-reason": "allowed" },
+          el("td", {}, i.name), el("td", {}, "allowed (allow list, not dropped)"), el("td", {}), el("td", { class: "num count" }, i.allowed), el("td", {})));
+      }
+    }
+    if (!dropRows.length) dropRows.push(el("tr", {}, el("td", { colspan: 5 }, "nothing dropped")));
+    const list = (name, entries, total) => el("div", { class: "guard-list", id: "guard-" + name },
+      el("h3", {}, name + " list: " + total + (total === 1 ? " entry" : " entries") + (entries.length < total ? " (the first " + entries.length + " shown)" : "")),
+      entries.length ? el("table", {},
+        el("thead", {}, el("tr", {}, el("th", {}, "prefix"), el("th", {}, "from"), el("th", { class: "num" }, "packets"), el("th", { class: "num" }, "bytes"))),
+        el("tbody", {}, ...entries.map((e) => el("tr", { "data-prefix": e.prefix },
+          el("td", { class: "prefix" }, e.prefix), el("td", {}, e.origin), el("td", { class: "num" }, e.packets), el("td", { class: "num" }, e.bytes))))) : "");
+    const top = g.top || [];
+    body.replaceChildren(
+      el("table", { id: "guard-drops" },
+        el("thead", {}, el("tr", {}, el("th", {}, "interface"), el("th", {}, "dropped because"), el("th", { class: "num" }, "packets/s"),
+          el("th", { class: "num" }, "packets"), el("th", { class: "num" }, "bytes"))),
+        el("tbody", {}, ...dropRows)),
+      el("div", { class: "guard-lists" }, list("allow", g.allow || [], g.allow_entries), list("deny", g.deny || [], g.deny_entries)),
+      el("h3", {}, "Sources dropped most"),
+      top.length ? el("table", { id: "guard-top" },
+        el("thead", {}, el("tr", {}, el("th", {}, "source"), el("th", {}, "last reason"), el("th", { class: "num" }, "packets"), el("th", { class: "num" }, "bytes"))),
+        el("tbody", {}, ...top.map((t) => el("tr", {}, el("td", { class: "source" }, t.source), el("td", {}, t.reason),
+          el("td", { class: "num" }, t.packets), el("td", { class: "num" }, t.bytes))))) : el("p", { class: "hint" }, "none"));
   }
+
+  // A write action: POST with the token; the answer's text, or why not.
+  async function write(path) {
+    const res = await fetch(path, { method: "POST", headers: { Authorization: "Bearer " + $("token").value } });
+    const body = await res.json();
+    if (!res.ok) throw new Error(body.error);
+    return body;
+  }
+
+  async function guardChange(add) {
+    const out = $("guard-result");
+    const list = $("guard-list").value, prefix = $("guard-prefix").value.trim();
+    out.textContent = "...";
+    try {
+      const q = new URLSearchParams({ list: list, prefix: prefix });
+      const res = await write("api/v1/guard/" + (add ? "add" : "del") + "?" + q);
+      out.textContent = (add ? "added to " : "removed from ") + res.list + ": " + res.changed.join(", ");
+    } catch (err) {
+      out.textContent = "failed: " + err.message;
+    }
+  }
+  $("guard-add").addEventListener("click", () => guardChange(true));
+  $("guard-del").addEventListener("click", () => guardChange(false));
 
   function renderDaemon(tick) {
     const st = state.status;
@@ -288,7 +334,10 @@
     add("dashboard pages open", tick.clients, "d-clients");
     if (tick.dropped) add("updates this page missed", tick.dropped);
     $("daemon-facts").replaceChildren(...facts);
-    $("write").hidden = !(db && db.write);
+    const canWrite = !!(db && db.write);
+    $("write").hidden = !canWrite;
+    $("write-token").hidden = !canWrite;
+    $("guard-write").hidden = !(canWrite && tick.guard);
   }
 
   // ---- reload (only with dashboard.write) ----
@@ -296,11 +345,10 @@
     const out = $("reload-result");
     out.textContent = "reloading...";
     try {
-      const res = await fetch("api/v1/reload", { method: "POST", headers: { Authorization: "Bearer " + $("token").value } });
-      const body = await res.json();
-      out.textContent = res.ok ? (body.changed ? "done: " + body.actions.join("; ") : "no change") : "failed: " + body.error;
+      const body = await write("api/v1/reload");
+      out.textContent = body.changed ? "done: " + body.actions.join("; ") : "no change";
     } catch (err) {
-      out.textContent = "failed: " + err;
+      out.textContent = "failed: " + err.message;
     }
   });
 
@@ -332,7 +380,7 @@
       if (t.stats) state.stats = t.stats;
       renderInterfaces();
       renderReasons();
-      renderGuard();
+      renderGuard(t);
       renderDaemon(t);
       drawCharts();
       document.body.setAttribute("data-ticks", String(Number(document.body.getAttribute("data-ticks") || 0) + 1));
