@@ -142,7 +142,9 @@ func TestDashboard(t *testing.T) {
 	cfg := filepath.Join(dir, labd.ConfigFile)
 	const inNS = "127.0.0.1:9469"
 	writeCfg := func(ifaces ...labd.Interface) {
-		doc := labd.ConfigYAML(socket, ifaces...) + "dashboard:\n  listen: " + inNS + "\n"
+		// The guard denies gen's IPv6 address: pings from it show as drops.
+		doc := labd.ConfigYAML(socket, ifaces...) + "dashboard:\n  listen: " + inNS + "\n" +
+			fmt.Sprintf("guard:\n  deny: [%q]\n", l.GenAddr6.String()+"/128")
 		if err := os.WriteFile(cfg, []byte(doc), 0o644); err != nil {
 			t.Fatal(err)
 		}
@@ -247,7 +249,6 @@ func TestDashboard(t *testing.T) {
 	// A few more seconds of chart for the screenshots.
 	p.waitFor(`Number(document.getElementById("chart-pps").dataset.points) >= 15`)
 	p.shot("dashboard.png", false)
-	p.shot("dashboard-full.png", true)
 
 	res := <-udp
 	if res.err != nil {
@@ -265,6 +266,38 @@ func TestDashboard(t *testing.T) {
 			if k < 0 || rows[k].FwdPackets != strconv.FormatUint(s.Forwarded.Packets, 10) {
 				last = fmt.Sprintf("%s: API %d forwarded, page %+v", s.Name, s.Forwarded.Packets, rows)
 				return fmt.Errorf("%s", last)
+			}
+		}
+		return nil
+	})
+
+	// Guard: pings from the denied address are dropped; the section shows
+	// the API's list, drop count and top source.
+	if p6, _ := traffic.Ping(ctx, l, l.Gen, l.SinkAddr6.String(), 3, "-i", "0.05", "-W", "1"); p6.Received != 0 {
+		t.Fatalf("ping from the denied %s: %d replies, want none", l.GenAddr6, p6.Received)
+	}
+	pollUntil(t, 10*time.Second, "guard section equals the API's guard", func() error {
+		c, cancel := context.WithTimeout(ctx, callTimeout)
+		defer cancel()
+		g, err := d.c.Guard(c, api.GuardQuery{Top: 10, Entries: true})
+		if err != nil {
+			return err
+		}
+		var deny uint64
+		for _, i := range g.Interfaces {
+			if i.Name == l.RtrIn {
+				deny = i.Dropped["deny"]
+			}
+		}
+		if deny == 0 || len(g.Deny) != 1 || len(g.Top) == 0 {
+			return fmt.Errorf("API guard: %d deny drops on %s, deny list %+v, top %+v", deny, l.RtrIn, g.Deny, g.Top)
+		}
+		shown := jsEval[map[string]string](p, fmt.Sprintf(`(() => { const q = (s) => (document.querySelector(s) || {}).textContent || "";
+			return {drops: q('#guard-drops tr[data-name=%q][data-reason=deny] td.count'), prefix: q("#guard-deny td.prefix"), top: q("#guard-top td.source")}; })()`, l.RtrIn))
+		want := map[string]string{"drops": strconv.FormatUint(deny, 10), "prefix": g.Deny[0].Prefix, "top": g.Top[0].Source}
+		for k, v := range want {
+			if shown[k] != v {
+				return fmt.Errorf("guard %s shown %q, API %q", k, shown[k], v)
 			}
 		}
 		return nil
@@ -304,6 +337,7 @@ func TestDashboard(t *testing.T) {
 	if n := jsEval[int](p, `document.querySelectorAll("main i, main b, main img").length + (window.__pwned ? 1 : 0)`); n != 0 {
 		t.Errorf("%d elements made from daemon text", n)
 	}
+	p.shot("dashboard-full.png", true)
 }
 
 func cmpOr(s, def string) string {
