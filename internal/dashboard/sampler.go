@@ -103,12 +103,16 @@ type sampler struct {
 	nextFlows time.Time // no flow table read before this
 	prevGuard map[string]api.GuardInterface
 	guardAt   time.Time
+	nextGuard time.Time // no guard read before this
+	lastGuard *api.Guard
+	lastDrops map[string]map[string]float64
 }
 
-// nextFlowsRead is when the flow table may be read again after a read at
-// now that took took: the next tick, unless reading it takes more than
-// 1/flowsDuty of the time (a big table, read entry by entry); then less
-// often, so open pages never cost the daemon more than that.
+// nextFlowsRead is when the flow table (or the guard, whose lists may be
+// long) may be read again after a read at now that took took: the next
+// tick, unless reading it takes more than 1/flowsDuty of the time (a big
+// table, read entry by entry); then less often, so open pages never cost
+// the daemon more than that.
 func nextFlowsRead(now time.Time, every, took time.Duration) time.Time {
 	return now.Add(max(every, flowsDuty*took) - every/2) // half a period: ticks jitter
 }
@@ -199,9 +203,16 @@ func (s *sampler) tick(ctx context.Context, now time.Time) {
 		}
 		s.nextFlows = nextFlowsRead(now, s.every, time.Since(start))
 	}
-	if open > 0 && err == nil {
-		t.Guard, t.GuardDrops = s.readGuard(cctx, now)
+	switch {
+	case open == 0 || err != nil:
+		s.lastGuard, s.lastDrops, s.nextGuard = nil, nil, time.Time{}
+	case !now.Before(s.nextGuard):
+		start := time.Now()
+		s.lastGuard, s.lastDrops = s.readGuard(cctx, now)
+		s.nextGuard = nextFlowsRead(now, s.every, time.Since(start)) // long lists: the same 2% rule
 	}
+	// Between readings of a big guard, pages get the last one.
+	t.Guard, t.GuardDrops = s.lastGuard, s.lastDrops
 
 	s.mu.Lock()
 	s.samples = appendRing(s.samples, t.Sample, s.history)
