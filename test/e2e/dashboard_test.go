@@ -346,3 +346,41 @@ func cmpOr(s, def string) string {
 	}
 	return s
 }
+
+// TestDashboardWarnsOffLoopback: a dashboard on every address works, and
+// the daemon says so: in its log, in the status API and in fastpath status.
+func TestDashboardWarnsOffLoopback(t *testing.T) {
+	l := newLab(t)
+	ctx := testContext(t)
+	dir := t.TempDir()
+	socket := filepath.Join(dir, "api.sock")
+	cfg := filepath.Join(dir, labd.ConfigFile)
+	doc := labd.ConfigYAML(socket, routeIfaces(l, "auto")...) + "dashboard:\n  listen: \"[::]:9470\"\n"
+	if err := os.WriteFile(cfg, []byte(doc), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	d := startDaemonWithConfig(t, l.Rtr, cfg, socket)
+	st, err := d.p.WaitReady(ctx, d.c, readyTimeout)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Dashboard == nil || st.Dashboard.Loopback || !strings.Contains(st.Dashboard.Warning, "reachable from other hosts") {
+		t.Fatalf("status.dashboard = %+v, want a warning", st.Dashboard)
+	}
+	out, err := exec.CommandContext(ctx, requireBinary(t), "status", "--socket", socket).CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "WARNING: "+st.Dashboard.Warning) {
+		t.Errorf("fastpath status (%v) lacks the warning:\n%s", err, out)
+	}
+	pollUntil(t, 5*time.Second, "the daemon logs the warning", func() error {
+		if !strings.Contains(d.p.Output(), "dashboard reachable from other hosts") {
+			return fmt.Errorf("not in the output yet")
+		}
+		return nil
+	})
+	// Reachable on the router's own addresses, from gen.
+	url := fmt.Sprintf("http://%s/api/v1/status", netip.AddrPortFrom(l.RtrInAddr4, 9470))
+	out, err = l.Command(ctx, l.Gen, "curl", "-sS", "-m", "5", url).CombinedOutput()
+	if err != nil || !strings.Contains(string(out), `"dashboard"`) {
+		t.Errorf("curl %s from %s: %v\n%s", url, l.Gen, err, out)
+	}
+}
