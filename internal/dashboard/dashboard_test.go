@@ -676,9 +676,10 @@ func TestNextFlowsRead(t *testing.T) {
 		took time.Duration
 		want time.Duration // after now, before the next tick at or after it
 	}{
-		{time.Millisecond, time.Second},           // small table: every tick
-		{20 * time.Millisecond, time.Second},      // 2%: still every tick
-		{100 * time.Millisecond, 5 * time.Second}, // 65k entries: every 5 s
+		{time.Millisecond, time.Second},            // small table: every tick
+		{10 * time.Millisecond, time.Second},       // 1%: still every tick
+		{50 * time.Millisecond, 5 * time.Second},   // every 5 s
+		{200 * time.Millisecond, 20 * time.Second}, // a million flows: every 20 s
 	} {
 		next := nextFlowsRead(now, time.Second, tt.took)
 		if tick := now.Add(tt.want); next.After(tick) || !next.After(tick.Add(-time.Second)) {

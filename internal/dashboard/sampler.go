@@ -19,7 +19,7 @@ const (
 	callTimeout  = 2 * time.Second
 	// flowsDuty: reading the flow table takes at most 1/flowsDuty of the
 	// daemon's time (see nextFlowsRead).
-	flowsDuty = 50
+	flowsDuty = 100
 	// What the guard section gets: list entries (of each list) and the
 	// most dropped sources.
 	guardEntries = 100
@@ -201,7 +201,11 @@ func (s *sampler) tick(ctx context.Context, now time.Time) {
 		} else {
 			rated = s.flows.update(flows, now)
 		}
-		s.nextFlows = nextFlowsRead(now, s.every, time.Since(start))
+		took := time.Since(start)
+		s.nextFlows = nextFlowsRead(now, s.every, took)
+		if flows != nil {
+			s.log.Debug("dashboard read the flow table", "flows", len(flows.Flows), "took", took, "next_in", s.nextFlows.Sub(now))
+		}
 	}
 	switch {
 	case open == 0 || err != nil:
@@ -209,7 +213,7 @@ func (s *sampler) tick(ctx context.Context, now time.Time) {
 	case !now.Before(s.nextGuard):
 		start := time.Now()
 		s.lastGuard, s.lastDrops = s.readGuard(cctx, now)
-		s.nextGuard = nextFlowsRead(now, s.every, time.Since(start)) // long lists: the same 2% rule
+		s.nextGuard = nextFlowsRead(now, s.every, time.Since(start)) // long lists: the same 1% rule
 	}
 	// Between readings of a big guard, pages get the last one.
 	t.Guard, t.GuardDrops = s.lastGuard, s.lastDrops
