@@ -47,7 +47,7 @@ test: check-generate lint
 	$(GO) test -run '^$$' -fuzz '^FuzzOffload$$' -fuzztime $(FUZZTIME) ./internal/datapath
 	$(GO) test -run '^$$' -fuzz '^FuzzGuard$$' -fuzztime $(FUZZTIME) ./internal/datapath
 	# the daemon's concurrent parts again under the race detector (seconds)
-	$(GO) test -count=1 -race ./internal/daemon ./internal/eventhub ./internal/api ./internal/metrics ./cmd/...
+	$(GO) test -count=1 -race ./internal/daemon ./internal/eventhub ./internal/api ./internal/metrics ./internal/dashboard ./cmd/...
 
 # Fast, unprivileged subset.
 unit:

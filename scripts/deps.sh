@@ -2,7 +2,8 @@
 # Installs what fastpath's demo, tests and BPF build need on Debian, only
 # when something is missing. Usage: scripts/deps.sh [runtime|test|build]
 #   runtime: tools the demo and the tests drive (ip, nft, ping, ...)
-#   test:    runtime + promtool (make test)
+#   test:    runtime + promtool and headless Chromium (make test; the
+#            dashboard's browser tests)
 #   build:   runtime + the pinned clang and headers to regenerate BPF objects
 set -euo pipefail
 
@@ -20,6 +21,10 @@ declare -A pkgs=(
 	# the package tests (internal/distcheck): build, check the unit, render man pages
 	[dpkg-deb]=dpkg [systemd-analyze]=systemd [man]=man-db [setpriv]=util-linux
 )
+if [ "$want" = test ]; then
+	pkgs[chromium]=chromium
+	pkgs[chromedriver]=chromium-driver
+fi
 if [ "$want" = build ]; then
 	pkgs[clang-19]=clang-19
 	pkgs[llvm-strip-19]=llvm-19

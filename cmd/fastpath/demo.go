@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"io"
 
 	"github.com/spf13/cobra"
@@ -11,8 +12,10 @@ import (
 
 func newDemoCmd(lf *logFlags, stderr io.Writer) *cobra.Command {
 	var (
-		name string
-		keep bool
+		name      string
+		keep      bool
+		dashboard bool
+		dashAddr  string
 	)
 	cmd := &cobra.Command{
 		Use:   "demo",
@@ -23,13 +26,24 @@ how much of that traffic fastpath forwarded and how much the kernel did.
 Everything is removed at the end, also on failure or Ctrl-C, unless --keep is
 given and the demo fails. Needs root; the host's own network is not touched.
 
+With --dashboard the daemon also serves its web dashboard (docs/dashboard.md),
+reachable from this host at --dashboard-addr; the demo prints the URL and
+keeps the lab up, with light traffic, until Ctrl-C.
+
 Exit status: 0 if every check passed, 1 if not.`,
 		Example: `  fastpath demo
-  fastpath demo --keep --log-level debug   # on failure, leave the lab and daemon for inspection`,
+  fastpath demo --keep --log-level debug   # on failure, leave the lab and daemon for inspection
+  fastpath demo --dashboard                # then open http://127.0.0.1:9469/; Ctrl-C ends it`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := lab.ValidateName(name); err != nil {
 				return usageError(cmd.CommandPath(), err)
+			}
+			if cmd.Flags().Changed("dashboard-addr") && !dashboard {
+				return usageError(cmd.CommandPath(), errors.New("--dashboard-addr needs --dashboard"))
+			}
+			if !dashboard {
+				dashAddr = ""
 			}
 			log, err := lf.logger(stderr)
 			if err != nil {
@@ -39,6 +53,7 @@ Exit status: 0 if every check passed, 1 if not.`,
 			defer stop()
 			return demo.Run(ctx, demo.Options{
 				Name: name, Out: cmd.OutOrStdout(), Log: log, KeepOnFailure: keep,
+				Dashboard: dashAddr,
 			})
 		},
 	}
@@ -47,6 +62,8 @@ Exit status: 0 if every check passed, 1 if not.`,
 	// The demo's own messages call it --keep-on-failure.
 	cmd.Flags().BoolVar(&keep, "keep-on-failure", false, "same as --keep")
 	cmd.Flags().MarkHidden("keep-on-failure")
+	cmd.Flags().BoolVar(&dashboard, "dashboard", false, "serve the daemon's web dashboard and keep the lab up until Ctrl-C")
+	cmd.Flags().StringVar(&dashAddr, "dashboard-addr", demo.DefaultDashboard, "host:port on this host for the dashboard (with --dashboard)")
 	lf.register(cmd)
 	return cmd
 }

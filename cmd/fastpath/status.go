@@ -67,6 +67,20 @@ func writeStatus(w io.Writer, st *api.Status, now time.Time) error {
 	case st.RevalidateEvery != "":
 		fmt.Fprintf(w, "revalidation: every %s: %s\n", st.RevalidateEvery, strings.Join(st.RevalidateWhy, "; "))
 	}
+	if dp := st.Datapath; dp != nil {
+		fmt.Fprintf(w, "datapath: route generation %d, ruleset generation %d, watchdog %s\n",
+			dp.RouteGeneration, dp.RulesetGeneration, dp.Watchdog)
+	}
+	if d := st.Dashboard; d != nil {
+		access := "read-only"
+		if d.Write {
+			access = "write actions with the token"
+		}
+		fmt.Fprintf(w, "dashboard: %s (%s)\n", d.URL, access)
+		if d.Warning != "" {
+			fmt.Fprintf(w, "WARNING: %s\n", d.Warning)
+		}
+	}
 	fmt.Fprintln(w)
 	if len(st.Interfaces) == 0 {
 		fmt.Fprintln(w, "no interfaces configured")

@@ -42,6 +42,40 @@ type Status struct {
 	// events), for the reasons in RevalidateWhy.
 	RevalidateEvery string   `json:"revalidate_every"`
 	RevalidateWhy   []string `json:"revalidate_why,omitempty"`
+	// Datapath: the generations and the watchdog; absent while starting.
+	Datapath *DatapathStatus `json:"datapath,omitempty"`
+	// Dashboard: where the web dashboard listens; absent when it is off.
+	Dashboard *DashboardStatus `json:"dashboard,omitempty"`
+}
+
+// Watchdog states (DatapathStatus.Watchdog).
+const (
+	WatchdogOff   = "off"   // no heartbeat: no interface in offload mode yet
+	WatchdogArmed = "armed" // heartbeats arrive; offload runs
+	WatchdogFired = "fired" // the heartbeat is late: the datapath passes everything to the kernel
+)
+
+// DatapathStatus is the state the daemon shares with the datapath.
+type DatapathStatus struct {
+	// RouteGeneration and RulesetGeneration count invalidations: each
+	// route, neighbour or link change (ruleset change) bumps one and
+	// makes every cached flow re-validate.
+	RouteGeneration   uint32 `json:"route_generation"`
+	RulesetGeneration uint32 `json:"ruleset_generation"`
+	Watchdog          string `json:"watchdog"` // off | armed | fired
+	// HeartbeatAgeSec: how long ago the daemon last wrote its heartbeat;
+	// WatchdogSec: how late it may be before the watchdog fires.
+	HeartbeatAgeSec float64 `json:"heartbeat_age_seconds,omitempty"`
+	WatchdogSec     float64 `json:"watchdog_seconds,omitempty"`
+}
+
+// DashboardStatus describes the web dashboard (docs/dashboard.md).
+type DashboardStatus struct {
+	URL      string `json:"url"`      // e.g. "http://127.0.0.1:9469/"
+	Loopback bool   `json:"loopback"` // reachable from this host only
+	Write    bool   `json:"write"`    // write actions allowed (with the token)
+	// Warning is set when the dashboard is reachable from other hosts.
+	Warning string `json:"warning,omitempty"`
 }
 
 // Interface states.

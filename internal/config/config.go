@@ -47,6 +47,7 @@ type Config struct {
 	API        API         `yaml:"api"`
 	Metrics    Metrics     `yaml:"metrics"`
 	Guard      Guard       `yaml:"guard,omitempty"`
+	Dashboard  Dashboard   `yaml:"dashboard,omitempty"`
 }
 
 // Interface is one managed network interface.
@@ -121,6 +122,21 @@ type Metrics struct {
 	// Listen is the TCP host:port where the daemon serves /metrics, e.g.
 	// "127.0.0.1:9469"; empty (the default) serves no metrics.
 	Listen string `yaml:"listen"`
+}
+
+// Dashboard configures the web dashboard (docs/dashboard.md).
+type Dashboard struct {
+	// Listen is the TCP host:port of the dashboard, e.g. "127.0.0.1:9469";
+	// empty (the default) serves no dashboard. Anything but a loopback
+	// address is allowed, with a warning in the log and in status.
+	Listen string `yaml:"listen"`
+	// Write allows the actions the API socket allows (reload), to
+	// requests that carry the token in TokenFile. Off by default: the
+	// dashboard only reads.
+	Write bool `yaml:"write"`
+	// TokenFile holds the bearer token write actions need; required
+	// with Write.
+	TokenFile string `yaml:"token_file"`
 }
 
 // Load reads and parses the config file at path.

@@ -78,7 +78,7 @@ func TestParseErrors(t *testing.T) {
 			`c.yaml:6: interfaces[1].attach (r1): unknown attach method "native"; allowed: "auto" (default), "xdp", "xdp-generic", "tc"`}},
 		{"unknown top key", "version: 1\ninterface:\n  - {name: r0, mode: route}\n", []string{
 			`c.yaml: interfaces: at least one interface is required`,
-			`c.yaml:2: interface: unknown field (did you mean "interfaces"?); allowed here: api, flows, guard, interfaces, metrics, version`}},
+			`c.yaml:2: interface: unknown field (did you mean "interfaces"?); allowed here: api, dashboard, flows, guard, interfaces, metrics, version`}},
 		{"unknown interface key", "version: 1\ninterfaces:\n  - name: r0\n    mode: route\n    atach: xdp\n", []string{
 			`c.yaml:5: interfaces[0].atach: unknown field (did you mean "attach"?); allowed here: attach, mode, name`}},
 		{"unknown api key", "version: 1\ninterfaces:\n  - {name: r0, mode: route}\napi:\n  sock: /x\n", []string{

@@ -62,6 +62,10 @@ func (c *Config) validate(p *problems) {
 	c.API.validate(p)
 	c.Metrics.validate(p)
 	c.Guard.validate(p)
+	c.Dashboard.validate(p)
+	if c.Dashboard.Listen != "" && c.Dashboard.Listen == c.Metrics.Listen {
+		p.add("dashboard.listen", "", "%q is metrics.listen too; give the dashboard its own port", c.Dashboard.Listen)
+	}
 }
 
 func (ifc Interface) validate(p *problems, i int, firstUse map[string]int) {
@@ -145,25 +149,45 @@ func (a API) validate(p *problems) {
 // are refused: the config is checked without the network, and a name that
 // resolves to several addresses would listen on only one of them.
 func (m Metrics) validate(p *problems) {
-	if m.Listen == "" {
+	listenAddr(p, "metrics.listen", m.Listen)
+}
+
+// validate checks the dashboard: its address as metrics.listen's, and a
+// token file (absolute path) whenever write actions are on.
+func (d Dashboard) validate(p *problems) {
+	listenAddr(p, "dashboard.listen", d.Listen)
+	switch {
+	case d.Write && d.TokenFile == "":
+		p.add("dashboard.token_file", "", "required when dashboard.write is true: write actions need a token")
+	case d.TokenFile != "" && !filepath.IsAbs(d.TokenFile):
+		p.add("dashboard.token_file", "", "%q must be an absolute path", d.TokenFile)
+	}
+	if d.Write && d.Listen == "" {
+		p.add("dashboard.write", "", "dashboard.listen is empty: there is no dashboard to write through")
+	}
+}
+
+// listenAddr checks a TCP listen address (key names it); empty is fine.
+func listenAddr(p *problems, key, addr string) {
+	if addr == "" {
 		return
 	}
-	host, port, err := net.SplitHostPort(m.Listen)
+	host, port, err := net.SplitHostPort(addr)
 	if err != nil {
 		why := err.Error()
 		if ae, ok := errors.AsType[*net.AddrError](err); ok {
 			why = ae.Err
 		}
-		p.add("metrics.listen", "", `%q is not host:port (%s); write e.g. "127.0.0.1:9469" or "[::1]:9469"`, m.Listen, why)
+		p.add(key, "", `%q is not host:port (%s); write e.g. "127.0.0.1:9469" or "[::1]:9469"`, addr, why)
 		return
 	}
 	if host != "" {
 		if _, err := netip.ParseAddr(host); err != nil {
-			p.add("metrics.listen", "", `host %q is not an IP address; write an address such as "127.0.0.1" or "::1", or leave it empty (":9469") for every address`, host)
+			p.add(key, "", `host %q is not an IP address; write an address such as "127.0.0.1" or "::1", or leave it empty (":9469") for every address`, host)
 		}
 	}
 	if n, err := strconv.ParseUint(port, 10, 16); err != nil || n == 0 {
-		p.add("metrics.listen", "", "port %q is not a port number; allowed 1 to 65535", port)
+		p.add(key, "", "port %q is not a port number; allowed 1 to 65535", port)
 	}
 }
 

@@ -59,7 +59,27 @@ func (b *backend) Status(context.Context) (*api.Status, error) {
 		}
 		st.RevalidateWhy = why
 	}
+	if b.dp != nil {
+		st.Datapath = datapathStatus(b.dp)
+	}
 	return &st, nil
+}
+
+// datapathStatus reads the generations and the heartbeat.
+func datapathStatus(dp *datapath.Datapath) *api.DatapathStatus {
+	fib, fw := dp.Generations()
+	s := &api.DatapathStatus{RouteGeneration: fib, RulesetGeneration: fw, Watchdog: api.WatchdogOff}
+	at, wd := dp.LastHeartbeat()
+	if wd == 0 {
+		return s
+	}
+	age := datapath.Monotonic() - at
+	s.HeartbeatAgeSec, s.WatchdogSec = age.Seconds(), wd.Seconds()
+	s.Watchdog = api.WatchdogArmed
+	if age > wd {
+		s.Watchdog = api.WatchdogFired
+	}
+	return s
 }
 
 func (b *backend) Stats(context.Context) (*api.Stats, error) {

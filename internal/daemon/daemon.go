@@ -96,6 +96,7 @@ type daemon struct {
 
 	srv    *api.Server
 	ln, ml net.Listener
+	dash   *dash // the web dashboard, if configured
 	gplan  *guardPlan
 	dp     *datapath.Datapath
 	feats  *xdpfeat.Querier
@@ -146,6 +147,10 @@ func (d *daemon) open(ctx context.Context) error {
 		}
 		d.onClose(func() { d.ml.Close() })
 	}
+	if d.dash, err = openDashboard(cfg.Dashboard, d.b, log); err != nil { // likewise its port
+		return err
+	}
+	d.onClose(d.dash.close)
 	// The guard's list files are read before anything changes: a bad line
 	// fails the start with nothing attached.
 	if d.gplan, err = planGuard(cfg); err != nil {
@@ -277,6 +282,10 @@ func (d *daemon) loop(ctx context.Context) error {
 			}
 		}()
 		d.onClose(func() { d.cancel(); <-metricsDone })
+	}
+	if d.dash != nil {
+		dashDone := d.dash.serve(ctx, log)
+		d.onClose(func() { d.cancel(); <-dashDone })
 	}
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)

@@ -46,6 +46,9 @@ func restartOnly(old, new *config.Config) []string {
 	if old.Metrics != new.Metrics {
 		diff = append(diff, "metrics")
 	}
+	if old.Dashboard != new.Dashboard {
+		diff = append(diff, "dashboard")
+	}
 	return diff
 }
 

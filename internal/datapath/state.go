@@ -93,6 +93,14 @@ func (d *Datapath) Generations() (fib, fw uint32) {
 	return d.g.v.FibGen, d.g.v.FwGen
 }
 
+// LastHeartbeat returns when (CLOCK_MONOTONIC, see Monotonic) the daemon
+// last wrote its heartbeat and the watchdog period; zeros before the first.
+func (d *Datapath) LastHeartbeat() (at, watchdog time.Duration) {
+	d.g.mu.Lock()
+	defer d.g.mu.Unlock()
+	return time.Duration(d.g.v.HeartbeatNs), time.Duration(d.g.v.WatchdogNs)
+}
+
 // readGlobals takes over an adopted fp_globals value, so generations keep
 // counting up from where the previous daemon left them.
 func (d *Datapath) readGlobals() error {

@@ -55,6 +55,10 @@ type Options struct {
 	// Binary is the fastpath executable to run as the daemon; default the
 	// running executable.
 	Binary string
+	// Dashboard, if set, is a host:port on this host where the daemon's
+	// dashboard is made reachable (see dashboard.go); the demo then keeps
+	// the lab up, with light traffic, until ctx ends (Ctrl-C).
+	Dashboard string
 }
 
 // client is the part of the API client the demo uses; tests substitute it.
@@ -148,7 +152,7 @@ func run(ctx context.Context, o Options, newClient func(socket string) client) (
 	if err != nil {
 		return fmt.Errorf("make config dir: %w", err)
 	}
-	cfg, err := labd.WriteConfig(dir, socket, daemonInterfaces(l)...)
+	cfg, err := writeConfig(dir, socket, o.Dashboard != "", daemonInterfaces(l)...)
 	if err != nil {
 		return err
 	}
@@ -167,6 +171,14 @@ func run(ctx context.Context, o Options, newClient func(socket string) client) (
 		return withOutput(o.Out, d, fmt.Errorf("wait for daemon: %w", err))
 	}
 	fmt.Fprintf(o.Out, "fastpath running in %s (pid %d): %s\n", l.Rtr, d.PID(), describeAttach(st))
+	var dash *dashboard
+	if o.Dashboard != "" {
+		if dash, err = openDashboard(ctx, o.Dashboard, l.Rtr); err != nil {
+			return err
+		}
+		defer dash.close()
+		fmt.Fprintf(o.Out, "dashboard: %s (served by the daemon in %s, forwarded to this host)\n", dash.url, l.Rtr)
+	}
 
 	before, err := snapshot(ctx, c, l.Rtr)
 	if err != nil {
@@ -191,6 +203,9 @@ func run(ctx context.Context, o Options, newClient func(socket string) client) (
 	}
 	if !d.Running() {
 		return withOutput(o.Out, d, errors.New("daemon exited during the demo"))
+	}
+	if dash != nil {
+		return dash.keepUp(ctx, o.Out, l, d)
 	}
 	return nil
 }
