@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/netip"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -178,7 +179,9 @@ func (c *FlowCollector) Add(fl Flow) {
 	c.total++
 	switch {
 	case c.q.Limit == CountOnly:
-	case c.q.Limit == 0 || len(c.top) < c.q.Limit:
+	case c.q.Limit == 0: // all of them: sorted once at the end
+		c.top = append(c.top, fl)
+	case len(c.top) < c.q.Limit:
 		heap.Push(&c.top, fl)
 	case fl.Bytes > c.top[0].Bytes:
 		c.top[0] = fl
@@ -189,6 +192,11 @@ func (c *FlowCollector) Add(fl Flow) {
 // Result is the answer: the kept flows largest first, Total the matches.
 func (c *FlowCollector) Result(capacity int) *Flows {
 	out := &Flows{Capacity: capacity, Total: c.total, Flows: make([]Flow, len(c.top))}
+	if c.q.Limit == 0 {
+		copy(out.Flows, c.top)
+		slices.SortStableFunc(out.Flows, func(a, b Flow) int { return cmp.Compare(b.Bytes, a.Bytes) })
+		return out
+	}
 	for i := len(c.top) - 1; i >= 0; i-- {
 		out.Flows[i] = heap.Pop(&c.top).(Flow)
 	}
