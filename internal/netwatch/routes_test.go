@@ -10,26 +10,20 @@ import (
 	"os"
 	"os/exec"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/fastpath-router/fastpath/internal/nsutil"
 )
 
-// fakeRouteSink records what the route watches hand the datapath.
+// fakeRouteSink records what the route watches hand the datapath: the
+// route MTUs in its recorder, and how often the routes were invalidated.
 type fakeRouteSink struct {
-	mu          sync.Mutex
-	mtus        map[netip.Prefix]int
+	recorder
 	invalidated int
 }
 
-func (f *fakeRouteSink) SetRouteMTUs(m map[netip.Prefix]int) error {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.mtus = maps.Clone(m)
-	return nil
-}
+func (f *fakeRouteSink) SetRouteMTUs(m map[netip.Prefix]int) error { return f.set(m) }
 
 func (f *fakeRouteSink) InvalidateRoutes() error {
 	f.mu.Lock()
@@ -41,7 +35,7 @@ func (f *fakeRouteSink) InvalidateRoutes() error {
 func (f *fakeRouteSink) snapshot() (map[netip.Prefix]int, int) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	return maps.Clone(f.mtus), f.invalidated
+	return maps.Clone(f.last), f.invalidated
 }
 
 // poll waits until cond holds, failing after a generous deadline.
