@@ -73,6 +73,36 @@ func (s *stream) close() {
 	s.conns.Wait() // tcpconn: each connection ends within connTimeout
 }
 
+// listenIn opens a listener in sinkNS with listen; it closes with the
+// stream.
+func listenIn[C io.Closer](s *stream, sinkNS string, listen func() (C, error)) (C, error) {
+	var c C
+	if err := nsutil.Do(sinkNS, func() (err error) {
+		c, err = listen()
+		return err
+	}); err != nil {
+		return c, fmt.Errorf("listen in %s: %w", sinkNS, err)
+	}
+	s.closer = append(s.closer, c)
+	return c, nil
+}
+
+// listenTCP listens on the flow's destination port in sinkNS.
+func (s *stream) listenTCP(sinkNS string) (*net.TCPListener, error) {
+	return listenIn(s, sinkNS, func() (*net.TCPListener, error) {
+		return net.ListenTCP(network(s.f.V6, "tcp"), &net.TCPAddr{Port: int(s.f.DstPort())})
+	})
+}
+
+// received notes that the sink read record rec (if it is a data record) at now.
+func (s *stream) received(rec []byte, now time.Time) {
+	if _, kind, seq, ok := readHeader(rec); ok && kind == kindData {
+		s.mu.Lock()
+		s.recvAt[seq] = now
+		s.mu.Unlock()
+	}
+}
+
 func network(v6 bool, base string) string {
 	if v6 {
 		return base + "6"
@@ -81,15 +111,13 @@ func network(v6 bool, base string) string {
 }
 
 func (s *stream) openUDP(ctx context.Context, genNS, sinkNS string) error {
-	var rx, tx *net.UDPConn
-	if err := nsutil.Do(sinkNS, func() error {
-		var err error
-		rx, err = net.ListenUDP(network(s.f.V6, "udp"), &net.UDPAddr{Port: int(s.f.DstPort())})
+	rx, err := listenIn(s, sinkNS, func() (*net.UDPConn, error) {
+		return net.ListenUDP(network(s.f.V6, "udp"), &net.UDPAddr{Port: int(s.f.DstPort())})
+	})
+	if err != nil {
 		return err
-	}); err != nil {
-		return fmt.Errorf("listen in %s: %w", sinkNS, err)
 	}
-	s.closer = append(s.closer, rx)
+	var tx *net.UDPConn
 	go func() {
 		buf := make([]byte, 2048)
 		for {
@@ -159,15 +187,10 @@ func (s *stream) openUDP(ctx context.Context, genNS, sinkNS string) error {
 }
 
 func (s *stream) openTCP(ctx context.Context, genNS, sinkNS string) error {
-	var ln *net.TCPListener
-	if err := nsutil.Do(sinkNS, func() error {
-		var err error
-		ln, err = net.ListenTCP(network(s.f.V6, "tcp"), &net.TCPAddr{Port: int(s.f.DstPort())})
+	ln, err := s.listenTCP(sinkNS)
+	if err != nil {
 		return err
-	}); err != nil {
-		return fmt.Errorf("listen in %s: %w", sinkNS, err)
 	}
-	s.closer = append(s.closer, ln)
 	accepted := make(chan *net.TCPConn, 1)
 	go func() {
 		c, err := ln.AcceptTCP()
@@ -181,12 +204,7 @@ func (s *stream) openTCP(ctx context.Context, genNS, sinkNS string) error {
 			if _, err := io.ReadFull(c, rec); err != nil {
 				return
 			}
-			now := time.Now()
-			if _, kind, seq, ok := readHeader(rec); ok && kind == kindData {
-				s.mu.Lock()
-				s.recvAt[seq] = now
-				s.mu.Unlock()
-			}
+			s.received(rec, time.Now())
 		}
 	}()
 	var c *net.TCPConn
@@ -255,15 +273,10 @@ func connPort(seq uint64) int { return 20000 + int(seq%40000) }
 // are when a conntrack entry is young: what case 8 needs.
 func (s *stream) openTCPConns(genNS, sinkNS string) error {
 	total := s.f.Size * max(s.f.Burst, 1)
-	var ln *net.TCPListener
-	if err := nsutil.Do(sinkNS, func() error {
-		var err error
-		ln, err = net.ListenTCP(network(s.f.V6, "tcp"), &net.TCPAddr{Port: int(s.f.DstPort())})
+	ln, err := s.listenTCP(sinkNS)
+	if err != nil {
 		return err
-	}); err != nil {
-		return fmt.Errorf("listen in %s: %w", sinkNS, err)
 	}
-	s.closer = append(s.closer, ln)
 	go func() {
 		for {
 			c, err := ln.AcceptTCP()
@@ -277,12 +290,7 @@ func (s *stream) openTCPConns(genNS, sinkNS string) error {
 				if _, err := io.ReadFull(c, buf); err != nil {
 					return
 				}
-				now := time.Now()
-				if _, kind, seq, ok := readHeader(buf); ok && kind == kindData {
-					s.mu.Lock()
-					s.recvAt[seq] = now
-					s.mu.Unlock()
-				}
+				s.received(buf, time.Now())
 			}()
 		}
 	}()
