@@ -16,6 +16,7 @@ import (
 	"github.com/fastpath-router/fastpath/internal/api"
 	"github.com/fastpath-router/fastpath/internal/lab"
 	"github.com/fastpath-router/fastpath/internal/labd"
+	"github.com/fastpath-router/fastpath/internal/traffic"
 )
 
 // RunOptions say how to play a script.
@@ -179,7 +180,7 @@ func Run(ctx context.Context, s *Script, o RunOptions) (_ *Result, err error) {
 	}
 	defer stopTraffic()
 
-	if err := sleepUntil(ctx, start.Add(minWarmup)); err != nil {
+	if err := traffic.WaitUntil(ctx, start.Add(minWarmup)); err != nil {
 		return nil, err
 	}
 	offloaded := map[string]bool{}
@@ -193,7 +194,7 @@ func Run(ctx context.Context, s *Script, o RunOptions) (_ *Result, err error) {
 	log.Debug("script clock starts", "mode", res.Mode, "warmup", t0.Sub(start))
 
 	for i, st := range s.Steps {
-		if err := sleepUntil(ctx, t0.Add(st.At)); err != nil {
+		if err := traffic.WaitUntil(ctx, t0.Add(st.At)); err != nil {
 			return nil, err
 		}
 		begin := time.Since(t0)
@@ -202,7 +203,7 @@ func Run(ctx context.Context, s *Script, o RunOptions) (_ *Result, err error) {
 		}
 		res.Steps = append(res.Steps, StepTimes{Start: begin, Done: time.Since(t0)})
 	}
-	if err := sleepUntil(ctx, t0.Add(s.Duration)); err != nil {
+	if err := traffic.WaitUntil(ctx, t0.Add(s.Duration)); err != nil {
 		return nil, err
 	}
 	end := time.Now()
@@ -312,7 +313,7 @@ func waitOffloaded(ctx context.Context, c *api.Client, flows []Flow) (map[string
 		if missing == 0 || time.Now().After(deadline) {
 			return got, nil
 		}
-		if err := sleepUntil(ctx, time.Now().Add(50*time.Millisecond)); err != nil {
+		if err := traffic.WaitUntil(ctx, time.Now().Add(50*time.Millisecond)); err != nil {
 			return nil, err
 		}
 	}
@@ -346,21 +347,6 @@ func runCmd(ctx context.Context, l *lab.Lab, nsOf map[string]string, c Cmd) erro
 		return fmt.Errorf("%s: %w: %s", c, err, strings.TrimSpace(string(out)))
 	}
 	return nil
-}
-
-func sleepUntil(ctx context.Context, t time.Time) error {
-	d := time.Until(t)
-	if d <= 0 {
-		return ctx.Err()
-	}
-	tm := time.NewTimer(d)
-	defer tm.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-tm.C:
-		return nil
-	}
 }
 
 // drain waits until nothing more arrives for drainQuiet (packets still
@@ -397,7 +383,7 @@ func drain(ctx context.Context, caps []*capture, streams []*stream) {
 	deadline := time.Now().Add(drainMax)
 	last, quietSince := count(), time.Now()
 	for time.Now().Before(deadline) {
-		if sleepUntil(ctx, time.Now().Add(50*time.Millisecond)) != nil {
+		if traffic.WaitUntil(ctx, time.Now().Add(50*time.Millisecond)) != nil {
 			return
 		}
 		if n := count(); n != last {

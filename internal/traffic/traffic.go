@@ -280,7 +280,7 @@ func UDPStream(ctx context.Context, srcNS, dstNS string, dst netip.AddrPort, cou
 	var serr error
 	for i := 0; i < count; i++ {
 		if interval > 0 {
-			if err := waitUntil(ctx, start.Add(time.Duration(i)*interval)); err != nil {
+			if err := WaitUntil(ctx, start.Add(time.Duration(i)*interval)); err != nil {
 				serr = err
 				break
 			}
@@ -392,8 +392,8 @@ func receiveUDP(c *net.UDPConn, runID uint64, count int, sendDone <-chan time.Ti
 	return r
 }
 
-// waitUntil returns at t, or early with ctx's error.
-func waitUntil(ctx context.Context, t time.Time) error {
+// WaitUntil returns at t, or early with ctx's error.
+func WaitUntil(ctx context.Context, t time.Time) error {
 	d := time.Until(t)
 	if d <= 0 {
 		return ctx.Err()
