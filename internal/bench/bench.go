@@ -222,18 +222,12 @@ type runner struct {
 	report      *Report
 }
 
-// Run builds the bench lab, measures every configuration, removes the lab
-// and returns the report. Cells that fail are in the report with their
-// error; Run itself fails only when the lab cannot be built, or ctx ends.
-func Run(ctx context.Context, o Options) (_ *Report, err error) {
-	if err := o.defaults(); err != nil {
-		return nil, err
-	}
+// benchCPUs checks that a bench may run here, as root with two CPUs at
+// least, and returns the CPUs this process may use.
+func benchCPUs() ([]int, error) {
 	if os.Geteuid() != 0 {
 		return nil, errors.New("bench needs root: it creates network namespaces and loads BPF programs")
 	}
-	ctx, cancel := context.WithTimeout(ctx, maxRunTime)
-	defer cancel()
 	cpus, err := processAffinity()
 	if err != nil {
 		return nil, err
@@ -241,6 +235,22 @@ func Run(ctx context.Context, o Options) (_ *Report, err error) {
 	if len(cpus) < 2 {
 		return nil, fmt.Errorf("bench needs two CPUs, this process may use %v", cpus)
 	}
+	return cpus, nil
+}
+
+// Run builds the bench lab, measures every configuration, removes the lab
+// and returns the report. Cells that fail are in the report with their
+// error; Run itself fails only when the lab cannot be built, or ctx ends.
+func Run(ctx context.Context, o Options) (_ *Report, err error) {
+	if err := o.defaults(); err != nil {
+		return nil, err
+	}
+	cpus, err := benchCPUs()
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, maxRunTime)
+	defer cancel()
 
 	r := &runner{opts: o, prog: newProgress(o.Progress, o.Terminal)}
 	r.flowEntries = flowEntries(slices.Max(o.Flows))

@@ -140,18 +140,12 @@ func RunFlood(ctx context.Context, o FloodOptions) (_ *FloodReport, err error) {
 	if err := o.defaults(); err != nil {
 		return nil, err
 	}
-	if os.Geteuid() != 0 {
-		return nil, errors.New("bench needs root: it creates network namespaces and loads BPF programs")
-	}
-	ctx, cancel := context.WithTimeout(ctx, maxRunTime)
-	defer cancel()
-	cpus, err := processAffinity()
+	cpus, err := benchCPUs()
 	if err != nil {
 		return nil, err
 	}
-	if len(cpus) < 2 {
-		return nil, fmt.Errorf("bench needs two CPUs, this process may use %v", cpus)
-	}
+	ctx, cancel := context.WithTimeout(ctx, maxRunTime)
+	defer cancel()
 	r := &runner{opts: Options{Binary: o.Binary, Log: o.Log}, flowEntries: flowEntries(o.Flows)}
 	// The loop generator: its pacing is what keeps the legitimate rate
 	// below overload, and a second one sends the flood.
