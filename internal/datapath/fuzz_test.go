@@ -46,30 +46,45 @@ func FuzzXDP(f *testing.F) {
 		if len(frame) < 14 || len(frame) > maxFuzzFrame {
 			return // the kernel refuses these; see minRunLen
 		}
-		res, err := tn.run(hookXDP, frame, runOpts{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		want := modelXDP(frame)
-		switch res.verdict {
-		case xdpPass:
-			if want != nil {
-				t.Fatalf("passed, but the model forwards %s", headers(frame))
-			}
-			if !bytes.Equal(res.out, frame) {
-				t.Fatalf("passed frame modified: %s", diffBytes(res.out, frame))
-			}
-		case xdpRedirect:
-			if want == nil {
-				t.Fatalf("redirected, but the model passes %s", headers(frame))
-			}
-			if err := checkForwarded(frame, res.out, want); err != nil {
-				t.Fatalf("%v\n input %s", err, headers(frame))
-			}
-		default:
-			t.Fatalf("verdict %s for %s", hookXDP.verdictName(res.verdict), headers(frame))
-		}
+		res := runFuzzFrame(t, tn, frame)
+		checkModelXDP(t, frame, res)
 	})
+}
+
+// runFuzzFrame runs frame through the XDP program on in0 of tn.
+func runFuzzFrame(t *testing.T, tn *testNet, frame []byte) runResult {
+	t.Helper()
+	res, err := tn.run(hookXDP, frame, runOpts{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return res
+}
+
+// checkModelXDP holds the XDP program's result for frame to the reference
+// model (modelXDP): passed unchanged where the model does not forward,
+// redirected exactly as it forwards; any other verdict fails.
+func checkModelXDP(t *testing.T, frame []byte, res runResult) {
+	t.Helper()
+	want := modelXDP(frame)
+	switch res.verdict {
+	case xdpPass:
+		if want != nil {
+			t.Fatalf("passed, but the model forwards %s", headers(frame))
+		}
+		if !bytes.Equal(res.out, frame) {
+			t.Fatalf("passed frame modified: %s", diffBytes(res.out, frame))
+		}
+	case xdpRedirect:
+		if want == nil {
+			t.Fatalf("redirected, but the model passes %s", headers(frame))
+		}
+		if err := checkForwarded(frame, res.out, want); err != nil {
+			t.Fatalf("%v\n input %s", err, headers(frame))
+		}
+	default:
+		t.Fatalf("verdict %s for %s", hookXDP.verdictName(res.verdict), headers(frame))
+	}
 }
 
 // headers shows the start of a frame, where the headers are.

@@ -1,7 +1,6 @@
 package datapath
 
 import (
-	"bytes"
 	"encoding/binary"
 	"net/netip"
 	"testing"
@@ -62,34 +61,13 @@ func FuzzGuard(f *testing.F) {
 		if len(frame) < 14 || len(frame) > maxFuzzFrame {
 			return
 		}
-		res, err := tn.run(hookXDP, frame, runOpts{})
-		if err != nil {
-			t.Fatal(err)
-		}
+		res := runFuzzFrame(t, tn, frame)
 		if drop := modelGuard(frame); drop != (res.verdict == xdpDrop) {
 			t.Fatalf("verdict %s, the guard model drops: %v; %s", hookXDP.verdictName(res.verdict), drop, headers(frame))
 		}
 		if res.verdict == xdpDrop {
 			return
 		}
-		want := modelXDP(frame)
-		switch res.verdict {
-		case xdpPass:
-			if want != nil {
-				t.Fatalf("passed, but the model forwards %s", headers(frame))
-			}
-			if !bytes.Equal(res.out, frame) {
-				t.Fatalf("passed frame modified: %s", diffBytes(res.out, frame))
-			}
-		case xdpRedirect:
-			if want == nil {
-				t.Fatalf("redirected, but the model passes %s", headers(frame))
-			}
-			if err := checkForwarded(frame, res.out, want); err != nil {
-				t.Fatalf("%v\n input %s", err, headers(frame))
-			}
-		default:
-			t.Fatalf("verdict %s for %s", hookXDP.verdictName(res.verdict), headers(frame))
-		}
+		checkModelXDP(t, frame, res)
 	})
 }
