@@ -47,7 +47,7 @@ enum fp_reason {
 	FP_PASS_L4_PROTO,        /* neither TCP, UDP nor ICMP */
 	FP_PASS_TTL,             /* TTL/hop limit <= 1: kernel sends time exceeded */
 	FP_PASS_LOCAL,           /* addressed to this host */
-	FP_PASS_NO_ROUTE,        /* blackhole/unreachable/prohibit: kernel answers */
+	FP_PASS_NO_ROUTE,        /* no route, or blackhole/unreachable/prohibit: kernel answers */
 	FP_PASS_FWD_DISABLED,    /* forwarding sysctl off on the ingress */
 	FP_PASS_FRAG_NEEDED,     /* larger than egress MTU: kernel sends ICMP */
 	FP_PASS_NO_NEIGH,        /* next hop unresolved: kernel resolves ARP/ND */
@@ -248,6 +248,22 @@ struct {
 	__type(value, __u32);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
 } fp_mtu4 SEC(".maps");
+
+/* The host's own addresses (and IPv4 broadcast addresses), written by the
+ * daemon from the kernel's: IPv6, or IPv4 mapped (::ffff:a.b.c.d). The FIB
+ * lookup answers "not forwarded" for them and for a destination with no
+ * route at all alike; this tells the two apart. */
+struct fp_addr {
+	__be32 a[4];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 4096);
+	__type(key, struct fp_addr);
+	__type(value, __u8);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+} fp_local_addrs SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_LPM_TRIE);

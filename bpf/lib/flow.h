@@ -234,7 +234,7 @@ static __always_inline struct fp_flow *fp_flow_fill(void *ctx, const int xdp, co
 	fp_fib_params(&fib, p, ifindex, l3_len, f.nat_saddr, f.nat_daddr, f.nat_sport, f.nat_dport);
 	route_mtu = fp_route_mtu(fib.family, fib.ipv6_dst); /* ipv4_dst is its first word */
 	rc = bpf_fib_lookup(ctx, &fib, sizeof(fib), 0);
-	if (fp_fib_check(rc, route_mtu, l3_len, reason, &route_mtu))
+	if (fp_fib_check(&fib, rc, route_mtu, l3_len, reason, &route_mtu))
 		goto release;
 	if (fib.ifindex == ifindex) {
 		*reason = FP_PASS_HAIRPIN;

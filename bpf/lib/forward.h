@@ -94,11 +94,26 @@ static __always_inline __u32 fp_route_mtu(__u8 family, const __be32 *dst)
  * route MTU metric the lookup ignores (mtu, from fp_route_mtu before the
  * lookup overwrote the destination with the gateway); *route_mtu is that
  * metric, or 0. */
-static __always_inline int fp_fib_check(int rc, __u32 mtu, __u32 l3_len, __u32 *reason, __u32 *route_mtu)
+static __always_inline int fp_fib_check(const struct bpf_fib_lookup *fib, int rc, __u32 mtu, __u32 l3_len,
+					__u32 *reason, __u32 *route_mtu)
 {
 	*route_mtu = 0;
 	if (rc != BPF_FIB_LKUP_RET_SUCCESS) {
 		*reason = fp_fib_reason(rc);
+		/* "not forwarded": local, or no route at all (the destination
+		 * is still the packet's: the lookup writes it only on success) */
+		if (*reason == FP_PASS_LOCAL) {
+			struct fp_addr k = {};
+
+			if (fib->family == AF_INET) {
+				k.a[2] = bpf_htonl(0xffff);
+				k.a[3] = fib->ipv4_dst;
+			} else {
+				__builtin_memcpy(k.a, fib->ipv6_dst, 16);
+			}
+			if (!bpf_map_lookup_elem(&fp_local_addrs, &k))
+				*reason = FP_PASS_NO_ROUTE;
+		}
 		return -1;
 	}
 	*route_mtu = mtu;
@@ -123,7 +138,7 @@ static __always_inline int fp_route(void *ctx, struct bpf_fib_lookup *fib, const
 	fp_fib_params(fib, p, ifindex, l3_len, fp_src_of(p), fp_dst_of(p), p->sport, p->dport);
 	mtu = fp_route_mtu(fib->family, fib->ipv6_dst); /* ipv4_dst is its first word */
 	rc = bpf_fib_lookup(ctx, fib, sizeof(*fib), 0);
-	if (fp_fib_check(rc, mtu, l3_len, reason, &route_mtu))
+	if (fp_fib_check(fib, rc, mtu, l3_len, reason, &route_mtu))
 		return -1;
 	if (fib->ifindex == ifindex) {
 		*reason = FP_PASS_HAIRPIN;

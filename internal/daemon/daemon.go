@@ -207,9 +207,13 @@ func (d *daemon) start(ctx context.Context) error {
 	d.rl = &reloader{path: d.opts.ConfigPath, cfg: cfg, r: d.r, startOffload: d.off.ensure, setRevalidate: d.setRevalidate,
 		applyGuard: func(p *guardPlan) ([]string, error) { return applyGuard(dp, gm, p) }}
 	d.b.reload = d.rl.reload
-	// Route MTUs are mirrored before anything is attached.
+	// Route MTUs and the host's own addresses are mirrored before
+	// anything is attached.
 	if err := d.ev.Routes.Start(ctx, dp); err != nil {
 		return fmt.Errorf("route mtus: %w", err)
+	}
+	if err := d.syncLocalAddrs(); err != nil {
+		return err
 	}
 	if err := d.r.start(); err != nil {
 		return err
@@ -241,6 +245,17 @@ func (d *daemon) abandon(err error) error {
 
 func (d *daemon) setRevalidate(c *config.Config) error {
 	return d.reval.configure(c.Flows.RevalidateEvery(), c.Flows.RevalidateAlways)
+}
+
+// syncLocalAddrs mirrors the host's own addresses into the datapath, which
+// tells "local" from "no route" by them (both are "not forwarded" to the FIB
+// lookup).
+func (d *daemon) syncLocalAddrs() error {
+	addrs, err := netwatch.LocalAddrs()
+	if err != nil {
+		return err
+	}
+	return d.dp.SetLocalAddrs(addrs)
 }
 
 // publish hands a datapath event to the event stream.
@@ -318,6 +333,9 @@ func (d *daemon) loop(ctx context.Context) error {
 			r.sync()
 		case <-ev.FIB:
 			invalidate(log, "neighbours or addresses", dp.InvalidateRoutes)
+			if err := d.syncLocalAddrs(); err != nil {
+				log.Warn("local addresses", "err", err)
+			}
 		case now := <-beat.C:
 			d.off.beat()
 			d.wd.beat(now)

@@ -13,6 +13,11 @@ import (
 	"github.com/cilium/ebpf"
 )
 
+type fastpathFpAddr struct {
+	_ structs.HostLayout
+	A [4]uint32
+}
+
 type fastpathFpBtfTypes struct {
 	_     structs.HostLayout
 	Event struct {
@@ -315,6 +320,7 @@ const (
 	fastpathMapFpGuardTops     = "fp_guard_tops"
 	fastpathMapFpIfStats       = "fp_if_stats"
 	fastpathMapFpIfaces        = "fp_ifaces"
+	fastpathMapFpLocalAddrs    = "fp_local_addrs"
 	fastpathMapFpMtu4          = "fp_mtu4"
 	fastpathMapFpMtu6          = "fp_mtu6"
 	fastpathMapFpTxPorts       = "fp_tx_ports"
@@ -395,6 +401,7 @@ type fastpathMapSpecs struct {
 	FpGuardTops   *ebpf.MapSpec `ebpf:"fp_guard_tops"`
 	FpIfStats     *ebpf.MapSpec `ebpf:"fp_if_stats"`
 	FpIfaces      *ebpf.MapSpec `ebpf:"fp_ifaces"`
+	FpLocalAddrs  *ebpf.MapSpec `ebpf:"fp_local_addrs"`
 	FpMtu4        *ebpf.MapSpec `ebpf:"fp_mtu4"`
 	FpMtu6        *ebpf.MapSpec `ebpf:"fp_mtu6"`
 	FpTxPorts     *ebpf.MapSpec `ebpf:"fp_tx_ports"`
@@ -445,6 +452,7 @@ type fastpathMaps struct {
 	FpGuardTops   *ebpf.Map `ebpf:"fp_guard_tops"`
 	FpIfStats     *ebpf.Map `ebpf:"fp_if_stats"`
 	FpIfaces      *ebpf.Map `ebpf:"fp_ifaces"`
+	FpLocalAddrs  *ebpf.Map `ebpf:"fp_local_addrs"`
 	FpMtu4        *ebpf.Map `ebpf:"fp_mtu4"`
 	FpMtu6        *ebpf.Map `ebpf:"fp_mtu6"`
 	FpTxPorts     *ebpf.Map `ebpf:"fp_tx_ports"`
@@ -468,6 +476,7 @@ func (m *fastpathMaps) Close() error {
 		m.FpGuardTops,
 		m.FpIfStats,
 		m.FpIfaces,
+		m.FpLocalAddrs,
 		m.FpMtu4,
 		m.FpMtu6,
 		m.FpTxPorts,

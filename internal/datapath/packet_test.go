@@ -167,6 +167,8 @@ func guardCases(t testing.TB) []pktCase {
 
 		both("ipv4 unresolved next hop", tcp4(ipNoNeigh).bytes(t), "no_neigh"),
 		both("ipv6 unresolved next hop", tcp6(ip6NoNeigh).bytes(t), "no_neigh"),
+		both("ipv4 no route at all", tcp4(net.ParseIP("198.19.250.1")).bytes(t), "no_route"),
+		both("ipv6 no route at all", tcp6(net.ParseIP("fd00:ffff::1")).bytes(t), "no_route"),
 		both("ipv4 blackhole", tcp4(ipBlackh).bytes(t), "no_route"),
 		both("ipv4 unreachable", tcp4(ipUnreach).bytes(t), "no_route"),
 		both("ipv4 prohibit", tcp4(ipProhib).bytes(t), "no_route"),

@@ -205,6 +205,14 @@ func newTestNet(t testing.TB) *testNet {
 		if err := d.SetRouteMTUs(mtus); err != nil {
 			return err
 		}
+		// And its own addresses: local and no_route tell apart by them.
+		local, err := netwatch.LocalAddrs()
+		if err != nil {
+			return err
+		}
+		if err := d.SetLocalAddrs(local); err != nil {
+			return err
+		}
 		return d.SetXDPTarget(tn.out0, true)
 	})
 	if err != nil {

@@ -1,6 +1,8 @@
 package netwatch
 
 import (
+	"net/netip"
+	"slices"
 	"strings"
 	"testing"
 
@@ -81,5 +83,25 @@ func TestGROEnabled(t *testing.T) {
 	}
 	if err := nsutil.Do(ns, func() error { _, err := GROEnabled("nosuchdev"); return err }); err == nil {
 		t.Error("no error for a missing device")
+	}
+}
+
+// TestLocalAddrs lists what the kernel keeps for itself: the namespace's
+// addresses and the IPv4 subnet broadcast, not a neighbour's address.
+func TestLocalAddrs(t *testing.T) {
+	ns := emptyNS(t)
+	ipCmds(t, ns, "link add v0 type veth peer name v1", "link set v0 up", "link set v1 up",
+		"addr add 198.18.60.1/24 dev v0", "-6 addr add fd00:60::1/64 dev v0 nodad")
+	var got []netip.Addr
+	if err := nsutil.Do(ns, func() (err error) { got, err = LocalAddrs(); return err }); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"198.18.60.1", "198.18.60.255", "fd00:60::1"} {
+		if !slices.Contains(got, netip.MustParseAddr(want)) {
+			t.Errorf("%s missing from %v", want, got)
+		}
+	}
+	if slices.Contains(got, netip.MustParseAddr("198.18.60.2")) {
+		t.Errorf("a neighbour's address listed as local: %v", got)
 	}
 }
