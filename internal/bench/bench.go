@@ -238,6 +238,14 @@ func benchCPUs() ([]int, error) {
 	return cpus, nil
 }
 
+// closeEnv removes the bench lab, joining its failure to *err; deferred
+// by Run and RunFlood.
+func (r *runner) closeEnv(err *error) {
+	if cerr := r.env.close(); cerr != nil {
+		*err = errors.Join(*err, fmt.Errorf("remove bench lab: %w", cerr))
+	}
+}
+
 // Run builds the bench lab, measures every configuration, removes the lab
 // and returns the report. Cells that fail are in the report with their
 // error; Run itself fails only when the lab cannot be built, or ctx ends.
@@ -284,11 +292,7 @@ func Run(ctx context.Context, o Options) (_ *Report, err error) {
 		return nil, err
 	}
 	defer restoreAffinity(cpus)
-	defer func() {
-		if cerr := r.env.close(); cerr != nil {
-			err = errors.Join(err, fmt.Errorf("remove bench lab: %w", cerr))
-		}
-	}()
+	defer r.closeEnv(&err)
 	r.prog.total = len(o.Configs) * len(o.Sizes) * len(o.Flows)
 	r.prog.start = start
 	for _, name := range o.Configs {

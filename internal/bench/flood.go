@@ -3,7 +3,6 @@ package bench
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -155,11 +154,7 @@ func RunFlood(ctx context.Context, o FloodOptions) (_ *FloodReport, err error) {
 	}
 	runtime.GOMAXPROCS(len(cpus) + 4)
 	defer runtime.SetDefaultGOMAXPROCS()
-	defer func() {
-		if cerr := r.env.close(); cerr != nil {
-			err = errors.Join(err, fmt.Errorf("remove bench lab: %w", cerr))
-		}
-	}()
+	defer r.closeEnv(&err)
 	// The flood's loop runs on the other CPU: on the legitimate
 	// generator's, its softirq would starve that generator's pacing
 	// thread, and the legitimate rate would measure the generator.
