@@ -67,6 +67,8 @@ enum fp_reason {
 	FP_PASS_REVALIDATE,      /* the flow's periodic pass through the ruleset (changes without events: set timeouts, ...) */
 	FP_PASS_WATCHDOG,        /* daemon heartbeat stale: fail open to the kernel */
 	FP_PASS_NF_DEVICE_CHAIN, /* an nftables chain on the ingress or egress device (netdev/inet ingress, netdev egress) */
+	FP_PASS_FLOW_TABLE_FULL, /* the flow cache could not take the flow (no entry to evict) */
+	FP_PASS_FLOW_RACE,       /* the flow was cached and at once evicted by another CPU's fill */
 	FP_PASS_BAD_CHECKSUM,    /* TCP/UDP checksum of an offloaded flow's packet wrong (or, XDP, not yet filled in): conntrack calls it invalid */
 	FP_PASS_MAX,
 };

@@ -303,7 +303,7 @@ static __always_inline struct fp_flow *fp_flow_fill(void *ctx, const int xdp, co
 			f.ct_refresh_ns = asked;
 	}
 	if (bpf_map_update_elem(&fp_flows, k, &f, BPF_ANY)) {
-		*reason = FP_PASS_NO_CONNTRACK; /* map full of in-use entries: rare */
+		*reason = FP_PASS_FLOW_TABLE_FULL; /* no room even by LRU eviction: rare */
 		return NULL;
 	}
 	if (f.flags & FP_FLOW_PENDING) {
@@ -318,7 +318,7 @@ static __always_inline struct fp_flow *fp_flow_fill(void *ctx, const int xdp, co
 	}
 	fp = bpf_map_lookup_elem(&fp_flows, k);
 	if (!fp)
-		*reason = FP_PASS_NO_CONNTRACK; /* evicted at once by a concurrent fill */
+		*reason = FP_PASS_FLOW_RACE; /* evicted at once by a concurrent fill */
 	return fp;
 release:
 	bpf_ct_release(ct);

@@ -279,7 +279,7 @@ type fastpathFpStats struct {
 	EventsLost   uint64
 	PassPackets  uint64
 	PassBytes    uint64
-	PassReason   [31]uint64
+	PassReason   [33]uint64
 	DropPackets  uint64
 	DropBytes    uint64
 	DropReason   [1]uint64
