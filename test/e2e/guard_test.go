@@ -223,19 +223,7 @@ func TestGuardNewFlowFlood(t *testing.T) {
 				}
 				return n
 			}
-			newTotal := func() uint64 {
-				c, cancel := context.WithTimeout(ctx, callTimeout)
-				defer cancel()
-				g, err := d.c.Guard(c, api.GuardQuery{})
-				if err != nil {
-					t.Fatal(err)
-				}
-				var n uint64
-				for _, i := range g.Interfaces {
-					n += i.Dropped["new_total"]
-				}
-				return n
-			}
+			newTotal := func() uint64 { return guardDropped(ctx, t, d, "new_total") }
 			// Drop events are sampled into the event stream.
 			evCtx, evStop := context.WithCancel(ctx)
 			defer evStop()
@@ -367,19 +355,7 @@ func TestGuardLimits(t *testing.T) {
 			if _, err := d.p.WaitReady(ctx, d.c, readyTimeout); err != nil {
 				t.Fatal(err)
 			}
-			dropped := func(reason string) uint64 {
-				c, cancel := context.WithTimeout(ctx, callTimeout)
-				defer cancel()
-				g, err := d.c.Guard(c, api.GuardQuery{})
-				if err != nil {
-					t.Fatal(err)
-				}
-				var n uint64
-				for _, i := range g.Interfaces {
-					n += i.Dropped[reason]
-				}
-				return n
-			}
+			dropped := func(reason string) uint64 { return guardDropped(ctx, t, d, reason) }
 
 			// SYNs first (the packet bucket is full): 15 connects to a
 			// closed port of the sink, one SYN each, sent at once from
@@ -430,4 +406,21 @@ func TestGuardLimits(t *testing.T) {
 			}
 		})
 	}
+}
+
+// guardDropped sums the guard's drops for reason over all interfaces of
+// the daemon d.
+func guardDropped(ctx context.Context, t *testing.T, d *daemon, reason string) uint64 {
+	t.Helper()
+	c, cancel := context.WithTimeout(ctx, callTimeout)
+	defer cancel()
+	g, err := d.c.Guard(c, api.GuardQuery{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var n uint64
+	for _, i := range g.Interfaces {
+		n += i.Dropped[reason]
+	}
+	return n
 }
