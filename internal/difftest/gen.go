@@ -34,6 +34,26 @@ func Fixed() []*Script {
 		return s
 	}
 	return []*Script{
+		// Issue 16, case 3: the egress's IPv6 MTU lowered under an
+		// offloaded NAT66 flow (a sysctl or a router advertisement; no
+		// event: the daemon polls it), then raised again.
+		p(`script i16-case3-ipv6-interface-mtu
+nat
+duration 2.4s
+flow u6 udp 6 1350
+flow u4 udp 4 1350
+at 700ms event rtr sysctl -qw net.ipv6.conf.r1.mtu=1280
+at 1600ms event rtr sysctl -qw net.ipv6.conf.r1.mtu=1500
+`),
+		// Issue 16, case 4: a route MTU lowered under offloaded flows.
+		p(`script i16-case4-route-mtu
+nat
+duration 2.4s
+flow u4 udp 4 1350
+flow u6 udp 6 1350
+at 700ms event rtr ip route replace 198.18.2.1/32 dev r1 mtu 1000
+at 700ms event rtr ip -6 route replace fd00:2::1/128 dev r1 mtu 1280
+`),
 		// 1: a route moves the flow to an egress the ruleset drops on.
 		// The next hop is resolved beforehand, as on a router where it
 		// carries other traffic: otherwise fastpath leaves the flow to
