@@ -17,6 +17,7 @@ import (
 	"github.com/fastpath-router/fastpath/internal/api"
 	"github.com/fastpath-router/fastpath/internal/config"
 	"github.com/fastpath-router/fastpath/internal/datapath"
+	"github.com/fastpath-router/fastpath/internal/ethtool"
 	"github.com/fastpath-router/fastpath/internal/eventhub"
 	"github.com/fastpath-router/fastpath/internal/netwatch"
 	"github.com/fastpath-router/fastpath/internal/vethpeer"
@@ -72,7 +73,7 @@ type reconciler struct {
 	peers peerSource
 	// shaping reads an interface's egress shaping (netwatch.EgressShaping).
 	shaping func(ifindex int) (string, error)
-	// groOn reads whether a device has GRO on (netwatch.GROEnabled).
+	// groOn reads whether a device has GRO on (ethtool.GRO).
 	groOn func(name string) (bool, error)
 	// ipv6MTU reads an interface's IPv6 MTU (0 if it has no IPv6).
 	ipv6MTU func(name string) int
@@ -108,7 +109,7 @@ type peerSource interface {
 }
 
 func newReconciler(cfg *config.Config, dp dataplane, feats featureSource, peers peerSource, events *eventhub.Hub, log *slog.Logger) *reconciler {
-	r := &reconciler{dp: dp, feats: feats, peers: peers, shaping: netwatch.EgressShaping, nfHooks: netwatch.NFTDeviceHooks, ipv6MTU: netwatch.IPv6MTU, groOn: netwatch.GROEnabled, links: linksByName, log: log, events: events}
+	r := &reconciler{dp: dp, feats: feats, peers: peers, shaping: netwatch.EgressShaping, nfHooks: netwatch.NFTDeviceHooks, ipv6MTU: netwatch.IPv6MTU, groOn: ethtool.GRO, links: linksByName, log: log, events: events}
 	for _, c := range cfg.Interfaces {
 		st := api.StateMissing
 		if c.Mode == config.ModeOff {

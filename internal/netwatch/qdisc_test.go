@@ -66,26 +66,6 @@ func TestEgressShaping(t *testing.T) {
 	}
 }
 
-// TestGROEnabled reads a veth's GRO as ethtool sets it.
-func TestGROEnabled(t *testing.T) {
-	ns := emptyNS(t)
-	ipCmds(t, ns, "link add v0 type veth peer name v1")
-	for _, want := range []bool{true, false} {
-		state := map[bool]string{true: "on", false: "off"}[want]
-		inNS(t, ns, "", "ethtool", "-K", "v0", "gro", state)
-		var got bool
-		if err := nsutil.Do(ns, func() (err error) { got, err = GROEnabled("v0"); return err }); err != nil {
-			t.Fatal(err)
-		}
-		if got != want {
-			t.Errorf("gro %s: read %v", state, got)
-		}
-	}
-	if err := nsutil.Do(ns, func() error { _, err := GROEnabled("nosuchdev"); return err }); err == nil {
-		t.Error("no error for a missing device")
-	}
-}
-
 // TestLocalAddrs lists what the kernel keeps for itself: the namespace's
 // addresses and the IPv4 subnet broadcast, not a neighbour's address.
 func TestLocalAddrs(t *testing.T) {

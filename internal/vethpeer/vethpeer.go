@@ -13,14 +13,13 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"runtime"
 	"strconv"
 	"sync"
-	"unsafe"
 
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
+	"github.com/fastpath-router/fastpath/internal/ethtool"
 	"github.com/fastpath-router/fastpath/internal/nsutil"
 )
 
@@ -81,7 +80,7 @@ func (f *Finder) Lookup(l netlink.Link) (Peer, error) {
 		if err != nil {
 			return Peer{}, fmt.Errorf("peer ifindex %d: %w", peerIdx, err)
 		}
-		on, err := TxChecksum(pl.Attrs().Name)
+		on, err := ethtool.TxChecksum(pl.Attrs().Name)
 		if err != nil {
 			return Peer{}, err
 		}
@@ -162,40 +161,4 @@ func idOf(path string) int {
 		return -1
 	}
 	return id
-}
-
-// ethtool's legacy "get tx checksum" command (include/uapi/linux/ethtool.h):
-// 1 when any tx checksum feature is on.
-const ethtoolGTxCsum = 0x16
-
-type ethtoolValue struct {
-	cmd  uint32
-	data uint32
-}
-
-// ifreqData is struct ifreq with ifr_data set.
-type ifreqData struct {
-	name [unix.IFNAMSIZ]byte
-	data uintptr
-	_    [16]byte
-}
-
-// TxChecksum reports whether the device name (in the calling thread's
-// namespace) has tx checksum offload on.
-func TxChecksum(name string) (bool, error) {
-	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
-	if err != nil {
-		return false, err
-	}
-	defer unix.Close(fd)
-	v := &ethtoolValue{cmd: ethtoolGTxCsum} // on the heap: Go does not move it
-	req := &ifreqData{}
-	copy(req.name[:unix.IFNAMSIZ-1], name)
-	req.data = uintptr(unsafe.Pointer(v))
-	_, _, errno := unix.Syscall(unix.SYS_IOCTL, uintptr(fd), unix.SIOCETHTOOL, uintptr(unsafe.Pointer(req)))
-	runtime.KeepAlive(v)
-	if errno != 0 {
-		return false, fmt.Errorf("ethtool: tx checksum of %s: %w", name, errno)
-	}
-	return v.data != 0, nil
 }

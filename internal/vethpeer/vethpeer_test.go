@@ -29,7 +29,7 @@ func tempNetns(t *testing.T) string {
 	return name
 }
 
-func ethtool(t *testing.T, ns string, args ...string) {
+func runEthtool(t *testing.T, ns string, args ...string) {
 	t.Helper()
 	out, err := exec.Command("ip", append([]string{"netns", "exec", ns, "ethtool"}, args...)...).CombinedOutput()
 	if err != nil {
@@ -84,17 +84,17 @@ func TestLookup(t *testing.T) {
 	if err != nil || p.Name != "vb" || !p.PartialChecksums || !strings.HasSuffix(p.Netns, there) {
 		t.Fatalf("va's peer: %+v, %v; want vb in %s, partial checksums", p, err, there)
 	}
-	ethtool(t, there, "-K", "vb", "tx", "off")
+	runEthtool(t, there, "-K", "vb", "tx", "off")
 	if p, err = lookup("va"); err != nil || p.PartialChecksums {
 		t.Errorf("va's peer with tx off: %+v, %v", p, err)
 	}
-	ethtool(t, there, "-K", "vb", "tx", "on")
+	runEthtool(t, there, "-K", "vb", "tx", "on")
 	if p, err = lookup("va"); err != nil || !p.PartialChecksums {
 		t.Errorf("va's peer with tx on again: %+v, %v", p, err)
 	}
 
 	// The same namespace.
-	ethtool(t, here, "-K", "vd", "tx", "off")
+	runEthtool(t, here, "-K", "vd", "tx", "off")
 	if p, err = lookup("vc"); err != nil || p.Name != "vd" || p.Netns != "" || p.PartialChecksums {
 		t.Errorf("vc's peer: %+v, %v; want vd here, no partial checksums", p, err)
 	}

@@ -1,0 +1,50 @@
+package ethtool
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"testing"
+
+	"github.com/fastpath-router/fastpath/internal/nsutil"
+)
+
+// TestFeatures reads a veth's GRO and tx checksum offload as ethtool sets
+// them, and fails clearly for a missing device.
+func TestFeatures(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root (creates a network namespace)")
+	}
+	ns := fmt.Sprintf("fpe-%06x", rand.IntN(1<<24))
+	if err := nsutil.Create(ns); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { nsutil.Delete(ns) })
+	run := func(args ...string) {
+		t.Helper()
+		if out, err := exec.Command("ip", append([]string{"netns", "exec", ns}, args...)...).CombinedOutput(); err != nil {
+			t.Fatalf("%v: %v: %s", args, err, out)
+		}
+	}
+	run("ip", "link", "add", "v0", "type", "veth", "peer", "name", "v1")
+	for _, f := range []struct {
+		feature string
+		read    func(string) (bool, error)
+	}{{"gro", GRO}, {"tx", TxChecksum}} {
+		for _, want := range []bool{true, false} {
+			state := map[bool]string{true: "on", false: "off"}[want]
+			run("ethtool", "-K", "v0", f.feature, state)
+			var got bool
+			if err := nsutil.Do(ns, func() (err error) { got, err = f.read("v0"); return err }); err != nil {
+				t.Fatal(err)
+			}
+			if got != want {
+				t.Errorf("%s %s: read %v", f.feature, state, got)
+			}
+		}
+	}
+	if err := nsutil.Do(ns, func() error { _, err := GRO("nosuchdev"); return err }); err == nil {
+		t.Error("no error for a missing device")
+	}
+}
