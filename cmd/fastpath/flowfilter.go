@@ -34,19 +34,10 @@ func (f *flowFilterFlags) filter() (api.FlowFilter, error) {
 // daemon older than its filters returns everything, so the client does it
 // again.
 func filterFlows(fl *api.Flows, ff api.FlowFilter, limit int) *api.Flows {
-	out := &api.Flows{Capacity: fl.Capacity, Flows: []api.Flow{}}
-	for _, f := range fl.Flows {
-		if ff.Match(f) {
-			out.Flows = append(out.Flows, f)
-		}
-	}
-	out.Total = len(out.Flows)
+	out := api.FlowQuery{Limit: limit, Filter: ff}.Apply(fl)
 	if fl.Total > len(fl.Flows) { // the daemon filtered and cut the list: its count holds
 		out.Total = fl.Total
 	}
-	slices.SortStableFunc(out.Flows, compareFlows)
-	if limit > 0 && len(out.Flows) > limit {
-		out.Flows = out.Flows[:limit]
-	}
+	slices.SortStableFunc(out.Flows, compareFlows) // the table's order, ties included
 	return out
 }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/fastpath-router/fastpath/internal/api"
 	"github.com/fastpath-router/fastpath/internal/config"
+	"github.com/fastpath-router/fastpath/internal/datapath"
 )
 
 // The one reconcile path. start, the resync (netlink events and the
@@ -320,4 +321,43 @@ func (r *reconciler) reattach(ic *iface) error {
 		return err
 	}
 	return r.reattachTo(ic, hook, why)
+}
+
+// reattachTo moves an attached interface to hook (only its reason, when it
+// has that hook already). The new program goes in
+// before the old one leaves, except between XDP driver and generic mode,
+// which cannot coexist on a device: then the kernel path carries the
+// traffic for that instant.
+func (r *reconciler) reattachTo(ic *iface, hook datapath.Hook, why string) error {
+	if hook == ic.hook {
+		ic.why = why
+		return nil
+	}
+	old, oldHook := ic.link, ic.hook
+	xdpSwap := (hook == datapath.HookXDP || hook == datapath.HookXDPGeneric) &&
+		(oldHook == datapath.HookXDP || oldHook == datapath.HookXDPGeneric)
+	if xdpSwap {
+		r.detach(ic, old)
+		ic.link = nil
+	}
+	l, hook, why, err := r.attachAs(ic, hook, why)
+	if err != nil {
+		if xdpSwap { // put the old one back
+			if back, berr := r.dp.Attach(ic.ifindex, oldHook); berr == nil {
+				ic.link = back
+			} else {
+				r.fail(ic, berr)
+			}
+		}
+		return explainAttach(hook, err)
+	}
+	if l == nil { // the fallback is the hook it has: nothing to move
+		ic.why = why
+		return nil
+	}
+	if !xdpSwap {
+		r.detach(ic, old)
+	}
+	r.attached(ic, l, hook, why)
+	return nil
 }

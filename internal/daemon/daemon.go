@@ -11,6 +11,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -319,6 +320,7 @@ func (d *daemon) loop(ctx context.Context) error {
 	rulesRead := time.NewTicker(rulesetReadEvery)
 	defer rulesRead.Stop()
 	rulesDirty := false
+	var legacy []string // iptables-legacy tables when last looked
 	for {
 		select {
 		case <-ctx.Done():
@@ -333,6 +335,7 @@ func (d *daemon) loop(ctx context.Context) error {
 			r.sync()
 		case <-ev.FIB:
 			invalidate(log, "neighbours or addresses", dp.InvalidateRoutes)
+		case <-ev.Addrs:
 			if err := d.syncLocalAddrs(); err != nil {
 				log.Warn("local addresses", "err", err)
 			}
@@ -364,7 +367,11 @@ func (d *daemon) loop(ctx context.Context) error {
 			r.pollIPv6MTUs()
 		case <-tick.C:
 			r.sync()
-			rulesDirty = true // iptables-legacy sends no events
+			// iptables-legacy sends no events, not even of its tables
+			// coming: only they need this look; the rest reads on events.
+			if lt, err := netwatch.LegacyTables(); err != nil || !slices.Equal(lt, legacy) {
+				legacy, rulesDirty = lt, true
+			}
 			d.off.resync()
 		}
 	}
@@ -374,15 +381,19 @@ func (d *daemon) loop(ctx context.Context) error {
 // offload mode: at start, or when a reload (on the API goroutine) first
 // brings one; the main loop reads it meanwhile.
 type offloadState struct {
-	start func() (*offload.Mode, error)
-	mode  atomic.Pointer[offload.Mode]
-	mu    sync.Mutex // one ensure at a time
+	start  func() (*offload.Mode, error)
+	mode   atomic.Pointer[offload.Mode]
+	mu     sync.Mutex // one ensure at a time, and close
+	closed bool       // the daemon is going: a late reload starts nothing
 }
 
 // ensure starts offload mode unless it runs.
 func (o *offloadState) ensure() error {
 	o.mu.Lock()
 	defer o.mu.Unlock()
+	if o.closed {
+		return errors.New("offload mode: the daemon is stopping")
+	}
 	if o.mode.Load() != nil {
 		return nil
 	}
@@ -407,6 +418,9 @@ func (o *offloadState) resync() {
 }
 
 func (o *offloadState) close() {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.closed = true
 	if m := o.mode.Swap(nil); m != nil {
 		m.Close()
 	}

@@ -164,10 +164,8 @@ func checkEthernet(l netlink.Link) error {
 // declare writes the interface into the datapath maps (mode, MAC, MTU).
 func (r *reconciler) declare(ic *iface, l netlink.Link) error {
 	a := l.Attrs()
-	err := r.dp.SetIface(datapath.Iface{Index: a.Index, MAC: a.HardwareAddr, MTU: a.MTU, Mode: datapathMode(ic.cfg.Mode),
-		NFIngress: len(ic.nf.Ingress) > 0, NFEgress: len(ic.nf.Egress) > 0, GROTC: ic.groFlag})
-	if err != nil {
-		return fmt.Errorf("interface %s: %w", ic.cfg.Name, err)
+	if err := r.writeIface(ic, l); err != nil {
+		return err
 	}
 	ic.ifindex, ic.declared = a.Index, ic.cfg.Mode
 	ic.mtu6 = r.ipv6MTU(ic.cfg.Name)
@@ -176,6 +174,18 @@ func (r *reconciler) declare(ic *iface, l netlink.Link) error {
 	ic.nl = l
 	// A new egress, MAC or MTU: cached flows must see it on their next packet
 	r.invalidateRoutes()
+	return nil
+}
+
+// writeIface writes ic's datapath entry; for a flag the packet path reads
+// on every packet (the TC program behind XDP), nothing else is needed.
+func (r *reconciler) writeIface(ic *iface, l netlink.Link) error {
+	a := l.Attrs()
+	err := r.dp.SetIface(datapath.Iface{Index: a.Index, MAC: a.HardwareAddr, MTU: a.MTU, Mode: datapathMode(ic.cfg.Mode),
+		NFIngress: len(ic.nf.Ingress) > 0, NFEgress: len(ic.nf.Egress) > 0, GROTC: ic.groFlag})
+	if err != nil {
+		return fmt.Errorf("interface %s: %w", ic.cfg.Name, err)
+	}
 	return nil
 }
 
@@ -368,16 +378,19 @@ func (ic *iface) wantsGRO() bool {
 // The flag goes first when it comes and last when it goes: in between, the
 // segments XDP hands over take the kernel's own path, correct and slower.
 func (r *reconciler) syncGRO(ic *iface) {
-	on, err := r.groOn(ic.cfg.Name)
-	if err != nil && ic.link != nil && ic.hook == datapath.HookXDP {
-		r.log.Warn("gro of the device unknown: no tc behind xdp", "interface", ic.cfg.Name, "err", err)
+	ic.groOn = false
+	if ic.managed() && ic.cfg.Mode == config.ModeOffload && ic.hook == datapath.HookXDP && ic.link != nil {
+		on, err := r.groOn(ic.cfg.Name) // read only where it decides something
+		if err != nil {
+			r.log.Warn("gro of the device unknown: no tc behind xdp", "interface", ic.cfg.Name, "err", err)
+		}
+		ic.groOn = on && err == nil
 	}
-	ic.groOn = on && err == nil
 	want := ic.wantsGRO()
 	if want && ic.gro == nil {
 		if !ic.groFlag {
 			ic.groFlag = true
-			if err := r.declare(ic, ic.nl); err != nil {
+			if err := r.writeIface(ic, ic.nl); err != nil {
 				r.log.Warn("tc behind xdp", "interface", ic.cfg.Name, "err", err)
 				ic.groFlag = false
 				return
@@ -387,7 +400,7 @@ func (r *reconciler) syncGRO(ic *iface) {
 		if err != nil {
 			r.log.Warn("tc behind xdp: bulk TCP takes the XDP redirect", "interface", ic.cfg.Name, "err", err)
 			ic.groFlag = false
-			if err := r.declare(ic, ic.nl); err != nil {
+			if err := r.writeIface(ic, ic.nl); err != nil {
 				r.log.Warn("tc behind xdp", "interface", ic.cfg.Name, "err", err)
 			}
 			return
@@ -402,7 +415,7 @@ func (r *reconciler) syncGRO(ic *iface) {
 	}
 	if !want && ic.groFlag && ic.ifindex != 0 && ic.nl != nil {
 		ic.groFlag = false
-		if err := r.declare(ic, ic.nl); err != nil {
+		if err := r.writeIface(ic, ic.nl); err != nil {
 			r.log.Warn("tc behind xdp", "interface", ic.cfg.Name, "err", err)
 		}
 	}

@@ -629,7 +629,8 @@ func TestIPv6MTUPoll(t *testing.T) {
 }
 
 // TestReloadThenResync: what a reload changed stays through later resyncs
-// (the resync converges towards the running config, read under its lock):
+// (they converge towards the running config, not the one they started
+// with):
 // an interface enabled while absent is attached in its new mode when it
 // appears; a disabled one stays detached; actions say what happened.
 func TestReloadThenResync(t *testing.T) {

@@ -29,7 +29,7 @@ const (
 // must treat as the worst case.
 func EventlessRuleset() ([]string, error) {
 	var why []string
-	legacy, err := legacyTables()
+	legacy, err := LegacyTables()
 	if err != nil {
 		return nil, err
 	}
@@ -115,9 +115,10 @@ func familyOf(t *nftables.Table) string {
 	return fmt.Sprintf("family-%d", t.Family)
 }
 
-// legacyTables names the iptables-legacy (x_tables) tables loaded in the
-// namespace: their rules change without any event.
-func legacyTables() ([]string, error) {
+// LegacyTables names the iptables-legacy (x_tables) tables loaded in the
+// namespace: their rules change without any event, and so does their
+// coming.
+func LegacyTables() ([]string, error) {
 	var why []string
 	for _, f := range []struct{ file, tool string }{
 		{"/proc/thread-self/net/ip_tables_names", "iptables-legacy"},

@@ -23,6 +23,7 @@ type Events struct {
 	Links  chan struct{} // links, XDP features, qdiscs: reconcile interfaces
 	FIB    chan struct{} // neighbours, addresses, rules, netconf: re-route flows
 	Rules  chan struct{} // nftables ruleset: flows must be accepted again
+	Addrs  chan struct{} // addresses, links: the host's own addresses may have changed
 	Routes *Routes       // routes: re-route flows, mirror route MTUs (off the main loop)
 	stats  *watchStats
 }
@@ -159,7 +160,7 @@ func follow[T any](ctx context.Context, log *slog.Logger, stats *watchStats, wha
 // subscriptions are made before it returns, so nothing between them and the
 // caller's first read of the kernel's state is missed.
 func Watch(ctx context.Context, log *slog.Logger) (*Events, error) {
-	ev := &Events{Links: make(chan struct{}, 1), FIB: make(chan struct{}, 1),
+	ev := &Events{Links: make(chan struct{}, 1), FIB: make(chan struct{}, 1), Addrs: make(chan struct{}, 1),
 		Rules: make(chan struct{}, 1), stats: newWatchStats()}
 	feats, err := xdpfeat.Watch(ctx)
 	if err != nil {
@@ -182,13 +183,13 @@ func Watch(ctx context.Context, log *slog.Logger) (*Events, error) {
 	if err := errors.Join(
 		follow(ctx, log, ev.stats, "links", func(ch chan netlink.LinkUpdate, done <-chan struct{}, onErr func(error)) error {
 			return netlink.LinkSubscribeWithOptions(ch, done, netlink.LinkSubscribeOptions{ErrorCallback: onErr})
-		}, func() { poke(ev.Links); poke(ev.FIB); ev.Routes.linksChanged() }),
+		}, func() { poke(ev.Links); poke(ev.FIB); poke(ev.Addrs); ev.Routes.linksChanged() }),
 		follow(ctx, log, ev.stats, "neighbours", func(ch chan netlink.NeighUpdate, done <-chan struct{}, onErr func(error)) error {
 			return netlink.NeighSubscribeWithOptions(ch, done, netlink.NeighSubscribeOptions{ErrorCallback: onErr})
 		}, func() { poke(ev.FIB) }),
 		follow(ctx, log, ev.stats, "addresses", func(ch chan netlink.AddrUpdate, done <-chan struct{}, onErr func(error)) error {
 			return netlink.AddrSubscribeWithOptions(ch, done, netlink.AddrSubscribeOptions{ErrorCallback: onErr})
-		}, func() { poke(ev.FIB); ev.Routes.linksChanged() }),
+		}, func() { poke(ev.FIB); poke(ev.Addrs); ev.Routes.linksChanged() }),
 	); err != nil {
 		return nil, err
 	}
