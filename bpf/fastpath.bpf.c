@@ -18,20 +18,12 @@ char __license[] SEC("license") = "Dual BSD/GPL";
 /* Bulk TCP under native XDP: a redirected frame leaves one by one, each
  * built into an skb at the far end, while the stack's GRO would merge a
  * burst of segments into one skb first. So where a TC program sits behind
- * XDP (FP_IF_GRO_TC), XDP hands an offloaded flow's TCP segments with at
- * least FP_GRO_MIN_PAYLOAD bytes of payload to the stack uncounted; GRO
- * merges them and the TC program forwards the aggregate. Small packets
- * keep the XDP redirect. (XDP metadata would mark them, but this kernel
- * refuses bpf_xdp_adjust_meta: TC recognises them by the same rule.) */
-#define FP_GRO_MIN_PAYLOAD 512
-
-/* l3_len: the IP length of each packet (of each segment, for GSO) */
-static __always_inline int fp_gro_bulk(const struct fp_pkt *p, __u32 l3_len)
-{
-	return p->l4_proto == IPPROTO_TCP &&
-	       l3_len >= (p->family == AF_INET ? 20 : 40) + p->l4_hdr_len + FP_GRO_MIN_PAYLOAD;
-}
-
+ * XDP (FP_IF_GRO_TC), XDP hands every TCP segment of an offloaded flow to
+ * the stack uncounted (all of them, so that GRO keeps their order); GRO
+ * merges them and the TC program forwards the aggregate. UDP keeps the XDP
+ * redirect. (XDP metadata would mark them, but this kernel refuses
+ * bpf_xdp_adjust_meta: TC recognises them by the same rule, TCP of a flow
+ * already cached.) */
 SEC("xdp")
 int fp_xdp(struct xdp_md *ctx)
 {
@@ -83,7 +75,7 @@ int fp_xdp(struct xdp_md *ctx)
 			reason = FP_PASS_FRAG_NEEDED;
 			goto pass;
 		}
-		if ((in->flags & FP_IF_GRO_TC) && fp_gro_bulk(&p, p.tot_len))
+		if ((in->flags & FP_IF_GRO_TC) && p.l4_proto == IPPROTO_TCP)
 			return XDP_PASS; /* to GRO, then TC, which counts it */
 		if (fp_flow_csum_bad(ctx, 1, &p)) {
 			reason = FP_PASS_BAD_CHECKSUM;
@@ -213,10 +205,11 @@ int fp_tc(struct __sk_buff *skb)
 		return TC_ACT_OK; /* not managed: not counted either */
 	slot = in->slot;
 	/* Behind native XDP (FP_IF_GRO_TC), XDP guarded and judged every
-	 * packet, and counted all but the bulk TCP it handed over: only that
-	 * is this program's, found by XDP's rule (fp_gro_bulk); what it does
-	 * not forward, and everything else, goes on to the next program or
-	 * the stack uncounted. */
+	 * packet, and counted all but the TCP of cached flows it handed over:
+	 * only that is this program's, found by XDP's rule (TCP whose flow is
+	 * cached and current; no fill here, which would skip XDP's egress
+	 * rule); what it does not forward, and everything else, goes on to the
+	 * next program or the stack uncounted. */
 	behind = in->flags & FP_IF_GRO_TC;
 	if (!behind && fp_guard_tc(skb, ifindex, slot, in->mode))
 		return TC_ACT_SHOT;
@@ -252,9 +245,11 @@ int fp_tc(struct __sk_buff *skb)
 		goto pass;
 	}
 	l3_len = fp_tc_l3_len(skb, &p);
-	if (behind && !(in->mode == FP_MODE_OFFLOAD && fp_gro_bulk(&p, l3_len)))
+	if (behind && (in->mode != FP_MODE_OFFLOAD || p.l4_proto != IPPROTO_TCP))
 		return TC_ACT_UNSPEC;
 	if (in->mode == FP_MODE_OFFLOAD) {
+		if (behind && !fp_flow_current(&p, ifindex))
+			return TC_ACT_UNSPEC;
 		f = fp_flow_get(skb, 0, &p, ifindex, slot, l3_len, &reason);
 		if (!f) {
 			if (reason & FP_DROP_BIT) {

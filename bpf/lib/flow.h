@@ -105,7 +105,10 @@ static __always_inline void fp_tcp_widen(struct fp_flow *f, __u32 edge)
 }
 
 /* fp_tcp_seen notes a segment of f's direction; it writes only when the
- * edge moves (or the ack does, at the same edge). */
+ * edge moves (or the ack does, at the same edge). An ack past the old edge
+ * acknowledges data the other side was never allowed to send: a forged or
+ * broken segment, which must not move the edge (it would make a genuine
+ * FIN or RST of the other side look out of window). */
 static __always_inline void fp_tcp_seen(struct fp_flow *f, const struct fp_pkt *p)
 {
 	struct tcphdr *th = fp_tcp_hdr(p);
@@ -118,6 +121,8 @@ static __always_inline void fp_tcp_seen(struct fp_flow *f, const struct fp_pkt *
 	win = bpf_ntohs(th->window);
 	edge = ack + ((__u32)win << (f->tcp_wscale & 15));
 	old = fp_tcp_edge(f);
+	if ((__s32)(ack - old) > 0)
+		return;
 	if ((__s32)(edge - old) > 0 || (edge == old && (__s32)(ack - f->tcp_ack) > 0)) {
 		f->tcp_ack = ack;
 		f->tcp_win = win;
@@ -323,6 +328,23 @@ static __always_inline struct fp_flow *fp_flow_fill(void *ctx, const int xdp, co
 release:
 	bpf_ct_release(ct);
 	return NULL;
+}
+
+/* fp_flow_current: the packet's flow is cached, for this ingress, under
+ * the current routes and ruleset, and not waiting for its entry: what XDP
+ * hands a TC program behind it (FP_IF_GRO_TC). */
+static __always_inline int fp_flow_current(const struct fp_pkt *p, __u32 ifindex)
+{
+	const struct fp_state *st = fp_state();
+	struct fp_flow_key k;
+	struct fp_flow *f;
+
+	if (!st)
+		return 0;
+	fp_key_of(&k, p);
+	f = bpf_map_lookup_elem(&fp_flows, &k);
+	return f && f->fib_gen == st->fib_gen && f->fw_gen == st->fw_gen && f->ifindex_in == ifindex &&
+	       !(f->flags & FP_FLOW_PENDING);
 }
 
 /* What a TCP segment's flags make of it on an offloaded flow. conntrack

@@ -1426,22 +1426,17 @@ func l4CheckOff(proto uint8) int {
 }
 
 // TestOffloadGROHandoff: with a TC program behind native XDP (the GROTC
-// flag), XDP hands an offloaded flow's bulk TCP segments (512 bytes of
-// payload or more) to the stack uncounted, for GRO and then TC, which
-// forwards and counts them; small segments keep the XDP redirect. The TC
-// program behind XDP leaves everything else to the next program or the
-// stack (TC_ACT_UNSPEC) uncounted: XDP judged and counted it.
+// flag), XDP hands every TCP segment of an offloaded flow to the stack
+// uncounted (all of them, so GRO keeps their order), and the TC program
+// forwards and counts them; UDP keeps the XDP redirect. The TC program
+// behind XDP leaves everything else (UDP, TCP of a flow not cached) to the
+// next program or the stack (TC_ACT_UNSPEC) uncounted: XDP judged and
+// counted it.
 func TestOffloadGROHandoff(t *testing.T) {
 	on := newOffloadNet(t)
 	in0 := func(gro bool) error {
 		return on.d.SetIface(Iface{Index: on.in0, MAC: macIn0, MTU: 1500, Mode: ModeOffload, GROTC: gro})
 	}
-	on.must(t, func() error { return in0(true) })
-	t.Cleanup(func() {
-		if err := on.do(func() error { return in0(false) }); err != nil {
-			t.Errorf("restore in0: %v", err)
-		}
-	})
 	uncounted := func(t *testing.T, h hook, frame []byte, want uint32) {
 		t.Helper()
 		before, _ := on.stats(t, on.in0)
@@ -1461,17 +1456,47 @@ func TestOffloadGROHandoff(t *testing.T) {
 		t.Run(famName(v6), func(t *testing.T) {
 			c := on.offloadConn(t, kindSNAT, unix.IPPROTO_TCP, v6)
 			l := c.leg(false)
-			small := seg{payload: make([]byte, 100)}
-			on.forward(t, hookXDP, l, l.inFrame(t, small), l.natExpect(t, small), runOpts{})
-			uncounted(t, hookTC, l.inFrame(t, small), tcActUnspec)
-
-			bulk := seg{payload: make([]byte, 1000)}
-			uncounted(t, hookXDP, l.inFrame(t, bulk), xdpPass)
-			on.forward(t, hookTC, l, l.inFrame(t, bulk), l.natExpect(t, bulk), runOpts{})
-
-			// Not TCP: XDP's alone.
 			u := on.offloadConn(t, kindSNAT, unix.IPPROTO_UDP, v6).leg(false)
+			notCached := on.newConn(kindSNAT, unix.IPPROTO_TCP, v6).leg(false)
+			on.must(t, func() error { return in0(true) })
+			t.Cleanup(func() {
+				if err := on.do(func() error { return in0(false) }); err != nil {
+					t.Errorf("restore in0: %v", err)
+				}
+			})
+			for _, size := range []int{100, 1000} {
+				sg := seg{payload: make([]byte, size)}
+				uncounted(t, hookXDP, l.inFrame(t, sg), xdpPass)
+				on.forward(t, hookTC, l, l.inFrame(t, sg), l.natExpect(t, sg), runOpts{})
+			}
+			bulk := seg{payload: make([]byte, 1000)}
+			on.forward(t, hookXDP, u, u.inFrame(t, bulk), u.natExpect(t, bulk), runOpts{})
 			uncounted(t, hookTC, u.inFrame(t, bulk), tcActUnspec)
+			uncounted(t, hookTC, notCached.inFrame(t, bulk), tcActUnspec)
+		})
+	}
+}
+
+// TestOffloadForgedAckKeepsWindow: an ACK acknowledging data beyond what
+// its side allowed the other to send (forged or broken) does not move the
+// tracked window, so a genuine in-window RST of the other side still ends
+// the flow instead of being dropped as out of window.
+func TestOffloadForgedAckKeepsWindow(t *testing.T) {
+	on := newOffloadNet(t)
+	win := func(th *layers.TCP) { th.Window = 100 }
+	for _, h := range hooks() {
+		t.Run(h.String(), func(t *testing.T) {
+			c := on.offloadConn(t, kindSNAT, unix.IPPROTO_TCP, false)
+			lo, lr := c.leg(false), c.leg(true)
+			sg := seg{tcp: win}
+			on.forward(t, h, lo, lo.inFrame(t, sg), lo.natExpect(t, sg), runOpts{})
+			on.forward(t, h, lr, lr.inFrame(t, sg), lr.natExpect(t, sg), runOpts{})
+			forged := seg{tcp: func(th *layers.TCP) { th.Window = 100; th.Ack = 2000 + 1<<30 }}
+			on.forward(t, h, lr, lr.inFrame(t, forged), lr.natExpect(t, forged), runOpts{})
+			rst := lo.inFrame(t, seg{payload: []byte{}, tcp: func(th *layers.TCP) {
+				th.RST, th.PSH, th.ACK, th.Seq = true, false, false, 2050
+			}})
+			on.pass(t, h, lo.ingress(), rst, "tcp_close", runOpts{})
 		})
 	}
 }
