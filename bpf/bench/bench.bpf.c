@@ -18,11 +18,19 @@
  *               being established, sends them back); the rest passes.
  *   bench_fwd   the plain XDP redirect r0 -> r1, no parsing, no routing: the
  *               upper bound for any XDP router on this path.
+ *   bench_tc_fwd the plain TC redirect, one copy on each router interface:
+ *               every TCP and UDP packet leaves by the other interface with
+ *               the next hop's MACs, nothing else done (no TTL, no routing,
+ *               no NAT); the rest (ARP, neighbour discovery) goes to the
+ *               stack. The upper bound for any TC router, and for any
+ *               router at all on bulk TCP with the hosts' offloads on.
  * Each role loads its own copy of the object, so maps are never shared. */
 #include <linux/bpf.h>
 #include <linux/if_ether.h>
 #include <linux/in.h>
 #include <linux/ip.h>
+#include <linux/ipv6.h>
+#include <linux/pkt_cls.h>
 #include <linux/udp.h>
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_endian.h>
@@ -270,4 +278,55 @@ SEC("xdp")
 int bench_fwd(struct xdp_md *ctx)
 {
 	return bpf_redirect_map(&bench_tx, 0, XDP_DROP);
+}
+
+/* Where bench_tc_fwd sends what it forwards: the egress and its MACs. */
+struct bench_tc_hop {
+	__u32 ifindex;
+	__u8 smac[ETH_ALEN];
+	__u8 dmac[ETH_ALEN];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct bench_tc_hop);
+} bench_tc_hops SEC(".maps");
+
+SEC("tc")
+int bench_tc_fwd(struct __sk_buff *skb)
+{
+	void *data = (void *)(long)skb->data;
+	void *data_end = (void *)(long)skb->data_end;
+	struct ethhdr *eth = data;
+	struct bench_tc_hop *hop;
+	__u32 zero = 0;
+	__u8 proto;
+
+	if ((void *)(eth + 1) > data_end)
+		return TC_ACT_OK;
+	if (eth->h_proto == bpf_htons(ETH_P_IP)) {
+		struct iphdr *iph = (void *)(eth + 1);
+
+		if ((void *)(iph + 1) > data_end)
+			return TC_ACT_OK;
+		proto = iph->protocol;
+	} else if (eth->h_proto == bpf_htons(ETH_P_IPV6)) {
+		struct ipv6hdr *ip6 = (void *)(eth + 1);
+
+		if ((void *)(ip6 + 1) > data_end)
+			return TC_ACT_OK;
+		proto = ip6->nexthdr;
+	} else {
+		return TC_ACT_OK;
+	}
+	if (proto != IPPROTO_TCP && proto != IPPROTO_UDP)
+		return TC_ACT_OK;
+	hop = bpf_map_lookup_elem(&bench_tc_hops, &zero);
+	if (!hop || !hop->ifindex)
+		return TC_ACT_OK;
+	__builtin_memcpy(eth->h_source, hop->smac, ETH_ALEN);
+	__builtin_memcpy(eth->h_dest, hop->dmac, ETH_ALEN);
+	return bpf_redirect(hop->ifindex, 0);
 }

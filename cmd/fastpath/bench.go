@@ -32,6 +32,8 @@ packets per second each configuration of the router forwards:
 
   veth-direct   the generator straight into a counter: the wire limit
   xdp-redirect  plain XDP redirect r0 -> r1: the upper bound of any XDP router
+  tc-redirect   plain TC redirect both ways, MACs rewritten: the bound of any
+                TC router, and of any router on bulk TCP
   kernel        kernel forwarding, no netfilter
   kernel-masq   kernel + conntrack + nftables masquerade (the baseline)
   route-xdp     fastpath route mode, XDP        route-tc    the same, TC

@@ -140,7 +140,10 @@ func (o *Options) defaults() error {
 	o.Configs = ordered
 	o.tcpConfigs = nil
 	for _, name := range tcpConfigNames {
-		if slices.Contains(o.Configs, name) && !o.NoTCP {
+		// A quick run streams through what users run (auto) and the two
+		// references only.
+		forced := name == ConfigOffloadXDP || name == ConfigOffloadTC
+		if slices.Contains(o.Configs, name) && !o.NoTCP && !(o.Quick && forced) {
 			o.tcpConfigs = append(o.tcpConfigs, name)
 		}
 	}

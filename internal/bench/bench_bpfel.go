@@ -45,6 +45,13 @@ const (
 	benchBenchSinkModeBENCH_SINK_REFLECT benchBenchSinkMode = 1
 )
 
+type benchBenchTcHop struct {
+	_       structs.HostLayout
+	Ifindex uint32
+	Smac    [6]uint8
+	Dmac    [6]uint8
+}
+
 // Names of all BPF objects in the ELF.
 //
 // Used for safe lookups in a Collection or CollectionSpec.
@@ -56,12 +63,14 @@ const (
 	benchMapBenchMode       = "bench_mode"
 	benchMapBenchPass       = "bench_pass"
 	benchMapBenchSeq        = "bench_seq"
+	benchMapBenchTcHops     = "bench_tc_hops"
 	benchMapBenchTx         = "bench_tx"
 	benchProgBenchBounce    = "bench_bounce"
 	benchProgBenchFwd       = "bench_fwd"
 	benchProgBenchGen       = "bench_gen"
 	benchProgBenchLoop      = "bench_loop"
 	benchProgBenchSink      = "bench_sink"
+	benchProgBenchTcFwd     = "bench_tc_fwd"
 	benchVarBenchUnusedMode = "bench_unused_mode"
 )
 
@@ -112,6 +121,7 @@ type benchProgramSpecs struct {
 	BenchGen    *ebpf.ProgramSpec `ebpf:"bench_gen"`
 	BenchLoop   *ebpf.ProgramSpec `ebpf:"bench_loop"`
 	BenchSink   *ebpf.ProgramSpec `ebpf:"bench_sink"`
+	BenchTcFwd  *ebpf.ProgramSpec `ebpf:"bench_tc_fwd"`
 }
 
 // benchMapSpecs contains maps before they are loaded into the kernel.
@@ -125,6 +135,7 @@ type benchMapSpecs struct {
 	BenchMode   *ebpf.MapSpec `ebpf:"bench_mode"`
 	BenchPass   *ebpf.MapSpec `ebpf:"bench_pass"`
 	BenchSeq    *ebpf.MapSpec `ebpf:"bench_seq"`
+	BenchTcHops *ebpf.MapSpec `ebpf:"bench_tc_hops"`
 	BenchTx     *ebpf.MapSpec `ebpf:"bench_tx"`
 }
 
@@ -162,6 +173,7 @@ type benchMaps struct {
 	BenchMode   *ebpf.Map `ebpf:"bench_mode"`
 	BenchPass   *ebpf.Map `ebpf:"bench_pass"`
 	BenchSeq    *ebpf.Map `ebpf:"bench_seq"`
+	BenchTcHops *ebpf.Map `ebpf:"bench_tc_hops"`
 	BenchTx     *ebpf.Map `ebpf:"bench_tx"`
 }
 
@@ -174,6 +186,7 @@ func (m *benchMaps) Close() error {
 		m.BenchMode,
 		m.BenchPass,
 		m.BenchSeq,
+		m.BenchTcHops,
 		m.BenchTx,
 	)
 }
@@ -194,6 +207,7 @@ type benchPrograms struct {
 	BenchGen    *ebpf.Program `ebpf:"bench_gen"`
 	BenchLoop   *ebpf.Program `ebpf:"bench_loop"`
 	BenchSink   *ebpf.Program `ebpf:"bench_sink"`
+	BenchTcFwd  *ebpf.Program `ebpf:"bench_tc_fwd"`
 }
 
 func (p *benchPrograms) Close() error {
@@ -203,6 +217,7 @@ func (p *benchPrograms) Close() error {
 		p.BenchGen,
 		p.BenchLoop,
 		p.BenchSink,
+		p.BenchTcFwd,
 	)
 }
 

@@ -21,6 +21,7 @@ import (
 const (
 	ConfigVeth        = "veth-direct"
 	ConfigXDPRedirect = "xdp-redirect"
+	ConfigTCRedirect  = "tc-redirect"
 	ConfigKernel      = "kernel"
 	ConfigKernelMasq  = "kernel-masq"
 	ConfigRouteXDP    = "route-xdp"
@@ -51,6 +52,8 @@ type config struct {
 	veth bool
 	// redirect: the plain XDP redirect r0 -> r1.
 	redirect bool
+	// tcRedirect: the plain TC redirect both ways, MACs rewritten.
+	tcRedirect bool
 	// guard: a guard section for the daemon's config (the flood scenario).
 	guard string
 }
@@ -58,6 +61,7 @@ type config struct {
 var configs = []config{
 	{name: ConfigVeth, label: "veth direct (wire limit)", short: "veth direct", veth: true},
 	{name: ConfigXDPRedirect, label: "plain XDP redirect", short: "XDP redirect", redirect: true},
+	{name: ConfigTCRedirect, label: "plain TC redirect", short: "TC redirect", tcRedirect: true},
 	{name: ConfigKernel, label: "kernel forwarding", short: "kernel"},
 	{name: ConfigKernelMasq, label: "kernel + conntrack + masquerade", short: "kernel+masq", conntrack: true, masq: true},
 	{name: ConfigRouteXDP, label: "fastpath route (XDP)", short: "fp route XDP", mode: "route", attach: "xdp"},
@@ -107,6 +111,7 @@ type active struct {
 	count *counter // where arriving frames are counted
 	d     *daemon
 	redir *redirector
+	tcr   *tcRedirector
 	undo  []func() error
 }
 
@@ -156,6 +161,11 @@ func (r *runner) setup(ctx context.Context, cfg config) (_ *active, err error) {
 			return nil, err
 		}
 		a.undo = append(a.undo, a.redir.Close)
+	case cfg.tcRedirect:
+		if a.tcr, err = e.attachTCRedirector(); err != nil {
+			return nil, err
+		}
+		a.undo = append(a.undo, a.tcr.Close)
 	case cfg.mode != "":
 		if a.d, err = r.startDaemon(ctx, cfg, &a.undo); err != nil {
 			return nil, err
@@ -285,6 +295,9 @@ func (a *active) routerProgram() (*ebpf.Program, string, error) {
 	case a.redir != nil:
 		p, err := a.redir.objs.Prog.Clone()
 		return p, "bench_fwd", err
+	case a.tcr != nil:
+		p, err := a.tcr.dirs[0].objs.Prog.Clone()
+		return p, "bench_tc_fwd", err
 	case a.d != nil:
 		for _, ifc := range a.d.status.Interfaces {
 			if ifc.Name != lab.RtrIn || ifc.ProgramID == 0 {

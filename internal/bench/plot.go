@@ -38,7 +38,7 @@ func barColor(name string) color.Color {
 	switch {
 	case name == Baseline:
 		return colorBaseline
-	case c.veth || c.redirect:
+	case c.veth || c.redirect || c.tcRedirect:
 		return colorReference
 	case c.mode == "route":
 		return colorRoute

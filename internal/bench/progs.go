@@ -257,3 +257,70 @@ func (r *redirector) Close() error {
 	closeAll(r.link, r.objs.Prog, r.objs.Tx)
 	return nil
 }
+
+// tcFwdObjects are the plain TC redirect's program and its next hop.
+type tcFwdObjects struct {
+	Prog *ebpf.Program `ebpf:"bench_tc_fwd"`
+	Hops *ebpf.Map     `ebpf:"bench_tc_hops"`
+}
+
+// tcRedirector is the plain TC redirect both ways through rtr: TCP and UDP
+// arriving on r0 leave by r1 towards s0, and back, with only the MACs
+// rewritten. Each direction loads its own copy of the object.
+type tcRedirector struct {
+	dirs [2]struct {
+		objs tcFwdObjects
+		link link.Link
+	}
+}
+
+// attachTCRedirector attaches the TC redirect to e's router interfaces.
+func (e *env) attachTCRedirector() (*tcRedirector, error) {
+	r := &tcRedirector{}
+	hops := []struct {
+		in, out    string
+		smac, dmac net.HardwareAddr
+	}{
+		{e.lab.RtrIn, e.lab.RtrOut, e.r1, e.s0},
+		{e.lab.RtrOut, e.lab.RtrIn, e.r0, e.g0},
+	}
+	err := nsutil.Do(e.lab.Rtr, func() error {
+		for i, h := range hops {
+			d := &r.dirs[i]
+			if err := load(&d.objs); err != nil {
+				return err
+			}
+			ii, err := net.InterfaceByName(h.in)
+			if err != nil {
+				return err
+			}
+			oi, err := net.InterfaceByName(h.out)
+			if err != nil {
+				return err
+			}
+			hop := benchBenchTcHop{Ifindex: uint32(oi.Index)}
+			copy(hop.Smac[:], h.smac)
+			copy(hop.Dmac[:], h.dmac)
+			if err := d.objs.Hops.Update(uint32(0), &hop, ebpf.UpdateAny); err != nil {
+				return fmt.Errorf("next hop of %s: %w", h.in, err)
+			}
+			d.link, err = link.AttachTCX(link.TCXOptions{Program: d.objs.Prog, Attach: ebpf.AttachTCXIngress, Interface: ii.Index})
+			if err != nil {
+				return fmt.Errorf("tcx ingress of %s: %w", h.in, err)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		r.Close()
+		return nil, fmt.Errorf("attach tc redirect in %s: %w", e.lab.Rtr, err)
+	}
+	return r, nil
+}
+
+func (r *tcRedirector) Close() error {
+	for _, d := range r.dirs {
+		closeAll(d.link, d.objs.Prog, d.objs.Hops)
+	}
+	return nil
+}

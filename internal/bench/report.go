@@ -358,6 +358,9 @@ func (r *Report) writeTCP(w io.Writer) error {
 			ratio = fmt.Sprintf("%.2fx", v)
 		}
 		note := ""
+		if c.Config == ConfigTCRedirect {
+			note = "bound: no routing, no NAT"
+		}
 		if c.FastpathShare != nil {
 			note = fmt.Sprintf("fastpath %.0f%%", 100**c.FastpathShare)
 		}

@@ -42,19 +42,20 @@ func testEnv(tb testing.TB, ctx context.Context, name, kind string) *env {
 }
 
 // TestRunSmoke runs the whole path once, briefly: the generator this kernel
-// allows (auto), the wire-limit and kernel + masquerade cells with the
+// allows (auto), the wire-limit, plain TC redirect (both ways, so bulk TCP
+// through it checks its MAC rewrite) and kernel + masquerade cells with the
 // router's cost per packet, a bulk TCP stream at both host offload
 // settings, and round trips idle and under load. Rates are not checked:
 // they depend on the machine and whatever else runs on it.
 func TestRunSmoke(t *testing.T) {
 	name := "bsmoke"
 	requireLab(t, name)
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
 	start := time.Now()
 	r, err := Run(ctx, Options{
 		Name:     name,
-		Configs:  []string{ConfigVeth, ConfigKernelMasq},
+		Configs:  []string{ConfigVeth, ConfigTCRedirect, ConfigKernelMasq},
 		Sizes:    []int{64},
 		Flows:    []int{1},
 		Repeats:  1,
@@ -69,8 +70,8 @@ func TestRunSmoke(t *testing.T) {
 	if r.Settings.Generator != GenLive && r.Settings.Generator != GenLoop {
 		t.Errorf("report names generator %q", r.Settings.Generator)
 	}
-	if len(r.Cells) != 2 {
-		t.Fatalf("%d cells, want 2", len(r.Cells))
+	if len(r.Cells) != 3 {
+		t.Fatalf("%d cells, want 3", len(r.Cells))
 	}
 	for _, c := range r.Cells {
 		if c.Failed() {
@@ -88,8 +89,8 @@ func TestRunSmoke(t *testing.T) {
 	} else {
 		t.Logf("kernel + masquerade, 64 B, 1 flow: %.2f Mpps, router %.0f ns/pkt", km.RxMpps.Median, km.RouterNs.Median)
 	}
-	if len(r.TCP) != 4 {
-		t.Fatalf("%d tcp cells, want 4 (host offloads default and off, IPv4 and IPv6)", len(r.TCP))
+	if len(r.TCP) != 8 {
+		t.Fatalf("%d tcp cells, want 8 (two configurations, host offloads default and off, IPv4 and IPv6)", len(r.TCP))
 	}
 	for _, c := range r.TCP {
 		if c.Failed() || c.Gbps.Median <= 0 {
