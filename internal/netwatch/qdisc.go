@@ -21,6 +21,9 @@ func EgressShaping(ifindex int) (string, error) {
 	if n, err := tcxEgressPrograms(ifindex); err != nil {
 		return "", err
 	} else if n > 0 {
+		if n == 1 {
+			return "1 tcx egress program", nil
+		}
 		return fmt.Sprintf("%d tcx egress programs", n), nil
 	}
 	l, err := netlink.LinkByIndex(ifindex)

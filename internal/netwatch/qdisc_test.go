@@ -61,7 +61,7 @@ func TestEgressShaping(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer l.Close()
-	if s := shaping(); s != "1 tcx egress programs" {
+	if s := shaping(); s != "1 tcx egress program" {
 		t.Errorf("with a tcx egress program: %q", s)
 	}
 }

@@ -3,13 +3,19 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"net"
 	"net/netip"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/asm"
+	"github.com/cilium/ebpf/link"
+
 	"github.com/fastpath-router/fastpath/internal/lab"
 	"github.com/fastpath-router/fastpath/internal/labd"
+	"github.com/fastpath-router/fastpath/internal/nsutil"
 	"github.com/fastpath-router/fastpath/internal/traffic"
 )
 
@@ -155,4 +161,82 @@ func TestForcedXDPRefused(t *testing.T) {
 		t.Errorf("refusal does not say why:\n%s", out)
 	}
 	assertNothingAttached(t, l, l.RtrIn, l.RtrOut)
+}
+
+// TestAutoFollowsEgressFacts: hosts that finish their checksums, so auto
+// picks native XDP. Each of the other facts auto decides on then changes
+// while a paced UDP stream runs, and must move the hook without losing the
+// stream: an operator's root qdisc on r1 (an XDP redirect would skip it)
+// moves r0 to TC and its removal back; a BPF program of another tool on
+// r1's tcx egress hook does the same (no event: found by the resync); GRO
+// turned on at r0 puts a TC program behind its XDP for bulk TCP, and off
+// takes it away.
+func TestAutoFollowsEgressFacts(t *testing.T) {
+	l := newLab(t, "xdp")
+	ctx := testContext(t)
+	nft(ctx, t, l, masqueradeRuleset+filterRuleset)
+	d, _ := runDaemon(t, l.Rtr, offloadIfaces(l, "auto")...)
+	native := map[string]string{l.RtrIn: "native XDP", l.RtrOut: "native XDP"}
+	d.waitAttachedAs(t, map[string]string{l.RtrIn: "xdp", l.RtrOut: "xdp"}, native)
+
+	acrossChange(ctx, t, l, "a root qdisc on r1", func() {
+		rtrRun(ctx, t, l, "tc", "qdisc", "replace", "dev", l.RtrOut, "root", "tbf", "rate", "1gbit", "burst", "1mb", "latency", "50ms")
+		d.waitAttachedAs(t, map[string]string{l.RtrIn: "tc"}, map[string]string{l.RtrIn: "egress " + l.RtrOut + " has the operator's root qdisc tbf"})
+	})
+	acrossChange(ctx, t, l, "r1's root qdisc removed", func() {
+		rtrRun(ctx, t, l, "tc", "qdisc", "del", "dev", l.RtrOut, "root")
+		d.waitAttachedAs(t, map[string]string{l.RtrIn: "xdp"}, native)
+	})
+
+	var egress link.Link
+	acrossChange(ctx, t, l, "a tcx egress program on r1", func() {
+		egress = attachTCXEgress(t, l.Rtr, l.RtrOut)
+		d.waitAttachedAs(t, map[string]string{l.RtrIn: "tc"}, map[string]string{l.RtrIn: "egress " + l.RtrOut + " has the operator's 1 tcx egress program"})
+	})
+	acrossChange(ctx, t, l, "r1's tcx egress program gone", func() {
+		if err := egress.Close(); err != nil {
+			t.Fatalf("detach the tcx egress program: %v", err)
+		}
+		d.waitAttachedAs(t, map[string]string{l.RtrIn: "xdp"}, native)
+	})
+
+	acrossChange(ctx, t, l, "GRO on at r0", func() {
+		rtrRun(ctx, t, l, "ethtool", "-K", l.RtrIn, "gro", "on")
+		d.waitAttachedAs(t, map[string]string{l.RtrIn: "xdp"}, map[string]string{l.RtrIn: "tc behind it forwards bulk TCP after GRO"})
+	})
+	tcpThrough(t, l, "xdp with tc behind it on r0")
+	acrossChange(ctx, t, l, "GRO off at r0", func() {
+		rtrRun(ctx, t, l, "ethtool", "-K", l.RtrIn, "gro", "off")
+		d.waitAttachedAs(t, map[string]string{l.RtrIn: "xdp"}, map[string]string{l.RtrIn: "GRO is off on the device"})
+	})
+	tcpThrough(t, l, "xdp alone on r0")
+}
+
+// attachTCXEgress puts a program that does nothing (TCX_NEXT) on ifname's
+// tcx egress hook in ns, as another tool would; closing the link removes it.
+func attachTCXEgress(t *testing.T, ns, ifname string) link.Link {
+	t.Helper()
+	prog, err := ebpf.NewProgram(&ebpf.ProgramSpec{
+		Type:         ebpf.SchedCLS,
+		License:      "GPL",
+		Instructions: asm.Instructions{asm.Mov.Imm(asm.R0, -1), asm.Return()}, // TCX_NEXT
+	})
+	if err != nil {
+		t.Fatalf("load a tcx egress program: %v", err)
+	}
+	defer prog.Close() // the link holds it
+	var l link.Link
+	err = nsutil.Do(ns, func() error {
+		ifi, err := net.InterfaceByName(ifname)
+		if err != nil {
+			return err
+		}
+		l, err = link.AttachTCX(link.TCXOptions{Program: prog, Attach: ebpf.AttachTCXEgress, Interface: ifi.Index})
+		return err
+	})
+	if err != nil {
+		t.Fatalf("attach to the tcx egress hook of %s in %s: %v", ifname, ns, err)
+	}
+	t.Cleanup(func() { l.Close() })
+	return l
 }
