@@ -255,6 +255,11 @@ static __always_inline int fp_gcra(__u64 *tat, __u64 now, __u64 cost, __u64 burs
 
 	if ((__s64)(t - now) < 0)
 		t = now;
+	/* Only a lowered burst (the limit raised, or a smaller burst configured)
+	 * leaves a bucket further ahead than a full one: it is brought back, so
+	 * the new limit holds from now, not after the old one's backlog. */
+	if (t - now > burst)
+		*tat = t = now + burst;
 	if (t + cost - now > burst)
 		return -1;
 	*tat = t + cost;

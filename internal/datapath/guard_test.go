@@ -401,3 +401,40 @@ func possibleCPUs(t *testing.T) int {
 	}
 	return n
 }
+
+// TestGuardLimitRaised: a limit raised while a source is over the old one
+// applies from the next packet (as a full bucket of the new limit would),
+// not after the old limit's backlog: the bucket never holds more than the
+// current burst's wait.
+func TestGuardLimitRaised(t *testing.T) {
+	tn := newTestNet(t)
+	for _, h := range []hook{hookXDP, hookTC} {
+		src := map[hook]string{hookXDP: "198.18.11.2", hookTC: "198.18.11.4"}[h]
+		frame := from(udp4(ipDst), src).bytes(t)
+		// 1 packet/s with a burst of 64: 64 pass, then a 64 s backlog.
+		if err := tn.d.SetGuard(GuardConfig{Packets: GuardLimit{Rate: 1, Burst: 64}, EventInterval: time.Hour}); err != nil {
+			t.Fatal(err)
+		}
+		passed := 0
+		for range 100 {
+			if !tn.guardDropped(t, h, frame) {
+				passed++
+			}
+		}
+		if passed != 64 {
+			t.Fatalf("%s: %d of 100 passed under 1/s with a burst of 64, want 64", h, passed)
+		}
+		if err := tn.d.SetGuard(GuardConfig{Packets: GuardLimit{Rate: 1e6, Burst: 1000}, EventInterval: time.Hour}); err != nil {
+			t.Fatal(err)
+		}
+		// The first packet finds the bucket beyond the new burst and
+		// brings it back to a full one's wait (1 ms); within that the
+		// source is let through again.
+		deadline := time.Now().Add(time.Second)
+		for tn.guardDropped(t, h, frame) {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: limit raised to 1M/s, the source still dropped a second later", h)
+			}
+		}
+	}
+}
