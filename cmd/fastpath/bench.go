@@ -19,6 +19,7 @@ func newBenchCmd(lf *logFlags, stderr io.Writer) *cobra.Command {
 		o        bench.Options
 		quick    bool
 		noProf   bool
+		perf     bool
 		jsonFile string
 		plotFile string
 		configs  []string
@@ -95,6 +96,7 @@ on.`,
 			}
 			o.Quick = quick
 			o.Profile = !noProf
+			o.Perf = perf
 			o.Configs = configs
 			o.Log = log
 			o.Progress = stderr
@@ -147,6 +149,7 @@ on.`,
 	f.BoolVar(&o.NoLatency, "no-latency", false, "skip the request/response round trips (idle and under a flood at half the measured rate)")
 	f.BoolVar(&o.Split, "split", false, "give the router a CPU of its own (r0's NAPI thread), the generator the other; default: one CPU does it all, generator included")
 	f.BoolVar(&noProf, "no-profile", false, "skip the extra window per cell that measures the router program's ns/packet")
+	f.BoolVar(&perf, "perf", false, "sample the router's CPU with perf in each cell's last window and report the top symbols (needs linux-perf)")
 	f.StringVar(&o.Name, "name", bench.DefaultName, "lab name, 1 to 8 characters from a-z, 0-9 and '-'")
 	lf.register(cmd)
 	flood.register(cmd)

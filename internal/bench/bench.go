@@ -70,6 +70,9 @@ type Options struct {
 	// Profile adds a window per cell with BPF run-time statistics on, to
 	// report the router program's own cost per packet.
 	Profile bool
+	// Perf samples the router's CPU with perf during each cell's last
+	// window (needs the perf tool).
+	Perf bool
 	// Split gives the router a CPU of its own (r0's NAPI thread), the
 	// generator the other: the rate is then the router's alone, up to the
 	// generator's. By default one CPU does it all, the generator included,
@@ -97,6 +100,11 @@ type Options struct {
 func (o *Options) defaults() error {
 	if o.Name == "" {
 		o.Name = DefaultName
+	}
+	if o.Perf {
+		if err := PerfAvailable(); err != nil {
+			return err
+		}
 	}
 	if len(o.Configs) == 0 {
 		o.Configs = ConfigNames()

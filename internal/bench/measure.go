@@ -151,9 +151,27 @@ func (r *runner) measure(ctx context.Context, a *active, c *Cell) {
 			c.Error = err.Error()
 			return
 		}
+		// --perf samples the last window: the state measured, BPF
+		// statistics off.
+		var rec *perfRecording
+		if o.Perf && i == o.Repeats-1 {
+			if rec, err = startPerf(ctx, e.routerCPU, o.Duration); err != nil {
+				r.opts.Log.Warn("perf", "config", c.Config, "err", err)
+			}
+		}
 		if err := pause(ctx, run, o.Duration); err != nil {
 			c.Error = err.Error()
+			if rec != nil {
+				rec.finish(ctx)
+			}
 			return
+		}
+		if rec != nil {
+			shares, err := rec.finish(ctx)
+			if err != nil {
+				r.opts.Log.Warn("perf", "config", c.Config, "err", err)
+			}
+			c.Perf = shares
 		}
 		after, err := r.read(ctx, a, true)
 		if err != nil {

@@ -93,6 +93,9 @@ type Cell struct {
 	// Profile is the router program's own cost, from the kernel's BPF
 	// run-time statistics over a separate window (they slow it down).
 	Profile *Profile `json:"profile,omitempty"`
+	// Perf (--perf) is where the router's CPU spent the last window, by
+	// symbol, largest first.
+	Perf []PerfShare `json:"perf,omitempty"`
 }
 
 // Sample is one measurement window.
@@ -317,6 +320,9 @@ func (r *Report) WriteTable(w io.Writer) error {
 		r.Settings.Repeats, time.Duration(r.Settings.DurationSec*float64(time.Second)), how, r.Settings.Generator, ConfigVeth); err != nil {
 		return err
 	}
+	if err := r.writePerf(w); err != nil {
+		return err
+	}
 	if err := r.writeTCP(w); err != nil {
 		return err
 	}
@@ -490,3 +496,35 @@ func gbps(bytes uint64, d time.Duration) float64 {
 
 // round3 rounds for stable JSON numbers.
 func round3(v float64) float64 { return math.Round(v*1000) / 1000 }
+
+// writePerf writes each cell's CPU profile (--perf), if any: the symbols
+// that took most of the router's CPU in the profile window.
+func (r *Report) writePerf(w io.Writer) error {
+	header := false
+	for _, c := range r.Cells {
+		if len(c.Perf) == 0 {
+			continue
+		}
+		if !header {
+			fmt.Fprintf(w, "\nWhere the router's CPU went (perf, cpu-clock samples of each cell's last window; the one-core method puts the generator and the counter on it too):\n")
+			header = true
+		}
+		var parts []string
+		for _, s := range c.Perf {
+			parts = append(parts, fmt.Sprintf("%.1f%% %s", s.Percent, shortSymbol(s.Symbol)))
+		}
+		fmt.Fprintf(w, "  %s, %d B, %s: %s\n", c.Label, c.FrameSize, FlowsLabel(c.Flows), strings.Join(parts, ", "))
+	}
+	return nil
+}
+
+// shortSymbol names a JIT-compiled BPF program by its name alone
+// (bpf_prog_<tag>_<name> -> bpf:<name>).
+func shortSymbol(s string) string {
+	if rest, ok := strings.CutPrefix(s, "bpf_prog_"); ok {
+		if i := strings.IndexByte(rest, '_'); i > 0 {
+			return "bpf:" + rest[i+1:]
+		}
+	}
+	return s
+}
