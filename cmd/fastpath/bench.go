@@ -42,6 +42,7 @@ packets per second each configuration of the router forwards:
   offload-tc    the same, TC
 
   offload-auto  the same, the hook chosen by attach: auto
+  extern        a forwarder from elsewhere, with --extern-up (see below)
 
 for each frame size and flow count, with the router's own cost per packet
 (1/rate - 1/rate(veth-direct)). The generator is an XDP program: run with
@@ -59,12 +60,23 @@ in use. Each cell is repeated and shown as the median with min..max, and as
 a ratio to kernel-masq. See docs/benchmarks.md. Needs root and two CPUs;
 nothing outside the lab's namespaces is changed.
 
+--extern-up 'CMD' measures any other forwarder in the same run, as the
+configuration extern (in the default set once given): CMD runs with sh -c
+inside the router's namespace before its cells, --extern-down 'CMD' after
+them (always, also when up failed or on Ctrl-C), with $IN and $OUT set to
+the router's interfaces (r0, r1). Like kernel and route-xdp: no conntrack,
+no ruleset; round trips, no bulk TCP. A failing up command fails the
+configuration's cells with its output. An XDP program still on r0 or r1
+after the down command is detached, and the run says so.
+
 --flood runs the guard's flood scenario instead (docs/guard.md): offloaded
 flows while 64-byte frames from many spoofed sources arrive, guard off and
 on.`,
 		Example: `  fastpath bench --quick
   fastpath bench --json bench.json --plot bench.png
-  fastpath bench --configs kernel-masq,offload-xdp --sizes 64 --flows 1,100000`,
+  fastpath bench --configs kernel-masq,offload-xdp --sizes 64 --flows 1,100000
+  fastpath bench --configs veth-direct,route-xdp,extern --extern-label xdp-forward \
+    --extern-up 'xdp-forward load $IN $OUT' --extern-down 'xdp-forward unload $IN $OUT'`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := lab.ValidateName(o.Name); err != nil {
@@ -138,7 +150,7 @@ on.`,
 	f.BoolVar(&quick, "quick", false, "a short run: 64-byte frames, 1 and 1k flows, 2 repeats of 1 s, TCP and round trips (under 2 minutes)")
 	f.StringVar(&jsonFile, "json", "", "write the report with every raw sample as JSON to `FILE`")
 	f.StringVar(&plotFile, "plot", "", "draw a bar chart of the results into `FILE.png`")
-	f.StringSliceVar(&configs, "configs", nil, "configurations to measure (default all): "+strings.Join(bench.ConfigNames(), ","))
+	f.StringSliceVar(&configs, "configs", nil, "configurations to measure (default all, extern once --extern-up is given): "+strings.Join(bench.ConfigNames(), ","))
 	f.IntSliceVar(&o.Sizes, "sizes", bench.DefaultSizes, "frame sizes in bytes (Ethernet header to payload end)")
 	f.IntSliceVar(&o.Flows, "flows", bench.DefaultFlows, "flow counts (distinct UDP 5-tuples)")
 	f.IntVar(&o.Repeats, "repeats", bench.DefaultRepeats, "measurement windows per cell")
@@ -150,6 +162,9 @@ on.`,
 	f.BoolVar(&o.Split, "split", false, "give the router a CPU of its own (r0's NAPI thread), the generator the other; default: one CPU does it all, generator included")
 	f.BoolVar(&noProf, "no-profile", false, "skip the extra window per cell that measures the router program's ns/packet")
 	f.BoolVar(&perf, "perf", false, "sample the router's CPU with perf in each cell's last window and report the top symbols (needs linux-perf)")
+	f.StringVar(&o.Extern.Up, "extern-up", "", "measure another forwarder as configuration extern: `CMD` run with sh -c in the router's namespace, $IN and $OUT naming its interfaces")
+	f.StringVar(&o.Extern.Down, "extern-down", "", "`CMD` that stops the extern forwarder, run after its cells whatever happened")
+	f.StringVar(&o.Extern.Label, "extern-label", "", "the extern configuration's `NAME` in the tables (default \"external forwarder\")")
 	f.StringVar(&o.Name, "name", bench.DefaultName, "lab name, 1 to 8 characters from a-z, 0-9 and '-'")
 	lf.register(cmd)
 	flood.register(cmd)

@@ -85,6 +85,8 @@ type Options struct {
 	// through the selected configurations that route TCP and UDP both ways.
 	NoTCP, NoLatency bool
 	tcpConfigs       []string
+	// Extern is the forwarder measured as configuration extern.
+	Extern Extern
 	// Binary is the fastpath executable run as the daemon; default the
 	// running executable.
 	Binary string
@@ -107,7 +109,12 @@ func (o *Options) defaults() error {
 		}
 	}
 	if len(o.Configs) == 0 {
-		o.Configs = ConfigNames()
+		// All of them; extern where its commands are given.
+		for _, name := range ConfigNames() {
+			if name != ConfigExtern || o.Extern.Up != "" {
+				o.Configs = append(o.Configs, name)
+			}
+		}
 	}
 	if len(o.Sizes) == 0 {
 		o.Sizes = DefaultSizes
@@ -146,6 +153,9 @@ func (o *Options) defaults() error {
 		}
 	}
 	o.Configs = ordered
+	if err := o.Extern.validate(slices.Contains(o.Configs, ConfigExtern)); err != nil {
+		return err
+	}
 	o.tcpConfigs = nil
 	for _, name := range tcpConfigNames {
 		// A quick run streams through what users run (auto) and the two
@@ -283,6 +293,7 @@ func Run(ctx context.Context, o Options) (_ *Report, err error) {
 			DurationSec: o.Duration.Seconds(), WarmupSec: o.Warmup.Seconds(), Profile: o.Profile,
 			FlowEntries: r.flowEntries, Quick: o.Quick, CommandLine: o.CommandLine, Split: o.Split,
 			TCPConfigs:   o.tcpConfigs,
+			Extern:       externSettings(o),
 			FrameDetails: "IPv4 UDP 198.18.1.1 -> 198.18.2.1, UDP checksum 0; size counts the Ethernet header, not the FCS",
 		},
 	}
@@ -307,7 +318,7 @@ func Run(ctx context.Context, o Options) (_ *Report, err error) {
 	r.prog.total = len(o.Configs) * len(o.Sizes) * len(o.Flows)
 	r.prog.start = start
 	for _, name := range o.Configs {
-		cfg, _ := configByName(name)
+		cfg, _ := o.configByName(name)
 		if err := r.config(ctx, cfg); err != nil {
 			r.prog.done()
 			return nil, err

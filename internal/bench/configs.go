@@ -26,6 +26,7 @@ const (
 	ConfigKernelMasq  = "kernel-masq"
 	ConfigRouteXDP    = "route-xdp"
 	ConfigRouteTC     = "route-tc"
+	ConfigExtern      = "extern"
 	ConfigOffloadXDP  = "offload-xdp"
 	ConfigOffloadTC   = "offload-tc"
 	ConfigOffloadAuto = "offload-auto"
@@ -56,6 +57,9 @@ type config struct {
 	tcRedirect bool
 	// guard: a guard section for the daemon's config (the flood scenario).
 	guard string
+	// extern: a forwarder from elsewhere, started and stopped by the
+	// commands of Options.Extern.
+	extern bool
 }
 
 var configs = []config{
@@ -66,6 +70,7 @@ var configs = []config{
 	{name: ConfigKernelMasq, label: "kernel + conntrack + masquerade", short: "kernel+masq", conntrack: true, masq: true},
 	{name: ConfigRouteXDP, label: "fastpath route (XDP)", short: "fp route XDP", mode: "route", attach: "xdp"},
 	{name: ConfigRouteTC, label: "fastpath route (TC)", short: "fp route TC", mode: "route", attach: "tc"},
+	{name: ConfigExtern, label: externLabel, short: "extern", extern: true},
 	{name: ConfigOffloadXDP, label: "fastpath offload + masq (XDP)", short: "fp offload XDP", conntrack: true, masq: true, mode: "offload", attach: "xdp"},
 	{name: ConfigOffloadTC, label: "fastpath offload + masq (TC)", short: "fp offload TC", conntrack: true, masq: true, mode: "offload", attach: "tc"},
 	{name: ConfigOffloadAuto, label: "fastpath offload + masq (auto)", short: "fp offload auto", conntrack: true, masq: true, mode: "offload", attach: "auto"},
@@ -87,6 +92,17 @@ func configByName(name string) (config, bool) {
 		}
 	}
 	return config{}, false
+}
+
+// configByName is the configuration name as this run measures it: extern
+// under its label.
+func (o *Options) configByName(name string) (config, bool) {
+	c, ok := configByName(name)
+	if c.extern {
+		c.label = o.Extern.label()
+		c.short = c.label
+	}
+	return c, ok
 }
 
 // masqRuleset is the usual edge router: forward what belongs to a known
@@ -168,6 +184,10 @@ func (r *runner) setup(ctx context.Context, cfg config) (_ *active, err error) {
 		a.undo = append(a.undo, a.tcr.Close)
 	case cfg.mode != "":
 		if a.d, err = r.startDaemon(ctx, cfg, &a.undo); err != nil {
+			return nil, err
+		}
+	case cfg.extern:
+		if err := r.externUp(ctx, a); err != nil {
 			return nil, err
 		}
 	}
@@ -289,9 +309,12 @@ func topReason(before, after ingressCounters) string {
 }
 
 // routerProgram returns the program that handles r0's packets, to profile:
-// the plain redirect, or fastpath's program on r0. nil when there is none.
-func (a *active) routerProgram() (*ebpf.Program, string, error) {
+// the plain redirect, fastpath's program on r0 or the XDP program the
+// extern forwarder attached there. nil when there is none.
+func (a *active) routerProgram(e *env) (*ebpf.Program, string, error) {
 	switch {
+	case a.cfg.extern:
+		return e.externProgram()
 	case a.redir != nil:
 		p, err := a.redir.objs.Prog.Clone()
 		return p, "bench_fwd", err

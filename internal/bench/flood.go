@@ -277,7 +277,7 @@ func (r *runner) floodWindow(ctx context.Context, a *active, run *running, d tim
 		ct, err = conntrackCount(rtr)
 		return
 	}
-	prog, _, err := a.routerProgram()
+	prog, _, err := a.routerProgram(r.env)
 	if err != nil || prog == nil {
 		return fail(fmt.Errorf("router program: %v", err))
 	}

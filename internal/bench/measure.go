@@ -214,7 +214,7 @@ func sampleOf(before, after reading) Sample {
 // kernel's BPF statistics, which are on only for this window (they cost two
 // clock reads per run).
 func (r *runner) profile(ctx context.Context, a *active, run *running) (*Profile, error) {
-	prog, name, err := a.routerProgram()
+	prog, name, err := a.routerProgram(r.env)
 	if err != nil || prog == nil {
 		return nil, err
 	}

@@ -30,6 +30,7 @@ var (
 	colorBaseline  = color.RGBA{R: 0xe6, G: 0x7e, B: 0x22, A: 0xff}
 	colorRoute     = color.RGBA{R: 0x5d, G: 0xa5, B: 0xda, A: 0xff}
 	colorOffload   = color.RGBA{R: 0x1f, G: 0x5f, B: 0xa8, A: 0xff}
+	colorExtern    = color.RGBA{R: 0x2e, G: 0x9e, B: 0x6b, A: 0xff}
 	colorFail      = color.RGBA{R: 0xc0, G: 0x39, B: 0x2b, A: 0xff}
 )
 
@@ -40,6 +41,8 @@ func barColor(name string) color.Color {
 		return colorBaseline
 	case c.veth || c.redirect || c.tcRedirect:
 		return colorReference
+	case c.extern:
+		return colorExtern
 	case c.mode == "route":
 		return colorRoute
 	case c.mode == "offload":
@@ -48,7 +51,12 @@ func barColor(name string) color.Color {
 	return colorKernel
 }
 
-func shortLabel(name string) string {
+// shortLabel names a configuration in the chart: extern by the label it
+// ran under.
+func (r *Report) shortLabel(name string) string {
+	if name == ConfigExtern && r.Settings.Extern != nil {
+		return r.Settings.Extern.label()
+	}
 	if c, ok := configByName(name); ok {
 		return c.short
 	}
@@ -117,9 +125,9 @@ func (r *Report) WritePlot(w io.Writer) error {
 }
 
 func (r *Report) chartTitle() string {
-	t := "fastpath bench: Mpps forwarded, one core for generator + router + sink (median; bars: min..max; ratio to " + shortLabel(r.Baseline) + ")"
+	t := "fastpath bench: Mpps forwarded, one core for generator + router + sink (median; bars: min..max; ratio to " + r.shortLabel(r.Baseline) + ")"
 	if r.Settings.Split {
-		t = "fastpath bench: Mpps forwarded by one router core (median; bars: min..max; ratio to " + shortLabel(r.Baseline) + ")"
+		t = "fastpath bench: Mpps forwarded by one router core (median; bars: min..max; ratio to " + r.shortLabel(r.Baseline) + ")"
 	}
 	if r.Machine.Kernel != "" {
 		t += ", Linux " + r.Machine.Kernel
@@ -152,7 +160,7 @@ func (r *Report) panel(size, flows int) (*plot.Plot, error) {
 	)
 	for i, name := range names {
 		y := float64(n - 1 - i) // first configuration on top
-		labels[n-1-i] = shortLabel(name)
+		labels[n-1-i] = r.shortLabel(name)
 		c := r.Cell(name, size, flows)
 		val, note, col := 0.0, "not run", color.Color(colorFail)
 		switch {

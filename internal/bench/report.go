@@ -61,9 +61,12 @@ type Settings struct {
 	// Generator is the generator that ran: "live" or "loop".
 	Generator string `json:"generator"`
 	// TCPConfigs are the configurations bulk TCP ran through.
-	TCPConfigs   []string `json:"tcp_configs"`
-	CommandLine  string   `json:"command_line,omitempty"`
-	FrameDetails string   `json:"frame"`
+	TCPConfigs []string `json:"tcp_configs"`
+	// Extern is the forwarder measured as configuration extern, when it
+	// was.
+	Extern       *Extern `json:"extern,omitempty"`
+	CommandLine  string  `json:"command_line,omitempty"`
+	FrameDetails string  `json:"frame"`
 }
 
 // Cell is one configuration at one frame size and flow count.
@@ -427,7 +430,7 @@ func orDash(s string) string {
 	return s
 }
 
-func (r *Report) baselineLabel() string { return shortLabel(r.Baseline) }
+func (r *Report) baselineLabel() string { return r.shortLabel(r.Baseline) }
 
 // notes are the remarks of a row: generator-limited, fast-path share, the
 // program's cost per packet.

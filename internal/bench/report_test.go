@@ -301,7 +301,7 @@ func TestOptions(t *testing.T) {
 			t.Errorf("options %+v accepted", bad)
 		}
 	}
-	quick := Options{Configs: ConfigNames(), Sizes: QuickSizes, Flows: QuickFlows, Repeats: QuickRepeats,
+	quick := Options{Sizes: QuickSizes, Flows: QuickFlows, Repeats: QuickRepeats,
 		Duration: QuickDuration, Warmup: QuickWarmup, Profile: true, Binary: "/bin/true", Quick: true}
 	// --quick must finish in under 2 minutes with its setup (daemon starts,
 	// flows established, round trips): the measuring alone well under.
