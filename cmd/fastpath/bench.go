@@ -56,12 +56,19 @@ in use. Each cell is repeated and shown as the median with min..max, and as
 a ratio to kernel-masq. See docs/benchmarks.md. Needs root and two CPUs;
 nothing outside the lab's namespaces is changed.
 
+--checks measures what the datapath's checks of offloaded packets cost on
+the hit path: the generated frames carry UDP checksums (otherwise 0, "none",
+which nothing verifies), and offload-xdp and offload-tc are each measured
+again with checksum verification off (nf_conntrack_checksum=0 in the
+router: offload-xdp-nocsum, offload-tc-nocsum), in the rows below them.
+
 --flood runs the guard's flood scenario instead (docs/guard.md): offloaded
 flows while 64-byte frames from many spoofed sources arrive, guard off and
 on.`,
 		Example: `  fastpath bench --quick
   fastpath bench --json bench.json --plot bench.png
-  fastpath bench --configs kernel-masq,offload-xdp --sizes 64 --flows 1,100000`,
+  fastpath bench --configs kernel-masq,offload-xdp --sizes 64 --flows 1,100000
+  fastpath bench --checks --configs veth-direct,offload-xdp,offload-tc --sizes 64,1500 --flows 1,1000`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := lab.ValidateName(o.Name); err != nil {
@@ -143,6 +150,7 @@ on.`,
 	f.StringVar(&o.Generator, "generator", bench.GenAuto, "traffic generator: auto (live frames where the kernel allows them, else loop), live, loop")
 	f.BoolVar(&o.NoTCP, "no-tcp", false, "skip the bulk TCP streams (kernel-masq and offload configurations, host offloads default and off)")
 	f.BoolVar(&o.NoLatency, "no-latency", false, "skip the request/response round trips (idle and under a flood at half the measured rate)")
+	f.BoolVar(&o.Checks, "checks", false, "measure what the datapath's checks cost: frames carry UDP checksums, and offload-xdp and offload-tc run again without checksum verification (nf_conntrack_checksum=0), as offload-xdp-nocsum and offload-tc-nocsum")
 	f.BoolVar(&o.Split, "split", false, "give the router a CPU of its own (r0's NAPI thread), the generator the other; default: one CPU does it all, generator included")
 	f.BoolVar(&noProf, "no-profile", false, "skip the extra window per cell that measures the router program's ns/packet")
 	f.StringVar(&o.Name, "name", bench.DefaultName, "lab name, 1 to 8 characters from a-z, 0-9 and '-'")
