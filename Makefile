@@ -38,7 +38,7 @@ demo: deps build
 
 # The whole suite as CI runs it: generated code current, lint, all tests
 # (privileged ones included, so run as root). ./... includes the
-# differential tests' fixed scripts (test/difftest, about 2 minutes).
+# differential tests' fixed scripts (test/difftest, about 6 minutes).
 test: check-generate lint
 	scripts/deps.sh test
 	$(GO) test -count=1 -timeout 15m ./...

@@ -46,7 +46,11 @@ struct bench_gen_cfg {
 	__u8 hdr[BENCH_HDR_LEN];
 	__u16 sport_base; /* host order */
 	__u16 dport_base;
-	__u16 pad;
+	/* 0: UDP checksum 0 ("none"). Else frames carry a UDP checksum: this
+	 * is the one's complement sum (folded, host order) of the frame's
+	 * pseudo header, UDP header with ports 0 and payload; each frame adds
+	 * its ports (and a changed source address). */
+	__u16 udp_sum;
 	__u32 flows;
 	__u32 sport_span;
 	/* > 1: flow i comes from one of saddr_span IPv4 sources from hdr's
@@ -159,6 +163,7 @@ static __always_inline int bench_stamp(struct xdp_md *ctx, __u64 *seq)
 	struct bench_gen_cfg *cfg;
 	struct udphdr *uh;
 	__u32 zero = 0, i;
+	__u16 sport, dport;
 
 	cfg = bpf_map_lookup_elem(&bench_cfg, &zero);
 	if (!cfg || !cfg->flows || !cfg->sport_span)
@@ -171,8 +176,17 @@ static __always_inline int bench_stamp(struct xdp_md *ctx, __u64 *seq)
 	i = *seq % cfg->flows;
 	*seq += 1;
 	uh = data + sizeof(struct ethhdr) + sizeof(struct iphdr);
-	uh->source = bpf_htons(cfg->sport_base + i % cfg->sport_span);
-	uh->dest = bpf_htons(cfg->dport_base + i / cfg->sport_span);
+	sport = cfg->sport_base + i % cfg->sport_span;
+	dport = cfg->dport_base + i / cfg->sport_span;
+	uh->source = bpf_htons(sport);
+	uh->dest = bpf_htons(dport);
+	if (cfg->udp_sum) {
+		__u32 sum = (__u32)cfg->udp_sum + sport + dport;
+
+		sum = (sum & 0xffff) + (sum >> 16);
+		sum = (sum & 0xffff) + (sum >> 16);
+		uh->check = bpf_htons((__u16)~sum);
+	}
 	if (cfg->saddr_span > 1) {
 		struct iphdr *iph = data + sizeof(struct ethhdr);
 		__be32 old = iph->saddr;
@@ -181,7 +195,13 @@ static __always_inline int bench_stamp(struct xdp_md *ctx, __u64 *seq)
 		iph->saddr = new;
 		iph->check = bench_csum_replace(iph->check, old >> 16, new >> 16);
 		iph->check = bench_csum_replace(iph->check, old & 0xffff, new & 0xffff);
+		if (cfg->udp_sum) {
+			uh->check = bench_csum_replace(uh->check, old >> 16, new >> 16);
+			uh->check = bench_csum_replace(uh->check, old & 0xffff, new & 0xffff);
+		}
 	}
+	if (cfg->udp_sum && !uh->check)
+		uh->check = 0xffff; /* 0 would mean "none" */
 	return 1;
 }
 

@@ -69,6 +69,12 @@ no ruleset; round trips, no bulk TCP. A failing up command fails the
 configuration's cells with its output. An XDP program still on r0 or r1
 after the down command is detached, and the run says so.
 
+--checks measures what the datapath's checks of offloaded packets cost on
+the hit path: the generated frames carry UDP checksums (otherwise 0, "none",
+which nothing verifies), and offload-xdp and offload-tc are each measured
+again with checksum verification off (nf_conntrack_checksum=0 in the
+router: offload-xdp-nocsum, offload-tc-nocsum), in the rows below them.
+
 --flood runs the guard's flood scenario instead (docs/guard.md): offloaded
 flows while 64-byte frames from many spoofed sources arrive, guard off and
 on.`,
@@ -76,7 +82,8 @@ on.`,
   fastpath bench --json bench.json --plot bench.png
   fastpath bench --configs kernel-masq,offload-xdp --sizes 64 --flows 1,100000
   fastpath bench --configs veth-direct,route-xdp,extern --extern-label xdp-forward \
-    --extern-up 'xdp-forward load $IN $OUT' --extern-down 'xdp-forward unload $IN $OUT'`,
+    --extern-up 'xdp-forward load $IN $OUT' --extern-down 'xdp-forward unload $IN $OUT'
+  fastpath bench --checks --configs veth-direct,offload-xdp,offload-tc --sizes 64,1500 --flows 1,1000`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := lab.ValidateName(o.Name); err != nil {
@@ -159,6 +166,7 @@ on.`,
 	f.StringVar(&o.Generator, "generator", bench.GenAuto, "traffic generator: auto (live frames where the kernel allows them, else loop), live, loop")
 	f.BoolVar(&o.NoTCP, "no-tcp", false, "skip the bulk TCP streams (kernel-masq and offload configurations, host offloads default and off)")
 	f.BoolVar(&o.NoLatency, "no-latency", false, "skip the request/response round trips (idle and under a flood at half the measured rate)")
+	f.BoolVar(&o.Checks, "checks", false, "measure what the datapath's checks cost: frames carry UDP checksums, and offload-xdp and offload-tc run again without checksum verification (nf_conntrack_checksum=0), as offload-xdp-nocsum and offload-tc-nocsum")
 	f.BoolVar(&o.Split, "split", false, "give the router a CPU of its own (r0's NAPI thread), the generator the other; default: one CPU does it all, generator included")
 	f.BoolVar(&noProf, "no-profile", false, "skip the extra window per cell that measures the router program's ns/packet")
 	f.BoolVar(&perf, "perf", false, "sample the router's CPU with perf in each cell's last window and report the top symbols (needs linux-perf)")

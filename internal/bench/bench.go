@@ -84,9 +84,15 @@ type Options struct {
 	// NoTCP skips bulk TCP, NoLatency the round-trip measurements; both run
 	// through the selected configurations that route TCP and UDP both ways.
 	NoTCP, NoLatency bool
-	tcpConfigs       []string
 	// Extern is the forwarder measured as configuration extern.
 	Extern Extern
+	// Checks measures what the datapath's checks of offloaded packets
+	// cost: the generated frames carry UDP checksums (else 0, "none",
+	// which nothing verifies), and offload-xdp and offload-tc are each
+	// measured again with checksum verification off
+	// (nf_conntrack_checksum=0: offload-xdp-nocsum, offload-tc-nocsum).
+	Checks     bool
+	tcpConfigs []string
 	// Binary is the fastpath executable run as the daemon; default the
 	// running executable.
 	Binary string
@@ -148,13 +154,16 @@ func (o *Options) defaults() error {
 		}
 	}
 	for _, name := range o.Configs {
-		if _, ok := configByName(name); !ok {
-			return fmt.Errorf("unknown configuration %q (have %s)", name, strings.Join(ConfigNames(), ", "))
+		if !slices.Contains(ConfigNames(), name) {
+			return fmt.Errorf("unknown configuration %q (have %s; --checks adds the -nocsum ones)", name, strings.Join(ConfigNames(), ", "))
 		}
 	}
 	o.Configs = ordered
 	if err := o.Extern.validate(slices.Contains(o.Configs, ConfigExtern)); err != nil {
 		return err
+	}
+	if o.Checks {
+		o.Configs = withChecks(o.Configs)
 	}
 	o.tcpConfigs = nil
 	for _, name := range tcpConfigNames {
@@ -295,13 +304,18 @@ func Run(ctx context.Context, o Options) (_ *Report, err error) {
 			TCPConfigs:   o.tcpConfigs,
 			Extern:       externSettings(o),
 			FrameDetails: "IPv4 UDP 198.18.1.1 -> 198.18.2.1, UDP checksum 0; size counts the Ethernet header, not the FCS",
+			Checks:       o.Checks,
 		},
+	}
+	if o.Checks {
+		r.report.Settings.FrameDetails = "IPv4 UDP 198.18.1.1 -> 198.18.2.1, UDP checksum filled in; size counts the Ethernet header, not the FCS"
 	}
 	start := time.Now()
 	r.env, err = newEnv(ctx, o.Name, o.Generator, o.Split, cpus, o.Log)
 	if err != nil {
 		return nil, err
 	}
+	r.env.udpChecksum = o.Checks
 	r.report.Settings.Generator = r.env.gen.kind()
 	r.report.Machine.RouterCPU, r.report.Machine.GenCPU = r.env.routerCPU, r.env.genCPU
 	// This process (and the daemons it starts) stays off the router's CPU.

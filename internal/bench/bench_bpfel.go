@@ -24,7 +24,7 @@ type benchBenchGenCfg struct {
 	Hdr       [42]uint8
 	SportBase uint16
 	DportBase uint16
-	Pad       uint16
+	UdpSum    uint16
 	Flows     uint32
 	SportSpan uint32
 	SaddrSpan uint32

@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -30,6 +31,10 @@ const (
 	ConfigOffloadXDP  = "offload-xdp"
 	ConfigOffloadTC   = "offload-tc"
 	ConfigOffloadAuto = "offload-auto"
+	// Measured only with Options.Checks, each right after its config:
+	// the same with the datapath's checksum verification off.
+	ConfigOffloadXDPNoCsum = "offload-xdp-nocsum"
+	ConfigOffloadTCNoCsum  = "offload-tc-nocsum"
 )
 
 // Baseline is the configuration every other is compared with: the usual
@@ -60,6 +65,12 @@ type config struct {
 	// extern: a forwarder from elsewhere, started and stopped by the
 	// commands of Options.Extern.
 	extern bool
+	// noChecksum: rtr runs with net.netfilter.nf_conntrack_checksum=0, so
+	// neither conntrack nor the datapath (which follows it) verifies
+	// TCP/UDP checksums. Such configs are measured only with
+	// Options.Checks, right after the config named checksOf.
+	noChecksum bool
+	checksOf   string
 }
 
 var configs = []config{
@@ -72,17 +83,36 @@ var configs = []config{
 	{name: ConfigRouteTC, label: "fastpath route (TC)", short: "fp route TC", mode: "route", attach: "tc"},
 	{name: ConfigExtern, label: externLabel, short: "extern", extern: true},
 	{name: ConfigOffloadXDP, label: "fastpath offload + masq (XDP)", short: "fp offload XDP", conntrack: true, masq: true, mode: "offload", attach: "xdp"},
+	{name: ConfigOffloadXDPNoCsum, label: "fastpath offload + masq (XDP), no checksum check", short: "fp offload XDP nocsum", conntrack: true, masq: true, mode: "offload", attach: "xdp",
+		noChecksum: true, checksOf: ConfigOffloadXDP},
 	{name: ConfigOffloadTC, label: "fastpath offload + masq (TC)", short: "fp offload TC", conntrack: true, masq: true, mode: "offload", attach: "tc"},
+	{name: ConfigOffloadTCNoCsum, label: "fastpath offload + masq (TC), no checksum check", short: "fp offload TC nocsum", conntrack: true, masq: true, mode: "offload", attach: "tc",
+		noChecksum: true, checksOf: ConfigOffloadTC},
 	{name: ConfigOffloadAuto, label: "fastpath offload + masq (auto)", short: "fp offload auto", conntrack: true, masq: true, mode: "offload", attach: "auto"},
 }
 
-// ConfigNames lists every configuration, in run order.
+// ConfigNames lists every configuration one can select, in run order
+// (not those Options.Checks adds).
 func ConfigNames() []string {
-	names := make([]string, len(configs))
-	for i, c := range configs {
-		names[i] = c.name
+	var names []string
+	for _, c := range configs {
+		if c.checksOf == "" {
+			names = append(names, c.name)
+		}
 	}
 	return names
+}
+
+// withChecks is names (in run order) with, after each configuration that
+// has one, its twin without checksum verification.
+func withChecks(names []string) []string {
+	var out []string
+	for _, c := range configs {
+		if slices.Contains(names, c.name) || c.checksOf != "" && slices.Contains(names, c.checksOf) {
+			out = append(out, c.name)
+		}
+	}
+	return out
 }
 
 func configByName(name string) (config, bool) {
@@ -153,6 +183,15 @@ func (r *runner) setup(ctx context.Context, cfg config) (_ *active, err error) {
 			err = errors.Join(err, a.teardown())
 		}
 	}()
+	if cfg.noChecksum {
+		// Before the daemon starts: it reads the sysctl at start.
+		if err := e.run(ctx, e.lab.Rtr, "", "sysctl", "-qw", "net.netfilter.nf_conntrack_checksum=0"); err != nil {
+			return nil, err
+		}
+		a.undo = append(a.undo, func() error {
+			return e.run(context.Background(), e.lab.Rtr, "", "sysctl", "-qw", "net.netfilter.nf_conntrack_checksum=1")
+		})
+	}
 	if cfg.masq {
 		if err := e.run(ctx, e.lab.Rtr, masqRuleset, "nft", "-f", "-"); err != nil {
 			return nil, err

@@ -30,6 +30,9 @@ type env struct {
 	genCPU    int
 	restCPU   int // this process and the daemon
 
+	// udpChecksum: generated frames carry UDP checksums (Options.Checks).
+	udpChecksum bool
+
 	g0, r0, r1, s0 net.HardwareAddr
 	g0Index        int // in gen
 	r0Index        int // in rtr
@@ -147,7 +150,7 @@ func (e *env) setup(ctx context.Context, genKind string) error {
 // frames describes the generator's frames of the given size: gen to sink
 // through rtr.
 func (e *env) frames(size int) frameSpec {
-	return frameSpec{size: size, dst: e.r0, src: e.g0, from: e.lab.GenAddr4, to: e.lab.SinkAddr4}
+	return frameSpec{size: size, dst: e.r0, src: e.g0, from: e.lab.GenAddr4, to: e.lab.SinkAddr4, udpChecksum: e.udpChecksum}
 }
 
 // dropCounters takes the counters off g0 and s0 (bulk TCP runs without

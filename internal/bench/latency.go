@@ -72,7 +72,9 @@ func latencyEstimate(quick bool) time.Duration {
 // latencyConfig reports whether cfg routes the probe both ways: the plain
 // redirect sends frames on unchanged (the sink's stack drops them, they
 // still carry r0's MAC) and veth-direct has no router.
-func latencyConfig(cfg config) bool { return !cfg.veth && !cfg.redirect && !cfg.tcRedirect }
+func latencyConfig(cfg config) bool {
+	return !cfg.veth && !cfg.redirect && !cfg.tcRedirect && !cfg.noChecksum
+}
 
 // latency measures cfg's round trips; the flood rate comes from its cell at
 // the smallest frame size and flow count.

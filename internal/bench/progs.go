@@ -54,11 +54,34 @@ type frameSpec struct {
 	size     int
 	dst, src net.HardwareAddr
 	from, to netip.Addr
+	// udpChecksum: the generator fills in each frame's UDP checksum from
+	// udpSum; else it is 0 ("none").
+	udpChecksum bool
+}
+
+// udpSum is what the generator adds a frame's ports to for its UDP
+// checksum: the one's complement sum, folded, of the pseudo header, the
+// UDP header with ports and checksum 0, and the (zero) payload; 0 when
+// frames carry none.
+func (f frameSpec) udpSum() uint16 {
+	if !f.udpChecksum {
+		return 0
+	}
+	from, to := f.from.As4(), f.to.As4()
+	n := uint32(f.size - ethLen - ipLen)
+	sum := uint32(binary.BigEndian.Uint16(from[:2])) + uint32(binary.BigEndian.Uint16(from[2:])) +
+		uint32(binary.BigEndian.Uint16(to[:2])) + uint32(binary.BigEndian.Uint16(to[2:])) +
+		unix.IPPROTO_UDP + n + n // pseudo header (its length) and the header's length field
+	for sum > 0xffff {
+		sum = sum&0xffff + sum>>16
+	}
+	return uint16(sum)
 }
 
 // header returns the Ethernet + IPv4 + UDP header the generator writes into
 // every frame, ports left zero (the program writes them per flow). The IPv4
-// checksum does not cover the ports, and the UDP checksum is 0 ("none").
+// checksum does not cover the ports, and the UDP checksum is 0 ("none"):
+// the program fills it in when the frames carry one.
 func (f frameSpec) header() ([hdrLen]byte, error) {
 	var h [hdrLen]byte
 	if f.size < MinFrame || f.size > MaxFrame {

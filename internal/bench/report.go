@@ -67,6 +67,9 @@ type Settings struct {
 	Extern       *Extern `json:"extern,omitempty"`
 	CommandLine  string  `json:"command_line,omitempty"`
 	FrameDetails string  `json:"frame"`
+	// Checks: frames carried UDP checksums, and the -nocsum
+	// configurations measured the offload ones without verifying them.
+	Checks bool `json:"checks"`
 }
 
 // Cell is one configuration at one frame size and flow count.
@@ -322,6 +325,12 @@ func (r *Report) WriteTable(w io.Writer) error {
 		"router ns/pkt: the router's own cost, 1/rate - 1/rate(%s) at the same size and flows.\n",
 		r.Settings.Repeats, time.Duration(r.Settings.DurationSec*float64(time.Second)), how, r.Settings.Generator, ConfigVeth); err != nil {
 		return err
+	}
+	if r.Settings.Checks {
+		if _, err := fmt.Fprintf(w, "checks: the frames carry UDP checksums; \"no checksum check\" rows ran with nf_conntrack_checksum=0 in the router\n"+
+			"(the datapath then verifies none): their router ns/pkt below the row above is what verifying costs.\n"); err != nil {
+			return err
+		}
 	}
 	if err := r.writePerf(w); err != nil {
 		return err

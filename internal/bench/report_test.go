@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -300,6 +301,31 @@ func TestOptions(t *testing.T) {
 		if err := bad.defaults(); err == nil {
 			t.Errorf("options %+v accepted", bad)
 		}
+	}
+	// --checks: each offload config it has a twin for is followed by it;
+	// the twins are not selectable alone, and take no round trips.
+	checks := Options{Configs: []string{ConfigOffloadTC, ConfigKernelMasq, ConfigOffloadXDP, ConfigOffloadAuto}, Checks: true, Binary: "/bin/true"}
+	if err := checks.defaults(); err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(checks.Configs, ","); got != "kernel-masq,offload-xdp,offload-xdp-nocsum,offload-tc,offload-tc-nocsum,offload-auto" {
+		t.Errorf("--checks configs: %s", got)
+	}
+	if slices.Contains(ConfigNames(), ConfigOffloadXDPNoCsum) {
+		t.Error("a -nocsum config is selectable without --checks")
+	}
+	if bad := (Options{Configs: []string{ConfigOffloadTCNoCsum}}); bad.defaults() == nil {
+		t.Error("--configs offload-tc-nocsum accepted")
+	}
+	if c, _ := configByName(ConfigOffloadTCNoCsum); !c.noChecksum || latencyConfig(c) || c.attach != "tc" {
+		t.Errorf("offload-tc-nocsum: %+v", c)
+	}
+	plain, all := Options{Binary: "/bin/true"}, Options{Checks: true, Binary: "/bin/true"}
+	if err := plain.defaults(); err != nil {
+		t.Fatal(err)
+	}
+	if err := all.defaults(); err != nil || len(all.Configs) != len(plain.Configs)+2 {
+		t.Errorf("--checks with every config: %v, %v", all.Configs, err)
 	}
 	quick := Options{Sizes: QuickSizes, Flows: QuickFlows, Repeats: QuickRepeats,
 		Duration: QuickDuration, Warmup: QuickWarmup, Profile: true, Binary: "/bin/true", Quick: true}

@@ -164,9 +164,9 @@ func (tn *testNet) replayer(b *testing.B, h hook, frame []byte, v replay.Vary) (
 }
 
 // benchReplay times b.N forwarded packets through r and reports the cost
-// net of the wrapper. Every run must have been forwarded. refresh, if set,
-// runs (untimed) before every every packets.
-func benchReplay(b *testing.B, tn *testNet, r *replay.Replayer, base float64, h hook, frame []byte, refresh func(), every int) {
+// net of the wrapper, which it returns. Every run must have been
+// forwarded. refresh, if set, runs (untimed) before every every packets.
+func benchReplay(b *testing.B, tn *testNet, r *replay.Replayer, base float64, h hook, frame []byte, refresh func(), every int) float64 {
 	b.Helper()
 	before, _ := tn.stats(b, tn.in0)
 	if refresh == nil {
@@ -192,7 +192,9 @@ func benchReplay(b *testing.B, tn *testNet, r *replay.Replayer, base float64, h 
 	if got, want := after.FwdPackets-before.FwdPackets, uint64(b.N)+1; got != want {
 		b.Fatalf("forwarded %d of %d packets (pass reasons %v)", got, want, tn.reasonDelta(before, after))
 	}
-	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)-base, "net-ns/pkt")
+	net := float64(b.Elapsed().Nanoseconds())/float64(b.N) - base
+	b.ReportMetric(net, "net-ns/pkt")
+	return net
 }
 
 // reasonDelta names the pass reasons that went up.

@@ -17,10 +17,11 @@ import (
 // Payload header of every UDP datagram, ICMP echo and TCP record:
 // magic, flow index, kind, sequence number.
 const (
-	headerLen = 16
-	magic     = 0x66706474 // "fpdt"
-	kindData  = 0
-	kindHello = 1 // UDP: the sink echoes it, so conntrack sees a reply
+	headerLen   = 16
+	magic       = 0x66706474 // "fpdt"
+	kindData    = 0
+	kindHello   = 1 // UDP: the sink echoes it, so conntrack sees a reply
+	kindCrafted = 2 // a crafted packet (Craft); the sequence number is its step's index
 )
 
 func putHeader(b []byte, flow int, kind byte, seq uint64) {
@@ -47,12 +48,23 @@ type seen struct {
 	flow int
 	seq  int64
 	tcp  bool
+	// A TCP segment's numbers, flags and payload length.
+	tcpSeq, tcpAck uint32
+	tcpWin         uint16
+	tcpFlags       uint8
+	tcpLen         int
+	// crafted: a crafted packet (seq is its step); trailer is how many
+	// bytes the frame carried after the IP datagram.
+	crafted bool
+	trailer int
 }
 
 // capture records every packet arriving on one interface of a sink host
 // with an AF_PACKET socket, before the host's own stack sees it: packets
 // for addresses the host does not own (a flow moved to sink2) are recorded
-// too.
+// too. At gen (host "gen") it records only crafted packets and the sink's
+// TCP segments (whose sequence numbers a crafted reply takes): the rest
+// arriving there are replies, no flow's packets.
 type capture struct {
 	fd   int
 	host string
@@ -131,6 +143,14 @@ func (c *capture) loop() {
 		}
 		at := stamp(oob[:oobn])
 		if s, ok := parseFrame(buf[:n]); ok {
+			if c.host == "gen" {
+				if !s.crafted && !s.tcp {
+					continue
+				}
+				if s.tcp && !s.crafted {
+					s.flow = int(s.hdr.Sport) - 5000 // the sink's segments, from the flow's port
+				}
+			}
 			s.at = at
 			s.hdr.Host = c.host
 			c.mu.Lock()
@@ -165,7 +185,10 @@ func stamp(oob []byte) time.Time {
 
 // parseFrame reads an Ethernet frame carrying IPv4 or IPv6 with UDP, TCP
 // or an ICMP echo request. Non-first fragments carry no ports: skipped
-// (the first fragment tells the packet's fate and header).
+// (the first fragment tells the packet's fate and header). So are TCP
+// resets that are not crafted: no record travels in one, and one from
+// the router's own stack (an answer to a crafted segment) would only
+// muddle the flow's headers and sequence numbers.
 func parseFrame(b []byte) (seen, bool) {
 	s := seen{seq: -1}
 	if len(b) < 14 {
@@ -194,6 +217,7 @@ func parseFrame(b []byte) (seen, bool) {
 		s.hdr.Src = netip.AddrFrom4([4]byte(b[12:16]))
 		s.hdr.Dst = netip.AddrFrom4([4]byte(b[16:20]))
 		if tl := int(binary.BigEndian.Uint16(b[2:])); tl >= ihl && tl <= len(b) {
+			s.trailer = len(b) - tl
 			b = b[:tl] // no Ethernet padding
 		}
 		b = b[ihl:]
@@ -208,6 +232,7 @@ func parseFrame(b []byte) (seen, bool) {
 		s.hdr.Src = netip.AddrFrom16([16]byte(b[8:24]))
 		s.hdr.Dst = netip.AddrFrom16([16]byte(b[24:40]))
 		if pl := int(binary.BigEndian.Uint16(b[4:])); 40+pl <= len(b) {
+			s.trailer = len(b) - 40 - pl
 			b = b[:40+pl]
 		}
 		b = b[40:]
@@ -236,6 +261,20 @@ func parseFrame(b []byte) (seen, bool) {
 		}
 		s.hdr.Sport, s.hdr.Dport = binary.BigEndian.Uint16(b), binary.BigEndian.Uint16(b[2:])
 		s.tcp = true
+		s.tcpSeq, s.tcpAck = binary.BigEndian.Uint32(b[4:]), binary.BigEndian.Uint32(b[8:])
+		s.tcpFlags, s.tcpWin = b[13], binary.BigEndian.Uint16(b[14:])
+		off := int(b[12]>>4) * 4
+		if off < 20 || off > len(b) {
+			return s, false
+		}
+		s.tcpLen = len(b) - off
+		if flow, kind, seq, ok := readHeader(b[off:]); ok && kind == kindCrafted {
+			s.flow, s.seq, s.crafted = flow, int64(seq), true
+			return s, true
+		}
+		if s.tcpFlags&FlagRST != 0 {
+			return s, false
+		}
 		// TCP records are counted by the receiving socket; the capture
 		// gives their headers, found by destination port.
 		s.flow = int(s.hdr.Dport) - 5000
@@ -250,9 +289,9 @@ func parseFrame(b []byte) (seen, bool) {
 		return s, false
 	}
 	flow, kind, seq, ok := readHeader(payload)
-	if !ok || kind != kindData {
+	if !ok || kind != kindData && kind != kindCrafted {
 		return s, false
 	}
-	s.flow, s.seq = flow, int64(seq)
+	s.flow, s.seq, s.crafted = flow, int64(seq), kind == kindCrafted
 	return s, true
 }

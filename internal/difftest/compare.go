@@ -2,7 +2,9 @@ package difftest
 
 import (
 	"fmt"
+	"maps"
 	"net/netip"
+	"slices"
 	"strings"
 	"time"
 )
@@ -47,11 +49,40 @@ type FlowResult struct {
 // StepTimes is when a step's command ran, relative to t0.
 type StepTimes struct{ Start, Done time.Duration }
 
+// CraftResult is where a crafted packet (a Craft step) arrived, if
+// anywhere: the sink hosts or gen (a reply the router sent back).
+type CraftResult struct {
+	Step      int // index in the script's steps
+	Delivered bool
+	Hdr       Header
+	// Flags: a TCP packet's flags as it arrived ("" for UDP); Trailer:
+	// the bytes its frame carried after the IP datagram.
+	Flags   string
+	Trailer int
+}
+
+// outcome is the crafted packet's fate as compared.
+func (c CraftResult) outcome() string {
+	if !c.Delivered {
+		return "lost"
+	}
+	s := fmt.Sprintf("%s trailer %d", c.Hdr, c.Trailer)
+	if c.Flags != "" {
+		s += " flags " + c.Flags
+	}
+	return s
+}
+
 // Result is one run of a script.
 type Result struct {
-	Mode  string // "kernel", "fastpath-xdp", "fastpath-tc"
-	Flows []FlowResult
-	Steps []StepTimes
+	Mode    string // "kernel", "fastpath-xdp", "fastpath-tc"
+	Flows   []FlowResult
+	Steps   []StepTimes
+	Crafted []CraftResult // one per craft step, in step order
+	// Router: how the router's counters of hostile packets grew over the
+	// scripted part (scripts that craft only; zeros left out), for the
+	// report; not compared.
+	Router map[string]uint64
 }
 
 // Tolerances of the comparison.
@@ -81,8 +112,12 @@ const (
 )
 
 // window is a span of send times in which the runs may differ, around a
-// command that started at cmd (the earlier run's start).
-type window struct{ from, to, cmd time.Duration }
+// command that started at cmd (the earlier run's start). A crafted
+// packet's step has none (craft: the window is empty).
+type window struct {
+	from, to, cmd time.Duration
+	craft         bool
+}
 
 // windows are the tolerance windows of the steps: from just before the
 // earlier run's command start to the later run's command end plus the
@@ -92,6 +127,10 @@ func windows(s *Script, a, b *Result) []window {
 	for i, st := range s.Steps {
 		if i >= len(a.Steps) || i >= len(b.Steps) {
 			break
+		}
+		if st.Craft != nil {
+			ws = append(ws, window{cmd: a.Steps[i].Start, craft: true})
+			continue
 		}
 		bound := EventBound
 		if st.Bound == BoundReval {
@@ -133,7 +172,7 @@ func maxTransit(s *Script, r *Result, t time.Duration) time.Duration {
 func shapedAt(s *Script, ws []window, t time.Duration) bool {
 	on := false
 	for i, st := range s.Steps {
-		if st.Shape == 0 || i >= len(ws) {
+		if st.Shape == 0 || i >= len(ws) || ws[i].craft {
 			continue
 		}
 		if t >= ws[i].from {
@@ -145,7 +184,7 @@ func shapedAt(s *Script, ws []window, t time.Duration) bool {
 
 func inWindow(ws []window, t time.Duration) bool {
 	for _, w := range ws {
-		if t >= w.from && t <= w.to {
+		if !w.craft && t >= w.from && t <= w.to {
 			return true
 		}
 	}
@@ -173,6 +212,11 @@ func Compare(s *Script, base, run *Result) Comparison {
 	ws := windows(s, base, run)
 	fmt.Fprintf(&rep, "script %s: %s vs %s\n", s.Name, base.Mode, run.Mode)
 	for i, st := range s.Steps {
+		if i < len(ws) && st.Craft != nil {
+			fmt.Fprintf(&rep, "  step %d at %s (craft %s): sent at %s / %s\n", i+1, st.At, st.Craft,
+				base.Steps[i].Start.Round(time.Millisecond), run.Steps[i].Start.Round(time.Millisecond))
+			continue
+		}
 		if i < len(ws) {
 			fmt.Fprintf(&rep, "  step %d at %s (%s): ran %s..%s / %s..%s, tolerance window %s..%s\n", i+1, st.At, st.Cmd,
 				base.Steps[i].Start.Round(time.Millisecond), base.Steps[i].Done.Round(time.Millisecond),
@@ -190,6 +234,9 @@ func Compare(s *Script, base, run *Result) Comparison {
 		c.Divergences = append(c.Divergences, divs...)
 		rep.WriteString(text)
 	}
+	divs, text := compareCrafted(s, base, run)
+	c.Divergences = append(c.Divergences, divs...)
+	rep.WriteString(text)
 	if len(c.Divergences) == 0 {
 		rep.WriteString("  no divergence beyond the bounds\n")
 	} else {
@@ -255,6 +302,9 @@ func compareFlow(s *Script, f Flow, ws []window, bmode, rmode string, b, r *Flow
 	// when its outcome settled: the time from the command to the last
 	// packet whose fate differs from the steady fate after the window.
 	for i := range ws {
+		if ws[i].craft {
+			continue
+		}
 		fmt.Fprintf(&rep, "    step %d: %s %s; %s %s\n", i+1, bmode, settle(f, b.Packets, ws, i), rmode, settle(f, r.Packets, ws, i))
 	}
 
@@ -343,7 +393,7 @@ func settle(f Flow, ps []Packet, ws []window, i int) string {
 	// the same time share their packets).
 	end := time.Duration(1 << 62)
 	for _, n := range ws[i+1:] {
-		if n.from > w.to {
+		if !n.craft && n.from > w.to {
 			end = n.from
 			break
 		}
@@ -372,4 +422,53 @@ func settle(f Flow, ps []Packet, ws []window, i int) string {
 		return fmt.Sprintf("%s at once", steady)
 	}
 	return fmt.Sprintf("%s, settled %s after the command", steady, (last - w.cmd).Round(time.Millisecond))
+}
+
+// compareCrafted compares where each crafted packet arrived: exactly, as
+// a crafted packet is one packet the router must treat as the kernel
+// does, with no change under way to excuse a difference.
+func compareCrafted(s *Script, base, run *Result) ([]Divergence, string) {
+	var rep strings.Builder
+	var divs []Divergence
+	find := func(r *Result, step int) (CraftResult, bool) {
+		for _, c := range r.Crafted {
+			if c.Step == step {
+				return c, true
+			}
+		}
+		return CraftResult{}, false
+	}
+	for i, st := range s.Steps {
+		if st.Craft == nil {
+			continue
+		}
+		name := fmt.Sprintf("craft %d (%s)", i+1, st.Craft)
+		b, okb := find(base, i)
+		r, okr := find(run, i)
+		if !okb || !okr {
+			divs = append(divs, Divergence{name, "missing from a run's result"})
+			continue
+		}
+		fmt.Fprintf(&rep, "  step %d, %s: %s %s; %s %s\n", i+1, name, base.Mode, b.outcome(), run.Mode, r.outcome())
+		if b.outcome() != r.outcome() {
+			divs = append(divs, Divergence{name, fmt.Sprintf("%s: %s; %s: %s", base.Mode, b.outcome(), run.Mode, r.outcome())})
+		}
+	}
+	for _, r := range []*Result{base, run} {
+		if r.Router != nil {
+			fmt.Fprintf(&rep, "  router counted during the script (%s): %s\n", r.Mode, countsString(r.Router))
+		}
+	}
+	return divs, rep.String()
+}
+
+func countsString(m map[string]uint64) string {
+	if len(m) == 0 {
+		return "nothing"
+	}
+	var parts []string
+	for _, k := range slices.Sorted(maps.Keys(m)) {
+		parts = append(parts, fmt.Sprintf("%s %d", k, m[k]))
+	}
+	return strings.Join(parts, ", ")
 }

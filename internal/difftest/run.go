@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -61,6 +62,10 @@ const baseRuleset = `table inet dt {
 	}
 	chain main {
 		type filter hook forward priority filter; policy accept;
+		ct state invalid counter name "invalid"
+	}
+	chain in {
+		type filter hook input priority filter; policy accept;
 		ct state invalid counter name "invalid"
 	}
 }
@@ -141,6 +146,19 @@ func Run(ctx context.Context, s *Script, o RunOptions) (_ *Result, err error) {
 		}
 		caps = append(caps, c)
 	}
+	var cr *crafter
+	if s.crafts() {
+		// A crafted packet may come back to gen; gen's capture also
+		// gives the sink's TCP numbers to a crafted reply.
+		gc, err := startCapture(l.Gen, l.GenIf, "gen")
+		if err != nil {
+			return nil, err
+		}
+		caps = append(caps, gc)
+		if cr, err = newCrafter(l, caps[0], gc); err != nil {
+			return nil, err
+		}
+	}
 
 	var streams []*stream
 	defer func() {
@@ -185,8 +203,14 @@ func Run(ctx context.Context, s *Script, o RunOptions) (_ *Result, err error) {
 	}
 	offloaded := map[string]bool{}
 	if client != nil {
-		offloaded, err = waitOffloaded(ctx, client, s.Flows)
+		offloaded, err = waitOffloaded(ctx, client, s.Flows, s.craftTargets())
 		if err != nil {
+			return nil, err
+		}
+	}
+	var counts0 map[string]uint64
+	if s.crafts() {
+		if counts0, err = routerCounts(ctx, l, client); err != nil {
 			return nil, err
 		}
 	}
@@ -198,7 +222,12 @@ func Run(ctx context.Context, s *Script, o RunOptions) (_ *Result, err error) {
 			return nil, err
 		}
 		begin := time.Since(t0)
-		if err := runCmd(ctx, l, nsOf, st.Cmd); err != nil {
+		if st.Craft != nil {
+			f, _ := s.flow(st.Craft.Flow) // Validate checked it
+			if err := cr.send(st.Craft, f, i); err != nil {
+				return nil, fmt.Errorf("step %d: %w", i+1, err)
+			}
+		} else if err := runCmd(ctx, l, nsOf, st.Cmd); err != nil {
 			return nil, fmt.Errorf("step %d: %w", i+1, err)
 		}
 		res.Steps = append(res.Steps, StepTimes{Start: begin, Done: time.Since(t0)})
@@ -209,6 +238,18 @@ func Run(ctx context.Context, s *Script, o RunOptions) (_ *Result, err error) {
 	end := time.Now()
 	stopTraffic()
 	drain(ctx, caps, streams)
+	if s.crafts() {
+		counts, err := routerCounts(ctx, l, client)
+		if err != nil {
+			return nil, err
+		}
+		res.Router = map[string]uint64{}
+		for k, n := range counts {
+			if d := n - counts0[k]; d > 0 {
+				res.Router[k] = d
+			}
+		}
+	}
 
 	var seenAll []seen
 	for i, c := range caps {
@@ -223,7 +264,85 @@ func Run(ctx context.Context, s *Script, o RunOptions) (_ *Result, err error) {
 		fr.Offloaded = offloaded[st.f.Name]
 		res.Flows = append(res.Flows, fr)
 	}
+	res.Crafted = collectCrafted(s, seenAll)
 	return res, nil
+}
+
+// craftTargets are the flows crafted packets aim at.
+func (s *Script) craftTargets() map[string]bool {
+	m := map[string]bool{}
+	for _, st := range s.Steps {
+		if st.Craft != nil {
+			m[st.Craft.Flow] = true
+		}
+	}
+	return m
+}
+
+// routerCounts reads the router's counters that tell how it judged
+// crafted packets, for the report (Result.Router has their growth over
+// the scripted part: evidence that the packets reached the router): the
+// ruleset's named counter "invalid" (ct state invalid, forward and
+// input), and with fastpath (c not nil) its drops by reason and the
+// pass reasons crafted packets take.
+func routerCounts(ctx context.Context, l *lab.Lab, c *api.Client) (map[string]uint64, error) {
+	cctx, cancel := context.WithTimeout(ctx, cmdTimeout)
+	defer cancel()
+	out, err := l.Command(cctx, l.Rtr, "nft", "list", "counter", "inet", "dt", "invalid").CombinedOutput()
+	if err != nil {
+		return nil, fmt.Errorf("nft list counter invalid: %w: %s", err, out)
+	}
+	m := map[string]uint64{}
+	f := strings.Fields(string(out))
+	if i := slices.Index(f, "packets"); i >= 0 && i+1 < len(f) {
+		m["ruleset ct invalid"], err = strconv.ParseUint(f[i+1], 10, 64)
+	}
+	if err != nil || len(m) == 0 {
+		return nil, fmt.Errorf("nft list counter invalid: no packet count in %q", out)
+	}
+	if c == nil {
+		return m, nil
+	}
+	st, err := c.Stats(cctx)
+	if err != nil {
+		return nil, fmt.Errorf("daemon stats: %w", err)
+	}
+	for _, i := range st.Interfaces {
+		for r, n := range i.DropReasons {
+			m["fastpath dropped "+r] += n
+		}
+		for _, r := range []string{"tcp_flags", "tcp_close", "bad_checksum"} {
+			m["fastpath passed "+r] += i.PassReasons[r]
+		}
+	}
+	return m, nil
+}
+
+// crafts reports whether the script sends crafted packets.
+func (s *Script) crafts() bool {
+	return slices.ContainsFunc(s.Steps, func(st Step) bool { return st.Craft != nil })
+}
+
+// collectCrafted is where each crafted packet arrived first, if anywhere.
+func collectCrafted(s *Script, seenAll []seen) []CraftResult {
+	var out []CraftResult
+	for i, st := range s.Steps {
+		if st.Craft == nil {
+			continue
+		}
+		c := CraftResult{Step: i}
+		for _, x := range seenAll { // in arrival order
+			if x.crafted && x.seq == int64(i) {
+				c.Delivered, c.Hdr, c.Trailer = true, x.hdr, x.trailer
+				if x.tcp {
+					c.Flags = FlagString(x.tcpFlags)
+				}
+				break
+			}
+		}
+		out = append(out, c)
+	}
+	return out
 }
 
 func upLab(ctx context.Context, r2, txOff bool) (*lab.Lab, error) {
@@ -284,9 +403,10 @@ func startDaemon(ctx context.Context, l *lab.Lab, o RunOptions, dir string) (*la
 }
 
 // waitOffloaded polls the daemon's flow cache until every UDP and TCP flow
-// is in it (either direction) with packets forwarded, or offloadTimeout
-// passes; it reports which were.
-func waitOffloaded(ctx context.Context, c *api.Client, flows []Flow) (map[string]bool, error) {
+// is in it (either direction; both for the flows in both, which crafted
+// packets aim at) with packets forwarded, or offloadTimeout passes; it
+// reports which were.
+func waitOffloaded(ctx context.Context, c *api.Client, flows []Flow, both map[string]bool) (map[string]bool, error) {
 	got := map[string]bool{}
 	deadline := time.Now().Add(offloadTimeout)
 	for {
@@ -301,11 +421,14 @@ func waitOffloaded(ctx context.Context, c *api.Client, flows []Flow) (map[string
 			if f.Proto == "icmp" {
 				continue // the kernel's always (conntrack lookups from BPF are TCP/UDP only)
 			}
+			var fwd, back bool
 			for _, e := range fl.Flows {
-				if (e.Proto == f.Proto || e.Proto == "tcp" && f.Proto == "tcpconn") && e.Packets > 0 && (e.In.Dst.Port() == f.DstPort() || e.In.Src.Port() == f.DstPort()) {
-					got[f.Name] = true
+				if (e.Proto == f.Proto || e.Proto == "tcp" && f.Proto == "tcpconn") && e.Packets > 0 {
+					fwd = fwd || e.In.Dst.Port() == f.DstPort()
+					back = back || e.In.Src.Port() == f.DstPort()
 				}
 			}
+			got[f.Name] = fwd && back || !both[f.Name] && (fwd || back)
 			if !got[f.Name] {
 				missing++
 			}
@@ -405,7 +528,8 @@ func collect(st *stream, seenAll []seen, t0, end time.Time) FlowResult {
 	first := map[int64]arr{}
 	var tcpHdrs []seen
 	for _, s := range seenAll {
-		if s.flow != st.f.Index {
+		// gen's capture holds replies and crafted packets, no flow's
+		if s.flow != st.f.Index || s.crafted || s.hdr.Host == "gen" {
 			continue
 		}
 		if s.tcp {

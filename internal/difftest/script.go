@@ -7,7 +7,10 @@
 // moved, with the bounds of docs/offload.md as tolerance around each
 // change. Scripts are written by hand (the fixed set, Fixed) or by a
 // seeded generator (Generate); both print as text that Parse reads back,
-// so any failure can be replayed.
+// so any failure can be replayed. Besides changes, a script can send
+// crafted packets (a forged reset, invalid flags, a wrong checksum, an
+// Ethernet trailer) with a flow's addresses: where each one arrives, if
+// anywhere, and with which headers, must be the same in both runs.
 package difftest
 
 import (
@@ -88,7 +91,9 @@ type Cmd struct {
 // String is the command as the script format writes it.
 func (c Cmd) String() string { return c.NS + " " + strings.Join(c.Argv, " ") }
 
-// Step is a change at script time At.
+// Step is a change at script time At: a command, or (Craft set) a crafted
+// packet, which changes nothing the flows are compared under: no
+// tolerance window, its own fate compared exactly.
 type Step struct {
 	At    time.Duration
 	Bound Bound
@@ -99,6 +104,154 @@ type Step struct {
 	// is on, delivery is compared by rate, not packet by packet.
 	Shape int
 	Cmd   Cmd
+	Craft *Craft
+}
+
+// Craft is a packet the runner builds itself with a flow's addresses and
+// ports and sends as an Ethernet frame from an end host's interface:
+// from gen as the flow's own packets leave it, or (Reply) from the sink
+// host back to the address and port the sink sees the flow come from
+// (after NAT), so it enters the router on another interface. TCP
+// sequence and acknowledgement numbers are the sender's current ones
+// (read from the flow's segments the runner captures) plus an offset.
+// The payload is a header naming the step, so the captures at the sink
+// hosts and at gen find it wherever it arrives.
+type Craft struct {
+	Flow  string // a udp or tcp flow of the script
+	Reply bool
+	// TCP only: the flags as letters from FSRPAU, "none" for none, ""
+	// for a plain ACK; offsets added to the sender's next sequence
+	// number and to its acknowledgement number.
+	Flags     string
+	SeqOffset uint32
+	AckOffset uint32
+	BadSum    bool // the TCP/UDP checksum is wrong (never 0: that is "none" for UDP)
+	Trailer   int  // bytes after the IP datagram in the frame (Ethernet padding or a trailer)
+}
+
+// TCP flags a Craft may set, as in the TCP header.
+const (
+	FlagFIN = 0x01
+	FlagSYN = 0x02
+	FlagRST = 0x04
+	FlagPSH = 0x08
+	FlagACK = 0x10
+	FlagURG = 0x20
+)
+
+// flagLetters are the flags in the order Format writes them.
+var flagLetters = []struct {
+	bit    uint8
+	letter byte
+}{{FlagFIN, 'F'}, {FlagSYN, 'S'}, {FlagRST, 'R'}, {FlagPSH, 'P'}, {FlagACK, 'A'}, {FlagURG, 'U'}}
+
+// FlagString is flags as the script format writes them: letters from
+// FSRPAU, "none" for no flag.
+func FlagString(flags uint8) string {
+	var b []byte
+	for _, f := range flagLetters {
+		if flags&f.bit != 0 {
+			b = append(b, f.letter)
+		}
+	}
+	if len(b) == 0 {
+		return "none"
+	}
+	return string(b)
+}
+
+func parseFlags(s string) (uint8, error) {
+	if s == "none" {
+		return 0, nil
+	}
+	var flags uint8
+	for i := 0; i < len(s); i++ {
+		found := false
+		for _, f := range flagLetters {
+			if s[i] == f.letter && flags&f.bit == 0 {
+				flags |= f.bit
+				found = true
+			}
+		}
+		if !found {
+			return 0, fmt.Errorf("flags %q: want letters from FSRPAU, each once, or none", s)
+		}
+	}
+	return flags, nil
+}
+
+// String is the craft as the script format writes it, after "craft".
+func (c Craft) String() string {
+	dir := "orig"
+	if c.Reply {
+		dir = "reply"
+	}
+	b := []string{c.Flow, dir}
+	if c.Flags != "" {
+		b = append(b, "flags="+c.Flags)
+	}
+	if c.SeqOffset != 0 {
+		b = append(b, fmt.Sprintf("seq=+%d", c.SeqOffset))
+	}
+	if c.AckOffset != 0 {
+		b = append(b, fmt.Sprintf("ack=+%d", c.AckOffset))
+	}
+	if c.BadSum {
+		b = append(b, "badsum")
+	}
+	if c.Trailer != 0 {
+		b = append(b, fmt.Sprintf("trailer=%d", c.Trailer))
+	}
+	return strings.Join(b, " ")
+}
+
+// TCPFlags are the craft's TCP flags (a plain ACK unless Flags says).
+func (c Craft) TCPFlags() uint8 {
+	if c.Flags == "" {
+		return FlagACK
+	}
+	flags, _ := parseFlags(c.Flags) // checked by Parse
+	return flags
+}
+
+// parseCraft reads what follows "craft": FLOW orig|reply, then options
+// flags=LETTERS|none, seq=+N, ack=+N, badsum, trailer=N.
+func parseCraft(f []string) (*Craft, error) {
+	if len(f) < 2 || f[1] != "orig" && f[1] != "reply" {
+		return nil, fmt.Errorf("want: craft FLOW orig|reply [flags=FSRPAU|none] [seq=+N] [ack=+N] [badsum] [trailer=N]")
+	}
+	c := &Craft{Flow: f[0], Reply: f[1] == "reply"}
+	for _, opt := range f[2:] {
+		key, val, _ := strings.Cut(opt, "=")
+		var err error
+		switch key {
+		case "flags":
+			var flags uint8
+			flags, err = parseFlags(val)
+			c.Flags = FlagString(flags) // letters in one order, so texts round-trip
+		case "seq", "ack":
+			var n uint64
+			n, err = strconv.ParseUint(strings.TrimPrefix(val, "+"), 10, 32)
+			if key == "seq" {
+				c.SeqOffset = uint32(n)
+			} else {
+				c.AckOffset = uint32(n)
+			}
+		case "badsum":
+			c.BadSum = true
+			if val != "" {
+				err = fmt.Errorf("badsum takes no value")
+			}
+		case "trailer":
+			c.Trailer, err = strconv.Atoi(val)
+		default:
+			err = fmt.Errorf("unknown craft option %q", opt)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("craft %s: %w", opt, err)
+		}
+	}
+	return c, nil
 }
 
 // Interval is the flows' send interval.
@@ -136,6 +289,10 @@ func (s *Script) Format() string {
 		b.WriteString("\n")
 	}
 	for _, st := range s.Steps {
+		if st.Craft != nil {
+			fmt.Fprintf(&b, "at %s craft %s\n", st.At, st.Craft)
+			continue
+		}
 		fmt.Fprintf(&b, "at %s %s %s\n", st.At, st.boundString(), st.Cmd)
 	}
 	return b.String()
@@ -233,14 +390,24 @@ func (s *Script) parseLine(f []string, line string) error {
 		}
 		s.Flows = append(s.Flows, fl)
 	case "at":
-		if len(f) < 5 {
-			return fmt.Errorf("want: at TIME BOUND NS COMMAND...")
+		if len(f) < 4 {
+			return fmt.Errorf("want: at TIME BOUND NS COMMAND... or at TIME craft FLOW orig|reply [OPTIONS]")
 		}
 		at, err := time.ParseDuration(f[1])
 		if err != nil {
 			return err
 		}
 		st := Step{At: at}
+		if f[2] == "craft" {
+			if st.Craft, err = parseCraft(f[3:]); err != nil {
+				return err
+			}
+			s.Steps = append(s.Steps, st)
+			return nil
+		}
+		if len(f) < 5 {
+			return fmt.Errorf("want: at TIME BOUND NS COMMAND...")
+		}
 		if err := st.parseBound(f[2]); err != nil {
 			return err
 		}
@@ -331,11 +498,46 @@ func (s *Script) Validate() error {
 			return fmt.Errorf("script %s: step at %s out of order or past the duration", s.Name, st.At)
 		}
 		last = st.At
-		for _, c := range []Cmd{st.Cmd} {
-			if c.NS == "sink2" && !s.R2 {
-				return fmt.Errorf("script %s: sink2 without r2", s.Name)
+		if st.Craft != nil {
+			if err := s.validateCraft(st.Craft); err != nil {
+				return fmt.Errorf("script %s: step at %s: %w", s.Name, st.At, err)
 			}
+			continue
+		}
+		if st.Cmd.NS == "sink2" && !s.R2 {
+			return fmt.Errorf("script %s: sink2 without r2", s.Name)
 		}
 	}
 	return nil
+}
+
+// validateCraft checks what the runner needs to build c.
+func (s *Script) validateCraft(c *Craft) error {
+	f, ok := s.flow(c.Flow)
+	if !ok {
+		return fmt.Errorf("craft: no flow %s", c.Flow)
+	}
+	switch f.Proto {
+	case "tcp":
+	case "udp":
+		if c.Flags != "" || c.SeqOffset != 0 || c.AckOffset != 0 {
+			return fmt.Errorf("craft: flags, seq and ack are for tcp flows, %s is udp", f.Name)
+		}
+	default:
+		return fmt.Errorf("craft: flow %s is %s, want udp or tcp", f.Name, f.Proto)
+	}
+	if c.Trailer < 0 || c.Trailer > 1000 {
+		return fmt.Errorf("craft: trailer %d outside 0..1000", c.Trailer)
+	}
+	return nil
+}
+
+// flow is the script's flow called name.
+func (s *Script) flow(name string) (Flow, bool) {
+	for _, f := range s.Flows {
+		if f.Name == name {
+			return f, true
+		}
+	}
+	return Flow{}, false
 }

@@ -129,7 +129,7 @@ func (s *stream) openUDP(ctx context.Context, genNS, sinkNS string) error {
 				continue
 			}
 			_, kind, seq, ok := readHeader(buf[:n])
-			if ok && (kind == kindHello || seq%echoEvery == 0) {
+			if ok && (kind == kindHello || kind == kindData && seq%echoEvery == 0) {
 				rx.WriteToUDPAddrPort(buf[:n], from)
 			}
 		}

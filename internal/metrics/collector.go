@@ -39,6 +39,8 @@ type collector struct {
 	fwdBytes       family
 	passPackets    family
 	passBytes      family
+	dropPackets    family
+	dropBytes      family
 	flowsAdded     family
 	flowsRemoved   family
 	eventsLost     family
@@ -84,6 +86,12 @@ func newCollector(ctx context.Context, src Source, version string, timeout time.
 			counter, dev("reason")...),
 		passBytes: f("fastpath_datapath_passed_bytes_total",
 			"Bytes (whole frames) arriving on the interface that fastpath passed to the kernel.", counter, dev()...),
+		// New families carry device only: interface is deprecated.
+		dropPackets: f("fastpath_datapath_dropped_packets_total",
+			"Packets arriving on the interface that the datapath dropped itself, by reason (see docs/counters.md; the guard's drops are fastpath_guard_dropped_packets_total).",
+			counter, "device", "reason"),
+		dropBytes: f("fastpath_datapath_dropped_bytes_total",
+			"Bytes (whole frames) arriving on the interface that the datapath dropped itself.", counter, "device"),
 		flowsAdded: f("fastpath_flows_added_total",
 			"Flows (one per direction of a connection) put into the flow cache by packets arriving on the interface (offload mode).",
 			counter, dev()...),
@@ -109,7 +117,8 @@ func newCollector(ctx context.Context, src Source, version string, timeout time.
 			"Routes with an MTU metric the datapath mirrors (all tables, IPv4 and IPv6).", gauge),
 	}
 	c.statusFamilies = []family{c.startTime, c.interfaceUp}
-	c.statsFamilies = []family{c.fwdPackets, c.fwdBytes, c.passPackets, c.passBytes, c.flowsAdded, c.flowsRemoved, c.eventsLost}
+	c.statsFamilies = []family{c.fwdPackets, c.fwdBytes, c.passPackets, c.passBytes, c.dropPackets, c.dropBytes,
+		c.flowsAdded, c.flowsRemoved, c.eventsLost}
 	c.flowsFamilies = []family{c.flowsActive, c.flowsCapacity}
 	return c
 }
@@ -199,6 +208,10 @@ func (c *collector) collectStats(ch chan<- prometheus.Metric, st *api.Stats) {
 		emit(ch, c.eventsLost, float64(i.EventsLost), i.Name, i.Name)
 		for reason, n := range i.PassReasons {
 			emit(ch, c.passPackets, float64(n), i.Name, i.Name, reason)
+		}
+		emit(ch, c.dropBytes, float64(i.Dropped.Bytes), i.Name)
+		for reason, n := range i.DropReasons {
+			emit(ch, c.dropPackets, float64(n), i.Name, reason)
 		}
 	}
 }

@@ -93,6 +93,8 @@ func newFake() *fakeSource {
 				Passed:     api.Counter{Packets: 10, Bytes: 900},
 				FlowsAdded: 4, FlowsRemoved: 1, EventsLost: 3,
 				PassReasons: reasons(0, 0, 3, 7),
+				Dropped:     api.Counter{Packets: 2, Bytes: 132},
+				DropReasons: map[string]uint64{"tcp_out_of_window": 2},
 			},
 			{
 				Name: "lan0", Ifindex: 3,
@@ -100,6 +102,7 @@ func newFake() *fakeSource {
 				Passed:     api.Counter{Packets: 7, Bytes: 700},
 				FlowsAdded: 4, FlowsRemoved: 2,
 				PassReasons: reasons(2, 5, 0, 0),
+				DropReasons: map[string]uint64{"tcp_out_of_window": 0},
 			},
 		}},
 		flows: &api.Flows{Capacity: 65536, Flows: make([]api.Flow, 3)},
@@ -159,6 +162,14 @@ fastpath_datapath_passed_packets_total{device="wan0",interface="wan0",reason="tt
 # TYPE fastpath_datapath_passed_bytes_total counter
 fastpath_datapath_passed_bytes_total{device="lan0",interface="lan0"} 700
 fastpath_datapath_passed_bytes_total{device="wan0",interface="wan0"} 900
+# HELP fastpath_datapath_dropped_packets_total Packets arriving on the interface that the datapath dropped itself, by reason (see docs/counters.md; the guard's drops are fastpath_guard_dropped_packets_total).
+# TYPE fastpath_datapath_dropped_packets_total counter
+fastpath_datapath_dropped_packets_total{device="lan0",reason="tcp_out_of_window"} 0
+fastpath_datapath_dropped_packets_total{device="wan0",reason="tcp_out_of_window"} 2
+# HELP fastpath_datapath_dropped_bytes_total Bytes (whole frames) arriving on the interface that the datapath dropped itself.
+# TYPE fastpath_datapath_dropped_bytes_total counter
+fastpath_datapath_dropped_bytes_total{device="lan0"} 0
+fastpath_datapath_dropped_bytes_total{device="wan0"} 132
 # HELP fastpath_flows_added_total Flows (one per direction of a connection) put into the flow cache by packets arriving on the interface (offload mode).
 # TYPE fastpath_flows_added_total counter
 fastpath_flows_added_total{device="lan0",interface="lan0"} 4

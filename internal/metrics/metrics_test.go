@@ -104,6 +104,7 @@ func TestServe(t *testing.T) {
 	for _, line := range []string{
 		`fastpath_build_info{BUILD,version="v0.9.0"} 1`,
 		`fastpath_datapath_passed_packets_total{device="wan0",interface="wan0",reason="ttl"} 7`,
+		`fastpath_datapath_dropped_packets_total{device="wan0",reason="tcp_out_of_window"} 2`,
 		`fastpath_interface_up{device="wan0",hook="xdp",interface="wan0",mode="offload"} 1`,
 	} {
 		if line = withBuild(line); !strings.Contains(body, line+"\n") {
