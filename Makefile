@@ -71,6 +71,17 @@ check-generate: generate
 clean:
 	rm -rf bin dist
 
+# The package under a real systemd (docs/operations.md, "Checked under
+# systemd"): a minimal Debian booted with systemd-nspawn installs the
+# package and runs the service: start, CLI, traffic, reload, watchdog,
+# stop, detach, remove, purge. As root; about 1.5 minutes, plus one the
+# first time (debootstrap, cached in /var/cache/fastpath-systemd-check).
+# go test ./internal/distcheck runs it too with FASTPATH_SYSTEMD_CHECK=1.
+systemd-check: deb
+	scripts/deps.sh systemd-check
+	scripts/systemd-check.sh $(wildcard dist/fastpath_*.deb)
+.PHONY: systemd-check
+
 # The forwarding benchmark (docs/benchmarks.md): kernel, kernel + masquerade
 # and fastpath in one run, on a lab of its own. As root; about 10 minutes.
 # BENCH_FLAGS=--quick for a run under 90 s.

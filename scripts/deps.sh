@@ -5,6 +5,8 @@
 #   test:    runtime + promtool and headless Chromium (make test; the
 #            dashboard's browser tests)
 #   build:   runtime + the pinned clang and headers to regenerate BPF objects
+#   systemd-check: runtime + systemd-nspawn, debootstrap and bpftool
+#            (scripts/systemd-check.sh: the package under a real systemd)
 set -euo pipefail
 
 want=${1:-runtime}
@@ -24,6 +26,11 @@ declare -A pkgs=(
 if [ "$want" = test ]; then
 	pkgs[chromium]=chromium
 	pkgs[chromedriver]=chromium-driver
+fi
+if [ "$want" = systemd-check ]; then
+	pkgs[systemd-nspawn]=systemd-container
+	pkgs[debootstrap]=debootstrap
+	pkgs[bpftool]=bpftool
 fi
 if [ "$want" = build ]; then
 	pkgs[clang-19]=clang-19

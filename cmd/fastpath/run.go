@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"os/signal"
+	"runtime/debug"
 	"syscall"
 
 	"github.com/spf13/cobra"
@@ -36,7 +37,10 @@ removes them). SIGHUP rereads the config and applies the difference. Logs go
 to stderr; it suits a systemd service with Type=notify. Needs root.
 
 Exit status: 0 after a clean stop, 1 if the daemon failed, 2 if the config is
-invalid.`,
+invalid. A crash (a panic, or SIGABRT, which systemd's watchdog sends to a
+hung daemon) prints every goroutine's stack and ends the daemon by SIGABRT,
+never with status 2, so a supervisor that does not retry invalid configs
+still restarts it.`,
 		Example: `  # check, then run
   fastpath check-config /etc/fastpath/fastpath.yaml
   fastpath run -c /etc/fastpath/fastpath.yaml
@@ -52,6 +56,7 @@ invalid.`,
   nsenter --net=/run/netns/rtr fastpath run -c /etc/fastpath/rtr.yaml`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			crashBySignal()
 			if path == "" {
 				return usageError(cmd.CommandPath(), errors.New("missing --config FILE"))
 			}
@@ -78,4 +83,15 @@ invalid.`,
 // that the command can undo what it set up before exiting.
 func signalContext(cmd *cobra.Command) (context.Context, context.CancelFunc) {
 	return signal.NotifyContext(cmd.Context(), syscall.SIGINT, syscall.SIGTERM)
+}
+
+// crashBySignal makes a crash of the daemon end it by SIGABRT, after a
+// dump of every goroutine, rather than with the Go runtime's exit status
+// 2. Status 2 is an invalid config, which the systemd unit does not retry
+// (RestartPreventExitStatus=2); a panic, or the SIGABRT that systemd's
+// watchdog sends a hung daemon, must be restarted instead
+// (scripts/systemd-check.sh showed a watchdog abort left the service
+// failed). The full dump in the journal shows where the daemon hung.
+func crashBySignal() {
+	debug.SetTraceback("crash")
 }

@@ -32,8 +32,10 @@ func Detach(ctx context.Context, log *slog.Logger) (DetachReport, error) {
 	}
 	defer lock.Close()
 	rep.Removed, rep.Note, err = datapath.RemoveAll()
+	// The caller prints the report (fastpath detach): at the default
+	// level the log would only say each line twice.
 	for _, r := range rep.Removed {
-		log.Info("removed", "what", r)
+		log.Debug("removed", "what", r)
 	}
 	return rep, err
 }
