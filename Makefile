@@ -48,6 +48,9 @@ test: check-generate lint
 	$(GO) test -run '^$$' -fuzz '^FuzzGuard$$' -fuzztime $(FUZZTIME) ./internal/datapath
 	# the daemon's concurrent parts again under the race detector (seconds)
 	$(GO) test -count=1 -race ./internal/daemon ./internal/eventhub ./internal/api ./internal/metrics ./internal/dashboard ./cmd/...
+	# the Debian package installed and run as a service under a real systemd
+	# (systemd-nspawn; about 2 minutes on a fresh machine)
+	$(MAKE) systemd-check
 
 # Fast, unprivileged subset.
 unit:
