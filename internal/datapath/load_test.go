@@ -28,3 +28,15 @@ func TestLoad(t *testing.T) {
 		t.Fatalf("reason names from BTF: %v", names)
 	}
 }
+
+// BenchmarkLoad: loading the object, the verifier's time mostly.
+func BenchmarkLoad(b *testing.B) {
+	requireRoot(b)
+	for b.Loop() {
+		d, err := Load(Options{FlowEntries: testFlowEntries})
+		if err != nil {
+			b.Fatal(err)
+		}
+		d.Close()
+	}
+}
