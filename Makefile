@@ -8,7 +8,7 @@ LDFLAGS := -X main.version=$(VERSION)
 PREFIX  ?= /usr/local
 DESTDIR ?=
 
-.PHONY: all build demo test unit lint generate check-generate deps clean deb install difftest
+.PHONY: all build demo test unit lint generate check-generate check-headers deps clean deb install difftest
 
 all: build
 
@@ -66,8 +66,20 @@ generate:
 	scripts/deps.sh build
 	$(GO) generate ./internal/datapath ./internal/bench/...
 
-# CI: the committed objects must be what the sources produce.
-check-generate: generate
+# Each header of the BPF library compiles on its own: it includes what it
+# uses. (Unused static functions are what a header is made of, hence
+# -Wno-unused-function.)
+BPF_CFLAGS := -target bpf -O2 -g -Wall -Werror -Wno-unused-function -I/usr/include/x86_64-linux-gnu -Ibpf
+check-headers:
+	scripts/deps.sh build
+	@for h in bpf/lib/*.h; do \
+	  echo "#include \"$$h\"" | clang-19 $(BPF_CFLAGS) -I. -fsyntax-only -x c - || \
+	    { echo "$$h does not compile on its own: include what it uses"; exit 1; }; \
+	done
+
+# CI: the committed objects must be what the sources produce, and each
+# header compiles alone.
+check-generate: generate check-headers
 	@git diff --exit-code --stat -- internal/datapath internal/bench || \
 	  { echo "generated BPF objects differ from the committed ones: run 'make generate' and commit"; exit 1; }
 

@@ -345,3 +345,10 @@ struct {
 	__type(key, __u32);
 	__type(value, __u32);
 } fp_tx_ports SEC(".maps");
+
+static __always_inline const struct fp_state *fp_state(void)
+{
+	__u32 zero = 0;
+
+	return bpf_map_lookup_elem(&fp_globals, &zero);
+}

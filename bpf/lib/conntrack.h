@@ -5,36 +5,6 @@
 #include "common.h"
 #include "kernel.h"
 
-#define FP_TCP_FIN 0x01
-#define FP_TCP_SYN 0x02
-#define FP_TCP_RST 0x04
-#define FP_TCP_ACK 0x10
-#define FP_TCP_URG 0x20
-
-static __always_inline void fp_key_of(struct fp_flow_key *k, const struct fp_pkt *p)
-{
-	__builtin_memset(k, 0, sizeof(*k));
-	k->family = p->family;
-	k->proto = p->l4_proto;
-	k->sport = p->sport;
-	k->dport = p->dport;
-	if (p->family == AF_INET) {
-		struct iphdr *iph = p->l3;
-
-		k->saddr[0] = iph->saddr;
-		k->daddr[0] = iph->daddr;
-	} else {
-		struct ipv6hdr *ip6h = p->l3;
-
-		/* proven by fp_parse; again for the verifier, which can pair an
-		 * IPv4 proof with this path (the family is reloaded unknown) */
-		if ((void *)(ip6h + 1) > p->data_end)
-			return;
-		__builtin_memcpy(k->saddr, &ip6h->saddr, 16);
-		__builtin_memcpy(k->daddr, &ip6h->daddr, 16);
-	}
-}
-
 /* fp_ct_lookup finds the conntrack entry of the flow key (either direction).
  * The caller must bpf_ct_release a non-NULL result. xdp is a compile-time
  * constant: each program calls the kfunc of its own context type. */

@@ -7,28 +7,43 @@
 #include "csum.h"
 #include "parse.h"
 
-/* Fill the FIB query for the packet as it will leave: its own addresses
- * and ports in route mode, the translated ones in offload mode (4 words;
+/* The FIB query for the packet as it will leave, in two parts: what the
+ * packet itself gives (fp_fib_query: family, protocol, TOS / flow label,
+ * ingress, length), and the addresses and ports (fp_fib_addrs): the
+ * packet's own in route mode, the translated ones in offload mode (4 words;
  * IPv4 uses the first). l3_len (the L3 length of each packet that will
  * leave, see fp_tc_l3_len for GSO) asks the kernel to check it against the
  * egress MTU. */
-static __always_inline void fp_fib_params(struct bpf_fib_lookup *fib, const struct fp_pkt *p,
-					  __u32 ifindex, __u32 l3_len, const __be32 *src,
-					  const __be32 *dst, __be16 sport, __be16 dport)
+static __always_inline void fp_fib_query(struct bpf_fib_lookup *fib, __u8 family, __u8 proto, __u8 tos,
+					 __be32 flowinfo, __u32 ifindex, __u32 l3_len)
 {
 	__builtin_memset(fib, 0, sizeof(*fib));
-	fib->family = p->family;
-	fib->l4_protocol = p->l4_proto;
-	fib->sport = sport;
-	fib->dport = dport;
+	fib->family = family;
+	fib->l4_protocol = proto;
 	fib->ifindex = ifindex;
 	fib->tot_len = l3_len;
-	if (p->family == AF_INET) {
-		fib->tos = p->tos;
+	if (family == AF_INET)
+		fib->tos = tos;
+	else
+		fib->flowinfo = flowinfo;
+}
+
+/* fp_flowinfo: an IPv6 packet's traffic class and flow label, as the FIB
+ * query takes them (IPv4: 0, its TOS is fp_pkt.tos). */
+static __always_inline __be32 fp_flowinfo(const struct fp_pkt *p)
+{
+	return p->family == AF_INET ? 0 : *(__be32 *)p->l3 & bpf_htonl(0x0FFFFFFF);
+}
+
+static __always_inline void fp_fib_addrs(struct bpf_fib_lookup *fib, const __be32 *src, const __be32 *dst,
+					 __be16 sport, __be16 dport)
+{
+	fib->sport = sport;
+	fib->dport = dport;
+	if (fib->family == AF_INET) {
 		fib->ipv4_src = src[0];
 		fib->ipv4_dst = dst[0];
 	} else {
-		fib->flowinfo = *(__be32 *)p->l3 & bpf_htonl(0x0FFFFFFF);
 		__builtin_memcpy(fib->ipv6_src, src, sizeof(fib->ipv6_src));
 		__builtin_memcpy(fib->ipv6_dst, dst, sizeof(fib->ipv6_dst));
 	}
@@ -72,8 +87,8 @@ static __always_inline __u32 fp_fib_reason(int rc)
  * metric covering dst, or 0. Only consulted when such routes exist. */
 static __always_inline __u32 fp_route_mtu(__u8 family, const __be32 *dst)
 {
-	__u32 zero = 0, *mtu;
-	struct fp_state *st = bpf_map_lookup_elem(&fp_globals, &zero);
+	const struct fp_state *st = fp_state();
+	__u32 *mtu;
 
 	if (!st || !st->route_mtus)
 		return 0;
@@ -130,12 +145,11 @@ static __always_inline int fp_route(void *ctx, struct bpf_fib_lookup *fib, const
 				    __u32 ifindex, __u32 l3_len, __u32 *reason)
 {
 	struct fp_iface *egress;
-	__u32 route_mtu;
+	__u32 route_mtu, mtu;
 	int rc;
 
-	__u32 mtu;
-
-	fp_fib_params(fib, p, ifindex, l3_len, fp_src_of(p), fp_dst_of(p), p->sport, p->dport);
+	fp_fib_query(fib, p->family, p->l4_proto, p->tos, fp_flowinfo(p), ifindex, l3_len);
+	fp_fib_addrs(fib, fp_src_of(p), fp_dst_of(p), p->sport, p->dport);
 	mtu = fp_route_mtu(fib->family, fib->ipv6_dst); /* ipv4_dst is its first word */
 	rc = bpf_fib_lookup(ctx, fib, sizeof(*fib), 0);
 	if (fp_fib_check(fib, rc, mtu, l3_len, reason, &route_mtu))

@@ -6,14 +6,15 @@
  * nothing configured it costs one array lookup. See docs/guard.md. */
 #pragma once
 #include "common.h"
-#include "parse.h"
 #include "conntrack.h"
+#include "flowkey.h"
+#include "kernel.h"
+#include "parse.h"
 
 #define FP_GUARD_LIST_ENTRIES (1 << 18) /* per list and family */
 #define FP_GUARD_SOURCES 65536          /* per-source buckets (LRU) */
 #define FP_GUARD_TOP 4096               /* dropped sources kept for `top` (LRU) */
 #define FP_GUARD_TOP_SAMPLE 16          /* a new source enters the top map once per 16 drops per CPU */
-#define FP_GUARD_PULL_LEN 128
 
 /* Why the guard dropped a packet. The Go side reads the names from BTF. */
 enum fp_guard_reason {
@@ -182,7 +183,6 @@ static __always_inline int fp_guard_parse(void *data, void *data_end, struct fp_
 		proto = vh->proto;
 		cur = vh + 1;
 	}
-	__builtin_memset(&g->k, 0, sizeof(g->k));
 	g->l4 = 0;
 	g->tcp_flags = 0;
 	if (proto == bpf_htons(ETH_P_IP)) {
@@ -190,10 +190,7 @@ static __always_inline int fp_guard_parse(void *data, void *data_end, struct fp_
 
 		if ((void *)(iph + 1) > data_end)
 			return -1;
-		g->k.family = AF_INET;
-		g->k.proto = iph->protocol;
-		g->k.saddr[0] = iph->saddr;
-		g->k.daddr[0] = iph->daddr;
+		fp_key_of_l3(&g->k, AF_INET, iph->protocol, iph, data_end);
 		if (!(iph->frag_off & bpf_htons(0x3fff)) && iph->ihl >= 5)
 			l4 = cur + iph->ihl * 4;
 	} else if (proto == bpf_htons(ETH_P_IPV6)) {
@@ -201,10 +198,7 @@ static __always_inline int fp_guard_parse(void *data, void *data_end, struct fp_
 
 		if ((void *)(ip6h + 1) > data_end)
 			return -1;
-		g->k.family = AF_INET6;
-		g->k.proto = ip6h->nexthdr;
-		__builtin_memcpy(g->k.saddr, &ip6h->saddr, 16);
-		__builtin_memcpy(g->k.daddr, &ip6h->daddr, 16);
+		fp_key_of_l3(&g->k, AF_INET6, ip6h->nexthdr, ip6h, data_end);
 		l4 = ip6h + 1;
 	} else {
 		return -1;
@@ -356,6 +350,22 @@ static __always_inline void fp_guard_drop(const struct fp_guard_cfg *c, struct f
 	}
 }
 
+/* fp_guard_active: whether the guard has anything to do. With nothing
+ * configured it costs this one array lookup, inline; the checks
+ * themselves run in a global function of each program (xdp.h, tc.h). */
+static __always_inline int fp_guard_active(const struct fp_guard_cfg *c)
+{
+	return c && (c->flags | c->pkt.cost_ns | c->byte.cost_ns | c->syn.cost_ns | c->new_flow.cost_ns |
+		     c->syn_all.cost_ns | c->new_all.cost_ns);
+}
+
+static __always_inline const struct fp_guard_cfg *fp_guard_conf_get(void)
+{
+	__u32 zero = 0;
+
+	return bpf_map_lookup_elem(&fp_guard_conf, &zero);
+}
+
 /* fp_guard decides whether a packet arriving on a managed interface may go
  * on (0) or is dropped (1). pkts is how many packets it carries (a GRO
  * aggregate in TC carries several). In route mode the datapath forwards
@@ -363,8 +373,8 @@ static __always_inline void fp_guard_drop(const struct fp_guard_cfg *c, struct f
 static __always_inline int fp_guard(void *ctx, const int xdp, void *data, void *data_end, __u64 bytes, __u32 pkts,
 				    __u32 ifindex, __u32 slot, __u32 mode)
 {
+	const struct fp_guard_cfg *c = fp_guard_conf_get();
 	__u32 zero = 0, reason;
-	const struct fp_guard_cfg *c = bpf_map_lookup_elem(&fp_guard_conf, &zero);
 	struct fp_guard_cpu *cpu;
 	struct fp_guard_bucket *b = NULL;
 	struct fp_guard_hits *hit;
@@ -373,8 +383,7 @@ static __always_inline int fp_guard(void *ctx, const int xdp, void *data, void *
 	int syn, fresh;
 	__u64 now;
 
-	if (!c || !(c->flags | c->pkt.cost_ns | c->byte.cost_ns | c->syn.cost_ns | c->new_flow.cost_ns |
-		    c->syn_all.cost_ns | c->new_all.cost_ns))
+	if (!fp_guard_active(c))
 		return 0;
 	if (fp_guard_parse(data, data_end, &g))
 		return 0;
@@ -445,20 +454,6 @@ static __always_inline int fp_guard(void *ctx, const int xdp, void *data, void *
 drop:
 	fp_guard_drop(c, cpu, &g, reason, bytes, ifindex, slot, now);
 	return 1;
-}
-
-/* fp_guard_tc: the TC program's entry to the guard. Headers may sit in
- * paged data: made linear first (the program reloads its pointers after). */
-static __always_inline int fp_guard_tc(struct __sk_buff *skb, __u32 ifindex, __u32 slot, __u32 mode)
-{
-	void *data = (void *)(long)skb->data, *data_end = (void *)(long)skb->data_end;
-
-	if (data + FP_GUARD_PULL_LEN > data_end && data_end - data < skb->len) {
-		bpf_skb_pull_data(skb, skb->len < FP_GUARD_PULL_LEN ? skb->len : FP_GUARD_PULL_LEN);
-		data = (void *)(long)skb->data;
-		data_end = (void *)(long)skb->data_end;
-	}
-	return fp_guard(skb, 0, data, data_end, skb->len, skb->gso_segs > 1 ? skb->gso_segs : 1, ifindex, slot, mode);
 }
 
 /* As fp_btf_types: puts the guard's types in BTF for bpf2go and the daemon

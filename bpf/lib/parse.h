@@ -5,6 +5,13 @@
 #pragma once
 #include "common.h"
 
+/* TCP header flag bits (byte 13 of the header, fp_pkt.tcp_flags) */
+#define FP_TCP_FIN 0x01
+#define FP_TCP_SYN 0x02
+#define FP_TCP_RST 0x04
+#define FP_TCP_ACK 0x10
+#define FP_TCP_URG 0x20
+
 struct fp_pkt {
 	void *data;
 	void *data_end;     /* end of the linear data headers are read from */

@@ -368,7 +368,7 @@ func explainAttach(hook datapath.Hook, err error) error {
 }
 
 // wantsGRO: native XDP in offload mode keeps a TC program behind it for
-// bulk TCP, which GRO merges before TC forwards it (bpf/fastpath.bpf.c:
+// bulk TCP, which GRO merges before TC forwards it (bpf/lib/pipeline.h:
 // XDP's redirect of each segment costs more than the stack's merging).
 func (ic *iface) wantsGRO() bool {
 	return ic.managed() && ic.cfg.Mode == config.ModeOffload && ic.hook == datapath.HookXDP && ic.link != nil && ic.groOn

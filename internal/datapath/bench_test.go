@@ -30,6 +30,7 @@ import (
 	"time"
 
 	"github.com/cilium/ebpf"
+	"github.com/gopacket/gopacket/layers"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
@@ -362,10 +363,20 @@ func (ob *offloadBench) conntrack(b *testing.B, args ...string) {
 // notAccepted.
 func (ob *offloadBench) addFlow(b *testing.B, sport uint16, status string, accepted bool) Tuple {
 	b.Helper()
-	orig := Tuple{Proto: unix.IPPROTO_UDP, Src: netip.AddrPortFrom(benchClient.Addr(), sport), Dst: benchServer}
-	args := []string{"-I", "-p", "udp", "-s", orig.Src.Addr().String(), "-d", orig.Dst.Addr().String(),
+	return ob.addFlowProto(b, unix.IPPROTO_UDP, sport, status, accepted)
+}
+
+// addFlowProto is addFlow for UDP or TCP (ESTABLISHED; ctnetlink creates
+// it window-liberal, so it is offloaded at once).
+func (ob *offloadBench) addFlowProto(b *testing.B, proto uint8, sport uint16, status string, accepted bool) Tuple {
+	b.Helper()
+	orig := Tuple{Proto: proto, Src: netip.AddrPortFrom(benchClient.Addr(), sport), Dst: benchServer}
+	args := []string{"-I", "-p", protoName(proto), "-s", orig.Src.Addr().String(), "-d", orig.Dst.Addr().String(),
 		"--sport", fmt.Sprint(sport), "--dport", fmt.Sprint(orig.Dst.Port()), "-t", "3600",
 		"--src-nat", netip.AddrPortFrom(benchPublic, sport).String()}
+	if proto == unix.IPPROTO_TCP {
+		args = append(args, "--state", "ESTABLISHED")
+	}
 	if status != "-" {
 		args = append(args, "-u", status)
 	}
@@ -390,6 +401,19 @@ func flowFrame(b *testing.B, t Tuple) []byte {
 	binary.BigEndian.PutUint16(frame[off+2:], t.Dst.Port())
 	frame[off+6], frame[off+7] = 0, 0
 	return frame
+}
+
+// tcpFlowFrame is a benchFrameLen-byte TCP ACK of tuple t arriving on in0,
+// its checksum right (the datapath verifies it: part of what a TCP hit
+// costs, with the window tracking).
+func tcpFlowFrame(b *testing.B, t Tuple) []byte {
+	p := tcp4(net.IP(t.Dst.Addr().AsSlice()))
+	p.v4().SrcIP = net.IP(t.Src.Addr().AsSlice())
+	th := p.l4.(*layers.TCP)
+	th.SrcPort, th.DstPort = layers.TCPPort(t.Src.Port()), layers.TCPPort(t.Dst.Port())
+	th.PSH = false
+	p.payload = payload(benchFrameLen - 14 - 20 - 20)
+	return p.bytes(b)
 }
 
 // cacheFiller makes the cache hold n flows: the real one (filled by a
@@ -466,6 +490,8 @@ func refreshEvery(flows int) int {
 // BenchmarkOffload: offload mode, IPv4 UDP with masquerade.
 //
 //	hit/flows=N   a cache hit, the packets cycling through N cached flows
+//	hit-tcp       a cache hit of a TCP flow: flags, window tracking and
+//	              the TCP checksum on top of the UDP hit
 //	miss-ct       a cache miss that asks conntrack, whose entry is not
 //	              established yet (unreplied): passed to the kernel
 //	miss-no-ct    a cache miss, netfilter accepted, conntrack has no entry
@@ -492,6 +518,25 @@ func BenchmarkOffload(b *testing.B) {
 			}
 		})
 	}
+	b.Run("hit-tcp/flows=1", func(b *testing.B) {
+		ob := newOffloadBench(b, 1)
+		orig := ob.addFlowProto(b, unix.IPPROTO_TCP, benchClient.Port(), "SEEN_REPLY,ASSURED", true)
+		frame := tcpFlowFrame(b, orig)
+		if res, err := ob.run(hookXDP, frame, runOpts{}); err != nil || res.verdict != xdpRedirect {
+			b.Fatalf("filling the flow: verdict %d, %v", res.verdict, err)
+		}
+		var v fastpathFpFlow
+		if err := ob.d.objs.FpFlows.Lookup(keyOf(orig), &v); err != nil {
+			b.Fatalf("flow not cached: %v", err)
+		}
+		cf := &cacheFiller{ob: ob, key: keyOf(orig), v: v, n: 1}
+		for _, h := range []hook{hookXDP, hookTC} {
+			b.Run(h.String(), func(b *testing.B) {
+				r, base := ob.replayer(b, h, frame, replay.Vary{})
+				benchReplay(b, ob.testNet, r, base, h, frame, func() { cf.fill(b) }, refreshEvery(1))
+			})
+		}
+	})
 	b.Run("miss", func(b *testing.B) {
 		ob := newOffloadBench(b, 1)
 		unreplied := flowFrame(b, ob.addFlow(b, 30001, "-", true))

@@ -452,3 +452,23 @@ func (d *Datapath) AttachNetfilter() ([]link.Link, error) {
 	}
 	return links, nil
 }
+
+// VerifiedInstructions returns, per packet program (fp_xdp, fp_tc), how
+// many instructions the verifier processed to accept it: what load time
+// grows with, and what the kernel's 1M limit applies to. ok is false when
+// the kernel does not report it.
+func (d *Datapath) VerifiedInstructions() (counts map[string]uint32, ok bool) {
+	counts = map[string]uint32{}
+	for name, p := range map[string]*ebpf.Program{"fp_xdp": d.objs.FpXdp, "fp_tc": d.objs.FpTc} {
+		info, err := p.Info()
+		if err != nil {
+			return nil, false
+		}
+		n, ok := info.VerifiedInstructions()
+		if !ok {
+			return nil, false
+		}
+		counts[name] = n
+	}
+	return counts, true
+}

@@ -249,6 +249,32 @@ const (
 	fastpathFpModeFP_MODE_OFFLOAD fastpathFpMode = 2
 )
 
+type fastpathFpSlow struct {
+	_ structs.HostLayout
+	R struct {
+		_   structs.HostLayout
+		K   fastpathFpFlowKey
+		Seg struct {
+			_   structs.HostLayout
+			Seq uint32
+			End uint32
+			Ack uint32
+			Win uint16
+			Pad uint16
+		}
+		Now      uint64
+		Ifindex  uint32
+		Slot     uint32
+		Reason   uint32
+		L3Len    uint32
+		Flowinfo uint32
+		Tos      uint8
+		Pad      [3]uint8
+	}
+	F   fastpathFpFlow
+	Fib [64]uint8
+}
+
 type fastpathFpState struct {
 	_                  structs.HostLayout
 	FibGen             uint32
@@ -323,6 +349,7 @@ const (
 	fastpathMapFpLocalAddrs    = "fp_local_addrs"
 	fastpathMapFpMtu4          = "fp_mtu4"
 	fastpathMapFpMtu6          = "fp_mtu6"
+	fastpathMapFpSlowScratch   = "fp_slow_scratch"
 	fastpathMapFpTxPorts       = "fp_tx_ports"
 	fastpathProgFpNfAccept     = "fp_nf_accept"
 	fastpathProgFpSweepIdle    = "fp_sweep_idle"
@@ -404,6 +431,7 @@ type fastpathMapSpecs struct {
 	FpLocalAddrs  *ebpf.MapSpec `ebpf:"fp_local_addrs"`
 	FpMtu4        *ebpf.MapSpec `ebpf:"fp_mtu4"`
 	FpMtu6        *ebpf.MapSpec `ebpf:"fp_mtu6"`
+	FpSlowScratch *ebpf.MapSpec `ebpf:"fp_slow_scratch"`
 	FpTxPorts     *ebpf.MapSpec `ebpf:"fp_tx_ports"`
 }
 
@@ -455,6 +483,7 @@ type fastpathMaps struct {
 	FpLocalAddrs  *ebpf.Map `ebpf:"fp_local_addrs"`
 	FpMtu4        *ebpf.Map `ebpf:"fp_mtu4"`
 	FpMtu6        *ebpf.Map `ebpf:"fp_mtu6"`
+	FpSlowScratch *ebpf.Map `ebpf:"fp_slow_scratch"`
 	FpTxPorts     *ebpf.Map `ebpf:"fp_tx_ports"`
 }
 
@@ -479,6 +508,7 @@ func (m *fastpathMaps) Close() error {
 		m.FpLocalAddrs,
 		m.FpMtu4,
 		m.FpMtu6,
+		m.FpSlowScratch,
 		m.FpTxPorts,
 	)
 }
