@@ -81,6 +81,9 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 		return err
 	}
 	if err := d.start(ctx); err != nil {
+		if ctx.Err() != nil { // the failure is the stop's doing (a socket closed under a read, say)
+			err = fmt.Errorf("stopped by a signal during start: %w", err)
+		}
 		return d.abandon(err)
 	}
 	return d.loop(ctx)
@@ -210,7 +213,7 @@ func (d *daemon) start(ctx context.Context) error {
 	d.b.reload = d.rl.reload
 	// Route MTUs and the host's own addresses are mirrored before
 	// anything is attached.
-	if err := d.ev.Routes.Start(ctx, dp); err != nil {
+	if err := d.ev.Routes.Start(dp); err != nil {
 		return fmt.Errorf("route mtus: %w", err)
 	}
 	if err := d.syncLocalAddrs(); err != nil {

@@ -58,22 +58,28 @@ func newWatchStats() *watchStats {
 	return s
 }
 
-// failed records a receive error of watch what; it logs ENOBUFS at most
-// once a minute (with the count so far) and other errors always.
+// failed records a receive error of watch what; it logs each kind (ENOBUFS,
+// with the count so far, or any other error) at most once a minute.
 func (s *watchStats) failed(log *slog.Logger, what string, err error) {
-	if !isOverrun(err) {
-		log.Warn("kernel watch", "what", what, "err", err)
-		return
+	overrun, key := isOverrun(err), what
+	if !overrun {
+		key += " error"
 	}
 	s.mu.Lock()
-	s.overruns[what]++
-	n, quiet := s.overruns[what], time.Since(s.logged[what]) >= overrunLogEvery
+	if overrun {
+		s.overruns[what]++
+	}
+	n, quiet := s.overruns[what], time.Since(s.logged[key]) >= overrunLogEvery
 	if quiet {
-		s.logged[what] = time.Now()
+		s.logged[key] = time.Now()
 	}
 	s.mu.Unlock()
-	if quiet {
+	switch {
+	case !quiet:
+	case overrun:
 		log.Warn("kernel watch overran: resyncing", "what", what, "overruns", n)
+	default:
+		log.Warn("kernel watch", "what", what, "err", err)
 	}
 }
 
@@ -242,41 +248,15 @@ func watchRtnl(ctx context.Context, log *slog.Logger, stats *watchStats, what st
 	return nil
 }
 
-// BackOff waits a moment after a receive error, so that an error that
-// repeats does not spin; false if ctx ended meanwhile.
-func BackOff(ctx context.Context) bool {
-	t := time.NewTimer(100 * time.Millisecond)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
-	}
-}
-
-// listen pokes out for every message receive returns, and for every error
-// (ENOBUFS: messages were lost, so assume a change), until ctx ends.
-func listen(ctx context.Context, log *slog.Logger, stats *watchStats, what string, receive func() error, closeFn func() error, out chan struct{}) {
-	go func() {
-		<-ctx.Done()
-		closeFn() // unblocks receive
-	}()
-	go func() {
-		for {
-			if err := receive(); err != nil {
-				if ctx.Err() != nil {
-					return
-				}
-				stats.failed(log, what, err)
-				poke(out)
-				// The periodic resync covers what is missed meanwhile.
-				if !BackOff(ctx) {
-					return
-				}
-				continue
-			}
-			poke(out)
-		}
-	}()
+// listen pokes out for every read and for every error (ENOBUFS: messages
+// were lost, so assume a change), until ctx ends, which closes the socket.
+func listen(ctx context.Context, log *slog.Logger, stats *watchStats, what string, read func() error, closeFn func() error, out chan struct{}) {
+	context.AfterFunc(ctx, func() { closeFn() }) // ends a read in progress
+	go Receive(ctx, func() (struct{}, error) { return struct{}{}, read() },
+		func(struct{}) bool { poke(out); return true },
+		func(err error) bool {
+			stats.failed(log, what, err)
+			poke(out) // the periodic resync covers what is missed meanwhile
+			return true
+		})
 }

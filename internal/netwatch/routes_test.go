@@ -79,7 +79,7 @@ func TestRoutesReachDatapathUnderChurn(t *testing.T) {
 		t.Fatal(err)
 	}
 	sink := &fakeRouteSink{}
-	if err := nsutil.Do(ns, func() error { return rt.Start(ctx, sink) }); err != nil {
+	if err := nsutil.Do(ns, func() error { return rt.Start(sink) }); err != nil {
 		t.Fatal(err)
 	}
 
