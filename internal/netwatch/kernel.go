@@ -113,39 +113,47 @@ const resubscribeAfter = time.Second
 // subscribeFunc starts one netlink subscription into ch until done closes.
 type subscribeFunc[T any] func(ch chan T, done <-chan struct{}, onErr func(error)) error
 
-// follow keeps one netlink subscription alive. The first subscription is
-// made before follow returns, so nothing between it and the caller's first
-// read of the kernel state is missed. The library closes the channel after
-// a receive error (ENOBUFS when the kernel outpaces us, e.g. a full BGP
-// table load): follow then subscribes again, in the background, signalling
-// a change each time, since updates may have been lost.
-func follow[T any](ctx context.Context, log *slog.Logger, stats *watchStats, what string, subscribe subscribeFunc[T], changed func()) error {
+// follow keeps one netlink subscription alive, handing each update to got.
+// The first subscription is made before follow returns, so nothing between
+// it and the caller's first read of the kernel state is missed. The
+// library closes the channel after a receive error (ENOBUFS when the
+// kernel outpaces us, e.g. a full BGP table load): follow then calls lost,
+// since updates may have been lost, and subscribes again in the
+// background (lost again after each failed attempt). got, lost and
+// subscribe, after the first, run on one goroutine.
+func follow[T any](ctx context.Context, log *slog.Logger, stats *watchStats, what string, subscribe subscribeFunc[T], got func(T), lost func()) error {
 	onErr := func(err error) {
 		if ctx.Err() == nil {
 			stats.failed(log, what, err)
 		}
 	}
-	start := func() (chan T, chan struct{}, error) {
+	// start subscribes; end releases the subscription's socket (once).
+	start := func() (ch chan T, end func(), err error) {
 		ch, done := make(chan T, 256), make(chan struct{})
 		if err := subscribe(ch, done, onErr); err != nil {
 			close(done)
 			return nil, nil, fmt.Errorf("watch %s: %w", what, err)
 		}
-		context.AfterFunc(ctx, func() { close(done) })
-		return ch, done, nil
+		stop := context.AfterFunc(ctx, func() { close(done) })
+		return ch, func() {
+			if stop() {
+				close(done)
+			}
+		}, nil
 	}
-	ch, _, err := start()
+	ch, end, err := start()
 	if err != nil {
 		return err
 	}
 	go func() {
 		for ctx.Err() == nil {
 			if ch != nil {
-				for range ch {
-					changed()
+				for u := range ch {
+					got(u)
 				}
+				end()
 			}
-			changed()
+			lost()
 			t := time.NewTimer(resubscribeAfter)
 			select {
 			case <-ctx.Done():
@@ -154,7 +162,7 @@ func follow[T any](ctx context.Context, log *slog.Logger, stats *watchStats, wha
 			case <-t.C:
 			}
 			var err error
-			if ch, _, err = start(); err != nil {
+			if ch, end, err = start(); err != nil {
 				log.Warn("kernel watch", "err", err) // ch is nil: retried after the next interval
 			}
 		}
@@ -186,16 +194,20 @@ func Watch(ctx context.Context, log *slog.Logger) (*Events, error) {
 	if ev.Routes, err = watchRoutes(ctx, log); err != nil {
 		return nil, err
 	}
+	linksChanged := func() { poke(ev.Links); poke(ev.FIB); poke(ev.Addrs); ev.Routes.linksChanged() }
+	addrsChanged := func() { poke(ev.FIB); poke(ev.Addrs); ev.Routes.linksChanged() }
 	if err := errors.Join(
 		follow(ctx, log, ev.stats, "links", func(ch chan netlink.LinkUpdate, done <-chan struct{}, onErr func(error)) error {
 			return netlink.LinkSubscribeWithOptions(ch, done, netlink.LinkSubscribeOptions{ErrorCallback: onErr})
-		}, func() { poke(ev.Links); poke(ev.FIB); poke(ev.Addrs); ev.Routes.linksChanged() }),
-		follow(ctx, log, ev.stats, "neighbours", func(ch chan netlink.NeighUpdate, done <-chan struct{}, onErr func(error)) error {
-			return netlink.NeighSubscribeWithOptions(ch, done, netlink.NeighSubscribeOptions{ErrorCallback: onErr})
-		}, func() { poke(ev.FIB) }),
+		}, func(netlink.LinkUpdate) { linksChanged() }, linksChanged),
+		watchNeighbours(ctx, log, ev.stats, netlink.NeighList, func(_ *netlink.NeighUpdate, matters bool) {
+			if matters {
+				poke(ev.FIB)
+			}
+		}),
 		follow(ctx, log, ev.stats, "addresses", func(ch chan netlink.AddrUpdate, done <-chan struct{}, onErr func(error)) error {
 			return netlink.AddrSubscribeWithOptions(ch, done, netlink.AddrSubscribeOptions{ErrorCallback: onErr})
-		}, func() { poke(ev.FIB); poke(ev.Addrs); ev.Routes.linksChanged() }),
+		}, func(netlink.AddrUpdate) { addrsChanged() }, addrsChanged),
 	); err != nil {
 		return nil, err
 	}
