@@ -219,9 +219,7 @@ func TestRouteMTUWatchFilter(t *testing.T) {
 		"nexthop add id 3 via 198.18.60.3 dev v0",
 		"nexthop add id 10 group 2/3",
 	)
-	if err := nsutil.Do(ns, func() error { return exec.Command("sysctl", "-qw", "net.ipv4.nexthop_compat_mode=1").Run() }); err != nil {
-		t.Fatal(err)
-	}
+	inNS(t, ns, "", "sysctl", "-qw", "net.ipv4.nexthop_compat_mode=1")
 	w, rec := startWatch(t, ns, 0)
 	if err := w.Start(rec.set); err != nil {
 		t.Fatal(err)
@@ -250,9 +248,7 @@ func TestWatchRouteChanges(t *testing.T) {
 		"nexthop add id 10 group 2/3",
 		"route add 198.18.70.0/24 nhid 10",
 	)
-	if err := nsutil.Do(ns, func() error { return exec.Command("sysctl", "-qw", "net.ipv4.nexthop_compat_mode=0").Run() }); err != nil {
-		t.Fatal(err)
-	}
+	inNS(t, ns, "", "sysctl", "-qw", "net.ipv4.nexthop_compat_mode=0")
 	var (
 		mu sync.Mutex
 		n  int
