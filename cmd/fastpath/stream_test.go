@@ -1,39 +1,20 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/fastpath-router/fastpath/internal/testio"
 )
 
 // waitTime bounds every wait in the tests of long-running commands.
 const waitTime = 10 * time.Second
 
-// syncBuffer is a bytes.Buffer a running command writes while the test
-// reads it.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // cli is a command running in the background.
 type cli struct {
-	out, err syncBuffer
+	out, err testio.SyncBuffer
 	code     chan int
 }
 

@@ -75,12 +75,13 @@ func (s *Server) serveFlows(w http.ResponseWriter, r *http.Request) {
 	s.writeJSON(w, http.StatusOK, f)
 }
 
-// serveReload asks the backend to reload its config. The reload runs to
-// its end even if the client goes away meanwhile: a reload abandoned
-// halfway is the one outcome the daemon must never have. A reload that
-// failed in part still reports what it did, in the error body's actions.
+// serveReload asks the backend to reload its config, with the request's
+// context: a client that goes away before the reload begins (it waits its
+// turn behind the daemon's other work) cancels it, one that goes away
+// later does not stop it (Backend.Reload). A reload that failed in part
+// still reports what it did, in the error body's actions.
 func (s *Server) serveReload(w http.ResponseWriter, r *http.Request) {
-	res, err := s.b.Reload(context.WithoutCancel(r.Context()))
+	res, err := s.b.Reload(r.Context())
 	var ce *ConfigError
 	switch {
 	case err != nil && res != nil && !errors.As(err, &ce):

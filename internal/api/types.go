@@ -25,7 +25,9 @@ type Backend interface {
 	// Reload rereads the config file and applies the difference. An
 	// invalid file or a restart-only change returns a *ConfigError and
 	// changes nothing; a failure on one interface returns the result (what
-	// was done) together with the error.
+	// was done) together with the error. ctx is the request's: if it ends
+	// before the reload begins, nothing is reloaded; a reload begun runs
+	// to its end (one abandoned halfway must never be).
 	Reload(ctx context.Context) (*ReloadResult, error)
 }
 

@@ -45,9 +45,8 @@ func (r *reconciler) apply(want []config.Interface) ([]string, error) {
 	return r.converge(func() []config.Interface { return want }, false)
 }
 
-// running is the running config's interface list; r.mu held. (A resync
-// reads it under the lock it converges under, so it cannot undo a reload
-// that came in between.)
+// running is the running config's interface list. (A resync reads it when
+// it converges: a reload before it has set it.)
 func (r *reconciler) running() []config.Interface {
 	out := make([]config.Interface, len(r.ifaces))
 	for i, ic := range r.ifaces {
@@ -71,13 +70,11 @@ func (e *ifaceError) Is(t error) bool {
 }
 func (e *ifaceError) Unwrap() error { return e.err }
 
-// converge is the reconcile, towards the interfaces wanted returns (called
-// under r.mu). strict (start): every interface must exist and be Ethernet
-// before anything is touched, and the first failure to attach is returned
-// at once (the caller undoes everything).
+// converge is the reconcile, towards the interfaces wanted returns.
+// strict (start): every interface must exist and be Ethernet before
+// anything is touched, and the first failure to attach is returned at once
+// (the caller undoes everything).
 func (r *reconciler) converge(wanted func() []config.Interface, strict bool) ([]string, error) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
 	defer r.publish()
 	want := wanted()
 	links, err := r.links()

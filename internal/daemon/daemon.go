@@ -11,10 +11,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
-	"slices"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -41,21 +38,6 @@ type Options struct {
 	KeepDatapath bool
 }
 
-// resyncEvery bounds how long a missed netlink event can leave the datapath
-// out of step with the kernel.
-const resyncEvery = 5 * time.Second
-
-// ipv6MTUPoll is how often the interfaces' IPv6 MTUs are read: the kernel
-// announces no change of net.ipv6.conf.IF.mtu (a sysctl write or a router
-// advertisement's MTU option), and cached flows hold the MTU they were
-// routed with. It bounds how long a lowered MTU takes to reach them.
-const ipv6MTUPoll = 50 * time.Millisecond
-
-// rulesetReadEvery spaces out reading the whole ruleset after ruleset
-// events (a burst of set element updates is one read), for what in it
-// changes without events (see revalidation).
-const rulesetReadEvery = 250 * time.Millisecond
-
 // lockName is an abstract unix socket: abstract names belong to a network
 // namespace, so there is one per namespace, and the kernel frees it when the
 // process dies, however it dies.
@@ -81,6 +63,9 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 		return err
 	}
 	if err := d.start(ctx); err != nil {
+		if ctx.Err() != nil { // the failure is the stop's doing (a socket closed under a read, say)
+			err = fmt.Errorf("stopped by a signal during start: %w", err)
+		}
 		return d.abandon(err)
 	}
 	return d.loop(ctx)
@@ -107,8 +92,7 @@ type daemon struct {
 	b      *backend
 	off    offloadState
 	reval  *revalidation
-	rl     *reloader
-	wd     *sdWatchdog
+	main   *mainLoop
 	netns  string
 }
 
@@ -172,11 +156,15 @@ func (d *daemon) open(ctx context.Context) error {
 	d.r = newReconciler(cfg, d.dp, d.feats, vethpeer.NewFinder(), d.hub, log)
 	// Set before any goroutine reads them; the API serves only later.
 	d.b.r, d.b.dp, d.b.events, d.b.watch = d.r, d.dp, d.hub, d.ev
-	d.off = offloadState{start: func() (*offload.Mode, error) {
-		return offload.Start(ctx, offload.Options{DP: d.dp, Idle: cfg.Flows.Idle(), Log: log,
+	d.off = offloadState{start: func() (housekeeper, error) {
+		m, err := offload.Start(ctx, offload.Options{DP: d.dp, Idle: cfg.Flows.Idle(), Log: log,
 			OnEvent: d.publish, OnWatchdog: func(detail string) {
 				d.hub.Publish(api.Event{Kind: api.EventWatchdog, Detail: detail})
 			}})
+		if err != nil {
+			return nil, err
+		}
+		return m, nil
 	}}
 	d.onClose(d.off.close)
 	return nil
@@ -205,12 +193,14 @@ func (d *daemon) start(ctx context.Context) error {
 		log.Info("guard", "actions", strings.Join(acts, "; "))
 	}
 	d.b.guard = gm
-	d.rl = &reloader{path: d.opts.ConfigPath, cfg: cfg, r: d.r, startOffload: d.off.ensure, setRevalidate: d.setRevalidate,
+	rl := &reloader{path: d.opts.ConfigPath, cfg: cfg, r: d.r, startOffload: d.off.ensure, setRevalidate: d.setRevalidate,
 		applyGuard: func(p *guardPlan) ([]string, error) { return applyGuard(dp, gm, p) }}
-	d.b.reload = d.rl.reload
+	d.main = newMainLoop(log, d.r, signalsOf(d.ev), dp, &d.off, d.reval, rl)
+	d.main.localAddrs = d.syncLocalAddrs
+	d.b.reload = d.main.reload // API reloads are requests to the main loop
 	// Route MTUs and the host's own addresses are mirrored before
 	// anything is attached.
-	if err := d.ev.Routes.Start(ctx, dp); err != nil {
+	if err := d.ev.Routes.Start(dp); err != nil {
 		return fmt.Errorf("route mtus: %w", err)
 	}
 	if err := d.syncLocalAddrs(); err != nil {
@@ -275,19 +265,18 @@ func (d *daemon) publish(ev datapath.Event) {
 	d.hub.Publish(api.Event{Kind: kind, Interface: f.Ingress, Flow: &f, Reason: ev.Reason})
 }
 
-// loop serves the API and metrics and follows the kernel until ctx ends:
-// one goroutine does the reconciling, the invalidation and the
-// heartbeat, so if it hangs the heartbeat stops and the datapath's watchdog
-// hands everything to the kernel.
+// loop serves the API, metrics and dashboard, and runs the main loop until
+// ctx ends.
 func (d *daemon) loop(ctx context.Context) error {
-	log, dp, r, ev := d.log, d.dp, d.r, d.ev
+	log := d.log
 	serveErr := make(chan error, 1)
 	serveDone := make(chan struct{})
 	go func() {
 		defer close(serveDone)
 		serveErr <- d.srv.ServeListener(ctx, d.ln)
 	}()
-	// Before the teardown: no API call (a reload) may act after it.
+	// Before the teardown: no API call may act after it (a reload cannot:
+	// it is the main loop's, which has returned by then).
 	d.onClose(func() { d.cancel(); <-serveDone })
 	if d.ml != nil {
 		metricsDone := make(chan struct{})
@@ -308,128 +297,9 @@ func (d *daemon) loop(ctx context.Context) error {
 	defer signal.Stop(hup)
 	log.Info("fastpath running", "interfaces", len(d.cfg.Interfaces), "socket", d.cfg.API.Socket, "netns", d.netns)
 	notifyReady(log)
-	d.wd = newSDWatchdog(log)
-	d.wd.beat(time.Now())
-
-	tick := time.NewTicker(resyncEvery)
-	defer tick.Stop()
-	beat := time.NewTicker(offload.HeartbeatEvery)
-	defer beat.Stop()
-	mtu6 := time.NewTicker(ipv6MTUPoll)
-	defer mtu6.Stop()
-	rulesRead := time.NewTicker(rulesetReadEvery)
-	defer rulesRead.Stop()
-	rulesDirty := false
-	var legacy []string // iptables-legacy tables when last looked
-	for {
-		select {
-		case <-ctx.Done():
-			log.Info("stopping")
-			return nil
-		case err := <-serveErr:
-			if ctx.Err() != nil {
-				return nil
-			}
-			return fmt.Errorf("api server: %w", err)
-		case <-ev.Links:
-			r.sync()
-		case <-ev.FIB:
-			invalidate(log, "neighbours or addresses", dp.InvalidateRoutes)
-		case <-ev.Addrs:
-			if err := d.syncLocalAddrs(); err != nil {
-				log.Warn("local addresses", "err", err)
-			}
-		case now := <-beat.C:
-			d.off.beat()
-			d.wd.beat(now)
-		case <-ev.Rules:
-			invalidate(log, "ruleset", dp.InvalidateRuleset)
-			r.sync() // chains bound to devices may have come or gone
-			rulesDirty = true
-		case <-rulesRead.C:
-			if rulesDirty {
-				rulesDirty = false
-				if err := d.reval.refresh(); err != nil {
-					log.Error("flow revalidation", "err", err)
-				}
-			}
-		case <-hup:
-			res, err := d.rl.reload(ctx)
-			switch {
-			case err != nil:
-				log.Error("reload (SIGHUP): the running state is kept where it failed", "err", err)
-			case res.Changed:
-				log.Info("reloaded (SIGHUP)", "actions", strings.Join(res.Actions, "; "))
-			default:
-				log.Info("reloaded (SIGHUP): no change")
-			}
-		case <-mtu6.C:
-			r.pollIPv6MTUs()
-		case <-tick.C:
-			r.sync()
-			// iptables-legacy sends no events, not even of its tables
-			// coming: only they need this look; the rest reads on events.
-			if lt, err := netwatch.LegacyTables(); err != nil || !slices.Equal(lt, legacy) {
-				legacy, rulesDirty = lt, true
-			}
-			d.off.resync()
-		}
-	}
-}
-
-// offloadState owns offload mode's housekeeping once some interface is in
-// offload mode: at start, or when a reload (on the API goroutine) first
-// brings one; the main loop reads it meanwhile.
-type offloadState struct {
-	start  func() (*offload.Mode, error)
-	mode   atomic.Pointer[offload.Mode]
-	mu     sync.Mutex // one ensure at a time, and close
-	closed bool       // the daemon is going: a late reload starts nothing
-}
-
-// ensure starts offload mode unless it runs.
-func (o *offloadState) ensure() error {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	if o.closed {
-		return errors.New("offload mode: the daemon is stopping")
-	}
-	if o.mode.Load() != nil {
-		return nil
-	}
-	m, err := o.start()
-	if err != nil {
-		return fmt.Errorf("offload mode: %w", err)
-	}
-	o.mode.Store(m)
-	return nil
-}
-
-func (o *offloadState) beat() {
-	if m := o.mode.Load(); m != nil {
-		m.Beat()
-	}
-}
-
-func (o *offloadState) resync() {
-	if m := o.mode.Load(); m != nil {
-		m.Resync()
-	}
-}
-
-func (o *offloadState) close() {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	o.closed = true
-	if m := o.mode.Swap(nil); m != nil {
-		m.Close()
-	}
-}
-
-func invalidate(log *slog.Logger, what string, f func() error) {
-	if err := f(); err != nil {
-		log.Error("invalidate cached flows", "what", what, "err", err)
-	}
+	d.main.wd = newSDWatchdog(log)
+	d.main.wd.beat(time.Now())
+	return d.main.run(ctx, hup, serveErr)
 }
 
 func usesOffload(cfg *config.Config) bool {

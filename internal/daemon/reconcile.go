@@ -6,7 +6,6 @@ import (
 	"log/slog"
 	"net"
 	"slices"
-	"sync"
 	"sync/atomic"
 
 	"github.com/cilium/ebpf"
@@ -64,10 +63,9 @@ type iface struct {
 func (ic *iface) managed() bool { return ic.cfg.Mode != config.ModeOff }
 
 // reconciler makes the datapath match the config and the kernel's links.
-// All methods take mu: netlink events, the resync tick and API reads
-// interleave.
+// It is one goroutine's: start, then the main loop (every converge, the
+// reloads' included), then the teardown. Others read status, a snapshot.
 type reconciler struct {
-	mu    sync.Mutex
 	dp    dataplane
 	feats featureSource
 	peers peerSource
@@ -193,8 +191,6 @@ func (r *reconciler) writeIface(ic *iface, l netlink.Link) error {
 // kernel sends no event, and re-routes cached flows when one changed: the
 // FIB lookup of their next packet folds the new MTU in.
 func (r *reconciler) pollIPv6MTUs() {
-	r.mu.Lock()
-	defer r.mu.Unlock()
 	changed := false
 	for _, ic := range r.ifaces {
 		if !ic.managed() || ic.ifindex == 0 {
@@ -447,8 +443,6 @@ func (r *reconciler) teardown(ic *iface, state string) {
 // release closes the daemon's handles on its links without detaching
 // them: pinned, they keep forwarding for the next daemon.
 func (r *reconciler) release() {
-	r.mu.Lock()
-	defer r.mu.Unlock()
 	for _, ic := range r.ifaces {
 		if ic.link != nil {
 			ic.link.Close()
@@ -471,7 +465,7 @@ func (r *reconciler) status() []api.InterfaceStatus {
 	return nil
 }
 
-// publish stores the snapshot status returns; r.mu held.
+// publish stores the snapshot status returns.
 func (r *reconciler) publish() {
 	out := make([]api.InterfaceStatus, 0, len(r.ifaces))
 	for _, ic := range r.ifaces {
@@ -498,8 +492,6 @@ func (r *reconciler) publish() {
 
 // managedIndexes are the ifindexes the datapath should know now.
 func (r *reconciler) managedIndexes() map[int]bool {
-	r.mu.Lock()
-	defer r.mu.Unlock()
 	m := map[int]bool{}
 	for _, ic := range r.ifaces {
 		if ic.managed() && ic.ifindex != 0 {
@@ -511,8 +503,6 @@ func (r *reconciler) managedIndexes() map[int]bool {
 
 // detachAll undoes everything; the daemon's last act.
 func (r *reconciler) detachAll() {
-	r.mu.Lock()
-	defer r.mu.Unlock()
 	defer r.publish()
 	for _, ic := range r.ifaces {
 		if ic.managed() {

@@ -1,11 +1,9 @@
 package daemon
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"strings"
-	"sync"
 
 	"github.com/fastpath-router/fastpath/internal/api"
 	"github.com/fastpath-router/fastpath/internal/config"
@@ -14,9 +12,9 @@ import (
 
 // reloader applies a changed config file to the running daemon: only the
 // difference, and nothing at all if the new file is invalid or asks for a
-// change that needs a restart.
+// change that needs a restart. It is the main loop's: SIGHUP and the API
+// both ask the loop, which reloads between its other work.
 type reloader struct {
-	mu   sync.Mutex // one reload at a time (SIGHUP and the API)
 	path string
 	cfg  *config.Config // what runs now
 	r    *reconciler
@@ -51,9 +49,7 @@ func restartOnly(old, new *config.Config) []string {
 	return diff
 }
 
-func (rl *reloader) reload(context.Context) (*api.ReloadResult, error) {
-	rl.mu.Lock()
-	defer rl.mu.Unlock()
+func (rl *reloader) reload() (*api.ReloadResult, error) {
 	if rl.path == "" {
 		return nil, errors.New("the daemon was started without a config file to reread")
 	}

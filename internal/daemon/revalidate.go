@@ -21,8 +21,7 @@ type revalidation struct {
 	read func() ([]string, error)  // what in the ruleset changes without events
 	log  *slog.Logger
 
-	reads  sync.Mutex // one read-and-apply at a time: an older read never lands last
-	mu     sync.Mutex
+	mu     sync.Mutex    // configure and refresh are the main loop's; status is the API's
 	every  time.Duration // configured
 	always bool
 	why    []string      // why it runs, as last read
@@ -44,8 +43,6 @@ func (v *revalidation) configure(every time.Duration, always bool) error {
 // revalidation on or off. A ruleset that cannot be read counts as one that
 // needs it.
 func (v *revalidation) refresh() error {
-	v.reads.Lock()
-	defer v.reads.Unlock()
 	why, err := v.read()
 	if err != nil {
 		why = []string{"ruleset unreadable: " + err.Error()}

@@ -1,7 +1,6 @@
 package demo
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -9,30 +8,12 @@ import (
 	"net/http"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/fastpath-router/fastpath/internal/nsutil"
+	"github.com/fastpath-router/fastpath/internal/testio"
 )
-
-// syncBuffer is a bytes.Buffer the demo writes while the test reads it.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // TestRunDashboard: with Dashboard set, the demo prints a URL on this host
 // that reaches what listens on the router's loopback (the daemon's
@@ -43,7 +24,7 @@ func TestRunDashboard(t *testing.T) {
 	name := testName()
 	cleanupLab(t, name)
 	bin, pidFile := fakeDaemon(t, "exec sleep 60")
-	out := &syncBuffer{}
+	out := &testio.SyncBuffer{}
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	done := make(chan error, 1)

@@ -58,22 +58,28 @@ func newWatchStats() *watchStats {
 	return s
 }
 
-// failed records a receive error of watch what; it logs ENOBUFS at most
-// once a minute (with the count so far) and other errors always.
+// failed records a receive error of watch what; it logs each kind (ENOBUFS,
+// with the count so far, or any other error) at most once a minute.
 func (s *watchStats) failed(log *slog.Logger, what string, err error) {
-	if !isOverrun(err) {
-		log.Warn("kernel watch", "what", what, "err", err)
-		return
+	overrun, key := isOverrun(err), what
+	if !overrun {
+		key += " error"
 	}
 	s.mu.Lock()
-	s.overruns[what]++
-	n, quiet := s.overruns[what], time.Since(s.logged[what]) >= overrunLogEvery
+	if overrun {
+		s.overruns[what]++
+	}
+	n, quiet := s.overruns[what], time.Since(s.logged[key]) >= overrunLogEvery
 	if quiet {
-		s.logged[what] = time.Now()
+		s.logged[key] = time.Now()
 	}
 	s.mu.Unlock()
-	if quiet {
+	switch {
+	case !quiet:
+	case overrun:
 		log.Warn("kernel watch overran: resyncing", "what", what, "overruns", n)
+	default:
+		log.Warn("kernel watch", "what", what, "err", err)
 	}
 }
 
@@ -107,39 +113,47 @@ const resubscribeAfter = time.Second
 // subscribeFunc starts one netlink subscription into ch until done closes.
 type subscribeFunc[T any] func(ch chan T, done <-chan struct{}, onErr func(error)) error
 
-// follow keeps one netlink subscription alive. The first subscription is
-// made before follow returns, so nothing between it and the caller's first
-// read of the kernel state is missed. The library closes the channel after
-// a receive error (ENOBUFS when the kernel outpaces us, e.g. a full BGP
-// table load): follow then subscribes again, in the background, signalling
-// a change each time, since updates may have been lost.
-func follow[T any](ctx context.Context, log *slog.Logger, stats *watchStats, what string, subscribe subscribeFunc[T], changed func()) error {
+// follow keeps one netlink subscription alive, handing each update to got.
+// The first subscription is made before follow returns, so nothing between
+// it and the caller's first read of the kernel state is missed. The
+// library closes the channel after a receive error (ENOBUFS when the
+// kernel outpaces us, e.g. a full BGP table load): follow then calls lost,
+// since updates may have been lost, and subscribes again in the
+// background (lost again after each failed attempt). got, lost and
+// subscribe, after the first, run on one goroutine.
+func follow[T any](ctx context.Context, log *slog.Logger, stats *watchStats, what string, subscribe subscribeFunc[T], got func(T), lost func()) error {
 	onErr := func(err error) {
 		if ctx.Err() == nil {
 			stats.failed(log, what, err)
 		}
 	}
-	start := func() (chan T, chan struct{}, error) {
+	// start subscribes; end releases the subscription's socket (once).
+	start := func() (ch chan T, end func(), err error) {
 		ch, done := make(chan T, 256), make(chan struct{})
 		if err := subscribe(ch, done, onErr); err != nil {
 			close(done)
 			return nil, nil, fmt.Errorf("watch %s: %w", what, err)
 		}
-		context.AfterFunc(ctx, func() { close(done) })
-		return ch, done, nil
+		stop := context.AfterFunc(ctx, func() { close(done) })
+		return ch, func() {
+			if stop() {
+				close(done)
+			}
+		}, nil
 	}
-	ch, _, err := start()
+	ch, end, err := start()
 	if err != nil {
 		return err
 	}
 	go func() {
 		for ctx.Err() == nil {
 			if ch != nil {
-				for range ch {
-					changed()
+				for u := range ch {
+					got(u)
 				}
+				end()
 			}
-			changed()
+			lost()
 			t := time.NewTimer(resubscribeAfter)
 			select {
 			case <-ctx.Done():
@@ -148,7 +162,7 @@ func follow[T any](ctx context.Context, log *slog.Logger, stats *watchStats, wha
 			case <-t.C:
 			}
 			var err error
-			if ch, _, err = start(); err != nil {
+			if ch, end, err = start(); err != nil {
 				log.Warn("kernel watch", "err", err) // ch is nil: retried after the next interval
 			}
 		}
@@ -180,16 +194,20 @@ func Watch(ctx context.Context, log *slog.Logger) (*Events, error) {
 	if ev.Routes, err = watchRoutes(ctx, log); err != nil {
 		return nil, err
 	}
+	linksChanged := func() { poke(ev.Links); poke(ev.FIB); poke(ev.Addrs); ev.Routes.linksChanged() }
+	addrsChanged := func() { poke(ev.FIB); poke(ev.Addrs); ev.Routes.linksChanged() }
 	if err := errors.Join(
 		follow(ctx, log, ev.stats, "links", func(ch chan netlink.LinkUpdate, done <-chan struct{}, onErr func(error)) error {
 			return netlink.LinkSubscribeWithOptions(ch, done, netlink.LinkSubscribeOptions{ErrorCallback: onErr})
-		}, func() { poke(ev.Links); poke(ev.FIB); poke(ev.Addrs); ev.Routes.linksChanged() }),
-		follow(ctx, log, ev.stats, "neighbours", func(ch chan netlink.NeighUpdate, done <-chan struct{}, onErr func(error)) error {
-			return netlink.NeighSubscribeWithOptions(ch, done, netlink.NeighSubscribeOptions{ErrorCallback: onErr})
-		}, func() { poke(ev.FIB) }),
+		}, func(netlink.LinkUpdate) { linksChanged() }, linksChanged),
+		watchNeighbours(ctx, log, ev.stats, netlink.NeighList, func(_ *netlink.NeighUpdate, matters bool) {
+			if matters {
+				poke(ev.FIB)
+			}
+		}),
 		follow(ctx, log, ev.stats, "addresses", func(ch chan netlink.AddrUpdate, done <-chan struct{}, onErr func(error)) error {
 			return netlink.AddrSubscribeWithOptions(ch, done, netlink.AddrSubscribeOptions{ErrorCallback: onErr})
-		}, func() { poke(ev.FIB); poke(ev.Addrs); ev.Routes.linksChanged() }),
+		}, func(netlink.AddrUpdate) { addrsChanged() }, addrsChanged),
 	); err != nil {
 		return nil, err
 	}
@@ -242,41 +260,15 @@ func watchRtnl(ctx context.Context, log *slog.Logger, stats *watchStats, what st
 	return nil
 }
 
-// BackOff waits a moment after a receive error, so that an error that
-// repeats does not spin; false if ctx ended meanwhile.
-func BackOff(ctx context.Context) bool {
-	t := time.NewTimer(100 * time.Millisecond)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
-	}
-}
-
-// listen pokes out for every message receive returns, and for every error
-// (ENOBUFS: messages were lost, so assume a change), until ctx ends.
-func listen(ctx context.Context, log *slog.Logger, stats *watchStats, what string, receive func() error, closeFn func() error, out chan struct{}) {
-	go func() {
-		<-ctx.Done()
-		closeFn() // unblocks receive
-	}()
-	go func() {
-		for {
-			if err := receive(); err != nil {
-				if ctx.Err() != nil {
-					return
-				}
-				stats.failed(log, what, err)
-				poke(out)
-				// The periodic resync covers what is missed meanwhile.
-				if !BackOff(ctx) {
-					return
-				}
-				continue
-			}
-			poke(out)
-		}
-	}()
+// listen pokes out for every read and for every error (ENOBUFS: messages
+// were lost, so assume a change), until ctx ends, which closes the socket.
+func listen(ctx context.Context, log *slog.Logger, stats *watchStats, what string, read func() error, closeFn func() error, out chan struct{}) {
+	context.AfterFunc(ctx, func() { closeFn() }) // ends a read in progress
+	go Receive(ctx, func() (struct{}, error) { return struct{}{}, read() },
+		func(struct{}) bool { poke(out); return true },
+		func(err error) bool {
+			stats.failed(log, what, err)
+			poke(out) // the periodic resync covers what is missed meanwhile
+			return true
+		})
 }

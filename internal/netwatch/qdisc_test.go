@@ -5,6 +5,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/asm"
@@ -72,14 +73,27 @@ func TestLocalAddrs(t *testing.T) {
 	ns := emptyNS(t)
 	ipCmds(t, ns, "link add v0 type veth peer name v1", "link set v0 up", "link set v1 up",
 		"addr add 198.18.60.1/24 dev v0", "-6 addr add fd00:60::1/64 dev v0 nodad")
+	// The kernel adds the IPv6 address's local route once the veth's
+	// carrier is up, a moment after the commands return.
 	var got []netip.Addr
-	if err := nsutil.Do(ns, func() (err error) { got, err = LocalAddrs(); return err }); err != nil {
-		t.Fatal(err)
-	}
-	for _, want := range []string{"198.18.60.1", "198.18.60.255", "fd00:60::1"} {
-		if !slices.Contains(got, netip.MustParseAddr(want)) {
-			t.Errorf("%s missing from %v", want, got)
+	var missing []string
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		if err := nsutil.Do(ns, func() (err error) { got, err = LocalAddrs(); return err }); err != nil {
+			t.Fatal(err)
 		}
+		missing = missing[:0]
+		for _, want := range []string{"198.18.60.1", "198.18.60.255", "fd00:60::1"} {
+			if !slices.Contains(got, netip.MustParseAddr(want)) {
+				missing = append(missing, want)
+			}
+		}
+		if len(missing) == 0 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(10 * time.Millisecond) // polling
+	}
+	if len(missing) > 0 {
+		t.Errorf("%v missing from %v", missing, got)
 	}
 	if slices.Contains(got, netip.MustParseAddr("198.18.60.2")) {
 		t.Errorf("a neighbour's address listed as local: %v", got)

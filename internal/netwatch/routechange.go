@@ -33,33 +33,18 @@ func WatchRouteChanges(ctx context.Context, log *slog.Logger, every time.Duratio
 		c.Close()
 		return err
 	}
-	context.AfterFunc(ctx, func() { c.Close() })
-	go func() {
-		var logged time.Time
-		for {
-			_, err := c.Receive()
-			if ctx.Err() != nil {
-				return
-			}
-			wait := every
-			if err != nil { // assume a change; an error that repeats must not spin or flood the log
-				if time.Since(logged) >= overrunLogEvery {
-					logged = time.Now()
-					log.Warn("route change watch", "err", err)
-				}
-				wait = max(every, errorBackoff)
+	context.AfterFunc(ctx, func() { c.Close() }) // the socket's one closer; ends a read in progress
+	var quiet logLimit
+	// A rate limit after each wakeup: what arrives meanwhile waits in the
+	// queue (or makes the kernel drop it, the queue being non-empty).
+	go Receive(ctx, c.Receive,
+		func([]netlink.Message) bool { changed(); return sleep(ctx, every) },
+		func(err error) bool { // assume a change
+			if quiet.allow() {
+				log.Warn("route change watch", "err", err)
 			}
 			changed()
-			// A rate limit: what arrives meanwhile waits in the queue
-			// (or makes the kernel drop it, the queue being non-empty).
-			t := time.NewTimer(wait)
-			select {
-			case <-ctx.Done():
-				t.Stop()
-				return
-			case <-t.C:
-			}
-		}
-	}()
+			return sleep(ctx, every)
+		})
 	return nil
 }

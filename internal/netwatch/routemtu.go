@@ -24,12 +24,7 @@ const (
 	// full dump of a BGP table costs the kernel and us a fraction of a
 	// second.
 	resyncSpacing = time.Second
-	// overrunLogEvery rate-limits the warnings about overruns and receive
-	// errors; the metric counts each overrun.
-	overrunLogEvery = time.Minute
-	// errorBackoff spaces out reads after an error other than an overrun.
-	errorBackoff = 100 * time.Millisecond
-	dumpRetries  = 5
+	dumpRetries   = 5
 )
 
 // Resync reasons, as counted by RouteMTUStats.
@@ -54,9 +49,14 @@ type RouteMTUStats struct {
 // is dumped again only after the socket overran, and, if IPv4 MTU routes
 // are mirrored, after link or address changes (the kernel removes IPv4
 // routes of a device going down without telling).
+//
+// The sockets have one owner, the context given to WatchRouteMTUs: its end
+// closes them, started or not, and ends the goroutines Start runs. Until
+// Start the dump socket is Start's; after it, the resync loop's alone.
 type RouteMTUWatch struct {
-	conn *netlink.Conn // events, filtered
-	dump *netlink.Conn // dumps; opened with conn, so in the same namespace
+	ctx  context.Context // the watch's lifetime
+	conn *netlink.Conn   // events, filtered
+	dump *netlink.Conn   // dumps; opened with conn, so in the same namespace
 	log  *slog.Logger
 	poke chan struct{} // links or addresses changed
 
@@ -68,12 +68,13 @@ type RouteMTUWatch struct {
 
 // WatchRouteMTUs subscribes to route events in the calling thread's network
 // namespace. Nothing is read until Start: events from now on queue, so a
-// change between this call and Start's dump is not missed.
-func WatchRouteMTUs(log *slog.Logger) (*RouteMTUWatch, error) {
-	return watchRouteMTUs(log, mtuReadBuffer)
+// change between this call and Start's dump is not missed. The watch's
+// sockets close when ctx ends, and only then.
+func WatchRouteMTUs(ctx context.Context, log *slog.Logger) (*RouteMTUWatch, error) {
+	return watchRouteMTUs(ctx, log, mtuReadBuffer)
 }
 
-func watchRouteMTUs(log *slog.Logger, rcvbuf int) (*RouteMTUWatch, error) {
+func watchRouteMTUs(ctx context.Context, log *slog.Logger, rcvbuf int) (*RouteMTUWatch, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
@@ -94,7 +95,9 @@ func watchRouteMTUs(log *slog.Logger, rcvbuf int) (*RouteMTUWatch, error) {
 		c.Close()
 		return nil, fmt.Errorf("rtnetlink: %w", err)
 	}
-	return &RouteMTUWatch{conn: c, dump: d, log: log, poke: make(chan struct{}, 1)}, nil
+	w := &RouteMTUWatch{ctx: ctx, conn: c, dump: d, log: log, poke: make(chan struct{}, 1)}
+	context.AfterFunc(ctx, func() { c.Close(); d.Close() }) // ends a read or dump in progress
+	return w, nil
 }
 
 // dialRoutes opens an rtnetlink socket in the IPv4 and IPv6 route groups
@@ -137,13 +140,6 @@ func setRcvbuf(c *netlink.Conn, n int) error {
 	return serr
 }
 
-// Close closes the sockets (Start's context ending does too); closing
-// twice is harmless.
-func (w *RouteMTUWatch) Close() {
-	w.conn.Close()
-	w.dump.Close()
-}
-
 // LinksChanged tells the watch a link or address changed; it never blocks.
 func (w *RouteMTUWatch) LinksChanged() {
 	select {
@@ -169,31 +165,37 @@ type batch struct {
 }
 
 // Start dumps the MTU routes, hands them to set, and then follows events on
-// a goroutine until ctx ends (which closes the socket). set is called from
-// that goroutine only, after every change; an error is logged and the
-// full set handed again after the next change.
-func (w *RouteMTUWatch) Start(ctx context.Context, set func(map[netip.Prefix]int) error) error {
+// goroutines of its own until the watch's context ends. set is called from
+// one of them only, after every change; an error is logged and the full
+// set handed again after the next change. Start is called once; if the
+// watch's context ends first, or meanwhile, it returns the context's error.
+func (w *RouteMTUWatch) Start(set func(map[netip.Prefix]int) error) error {
+	ctx := w.ctx
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("stopped: %w", err)
+	}
 	m := newMirror()
 	err := dumpInto(w.dump, m)
+	if err != nil && ctx.Err() != nil { // the socket closed under the dump
+		err = fmt.Errorf("stopped: %w", ctx.Err())
+	}
 	if err == nil {
 		w.routes.Store(int64(len(m.routes)))
 		err = set(m.prefixes())
 	}
 	if err != nil {
-		w.Close()
 		return err
 	}
 	batches := make(chan batch, 64)
-	context.AfterFunc(ctx, w.Close) // unblocks the reader
 	go w.read(ctx, batches)
 	go w.loop(ctx, m, batches, set)
 	return nil
 }
 
-// read decodes what the filtered socket delivers, until ctx ends.
+// read decodes what the filtered socket delivers, until ctx ends. An error
+// is an overrun to the loop: what the lost messages said is unknown.
 func (w *RouteMTUWatch) read(ctx context.Context, out chan<- batch) {
 	defer close(out)
-	var logged time.Time
 	send := func(b batch) bool {
 		select {
 		case out <- b:
@@ -202,44 +204,21 @@ func (w *RouteMTUWatch) read(ctx context.Context, out chan<- batch) {
 			return false
 		}
 	}
-	for {
-		msgs, err := w.conn.Receive()
-		if err != nil {
-			if ctx.Err() != nil {
-				return
-			}
-			if errors.Is(err, unix.ENOBUFS) {
-				if !send(batch{overrun: true}) {
-					return
-				}
-				continue
-			}
-			if time.Since(logged) >= overrunLogEvery {
-				logged = time.Now()
-				w.log.Warn("route mtu watch", "err", err)
-			}
-			t := time.NewTimer(errorBackoff) // an error that repeats must not spin
-			select {
-			case <-ctx.Done():
-				t.Stop()
-				return
-			case <-t.C:
-			}
-			if !send(batch{overrun: true}) { // what it would have said is unknown
-				return
-			}
-			continue
-		}
+	var quiet logLimit
+	Receive(ctx, w.conn.Receive, func(msgs []netlink.Message) bool {
 		var b batch
 		for _, nm := range msgs {
 			if r, ok := decodeRoute(uint16(nm.Header.Type), uint16(nm.Header.Flags), nm.Data); ok {
 				b.msgs = append(b.msgs, r)
 			}
 		}
-		if len(b.msgs) > 0 && !send(b) {
-			return
+		return len(b.msgs) == 0 || send(b)
+	}, func(err error) bool {
+		if !isOverrun(err) && quiet.allow() {
+			w.log.Warn("route mtu watch", "err", err)
 		}
-	}
+		return send(batch{overrun: true})
+	})
 }
 
 func (w *RouteMTUWatch) loop(ctx context.Context, m *mirror, in <-chan batch, set func(map[netip.Prefix]int) error) {
@@ -248,7 +227,7 @@ func (w *RouteMTUWatch) loop(ctx context.Context, m *mirror, in <-chan batch, se
 		last    time.Time // of the last resync
 		timer   *time.Timer
 		tick    <-chan time.Time
-		logged  time.Time
+		quiet   logLimit
 		failed  bool // the last set failed: hand the set again
 	)
 	push := func() {
@@ -284,8 +263,7 @@ func (w *RouteMTUWatch) loop(ctx context.Context, m *mirror, in <-chan batch, se
 			}
 			if b.overrun {
 				n := w.overruns.Add(1)
-				if time.Since(logged) >= overrunLogEvery {
-					logged = time.Now()
+				if quiet.allow() {
 					w.log.Warn("route events overran the socket: resyncing route mtus", "overruns", n)
 				}
 				due(ResyncOverrun)
@@ -310,6 +288,9 @@ func (w *RouteMTUWatch) loop(ctx context.Context, m *mirror, in <-chan batch, se
 			// dump ends where the kernel is.
 			fresh := newMirror()
 			if err := dumpInto(w.dump, fresh); err != nil {
+				if ctx.Err() != nil {
+					return // the socket closed under the dump
+				}
 				w.log.Warn("route mtus resync", "err", err)
 				due(pending)
 				continue

@@ -20,19 +20,19 @@ const routeChangeEvery = 20 * time.Millisecond
 // Neither reads the routes themselves: a million routes loading cost the
 // daemon a few wakeups, not a million messages (see docs/scale.md).
 type Routes struct {
+	ctx  context.Context // the watches' lifetime: its end closes their sockets
 	log  *slog.Logger
 	mtus *RouteMTUWatch
 }
 
 // watchRoutes subscribes to the route MTUs: events from now on queue
-// until start. The sockets close when ctx ends, started or not.
+// until Start. The sockets close when ctx ends, started or not.
 func watchRoutes(ctx context.Context, log *slog.Logger) (*Routes, error) {
-	mtus, err := WatchRouteMTUs(log)
+	mtus, err := WatchRouteMTUs(ctx, log)
 	if err != nil {
 		return nil, err
 	}
-	context.AfterFunc(ctx, mtus.Close)
-	return &Routes{log: log, mtus: mtus}, nil
+	return &Routes{ctx: ctx, log: log, mtus: mtus}, nil
 }
 
 // RouteSink is what Routes changes in the datapath (*datapath.Datapath; a
@@ -43,13 +43,13 @@ type RouteSink interface {
 }
 
 // Start mirrors the route MTUs (one dump, now), then keeps dp current
-// until ctx ends. It runs before anything is attached, so route changes
-// before it need no generation bump.
-func (rt *Routes) Start(ctx context.Context, dp RouteSink) error {
-	if err := rt.mtus.Start(ctx, dp.SetRouteMTUs); err != nil {
+// until the context Watch was given ends. It runs before anything is
+// attached, so route changes before it need no generation bump.
+func (rt *Routes) Start(dp RouteSink) error {
+	if err := rt.mtus.Start(dp.SetRouteMTUs); err != nil {
 		return err
 	}
-	return WatchRouteChanges(ctx, rt.log, routeChangeEvery, func() {
+	return WatchRouteChanges(rt.ctx, rt.log, routeChangeEvery, func() {
 		if err := dp.InvalidateRoutes(); err != nil {
 			rt.log.Error("invalidate cached flows", "what", "routes", "err", err)
 		}

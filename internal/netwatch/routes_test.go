@@ -5,9 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
-	"math/rand/v2"
 	"net/netip"
-	"os"
 	"os/exec"
 	"strings"
 	"testing"
@@ -55,20 +53,9 @@ func poll(t *testing.T, what string, cond func() bool) {
 // reaches the datapath, and a route change still bumps the route
 // generation, promptly.
 func TestRoutesReachDatapathUnderChurn(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root (creates a network namespace)")
-	}
-	ns := fmt.Sprintf("fpd-%06x", rand.IntN(1<<24))
-	if err := nsutil.Create(ns); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { nsutil.Delete(ns) })
-	for _, c := range []string{
-		"link add v0 type veth peer name v1", "link set v0 up", "link set v1 up",
-		"addr add 198.18.70.1/24 dev v0",
-	} {
-		ipCmds(t, ns, c)
-	}
+	ns := emptyNS(t)
+	ipCmds(t, ns, "link add v0 type veth peer name v1", "link set v0 up", "link set v1 up",
+		"addr add 198.18.70.1/24 dev v0")
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
 	var rt *Routes
@@ -79,7 +66,7 @@ func TestRoutesReachDatapathUnderChurn(t *testing.T) {
 		t.Fatal(err)
 	}
 	sink := &fakeRouteSink{}
-	if err := nsutil.Do(ns, func() error { return rt.Start(ctx, sink) }); err != nil {
+	if err := nsutil.Do(ns, func() error { return rt.Start(sink) }); err != nil {
 		t.Fatal(err)
 	}
 

@@ -1,6 +1,8 @@
 package netwatch
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"maps"
 	"net/netip"
@@ -78,7 +80,7 @@ func startWatch(t *testing.T, ns string, rcvbuf int) (*RouteMTUWatch, *recorder)
 	rec := &recorder{}
 	var w *RouteMTUWatch
 	err := nsutil.Do(ns, func() (err error) {
-		w, err = watchRouteMTUs(nil, rcvbuf)
+		w, err = watchRouteMTUs(t.Context(), nil, rcvbuf)
 		return err
 	})
 	if err != nil {
@@ -100,7 +102,7 @@ func TestRouteMTUWatch(t *testing.T) {
 		"-6 route add fd00:61::/64 via fd00:60::2 mtu 1350",
 	)
 	w, rec := startWatch(t, ns, mtuReadBuffer)
-	if err := w.Start(t.Context(), rec.set); err != nil {
+	if err := w.Start(rec.set); err != nil {
 		t.Fatal(err)
 	}
 	want := map[netip.Prefix]int{
@@ -178,7 +180,7 @@ func TestRouteMTUWatchOverrun(t *testing.T) {
 	}
 	// Nothing reads while these pour in: the socket overruns.
 	ipBatch(t, ns, lines)
-	if err := w.Start(t.Context(), rec.set); err != nil {
+	if err := w.Start(rec.set); err != nil {
 		t.Fatal(err)
 	}
 	rec.await(t, "after the load", want)
@@ -217,11 +219,9 @@ func TestRouteMTUWatchFilter(t *testing.T) {
 		"nexthop add id 3 via 198.18.60.3 dev v0",
 		"nexthop add id 10 group 2/3",
 	)
-	if err := nsutil.Do(ns, func() error { return exec.Command("sysctl", "-qw", "net.ipv4.nexthop_compat_mode=1").Run() }); err != nil {
-		t.Fatal(err)
-	}
+	inNS(t, ns, "", "sysctl", "-qw", "net.ipv4.nexthop_compat_mode=1")
 	w, rec := startWatch(t, ns, 0)
-	if err := w.Start(t.Context(), rec.set); err != nil {
+	if err := w.Start(rec.set); err != nil {
 		t.Fatal(err)
 	}
 	var lines []string
@@ -248,9 +248,7 @@ func TestWatchRouteChanges(t *testing.T) {
 		"nexthop add id 10 group 2/3",
 		"route add 198.18.70.0/24 nhid 10",
 	)
-	if err := nsutil.Do(ns, func() error { return exec.Command("sysctl", "-qw", "net.ipv4.nexthop_compat_mode=0").Run() }); err != nil {
-		t.Fatal(err)
-	}
+	inNS(t, ns, "", "sysctl", "-qw", "net.ipv4.nexthop_compat_mode=0")
 	var (
 		mu sync.Mutex
 		n  int
@@ -272,5 +270,36 @@ func TestWatchRouteChanges(t *testing.T) {
 			}
 			time.Sleep(time.Millisecond) // polling
 		}
+	}
+}
+
+// TestRouteMTUWatchStopped: the watch's context owns its sockets. A watch
+// whose context ends before or during Start's dump says it was stopped,
+// never that its socket was gone (EBADF); one started before keeps going.
+func TestRouteMTUWatchStopped(t *testing.T) {
+	ns := testNS(t)
+	ipCmds(t, ns, "route add 198.18.61.0/24 via 198.18.60.2 mtu 1300")
+	for i := range 40 {
+		ctx, cancel := context.WithCancel(t.Context())
+		var w *RouteMTUWatch
+		if err := nsutil.Do(ns, func() (err error) { w, err = watchRouteMTUs(ctx, nil, mtuReadBuffer); return err }); err != nil {
+			cancel()
+			t.Fatal(err)
+		}
+		before := i%2 == 0
+		if before {
+			cancel()
+		} else {
+			go cancel() // during the dump, or after it
+		}
+		rec := &recorder{}
+		err := w.Start(rec.set)
+		switch {
+		case before && !errors.Is(err, context.Canceled):
+			t.Fatalf("start after the context ended: %v, want context.Canceled", err)
+		case err != nil && !errors.Is(err, context.Canceled):
+			t.Fatalf("start while the context ends: %v, want success or context.Canceled", err)
+		}
+		cancel()
 	}
 }

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/cilium/ebpf/link"
+	"github.com/mdlayher/netlink"
 	"github.com/ti-mo/conntrack"
 	"github.com/ti-mo/netfilter"
 
@@ -233,35 +234,33 @@ func (o *Mode) watchConntrack(ctx context.Context) error {
 	}
 	o.ct = c
 	own := o.nl.PID()
-	go func() {
-		for {
-			msgs, err := c.Receive()
-			if err != nil {
-				if ctx.Err() != nil || o.ctClosed.Load() {
-					return
-				}
-				o.log.Warn("conntrack events", "err", err)
-				if !netwatch.BackOff(ctx) {
-					return
-				}
+	var logged time.Time
+	go netwatch.Receive(ctx, c.Receive, func(msgs []netlink.Message) bool {
+		for _, m := range msgs {
+			var ev conntrack.Event
+			if err := ev.Unmarshal(m); err != nil || ev.Flow == nil {
 				continue
 			}
-			for _, m := range msgs {
-				var ev conntrack.Event
-				if err := ev.Unmarshal(m); err != nil || ev.Flow == nil {
-					continue
-				}
-				// An update from the packet path (PID 0) was made by a
-				// packet that went through the ruleset, which recorded its
-				// verdict anyway; one from fastpath's own socket is the
-				// liberal flag. What remains are other programs' changes.
-				if ev.Type == conntrack.EventUpdate && (m.Header.PID == 0 || m.Header.PID == own) {
-					continue
-				}
-				o.dp.ForgetConnection(tupleOf(ev.Flow.TupleOrig), tupleOf(ev.Flow.TupleReply))
+			// An update from the packet path (PID 0) was made by a
+			// packet that went through the ruleset, which recorded its
+			// verdict anyway; one from fastpath's own socket is the
+			// liberal flag. What remains are other programs' changes.
+			if ev.Type == conntrack.EventUpdate && (m.Header.PID == 0 || m.Header.PID == own) {
+				continue
 			}
+			o.dp.ForgetConnection(tupleOf(ev.Flow.TupleOrig), tupleOf(ev.Flow.TupleReply))
 		}
-	}()
+		return true
+	}, func(err error) bool {
+		if o.ctClosed.Load() {
+			return false
+		}
+		if time.Since(logged) >= time.Minute { // a flush can overrun the socket again and again
+			logged = time.Now()
+			o.log.Warn("conntrack events", "err", err)
+		}
+		return true
+	})
 	return nil
 }
 

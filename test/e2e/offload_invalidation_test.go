@@ -635,8 +635,8 @@ func TestOffloadConntrackTimeout(t *testing.T) {
 					}
 				}
 			})
-			// Revalidations (neighbour state changes bump the FIB generation)
-			// do not count as fills; a re-created entry would.
+			// Revalidations (a neighbour that changed, say) do not count as
+			// fills; a re-created entry would.
 			if n := after.flowsAdded() - before.flowsAdded(); n != 0 {
 				t.Errorf("flows_added grew by %d during the stream, want 0 (flows re-created)", n)
 			}

@@ -454,8 +454,10 @@ func TestOffloadFlowCounters(t *testing.T) {
 // The flow is still the same connection forwarded by fastpath throughout,
 // so its exact counters (docs/offload.md: "Per-flow packet and byte counts
 // of fastpath are exact") and its age must go on across the revalidation.
-// Neighbour state changes (REACHABLE/STALE/DELAY/PROBE) bump the same
-// generation, on any router, every few seconds.
+// Nothing else may bump the generation meanwhile, or the flow reads stale
+// at the end: neighbour churn (entries the kernel makes from the hosts'
+// solicitations, moves between valid states) did, every few seconds,
+// until the daemon learnt to ignore what cannot change a cached flow.
 func TestOffloadFlowCountersRevalidated(t *testing.T) {
 	for _, attach := range offloadAttaches {
 		t.Run(attach, func(t *testing.T) {
