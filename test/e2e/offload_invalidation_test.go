@@ -805,3 +805,63 @@ func TestOffloadWatchdog(t *testing.T) {
 		})
 	}
 }
+
+// TestOffloadNeighbourChange: the sink's interface takes a new MAC address
+// under an offloaded UDP stream (its frames to the old one are dropped
+// there), then rtr's neighbour entry is replaced with the new address, as
+// an ARP or neighbour advertisement would. From 100 ms after `ip neigh`
+// returns the stream must arrive again, still forwarded by fastpath: the
+// cached flow took the new MAC, not only new flows.
+func TestOffloadNeighbourChange(t *testing.T) {
+	for _, attach := range offloadAttaches {
+		t.Run(attach, func(t *testing.T) {
+			l := newLab(t, attach)
+			ctx := testContext(t)
+			nft(ctx, t, l, filterRuleset) // conntrack on, no NAT
+			d, _ := runDaemon(t, l.Rtr, offloadIfaces(l, attach)...)
+			for i, f := range families(l) {
+				t.Run(f.name, func(t *testing.T) {
+					mac := fmt.Sprintf("02:fa:57:00:00:%02x", i+1)
+					u := newUDPFlow(t, l.Gen, l.Sink, netip.AddrPort{}, netip.AddrPortFrom(f.sink, 0), netip.AddrPortFrom(f.sink, 0))
+					u.handshake(t)
+					s := u.stream(t, ctx, 6000, 200, time.Millisecond)
+					d.waitFlow(t, u.local, u.dst)
+					u.waitReceived(t, u.received()+100, offloadWait)
+
+					nsRun(ctx, t, l, l.Sink, "ip", "link", "set", "dev", l.SinkIf, "address", mac)
+					// The old MAC no longer arrives: the stream stops.
+					pollUntil(t, offloadWait, "the stream to stop at the sink", func() error {
+						n := u.received()
+						time.Sleep(20 * time.Millisecond) // a window to count in, not a synchronisation
+						if m := u.received(); m != n {
+							return fmt.Errorf("%d datagrams in 20 ms", m-n)
+						}
+						return nil
+					})
+					before := d.counters(t, l.Rtr)
+					rtrRun(ctx, t, l, "ip", "neigh", "replace", f.sink.String(), "lladdr", mac, "dev", l.RtrOut, "nud", "permanent")
+					changedAt := time.Now()
+					u.waitReceived(t, u.received()+300, offloadWait)
+					after := d.counters(t, l.Rtr)
+					s.stop()
+
+					var first time.Time
+					arr, _ := u.snapshot()
+					for _, a := range arr {
+						if a.at.After(changedAt) && (first.IsZero() || a.at.Before(first)) {
+							first = a.at
+						}
+					}
+					t.Logf("neighbour replaced; first datagram %v after", first.Sub(changedAt).Round(time.Microsecond))
+					if first.Sub(changedAt) > stopGrace {
+						t.Errorf("the stream came back %v after the neighbour changed, want within %v", first.Sub(changedAt), stopGrace)
+					}
+					if s, fp, k := share(before, after, f); s < minShare {
+						t.Errorf("across the change fastpath forwarded %d, the kernel %d packets (%.1f%%), want >= %.0f%%; %s",
+							fp, k, 100*s, 100*minShare, before.reasonDeltas(after, l.RtrIn))
+					}
+				})
+			}
+		})
+	}
+}
