@@ -170,6 +170,11 @@ static __always_inline int bench_stamp(struct xdp_md *ctx, __u64 *seq)
 		return 0;
 	if (data + BENCH_HDR_LEN > data_end)
 		return 0;
+	/* A frame of another size is one of the last cell's, still circling
+	 * when the generator was configured anew: stamped with this cell's
+	 * IP length it would be malformed. Dropped, the loop is seeded anew. */
+	if (data_end - data != sizeof(struct ethhdr) + bpf_ntohs(*(__be16 *)&cfg->hdr[sizeof(struct ethhdr) + 2]))
+		return 0;
 	/* Pages come back recycled with whatever the router wrote into them
 	 * (MACs, TTL, NAT addresses and ports): write the whole header. */
 	__builtin_memcpy(data, cfg->hdr, BENCH_HDR_LEN);
