@@ -46,6 +46,23 @@ static __always_inline int fp_csum_is_ok(__u64 sum)
 	return s == 0xffff;
 }
 
+/* fp_csum_tail adds the first len bytes of cb (fewer than a chunk: the
+ * end of a segment, copied out) to sum. */
+static __always_inline __u64 fp_csum_tail(const struct fp_csum_buf *cb, __u32 len, __u64 sum)
+{
+	__u32 pos;
+
+	for (pos = 0; pos + 4 <= len && pos < FP_CSUM_CHUNK; pos += 4)
+		sum += *(__u32 *)&cb->b[pos & (FP_CSUM_CHUNK - 4)];
+	if (pos + 2 <= len) {
+		sum += *(__u16 *)&cb->b[pos & (FP_CSUM_CHUNK - 2)];
+		pos += 2;
+	}
+	if (pos < len)
+		sum += cb->b[pos & (FP_CSUM_CHUNK - 1)]; /* the odd byte, zero padded (little endian) */
+	return sum;
+}
+
 /* The two checks below run in their own frames on top of the programs',
  * which leave them no stack: they keep four values live across helper
  * calls (the context, offset, length and sum: the callee-saved
@@ -65,7 +82,6 @@ __noinline int fp_xdp_l4_csum(struct xdp_md *ctx, __u32 off, __u32 len, __u32 se
 	 * header starts within the first bytes: bounding it keeps every
 	 * packet offset below the verifier's 64 KiB */
 	__u64 ol = ((__u64)(off & 0xff) << 32) | (len & (FP_CSUM_MAX_LEN - 1));
-	__u32 pos;
 	void *cur;
 
 	for (int i = 0; i < FP_CSUM_MAX_LEN / FP_CSUM_CHUNK; i++) {
@@ -88,14 +104,7 @@ __noinline int fp_xdp_l4_csum(struct xdp_md *ctx, __u32 off, __u32 len, __u32 se
 		if (!cb)
 			goto fail;
 		len = ol & (FP_CSUM_CHUNK - 1);
-		for (pos = 0; pos + 4 <= len && pos < FP_CSUM_CHUNK; pos += 4)
-			sum += *(__u32 *)&cb->b[pos & (FP_CSUM_CHUNK - 4)];
-		if (pos + 2 <= len) {
-			sum += *(__u16 *)&cb->b[pos & (FP_CSUM_CHUNK - 2)];
-			pos += 2;
-		}
-		if (pos < len)
-			sum += cb->b[pos & (FP_CSUM_CHUNK - 1)]; /* the odd byte, zero padded (little endian) */
+		sum = fp_csum_tail(cb, len, sum);
 	}
 	if (0) {
 fail:
@@ -128,7 +137,6 @@ __noinline int fp_tc_l4_csum(struct __sk_buff *skb, __u32 off, __u32 len, __u32 
 	/* offset and length share a register: the context, these, the sum
 	 * and the round fill the four that survive helper calls */
 	__u64 ol = ((__u64)(off & 0xffff) << 32) | (len & (FP_CSUM_MAX_LEN - 1));
-	__u32 pos;
 
 	for (int i = 0; i < FP_CSUM_MAX_LEN / FP_CSUM_CHUNK; i++) {
 		if ((ol & 0xffffffff) < FP_CSUM_CHUNK)
@@ -153,14 +161,7 @@ __noinline int fp_tc_l4_csum(struct __sk_buff *skb, __u32 off, __u32 len, __u32 
 			goto fail;
 		/* the buffer's rest is stale: sum only what was loaded */
 		len = ol & (FP_CSUM_CHUNK - 1);
-		for (pos = 0; pos + 4 <= len && pos < FP_CSUM_CHUNK; pos += 4)
-			sum += *(__u32 *)&cb->b[pos & (FP_CSUM_CHUNK - 4)];
-		if (pos + 2 <= len) {
-			sum += *(__u16 *)&cb->b[pos & (FP_CSUM_CHUNK - 2)];
-			pos += 2;
-		}
-		if (pos < len)
-			sum += cb->b[pos & (FP_CSUM_CHUNK - 1)]; /* the odd byte, zero padded (little endian) */
+		sum = fp_csum_tail(cb, len, sum);
 	}
 	if (0) {
 fail:
