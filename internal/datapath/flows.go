@@ -173,13 +173,18 @@ func (d *Datapath) FlowCapacity() int { return int(d.objs.FpFlows.MaxEntries()) 
 // tuples (original and reply, as packets arrive). Used when conntrack
 // destroys the entry.
 func (d *Datapath) ForgetConnection(orig, reply Tuple) int {
+	keys := []fastpathFpFlowKey{keyOf(orig), keyOf(reply)}
+	// Verdicts first: a packet that misses the cache between the two
+	// deletes would otherwise fill the flow again from the verdict still
+	// recorded, and the connection would stay offloaded past its change.
+	for _, k := range keys {
+		_ = d.objs.FpAccepted.Delete(k)
+	}
 	n := 0
-	for _, t := range []Tuple{orig, reply} {
-		k := keyOf(t)
+	for _, k := range keys {
 		if d.objs.FpFlows.Delete(k) == nil {
 			n++
 		}
-		_ = d.objs.FpAccepted.Delete(k)
 	}
 	return n
 }
