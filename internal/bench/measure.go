@@ -127,13 +127,18 @@ func (r *runner) read(ctx context.Context, a *active, end bool) (reading, error)
 
 // measure runs one cell: the generator flat out, a warmup, then Repeats
 // windows of Duration, then (Profile) one window with BPF statistics on.
+// autoSettle is the warmup of a cell under attach: auto, which reads where
+// a veth's frames come from (the generator's come by XDP) once a second
+// and moves the hook after the next read: the windows measure its choice.
+const autoSettle = 2500 * time.Millisecond
+
 func (r *runner) measure(ctx context.Context, a *active, c *Cell) {
 	e, o := r.env, r.opts
 	if err := e.gen.configure(e.frames(c.FrameSize), c.Flows); err != nil {
 		c.Error = err.Error()
 		return
 	}
-	limit := o.Warmup + time.Duration(o.Repeats)*(o.Duration+time.Second) + profileWindow + 10*time.Second
+	limit := autoSettle + o.Warmup + time.Duration(o.Repeats)*(o.Duration+time.Second) + profileWindow + 10*time.Second
 	run := e.gen.start(ctx, limit, 0)
 	defer func() {
 		if err := run.halt(); err != nil && c.Error == "" {
@@ -141,9 +146,16 @@ func (r *runner) measure(ctx context.Context, a *active, c *Cell) {
 		}
 	}()
 	r.prog.show(c.Config, c.FrameSize, c.Flows, "warming up")
-	if err := pause(ctx, run, o.Warmup); err != nil {
+	warm := o.Warmup
+	if a.d != nil && a.cfg.attach == "auto" {
+		warm = max(warm, autoSettle)
+	}
+	if err := pause(ctx, run, warm); err != nil {
 		c.Error = err.Error()
 		return
+	}
+	if a.d != nil {
+		defer func() { c.AttachedAs = a.d.attachedAs(ctx, e.lab.RtrIn) }()
 	}
 	for i := range o.Repeats {
 		before, err := r.read(ctx, a, false)

@@ -94,6 +94,9 @@ type Cell struct {
 	// GenLimited: the sink received about everything the generator sent,
 	// so the generator, not the router, set the rate.
 	GenLimited bool `json:"generator_limited"`
+	// AttachedAs is the hook fastpath had r0 on at the end of the windows
+	// (auto shows its choice).
+	AttachedAs string `json:"attached_as,omitempty"`
 	// Establish describes the flows set up through the kernel first.
 	Establish *Establish `json:"establish,omitempty"`
 	// Profile is the router program's own cost, from the kernel's BPF

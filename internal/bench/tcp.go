@@ -150,7 +150,6 @@ func (r *runner) tcpCells(ctx context.Context, cfg config, cells []TCPCell) {
 		c := &cells[i]
 		before, berr := ingressCounters{}, error(nil)
 		if a.d != nil {
-			c.AttachedAs = a.d.attachedAs(e.lab.RtrIn)
 			before, berr = a.d.counters(ctx, e.lab.RtrIn)
 		}
 		for range tcpRepeats(o) {
@@ -160,6 +159,9 @@ func (r *runner) tcpCells(ctx context.Context, cfg config, cells []TCPCell) {
 				break
 			}
 			c.Samples = append(c.Samples, round3(gbps))
+		}
+		if a.d != nil {
+			c.AttachedAs = a.d.attachedAs(ctx, e.lab.RtrIn)
 		}
 		if a.d != nil && berr == nil {
 			if after, err := a.d.counters(ctx, e.lab.RtrIn); err == nil {
@@ -354,9 +356,16 @@ func receive(c net.Conn, got *atomic.Uint64) error {
 	}
 }
 
-// attachedAs is the hook the daemon attached to ifname with.
-func (d *daemon) attachedAs(ifname string) string {
-	for _, ifc := range d.status.Interfaces {
+// attachedAs is the hook the daemon has ifname on now (auto may move it
+// while traffic runs), or as it started if the daemon cannot say.
+func (d *daemon) attachedAs(ctx context.Context, ifname string) string {
+	st := d.status
+	ctx, cancel := context.WithTimeout(ctx, apiTimeout)
+	defer cancel()
+	if now, err := d.client.Status(ctx); err == nil {
+		st = now
+	}
+	for _, ifc := range st.Interfaces {
 		if ifc.Name == ifname {
 			return ifc.AttachedAs
 		}

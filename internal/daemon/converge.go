@@ -337,6 +337,12 @@ func (r *reconciler) reattachTo(ic *iface, hook datapath.Hook, why string) error
 		r.detach(ic, old)
 		ic.link = nil
 	}
+	if hook == datapath.HookTC {
+		// The TC program behind XDP is the same program on the same tcx
+		// hook, which takes a program once: it goes first, XDP carrying
+		// everything meanwhile.
+		r.removeGRO(ic)
+	}
 	l, hook, why, err := r.attachAs(ic, hook, why)
 	if err != nil {
 		if xdpSwap { // put the old one back

@@ -26,6 +26,10 @@ const (
 	// they were routed with. It bounds how long a lowered MTU takes to
 	// reach them.
 	ipv6MTUPoll = 50 * time.Millisecond
+	// peerPoll is how often the veth peers that hook decisions follow are
+	// read (reconciler.peersChanged): their offloads and whether they send
+	// by XDP live in their own namespaces and announce nothing here.
+	peerPoll = time.Second
 	// rulesetReadEvery spaces out reading the whole ruleset after ruleset
 	// events (a burst of set element updates is one read), for what in it
 	// changes without events (see revalidation).
@@ -41,11 +45,11 @@ const (
 
 // loopTimes are the main loop's intervals (shortened in tests).
 type loopTimes struct {
-	resync, beat, mtu6, rulesRead, quiet time.Duration
+	resync, beat, mtu6, peers, rulesRead, quiet time.Duration
 }
 
 var defaultLoopTimes = loopTimes{resync: resyncEvery, beat: offload.HeartbeatEvery, mtu6: ipv6MTUPoll,
-	rulesRead: rulesetReadEvery, quiet: resyncQuiet}
+	peers: peerPoll, rulesRead: rulesetReadEvery, quiet: resyncQuiet}
 
 // kernelSignals are the kernel watches' "something changed" signals the
 // main loop follows (netwatch.Events).
@@ -179,6 +183,8 @@ func (l *mainLoop) run(ctx context.Context, hup <-chan os.Signal, stop <-chan er
 	defer beat.Stop()
 	mtu6 := time.NewTicker(t.mtu6)
 	defer mtu6.Stop()
+	peers := time.NewTicker(t.peers)
+	defer peers.Stop()
 	rulesRead := time.NewTicker(t.rulesRead)
 	defer rulesRead.Stop()
 	p := &pace{quiet: t.quiet, after: l.after}
@@ -248,6 +254,10 @@ func (l *mainLoop) run(ctx context.Context, hup <-chan os.Signal, stop <-chan er
 			req.reply <- reloadReply{res, err}
 		case <-mtu6.C:
 			l.r.pollIPv6MTUs()
+		case <-peers.C:
+			if l.r.peersChanged() {
+				resync()
+			}
 		case <-tick.C:
 			resync()
 			// iptables-legacy sends no events, not even of its tables

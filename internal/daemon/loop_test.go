@@ -137,7 +137,7 @@ func newLoopFixture(t *testing.T) *loopFixture {
 	sig := kernelSignals{links: lf.links, rules: lf.rules, fib: make(chan struct{}), addrs: make(chan struct{})}
 	lf.l = newMainLoop(slog.New(slog.DiscardHandler), lf.r, sig, &lf.inval, off, reval, rl)
 	lf.l.legacyTables = func() ([]string, error) { return nil, nil }
-	lf.l.times = loopTimes{resync: time.Hour, beat: time.Millisecond, mtu6: time.Hour, rulesRead: time.Hour, quiet: time.Hour}
+	lf.l.times = loopTimes{resync: time.Hour, beat: time.Millisecond, mtu6: time.Hour, peers: time.Hour, rulesRead: time.Hour, quiet: time.Hour}
 	lf.l.after = func(time.Duration) <-chan time.Time { return lf.quiet }
 	ctx, cancel := context.WithCancel(t.Context())
 	lf.cancel, lf.done = cancel, make(chan error, 1)

@@ -7,6 +7,7 @@ import (
 	"net"
 	"slices"
 	"sync/atomic"
+	"time"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
@@ -58,6 +59,15 @@ type iface struct {
 	nl            netlink.Link
 	why           string
 	xdpRefusedMTU int
+	xdpRefused    string // why, as the attach said it
+	// The veth peer when last read (readPeer): what it is, or why it could
+	// not be read (vethpeer.ErrNotVeth for other links); whether it sends
+	// its frames by XDP, and when its count of them last grew.
+	peer     vethpeer.Peer
+	peerErr  error
+	peerRead bool
+	xdpFed   bool
+	xdpFedAt time.Time
 }
 
 func (ic *iface) managed() bool { return ic.cfg.Mode != config.ModeOff }
@@ -78,6 +88,7 @@ type reconciler struct {
 	// nfHooks lists the nftables chains bound to devices, by device name.
 	nfHooks func() (map[string]netwatch.DeviceHooks, error)
 	links   func() (map[string]netlink.Link, error) // the namespace's links by name
+	now     func() time.Time
 	log     *slog.Logger
 	events  *eventhub.Hub
 	ifaces  []*iface
@@ -107,7 +118,7 @@ type peerSource interface {
 }
 
 func newReconciler(cfg *config.Config, dp dataplane, feats featureSource, peers peerSource, events *eventhub.Hub, log *slog.Logger) *reconciler {
-	r := &reconciler{dp: dp, feats: feats, peers: peers, shaping: netwatch.EgressShaping, nfHooks: netwatch.NFTDeviceHooks, ipv6MTU: netwatch.IPv6MTU, groOn: ethtool.GRO, links: linksByName, log: log, events: events}
+	r := &reconciler{dp: dp, feats: feats, peers: peers, shaping: netwatch.EgressShaping, nfHooks: netwatch.NFTDeviceHooks, ipv6MTU: netwatch.IPv6MTU, groOn: ethtool.GRO, links: linksByName, now: time.Now, log: log, events: events}
 	for _, c := range cfg.Interfaces {
 		st := api.StateMissing
 		if c.Mode == config.ModeOff {
@@ -238,11 +249,14 @@ func (r *reconciler) invalidateRoutes() {
 }
 
 // resolveHook turns the configured attach into a hook, saying why. auto
-// takes native XDP only where it is correct and the kernel can carry it:
-// the driver runs XDP, every egress takes XDP frames, and (for a veth) the
-// stack at the other end finishes its checksums itself, since an XDP
-// redirect would send a partial checksum out unfinished. A forced xdp that
-// cannot be correct is an error.
+// takes native XDP only where it is correct, the kernel can carry it and
+// it is the faster hook: the driver runs XDP, every egress takes XDP
+// frames, and for a veth the stack at the other end finishes its checksums
+// itself (an XDP redirect would send a partial checksum out unfinished)
+// and the frames come by XDP (veth copies each frame a stack sent into an
+// XDP buffer before the program runs, so TC, which takes the skb as it is,
+// forwards stack-sent traffic faster, small packets and bulk TCP alike:
+// docs/benchmarks.md). A forced xdp that cannot be correct is an error.
 func (r *reconciler) resolveHook(ic *iface) (datapath.Hook, string, error) {
 	switch ic.cfg.Attach {
 	case config.AttachXDPGeneric:
@@ -250,6 +264,7 @@ func (r *reconciler) resolveHook(ic *iface) (datapath.Hook, string, error) {
 	case config.AttachTC:
 		return datapath.HookTC, "configured", nil
 	}
+	r.readPeer(ic)
 	if why, known := r.partialChecksums(ic); why != "" {
 		if ic.cfg.Attach == config.AttachXDP {
 			if known {
@@ -270,7 +285,7 @@ func (r *reconciler) resolveHook(ic *iface) (datapath.Hook, string, error) {
 		return datapath.HookTC, "driver has no native XDP", nil
 	}
 	if ic.xdpRefusedMTU != 0 && ic.xdpRefusedMTU == ic.mtu {
-		return datapath.HookTC, fmt.Sprintf("native XDP refused at MTU %d", ic.mtu), nil
+		return datapath.HookTC, ic.xdpRefused, nil
 	}
 	for _, o := range r.ifaces {
 		if o == ic || !o.managed() || o.ifindex == 0 || o.xdpTarget {
@@ -281,24 +296,69 @@ func (r *reconciler) resolveHook(ic *iface) (datapath.Hook, string, error) {
 		}
 		return datapath.HookTC, fmt.Sprintf("egress %s cannot transmit XDP frames (for a veth: its peer needs GRO or an XDP program)", o.cfg.Name), nil
 	}
+	if ic.peerRead && ic.peerErr == nil { // a veth
+		if !ic.xdpFed {
+			return datapath.HookTC, fmt.Sprintf("veth peer %s sends from its stack: native XDP would copy every frame, TC takes them as they are", ic.peer), nil
+		}
+		return datapath.HookXDP, fmt.Sprintf("native XDP, every egress takes XDP frames, no partial checksums, veth peer %s sends by XDP", ic.peer), nil
+	}
 	return datapath.HookXDP, "native XDP, every egress takes XDP frames, no partial checksums", nil
+}
+
+// xdpFedHold is how long a veth counts as fed by XDP after its peer last
+// sent a frame that way: a pause in such traffic does not move the hook.
+const xdpFedHold = 3 * time.Second
+
+// readPeer reads ic's veth peer again and reports whether a fact the hook
+// is decided on changed: whether it could be read, its partial checksums,
+// whether it sends by XDP (its count of such frames grew since the last
+// read, less than xdpFedHold ago).
+func (r *reconciler) readPeer(ic *iface) bool {
+	if ic.nl == nil || r.peers == nil {
+		return false
+	}
+	now := r.now()
+	p, err := r.peers.Lookup(ic.nl)
+	if err == nil && ic.peerRead && ic.peerErr == nil && p.Name == ic.peer.Name && p.XDPSent > ic.peer.XDPSent {
+		ic.xdpFedAt = now
+	}
+	fed := !ic.xdpFedAt.IsZero() && now.Sub(ic.xdpFedAt) < xdpFedHold
+	changed := !ic.peerRead || fed != ic.xdpFed || p.PartialChecksums != ic.peer.PartialChecksums || (err == nil) != (ic.peerErr == nil)
+	ic.peer, ic.peerErr, ic.peerRead, ic.xdpFed = p, err, true, fed
+	return changed
+}
+
+// peersChanged rereads the veth peers of the interfaces whose hook follows
+// them (auto, and a forced xdp that partial checksums would make
+// incorrect) and reports whether any fact the hook is decided on changed.
+// A peer's offloads and its XDP sending live in its namespace and announce
+// nothing here: this poll bounds how late a change is seen.
+func (r *reconciler) peersChanged() bool {
+	changed := false
+	for _, ic := range r.ifaces {
+		if !ic.managed() || ic.link == nil || errors.Is(ic.peerErr, vethpeer.ErrNotVeth) ||
+			(ic.cfg.Attach != config.AttachAuto && ic.cfg.Attach != config.AttachXDP) {
+			continue
+		}
+		if r.readPeer(ic) {
+			changed = true
+		}
+	}
+	return changed
 }
 
 // partialChecksums says why XDP would corrupt frames arriving on ic ("" if
 // it would not), and whether that is known rather than feared: a veth's
 // peer with tx checksum offload on, or a veth whose peer cannot be read.
+// It reads the peer as readPeer last found it.
 func (r *reconciler) partialChecksums(ic *iface) (string, bool) {
-	if ic.nl == nil || r.peers == nil {
-		return "", false
-	}
-	p, err := r.peers.Lookup(ic.nl)
-	switch {
-	case errors.Is(err, vethpeer.ErrNotVeth):
+	switch err := ic.peerErr; {
+	case !ic.peerRead, errors.Is(err, vethpeer.ErrNotVeth):
 		return "", false
 	case err != nil:
 		return fmt.Sprintf("veth peer's checksum offload unknown (%v)", err), false
-	case p.PartialChecksums:
-		return fmt.Sprintf("veth peer %s sends partial checksums (tx checksum offload on)", p), true
+	case ic.peer.PartialChecksums:
+		return fmt.Sprintf("veth peer %s sends partial checksums (tx checksum offload on)", ic.peer), true
 	}
 	return "", false
 }
@@ -324,8 +384,8 @@ func (r *reconciler) attach(ic *iface) error {
 func (r *reconciler) attachAs(ic *iface, hook datapath.Hook, why string) (link.Link, datapath.Hook, string, error) {
 	l, err := r.dp.Attach(ic.ifindex, hook)
 	if err != nil && hook == datapath.HookXDP && ic.cfg.Attach == config.AttachAuto {
-		ic.xdpRefusedMTU = ic.mtu
 		why = fmt.Sprintf("native XDP refused at MTU %d (%v)", ic.mtu, err)
+		ic.xdpRefusedMTU, ic.xdpRefused = ic.mtu, why
 		hook = datapath.HookTC
 		if ic.link != nil && ic.hook == hook {
 			return nil, hook, why, nil
@@ -405,11 +465,19 @@ func (r *reconciler) syncGRO(ic *iface) {
 		r.log.Info("tc behind xdp: bulk TCP is merged (GRO) and forwarded by TC", "interface", ic.cfg.Name)
 		return
 	}
-	if !want && ic.gro != nil {
+	if !want {
+		r.removeGRO(ic)
+	}
+}
+
+// removeGRO takes the TC program behind XDP away, then its flag: in
+// between, XDP hands bulk TCP to the kernel's own path.
+func (r *reconciler) removeGRO(ic *iface) {
+	if ic.gro != nil {
 		r.detach(ic, ic.gro)
 		ic.gro = nil
 	}
-	if !want && ic.groFlag && ic.ifindex != 0 && ic.nl != nil {
+	if ic.groFlag && ic.ifindex != 0 && ic.nl != nil {
 		ic.groFlag = false
 		if err := r.writeIface(ic, ic.nl); err != nil {
 			r.log.Warn("tc behind xdp", "interface", ic.cfg.Name, "err", err)
@@ -436,7 +504,8 @@ func (r *reconciler) teardown(ic *iface, state string) {
 		r.invalidateRoutes() // flows cached towards it must not keep using it
 	}
 	ic.ifindex, ic.mac, ic.mtu, ic.hook, ic.progID, ic.linkID, ic.xdpTarget, ic.targetSet = 0, nil, 0, "", 0, 0, false, false
-	ic.nl, ic.why, ic.xdpRefusedMTU, ic.shaping, ic.declared = nil, "", 0, "", ""
+	ic.nl, ic.why, ic.xdpRefusedMTU, ic.xdpRefused, ic.shaping, ic.declared = nil, "", 0, "", "", ""
+	ic.peer, ic.peerErr, ic.peerRead, ic.xdpFed, ic.xdpFedAt = vethpeer.Peer{}, nil, false, false, time.Time{}
 	ic.state = state
 }
 

@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
@@ -39,7 +40,9 @@ func (l *fakeLink) Info() (*link.Info, error) {
 }
 
 // fakeDP records what the reconciler does to the datapath. Like the
-// kernel, it refuses a second XDP program (driver or generic) on a device.
+// kernel, it refuses a second XDP program (driver or generic) on a device,
+// and the TC program a second time on its tcx hook (tc and tc-gro are the
+// same program there).
 type fakeDP struct {
 	ifaces        map[int]datapath.Iface
 	targets       map[int]bool
@@ -73,6 +76,9 @@ func (d *fakeDP) Attach(idx int, hook datapath.Hook) (link.Link, error) {
 	for _, l := range d.links[idx] {
 		if isXDP(l.hook) && isXDP(hook) {
 			return nil, errors.New("device busy: an XDP program is attached")
+		}
+		if !isXDP(l.hook) && !isXDP(hook) {
+			return nil, errors.New("attach tcx link: file exists")
 		}
 	}
 	d.nextID++
@@ -121,12 +127,18 @@ type fakePeers map[string]peerAnswer
 type peerAnswer struct {
 	p   vethpeer.Peer
 	err error
+	// xdp: the peer keeps sending by XDP, its count growing between reads.
+	xdp bool
 }
 
 func (f fakePeers) Lookup(l netlink.Link) (vethpeer.Peer, error) {
 	a, ok := f[l.Attrs().Name]
 	if !ok {
 		return vethpeer.Peer{}, vethpeer.ErrNotVeth
+	}
+	if a.xdp {
+		a.p.XDPSent++
+		f[l.Attrs().Name] = a
 	}
 	return a.p, a.err
 }
@@ -355,6 +367,7 @@ func TestReattachXDPModeRollsBack(t *testing.T) {
 func TestAutoHookFacts(t *testing.T) {
 	partial := peerAnswer{p: vethpeer.Peer{Name: "g0", Netns: "/run/netns/gen", PartialChecksums: true}}
 	complete := peerAnswer{p: vethpeer.Peer{Name: "g0", Netns: "/run/netns/gen"}}
+	byXDP := peerAnswer{p: vethpeer.Peer{Name: "g0", Netns: "/run/netns/gen"}, xdp: true}
 	unreadable := peerAnswer{err: errors.New("no namespace with id 7")}
 	for _, tc := range []struct {
 		name    string
@@ -364,7 +377,8 @@ func TestAutoHookFacts(t *testing.T) {
 		why     string
 	}{
 		{"not a veth", nil, nil, datapath.HookXDP, "no partial checksums"},
-		{"peer finishes its checksums", &complete, nil, datapath.HookXDP, "no partial checksums"},
+		{"peer finishes its checksums, sends from its stack", &complete, nil, datapath.HookTC, "g0 (netns /run/netns/gen) sends from its stack: native XDP would copy every frame"},
+		{"peer finishes its checksums, sends by XDP", &byXDP, nil, datapath.HookXDP, "no partial checksums, veth peer g0 (netns /run/netns/gen) sends by XDP"},
 		{"peer sends partial checksums", &partial, nil, datapath.HookTC, "g0 (netns /run/netns/gen) sends partial checksums"},
 		{"peer unreadable", &unreadable, nil, datapath.HookTC, "checksum offload unknown (no namespace with id 7)"},
 		{"native XDP refused", nil, errors.New("numerical result out of range"), datapath.HookTC, "native XDP refused at MTU 1500 (numerical result out of range)"},
@@ -380,6 +394,7 @@ func TestAutoHookFacts(t *testing.T) {
 			if err := fx.r.start(); err != nil {
 				t.Fatal(err)
 			}
+			fx.r.sync() // a peer's sending by XDP shows between two reads
 			ic := fx.iface(t, "r0")
 			if ic.hook != tc.want || !strings.Contains(ic.why, tc.why) {
 				t.Errorf("auto chose %s (%s), want %s (%s)", ic.hook, ic.why, tc.want, tc.why)
@@ -427,18 +442,19 @@ func TestForcedXDPMustBeCorrect(t *testing.T) {
 // interface to the right hook on the next sync, new program first; and back.
 func TestRedecideOnChange(t *testing.T) {
 	fx := newFixture(t, ifc("r0", config.ModeOffload, config.AttachAuto), ifc("r1", config.ModeOffload, config.AttachAuto), ifc("r2", config.ModeOffload, config.AttachXDP))
-	fx.peers["r0"] = peerAnswer{p: vethpeer.Peer{Name: "g0"}}
+	fx.peers["r0"] = peerAnswer{p: vethpeer.Peer{Name: "g0"}, xdp: true}
 	fx.peers["r2"] = peerAnswer{p: vethpeer.Peer{Name: "x0"}}
 	if err := fx.r.start(); err != nil {
 		t.Fatal(err)
 	}
+	fx.r.sync()
 	hook := func(name string) datapath.Hook { return fx.iface(t, name).hook }
 	if hook("r0") != datapath.HookXDP || hook("r2") != datapath.HookXDP {
 		t.Fatalf("start: r0 %s, r2 %s", hook("r0"), hook("r2"))
 	}
 	// The peer turns tx checksum offload on: auto moves to TC, and so does
 	// the forced xdp (it would corrupt traffic), with the reason.
-	fx.peers["r0"] = peerAnswer{p: vethpeer.Peer{Name: "g0", PartialChecksums: true}}
+	fx.peers["r0"] = peerAnswer{p: vethpeer.Peer{Name: "g0", PartialChecksums: true, XDPSent: 100}, xdp: true}
 	fx.peers["r2"] = peerAnswer{p: vethpeer.Peer{Name: "x0", PartialChecksums: true}}
 	fx.r.sync()
 	for _, name := range []string{"r0", "r2"} {
@@ -451,7 +467,7 @@ func TestRedecideOnChange(t *testing.T) {
 		}
 	}
 	// And off again: back to XDP.
-	fx.peers["r0"] = peerAnswer{p: vethpeer.Peer{Name: "g0"}}
+	fx.peers["r0"] = peerAnswer{p: vethpeer.Peer{Name: "g0", XDPSent: 200}, xdp: true}
 	fx.r.sync()
 	if hook("r0") != datapath.HookXDP {
 		t.Errorf("r0 after its peer turned checksum offload off: %s", hook("r0"))
@@ -517,7 +533,7 @@ func TestRedecideFallbackKeepsLink(t *testing.T) {
 	if ic.hook != datapath.HookTC {
 		t.Fatalf("start: %s (%s)", ic.hook, ic.why)
 	}
-	fx.peers["r0"] = peerAnswer{p: vethpeer.Peer{Name: "g0"}}
+	fx.peers["r0"] = peerAnswer{p: vethpeer.Peer{Name: "g0", XDPSent: 100}, xdp: true}
 	fx.dp.fail[datapath.HookXDP] = errors.New("numerical result out of range")
 	tcBefore := fx.dp.attempts[datapath.HookTC]
 	fx.r.sync()
@@ -717,5 +733,52 @@ func TestGROBehindXDP(t *testing.T) {
 	fx.r.sync()
 	if hs := fx.dp.hooks(2); len(hs) != 0 {
 		t.Errorf("gone: hooks %v", hs)
+	}
+}
+
+// TestAutoFollowsXDPSending: a veth whose peer sends from its stack is on
+// TC; once the peer's count of frames sent by XDP grows, the peer poll
+// reports a change and the next converge moves it to native XDP; it stays
+// through a pause shorter than xdpFedHold and goes back to TC after a
+// longer one. A change of the peer's checksum offload is seen by the same
+// poll; links that are not veths are not read again.
+func TestAutoFollowsXDPSending(t *testing.T) {
+	fx := newFixture(t, ifc("r0", config.ModeOffload, config.AttachAuto), ifc("r1", config.ModeOffload, config.AttachAuto))
+	clock := time.Unix(1000, 0)
+	fx.r.now = func() time.Time { return clock }
+	fx.peers["r0"] = peerAnswer{p: vethpeer.Peer{Name: "g0"}}
+	if err := fx.r.start(); err != nil {
+		t.Fatal(err)
+	}
+	ic := fx.iface(t, "r0")
+	check := func(when string, changed bool, want datapath.Hook, why string) {
+		t.Helper()
+		if got := fx.r.peersChanged(); got != changed {
+			t.Errorf("%s: peersChanged %v, want %v", when, got, changed)
+		}
+		fx.r.sync()
+		if ic.hook != want || !strings.Contains(ic.why, why) {
+			t.Errorf("%s: %s (%s), want %s (%s)", when, ic.hook, ic.why, want, why)
+		}
+	}
+	check("stack only", false, datapath.HookTC, "g0 sends from its stack")
+	fx.peers["r0"] = peerAnswer{p: vethpeer.Peer{Name: "g0"}, xdp: true}
+	clock = clock.Add(time.Second)
+	check("peer sends by XDP", true, datapath.HookXDP, "g0 sends by XDP")
+	a := fx.peers["r0"]
+	a.xdp = false
+	fx.peers["r0"] = a
+	clock = clock.Add(xdpFedHold / 2)
+	check("a short pause", false, datapath.HookXDP, "g0 sends by XDP")
+	clock = clock.Add(xdpFedHold)
+	check("a long pause", true, datapath.HookTC, "g0 sends from its stack")
+	a.p.PartialChecksums = true
+	fx.peers["r0"] = a
+	check("tx checksum on", true, datapath.HookTC, "partial checksums")
+	if fx.iface(t, "r1").peerErr != vethpeer.ErrNotVeth {
+		t.Errorf("r1 (no veth) peer error %v", fx.iface(t, "r1").peerErr)
+	}
+	if hs := fx.dp.hooks(3); fmt.Sprint(hs) != "[xdp tc-gro]" {
+		t.Errorf("r1 (no veth: a NIC with native XDP) hooks %v", hs)
 	}
 }

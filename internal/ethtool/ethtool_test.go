@@ -3,6 +3,7 @@ package ethtool
 import (
 	"fmt"
 	"math/rand/v2"
+	"net"
 	"os"
 	"os/exec"
 	"testing"
@@ -46,5 +47,32 @@ func TestFeatures(t *testing.T) {
 	}
 	if err := nsutil.Do(ns, func() error { _, err := GRO("nosuchdev"); return err }); err == nil {
 		t.Error("no error for a missing device")
+	}
+
+	// The driver's statistics, as ethtool -S names them: a veth gives its
+	// peer's ifindex and its XDP counters.
+	var st map[string]uint64
+	var peer int
+	if err := nsutil.Do(ns, func() (err error) {
+		st, err = Stats("v0")
+		if err == nil {
+			var ifi *net.Interface
+			ifi, err = net.InterfaceByName("v1")
+			peer = ifi.Index
+		}
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if v, ok := st["peer_ifindex"]; !ok || v != uint64(peer) {
+		t.Errorf("peer_ifindex %d (present %v), want %d; stats %v", v, ok, peer, st)
+	}
+	for _, k := range []string{"tx_queue_0_xdp_xmit", "rx_queue_0_xdp_tx"} {
+		if _, ok := st[k]; !ok {
+			t.Errorf("no %s in %v", k, st)
+		}
+	}
+	if err := nsutil.Do(ns, func() error { _, err := Stats("nosuchdev"); return err }); err == nil {
+		t.Error("no statistics error for a missing device")
 	}
 }

@@ -1,8 +1,11 @@
-// Package vethpeer reads, for a veth, what the stack at its other end does
-// to the frames it sends: whether it leaves their checksums for the device
-// to complete (tx checksum offload on, so frames carry CHECKSUM_PARTIAL).
-// An XDP program sees such frames with an unfinished checksum and a
-// redirect sends them out that way: the receiver drops them. The peer is
+// Package vethpeer reads, for a veth, how the frames it receives are sent
+// at its other end: whether the stack there leaves their checksums for the
+// device to complete (tx checksum offload on, so frames carry
+// CHECKSUM_PARTIAL), which an XDP program sees unfinished and a redirect
+// sends out that way (the receiver drops them); and whether frames come by
+// XDP (redirected into the peer, or sent back by its own XDP program),
+// which native XDP on this end takes as they are, while every frame from a
+// stack is copied into an XDP buffer first. The peer is
 // usually in another network namespace (a container's); it is found among
 // the namespaces that /run/netns and /proc name, by the id the kernel gave
 // it in ours.
@@ -14,6 +17,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 
 	"github.com/vishvananda/netlink"
@@ -31,6 +35,10 @@ type Peer struct {
 	Netns string
 	// PartialChecksums: the peer's tx checksum offload is on.
 	PartialChecksums bool
+	// XDPSent counts the frames the peer has sent by XDP since it was
+	// created (redirected into it or sent back by its XDP program, those it
+	// could not deliver included): 0 if its statistics cannot be read.
+	XDPSent uint64
 }
 
 func (p Peer) String() string {
@@ -84,7 +92,8 @@ func (f *Finder) Lookup(l netlink.Link) (Peer, error) {
 		if err != nil {
 			return Peer{}, err
 		}
-		return Peer{Name: pl.Attrs().Name, PartialChecksums: on}, nil
+		st, _ := ethtool.Stats(pl.Attrs().Name) // unreadable: counted as none sent
+		return Peer{Name: pl.Attrs().Name, PartialChecksums: on, XDPSent: xdpSent(st)}, nil
 	}
 	if a.NetNsID < 0 { // same namespace
 		return read()
@@ -161,4 +170,20 @@ func idOf(path string) int {
 		return -1
 	}
 	return id
+}
+
+// xdpSent sums a veth's counters of frames sent by XDP (drivers/net/veth.c):
+// tx_queue_N_xdp_xmit[_errors], frames redirected into it (the errors being
+// those its peer could not take), and rx_queue_N_xdp_tx[_errors], frames its
+// own XDP program sent back.
+func xdpSent(st map[string]uint64) uint64 {
+	var n uint64
+	for k, v := range st {
+		switch {
+		case strings.HasPrefix(k, "tx_queue_") && (strings.HasSuffix(k, "_xdp_xmit") || strings.HasSuffix(k, "_xdp_xmit_errors")),
+			strings.HasPrefix(k, "rx_queue_") && (strings.HasSuffix(k, "_xdp_tx") || strings.HasSuffix(k, "_xdp_tx_errors")):
+			n += v
+		}
+	}
+	return n
 }

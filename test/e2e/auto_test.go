@@ -6,12 +6,15 @@ import (
 	"net"
 	"net/netip"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/asm"
 	"github.com/cilium/ebpf/link"
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
 
 	"github.com/fastpath-router/fastpath/internal/lab"
 	"github.com/fastpath-router/fastpath/internal/labd"
@@ -58,14 +61,150 @@ func tcpThrough(t *testing.T, l *lab.Lab, what string) {
 	}
 }
 
+// feedByXDP makes dev (in ns) a veth that sends to rtrDev, its peer on the
+// router, by XDP, as in a chain of XDP programs: a veth pair in ns whose
+// second end has a native XDP program redirecting every frame it gets to
+// dev, and a frame into the first end every 100 ms (an experimental
+// ethertype to a MAC no one has: the router drops it). rtrDev gets GRO on,
+// as whoever feeds a veth by XDP has it: the kernel refuses XDP frames for
+// a veth whose peer has neither GRO nor an XDP program, at the redirect,
+// before any counter of dev sees them. The returned stop ends the feeding
+// (the test's end does too).
+func feedByXDP(t *testing.T, l *lab.Lab, ns, dev, rtrDev string) (stop func()) {
+	t.Helper()
+	rtrRun(testContext(t), t, l, "ethtool", "-K", rtrDev, "gro", "on")
+	var (
+		sock int
+		xl   link.Link
+		from int
+	)
+	err := nsutil.Do(ns, func() error {
+		if err := netlink.LinkAdd(&netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: "xfeed0"}, PeerName: "xfeed1"}); err != nil {
+			return err
+		}
+		var idx [3]int
+		for i, name := range []string{"xfeed0", "xfeed1", dev} {
+			l, err := netlink.LinkByName(name)
+			if err != nil {
+				return err
+			}
+			if err := netlink.LinkSetUp(l); err != nil {
+				return err
+			}
+			idx[i] = l.Attrs().Index
+		}
+		from = idx[0]
+		prog, err := ebpf.NewProgram(&ebpf.ProgramSpec{
+			Type:    ebpf.XDP,
+			License: "GPL",
+			Instructions: asm.Instructions{
+				asm.Mov.Imm(asm.R1, int32(idx[2])),
+				asm.Mov.Imm(asm.R2, 0),
+				asm.FnRedirect.Call(),
+				asm.Return(),
+			},
+		})
+		if err != nil {
+			return fmt.Errorf("load the feeding program: %w", err)
+		}
+		defer prog.Close() // the link holds it
+		xl, err = link.AttachXDP(link.XDPOptions{Program: prog, Interface: idx[1], Flags: link.XDPDriverMode})
+		if err != nil {
+			return fmt.Errorf("attach the feeding program: %w", err)
+		}
+		sock, err = unix.Socket(unix.AF_PACKET, unix.SOCK_RAW|unix.SOCK_CLOEXEC, 0)
+		return err
+	})
+	if err != nil {
+		if xl != nil {
+			xl.Close()
+		}
+		t.Fatalf("feed %s in %s by XDP: %v", dev, ns, err)
+	}
+	frame := make([]byte, 60)
+	copy(frame, []byte{0x02, 0xfe, 0, 0, 0, 1, 0x02, 0xfe, 0, 0, 0, 2, 0x88, 0xb5})
+	to := &unix.SockaddrLinklayer{Ifindex: from}
+	done, finished := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(finished)
+		tick := time.NewTicker(100 * time.Millisecond)
+		defer tick.Stop()
+		for range int(testTimeout / (100 * time.Millisecond)) { // bounded: the test's own limit
+			if err := unix.Sendto(sock, frame, 0, to); err != nil {
+				t.Errorf("feeding frame: %v", err)
+				return
+			}
+			select {
+			case <-done:
+				return
+			case <-tick.C:
+			}
+		}
+	}()
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			close(done)
+			<-finished
+			unix.Close(sock)
+			xl.Close()
+		})
+	}
+	t.Cleanup(stop)
+	return stop
+}
+
+// feedBothByXDP feeds r0's and r1's peers by XDP (feedByXDP), so that auto
+// decides on the other facts.
+func feedBothByXDP(t *testing.T, l *lab.Lab) {
+	t.Helper()
+	feedByXDP(t, l, l.Gen, l.GenIf, l.RtrIn)
+	feedByXDP(t, l, l.Sink, l.SinkIf, l.RtrOut)
+}
+
+// TestAutoStackFedVeth: hosts that finish their checksums but send from
+// their stacks: auto picks TC on both sides (veth copies every frame a
+// stack sent into an XDP buffer before native XDP runs; TC takes the skb as
+// it is), and TCP flows. Then, each under a UDP stream that must not lose
+// packets: frames start coming to r0 by XDP (an XDP program in gen
+// redirects into g0) and r0 moves to native XDP; they stop and, after the
+// hold, r0 moves back to TC.
+func TestAutoStackFedVeth(t *testing.T) {
+	l := newLab(t, "xdp")
+	ctx := testContext(t)
+	nft(ctx, t, l, masqueradeRuleset+filterRuleset)
+	d, _ := runDaemon(t, l.Rtr, offloadIfaces(l, "auto")...)
+	stack := map[string]string{l.RtrIn: "sends from its stack", l.RtrOut: "sends from its stack"}
+	d.waitAttachedAs(t, map[string]string{l.RtrIn: "tc", l.RtrOut: "tc"}, stack)
+	tcpThrough(t, l, "stack-fed veths, tc")
+
+	var stop func()
+	acrossChange(ctx, t, l, "frames by XDP into g0", func() {
+		stop = feedByXDP(t, l, l.Gen, l.GenIf, l.RtrIn)
+		d.waitAttachedAs(t, map[string]string{l.RtrIn: "xdp", l.RtrOut: "tc"},
+			map[string]string{l.RtrIn: "sends by XDP", l.RtrOut: "sends from its stack"})
+	})
+	before := d.counters(t, l.Rtr)
+	tcpThrough(t, l, "r0 xdp, r1 tc")
+	if after := d.counters(t, l.Rtr); after.forwarded() <= before.forwarded() {
+		t.Errorf("fastpath forwarded nothing: %d -> %d", before.forwarded(), after.forwarded())
+	}
+	acrossChange(ctx, t, l, "no more frames by XDP", func() {
+		stop()
+		d.waitAttachedAs(t, map[string]string{l.RtrIn: "tc"}, map[string]string{l.RtrIn: "sends from its stack"})
+	})
+}
+
 // TestAutoFollowsFacts: with the end hosts' default offloads (partial
-// checksums), auto picks TC and TCP flows; turning tx checksum offload off
-// on the hosts while UDP runs moves each interface to native XDP, turning
-// it on again on one host moves that side back; traffic keeps flowing.
+// checksums), auto picks TC and TCP flows, though the hosts' peers also
+// send by XDP; turning tx checksum offload off on the hosts while UDP runs
+// moves each interface to native XDP, turning it on again on one host
+// moves that side back; traffic keeps flowing.
 func TestAutoFollowsFacts(t *testing.T) {
 	l := newLab(t)
 	ctx := testContext(t)
 	nft(ctx, t, l, masqueradeRuleset+filterRuleset)
+	feedBothByXDP(t, l)
 	d, _ := runDaemon(t, l.Rtr, offloadIfaces(l, "auto")...)
 	partial := map[string]string{l.RtrIn: "sends partial checksums", l.RtrOut: "sends partial checksums"}
 	d.waitAttachedAs(t, map[string]string{l.RtrIn: "tc", l.RtrOut: "tc"}, partial)
@@ -90,9 +229,9 @@ func TestAutoFollowsFacts(t *testing.T) {
 	tcpThrough(t, l, "gen offloads on again, r0 tc, r1 xdp")
 }
 
-// TestAutoJumboMTU: veths at MTU 9000 (hosts finishing their checksums, so
-// only the MTU stands in XDP's way): auto starts, on TC because native XDP
-// refuses that MTU, and carries TCP. Then, each under a UDP stream that
+// TestAutoJumboMTU: veths at MTU 9000 (hosts finishing their checksums,
+// their peers fed by XDP too, so only the MTU stands in XDP's way): auto
+// starts, on TC because native XDP refuses that MTU, and carries TCP. Then, each under a UDP stream that
 // must not lose packets: the MTU back to 1500 moves both to native XDP;
 // GRO off at r1's peer (r1 can no longer transmit XDP frames) moves r0 back
 // to TC.
@@ -102,6 +241,7 @@ func TestAutoJumboMTU(t *testing.T) {
 		setMTU(t, e[0], e[1], 9000)
 	}
 	nft(testContext(t), t, l, masqueradeRuleset+filterRuleset)
+	feedBothByXDP(t, l)
 	d, _ := runDaemon(t, l.Rtr, offloadIfaces(l, "auto")...)
 	refused := map[string]string{l.RtrIn: "native XDP refused at MTU 9000", l.RtrOut: "native XDP refused at MTU 9000"}
 	d.waitAttachedAs(t, map[string]string{l.RtrIn: "tc", l.RtrOut: "tc"}, refused)
@@ -163,18 +303,19 @@ func TestForcedXDPRefused(t *testing.T) {
 	assertNothingAttached(t, l, l.RtrIn, l.RtrOut)
 }
 
-// TestAutoFollowsEgressFacts: hosts that finish their checksums, so auto
-// picks native XDP. Each of the other facts auto decides on then changes
+// TestAutoFollowsEgressFacts: hosts that finish their checksums and whose
+// peers are fed by XDP, so auto picks native XDP. Each of the other facts auto decides on then changes
 // while a paced UDP stream runs, and must move the hook without losing the
 // stream: an operator's root qdisc on r1 (an XDP redirect would skip it)
 // moves r0 to TC and its removal back; a BPF program of another tool on
 // r1's tcx egress hook does the same (no event: found by the resync); GRO
-// turned on at r0 puts a TC program behind its XDP for bulk TCP, and off
-// takes it away.
+// turned off at r0 takes away the TC program behind its XDP for bulk TCP,
+// and on brings it back.
 func TestAutoFollowsEgressFacts(t *testing.T) {
 	l := newLab(t, "xdp")
 	ctx := testContext(t)
 	nft(ctx, t, l, masqueradeRuleset+filterRuleset)
+	feedBothByXDP(t, l)
 	d, _ := runDaemon(t, l.Rtr, offloadIfaces(l, "auto")...)
 	native := map[string]string{l.RtrIn: "native XDP", l.RtrOut: "native XDP"}
 	d.waitAttachedAs(t, map[string]string{l.RtrIn: "xdp", l.RtrOut: "xdp"}, native)
@@ -200,16 +341,18 @@ func TestAutoFollowsEgressFacts(t *testing.T) {
 		d.waitAttachedAs(t, map[string]string{l.RtrIn: "xdp"}, native)
 	})
 
-	acrossChange(ctx, t, l, "GRO on at r0", func() {
-		rtrRun(ctx, t, l, "ethtool", "-K", l.RtrIn, "gro", "on")
-		d.waitAttachedAs(t, map[string]string{l.RtrIn: "xdp"}, map[string]string{l.RtrIn: "tc behind it forwards bulk TCP after GRO"})
-	})
-	tcpThrough(t, l, "xdp with tc behind it on r0")
+	// r0 has GRO on (feedByXDP): a TC program behind its XDP takes bulk
+	// TCP after GRO. GRO off takes it away, on brings it back.
 	acrossChange(ctx, t, l, "GRO off at r0", func() {
 		rtrRun(ctx, t, l, "ethtool", "-K", l.RtrIn, "gro", "off")
 		d.waitAttachedAs(t, map[string]string{l.RtrIn: "xdp"}, map[string]string{l.RtrIn: "GRO is off on the device"})
 	})
 	tcpThrough(t, l, "xdp alone on r0")
+	acrossChange(ctx, t, l, "GRO on at r0", func() {
+		rtrRun(ctx, t, l, "ethtool", "-K", l.RtrIn, "gro", "on")
+		d.waitAttachedAs(t, map[string]string{l.RtrIn: "xdp"}, map[string]string{l.RtrIn: "tc behind it forwards bulk TCP after GRO"})
+	})
+	tcpThrough(t, l, "xdp with tc behind it on r0")
 }
 
 // attachTCXEgress puts a program that does nothing (TCX_NEXT) on ifname's

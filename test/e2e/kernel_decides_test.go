@@ -121,7 +121,8 @@ func changeStopsStream(ctx context.Context, t *testing.T, l *lab.Lab, d *daemon,
 
 // TestEgressShaperHonoured: a shaper the operator puts on the egress (tbf
 // at 20 Mbit/s on r1) holds for offloaded traffic. Hosts that finish their
-// checksums, so auto would pick XDP, whose redirect skips qdiscs: r1 stops
+// checksums, their peers fed by XDP, so auto would pick XDP, whose
+// redirect skips qdiscs: r1 stops
 // taking XDP frames and auto moves r0 to TC, whose redirect goes through
 // the qdisc. A UDP blast then reaches the sink at the shaper's rate, not
 // the router's.
@@ -129,6 +130,7 @@ func TestEgressShaperHonoured(t *testing.T) {
 	l := newLab(t, "xdp")
 	ctx := testContext(t)
 	nft(ctx, t, l, masqueradeRuleset+filterRuleset)
+	feedBothByXDP(t, l)
 	d, _ := runDaemon(t, l.Rtr, offloadIfaces(l, "auto")...)
 	d.waitAttachedAs(t, map[string]string{l.RtrIn: "xdp", l.RtrOut: "xdp"}, map[string]string{l.RtrIn: "", l.RtrOut: ""})
 	rtrRun(ctx, t, l, "tc", "qdisc", "replace", "dev", l.RtrOut, "root", "tbf", "rate", "20mbit", "burst", "32kbit", "latency", "50ms")
