@@ -12,6 +12,8 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/ti-mo/conntrack"
+
 	"github.com/fastpath-router/fastpath/internal/lab"
 	"github.com/fastpath-router/fastpath/internal/nsutil"
 )
@@ -221,6 +223,21 @@ func conntrackCount(ns string) (int, error) {
 		return 0, err
 	}
 	return strconv.Atoi(v)
+}
+
+// conntrackFlush empties the conntrack table of ns.
+func conntrackFlush(ns string) error {
+	return nsutil.Do(ns, func() error {
+		c, err := conntrack.Dial(nil)
+		if err != nil {
+			return fmt.Errorf("conntrack: %w", err)
+		}
+		defer c.Close()
+		if err := c.Flush(); err != nil {
+			return fmt.Errorf("flush conntrack in %s: %w", ns, err)
+		}
+		return nil
+	})
 }
 
 // hwaddr returns the MAC address and ifindex of ifname in ns.

@@ -204,6 +204,12 @@ func (r *runner) floodPhases(ctx context.Context, o FloodOptions, fl *loopGen, g
 			o.Log.Warn("teardown", "err", err)
 		}
 	}()
+	// The previous phase's flood left its entries (the guard off, up to
+	// the table's size): flows established into a full table would miss
+	// some of theirs.
+	if err := conntrackFlush(r.env.lab.Rtr); err != nil {
+		return nil, err
+	}
 	if _, err := r.establish(ctx, o.Flows); err != nil {
 		return nil, fmt.Errorf("establish flows: %w", err)
 	}

@@ -154,9 +154,9 @@ type probe struct {
 	done   chan struct{}
 }
 
-// probeSocket opens a UDP socket in ns bound to local:latPort, connected to
-// remote:latPort when remote is valid, with receive timeout t.
-func probeSocket(ns string, local, remote netip.Addr, t time.Duration) (int, error) {
+// probeSocket opens a blocking UDP socket in ns bound to local:port,
+// connected to remote:port when remote is valid, with receive timeout t.
+func probeSocket(ns string, local, remote netip.Addr, port int, t time.Duration) (int, error) {
 	fd := -1
 	err := nsutil.Do(ns, func() error {
 		var err error
@@ -167,11 +167,11 @@ func probeSocket(ns string, local, remote netip.Addr, t time.Duration) (int, err
 		if err := unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv); err != nil {
 			return err
 		}
-		if err := unix.Bind(fd, &unix.SockaddrInet4{Addr: local.As4(), Port: latPort}); err != nil {
+		if err := unix.Bind(fd, &unix.SockaddrInet4{Addr: local.As4(), Port: port}); err != nil {
 			return err
 		}
 		if remote.IsValid() {
-			return unix.Connect(fd, &unix.SockaddrInet4{Addr: remote.As4(), Port: latPort})
+			return unix.Connect(fd, &unix.SockaddrInet4{Addr: remote.As4(), Port: port})
 		}
 		return nil
 	})
@@ -191,10 +191,10 @@ func (e *env) openProbe() (_ *probe, err error) {
 	p := &probe{cpu: e.genCPU, done: make(chan struct{})}
 	// The server answers whoever asked: behind masquerade that is the
 	// router's address, not gen's.
-	if p.server, err = probeSocket(e.lab.Sink, e.lab.SinkAddr4, netip.Addr{}, echoPoll); err != nil {
+	if p.server, err = probeSocket(e.lab.Sink, e.lab.SinkAddr4, netip.Addr{}, latPort, echoPoll); err != nil {
 		return nil, err
 	}
-	if p.client, err = probeSocket(e.lab.Gen, e.lab.GenAddr4, e.lab.SinkAddr4, latTimeout); err != nil {
+	if p.client, err = probeSocket(e.lab.Gen, e.lab.GenAddr4, e.lab.SinkAddr4, latPort, latTimeout); err != nil {
 		unix.Close(p.server)
 		return nil, err
 	}

@@ -352,7 +352,7 @@ func (r *Report) WriteTable(w io.Writer) error {
 	return nil
 }
 
-// writeTCP writes the bulk TCP table, if any.
+// writeTCP writes the bulk TCP table and the socket-sent UDP table, if any.
 func (r *Report) writeTCP(w io.Writer) error {
 	if len(r.TCP) == 0 {
 		return nil
@@ -361,39 +361,59 @@ func (r *Report) writeTCP(w io.Writer) error {
 	if r.Settings.Quick {
 		repeats = 1
 	}
-	fmt.Fprintf(w, "\nBulk TCP, one stream gen -> sink (Gbit/s, median of %d; host offloads: tx checksum, TSO, GSO of g0 and s0):\n", repeats)
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintf(tw, "configuration\tfamily\thost offloads\thook\tGbit/s\tmin..max\tvs %s\tnotes\t\n", r.baselineLabel())
-	for _, c := range r.TCP {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t", c.Label, c.Family, c.HostOffloads, orDash(c.AttachedAs))
-		if c.Refused != "" {
-			fmt.Fprintf(tw, "-\trefused\t\t%s\t\n", c.Refused)
+	for _, t := range []struct{ proto, title, unit, fmt string }{
+		{"", "Bulk TCP, one stream gen -> sink (Gbit/s, median of %d; host offloads: tx checksum, TSO, GSO of g0 and s0):\n", "Gbit/s", "%.2f\t%.2f..%.2f"},
+		{ProtoUDP64, "64-byte UDP frames sent by a socket in gen as fast as it can, received by one in sink (Mpps received, median of %d):\n", "Mpps", "%.3f\t%.3f..%.3f"},
+	} {
+		if !slices.ContainsFunc(r.TCP, func(c TCPCell) bool { return c.Proto == t.proto }) {
 			continue
 		}
-		if c.Failed() {
-			fmt.Fprintf(tw, "0\tFAIL\t\t%s\t\n", c.Error)
-			continue
+		fmt.Fprintf(w, "\n"+t.title, repeats)
+		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+		fmt.Fprintf(tw, "configuration\tfamily\thost offloads\thook\t%s\tmin..max\tvs %s\trounds ahead\tnotes\t\n", t.unit, r.baselineLabel())
+		for _, c := range r.TCP {
+			if c.Proto != t.proto {
+				continue
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t", c.Label, c.Family, c.HostOffloads, orDash(c.AttachedAs))
+			if c.Refused != "" {
+				fmt.Fprintf(tw, "-\trefused\t\t\t%s\t\n", c.Refused)
+				continue
+			}
+			if c.Failed() {
+				fmt.Fprintf(tw, "0\tFAIL\t\t\t%s\t\n", c.Error)
+				continue
+			}
+			ratio := "-"
+			if v, ok := r.TCPRatio(&c); ok {
+				ratio = fmt.Sprintf("%.2fx", v)
+			}
+			note := ""
+			if c.Config == ConfigTCRedirect {
+				note = "bound: no routing, no NAT"
+			}
+			if c.FastpathShare != nil {
+				note = fmt.Sprintf("fastpath %.0f%%", 100**c.FastpathShare)
+			}
+			ahead := "-"
+			if n, of, ok := r.TCPRoundsAhead(&c); ok && c.Config != r.Baseline {
+				ahead = fmt.Sprintf("%d/%d", n, of)
+			}
+			fmt.Fprintf(tw, t.fmt+"\t%s\t%s\t%s\t\n", c.Gbps.Median, c.Gbps.Min, c.Gbps.Max, ratio, ahead, note)
 		}
-		ratio := "-"
-		if v, ok := r.TCPRatio(&c); ok {
-			ratio = fmt.Sprintf("%.2fx", v)
+		if err := tw.Flush(); err != nil {
+			return err
 		}
-		note := ""
-		if c.Config == ConfigTCRedirect {
-			note = "bound: no routing, no NAT"
-		}
-		if c.FastpathShare != nil {
-			note = fmt.Sprintf("fastpath %.0f%%", 100**c.FastpathShare)
-		}
-		fmt.Fprintf(tw, "%.2f\t%.2f..%.2f\t%s\t%s\t\n", c.Gbps.Median, c.Gbps.Min, c.Gbps.Max, ratio, note)
 	}
-	return tw.Flush()
+	_, err := fmt.Fprintf(w, "rounds ahead: in how many rounds the stream was at least as fast as the baseline's of the same round\n"+
+		"(the configurations take turns, one stream per family and protocol each round).\n")
+	return err
 }
 
 // TCPRatio is c's median over the baseline's at the same host offloads.
 func (r *Report) TCPRatio(c *TCPCell) (float64, bool) {
 	for _, b := range r.TCP {
-		if b.Config == r.Baseline && b.HostOffloads == c.HostOffloads && b.Family == c.Family {
+		if b.Config == r.Baseline && b.HostOffloads == c.HostOffloads && b.Family == c.Family && b.Proto == c.Proto {
 			if b.Failed() || c.Failed() || b.Gbps.Median == 0 {
 				return 0, false
 			}
@@ -542,4 +562,26 @@ func shortSymbol(s string) string {
 		}
 	}
 	return s
+}
+
+// TCPRoundsAhead counts the rounds in which c's stream was at least as
+// fast as the baseline's at the same host offloads, family and protocol
+// (the i-th samples of each ran in the same round), out of the rounds both
+// have.
+func (r *Report) TCPRoundsAhead(c *TCPCell) (n, of int, ok bool) {
+	for _, b := range r.TCP {
+		if b.Config == r.Baseline && b.HostOffloads == c.HostOffloads && b.Family == c.Family && b.Proto == c.Proto {
+			if b.Failed() || c.Failed() {
+				return 0, 0, false
+			}
+			of = min(len(b.Samples), len(c.Samples))
+			for i := range of {
+				if c.Samples[i] >= b.Samples[i] {
+					n++
+				}
+			}
+			return n, of, of > 0
+		}
+	}
+	return 0, 0, false
 }

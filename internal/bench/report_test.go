@@ -376,7 +376,7 @@ func TestTCPAndLatencyTables(t *testing.T) {
 	r := &Report{Baseline: ConfigKernelMasq, Settings: Settings{Repeats: 2}, TCP: []TCPCell{
 		{Config: ConfigKernelMasq, Label: "kernel + masq", HostOffloads: HostOffloadsDefault, Gbps: Summary{10, 9, 11}, Samples: []float64{9, 11}},
 		{Config: ConfigOffloadXDP, Label: "offload xdp", HostOffloads: HostOffloadsDefault, AttachedAs: "xdp", Error: "stalled: no data for 1s after 11000 bytes"},
-		{Config: ConfigOffloadTC, Label: "offload tc", HostOffloads: HostOffloadsDefault, AttachedAs: "tc", Gbps: Summary{12, 12, 12}, Samples: []float64{12, 12}},
+		{Config: ConfigOffloadTC, Label: "offload tc", HostOffloads: HostOffloadsDefault, AttachedAs: "tc", Gbps: Summary{12, 12, 12}, Samples: []float64{12, 10.5}},
 		{Config: ConfigOffloadXDP, Label: "offload xdp", HostOffloads: HostOffloadsDefault,
 			Refused: refusal("setup: fastpath daemon (offload-xdp): daemon exited\nfastpath: attach: xdp cannot be correct on r0: veth peer g0 sends partial checksums")},
 	}, Latency: []LatencyCell{
@@ -389,6 +389,13 @@ func TestTCPAndLatencyTables(t *testing.T) {
 	if _, ok := r.TCPRatio(&r.TCP[1]); ok {
 		t.Error("a failed tcp cell has a ratio")
 	}
+	// Round by round: 12 >= 9, 10.5 < 11.
+	if n, of, ok := r.TCPRoundsAhead(&r.TCP[2]); !ok || n != 1 || of != 2 {
+		t.Errorf("rounds ahead %d/%d %v, want 1/2", n, of, ok)
+	}
+	if _, _, ok := r.TCPRoundsAhead(&r.TCP[1]); ok {
+		t.Error("a failed tcp cell has rounds ahead")
+	}
 	var b bytes.Buffer
 	if err := r.WriteTable(&b); err != nil {
 		t.Fatal(err)
@@ -396,7 +403,7 @@ func TestTCPAndLatencyTables(t *testing.T) {
 	if r.TCP[3].Refused != "attach: xdp cannot be correct on r0: veth peer g0 sends partial checksums" {
 		t.Errorf("refusal parsed as %q", r.TCP[3].Refused)
 	}
-	for _, want := range []string{"Bulk TCP", "1.20x", "FAIL", "stalled: no data", "refused", "cannot be correct on r0", "round trips", "900", "0.30", "went unanswered"} {
+	for _, want := range []string{"Bulk TCP", "1.20x", "1/2", "rounds ahead", "FAIL", "stalled: no data", "refused", "cannot be correct on r0", "round trips", "900", "0.30", "went unanswered"} {
 		if !strings.Contains(b.String(), want) {
 			t.Errorf("table lacks %q:\n%s", want, b.String())
 		}

@@ -89,12 +89,15 @@ func TestRunSmoke(t *testing.T) {
 	} else {
 		t.Logf("kernel + masquerade, 64 B, 1 flow: %.2f Mpps, router %.0f ns/pkt", km.RxMpps.Median, km.RouterNs.Median)
 	}
-	if len(r.TCP) != 8 {
-		t.Fatalf("%d tcp cells, want 8 (two configurations, host offloads default and off, IPv4 and IPv6)", len(r.TCP))
+	if len(r.TCP) != 12 {
+		t.Fatalf("%d tcp cells, want 12 (two configurations, host offloads default and off, TCP over IPv4 and IPv6, 64-byte UDP over IPv4)", len(r.TCP))
 	}
 	for _, c := range r.TCP {
 		if c.Failed() || c.Gbps.Median <= 0 {
-			t.Errorf("tcp %s %s host offloads %s: %+v", c.Config, c.Family, c.HostOffloads, c)
+			t.Errorf("%s %s %s host offloads %s: %+v", c.Proto, c.Config, c.Family, c.HostOffloads, c)
+		}
+		if c.Proto == ProtoUDP64 {
+			t.Logf("64-byte UDP from a socket through %s, host offloads %s: %.3f Mpps", c.Config, c.HostOffloads, c.Gbps.Median)
 		}
 	}
 	if len(r.Latency) != 1 {

@@ -9,8 +9,11 @@ import (
 	"net"
 	"net/netip"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/fastpath-router/fastpath/internal/nsutil"
 )
@@ -19,6 +22,9 @@ import (
 // at their defaults (tx checksum, TSO and GSO on, as containers and VMs run
 // them) or off. The stream is checked byte for byte: a configuration that
 // stalls, resets or corrupts it is a FAIL with the reason, never a rate.
+// In the same rounds, 64-byte UDP frames sent by a socket (what a host's
+// stack sends, unlike the XDP generator's frames, which a veth takes
+// without a copy): the datagrams the sink's socket received a second.
 
 // Offload settings of the end hosts' interfaces (g0, s0).
 const (
@@ -68,8 +74,11 @@ type TCPCell struct {
 	// Refused: the daemon refused this configuration as one that cannot be
 	// correct on these hosts (attach: xdp where their frames carry partial
 	// checksums). Not a failure: that refusal is the right answer.
-	Refused string    `json:"refused,omitempty"`
-	Error   string    `json:"error,omitempty"`
+	Refused string `json:"refused,omitempty"`
+	Error   string `json:"error,omitempty"`
+	// Proto: "" bulk TCP (Gbit/s); "udp64" 64-byte UDP frames from a
+	// socket (Samples and Gbps hold Mpps received, IPv4 only).
+	Proto   string    `json:"proto,omitempty"`
 	Samples []float64 `json:"gbps_samples"`
 	Gbps    Summary   `json:"gbps"`
 	// FastpathShare is the share of r0's packets fastpath forwarded itself.
@@ -82,30 +91,58 @@ func (c *TCPCell) Failed() bool { return c.Error != "" }
 // tcpPhase measures bulk TCP through each configuration. The counters on g0
 // and s0 come off first: an XDP program on a veth takes GSO away from its
 // peer, and end hosts have none. The host offloads are set before the
-// daemon starts, so attach: auto decides on what users' hosts do.
+// daemons start, so attach: auto decides on what users' hosts do.
+//
+// The configurations take turns: each round sets every configuration up
+// in turn and runs one stream per address family through it, so that the
+// i-th streams of two configurations ran minutes apart at most, never a
+// whole phase apart. Streams of 2 s on two shared CPUs drift by more than
+// the differences measured; the report compares them round by round.
 func (r *runner) tcpPhase(ctx context.Context) error {
 	e := r.env
 	e.dropCounters()
-	for _, name := range r.opts.tcpConfigs {
-		cfg, _ := configByName(name)
-		for _, off := range []string{HostOffloadsDefault, HostOffloadsOff} {
-			cells := []TCPCell{
+	for _, off := range []string{HostOffloadsDefault, HostOffloadsOff} {
+		if err := e.hostOffloads(ctx, off == HostOffloadsDefault); err != nil {
+			return fmt.Errorf("host offloads %s: %w", off, err)
+		}
+		runs := make([]*tcpRun, 0, len(r.opts.tcpConfigs))
+		for _, name := range r.opts.tcpConfigs {
+			cfg, _ := configByName(name)
+			runs = append(runs, &tcpRun{cfg: cfg, cells: []TCPCell{
 				{Config: name, Label: cfg.label, HostOffloads: off, Family: "IPv4"},
 				{Config: name, Label: cfg.label, HostOffloads: off, Family: "IPv6"},
+				{Config: name, Label: cfg.label, HostOffloads: off, Family: "IPv4", Proto: ProtoUDP64},
+			}})
+		}
+		for round := range tcpRepeats(r.opts) {
+			for _, run := range runs {
+				r.prog.show("tcp "+run.cfg.name, 0, 0, fmt.Sprintf("host offloads %s, round %d", off, round+1))
+				r.tcpRound(ctx, run)
+				if ctx.Err() != nil {
+					return ctx.Err()
+				}
 			}
-			r.prog.show("tcp "+name, 0, 0, "host offloads "+off)
-			r.tcpCells(ctx, cfg, cells)
-			if ctx.Err() != nil {
-				return ctx.Err()
-			}
-			for _, c := range cells {
+		}
+		for _, run := range runs {
+			for _, c := range run.finish() {
 				r.report.TCP = append(r.report.TCP, c)
-				r.prog.line(fmt.Sprintf("tcp %s %s, host offloads %s: %s", name, c.Family, off, c.result()))
+				r.prog.line(fmt.Sprintf("tcp %s %s, host offloads %s: %s", c.Config, c.Family, off, c.result()))
 			}
 		}
 	}
 	return nil
 }
+
+// tcpRun is one configuration's cells (one per family) at one host
+// offload setting, filled round by round.
+type tcpRun struct {
+	cfg       config
+	cells     []TCPCell
+	fwd, pass [3]uint64 // fastpath's counters on r0 over the streams, per cell
+}
+
+// ProtoUDP64 marks the socket-sent 64-byte UDP cells.
+const ProtoUDP64 = "udp64"
 
 func (c *TCPCell) result() string {
 	if c.Refused != "" {
@@ -114,65 +151,82 @@ func (c *TCPCell) result() string {
 	if c.Failed() {
 		return "FAIL: " + c.Error
 	}
+	if c.Proto == ProtoUDP64 {
+		return fmt.Sprintf("%.3f Mpps (64-byte UDP from a socket)", c.Gbps.Median)
+	}
 	return fmt.Sprintf("%.2f Gbit/s", c.Gbps.Median)
 }
 
-// tcpCells sets the host offloads, sets cfg up once and runs Repeats
-// streams of Duration for each cell (one per address family).
-func (r *runner) tcpCells(ctx context.Context, cfg config, cells []TCPCell) {
-	e, o := r.env, r.opts
-	fail := func(msg string) {
-		for i := range cells {
-			cells[i].Error = msg
-		}
+// tcpRound sets run's configuration up and runs one stream per cell that
+// has neither failed nor been refused.
+func (r *runner) tcpRound(ctx context.Context, run *tcpRun) {
+	e := r.env
+	live := false
+	for i := range run.cells {
+		live = live || (!run.cells[i].Failed() && run.cells[i].Refused == "")
 	}
-	if err := e.hostOffloads(ctx, cells[0].HostOffloads == HostOffloadsDefault); err != nil {
-		fail(err.Error())
+	if !live {
 		return
 	}
-	a, err := r.setup(ctx, cfg)
+	a, err := r.setup(ctx, run.cfg)
 	if err != nil {
-		if why := refusal(err.Error()); why != "" {
-			for i := range cells {
-				cells[i].Refused = why
+		for i := range run.cells {
+			c := &run.cells[i]
+			if why := refusal(err.Error()); why != "" {
+				c.Refused = why
+			} else if c.Error == "" {
+				c.Error = "setup: " + firstLine(err.Error())
 			}
-			return
 		}
-		fail("setup: " + firstLine(err.Error()))
 		return
 	}
 	defer func() {
 		if err := a.teardown(); err != nil {
-			r.opts.Log.Warn("teardown", "config", cfg.name, "err", err)
+			r.opts.Log.Warn("teardown", "config", run.cfg.name, "err", err)
 		}
 	}()
-	for i := range cells {
-		c := &cells[i]
+	for i := range run.cells {
+		c := &run.cells[i]
+		if c.Failed() || c.Refused != "" {
+			continue
+		}
 		before, berr := ingressCounters{}, error(nil)
 		if a.d != nil {
 			before, berr = a.d.counters(ctx, e.lab.RtrIn)
 		}
-		for range tcpRepeats(o) {
-			gbps, err := e.stream(ctx, c.Family == "IPv6", o.Warmup, o.Duration)
-			if err != nil {
-				c.Error = err.Error()
-				break
-			}
-			c.Samples = append(c.Samples, round3(gbps))
+		stream := e.stream
+		if c.Proto == ProtoUDP64 {
+			stream = e.udpStream
 		}
+		gbps, err := stream(ctx, c.Family == "IPv6", r.opts.Warmup, r.opts.Duration)
+		if err != nil {
+			c.Error = err.Error()
+			continue
+		}
+		c.Samples = append(c.Samples, round3(gbps))
 		if a.d != nil {
 			c.AttachedAs = a.d.attachedAs(ctx, e.lab.RtrIn)
 		}
 		if a.d != nil && berr == nil {
 			if after, err := a.d.counters(ctx, e.lab.RtrIn); err == nil {
-				if fwd, pass := after.fwd-before.fwd, after.pass-before.pass; fwd+pass > 0 {
-					share := round3(float64(fwd) / float64(fwd+pass))
-					c.FastpathShare = &share
-				}
+				run.fwd[i] += after.fwd - before.fwd
+				run.pass[i] += after.pass - before.pass
 			}
+		}
+	}
+}
+
+// finish summarizes the rounds into the cells.
+func (run *tcpRun) finish() []TCPCell {
+	for i := range run.cells {
+		c := &run.cells[i]
+		if fwd, pass := run.fwd[i], run.pass[i]; fwd+pass > 0 {
+			share := round3(float64(fwd) / float64(fwd+pass))
+			c.FastpathShare = &share
 		}
 		c.Gbps = summarize(c.Samples)
 	}
+	return run.cells
 }
 
 // refusal is the daemon's reason for refusing to start with an attach that
@@ -244,13 +298,17 @@ func (e *env) stream(ctx context.Context, v6 bool, warmup, d time.Duration) (flo
 	}
 	defer srv.Close()
 
+	// Sender and receiver on threads pinned apart (the sender, whose
+	// softirq carries the packets through the router, on the generator's
+	// CPU): left to the scheduler, where they land moves a stream's rate
+	// by more than the router does.
 	var got atomic.Uint64
 	recvDone := make(chan error, 1)
-	go func() { recvDone <- receive(srv, &got) }()
+	go func() { recvDone <- onCPU(e.restCPU, 0, func() error { return receive(srv, &got) }) }()
 	var sent uint64
 	sendDone := make(chan error, 1)
 	stop := make(chan struct{})
-	go func() { sendDone <- send(conn, &sent, stop) }()
+	go func() { sendDone <- onCPU(e.genCPU, 0, func() error { return send(conn, &sent, stop) }) }()
 
 	// Sample the receiver at the window's edges; watch for stalls.
 	t0 := time.Now()
@@ -309,6 +367,80 @@ func (e *env) stream(ctx context.Context, v6 bool, warmup, d time.Duration) (flo
 	conn.Close()
 	srv.Close()
 	return 0, fail
+}
+
+// udpStream sends 64-byte UDP frames (IPv4) from a socket in gen to one in
+// sink as fast as the sending thread can for warmup+d, and returns the
+// datagrams a second the sink received during d (Mpps). Both sockets
+// block in the kernel on threads of their own (Go's netpoller would add a
+// thread handoff per datagram, slower than the router). Loss is no error:
+// what arrives is the rate.
+func (e *env) udpStream(ctx context.Context, v6 bool, warmup, d time.Duration) (float64, error) {
+	if v6 {
+		return 0, errors.New("socket-sent UDP is measured over IPv4 only")
+	}
+	srv, err := probeSocket(e.lab.Sink, e.lab.SinkAddr4, netip.Addr{}, tcpPort, echoPoll)
+	if err != nil {
+		return 0, err
+	}
+	defer unix.Close(srv)
+	cli, err := probeSocket(e.lab.Gen, e.lab.GenAddr4, e.lab.SinkAddr4, tcpPort, echoPoll)
+	if err != nil {
+		return 0, err
+	}
+	defer unix.Close(cli)
+	var got atomic.Uint64
+	var stop atomic.Bool
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		onCPU(e.restCPU, 0, func() error {
+			buf := make([]byte, 2048)
+			for !stop.Load() {
+				if _, err := unix.Read(srv, buf); err == nil {
+					got.Add(1)
+				}
+			}
+			return nil
+		})
+	}()
+	go func() {
+		defer wg.Done()
+		onCPU(e.genCPU, 0, func() error {
+			payload := make([]byte, 64-14-20-8)
+			for !stop.Load() {
+				// A full buffer or a refused datagram is the path's
+				// business, not the sender's.
+				unix.Write(cli, payload)
+			}
+			return nil
+		})
+	}()
+	defer func() {
+		stop.Store(true)
+		wg.Wait()
+	}()
+	wait := func(t time.Duration) error {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(t):
+			return nil
+		}
+	}
+	if err := wait(warmup); err != nil {
+		return 0, err
+	}
+	n0, t0 := got.Load(), time.Now()
+	if err := wait(d); err != nil {
+		return 0, err
+	}
+	n1, t1 := got.Load(), time.Now()
+	if n1 == n0 {
+		return 0, errors.New("no datagram arrived")
+	}
+	return float64(n1-n0) / t1.Sub(t0).Seconds() / 1e6, nil
 }
 
 func orEOF(err error) error {
