@@ -396,7 +396,19 @@ func (e *env) udpStream(ctx context.Context, v6 bool, warmup, d time.Duration) (
 	go func() {
 		defer wg.Done()
 		onCPU(e.restCPU, 0, func() error {
+			// The first datagram is answered, once: a flow the sink never
+			// answered stays unreplied in conntrack, which the forward
+			// rules (ct state established) and fastpath's offload both
+			// wait for. Every configuration gets the same answer.
 			buf := make([]byte, 2048)
+			for !stop.Load() {
+				_, from, err := unix.Recvfrom(srv, buf, 0)
+				if err == nil {
+					got.Add(1)
+					_ = unix.Sendto(srv, buf[:1], 0, from)
+					break
+				}
+			}
 			for !stop.Load() {
 				if _, err := unix.Read(srv, buf); err == nil {
 					got.Add(1)
