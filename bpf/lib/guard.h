@@ -240,6 +240,16 @@ static __always_inline struct fp_guard_hits *fp_guard_lookup(const struct fp_flo
 	return bpf_map_lookup_elem(map6, &key);
 }
 
+/* fp_guard_now: the clock, read once per packet and only when a limit or
+ * a drop needs it (*now 0 until then): in a VM a precise clock read costs
+ * as much as a hash lookup, and most packets need none. */
+static __always_inline __u64 fp_guard_now(__u64 *now)
+{
+	if (!*now)
+		*now = bpf_ktime_get_ns();
+	return *now;
+}
+
 /* fp_gcra: one packet of cost against a limit. The bucket's arrival time
  * is read and written without a lock: two CPUs passing the same source at
  * the same instant may both spend the same credit (docs/guard.md). */
@@ -381,7 +391,7 @@ static __always_inline int fp_guard(void *ctx, const int xdp, void *data, void *
 	struct fp_guard_pkt g;
 	struct fp_guard_src src;
 	int syn, fresh;
-	__u64 now;
+	__u64 now = 0;
 
 	if (!fp_guard_active(c))
 		return 0;
@@ -399,7 +409,6 @@ static __always_inline int fp_guard(void *ctx, const int xdp, void *data, void *
 			return 0; /* allowed: exempt from the deny list and every limit */
 		}
 	}
-	now = bpf_ktime_get_ns();
 	cpu = bpf_map_lookup_elem(&fp_guard_cpus, &zero);
 	if (c->flags & FP_GUARD_F_DENY) {
 		hit = fp_guard_lookup(&g.k, &fp_guard_deny4, &fp_guard_deny6);
@@ -420,20 +429,20 @@ static __always_inline int fp_guard(void *ctx, const int xdp, void *data, void *
 			b = bpf_map_lookup_elem(&fp_guard_srcs, &src);
 		}
 	}
-	if (b && c->pkt.cost_ns && fp_gcra(&b->tat_pkt, now, c->pkt.cost_ns * pkts, c->pkt.burst_ns)) {
+	if (b && c->pkt.cost_ns && fp_gcra(&b->tat_pkt, fp_guard_now(&now), c->pkt.cost_ns * pkts, c->pkt.burst_ns)) {
 		reason = FP_GUARD_RATE_PKT;
 		goto drop;
 	}
-	if (b && c->byte.cost_ns && fp_gcra(&b->tat_byte, now, (bytes * c->byte.cost_ns) >> 16, c->byte.burst_ns)) {
+	if (b && c->byte.cost_ns && fp_gcra(&b->tat_byte, fp_guard_now(&now), (bytes * c->byte.cost_ns) >> 16, c->byte.burst_ns)) {
 		reason = FP_GUARD_RATE_BYTE;
 		goto drop;
 	}
 	syn = g.l4 && g.k.proto == IPPROTO_TCP && (g.tcp_flags & (FP_TCP_SYN | FP_TCP_ACK)) == FP_TCP_SYN;
-	if (syn && b && c->syn.cost_ns && fp_gcra(&b->tat_syn, now, c->syn.cost_ns, c->syn.burst_ns)) {
+	if (syn && b && c->syn.cost_ns && fp_gcra(&b->tat_syn, fp_guard_now(&now), c->syn.cost_ns, c->syn.burst_ns)) {
 		reason = FP_GUARD_SYN_SOURCE;
 		goto drop;
 	}
-	if (syn && cpu && c->syn_all.cost_ns && fp_gcra(&cpu->tat_syn, now, c->syn_all.cost_ns, c->syn_all.burst_ns)) {
+	if (syn && cpu && c->syn_all.cost_ns && fp_gcra(&cpu->tat_syn, fp_guard_now(&now), c->syn_all.cost_ns, c->syn_all.burst_ns)) {
 		reason = FP_GUARD_SYN_TOTAL;
 		goto drop;
 	}
@@ -442,17 +451,17 @@ static __always_inline int fp_guard(void *ctx, const int xdp, void *data, void *
 	fresh = syn || fp_guard_is_new(ctx, xdp, &g);
 	if (!fresh)
 		return 0;
-	if (b && c->new_flow.cost_ns && fp_gcra(&b->tat_new, now, c->new_flow.cost_ns, c->new_flow.burst_ns)) {
+	if (b && c->new_flow.cost_ns && fp_gcra(&b->tat_new, fp_guard_now(&now), c->new_flow.cost_ns, c->new_flow.burst_ns)) {
 		reason = FP_GUARD_NEW_SOURCE;
 		goto drop;
 	}
-	if (cpu && c->new_all.cost_ns && fp_gcra(&cpu->tat_new, now, c->new_all.cost_ns, c->new_all.burst_ns)) {
+	if (cpu && c->new_all.cost_ns && fp_gcra(&cpu->tat_new, fp_guard_now(&now), c->new_all.cost_ns, c->new_all.burst_ns)) {
 		reason = FP_GUARD_NEW_TOTAL;
 		goto drop;
 	}
 	return 0;
 drop:
-	fp_guard_drop(c, cpu, &g, reason, bytes, ifindex, slot, now);
+	fp_guard_drop(c, cpu, &g, reason, bytes, ifindex, slot, fp_guard_now(&now));
 	return 1;
 }
 
