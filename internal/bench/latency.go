@@ -155,7 +155,8 @@ type probe struct {
 }
 
 // probeSocket opens a blocking UDP socket in ns bound to local:port,
-// connected to remote:port when remote is valid, with receive timeout t.
+// connected to remote:port when remote is valid, with receive and send
+// timeout t.
 func probeSocket(ns string, local, remote netip.Addr, port int, t time.Duration) (int, error) {
 	fd := -1
 	err := nsutil.Do(ns, func() error {
@@ -164,8 +165,10 @@ func probeSocket(ns string, local, remote netip.Addr, port int, t time.Duration)
 			return err
 		}
 		tv := unix.NsecToTimeval(t.Nanoseconds())
-		if err := unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv); err != nil {
-			return err
+		for _, opt := range []int{unix.SO_RCVTIMEO, unix.SO_SNDTIMEO} {
+			if err := unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, opt, &tv); err != nil {
+				return err
+			}
 		}
 		if err := unix.Bind(fd, &unix.SockaddrInet4{Addr: local.As4(), Port: port}); err != nil {
 			return err

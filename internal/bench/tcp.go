@@ -108,11 +108,12 @@ func (r *runner) tcpPhase(ctx context.Context) error {
 		runs := make([]*tcpRun, 0, len(r.opts.tcpConfigs))
 		for _, name := range r.opts.tcpConfigs {
 			cfg, _ := configByName(name)
-			runs = append(runs, &tcpRun{cfg: cfg, cells: []TCPCell{
+			cells := []TCPCell{
 				{Config: name, Label: cfg.label, HostOffloads: off, Family: "IPv4"},
 				{Config: name, Label: cfg.label, HostOffloads: off, Family: "IPv6"},
 				{Config: name, Label: cfg.label, HostOffloads: off, Family: "IPv4", Proto: ProtoUDP64},
-			}})
+			}
+			runs = append(runs, &tcpRun{cfg: cfg, cells: cells, fwd: make([]uint64, len(cells)), pass: make([]uint64, len(cells))})
 		}
 		for round := range tcpRepeats(r.opts) {
 			for _, run := range runs {
@@ -138,7 +139,7 @@ func (r *runner) tcpPhase(ctx context.Context) error {
 type tcpRun struct {
 	cfg       config
 	cells     []TCPCell
-	fwd, pass [3]uint64 // fastpath's counters on r0 over the streams, per cell
+	fwd, pass []uint64 // fastpath's counters on r0 over the streams, per cell
 }
 
 // ProtoUDP64 marks the socket-sent 64-byte UDP cells.
@@ -298,13 +299,13 @@ func (e *env) stream(ctx context.Context, v6 bool, warmup, d time.Duration) (flo
 	}
 	defer srv.Close()
 
-	// Sender and receiver on threads pinned apart (the sender, whose
-	// softirq carries the packets through the router, on the generator's
-	// CPU): left to the scheduler, where they land moves a stream's rate
-	// by more than the router does.
+	// Sender and receiver on threads pinned apart where there are two CPUs
+	// (the sender, whose softirq carries the packets through the router,
+	// on the generator's): left to the scheduler, where they land moves a
+	// stream's rate by more than the router does.
 	var got atomic.Uint64
 	recvDone := make(chan error, 1)
-	go func() { recvDone <- onCPU(e.restCPU, 0, func() error { return receive(srv, &got) }) }()
+	go func() { recvDone <- onCPU(e.otherCPU(), 0, func() error { return receive(srv, &got) }) }()
 	var sent uint64
 	sendDone := make(chan error, 1)
 	stop := make(chan struct{})
@@ -370,7 +371,8 @@ func (e *env) stream(ctx context.Context, v6 bool, warmup, d time.Duration) (flo
 }
 
 // udpStream sends 64-byte UDP frames (IPv4) from a socket in gen to one in
-// sink as fast as the sending thread can for warmup+d, and returns the
+// sink as fast as the sending thread can for warmup+d (conntrack in rtr
+// flushed first), and returns the
 // datagrams a second the sink received during d (Mpps). Both sockets
 // block in the kernel on threads of their own (Go's netpoller would add a
 // thread handoff per datagram, slower than the router). Loss is no error:
@@ -389,13 +391,18 @@ func (e *env) udpStream(ctx context.Context, v6 bool, warmup, d time.Duration) (
 		return 0, err
 	}
 	defer unix.Close(cli)
+	// Each configuration starts the flow afresh, answered by its own sink.
+	if err := conntrackFlush(e.lab.Rtr); err != nil {
+		return 0, err
+	}
 	var got atomic.Uint64
 	var stop atomic.Bool
 	var wg sync.WaitGroup
+	pinErrs := make(chan error, 2)
 	wg.Add(2)
 	go func() {
 		defer wg.Done()
-		onCPU(e.restCPU, 0, func() error {
+		pinErrs <- onCPU(e.otherCPU(), 0, func() error {
 			// The first datagram is answered, once: a flow the sink never
 			// answered stays unreplied in conntrack, which the forward
 			// rules (ct state established) and fastpath's offload both
@@ -419,7 +426,7 @@ func (e *env) udpStream(ctx context.Context, v6 bool, warmup, d time.Duration) (
 	}()
 	go func() {
 		defer wg.Done()
-		onCPU(e.genCPU, 0, func() error {
+		pinErrs <- onCPU(e.genCPU, 0, func() error {
 			payload := make([]byte, 64-14-20-8)
 			for !stop.Load() {
 				// A full buffer or a refused datagram is the path's
@@ -449,6 +456,13 @@ func (e *env) udpStream(ctx context.Context, v6 bool, warmup, d time.Duration) (
 		return 0, err
 	}
 	n1, t1 := got.Load(), time.Now()
+	select {
+	case err := <-pinErrs: // a thread that could not be pinned ended at once
+		if err != nil {
+			return 0, err
+		}
+	default:
+	}
 	if n1 == n0 {
 		return 0, errors.New("no datagram arrived")
 	}
@@ -515,4 +529,13 @@ func (d *daemon) attachedAs(ctx context.Context, ifname string) string {
 		}
 	}
 	return ""
+}
+
+// otherCPU is the CPU the bench's receiving threads run on: not the
+// generator's where there is another.
+func (e *env) otherCPU() int {
+	if e.restCPU != e.genCPU {
+		return e.restCPU
+	}
+	return e.routerCPU
 }

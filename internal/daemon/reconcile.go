@@ -63,11 +63,12 @@ type iface struct {
 	// The veth peer when last read (readPeer): what it is, or why it could
 	// not be read (vethpeer.ErrNotVeth for other links); whether it sends
 	// its frames by XDP, and when its count of them last grew.
-	peer     vethpeer.Peer
-	peerErr  error
-	peerRead bool
-	xdpFed   bool
-	xdpFedAt time.Time
+	peer       vethpeer.Peer
+	peerErr    error
+	peerRead   bool
+	peerReadAt time.Time
+	xdpFed     bool
+	xdpFedAt   time.Time
 }
 
 func (ic *iface) managed() bool { return ic.cfg.Mode != config.ModeOff }
@@ -307,25 +308,46 @@ func (r *reconciler) resolveHook(ic *iface) (datapath.Hook, string, error) {
 
 // xdpFedHold is how long a veth counts as fed by XDP after its peer last
 // sent a frame that way: a pause in such traffic does not move the hook.
-const xdpFedHold = 3 * time.Second
+// peerBaselineAge: counts read further apart than this (the interface
+// was not on auto meanwhile) are no baseline for growth.
+const (
+	xdpFedHold      = 3 * time.Second
+	peerBaselineAge = 2 * time.Second
+)
 
 // readPeer reads ic's veth peer again and reports whether a fact the hook
 // is decided on changed: whether it could be read, its partial checksums,
 // whether it sends by XDP (its count of such frames grew since the last
-// read, less than xdpFedHold ago).
+// read, less than xdpFedHold ago), or, for the reason shown, its name.
 func (r *reconciler) readPeer(ic *iface) bool {
 	if ic.nl == nil || r.peers == nil {
 		return false
 	}
 	now := r.now()
 	p, err := r.peers.Lookup(ic.nl)
-	if err == nil && ic.peerRead && ic.peerErr == nil && p.Name == ic.peer.Name && p.XDPSent > ic.peer.XDPSent {
+	baseline := ic.peerRead && ic.peerErr == nil && ic.peer.XDPSentKnown && now.Sub(ic.peerReadAt) <= peerBaselineAge
+	if err == nil && baseline && p.XDPSentKnown && p.String() == ic.peer.String() && p.XDPSent > ic.peer.XDPSent {
 		ic.xdpFedAt = now
 	}
 	fed := !ic.xdpFedAt.IsZero() && now.Sub(ic.xdpFedAt) < xdpFedHold
-	changed := !ic.peerRead || fed != ic.xdpFed || p.PartialChecksums != ic.peer.PartialChecksums || (err == nil) != (ic.peerErr == nil)
-	ic.peer, ic.peerErr, ic.peerRead, ic.xdpFed = p, err, true, fed
+	if !fed && ic.xdpFed && ic.hook == datapath.HookXDP && !r.groOnOrUnknown(ic) {
+		// The peer's XDP frames stopped coming, but this veth takes such
+		// frames only while an XDP program is on it (its GRO is off): on
+		// TC, frames its peer sends by XDP later would be refused at the
+		// redirect, before any count shows them. Stay.
+		fed = true
+	}
+	changed := !ic.peerRead || fed != ic.xdpFed || p.PartialChecksums != ic.peer.PartialChecksums ||
+		(err == nil) != (ic.peerErr == nil) || p.String() != ic.peer.String()
+	ic.peer, ic.peerErr, ic.peerRead, ic.peerReadAt, ic.xdpFed = p, err, true, now, fed
 	return changed
+}
+
+// groOnOrUnknown reads whether ic's device has GRO on; true when it
+// cannot be read.
+func (r *reconciler) groOnOrUnknown(ic *iface) bool {
+	on, err := r.groOn(ic.cfg.Name)
+	return on || err != nil
 }
 
 // peersChanged rereads the veth peers of the interfaces whose hook follows
@@ -336,7 +358,9 @@ func (r *reconciler) readPeer(ic *iface) bool {
 func (r *reconciler) peersChanged() bool {
 	changed := false
 	for _, ic := range r.ifaces {
-		if !ic.managed() || ic.link == nil || errors.Is(ic.peerErr, vethpeer.ErrNotVeth) ||
+		// Not a veth, or a peer that could not be read (finding it may scan
+		// /proc): the resync reads those again.
+		if !ic.managed() || ic.link == nil || ic.peerErr != nil ||
 			(ic.cfg.Attach != config.AttachAuto && ic.cfg.Attach != config.AttachXDP) {
 			continue
 		}
@@ -505,7 +529,7 @@ func (r *reconciler) teardown(ic *iface, state string) {
 	}
 	ic.ifindex, ic.mac, ic.mtu, ic.hook, ic.progID, ic.linkID, ic.xdpTarget, ic.targetSet = 0, nil, 0, "", 0, 0, false, false
 	ic.nl, ic.why, ic.xdpRefusedMTU, ic.xdpRefused, ic.shaping, ic.declared = nil, "", 0, "", "", ""
-	ic.peer, ic.peerErr, ic.peerRead, ic.xdpFed, ic.xdpFedAt = vethpeer.Peer{}, nil, false, false, time.Time{}
+	ic.peer, ic.peerErr, ic.peerRead, ic.peerReadAt, ic.xdpFed, ic.xdpFedAt = vethpeer.Peer{}, nil, false, time.Time{}, false, time.Time{}
 	ic.state = state
 }
 

@@ -129,6 +129,9 @@ type peerAnswer struct {
 	err error
 	// xdp: the peer keeps sending by XDP, its count growing between reads.
 	xdp bool
+	// noStats: the peer's statistics cannot be read.
+	noStats bool
+	reads   int
 }
 
 func (f fakePeers) Lookup(l netlink.Link) (vethpeer.Peer, error) {
@@ -138,9 +141,15 @@ func (f fakePeers) Lookup(l netlink.Link) (vethpeer.Peer, error) {
 	}
 	if a.xdp {
 		a.p.XDPSent++
-		f[l.Attrs().Name] = a
 	}
-	return a.p, a.err
+	a.reads++
+	f[l.Attrs().Name] = a
+	p := a.p
+	p.XDPSentKnown = !a.noStats
+	if a.noStats {
+		p.XDPSent = 0
+	}
+	return p, a.err
 }
 
 type fixture struct {
@@ -741,7 +750,10 @@ func TestGROBehindXDP(t *testing.T) {
 // reports a change and the next converge moves it to native XDP; it stays
 // through a pause shorter than xdpFedHold and goes back to TC after a
 // longer one. A change of the peer's checksum offload is seen by the same
-// poll; links that are not veths are not read again.
+// poll. Counts that cannot be read, or were read too long ago (the
+// interface was on tc meanwhile), are no baseline: no move. With GRO off on
+// the veth, XDP stays after the frames stop (on TC the veth would refuse
+// the peer's next XDP frames).
 func TestAutoFollowsXDPSending(t *testing.T) {
 	fx := newFixture(t, ifc("r0", config.ModeOffload, config.AttachAuto), ifc("r1", config.ModeOffload, config.AttachAuto))
 	clock := time.Unix(1000, 0)
@@ -761,24 +773,58 @@ func TestAutoFollowsXDPSending(t *testing.T) {
 			t.Errorf("%s: %s (%s), want %s (%s)", when, ic.hook, ic.why, want, why)
 		}
 	}
+	set := func(f func(a *peerAnswer)) {
+		a := fx.peers["r0"]
+		f(&a)
+		fx.peers["r0"] = a
+	}
 	check("stack only", false, datapath.HookTC, "g0 sends from its stack")
-	fx.peers["r0"] = peerAnswer{p: vethpeer.Peer{Name: "g0"}, xdp: true}
+	set(func(a *peerAnswer) { a.xdp = true })
 	clock = clock.Add(time.Second)
 	check("peer sends by XDP", true, datapath.HookXDP, "g0 sends by XDP")
-	a := fx.peers["r0"]
-	a.xdp = false
-	fx.peers["r0"] = a
+	set(func(a *peerAnswer) { a.xdp = false })
 	clock = clock.Add(xdpFedHold / 2)
 	check("a short pause", false, datapath.HookXDP, "g0 sends by XDP")
 	clock = clock.Add(xdpFedHold)
 	check("a long pause", true, datapath.HookTC, "g0 sends from its stack")
-	a.p.PartialChecksums = true
-	fx.peers["r0"] = a
+	set(func(a *peerAnswer) { a.p.PartialChecksums = true })
 	check("tx checksum on", true, datapath.HookTC, "partial checksums")
+	set(func(a *peerAnswer) { a.p.PartialChecksums = false })
+	check("tx checksum off", true, datapath.HookTC, "g0 sends from its stack")
+
+	// Statistics that cannot be read, then can: no growth seen.
+	set(func(a *peerAnswer) { a.noStats = true })
+	clock = clock.Add(time.Second)
+	check("statistics unreadable", false, datapath.HookTC, "g0 sends from its stack")
+	set(func(a *peerAnswer) { a.noStats = false; a.p.XDPSent += 1000 })
+	clock = clock.Add(time.Second)
+	check("statistics readable again", false, datapath.HookTC, "g0 sends from its stack")
+	// A count read long ago is no baseline either.
+	set(func(a *peerAnswer) { a.p.XDPSent += 1000 })
+	clock = clock.Add(time.Hour)
+	check("after a long gap", false, datapath.HookTC, "g0 sends from its stack")
+
+	// r0 not a veth peer: the poll does not read it.
+	reads := fx.peers["r0"].reads
+	fx.iface(t, "r1").peerErr = vethpeer.ErrNotVeth
+	fx.r.peersChanged()
+	if n := fx.peers["r0"].reads; n != reads+1 {
+		t.Errorf("one poll read r0's peer %d times", n-reads)
+	}
 	if fx.iface(t, "r1").peerErr != vethpeer.ErrNotVeth {
 		t.Errorf("r1 (no veth) peer error %v", fx.iface(t, "r1").peerErr)
 	}
 	if hs := fx.dp.hooks(3); fmt.Sprint(hs) != "[xdp tc-gro]" {
 		t.Errorf("r1 (no veth: a NIC with native XDP) hooks %v", hs)
 	}
+
+	// GRO off on r0: on XDP by its peer's frames, it stays there when they
+	// stop.
+	fx.groOff["r0"] = true
+	set(func(a *peerAnswer) { a.xdp = true })
+	clock = clock.Add(time.Second)
+	check("peer sends by XDP, GRO off", true, datapath.HookXDP, "g0 sends by XDP")
+	set(func(a *peerAnswer) { a.xdp = false })
+	clock = clock.Add(2 * xdpFedHold)
+	check("a long pause, GRO off", false, datapath.HookXDP, "g0 sends by XDP")
 }

@@ -5,7 +5,9 @@ package ethtool
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
+	"os"
 	"runtime"
 	"unsafe"
 
@@ -37,10 +39,11 @@ func TxChecksum(name string) (bool, error) { return get(name, getTxCsum, "tx che
 // feature change sends a link event.
 func GRO(name string) (bool, error) { return get(name, getGRO, "GRO") }
 
-// ifreq is struct ifreq with ifr_data set.
+// ifreq is struct ifreq with ifr_data set: a pointer, so that Go's stack
+// copying and the garbage collector see it.
 type ifreq struct {
 	name [unix.IFNAMSIZ]byte
-	data uintptr
+	data unsafe.Pointer
 	_    [16]byte // the rest of the union
 }
 
@@ -53,56 +56,110 @@ func get(name string, cmd uint32, what string) (bool, error) {
 	return v[1] != 0, nil
 }
 
+// ssetInfo is struct ethtool_sset_info asking for one string set.
+type ssetInfo struct {
+	cmd, reserved uint32
+	mask          uint64
+	count         uint32
+	_             uint32
+}
+
+// errCountChanged: the driver's count of statistics changed between two
+// commands (a veth's follows its queue count).
+var errCountChanged = errors.New("the number of statistics changed while reading them")
+
 // Stats returns the driver's statistics of device name by their names, as
 // ethtool -S prints them.
 func Stats(name string) (map[string]uint64, error) {
-	// struct ethtool_sset_info: cmd, reserved, sset_mask (u64), then one
-	// u32 per set in the mask.
-	info := make([]uint32, 5)
-	info[0] = getSsetInfo
-	info[2] = 1 << ssStats
-	if err := ioctl(name, unsafe.Pointer(&info[0]), "statistics count"); err != nil {
+	var err error
+	for range 3 {
+		var st map[string]uint64
+		if st, err = stats(name); !errors.Is(err, errCountChanged) {
+			return st, err
+		}
+	}
+	return nil, fmt.Errorf("ethtool: statistics of %s: %w", name, err)
+}
+
+func stats(name string) (map[string]uint64, error) {
+	info := &ssetInfo{cmd: getSsetInfo, mask: 1 << ssStats}
+	if err := ioctl(name, unsafe.Pointer(info), "statistics count"); err != nil {
 		return nil, err
 	}
-	n := info[4]
-	if info[2] == 0 || n == 0 {
+	n := info.count
+	if info.mask == 0 || n == 0 {
 		return map[string]uint64{}, nil
 	}
 	if n > maxStats {
 		return nil, fmt.Errorf("ethtool: %s reports %d statistics", name, n)
 	}
 	// struct ethtool_gstrings: cmd, string_set, len, then len names of 32
-	// bytes. A u32 slice keeps the header aligned.
-	strs := make([]uint32, 3+int(n)*gstringLen/4)
-	strs[0], strs[1], strs[2] = getStrings, ssStats, n
+	// bytes; struct ethtool_stats: cmd, n_stats, then n_stats u64 values.
+	strs, freeStrs, err := kernelBuf(12 + int(n)*gstringLen)
+	if err != nil {
+		return nil, err
+	}
+	defer freeStrs()
+	sh := (*[3]uint32)(unsafe.Pointer(&strs[0]))
+	sh[0], sh[1], sh[2] = getStrings, ssStats, n
 	if err := ioctl(name, unsafe.Pointer(&strs[0]), "statistics names"); err != nil {
+		return nil, countChanged(err)
+	}
+	vals, freeVals, err := kernelBuf(8 + int(n)*8)
+	if err != nil {
 		return nil, err
 	}
-	// struct ethtool_stats: cmd, n_stats, then n_stats u64 values.
-	vals := make([]uint64, 1+int(n))
-	hdr := (*[2]uint32)(unsafe.Pointer(&vals[0]))
-	hdr[0], hdr[1] = getStats, n
+	defer freeVals()
+	vh := (*[2]uint32)(unsafe.Pointer(&vals[0]))
+	vh[0], vh[1] = getStats, n
 	if err := ioctl(name, unsafe.Pointer(&vals[0]), "statistics"); err != nil {
-		return nil, err
+		return nil, countChanged(err)
 	}
-	if hdr[1] < n { // the device's count shrank between the calls
-		n = hdr[1]
+	if sh[2] != n || vh[1] != n {
+		return nil, errCountChanged
 	}
-	raw := unsafe.Slice((*byte)(unsafe.Pointer(&strs[3])), int(n)*gstringLen)
+	v := unsafe.Slice((*uint64)(unsafe.Pointer(&vals[8])), n)
 	out := make(map[string]uint64, n)
 	for i := range int(n) {
-		s := raw[i*gstringLen : (i+1)*gstringLen]
+		s := strs[12+i*gstringLen : 12+(i+1)*gstringLen]
 		if j := bytes.IndexByte(s, 0); j >= 0 {
 			s = s[:j]
 		}
-		out[string(s)] = vals[1+i]
+		out[string(s)] = v[i]
 	}
-	runtime.KeepAlive(strs)
 	return out, nil
 }
 
+// countChanged reads EFAULT, an overrun into kernelBuf's guard page, as
+// the count having grown.
+func countChanged(err error) error {
+	if errors.Is(err, unix.EFAULT) {
+		return errCountChanged
+	}
+	return err
+}
+
+// kernelBuf maps size bytes (page aligned, rounded up to pages) outside
+// Go's heap for a reply the kernel sizes itself: GSTRINGS and GSTATS write
+// as many entries as the driver counts at that moment, whatever the
+// caller allotted. A page the kernel cannot write follows, so an overrun
+// fails with EFAULT instead of writing over anything.
+func kernelBuf(size int) ([]byte, func(), error) {
+	page := os.Getpagesize()
+	n := (size + page - 1) / page * page
+	m, err := unix.Mmap(-1, 0, n+page, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS)
+	if err != nil {
+		return nil, nil, fmt.Errorf("ethtool buffer: %w", err)
+	}
+	if err := unix.Mprotect(m[n:], unix.PROT_NONE); err != nil {
+		unix.Munmap(m)
+		return nil, nil, fmt.Errorf("ethtool buffer guard: %w", err)
+	}
+	return m[:n], func() { unix.Munmap(m) }, nil
+}
+
 // ioctl runs one SIOCETHTOOL command on device name; data points at the
-// command's struct, on the Go heap (which does not move it).
+// command's struct.
 func ioctl(name string, data unsafe.Pointer, what string) error {
 	if len(name) >= unix.IFNAMSIZ {
 		return fmt.Errorf("interface name %q too long", name)
@@ -112,9 +169,8 @@ func ioctl(name string, data unsafe.Pointer, what string) error {
 		return fmt.Errorf("ethtool socket: %w", err)
 	}
 	defer unix.Close(fd)
-	req := &ifreq{}
+	req := &ifreq{data: data}
 	copy(req.name[:], name)
-	req.data = uintptr(data)
 	_, _, errno := unix.Syscall(unix.SYS_IOCTL, uintptr(fd), unix.SIOCETHTOOL, uintptr(unsafe.Pointer(req)))
 	runtime.KeepAlive(req)
 	if errno != 0 {

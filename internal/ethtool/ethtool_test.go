@@ -54,13 +54,15 @@ func TestFeatures(t *testing.T) {
 	var st map[string]uint64
 	var peer int
 	if err := nsutil.Do(ns, func() (err error) {
-		st, err = Stats("v0")
-		if err == nil {
-			var ifi *net.Interface
-			ifi, err = net.InterfaceByName("v1")
-			peer = ifi.Index
+		if st, err = Stats("v0"); err != nil {
+			return err
 		}
-		return err
+		ifi, err := net.InterfaceByName("v1")
+		if err != nil {
+			return err
+		}
+		peer = ifi.Index
+		return nil
 	}); err != nil {
 		t.Fatal(err)
 	}

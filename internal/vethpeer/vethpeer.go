@@ -37,8 +37,10 @@ type Peer struct {
 	PartialChecksums bool
 	// XDPSent counts the frames the peer has sent by XDP since it was
 	// created (redirected into it or sent back by its XDP program, those it
-	// could not deliver included): 0 if its statistics cannot be read.
-	XDPSent uint64
+	// could not deliver included); XDPSentKnown is false when its
+	// statistics could not be read (XDPSent is 0 then).
+	XDPSent      uint64
+	XDPSentKnown bool
 }
 
 func (p Peer) String() string {
@@ -92,8 +94,11 @@ func (f *Finder) Lookup(l netlink.Link) (Peer, error) {
 		if err != nil {
 			return Peer{}, err
 		}
-		st, _ := ethtool.Stats(pl.Attrs().Name) // unreadable: counted as none sent
-		return Peer{Name: pl.Attrs().Name, PartialChecksums: on, XDPSent: xdpSent(st)}, nil
+		p := Peer{Name: pl.Attrs().Name, PartialChecksums: on}
+		if st, err := ethtool.Stats(p.Name); err == nil {
+			p.XDPSent, p.XDPSentKnown = xdpSent(st), true
+		}
+		return p, nil
 	}
 	if a.NetNsID < 0 { // same namespace
 		return read()

@@ -104,3 +104,24 @@ func TestLookup(t *testing.T) {
 		t.Errorf("lo: %v, want ErrNotVeth", err)
 	}
 }
+
+// TestXDPSent sums the counters of frames a veth sent by XDP, every queue's,
+// and nothing else.
+func TestXDPSent(t *testing.T) {
+	st := map[string]uint64{
+		"peer_ifindex":               7,
+		"rx_queue_0_xdp_packets":     1000,
+		"rx_queue_0_xdp_tx":          3,
+		"rx_queue_1_xdp_tx_errors":   5,
+		"rx_queue_0_xdp_redirect":    11,
+		"tx_queue_0_xdp_xmit":        20,
+		"tx_queue_3_xdp_xmit_errors": 40,
+		"tx_queue_0_xdp_xmit_bytes":  999,
+	}
+	if got := xdpSent(st); got != 68 {
+		t.Errorf("xdpSent %d, want 68 (3 + 5 + 20 + 40)", got)
+	}
+	if got := xdpSent(nil); got != 0 {
+		t.Errorf("xdpSent of nothing %d", got)
+	}
+}

@@ -29,6 +29,7 @@ import (
 const (
 	autoTCPBytes = 64 << 20
 	autoRedecide = 10 * time.Second
+	feedLimit    = 10 * time.Minute // the longest a feedByXDP feeds
 )
 
 // attachedAs waits until every interface in want is attached as the hook
@@ -115,10 +116,20 @@ func feedByXDP(t *testing.T, l *lab.Lab, ns, dev, rtrDev string) (stop func()) {
 		sock, err = unix.Socket(unix.AF_PACKET, unix.SOCK_RAW|unix.SOCK_CLOEXEC, 0)
 		return err
 	})
+	delPair := func() {
+		_ = nsutil.Do(ns, func() error {
+			l, err := netlink.LinkByName("xfeed0")
+			if err != nil {
+				return err
+			}
+			return netlink.LinkDel(l)
+		})
+	}
 	if err != nil {
 		if xl != nil {
 			xl.Close()
 		}
+		delPair()
 		t.Fatalf("feed %s in %s by XDP: %v", dev, ns, err)
 	}
 	frame := make([]byte, 60)
@@ -129,7 +140,7 @@ func feedByXDP(t *testing.T, l *lab.Lab, ns, dev, rtrDev string) (stop func()) {
 		defer close(finished)
 		tick := time.NewTicker(100 * time.Millisecond)
 		defer tick.Stop()
-		for range int(testTimeout / (100 * time.Millisecond)) { // bounded: the test's own limit
+		for range int(feedLimit / (100 * time.Millisecond)) { // bounded; the test's end stops it sooner
 			if err := unix.Sendto(sock, frame, 0, to); err != nil {
 				t.Errorf("feeding frame: %v", err)
 				return
@@ -148,6 +159,7 @@ func feedByXDP(t *testing.T, l *lab.Lab, ns, dev, rtrDev string) (stop func()) {
 			<-finished
 			unix.Close(sock)
 			xl.Close()
+			delPair()
 		})
 	}
 	t.Cleanup(stop)
