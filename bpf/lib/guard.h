@@ -15,6 +15,9 @@
 #define FP_GUARD_SOURCES 65536          /* per-source buckets (LRU) */
 #define FP_GUARD_TOP 4096               /* dropped sources kept for `top` (LRU) */
 #define FP_GUARD_TOP_SAMPLE 16          /* a new source enters the top map once per 16 drops per CPU */
+#define FP_GUARD_KNOWN 65536            /* sources that had an established flow (LRU) */
+#define FP_GUARD_KNOWN_REFRESH_NS 1000000000ULL /* a known source's mark is renewed at most once a second */
+#define FP_GUARD_PRESSURE_NS 1000000000ULL      /* pressure lasts this long after the last attempt over the total */
 
 /* Why the guard dropped a packet. The Go side reads the names from BTF. */
 enum fp_guard_reason {
@@ -25,6 +28,7 @@ enum fp_guard_reason {
 	FP_GUARD_SYN_TOTAL,    /* all sources together over the SYNs/s */
 	FP_GUARD_NEW_SOURCE,   /* source over its new flows/s */
 	FP_GUARD_NEW_TOTAL,    /* all sources together over the new flows/s */
+	FP_GUARD_NEW_UNKNOWN,  /* new flows over the total: a source that never had an established flow */
 	FP_GUARD_MAX,
 };
 
@@ -91,12 +95,15 @@ struct fp_guard_stats {
 	__u64 events_lost; /* drop events lost to a full ring */
 };
 
-/* Per-CPU state: the CPU's share of the totals and its sampling clocks. */
+/* Per-CPU state: the CPU's share of the totals and its sampling clocks.
+ * tat_press meters every new-flow attempt at the CPU's share of the total;
+ * one over it puts every CPU under pressure (fp_guard_press). */
 struct fp_guard_cpu {
 	__u64 tat_syn;
 	__u64 tat_new;
 	__u64 last_event_ns;
 	__u64 drops; /* for sampling top-map inserts */
+	__u64 tat_press;
 };
 
 struct {
@@ -151,6 +158,27 @@ struct {
 	__type(key, __u32);
 	__type(value, struct fp_guard_stats);
 } fp_guard_cnt SEC(".maps");
+
+/* Sources that have had an established flow (conntrack knew their packet
+ * in a flow that was answered, or fastpath cached a flow of theirs), with when that was last noted
+ * (coarse clock). Under pressure of new flows only they may start new
+ * ones: a flood from spoofed sources then adds nothing to conntrack. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, FP_GUARD_KNOWN);
+	__type(key, struct fp_guard_src);
+	__type(value, __u64);
+} fp_guard_known SEC(".maps");
+
+/* Until when every CPU is under pressure of new flows (bpf_ktime_get_ns):
+ * one CPU over its share is enough, wherever the flood lands next. Shared,
+ * so written at most twice a second. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u64);
+} fp_guard_press SEC(".maps");
 
 /* What the guard reads of a packet. */
 struct fp_guard_pkt {
@@ -289,11 +317,32 @@ static __always_inline void fp_guard_src_of(struct fp_guard_src *s, const struct
 	}
 }
 
+/* fp_guard_know notes k's source as one with an established flow, when a
+ * total new-flow limit is set (nothing else reads the mark). */
+static __always_inline void fp_guard_know(const struct fp_flow_key *k, const struct fp_guard_cfg *c)
+{
+	struct fp_guard_src src;
+	__u64 now, *seen;
+
+	if (!c || !c->new_all.cost_ns)
+		return;
+	fp_guard_src_of(&src, k, c);
+	now = bpf_ktime_get_coarse_ns();
+	seen = bpf_map_lookup_elem(&fp_guard_known, &src);
+	if (!seen) {
+		bpf_map_update_elem(&fp_guard_known, &src, &now, BPF_NOEXIST);
+		return;
+	}
+	if (now - *seen >= FP_GUARD_KNOWN_REFRESH_NS)
+		*seen = now;
+}
+
 /* fp_guard_is_new: would the packet create a conntrack entry? A TCP SYN
  * without ACK does; so does a TCP or UDP packet of a flow neither the flow
  * cache nor conntrack knows (conntrack picks up TCP mid-stream by default).
  * Anything else (ICMP, fragments, extension headers) is not judged here. */
-static __always_inline int fp_guard_is_new(void *ctx, const int xdp, const struct fp_guard_pkt *g)
+static __always_inline int fp_guard_is_new(void *ctx, const int xdp, const struct fp_guard_pkt *g,
+					   const struct fp_guard_cfg *c)
 {
 	struct bpf_ct_opts opts;
 	struct nf_conn *ct;
@@ -307,6 +356,10 @@ static __always_inline int fp_guard_is_new(void *ctx, const int xdp, const struc
 	ct = fp_ct_lookup(ctx, xdp, &g->k, &opts);
 	if (!ct)
 		return 1;
+	/* Known: a flow that was answered. An unanswered one (a spoofed
+	 * source's second packet to the same port) proves nothing. */
+	if (ct->status & IPS_SEEN_REPLY)
+		fp_guard_know(&g->k, c);
 	bpf_ct_release(ct);
 	return 0;
 }
@@ -448,16 +501,35 @@ static __always_inline int fp_guard(void *ctx, const int xdp, void *data, void *
 	}
 	if (!(c->new_flow.cost_ns | c->new_all.cost_ns) || mode == FP_MODE_ROUTE)
 		return 0;
-	fresh = syn || fp_guard_is_new(ctx, xdp, &g);
+	fresh = syn || fp_guard_is_new(ctx, xdp, &g, c);
 	if (!fresh)
 		return 0;
 	if (b && c->new_flow.cost_ns && fp_gcra(&b->tat_new, fp_guard_now(&now), c->new_flow.cost_ns, c->new_flow.burst_ns)) {
 		reason = FP_GUARD_NEW_SOURCE;
 		goto drop;
 	}
-	if (cpu && c->new_all.cost_ns && fp_gcra(&cpu->tat_new, fp_guard_now(&now), c->new_all.cost_ns, c->new_all.burst_ns)) {
-		reason = FP_GUARD_NEW_TOTAL;
-		goto drop;
+	if (cpu && c->new_all.cost_ns) {
+		struct fp_guard_src src_known;
+		__u64 *press = bpf_map_lookup_elem(&fp_guard_press, &zero);
+
+		/* Every attempt is metered; attempts over the total's rate mean
+		 * more are coming than it admits (a flood), and for a while
+		 * only sources known to have had established flows may spend
+		 * it: spoofed sources never are. */
+		if (fp_gcra(&cpu->tat_press, fp_guard_now(&now), c->new_all.cost_ns, c->new_all.burst_ns) && press &&
+		    (__s64)(*press - now) < (__s64)(FP_GUARD_PRESSURE_NS / 2))
+			*press = now + FP_GUARD_PRESSURE_NS;
+		if (press && (__s64)(*press - now) > 0) {
+			fp_guard_src_of(&src_known, &g.k, c);
+			if (!bpf_map_lookup_elem(&fp_guard_known, &src_known)) {
+				reason = FP_GUARD_NEW_UNKNOWN;
+				goto drop;
+			}
+		}
+		if (fp_gcra(&cpu->tat_new, now, c->new_all.cost_ns, c->new_all.burst_ns)) {
+			reason = FP_GUARD_NEW_TOTAL;
+			goto drop;
+		}
 	}
 	return 0;
 drop:

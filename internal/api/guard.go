@@ -42,7 +42,7 @@ type GuardInterface struct {
 	Name    string `json:"name"`
 	Ifindex int    `json:"ifindex"`
 	// Dropped counts packets by drop reason (deny, rate_pkt, rate_byte,
-	// syn_source, syn_total, new_source, new_total); every reason is
+	// syn_source, syn_total, new_source, new_total, new_unknown); every reason is
 	// present.
 	Dropped      map[string]uint64 `json:"dropped"`
 	DroppedBytes map[string]uint64 `json:"dropped_bytes"`

@@ -164,6 +164,7 @@ type fastpathFpGuardCpu struct {
 	TatNew      uint64
 	LastEventNs uint64
 	Drops       uint64
+	TatPress    uint64
 }
 
 type fastpathFpGuardFlags uint32
@@ -188,14 +189,15 @@ type fastpathFpGuardLimit struct {
 type fastpathFpGuardReason uint32
 
 const (
-	fastpathFpGuardReasonFP_GUARD_DENY       fastpathFpGuardReason = 0
-	fastpathFpGuardReasonFP_GUARD_RATE_PKT   fastpathFpGuardReason = 1
-	fastpathFpGuardReasonFP_GUARD_RATE_BYTE  fastpathFpGuardReason = 2
-	fastpathFpGuardReasonFP_GUARD_SYN_SOURCE fastpathFpGuardReason = 3
-	fastpathFpGuardReasonFP_GUARD_SYN_TOTAL  fastpathFpGuardReason = 4
-	fastpathFpGuardReasonFP_GUARD_NEW_SOURCE fastpathFpGuardReason = 5
-	fastpathFpGuardReasonFP_GUARD_NEW_TOTAL  fastpathFpGuardReason = 6
-	fastpathFpGuardReasonFP_GUARD_MAX        fastpathFpGuardReason = 7
+	fastpathFpGuardReasonFP_GUARD_DENY        fastpathFpGuardReason = 0
+	fastpathFpGuardReasonFP_GUARD_RATE_PKT    fastpathFpGuardReason = 1
+	fastpathFpGuardReasonFP_GUARD_RATE_BYTE   fastpathFpGuardReason = 2
+	fastpathFpGuardReasonFP_GUARD_SYN_SOURCE  fastpathFpGuardReason = 3
+	fastpathFpGuardReasonFP_GUARD_SYN_TOTAL   fastpathFpGuardReason = 4
+	fastpathFpGuardReasonFP_GUARD_NEW_SOURCE  fastpathFpGuardReason = 5
+	fastpathFpGuardReasonFP_GUARD_NEW_TOTAL   fastpathFpGuardReason = 6
+	fastpathFpGuardReasonFP_GUARD_NEW_UNKNOWN fastpathFpGuardReason = 7
+	fastpathFpGuardReasonFP_GUARD_MAX         fastpathFpGuardReason = 8
 )
 
 type fastpathFpGuardSrc struct {
@@ -206,8 +208,8 @@ type fastpathFpGuardSrc struct {
 
 type fastpathFpGuardStats struct {
 	_           structs.HostLayout
-	DropPackets [7]uint64
-	DropBytes   [7]uint64
+	DropPackets [8]uint64
+	DropBytes   [8]uint64
 	Allowed     uint64
 	EventsLost  uint64
 }
@@ -342,6 +344,8 @@ const (
 	fastpathMapFpGuardCpus     = "fp_guard_cpus"
 	fastpathMapFpGuardDeny4    = "fp_guard_deny4"
 	fastpathMapFpGuardDeny6    = "fp_guard_deny6"
+	fastpathMapFpGuardKnown    = "fp_guard_known"
+	fastpathMapFpGuardPress    = "fp_guard_press"
 	fastpathMapFpGuardSrcs     = "fp_guard_srcs"
 	fastpathMapFpGuardTops     = "fp_guard_tops"
 	fastpathMapFpIfStats       = "fp_if_stats"
@@ -424,6 +428,8 @@ type fastpathMapSpecs struct {
 	FpGuardCpus   *ebpf.MapSpec `ebpf:"fp_guard_cpus"`
 	FpGuardDeny4  *ebpf.MapSpec `ebpf:"fp_guard_deny4"`
 	FpGuardDeny6  *ebpf.MapSpec `ebpf:"fp_guard_deny6"`
+	FpGuardKnown  *ebpf.MapSpec `ebpf:"fp_guard_known"`
+	FpGuardPress  *ebpf.MapSpec `ebpf:"fp_guard_press"`
 	FpGuardSrcs   *ebpf.MapSpec `ebpf:"fp_guard_srcs"`
 	FpGuardTops   *ebpf.MapSpec `ebpf:"fp_guard_tops"`
 	FpIfStats     *ebpf.MapSpec `ebpf:"fp_if_stats"`
@@ -476,6 +482,8 @@ type fastpathMaps struct {
 	FpGuardCpus   *ebpf.Map `ebpf:"fp_guard_cpus"`
 	FpGuardDeny4  *ebpf.Map `ebpf:"fp_guard_deny4"`
 	FpGuardDeny6  *ebpf.Map `ebpf:"fp_guard_deny6"`
+	FpGuardKnown  *ebpf.Map `ebpf:"fp_guard_known"`
+	FpGuardPress  *ebpf.Map `ebpf:"fp_guard_press"`
 	FpGuardSrcs   *ebpf.Map `ebpf:"fp_guard_srcs"`
 	FpGuardTops   *ebpf.Map `ebpf:"fp_guard_tops"`
 	FpIfStats     *ebpf.Map `ebpf:"fp_if_stats"`
@@ -501,6 +509,8 @@ func (m *fastpathMaps) Close() error {
 		m.FpGuardCpus,
 		m.FpGuardDeny4,
 		m.FpGuardDeny6,
+		m.FpGuardKnown,
+		m.FpGuardPress,
 		m.FpGuardSrcs,
 		m.FpGuardTops,
 		m.FpIfStats,

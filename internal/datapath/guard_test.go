@@ -4,6 +4,7 @@ import (
 	"net"
 	"net/netip"
 	"os/exec"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/cilium/ebpf"
 	"github.com/gopacket/gopacket/layers"
+	"golang.org/x/sys/unix"
 )
 
 // guardVerdict runs one frame and says whether the guard dropped it: a drop
@@ -436,5 +438,103 @@ func TestGuardLimitRaised(t *testing.T) {
 				t.Fatalf("%s: limit raised to 1M/s, the source still dropped a second later", h)
 			}
 		}
+	}
+}
+
+// TestGuardPressure: with a total new-flow limit, attempts over its rate
+// put the CPU under pressure, during which only sources known to have had
+// an established flow (conntrack knew a packet of theirs) may start new
+// flows; the others are dropped as new_unknown without spending the total,
+// so a flood from spoofed sources adds nothing to conntrack while known
+// sources keep their share. Both hooks share the state; the pressure one
+// CPU finds holds for every CPU.
+func TestGuardPressure(t *testing.T) {
+	tn := newTestNet(t)
+	if _, err := exec.LookPath("conntrack"); err != nil {
+		t.Skip("conntrack(8) not installed")
+	}
+	if out, err := exec.Command("ip", "netns", "exec", tn.ns, "conntrack", "-I", "-p", "udp", "-s", "198.18.10.2", "-d", ipDst.String(),
+		"--sport", "7000", "--dport", "53", "-t", "60", "-u", "SEEN_REPLY").CombinedOutput(); err != nil {
+		t.Skipf("conntrack -I: %v: %s", err, out)
+	}
+	// Every run on one CPU, whose share of the total admits two new flows
+	// at once, then one a second.
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	var one unix.CPUSet
+	one.Set(0)
+	if err := unix.SchedSetaffinity(0, &one); err != nil {
+		t.Fatal(err)
+	}
+	n := ebpf.MustPossibleCPU()
+	tn.must(t, func() error { return tn.d.SetIface(Iface{Index: tn.in0, MAC: macIn0, MTU: 1500, Mode: ModeOffload}) })
+	if err := tn.d.SetGuard(GuardConfig{NewFlowsTotal: GuardLimit{Rate: uint64(n), Burst: uint64(2 * n)}}); err != nil {
+		t.Fatal(err)
+	}
+	udp := func(src string, sport uint16) []byte {
+		p := from(udp4(ipDst), src)
+		p.l4 = &layers.UDP{SrcPort: layers.UDPPort(sport), DstPort: 53}
+		return p.bytes(t)
+	}
+	const known = "198.18.10.2"
+	step := func(what string, h hook, frame []byte, drop bool) {
+		t.Helper()
+		if got := tn.guardDropped(t, h, frame); got != drop {
+			t.Errorf("%s (%s): dropped %v, want %v", what, h, got, drop)
+		}
+	}
+	// A flow conntrack holds but was never answered makes no source known.
+	if out, err := exec.Command("ip", "netns", "exec", tn.ns, "conntrack", "-I", "-p", "udp", "-s", "198.18.10.60", "-d", ipDst.String(),
+		"--sport", "7000", "--dport", "53", "-t", "60").CombinedOutput(); err != nil {
+		t.Fatalf("conntrack -I: %v: %s", err, out)
+	}
+	step("a packet of an unanswered flow", hookXDP, udp("198.18.10.60", 7000), false)
+	step("a packet of the source's established flow", hookXDP, udp(known, 7000), false)
+	step("a new flow from an unknown source, in the burst", hookXDP, udp("198.18.10.50", 9000), false)
+	step("another, the burst's last", hookXDP, udp("198.18.10.51", 9000), false)
+	step("an unknown source over the total", hookXDP, udp("198.18.10.52", 9000), true)
+	step("the known source, the total spent", hookXDP, udp(known, 7001), true)
+	if u, tot := tn.guardDrops(t, "new_unknown"), tn.guardDrops(t, "new_total"); u != 1 || tot != 1 {
+		t.Errorf("drops new_unknown %d, new_total %d; want 1 and 1", u, tot)
+	}
+
+	// A second later the total has credit again (set here), the pressure
+	// lasts: unknown sources spend none of it, the known source has it.
+	cpus := make([]fastpathFpGuardCpu, n)
+	if err := tn.d.objs.FpGuardCpus.Lookup(uint32(0), &cpus); err != nil {
+		t.Fatal(err)
+	}
+	var until uint64
+	if err := tn.d.objs.FpGuardPress.Lookup(uint32(0), &until); err != nil || until == 0 {
+		t.Fatalf("not under pressure (%d, %v)", until, err)
+	}
+	cpus[0].TatNew = 0
+	if err := tn.d.objs.FpGuardCpus.Update(uint32(0), cpus, ebpf.UpdateAny); err != nil {
+		t.Fatal(err)
+	}
+	step("an unknown source under pressure", hookXDP, udp("198.18.10.53", 9000), true)
+	step("the source of the unanswered flow under pressure", hookXDP, udp("198.18.10.60", 7001), true)
+	step("another, by TC", hookTC, udp("198.18.10.54", 9000), true)
+	if err := tn.d.objs.FpGuardCpus.Lookup(uint32(0), &cpus); err != nil {
+		t.Fatal(err)
+	}
+	if cpus[0].TatNew != 0 {
+		t.Errorf("unknown sources spent the total under pressure (tat_new %d)", cpus[0].TatNew)
+	}
+	step("the known source under pressure", hookXDP, udp(known, 7002), false)
+	step("and again, by TC", hookTC, udp(known, 7003), false)
+	// Another CPU, its own share untouched, is under the same pressure.
+	one.Zero()
+	one.Set(n - 1)
+	if err := unix.SchedSetaffinity(0, &one); err != nil {
+		t.Fatal(err)
+	}
+	if n > 1 {
+		step("an unknown source on another CPU", hookXDP, udp("198.18.10.55", 9000), true)
+	} else {
+		step("an unknown source", hookXDP, udp("198.18.10.55", 9000), true)
+	}
+	if u := tn.guardDrops(t, "new_unknown"); u != 5 {
+		t.Errorf("new_unknown drops %d, want 5", u)
 	}
 }

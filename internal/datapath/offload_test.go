@@ -2,6 +2,7 @@ package datapath
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"maps"
@@ -1498,5 +1499,57 @@ func TestOffloadForgedAckKeepsWindow(t *testing.T) {
 			}})
 			on.pass(t, h, lo.ingress(), rst, "tcp_close", runOpts{})
 		})
+	}
+}
+
+// TestOffloadFillMarksKnown: with a total new-flow limit, caching a flow
+// notes each direction's source as one with an established flow, which
+// the guard lets start new flows under pressure (TestGuardPressure). The
+// guard's own conntrack lookup notes a flow's first packets; a cached
+// flow's never reach it, so flows cached before the limit was set are
+// noted when they are filled again (here after a route change).
+func TestOffloadFillMarksKnown(t *testing.T) {
+	on := newOffloadNet(t)
+	type dir struct {
+		c     natConn
+		reply bool
+	}
+	var legs []dir
+	for _, v6 := range []bool{false, true} {
+		c := on.offloadConn(t, kindSNAT, unix.IPPROTO_UDP, v6)
+		legs = append(legs, dir{c, false}, dir{c, true})
+	}
+	send := func() {
+		for _, d := range legs {
+			l := d.c.leg(d.reply)
+			sg := seg{payload: payload(10)}
+			on.forward(t, hookXDP, l, l.inFrame(t, sg), l.natExpect(t, sg), runOpts{})
+		}
+	}
+	send() // cached, no limit set: nothing noted
+	if err := on.d.SetGuard(GuardConfig{NewFlowsTotal: GuardLimit{Rate: 1000, Burst: 1000}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := on.d.InvalidateRoutes(); err != nil {
+		t.Fatal(err)
+	}
+	send() // filled again
+	for _, d := range legs {
+		src := d.c.leg(d.reply).in.Src.Addr()
+		key := fastpathFpGuardSrc{Family: unix.AF_INET}
+		if src.Is6() {
+			key.Family = unix.AF_INET6
+			a := src.As16()
+			for i := range 2 { // the /64 the guard keys IPv6 sources by
+				key.Addr[i] = binary.NativeEndian.Uint32(a[4*i:])
+			}
+		} else {
+			a := src.As4()
+			key.Addr[0] = binary.NativeEndian.Uint32(a[:])
+		}
+		var seen uint64
+		if err := on.d.objs.FpGuardKnown.Lookup(&key, &seen); err != nil || seen == 0 {
+			t.Errorf("source %s of a flow filled again not known: %v", src, err)
+		}
 	}
 }
