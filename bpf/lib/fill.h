@@ -139,10 +139,12 @@ static __always_inline int fp_fill_commit(struct fp_flow *f, struct fp_flow_req 
 		r->reason = FP_PASS_NOT_LIBERAL;
 		return -1;
 	}
-	/* An established flow cached: its source may start new flows under
+	/* An established TCP connection cached (fp_ct_offloadable wants it
+	 * assured and established): its source may start new flows under
 	 * pressure (guard.h). Its packets no longer reach the guard's
 	 * conntrack lookup, which notes the rest. */
-	fp_guard_know(&r->k, fp_guard_conf_get());
+	if (r->k.proto == IPPROTO_TCP)
+		fp_guard_know(&r->k, fp_guard_conf_get());
 	if (!stale || was_pending) {
 		fp_count_flow(r->slot, 1);
 		fp_flow_event(FP_EV_FLOW_ADD, 0, &r->k, f, r->slot);

@@ -16,7 +16,7 @@
 #define FP_GUARD_TOP 4096               /* dropped sources kept for `top` (LRU) */
 #define FP_GUARD_TOP_SAMPLE 16          /* a new source enters the top map once per 16 drops per CPU */
 #define FP_GUARD_KNOWN 65536            /* sources that had an established flow (LRU) */
-#define FP_GUARD_KNOWN_REFRESH_NS 1000000000ULL /* a known source's mark is renewed at most once a second */
+#define FP_GUARD_KNOWN_REFRESH_NS 1000000000ULL /* a known source's time is rewritten at most once a second */
 #define FP_GUARD_PRESSURE_NS 1000000000ULL      /* pressure lasts this long after the last attempt over the total */
 
 /* Why the guard dropped a packet. The Go side reads the names from BTF. */
@@ -159,10 +159,11 @@ struct {
 	__type(value, struct fp_guard_stats);
 } fp_guard_cnt SEC(".maps");
 
-/* Sources that have had an established flow (conntrack knew their packet
- * in a flow that was answered, or fastpath cached a flow of theirs), with when that was last noted
- * (coarse clock). Under pressure of new flows only they may start new
- * ones: a flood from spoofed sources then adds nothing to conntrack. */
+/* Sources that have had an established TCP connection (the guard's
+ * conntrack lookup found one, or fastpath cached one). Under pressure of
+ * new flows only they may start new ones: a flood from spoofed sources
+ * then adds nothing to conntrack. The value, when last noted (coarse
+ * clock), is for inspection (bpftool); the LRU's order forgets. */
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, FP_GUARD_KNOWN);
@@ -317,16 +318,37 @@ static __always_inline void fp_guard_src_of(struct fp_guard_src *s, const struct
 	}
 }
 
-/* fp_guard_know notes k's source as one with an established flow, when a
- * total new-flow limit is set (nothing else reads the mark). */
+/* fp_guard_active: whether the guard has anything to do. With nothing
+ * configured it costs this one array lookup, inline; the checks
+ * themselves run in a global function of each program (xdp.h, tc.h). */
+static __always_inline int fp_guard_active(const struct fp_guard_cfg *c)
+{
+	return c && (c->flags | c->pkt.cost_ns | c->byte.cost_ns | c->syn.cost_ns | c->new_flow.cost_ns |
+		     c->syn_all.cost_ns | c->new_all.cost_ns);
+}
+
+/* fp_guard_known_key: a source as the known map keys it, /32 for IPv4 and
+ * /64 for IPv6 whatever the per-source prefixes (a changed prefix must not
+ * make every source unknown). */
+static __always_inline void fp_guard_known_key(struct fp_guard_src *s, const struct fp_flow_key *k)
+{
+	__builtin_memset(s, 0, sizeof(*s));
+	s->family = k->family;
+	s->addr[0] = k->saddr[0];
+	if (k->family == AF_INET6)
+		s->addr[1] = k->saddr[1];
+}
+
+/* fp_guard_know notes k's source as one with an established TCP
+ * connection, when the guard is on (nothing else reads the mark). */
 static __always_inline void fp_guard_know(const struct fp_flow_key *k, const struct fp_guard_cfg *c)
 {
 	struct fp_guard_src src;
 	__u64 now, *seen;
 
-	if (!c || !c->new_all.cost_ns)
+	if (!fp_guard_active(c))
 		return;
-	fp_guard_src_of(&src, k, c);
+	fp_guard_known_key(&src, k);
 	now = bpf_ktime_get_coarse_ns();
 	seen = bpf_map_lookup_elem(&fp_guard_known, &src);
 	if (!seen) {
@@ -356,9 +378,11 @@ static __always_inline int fp_guard_is_new(void *ctx, const int xdp, const struc
 	ct = fp_ct_lookup(ctx, xdp, &g->k, &opts);
 	if (!ct)
 		return 1;
-	/* Known: a flow that was answered. An unanswered one (a spoofed
-	 * source's second packet to the same port) proves nothing. */
-	if (ct->status & IPS_SEEN_REPLY)
+	/* Known: a TCP connection whose handshake completed, which takes
+	 * the server's sequence number: a spoofed source never sees it. A
+	 * UDP answer proves nothing (the spoofer need not see it). */
+	if (g->k.proto == IPPROTO_TCP && (ct->status & IPS_ASSURED) &&
+	    ct->proto.tcp.state == TCP_CONNTRACK_ESTABLISHED)
 		fp_guard_know(&g->k, c);
 	bpf_ct_release(ct);
 	return 0;
@@ -413,14 +437,6 @@ static __always_inline void fp_guard_drop(const struct fp_guard_cfg *c, struct f
 	}
 }
 
-/* fp_guard_active: whether the guard has anything to do. With nothing
- * configured it costs this one array lookup, inline; the checks
- * themselves run in a global function of each program (xdp.h, tc.h). */
-static __always_inline int fp_guard_active(const struct fp_guard_cfg *c)
-{
-	return c && (c->flags | c->pkt.cost_ns | c->byte.cost_ns | c->syn.cost_ns | c->new_flow.cost_ns |
-		     c->syn_all.cost_ns | c->new_all.cost_ns);
-}
 
 static __always_inline const struct fp_guard_cfg *fp_guard_conf_get(void)
 {
@@ -514,13 +530,13 @@ static __always_inline int fp_guard(void *ctx, const int xdp, void *data, void *
 
 		/* Every attempt is metered; attempts over the total's rate mean
 		 * more are coming than it admits (a flood), and for a while
-		 * only sources known to have had established flows may spend
-		 * it: spoofed sources never are. */
+		 * only sources known to have had established TCP connections
+		 * may spend it: spoofed sources never complete a handshake. */
 		if (fp_gcra(&cpu->tat_press, fp_guard_now(&now), c->new_all.cost_ns, c->new_all.burst_ns) && press &&
 		    (__s64)(*press - now) < (__s64)(FP_GUARD_PRESSURE_NS / 2))
 			*press = now + FP_GUARD_PRESSURE_NS;
 		if (press && (__s64)(*press - now) > 0) {
-			fp_guard_src_of(&src_known, &g.k, c);
+			fp_guard_known_key(&src_known, &g.k);
 			if (!bpf_map_lookup_elem(&fp_guard_known, &src_known)) {
 				reason = FP_GUARD_NEW_UNKNOWN;
 				goto drop;

@@ -443,8 +443,8 @@ func TestGuardLimitRaised(t *testing.T) {
 
 // TestGuardPressure: with a total new-flow limit, attempts over its rate
 // put the CPU under pressure, during which only sources known to have had
-// an established flow (conntrack knew a packet of theirs) may start new
-// flows; the others are dropped as new_unknown without spending the total,
+// an established TCP connection (conntrack knew a segment of theirs) may
+// start new flows; the others are dropped as new_unknown without spending the total,
 // so a flood from spoofed sources adds nothing to conntrack while known
 // sources keep their share. Both hooks share the state; the pressure one
 // CPU finds holds for every CPU.
@@ -453,15 +453,19 @@ func TestGuardPressure(t *testing.T) {
 	if _, err := exec.LookPath("conntrack"); err != nil {
 		t.Skip("conntrack(8) not installed")
 	}
-	if out, err := exec.Command("ip", "netns", "exec", tn.ns, "conntrack", "-I", "-p", "udp", "-s", "198.18.10.2", "-d", ipDst.String(),
-		"--sport", "7000", "--dport", "53", "-t", "60", "-u", "SEEN_REPLY").CombinedOutput(); err != nil {
+	if out, err := exec.Command("ip", "netns", "exec", tn.ns, "conntrack", "-I", "-p", "tcp", "-s", "198.18.10.2", "-d", ipDst.String(),
+		"--sport", "7000", "--dport", "53", "--state", "ESTABLISHED", "-t", "60", "-u", "SEEN_REPLY,ASSURED").CombinedOutput(); err != nil {
 		t.Skipf("conntrack -I: %v: %s", err, out)
 	}
 	// Every run on one CPU, whose share of the total admits two new flows
 	// at once, then one a second.
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
-	var one unix.CPUSet
+	var orig, one unix.CPUSet
+	if err := unix.SchedGetaffinity(0, &orig); err != nil {
+		t.Fatal(err)
+	}
+	defer unix.SchedSetaffinity(0, &orig) // before the thread goes back to the pool
 	one.Set(0)
 	if err := unix.SchedSetaffinity(0, &one); err != nil {
 		t.Fatal(err)
@@ -483,13 +487,19 @@ func TestGuardPressure(t *testing.T) {
 			t.Errorf("%s (%s): dropped %v, want %v", what, h, got, drop)
 		}
 	}
-	// A flow conntrack holds but was never answered makes no source known.
+	// A UDP flow, even answered, makes no source known: a spoofer need
+	// not see the answer. A TCP connection whose handshake completed does.
 	if out, err := exec.Command("ip", "netns", "exec", tn.ns, "conntrack", "-I", "-p", "udp", "-s", "198.18.10.60", "-d", ipDst.String(),
-		"--sport", "7000", "--dport", "53", "-t", "60").CombinedOutput(); err != nil {
+		"--sport", "7000", "--dport", "53", "-t", "60", "-u", "SEEN_REPLY,ASSURED").CombinedOutput(); err != nil {
 		t.Fatalf("conntrack -I: %v: %s", err, out)
 	}
-	step("a packet of an unanswered flow", hookXDP, udp("198.18.10.60", 7000), false)
-	step("a packet of the source's established flow", hookXDP, udp(known, 7000), false)
+	step("a packet of an answered UDP flow", hookXDP, udp("198.18.10.60", 7000), false)
+	ack := func(src string, sport uint16) []byte {
+		p := from(tcp4(ipDst), src)
+		p.l4 = &layers.TCP{SrcPort: layers.TCPPort(sport), DstPort: 53, ACK: true, Seq: 1000, Ack: 2000, Window: 512}
+		return p.bytes(t)
+	}
+	step("a segment of the source's established TCP connection", hookXDP, ack(known, 7000), false)
 	step("a new flow from an unknown source, in the burst", hookXDP, udp("198.18.10.50", 9000), false)
 	step("another, the burst's last", hookXDP, udp("198.18.10.51", 9000), false)
 	step("an unknown source over the total", hookXDP, udp("198.18.10.52", 9000), true)
@@ -513,7 +523,7 @@ func TestGuardPressure(t *testing.T) {
 		t.Fatal(err)
 	}
 	step("an unknown source under pressure", hookXDP, udp("198.18.10.53", 9000), true)
-	step("the source of the unanswered flow under pressure", hookXDP, udp("198.18.10.60", 7001), true)
+	step("the source of the answered UDP flow under pressure", hookXDP, udp("198.18.10.60", 7001), true)
 	step("another, by TC", hookTC, udp("198.18.10.54", 9000), true)
 	if err := tn.d.objs.FpGuardCpus.Lookup(uint32(0), &cpus); err != nil {
 		t.Fatal(err)
@@ -524,16 +534,19 @@ func TestGuardPressure(t *testing.T) {
 	step("the known source under pressure", hookXDP, udp(known, 7002), false)
 	step("and again, by TC", hookTC, udp(known, 7003), false)
 	// Another CPU, its own share untouched, is under the same pressure.
+	other := 0
+	for c := 1; c < 1024; c++ {
+		if orig.IsSet(c) {
+			other = c
+			break
+		}
+	}
 	one.Zero()
-	one.Set(n - 1)
+	one.Set(other)
 	if err := unix.SchedSetaffinity(0, &one); err != nil {
 		t.Fatal(err)
 	}
-	if n > 1 {
-		step("an unknown source on another CPU", hookXDP, udp("198.18.10.55", 9000), true)
-	} else {
-		step("an unknown source", hookXDP, udp("198.18.10.55", 9000), true)
-	}
+	step("an unknown source on another CPU", hookXDP, udp("198.18.10.55", 9000), true)
 	if u := tn.guardDrops(t, "new_unknown"); u != 5 {
 		t.Errorf("new_unknown drops %d, want 5", u)
 	}

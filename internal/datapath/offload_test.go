@@ -1502,8 +1502,8 @@ func TestOffloadForgedAckKeepsWindow(t *testing.T) {
 	}
 }
 
-// TestOffloadFillMarksKnown: with a total new-flow limit, caching a flow
-// notes each direction's source as one with an established flow, which
+// TestOffloadFillMarksKnown: with the guard on, caching a TCP connection
+// notes each direction's source as one with an established one, which
 // the guard lets start new flows under pressure (TestGuardPressure). The
 // guard's own conntrack lookup notes a flow's first packets; a cached
 // flow's never reach it, so flows cached before the limit was set are
@@ -1516,7 +1516,7 @@ func TestOffloadFillMarksKnown(t *testing.T) {
 	}
 	var legs []dir
 	for _, v6 := range []bool{false, true} {
-		c := on.offloadConn(t, kindSNAT, unix.IPPROTO_UDP, v6)
+		c := on.offloadConn(t, kindSNAT, unix.IPPROTO_TCP, v6)
 		legs = append(legs, dir{c, false}, dir{c, true})
 	}
 	send := func() {

@@ -7,6 +7,7 @@ import (
 	"maps"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 
 	"github.com/cilium/ebpf"
@@ -60,12 +61,22 @@ func (d *Datapath) commitPins() error {
 	return nil
 }
 
+// maps is every map this datapath pins, by name: all that loadPinned
+// pins, read from the objects' tags, so that a map added later is
+// replaced and adopted like the rest.
 func (d *Datapath) maps() map[string]*ebpf.Map {
-	return map[string]*ebpf.Map{
-		"fp_ifaces": d.objs.FpIfaces, "fp_if_stats": d.objs.FpIfStats, "fp_tx_ports": d.objs.FpTxPorts,
-		"fp_flows": d.objs.FpFlows, "fp_accepted": d.objs.FpAccepted, "fp_globals": d.objs.FpGlobals,
-		"fp_mtu4": d.objs.FpMtu4, "fp_mtu6": d.objs.FpMtu6, "fp_events": d.objs.FpEvents,
+	out := map[string]*ebpf.Map{}
+	v := reflect.ValueOf(&d.objs.fastpathMaps).Elem()
+	for _, f := range reflect.VisibleFields(v.Type()) {
+		name := f.Tag.Get("ebpf")
+		if !f.IsExported() || name == "" || strings.HasPrefix(name, ".") || strings.Contains(name, ".rodata") {
+			continue
+		}
+		if m, ok := v.FieldByIndex(f.Index).Interface().(*ebpf.Map); ok && m != nil {
+			out[name] = m
+		}
 	}
+	return out
 }
 
 // Unpin removes every pin of this datapath, maps and links. Objects stay
