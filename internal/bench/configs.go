@@ -166,6 +166,21 @@ type daemon struct {
 	proc   *labd.Process
 	client *api.Client
 	status *api.Status
+	config string // its config file, for reconfigure
+	socket string
+}
+
+// reconfigure writes cfg as the daemon's config and reloads it.
+func (r *runner) reconfigure(ctx context.Context, d *daemon, cfg config) error {
+	if err := os.WriteFile(d.config, []byte(daemonConfig(cfg, d.socket, r.flowEntries)), 0o644); err != nil {
+		return fmt.Errorf("write daemon config: %w", err)
+	}
+	ctx, cancel := context.WithTimeout(ctx, daemonReady)
+	defer cancel()
+	if _, err := d.client.Reload(ctx); err != nil {
+		return fmt.Errorf("reload the daemon: %w", err)
+	}
+	return nil
 }
 
 // Bounds of the daemon's start and of one API call.
@@ -282,7 +297,7 @@ func (r *runner) startDaemon(ctx context.Context, cfg config, undo *[]func() err
 	if err != nil {
 		return nil, err
 	}
-	d := &daemon{proc: p, client: api.NewClient(socket)}
+	d := &daemon{proc: p, client: api.NewClient(socket), config: path, socket: socket}
 	*undo = append(*undo, func() error {
 		err := p.Stop(e.log)
 		if rerr := os.Remove(socket); rerr != nil && !errors.Is(rerr, fs.ErrNotExist) {

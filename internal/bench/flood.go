@@ -190,9 +190,10 @@ func (r *runner) floodPhases(ctx context.Context, o FloodOptions, fl *loopGen, g
 	if o.Attach == "tc" {
 		cfg, _ = configByName(ConfigOffloadTC)
 	}
+	guarded := cfg
 	if guard {
 		name = "on"
-		cfg.guard = fmt.Sprintf("guard:\n  total:\n    new_flows: {rate: %d}\n", o.NewFlows)
+		guarded.guard = fmt.Sprintf("guard:\n  total:\n    new_flows: {rate: %d}\n", o.NewFlows)
 	}
 	fmt.Fprintf(o.Progress, "flood: guard %s: setting up\n", name)
 	a, err := r.setup(ctx, cfg)
@@ -212,6 +213,14 @@ func (r *runner) floodPhases(ctx context.Context, o FloodOptions, fl *loopGen, g
 	}
 	if _, err := r.establish(ctx, o.Flows); err != nil {
 		return nil, fmt.Errorf("establish flows: %w", err)
+	}
+	// The guard comes after: the legitimate flows stand for traffic that
+	// was there before the flood, not for a thousand new flows in a
+	// second, which a total of that size would meter as a flood.
+	if guard {
+		if err := r.reconfigure(ctx, a.d, guarded); err != nil {
+			return nil, err
+		}
 	}
 	e := r.env
 	if err := e.gen.configure(e.frames(MinFrame), o.Flows); err != nil {
