@@ -168,6 +168,17 @@ type daemon struct {
 	status *api.Status
 	config string // its config file, for reconfigure
 	socket string
+	// apiWait bounds one API call (apiTimeout if 0); the flood scenario
+	// waits longer: a flood the guard does not stop starves the daemon.
+	apiWait time.Duration
+}
+
+// callCtx is ctx bounded for one API call.
+func (d *daemon) callCtx(ctx context.Context) (context.Context, context.CancelFunc) {
+	if d.apiWait > 0 {
+		return context.WithTimeout(ctx, d.apiWait)
+	}
+	return context.WithTimeout(ctx, apiTimeout)
 }
 
 // reconfigure writes cfg as the daemon's config and reloads it.
@@ -337,7 +348,7 @@ type ingressCounters struct {
 }
 
 func (d *daemon) counters(ctx context.Context, ifname string) (ingressCounters, error) {
-	ctx, cancel := context.WithTimeout(ctx, apiTimeout)
+	ctx, cancel := d.callCtx(ctx)
 	defer cancel()
 	st, err := d.client.Stats(ctx)
 	if err != nil {

@@ -184,6 +184,10 @@ func RunFlood(ctx context.Context, o FloodOptions) (_ *FloodReport, err error) {
 
 // floodPhases measures one guard setting: the legitimate flows alone, then
 // with the flood.
+// floodAPIWait bounds an API call during the flood: without the guard the
+// flood takes the CPUs, and the daemon answers late.
+const floodAPIWait = 20 * time.Second
+
 func (r *runner) floodPhases(ctx context.Context, o FloodOptions, fl *loopGen, guard bool) ([]FloodPhase, error) {
 	name := "off"
 	cfg, _ := configByName(ConfigOffloadXDP)
@@ -200,6 +204,7 @@ func (r *runner) floodPhases(ctx context.Context, o FloodOptions, fl *loopGen, g
 	if err != nil {
 		return nil, err
 	}
+	a.d.apiWait = floodAPIWait
 	defer func() {
 		if err := a.teardown(); err != nil {
 			o.Log.Warn("teardown", "err", err)
@@ -268,7 +273,7 @@ func (r *runner) floodWindow(ctx context.Context, a *active, run *running, d tim
 			return
 		}
 		fwd = c.fwd
-		cctx, cancel := context.WithTimeout(ctx, apiTimeout)
+		cctx, cancel := a.d.callCtx(ctx)
 		defer cancel()
 		g, err := a.d.client.Guard(cctx, api.GuardQuery{})
 		if err != nil {
@@ -318,11 +323,13 @@ func (r *runner) floodWindow(ctx context.Context, a *active, run *running, d tim
 	if err != nil {
 		return fail(err)
 	}
-	dt := time.Since(t0)
 	fwd1, drops1, sent1, legit1, ct1, err := read()
 	if err != nil {
 		return fail(err)
 	}
+	// Counted from the first read's end to the second's: under a flood
+	// the daemon may answer late, and the counts go on meanwhile.
+	dt := time.Since(t0)
 	ph.LegitMpps = round3(rate(fwd1-fwd0, dt))
 	ph.LegitSentMpps = round3(rate(legit1-legit0, dt))
 	ph.FloodMpps = round3(rate(sent1-sent0, dt))

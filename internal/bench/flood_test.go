@@ -51,11 +51,11 @@ func TestFloodTable(t *testing.T) {
 }
 
 // TestFloodPressure runs the flood scenario briefly (XDP, 100 legitimate
-// flows, 100k spoofed sources): without the guard the flood fills
-// conntrack; with a total new-flow limit its pressure keeps every flood
-// flow out (at most a tenth of one second's limit may slip in, where a
-// limit alone admits a second's worth each second), the guard drops the
-// flood and the offloaded flows go on.
+// flows, 100k spoofed sources): without the guard the flood reaches
+// conntrack; with a total new-flow limit the guard drops a flood of ten
+// times the limit or more while its pressure keeps every flood flow out
+// (at most a tenth of one second's limit may slip in, where a limit alone
+// admits a second's worth each second), and the offloaded flows go on.
 func TestFloodPressure(t *testing.T) {
 	const name = "bflood"
 	requireLab(t, name)
@@ -89,14 +89,22 @@ func TestFloodPressure(t *testing.T) {
 	if off.Error != "" || on.Error != "" {
 		t.Fatalf("phase errors: off %q, on %q", off.Error, on.Error)
 	}
-	if off.ConntrackGrowth < rep.NewFlows {
-		t.Errorf("without the guard the flood added %d conntrack entries: it did not reach the kernel, the test shows nothing", off.ConntrackGrowth)
+	// The control: without the guard the flood reaches conntrack (how
+	// much depends on what else the machine runs).
+	if off.ConntrackGrowth <= on.ConntrackGrowth {
+		t.Errorf("without the guard the flood added %d conntrack entries, with it %d: the flood did not reach the kernel", off.ConntrackGrowth, on.ConntrackGrowth)
+	}
+	// With it: the guard dropped a flood of new flows at ten times the
+	// limit or more over the window, of which a limit alone would have
+	// admitted a second's worth each second; under pressure none got in.
+	if dropped := on.GuardDropMpps * 1e6 * rep.Duration; dropped < 10*float64(rep.NewFlows)*rep.Duration {
+		t.Errorf("guard on: %.0f flood frames dropped in %.0f s: not a flood over a limit of %d/s", dropped, rep.Duration, rep.NewFlows)
 	}
 	if on.ConntrackGrowth > rep.NewFlows/10 {
 		t.Errorf("with the guard the flood added %d conntrack entries (limit %d/s)", on.ConntrackGrowth, rep.NewFlows)
 	}
-	if on.GuardDropMpps <= 0 || on.LegitMpps <= 0 {
-		t.Errorf("guard on: %.3f Mpps dropped, legitimate flows %.3f Mpps", on.GuardDropMpps, on.LegitMpps)
+	if on.LegitMpps <= 0 {
+		t.Errorf("guard on: the offloaded flows forwarded %.3f Mpps", on.LegitMpps)
 	}
 	if nsutil.Exists("fp-" + name + "-rtr") {
 		t.Error("the lab outlived the run")

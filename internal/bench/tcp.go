@@ -518,7 +518,7 @@ func receive(c net.Conn, got *atomic.Uint64) error {
 // while traffic runs), or as it started if the daemon cannot say.
 func (d *daemon) attachedAs(ctx context.Context, ifname string) string {
 	st := d.status
-	ctx, cancel := context.WithTimeout(ctx, apiTimeout)
+	ctx, cancel := d.callCtx(ctx)
 	defer cancel()
 	if now, err := d.client.Status(ctx); err == nil {
 		st = now
