@@ -174,6 +174,19 @@ func feedBothByXDP(t *testing.T, l *lab.Lab) {
 	feedByXDP(t, l, l.Sink, l.SinkIf, l.RtrOut)
 }
 
+// autoLabFedByXDP is a lab (newLab's attaches) with masquerade, both
+// router veths' peers fed by XDP, and the daemon on both in offload mode,
+// attach: auto.
+func autoLabFedByXDP(t *testing.T, attaches ...string) (*lab.Lab, *daemon, context.Context) {
+	t.Helper()
+	l := newLab(t, attaches...)
+	ctx := testContext(t)
+	nft(ctx, t, l, masqueradeRuleset+filterRuleset)
+	feedBothByXDP(t, l)
+	d, _ := runDaemon(t, l.Rtr, offloadIfaces(l, "auto")...)
+	return l, d, ctx
+}
+
 // TestAutoStackFedVeth: hosts that finish their checksums but send from
 // their stacks: auto picks TC on both sides (veth copies every frame a
 // stack sent into an XDP buffer before native XDP runs; TC takes the skb as
@@ -213,11 +226,7 @@ func TestAutoStackFedVeth(t *testing.T) {
 // moves each interface to native XDP, turning it on again on one host
 // moves that side back; traffic keeps flowing.
 func TestAutoFollowsFacts(t *testing.T) {
-	l := newLab(t)
-	ctx := testContext(t)
-	nft(ctx, t, l, masqueradeRuleset+filterRuleset)
-	feedBothByXDP(t, l)
-	d, _ := runDaemon(t, l.Rtr, offloadIfaces(l, "auto")...)
+	l, d, ctx := autoLabFedByXDP(t)
 	partial := map[string]string{l.RtrIn: "sends partial checksums", l.RtrOut: "sends partial checksums"}
 	d.waitAttachedAs(t, map[string]string{l.RtrIn: "tc", l.RtrOut: "tc"}, partial)
 	tcpThrough(t, l, "default offloads, tc")
@@ -324,11 +333,7 @@ func TestForcedXDPRefused(t *testing.T) {
 // turned off at r0 takes away the TC program behind its XDP for bulk TCP,
 // and on brings it back.
 func TestAutoFollowsEgressFacts(t *testing.T) {
-	l := newLab(t, "xdp")
-	ctx := testContext(t)
-	nft(ctx, t, l, masqueradeRuleset+filterRuleset)
-	feedBothByXDP(t, l)
-	d, _ := runDaemon(t, l.Rtr, offloadIfaces(l, "auto")...)
+	l, d, ctx := autoLabFedByXDP(t, "xdp")
 	native := map[string]string{l.RtrIn: "native XDP", l.RtrOut: "native XDP"}
 	d.waitAttachedAs(t, map[string]string{l.RtrIn: "xdp", l.RtrOut: "xdp"}, native)
 

@@ -127,11 +127,7 @@ func changeStopsStream(ctx context.Context, t *testing.T, l *lab.Lab, d *daemon,
 // the qdisc. A UDP blast then reaches the sink at the shaper's rate, not
 // the router's.
 func TestEgressShaperHonoured(t *testing.T) {
-	l := newLab(t, "xdp")
-	ctx := testContext(t)
-	nft(ctx, t, l, masqueradeRuleset+filterRuleset)
-	feedBothByXDP(t, l)
-	d, _ := runDaemon(t, l.Rtr, offloadIfaces(l, "auto")...)
+	l, d, ctx := autoLabFedByXDP(t, "xdp")
 	d.waitAttachedAs(t, map[string]string{l.RtrIn: "xdp", l.RtrOut: "xdp"}, map[string]string{l.RtrIn: "", l.RtrOut: ""})
 	rtrRun(ctx, t, l, "tc", "qdisc", "replace", "dev", l.RtrOut, "root", "tbf", "rate", "20mbit", "burst", "32kbit", "latency", "50ms")
 	d.waitAttachedAs(t, map[string]string{l.RtrIn: "tc"}, map[string]string{l.RtrIn: "egress " + l.RtrOut + " has the operator's root qdisc tbf"})
