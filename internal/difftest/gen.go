@@ -22,6 +22,17 @@ const (
 // were the last). A fixed script names its own with a "known" line.
 func knownDivergence(*Script) string { return "" }
 
+// forgedResets is the traffic of the forged-reset scripts (issue 16, case
+// 1): two offloaded connections, and resets, then FINs with acks, from the
+// sink's side with sequence numbers half the sequence space away.
+const forgedResets = `flow t4 tcp 4 200
+flow t6 tcp 6 200
+at 500ms craft t4 reply flags=R seq=+2147483648
+at 500ms craft t6 reply flags=R seq=+2147483648
+at 900ms craft t4 reply flags=FA seq=+2147483648 ack=+2147483648
+at 900ms craft t6 reply flags=FA seq=+2147483648 ack=+2147483648
+`
+
 // Fixed is the set CI runs: issue 16's cases 1 to 5 (hostile and unusual
 // packets inside offloaded flows: crafted packets, MTU changes) and issue
 // 9's cases 1 to 8, each a change that stops, redirects or reshapes an
@@ -48,13 +59,7 @@ func Fixed() []*Script {
 		p(`script i16-case1-forged-reset
 nat
 duration 1.6s
-flow t4 tcp 4 200
-flow t6 tcp 6 200
-at 500ms craft t4 reply flags=R seq=+2147483648
-at 500ms craft t6 reply flags=R seq=+2147483648
-at 900ms craft t4 reply flags=FA seq=+2147483648 ack=+2147483648
-at 900ms craft t6 reply flags=FA seq=+2147483648 ack=+2147483648
-`),
+` + forgedResets),
 		// Case 1 without NAT: the kernel alone forwards the forged
 		// segments to gen as INVALID (untracked; gen, out of window,
 		// ignores them), fastpath drops them. Kept as a known
@@ -63,24 +68,12 @@ at 900ms craft t6 reply flags=FA seq=+2147483648 ack=+2147483648
 		p(`script i16-case1b-forged-reset-no-nat
 duration 1.6s
 known fastpath drops out-of-window FIN/RST of offloaded flows; the kernel forwards them as INVALID where no rule drops those (docs/offload.md)
-flow t4 tcp 4 200
-flow t6 tcp 6 200
-at 500ms craft t4 reply flags=R seq=+2147483648
-at 500ms craft t6 reply flags=R seq=+2147483648
-at 900ms craft t4 reply flags=FA seq=+2147483648 ack=+2147483648
-at 900ms craft t6 reply flags=FA seq=+2147483648 ack=+2147483648
-`),
+` + forgedResets),
 		// The same with `ct state invalid drop`: the kernel drops them.
 		p(`script i16-case1c-forged-reset-invalid-drop
 duration 1.6s
 setup rtr nft add rule inet dt chg ct state invalid counter name invalid drop
-flow t4 tcp 4 200
-flow t6 tcp 6 200
-at 500ms craft t4 reply flags=R seq=+2147483648
-at 500ms craft t6 reply flags=R seq=+2147483648
-at 900ms craft t4 reply flags=FA seq=+2147483648 ack=+2147483648
-at 900ms craft t6 reply flags=FA seq=+2147483648 ack=+2147483648
-`),
+` + forgedResets),
 		// Issue 16, case 2: packets conntrack calls INVALID with
 		// offloaded flows' tuples and in-window numbers, under
 		// `ct state invalid drop`: TCP without flags, URG alone, a
