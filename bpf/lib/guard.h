@@ -104,6 +104,7 @@ struct fp_guard_cpu {
 	__u64 last_event_ns;
 	__u64 drops; /* for sampling top-map inserts */
 	__u64 tat_press;
+	struct fp_guard_bucket fresh; /* a new source's bucket until stored (the stack is full) */
 };
 
 struct {
@@ -364,7 +365,7 @@ static __always_inline void fp_guard_know(const struct fp_flow_key *k, const str
  * cache nor conntrack knows (conntrack picks up TCP mid-stream by default).
  * Anything else (ICMP, fragments, extension headers) is not judged here. */
 static __always_inline int fp_guard_is_new(void *ctx, const int xdp, const struct fp_guard_pkt *g,
-					   const struct fp_guard_cfg *c)
+					   const struct fp_guard_cfg *c, __u32 mode)
 {
 	struct bpf_ct_opts opts;
 	struct nf_conn *ct;
@@ -373,7 +374,9 @@ static __always_inline int fp_guard_is_new(void *ctx, const int xdp, const struc
 		return 0;
 	if (g->k.proto == IPPROTO_TCP && (g->tcp_flags & (FP_TCP_SYN | FP_TCP_ACK)) == FP_TCP_SYN)
 		return 1;
-	if (bpf_map_lookup_elem(&fp_flows, &g->k))
+	/* the flow cache answers for offloaded flows without asking
+	 * conntrack; it holds none of another mode's */
+	if (mode == FP_MODE_OFFLOAD && bpf_map_lookup_elem(&fp_flows, &g->k))
 		return 0;
 	ct = fp_ct_lookup(ctx, xdp, &g->k, &opts);
 	if (!ct)
@@ -404,19 +407,23 @@ static __always_inline void fp_guard_drop(const struct fp_guard_cfg *c, struct f
 		s->drop_packets[reason]++;
 		s->drop_bytes[reason] += bytes;
 	}
-	fp_guard_src_of(&src, &g->k, c);
-	t = bpf_map_lookup_elem(&fp_guard_tops, &src);
-	if (t) {
-		__sync_fetch_and_add(&t->packets, 1);
-		__sync_fetch_and_add(&t->bytes, bytes);
-		t->reason = reason;
-	} else if (cpu && cpu->drops++ % FP_GUARD_TOP_SAMPLE == 0) {
-		/* sampled: a spoofed flood churns the LRU at a 16th of its
-		 * rate, while a heavy source enters within 16 drops */
-		struct fp_guard_top n = {.packets = FP_GUARD_TOP_SAMPLE, .bytes = bytes * FP_GUARD_TOP_SAMPLE,
-					 .reason = reason};
+	/* Sampled, every 16th drop of a CPU counted 16 times: under a
+	 * spoofed flood each touch of the map is a cache miss (and an
+	 * insert an LRU eviction), which would cost more than the drop's
+	 * other work; a heavy source still shows within 16 drops. */
+	if (cpu && cpu->drops++ % FP_GUARD_TOP_SAMPLE == 0) {
+		fp_guard_src_of(&src, &g->k, c);
+		t = bpf_map_lookup_elem(&fp_guard_tops, &src);
+		if (t) {
+			__sync_fetch_and_add(&t->packets, FP_GUARD_TOP_SAMPLE);
+			__sync_fetch_and_add(&t->bytes, bytes * FP_GUARD_TOP_SAMPLE);
+			t->reason = reason;
+		} else {
+			struct fp_guard_top n = {.packets = FP_GUARD_TOP_SAMPLE,
+						 .bytes = bytes * FP_GUARD_TOP_SAMPLE, .reason = reason};
 
-		bpf_map_update_elem(&fp_guard_tops, &src, &n, BPF_NOEXIST);
+			bpf_map_update_elem(&fp_guard_tops, &src, &n, BPF_NOEXIST);
+		}
 	}
 	if (cpu && c->event_ns && now - cpu->last_event_ns >= c->event_ns) {
 		struct fp_event *e = bpf_ringbuf_reserve(&fp_events, sizeof(*e), 0);
@@ -455,11 +462,11 @@ static __always_inline int fp_guard(void *ctx, const int xdp, void *data, void *
 	const struct fp_guard_cfg *c = fp_guard_conf_get();
 	__u32 zero = 0, reason;
 	struct fp_guard_cpu *cpu;
-	struct fp_guard_bucket *b = NULL;
+	struct fp_guard_bucket *b = NULL, *fresh = NULL;
 	struct fp_guard_hits *hit;
 	struct fp_guard_pkt g;
 	struct fp_guard_src src;
-	int syn, fresh;
+	int syn;
 	__u64 now = 0;
 
 	if (!fp_guard_active(c))
@@ -491,11 +498,13 @@ static __always_inline int fp_guard(void *ctx, const int xdp, void *data, void *
 	if (c->pkt.cost_ns | c->byte.cost_ns | c->syn.cost_ns | c->new_flow.cost_ns) {
 		fp_guard_src_of(&src, &g.k, c);
 		b = bpf_map_lookup_elem(&fp_guard_srcs, &src);
-		if (!b) {
-			struct fp_guard_bucket n = {};
-
-			bpf_map_update_elem(&fp_guard_srcs, &src, &n, BPF_NOEXIST);
-			b = bpf_map_lookup_elem(&fp_guard_srcs, &src);
+		/* A new source's bucket is stored only once a packet of it goes
+		 * on: a spoofed flood the totals drop then costs no LRU insert
+		 * (and evicts no real source's bucket) per packet. A dropped
+		 * packet spends no credit, so the next starts as fresh. */
+		if (!b && cpu) {
+			fresh = b = &cpu->fresh;
+			__builtin_memset(fresh, 0, sizeof(*fresh));
 		}
 	}
 	if (b && c->pkt.cost_ns && fp_gcra(&b->tat_pkt, fp_guard_now(&now), c->pkt.cost_ns * pkts, c->pkt.burst_ns)) {
@@ -516,10 +525,9 @@ static __always_inline int fp_guard(void *ctx, const int xdp, void *data, void *
 		goto drop;
 	}
 	if (!(c->new_flow.cost_ns | c->new_all.cost_ns) || mode == FP_MODE_ROUTE)
-		return 0;
-	fresh = syn || fp_guard_is_new(ctx, xdp, &g, c);
-	if (!fresh)
-		return 0;
+		goto pass;
+	if (!syn && !fp_guard_is_new(ctx, xdp, &g, c, mode))
+		goto pass;
 	if (b && c->new_flow.cost_ns && fp_gcra(&b->tat_new, fp_guard_now(&now), c->new_flow.cost_ns, c->new_flow.burst_ns)) {
 		reason = FP_GUARD_NEW_SOURCE;
 		goto drop;
@@ -547,6 +555,9 @@ static __always_inline int fp_guard(void *ctx, const int xdp, void *data, void *
 			goto drop;
 		}
 	}
+pass:
+	if (fresh)
+		bpf_map_update_elem(&fp_guard_srcs, &src, fresh, BPF_NOEXIST);
 	return 0;
 drop:
 	fp_guard_drop(c, cpu, &g, reason, bytes, ifindex, slot, fp_guard_now(&now));

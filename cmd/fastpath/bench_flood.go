@@ -25,6 +25,7 @@ func (f *floodFlags) register(cmd *cobra.Command) {
 	fl.IntVar(&f.o.Sources, "flood-sources", 100_000, "the flood's distinct source addresses")
 	fl.Float64Var(&f.o.LegitPPS, "flood-legit-pps", 200_000, "the legitimate flows' paced rate, frames a second")
 	fl.IntVar(&f.o.NewFlows, "flood-new-flows", 1000, "the guard's total new-flow limit when on, per second")
+	fl.IntVar(&f.o.Queues, "flood-queues", 1, "receive queues of each veth end: 1, the flood and the legitimate flows share r0's queue and CPU; 2, each generator's CPU receives its own, as RSS spreads a NIC's")
 }
 
 // runFlood runs the flood scenario with bench's common flags (--name,

@@ -311,7 +311,7 @@ func Run(ctx context.Context, o Options) (_ *Report, err error) {
 		r.report.Settings.FrameDetails = "IPv4 UDP 198.18.1.1 -> 198.18.2.1, UDP checksum filled in; size counts the Ethernet header, not the FCS"
 	}
 	start := time.Now()
-	r.env, err = newEnv(ctx, o.Name, o.Generator, o.Split, cpus, o.Log)
+	r.env, err = newEnv(ctx, o.Name, o.Generator, o.Split, 0, cpus, o.Log)
 	if err != nil {
 		return nil, err
 	}

@@ -47,7 +47,8 @@ type env struct {
 }
 
 // newEnv builds the lab and its instruments; on error nothing remains.
-func newEnv(ctx context.Context, name, genKind string, split bool, cpus []int, log *slog.Logger) (_ *env, err error) {
+// queues: each veth end's receive and transmit queues (0: veth's one).
+func newEnv(ctx context.Context, name, genKind string, split bool, queues int, cpus []int, log *slog.Logger) (_ *env, err error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
@@ -59,7 +60,7 @@ func newEnv(ctx context.Context, name, genKind string, split bool, cpus []int, l
 	// The end hosts finish their checksums for the packet rates (the
 	// generator's frames are complete anyway, the probe's must be for the
 	// XDP configurations); bulk TCP sets them per cell.
-	l, err := lab.Up(ctx, lab.Options{Name: name, Log: log, HostTxChecksumOff: true})
+	l, err := lab.Up(ctx, lab.Options{Name: name, Log: log, HostTxChecksumOff: true, Queues: queues})
 	if err != nil {
 		return nil, err
 	}

@@ -28,13 +28,18 @@ import (
 
 // FloodOptions configure RunFlood; zero values take the defaults.
 type FloodOptions struct {
-	Name     string        // lab name, default "flood"
-	Binary   string        // the fastpath executable run as the daemon
-	Attach   string        // xdp (default) or tc
-	Flows    int           // legitimate flows, default 1000
-	LegitPPS float64       // their paced rate, default 200000 frames/s
-	Sources  int           // flood sources, default 100000
-	NewFlows int           // the guard's total new-flow limit, default 1000/s
+	Name     string  // lab name, default "flood"
+	Binary   string  // the fastpath executable run as the daemon
+	Attach   string  // xdp (default) or tc
+	Flows    int     // legitimate flows, default 1000
+	LegitPPS float64 // their paced rate, default 200000 frames/s
+	Sources  int     // flood sources, default 100000
+	NewFlows int     // the guard's total new-flow limit, default 1000/s
+	// Queues: r0's receive queues (and every other veth end's), default
+	// 1. With 1 the flood and the legitimate flows share r0's one queue,
+	// polled by one CPU; with 2 each generator's CPU receives its own
+	// frames, as RSS would spread a NIC's flows.
+	Queues   int
 	Duration time.Duration // one measurement window, default 2s
 	Log      *slog.Logger
 	Progress io.Writer
@@ -49,6 +54,7 @@ const (
 	defaultFloodNewFlows = 1000
 	floodDport           = 9 // the flood's destination port (discard)
 	floodWarmup          = 500 * time.Millisecond
+	maxFloodQueues       = 8
 )
 
 // floodBase is the first flood source: the flood comes from floodBase up to
@@ -75,7 +81,12 @@ type FloodPhase struct {
 	// RouterNsPerRun: the router program's mean run time (BPF statistics)
 	// over every packet of the window, legitimate and flood.
 	RouterNsPerRun float64 `json:"router_ns_per_run,omitempty"`
-	Error          string  `json:"error,omitempty"`
+	// Void says why the legitimate rate does not measure the router: a
+	// generator's loop moved to another CPU, taking its pacing (per CPU)
+	// and the receive queue its frames land on with it. The flood's
+	// counts and conntrack's growth still hold.
+	Void  string `json:"void,omitempty"`
+	Error string `json:"error,omitempty"`
 }
 
 // FloodReport is the scenario's result.
@@ -86,6 +97,7 @@ type FloodReport struct {
 	LegitPPS float64      `json:"legit_pps"`
 	Sources  int          `json:"sources"`
 	NewFlows int          `json:"guard_new_flows_per_sec"`
+	Queues   int          `json:"queues"`
 	Duration float64      `json:"duration_sec"`
 	Load     float64      `json:"load_average_after"`
 	Phases   []FloodPhase `json:"phases"`
@@ -113,6 +125,9 @@ func (o *FloodOptions) defaults() error {
 	if o.NewFlows == 0 {
 		o.NewFlows = defaultFloodNewFlows
 	}
+	if o.Queues == 0 {
+		o.Queues = 1
+	}
 	if o.Duration == 0 {
 		o.Duration = DefaultDuration
 	}
@@ -129,6 +144,8 @@ func (o *FloodOptions) defaults() error {
 		return fmt.Errorf("flood: %d sources outside 2..%d (198.18.64.0 on, within 198.18.0.0/15)", o.Sources, 1<<17-1<<14)
 	case o.LegitPPS < 1000:
 		return fmt.Errorf("flood: legitimate rate %.0f/s below 1000", o.LegitPPS)
+	case o.Queues < 1 || o.Queues > maxFloodQueues:
+		return fmt.Errorf("flood: %d queues outside 1..%d", o.Queues, maxFloodQueues)
 	}
 	return nil
 }
@@ -148,7 +165,7 @@ func RunFlood(ctx context.Context, o FloodOptions) (_ *FloodReport, err error) {
 	r := &runner{opts: Options{Binary: o.Binary, Log: o.Log}, flowEntries: flowEntries(o.Flows)}
 	// The loop generator: its pacing is what keeps the legitimate rate
 	// below overload, and a second one sends the flood.
-	r.env, err = newEnv(ctx, o.Name, GenLoop, false, cpus, o.Log)
+	r.env, err = newEnv(ctx, o.Name, GenLoop, false, o.Queues, cpus, o.Log)
 	if err != nil {
 		return nil, err
 	}
@@ -170,7 +187,7 @@ func RunFlood(ctx context.Context, o FloodOptions) (_ *FloodReport, err error) {
 	}
 
 	rep := &FloodReport{Started: time.Now().UTC().Truncate(time.Second), Attach: o.Attach, Flows: o.Flows,
-		LegitPPS: o.LegitPPS, Sources: o.Sources, NewFlows: o.NewFlows, Duration: o.Duration.Seconds()}
+		LegitPPS: o.LegitPPS, Sources: o.Sources, NewFlows: o.NewFlows, Queues: o.Queues, Duration: o.Duration.Seconds()}
 	for _, guard := range []bool{false, true} {
 		phases, err := r.floodPhases(ctx, o, fl, guard)
 		rep.Phases = append(rep.Phases, phases...)
@@ -248,11 +265,14 @@ func (r *runner) floodPhases(ctx context.Context, o FloodOptions, fl *loopGen, g
 	}
 	with := r.floodWindow(ctx, a, flood, o.Duration, fl)
 	with.Guard, with.Flood = name, true
-	if alone.LegitMpps > 0 {
+	if alone.Void != "" && with.Void == "" {
+		with.Void = "its no-flood window: " + alone.Void
+	}
+	if alone.LegitMpps > 0 && with.Void == "" {
 		with.LegitShare = round3(with.LegitMpps / alone.LegitMpps)
 	}
-	fmt.Fprintf(o.Progress, "flood: guard %s, flood %.3f Mpps: legit %.3f Mpps (%.1f%%), conntrack +%d, router %.0f ns/run\n",
-		name, with.FloodMpps, with.LegitMpps, 100*with.LegitShare, with.ConntrackGrowth, with.RouterNsPerRun)
+	fmt.Fprintf(o.Progress, "flood: guard %s, flood %.3f Mpps: legit %.3f Mpps (%.1f%%), conntrack +%d, router %.0f ns/run%s\n",
+		name, with.FloodMpps, with.LegitMpps, 100*with.LegitShare, with.ConntrackGrowth, with.RouterNsPerRun, voidNote(with))
 	return []FloodPhase{alone, with}, nil
 }
 
@@ -307,6 +327,39 @@ func (r *runner) floodWindow(ctx context.Context, a *active, run *running, d tim
 		return fail(fmt.Errorf("enable bpf stats: %w", err))
 	}
 	defer stats.Close()
+	// Each loop generator must stay on its CPU: its pacing is per CPU,
+	// and the CPU picks the receive queue its frames land on.
+	legitGen, ok := r.env.gen.(*loopGen)
+	if !ok {
+		return fail(fmt.Errorf("flood: %s generator, want the loop", r.env.gen.kind()))
+	}
+	gens := []struct {
+		what string
+		m    *stampMaps
+		cpu  int
+	}{{"legitimate", legitGen.maps(), r.env.genCPU}}
+	if fl != nil {
+		gens = append(gens, struct {
+			what string
+			m    *stampMaps
+			cpu  int
+		}{"flood", fl.maps(), r.env.restCPU})
+	}
+	perCPU := func() ([][]uint64, error) {
+		var out [][]uint64
+		for _, g := range gens {
+			v, err := g.m.sentPerCPU()
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, v)
+		}
+		return out, nil
+	}
+	cpus0, err := perCPU()
+	if err != nil {
+		return fail(err)
+	}
 	fwd0, drops0, sent0, legit0, ct0, err := read()
 	if err != nil {
 		return fail(err)
@@ -327,6 +380,15 @@ func (r *runner) floodWindow(ctx context.Context, a *active, run *running, d tim
 	if err != nil {
 		return fail(err)
 	}
+	cpus1, err := perCPU()
+	if err != nil {
+		return fail(err)
+	}
+	for i, g := range gens {
+		if off, all := offCPU(cpus0[i], cpus1[i], g.cpu); off*100 > all && ph.Void == "" {
+			ph.Void = fmt.Sprintf("the %s generator's loop left CPU %d (%d of %d frames elsewhere)", g.what, g.cpu, off, all)
+		}
+	}
 	// Counted from the first read's end to the second's: under a flood
 	// the daemon may answer late, and the counts go on meanwhile.
 	dt := time.Since(t0)
@@ -339,6 +401,27 @@ func (r *runner) floodWindow(ctx context.Context, a *active, run *running, d tim
 		ph.RouterNsPerRun = round3(float64(s1.Runtime-s0.Runtime) / float64(runs))
 	}
 	return ph
+}
+
+// voidNote: why a phase's legitimate share is void, if it is.
+func voidNote(p FloodPhase) string {
+	if p.Void == "" {
+		return ""
+	}
+	return "; legitimate share void: " + p.Void
+}
+
+// offCPU counts a loop generator's frames between two per-CPU reads: all
+// of them, and those stamped on CPUs other than cpu.
+func offCPU(before, after []uint64, cpu int) (off, all uint64) {
+	for c := range min(len(before), len(after)) {
+		n := after[c] - before[c]
+		all += n
+		if c != cpu {
+			off += n
+		}
+	}
+	return off, all
 }
 
 // configureFlood sets the generator up for the flood: every frame a new
@@ -364,9 +447,10 @@ func (m *stampMaps) configureFlood(f frameSpec, sources int) error {
 
 // WriteTable prints the report for people.
 func (rep *FloodReport) WriteTable(w io.Writer) error {
-	fmt.Fprintf(w, "flood: %d legitimate flows at %.0f frames/s (offload, masquerade, %s), flood of 64-byte frames from %d sources; guard on: total new flows %d/s\n\n",
-		rep.Flows, rep.LegitPPS, rep.Attach, rep.Sources, rep.NewFlows)
+	fmt.Fprintf(w, "flood: %d legitimate flows at %.0f frames/s (offload, masquerade, %s), flood of 64-byte frames from %d sources, %d receive queue(s); guard on: total new flows %d/s\n\n",
+		rep.Flows, rep.LegitPPS, rep.Attach, rep.Sources, max(rep.Queues, 1), rep.NewFlows)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	var voids []string
 	fmt.Fprintln(tw, "guard\tflood\tlegit sent Mpps\tlegit fwd Mpps\tof no-flood\tflood Mpps\tguard drops Mpps\tconntrack +\trouter ns/run\t")
 	for _, p := range rep.Phases {
 		if p.Error != "" {
@@ -378,10 +462,17 @@ func (rep *FloodReport) WriteTable(w io.Writer) error {
 			share = fmt.Sprintf("%.1f%%", 100*p.LegitShare)
 			flood = fmt.Sprintf("%.3f", p.FloodMpps)
 		}
+		if p.Void != "" {
+			share = "void*"
+			voids = append(voids, fmt.Sprintf("* guard %s, flood %v: %s", p.Guard, p.Flood, p.Void))
+		}
 		fmt.Fprintf(tw, "%s\t%v\t%.3f\t%.3f\t%s\t%s\t%.3f\t%d\t%.0f\t\n", p.Guard, p.Flood, p.LegitSentMpps, p.LegitMpps, share, flood, p.GuardDropMpps, p.ConntrackGrowth, p.RouterNsPerRun)
 	}
 	if err := tw.Flush(); err != nil {
 		return err
+	}
+	for _, v := range voids {
+		fmt.Fprintln(w, v)
 	}
 	_, err := fmt.Fprintf(w, "\nload average after: %.2f\n", rep.Load)
 	return err

@@ -17,7 +17,7 @@ func TestFloodOptions(t *testing.T) {
 	if err := o.defaults(); err != nil {
 		t.Fatal(err)
 	}
-	if o.Attach != "xdp" || o.Flows != defaultFloodFlows || o.Sources != defaultFloodSources || o.NewFlows != defaultFloodNewFlows {
+	if o.Attach != "xdp" || o.Flows != defaultFloodFlows || o.Sources != defaultFloodSources || o.NewFlows != defaultFloodNewFlows || o.Queues != 1 {
 		t.Errorf("defaults: %+v", o)
 	}
 	for _, bad := range []FloodOptions{
@@ -26,6 +26,8 @@ func TestFloodOptions(t *testing.T) {
 		{Sources: 200_000}, // beyond 198.18.0.0/15 from 198.18.64.0
 		{LegitPPS: 10},
 		{Flows: -1},
+		{Queues: -1},
+		{Queues: maxFloodQueues + 1},
 	} {
 		if err := bad.defaults(); err == nil {
 			t.Errorf("%+v accepted", bad)
@@ -33,17 +35,29 @@ func TestFloodOptions(t *testing.T) {
 	}
 }
 
+func TestOffCPU(t *testing.T) {
+	before, after := []uint64{10, 100, 5}, []uint64{12, 1100, 5}
+	if off, all := offCPU(before, after, 1); off != 2 || all != 1002 {
+		t.Errorf("offCPU on CPU 1 = %d of %d, want 2 of 1002", off, all)
+	}
+	if off, all := offCPU(before, after, 0); off != 1000 || all != 1002 {
+		t.Errorf("offCPU on CPU 0 = %d of %d, want 1000 of 1002", off, all)
+	}
+}
+
 func TestFloodTable(t *testing.T) {
-	rep := &FloodReport{Attach: "xdp", Flows: 1000, LegitPPS: 200000, Sources: 100000, NewFlows: 1000, Phases: []FloodPhase{
+	rep := &FloodReport{Attach: "xdp", Flows: 1000, LegitPPS: 200000, Sources: 100000, NewFlows: 1000, Queues: 2, Phases: []FloodPhase{
 		{Guard: "off", LegitMpps: 0.2, LegitSentMpps: 0.2},
 		{Guard: "off", Flood: true, LegitMpps: 0.02, LegitSentMpps: 0.2, LegitShare: 0.1, FloodMpps: 1, ConntrackGrowth: 9000},
 		{Guard: "on", Flood: true, Error: "boom"},
+		{Guard: "on", Flood: true, LegitMpps: 0.05, Void: "the legitimate generator's loop left CPU 1"},
 	}}
 	var b bytes.Buffer
 	if err := rep.WriteTable(&b); err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"10.0%", "9000", "error: boom", "guard on: total new flows 1000/s"} {
+	for _, want := range []string{"10.0%", "9000", "error: boom", "2 receive queue(s)", "guard on: total new flows 1000/s",
+		"void*", "* guard on, flood true: the legitimate generator's loop left CPU 1"} {
 		if !strings.Contains(b.String(), want) {
 			t.Errorf("table lacks %q:\n%s", want, b.String())
 		}

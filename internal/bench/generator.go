@@ -80,15 +80,24 @@ func (m *stampMaps) resetSeq() error {
 }
 
 func (m *stampMaps) sent() (uint64, error) {
-	var vals []uint64
-	if err := m.Seq.Lookup(uint32(0), &vals); err != nil {
-		return 0, fmt.Errorf("read generator counter: %w", err)
+	vals, err := m.sentPerCPU()
+	if err != nil {
+		return 0, err
 	}
 	var n uint64
 	for _, v := range vals {
 		n += v
 	}
 	return n, nil
+}
+
+// sentPerCPU: the frames stamped on each CPU, by CPU number.
+func (m *stampMaps) sentPerCPU() ([]uint64, error) {
+	var vals []uint64
+	if err := m.Seq.Lookup(uint32(0), &vals); err != nil {
+		return nil, fmt.Errorf("read generator counter: %w", err)
+	}
+	return vals, nil
 }
 
 // pinned is where a generator's thread runs: gen's netns, one CPU, and
@@ -389,6 +398,8 @@ func (g *loopGen) setCtl(c benchBenchLoopCtl) error {
 func (g *loopGen) configure(f frameSpec, flows int) error { return g.objs.configure(f, flows) }
 
 func (g *loopGen) sent() (uint64, error) { return g.objs.sent() }
+
+func (g *loopGen) maps() *stampMaps { return &g.objs.stampMaps }
 
 // seed injects frames into the loop from the calling thread: the loop's
 // softirq work then runs on that thread's CPU.

@@ -33,7 +33,7 @@ func testEnv(tb testing.TB, ctx context.Context, name, kind string) *env {
 		tb.Fatal(err)
 	}
 	tb.Cleanup(func() { restoreAffinity(cpus) })
-	e, err := newEnv(ctx, name, kind, false, cpus, nil)
+	e, err := newEnv(ctx, name, kind, false, 0, cpus, nil)
 	if err != nil {
 		tb.Fatal(err)
 	}

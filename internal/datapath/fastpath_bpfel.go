@@ -165,6 +165,7 @@ type fastpathFpGuardCpu struct {
 	LastEventNs uint64
 	Drops       uint64
 	TatPress    uint64
+	Fresh       fastpathFpGuardBucket
 }
 
 type fastpathFpGuardFlags uint32

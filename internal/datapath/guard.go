@@ -160,6 +160,39 @@ func (d *Datapath) SetGuard(c GuardConfig) error {
 	if err := d.objs.FpGuardConf.Update(uint32(0), v, ebpf.UpdateAny); err != nil {
 		return fmt.Errorf("write guard config: %w", err)
 	}
+	return d.resetGuardTotals(v.SynAll != old.SynAll, v.NewAll != old.NewAll)
+}
+
+// resetGuardTotals starts changed totals afresh, from now and with their
+// full burst: each CPU's share, and for new flows the pressure, which the
+// old total would otherwise keep on unknown sources for up to a second
+// more (a flood that goes on over the new total sets it again). The
+// per-CPU rewrite may lose a concurrent drop's sampling count, which only
+// shifts which drop feeds the top sources and events.
+func (d *Datapath) resetGuardTotals(syn, newFlows bool) error {
+	if !syn && !newFlows {
+		return nil
+	}
+	var cpus []fastpathFpGuardCpu
+	if err := d.objs.FpGuardCpus.Lookup(uint32(0), &cpus); err != nil {
+		return fmt.Errorf("read guard totals: %w", err)
+	}
+	for i := range cpus {
+		if syn {
+			cpus[i].TatSyn = 0
+		}
+		if newFlows {
+			cpus[i].TatNew, cpus[i].TatPress = 0, 0
+		}
+	}
+	if err := d.objs.FpGuardCpus.Update(uint32(0), cpus, ebpf.UpdateAny); err != nil {
+		return fmt.Errorf("reset guard totals: %w", err)
+	}
+	if newFlows {
+		if err := d.objs.FpGuardPress.Update(uint32(0), uint64(0), ebpf.UpdateAny); err != nil {
+			return fmt.Errorf("reset guard pressure: %w", err)
+		}
+	}
 	return nil
 }
 

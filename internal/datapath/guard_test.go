@@ -1,6 +1,7 @@
 package datapath
 
 import (
+	"encoding/binary"
 	"net"
 	"net/netip"
 	"os/exec"
@@ -472,7 +473,10 @@ func TestGuardPressure(t *testing.T) {
 	}
 	n := ebpf.MustPossibleCPU()
 	tn.must(t, func() error { return tn.d.SetIface(Iface{Index: tn.in0, MAC: macIn0, MTU: 1500, Mode: ModeOffload}) })
-	if err := tn.d.SetGuard(GuardConfig{NewFlowsTotal: GuardLimit{Rate: uint64(n), Burst: uint64(2 * n)}}); err != nil {
+	// A per-source limit that never bites: its buckets show which
+	// sources the guard stored.
+	perSource := GuardLimit{Rate: 1000, Burst: 1000}
+	if err := tn.d.SetGuard(GuardConfig{Packets: perSource, NewFlowsTotal: GuardLimit{Rate: uint64(n), Burst: uint64(2 * n)}}); err != nil {
 		t.Fatal(err)
 	}
 	udp := func(src string, sport uint16) []byte {
@@ -550,4 +554,33 @@ func TestGuardPressure(t *testing.T) {
 	if u := tn.guardDrops(t, "new_unknown"); u != 5 {
 		t.Errorf("new_unknown drops %d, want 5", u)
 	}
+	// Only sources with a packet that went on have a bucket: the flood's
+	// drops cost no insert and evict no real source's bucket.
+	stored := map[string]bool{}
+	var src fastpathFpGuardSrc
+	var bucket fastpathFpGuardBucket
+	for it := tn.d.objs.FpGuardSrcs.Iterate(); it.Next(&src, &bucket); {
+		var a [4]byte
+		binary.NativeEndian.PutUint32(a[:], src.Addr[0]) // network order in memory
+		stored[netip.AddrFrom4(a).String()] = true
+	}
+	for _, a := range []string{known, "198.18.10.50", "198.18.10.51", "198.18.10.60"} {
+		if !stored[a] {
+			t.Errorf("no bucket for %s, whose packets went on (buckets: %v)", a, stored)
+		}
+	}
+	for _, a := range []string{"198.18.10.52", "198.18.10.53", "198.18.10.54", "198.18.10.55"} {
+		if stored[a] {
+			t.Errorf("a bucket for %s, whose only packet was dropped", a)
+		}
+	}
+	// A new total holds at once: the old one's pressure is gone, and an
+	// unknown source may start a flow again.
+	if err := tn.d.SetGuard(GuardConfig{Packets: perSource, NewFlowsTotal: GuardLimit{Rate: uint64(100 * n), Burst: uint64(100 * n)}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := tn.d.objs.FpGuardPress.Lookup(uint32(0), &until); err != nil || until != 0 {
+		t.Errorf("pressure until %d after a new total (%v), want none", until, err)
+	}
+	step("an unknown source under the new total", hookXDP, udp("198.18.10.56", 9000), false)
 }

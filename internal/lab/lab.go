@@ -77,6 +77,12 @@ type Options struct {
 	// R2 adds the router's third interface r2 and the namespace
 	// fp-<name>-sk2 behind it (see the package comment).
 	R2 bool
+	// Queues gives each veth end that many receive and transmit queues
+	// (default 1, veth's own default). A frame sent by XDP into a veth
+	// lands on the receive queue of the sending CPU, and that queue's
+	// NAPI runs on it: two queues let two CPUs receive on one interface,
+	// as RSS spreads a NIC's.
+	Queues int
 }
 
 // Lab describes a lab's namespaces, interfaces and addresses.
@@ -232,6 +238,9 @@ func Up(ctx context.Context, o Options) (_ *Lab, err error) {
 	if err := ValidateName(name); err != nil {
 		return nil, err
 	}
+	if o.Queues < 0 || o.Queues > maxQueues {
+		return nil, fmt.Errorf("lab %s: %d queues outside 1..%d", name, o.Queues, maxQueues)
+	}
 	log := o.Log
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -263,7 +272,7 @@ func Up(ctx context.Context, o Options) (_ *Lab, err error) {
 		}
 		created = append(created, ns)
 	}
-	if err := l.setup(ctx, log, o.HostTxChecksumOff); err != nil {
+	if err := l.setup(ctx, log, o); err != nil {
 		return nil, fmt.Errorf("lab %s: %w", name, err)
 	}
 	log.Debug("lab up", "took", time.Since(start))
@@ -302,7 +311,10 @@ func (x *host) close() {
 	x.fd.Close()
 }
 
-func (l *Lab) setup(ctx context.Context, log *slog.Logger, txOff bool) error {
+// maxQueues bounds Options.Queues (veth allows up to 4096; a lab needs few).
+const maxQueues = 64
+
+func (l *Lab) setup(ctx context.Context, log *slog.Logger, o Options) error {
 	hosts := map[string]*host{}
 	defer func() {
 		for _, x := range hosts {
@@ -361,6 +373,10 @@ func (l *Lab) setup(ctx context.Context, log *slog.Logger, txOff bool) error {
 			LinkAttrs:     netlink.LinkAttrs{Name: p.local},
 			PeerName:      p.peer,
 			PeerNamespace: netlink.NsFd(p.peerHost.fd),
+		}
+		if q := o.Queues; q > 1 {
+			v.NumTxQueues, v.NumRxQueues = q, q
+			v.PeerNumTxQueues, v.PeerNumRxQueues = uint32(q), uint32(q)
 		}
 		if err := rtr.h.LinkAdd(v); err != nil {
 			return fmt.Errorf("add veth %s/%s <-> %s/%s: %w", l.Rtr, p.local, p.peerHost.ns, p.peer, err)
@@ -452,7 +468,7 @@ func (l *Lab) setup(ctx context.Context, log *slog.Logger, txOff bool) error {
 		// tx off (only when asked): the end hosts' stacks then finish
 		// their checksums, so native XDP can forward what they send.
 		args := []string{"-K", e.ifc, "gro", "on"}
-		if txOff {
+		if o.HostTxChecksumOff {
 			args = append(args, "tx", "off")
 		}
 		cmd := l.Command(ctx, e.x.ns, "ethtool", args...)

@@ -109,6 +109,35 @@ func TestHostTxChecksumOff(t *testing.T) {
 	checkHostOffloads(ctx, t, l, "generic-receive-offload: on", "tx-checksumming: off")
 }
 
+// TestQueues: Options.Queues gives both ends of every veth that many
+// receive and transmit queues; out of range is refused before anything is
+// made.
+func TestQueues(t *testing.T) {
+	requireRoot(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	l := upLabWith(t, ctx, Options{Queues: 2})
+	for _, e := range []struct{ ns, ifc string }{{l.Gen, l.GenIf}, {l.Rtr, l.RtrIn}, {l.Rtr, l.RtrOut}, {l.Sink, l.SinkIf}} {
+		out, err := l.Command(ctx, e.ns, "ls", "/sys/class/net/"+e.ifc+"/queues").CombinedOutput()
+		if err != nil {
+			t.Fatalf("queues of %s/%s: %v\n%s", e.ns, e.ifc, err, out)
+		}
+		if got := strings.Join(strings.Fields(string(out)), " "); got != "rx-0 rx-1 tx-0 tx-1" {
+			t.Errorf("%s/%s queues %q, want rx-0 rx-1 tx-0 tx-1", e.ns, e.ifc, got)
+		}
+	}
+	if out, err := l.Command(ctx, l.Gen, "ping", "-c1", "-W2", l.SinkAddr4.String()).CombinedOutput(); err != nil {
+		t.Errorf("ping across the lab: %v\n%s", err, out)
+	}
+	name := testName(t)
+	if _, err := Up(ctx, Options{Name: name, Queues: maxQueues + 1}); err == nil || !strings.Contains(err.Error(), "queues") {
+		t.Errorf("Up with %d queues: %v, want an error naming the queues", maxQueues+1, err)
+	}
+	if Exists(name) {
+		t.Errorf("lab %s made despite the bad queue count", name)
+	}
+}
+
 func TestUpPingGetDown(t *testing.T) {
 	requireRoot(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
