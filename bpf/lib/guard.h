@@ -14,7 +14,7 @@
 #define FP_GUARD_LIST_ENTRIES (1 << 18) /* per list and family */
 #define FP_GUARD_SOURCES 65536          /* per-source buckets (LRU) */
 #define FP_GUARD_TOP 4096               /* dropped sources kept for `top` (LRU) */
-#define FP_GUARD_TOP_SAMPLE 16          /* a new source enters the top map once per 16 drops per CPU */
+#define FP_GUARD_TOP_SAMPLE 16          /* one drop in 16 per CPU feeds the top map (and stores a new source's bucket) */
 #define FP_GUARD_KNOWN 65536            /* sources that had an established flow (LRU) */
 #define FP_GUARD_KNOWN_REFRESH_NS 1000000000ULL /* a known source's time is rewritten at most once a second */
 #define FP_GUARD_PRESSURE_NS 1000000000ULL      /* pressure lasts this long after the last attempt over the total */
@@ -57,6 +57,7 @@ struct fp_guard_cfg {
 	struct fp_guard_limit syn_all;  /* every CPU's share of the total */
 	struct fp_guard_limit new_all;
 	__u64 event_ns;     /* a drop event at most this often per CPU; 0: none */
+	__u64 gen;          /* bumped when a total changes: the totals and the pressure start afresh */
 };
 
 /* Key of the per-source maps: the source masked to its bucket prefix. */
@@ -102,9 +103,17 @@ struct fp_guard_cpu {
 	__u64 tat_syn;
 	__u64 tat_new;
 	__u64 last_event_ns;
-	__u64 drops; /* for sampling top-map inserts */
+	__u64 drops; /* for sampling the top map and bucket stores */
 	__u64 tat_press;
+	__u64 gen;   /* the config's gen the totals above belong to */
 	struct fp_guard_bucket fresh; /* a new source's bucket until stored (the stack is full) */
+};
+
+/* Until when every CPU is under pressure of new flows (bpf_ktime_get_ns),
+ * under the config of generation gen (another gen: no pressure). */
+struct fp_guard_pressure {
+	__u64 until;
+	__u64 gen;
 };
 
 struct {
@@ -172,14 +181,13 @@ struct {
 	__type(value, __u64);
 } fp_guard_known SEC(".maps");
 
-/* Until when every CPU is under pressure of new flows (bpf_ktime_get_ns):
- * one CPU over its share is enough, wherever the flood lands next. Shared,
- * so written at most twice a second. */
+/* The pressure: one CPU over its share is enough, wherever the flood lands
+ * next. Shared, so written at most twice a second. */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, 1);
 	__type(key, __u32);
-	__type(value, __u64);
+	__type(value, struct fp_guard_pressure);
 } fp_guard_press SEC(".maps");
 
 /* What the guard reads of a packet. */
@@ -395,7 +403,7 @@ static __always_inline int fp_guard_is_new(void *ctx, const int xdp, const struc
  * samples it into the event ring. */
 static __always_inline void fp_guard_drop(const struct fp_guard_cfg *c, struct fp_guard_cpu *cpu,
 					  const struct fp_guard_pkt *g, __u32 reason, __u64 bytes, __u32 ifindex,
-					  __u32 slot, __u64 now)
+					  __u32 slot, __u64 now, int sample)
 {
 	struct fp_guard_stats *s = bpf_map_lookup_elem(&fp_guard_cnt, &slot);
 	struct fp_guard_src src;
@@ -407,11 +415,12 @@ static __always_inline void fp_guard_drop(const struct fp_guard_cfg *c, struct f
 		s->drop_packets[reason]++;
 		s->drop_bytes[reason] += bytes;
 	}
-	/* Sampled, every 16th drop of a CPU counted 16 times: under a
-	 * spoofed flood each touch of the map is a cache miss (and an
-	 * insert an LRU eviction), which would cost more than the drop's
-	 * other work; a heavy source still shows within 16 drops. */
-	if (cpu && cpu->drops++ % FP_GUARD_TOP_SAMPLE == 0) {
+	/* Sampled (the caller's sample: every 16th drop of a CPU), each
+	 * counted 16 times: under a spoofed flood each touch of the map is a
+	 * cache miss (and an insert an LRU eviction), which would cost more
+	 * than the drop's other work; a source making up a share s of a
+	 * CPU's drops shows after about 16/s of them. */
+	if (sample) {
 		fp_guard_src_of(&src, &g->k, c);
 		t = bpf_map_lookup_elem(&fp_guard_tops, &src);
 		if (t) {
@@ -466,7 +475,7 @@ static __always_inline int fp_guard(void *ctx, const int xdp, void *data, void *
 	struct fp_guard_hits *hit;
 	struct fp_guard_pkt g;
 	struct fp_guard_src src;
-	int syn;
+	int syn, sample;
 	__u64 now = 0;
 
 	if (!fp_guard_active(c))
@@ -486,6 +495,14 @@ static __always_inline int fp_guard(void *ctx, const int xdp, void *data, void *
 		}
 	}
 	cpu = bpf_map_lookup_elem(&fp_guard_cpus, &zero);
+	/* A changed total starts afresh here, at the CPU's next packet:
+	 * none of the old one's debt (the pressure checks gen itself). */
+	if (cpu && cpu->gen != c->gen) {
+		cpu->tat_syn = 0;
+		cpu->tat_new = 0;
+		cpu->tat_press = 0;
+		cpu->gen = c->gen;
+	}
 	if (c->flags & FP_GUARD_F_DENY) {
 		hit = fp_guard_lookup(&g.k, &fp_guard_deny4, &fp_guard_deny6);
 		if (hit) {
@@ -498,10 +515,12 @@ static __always_inline int fp_guard(void *ctx, const int xdp, void *data, void *
 	if (c->pkt.cost_ns | c->byte.cost_ns | c->syn.cost_ns | c->new_flow.cost_ns) {
 		fp_guard_src_of(&src, &g.k, c);
 		b = bpf_map_lookup_elem(&fp_guard_srcs, &src);
-		/* A new source's bucket is stored only once a packet of it goes
-		 * on: a spoofed flood the totals drop then costs no LRU insert
-		 * (and evicts no real source's bucket) per packet. A dropped
-		 * packet spends no credit, so the next starts as fresh. */
+		/* A new source's bucket is stored when a packet of it goes on,
+		 * or on a sampled drop: a spoofed flood the totals drop then
+		 * costs an LRU insert (and a real source's bucket evicted) per
+		 * 16 packets instead of per packet, while a source that keeps
+		 * sending gets its bucket, and its limits, within about 16 of
+		 * its drops. Until then it is judged on a fresh bucket. */
 		if (!b && cpu) {
 			fresh = b = &cpu->fresh;
 			__builtin_memset(fresh, 0, sizeof(*fresh));
@@ -534,16 +553,18 @@ static __always_inline int fp_guard(void *ctx, const int xdp, void *data, void *
 	}
 	if (cpu && c->new_all.cost_ns) {
 		struct fp_guard_src src_known;
-		__u64 *press = bpf_map_lookup_elem(&fp_guard_press, &zero);
+		struct fp_guard_pressure *press = bpf_map_lookup_elem(&fp_guard_press, &zero);
 
 		/* Every attempt is metered; attempts over the total's rate mean
 		 * more are coming than it admits (a flood), and for a while
 		 * only sources known to have had established TCP connections
 		 * may spend it: spoofed sources never complete a handshake. */
 		if (fp_gcra(&cpu->tat_press, fp_guard_now(&now), c->new_all.cost_ns, c->new_all.burst_ns) && press &&
-		    (__s64)(*press - now) < (__s64)(FP_GUARD_PRESSURE_NS / 2))
-			*press = now + FP_GUARD_PRESSURE_NS;
-		if (press && (__s64)(*press - now) > 0) {
+		    (press->gen != c->gen || (__s64)(press->until - now) < (__s64)(FP_GUARD_PRESSURE_NS / 2))) {
+			press->until = now + FP_GUARD_PRESSURE_NS;
+			press->gen = c->gen;
+		}
+		if (press && press->gen == c->gen && (__s64)(press->until - now) > 0) {
 			fp_guard_known_key(&src_known, &g.k);
 			if (!bpf_map_lookup_elem(&fp_guard_known, &src_known)) {
 				reason = FP_GUARD_NEW_UNKNOWN;
@@ -560,7 +581,10 @@ pass:
 		bpf_map_update_elem(&fp_guard_srcs, &src, fresh, BPF_NOEXIST);
 	return 0;
 drop:
-	fp_guard_drop(c, cpu, &g, reason, bytes, ifindex, slot, fp_guard_now(&now));
+	sample = cpu && cpu->drops++ % FP_GUARD_TOP_SAMPLE == 0;
+	if (fresh && sample)
+		bpf_map_update_elem(&fp_guard_srcs, &src, fresh, BPF_NOEXIST);
+	fp_guard_drop(c, cpu, &g, reason, bytes, ifindex, slot, fp_guard_now(&now), sample);
 	return 1;
 }
 

@@ -287,34 +287,45 @@ func (r *runner) floodWindow(ctx context.Context, a *active, run *running, d tim
 		return ph
 	}
 	rtr := r.env.lab.Rtr
-	read := func() (fwd, drops, sent, legit uint64, ct int, err error) {
+	// Each count with the time its call returned: under a flood the
+	// daemon answers late (seconds without the guard), and a rate over
+	// the window's ends instead would be off by that much. The daemon
+	// reads its maps just before it answers.
+	type snap struct {
+		fwd, drops, sent, legit uint64
+		ct                      int
+		atFwd, atDrops, atLocal time.Time
+	}
+	read := func() (s snap, err error) {
 		c, err := a.d.counters(ctx, r.env.lab.RtrIn)
 		if err != nil {
 			return
 		}
-		fwd = c.fwd
+		s.fwd, s.atFwd = c.fwd, time.Now()
 		cctx, cancel := a.d.callCtx(ctx)
 		defer cancel()
 		g, err := a.d.client.Guard(cctx, api.GuardQuery{})
 		if err != nil {
 			return
 		}
+		s.atDrops = time.Now()
 		for _, i := range g.Interfaces {
 			if i.Name == r.env.lab.RtrIn {
 				for _, n := range i.Dropped {
-					drops += n
+					s.drops += n
 				}
 			}
 		}
 		if fl != nil {
-			if sent, err = fl.sent(); err != nil {
+			if s.sent, err = fl.sent(); err != nil {
 				return
 			}
 		}
-		if legit, err = r.env.gen.sent(); err != nil {
+		if s.legit, err = r.env.gen.sent(); err != nil {
 			return
 		}
-		ct, err = conntrackCount(rtr)
+		s.atLocal = time.Now()
+		s.ct, err = conntrackCount(rtr)
 		return
 	}
 	prog, _, err := a.routerProgram(r.env)
@@ -360,7 +371,7 @@ func (r *runner) floodWindow(ctx context.Context, a *active, run *running, d tim
 	if err != nil {
 		return fail(err)
 	}
-	fwd0, drops0, sent0, legit0, ct0, err := read()
+	r0, err := read()
 	if err != nil {
 		return fail(err)
 	}
@@ -368,7 +379,6 @@ func (r *runner) floodWindow(ctx context.Context, a *active, run *running, d tim
 	if err != nil {
 		return fail(err)
 	}
-	t0 := time.Now()
 	if err := pause(ctx, run, d); err != nil {
 		return fail(err)
 	}
@@ -376,7 +386,7 @@ func (r *runner) floodWindow(ctx context.Context, a *active, run *running, d tim
 	if err != nil {
 		return fail(err)
 	}
-	fwd1, drops1, sent1, legit1, ct1, err := read()
+	r1, err := read()
 	if err != nil {
 		return fail(err)
 	}
@@ -389,14 +399,11 @@ func (r *runner) floodWindow(ctx context.Context, a *active, run *running, d tim
 			ph.Void = fmt.Sprintf("the %s generator's loop left CPU %d (%d of %d frames elsewhere)", g.what, g.cpu, off, all)
 		}
 	}
-	// Counted from the first read's end to the second's: under a flood
-	// the daemon may answer late, and the counts go on meanwhile.
-	dt := time.Since(t0)
-	ph.LegitMpps = round3(rate(fwd1-fwd0, dt))
-	ph.LegitSentMpps = round3(rate(legit1-legit0, dt))
-	ph.FloodMpps = round3(rate(sent1-sent0, dt))
-	ph.GuardDropMpps = round3(rate(drops1-drops0, dt))
-	ph.ConntrackGrowth = ct1 - ct0
+	ph.LegitMpps = round3(rate(r1.fwd-r0.fwd, r1.atFwd.Sub(r0.atFwd)))
+	ph.LegitSentMpps = round3(rate(r1.legit-r0.legit, r1.atLocal.Sub(r0.atLocal)))
+	ph.FloodMpps = round3(rate(r1.sent-r0.sent, r1.atLocal.Sub(r0.atLocal)))
+	ph.GuardDropMpps = round3(rate(r1.drops-r0.drops, r1.atDrops.Sub(r0.atDrops)))
+	ph.ConntrackGrowth = r1.ct - r0.ct
 	if runs := s1.RunCount - s0.RunCount; runs > 0 {
 		ph.RouterNsPerRun = round3(float64(s1.Runtime-s0.Runtime) / float64(runs))
 	}

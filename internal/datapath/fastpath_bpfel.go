@@ -156,6 +156,7 @@ type fastpathFpGuardCfg struct {
 	SynAll  fastpathFpGuardLimit
 	NewAll  fastpathFpGuardLimit
 	EventNs uint64
+	Gen     uint64
 }
 
 type fastpathFpGuardCpu struct {
@@ -165,6 +166,7 @@ type fastpathFpGuardCpu struct {
 	LastEventNs uint64
 	Drops       uint64
 	TatPress    uint64
+	Gen         uint64
 	Fresh       fastpathFpGuardBucket
 }
 
@@ -185,6 +187,12 @@ type fastpathFpGuardLimit struct {
 	_       structs.HostLayout
 	CostNs  uint64
 	BurstNs uint64
+}
+
+type fastpathFpGuardPressure struct {
+	_     structs.HostLayout
+	Until uint64
+	Gen   uint64
 }
 
 type fastpathFpGuardReason uint32

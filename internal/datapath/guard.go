@@ -157,41 +157,16 @@ func (d *Datapath) SetGuard(c GuardConfig) error {
 		return fmt.Errorf("read guard config: %w", err)
 	}
 	v.Flags = old.Flags
+	// A changed total starts afresh, its full burst and no pressure of
+	// the old one's: each CPU resets its share when it sees the new
+	// generation, the pressure counts only under its own. One write,
+	// so the limits and the reset apply together.
+	v.Gen = old.Gen
+	if v.SynAll != old.SynAll || v.NewAll != old.NewAll {
+		v.Gen++
+	}
 	if err := d.objs.FpGuardConf.Update(uint32(0), v, ebpf.UpdateAny); err != nil {
 		return fmt.Errorf("write guard config: %w", err)
-	}
-	return d.resetGuardTotals(v.SynAll != old.SynAll, v.NewAll != old.NewAll)
-}
-
-// resetGuardTotals starts changed totals afresh, from now and with their
-// full burst: each CPU's share, and for new flows the pressure, which the
-// old total would otherwise keep on unknown sources for up to a second
-// more (a flood that goes on over the new total sets it again). The
-// per-CPU rewrite may lose a concurrent drop's sampling count, which only
-// shifts which drop feeds the top sources and events.
-func (d *Datapath) resetGuardTotals(syn, newFlows bool) error {
-	if !syn && !newFlows {
-		return nil
-	}
-	var cpus []fastpathFpGuardCpu
-	if err := d.objs.FpGuardCpus.Lookup(uint32(0), &cpus); err != nil {
-		return fmt.Errorf("read guard totals: %w", err)
-	}
-	for i := range cpus {
-		if syn {
-			cpus[i].TatSyn = 0
-		}
-		if newFlows {
-			cpus[i].TatNew, cpus[i].TatPress = 0, 0
-		}
-	}
-	if err := d.objs.FpGuardCpus.Update(uint32(0), cpus, ebpf.UpdateAny); err != nil {
-		return fmt.Errorf("reset guard totals: %w", err)
-	}
-	if newFlows {
-		if err := d.objs.FpGuardPress.Update(uint32(0), uint64(0), ebpf.UpdateAny); err != nil {
-			return fmt.Errorf("reset guard pressure: %w", err)
-		}
 	}
 	return nil
 }
@@ -423,7 +398,7 @@ func (d *Datapath) resetGuardStats(slot uint32) error {
 }
 
 // GuardSource is a source (masked to the bucket prefix) the guard dropped
-// packets of. Counts are estimates for sources that entered by sampling.
+// packets of. Counts are estimates: one drop in 16 per CPU is counted, as 16.
 type GuardSource struct {
 	Prefix  netip.Prefix
 	Packets uint64

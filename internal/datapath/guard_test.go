@@ -442,6 +442,72 @@ func TestGuardLimitRaised(t *testing.T) {
 	}
 }
 
+// setDrops sets every CPU's guard drop counter (which samples the top
+// sources and bucket stores: every 16th drop).
+func setDrops(t *testing.T, tn *testNet, drops uint64) {
+	t.Helper()
+	var cpus []fastpathFpGuardCpu
+	if err := tn.d.objs.FpGuardCpus.Lookup(uint32(0), &cpus); err != nil {
+		t.Fatal(err)
+	}
+	for i := range cpus {
+		cpus[i].Drops = drops
+	}
+	if err := tn.d.objs.FpGuardCpus.Update(uint32(0), cpus, ebpf.UpdateAny); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestGuardHeavySource: a real source that starts sending while the
+// guard is under pressure has its packets dropped by the totals, which
+// judge a new source on a fresh bucket; one drop in 16 stores the bucket,
+// and from then on its own limit (here SYNs per source) drops it before it
+// reaches the totals: it cannot drain the SYN total that other sources
+// need, however long it sends.
+func TestGuardHeavySource(t *testing.T) {
+	tn := newTestNet(t)
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	var orig, one unix.CPUSet
+	if err := unix.SchedGetaffinity(0, &orig); err != nil {
+		t.Fatal(err)
+	}
+	defer unix.SchedSetaffinity(0, &orig)
+	one.Set(0)
+	if err := unix.SchedSetaffinity(0, &one); err != nil {
+		t.Fatal(err)
+	}
+	n := uint64(ebpf.MustPossibleCPU())
+	tn.must(t, func() error { return tn.d.SetIface(Iface{Index: tn.in0, MAC: macIn0, MTU: 1500, Mode: ModeOffload}) })
+	// Per CPU: SYN total burst 20, new-flow total burst 1.
+	if err := tn.d.SetGuard(GuardConfig{SYN: GuardLimit{Rate: 1, Burst: 2}, SYNTotal: GuardLimit{Rate: n, Burst: 20 * n},
+		NewFlowsTotal: GuardLimit{Rate: n, Burst: n}}); err != nil {
+		t.Fatal(err)
+	}
+	syn := func(src string, sport uint16) []byte {
+		p := from(tcp4(ipDst), src)
+		p.l4 = &layers.TCP{SrcPort: layers.TCPPort(sport), DstPort: 80, SYN: true, Seq: 1000, Window: 512}
+		return p.bytes(t)
+	}
+	// Pressure: a second new flow over the total of one.
+	if tn.guardDropped(t, hookXDP, syn("198.18.10.70", 1000)) || !tn.guardDropped(t, hookXDP, syn("198.18.10.71", 1000)) {
+		t.Fatal("no pressure: the second new flow went on")
+	}
+	const heavy, sends = "198.18.10.80", 60
+	for i := range sends {
+		if !tn.guardDropped(t, hookXDP, syn(heavy, uint16(2000+i))) {
+			t.Fatalf("SYN %d of the unknown heavy source went on under pressure", i)
+		}
+	}
+	unknown, bySource, byTotal := tn.guardDrops(t, "new_unknown"), tn.guardDrops(t, "syn_source"), tn.guardDrops(t, "syn_total")
+	t.Logf("drops: new_unknown %d, syn_source %d, syn_total %d", unknown, bySource, byTotal)
+	// At most 16 drops before the sampled store, and the stored bucket
+	// lets one more SYN by (burst 2): the rest are the source's own.
+	if byTotal != 0 || bySource < sends-18 {
+		t.Errorf("the heavy source's SYNs: %d dropped by its own limit, %d by the total; want at least %d and none", bySource, byTotal, sends-18)
+	}
+}
+
 // TestGuardPressure: with a total new-flow limit, attempts over its rate
 // put the CPU under pressure, during which only sources known to have had
 // an established TCP connection (conntrack knew a segment of theirs) may
@@ -479,6 +545,9 @@ func TestGuardPressure(t *testing.T) {
 	if err := tn.d.SetGuard(GuardConfig{Packets: perSource, NewFlowsTotal: GuardLimit{Rate: uint64(n), Burst: uint64(2 * n)}}); err != nil {
 		t.Fatal(err)
 	}
+	// Every CPU's drop counter one past its sample: the few drops below
+	// store no bucket (TestGuardHeavySource has the sampled store).
+	setDrops(t, tn, 1)
 	udp := func(src string, sport uint16) []byte {
 		p := from(udp4(ipDst), src)
 		p.l4 = &layers.UDP{SrcPort: layers.UDPPort(sport), DstPort: 53}
@@ -518,9 +587,9 @@ func TestGuardPressure(t *testing.T) {
 	if err := tn.d.objs.FpGuardCpus.Lookup(uint32(0), &cpus); err != nil {
 		t.Fatal(err)
 	}
-	var until uint64
-	if err := tn.d.objs.FpGuardPress.Lookup(uint32(0), &until); err != nil || until == 0 {
-		t.Fatalf("not under pressure (%d, %v)", until, err)
+	var press fastpathFpGuardPressure
+	if err := tn.d.objs.FpGuardPress.Lookup(uint32(0), &press); err != nil || press.Until == 0 {
+		t.Fatalf("not under pressure (%+v, %v)", press, err)
 	}
 	cpus[0].TatNew = 0
 	if err := tn.d.objs.FpGuardCpus.Update(uint32(0), cpus, ebpf.UpdateAny); err != nil {
@@ -559,16 +628,22 @@ func TestGuardPressure(t *testing.T) {
 	stored := map[string]bool{}
 	var src fastpathFpGuardSrc
 	var bucket fastpathFpGuardBucket
-	for it := tn.d.objs.FpGuardSrcs.Iterate(); it.Next(&src, &bucket); {
+	it := tn.d.objs.FpGuardSrcs.Iterate()
+	for it.Next(&src, &bucket) {
 		var a [4]byte
 		binary.NativeEndian.PutUint32(a[:], src.Addr[0]) // network order in memory
 		stored[netip.AddrFrom4(a).String()] = true
+	}
+	if err := it.Err(); err != nil {
+		t.Fatal(err)
 	}
 	for _, a := range []string{known, "198.18.10.50", "198.18.10.51", "198.18.10.60"} {
 		if !stored[a] {
 			t.Errorf("no bucket for %s, whose packets went on (buckets: %v)", a, stored)
 		}
 	}
+	// Single drops, none a sampled one (the counters started past it):
+	// nothing stored.
 	for _, a := range []string{"198.18.10.52", "198.18.10.53", "198.18.10.54", "198.18.10.55"} {
 		if stored[a] {
 			t.Errorf("a bucket for %s, whose only packet was dropped", a)
@@ -578,9 +653,6 @@ func TestGuardPressure(t *testing.T) {
 	// unknown source may start a flow again.
 	if err := tn.d.SetGuard(GuardConfig{Packets: perSource, NewFlowsTotal: GuardLimit{Rate: uint64(100 * n), Burst: uint64(100 * n)}}); err != nil {
 		t.Fatal(err)
-	}
-	if err := tn.d.objs.FpGuardPress.Lookup(uint32(0), &until); err != nil || until != 0 {
-		t.Errorf("pressure until %d after a new total (%v), want none", until, err)
 	}
 	step("an unknown source under the new total", hookXDP, udp("198.18.10.56", 9000), false)
 }
