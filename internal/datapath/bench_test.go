@@ -490,6 +490,8 @@ func refreshEvery(flows int) int {
 // BenchmarkOffload: offload mode, IPv4 UDP with masquerade.
 //
 //	hit/flows=N   a cache hit, the packets cycling through N cached flows
+//	hit-guarded   hit/flows=1 with the guard's total new-flow limit on,
+//	              whose check asks the flow cache too (docs/guard.md)
 //	hit-tcp       a cache hit of a TCP flow: flags, window tracking and
 //	              the TCP checksum on top of the UDP hit
 //	miss-ct       a cache miss that asks conntrack, whose entry is not
@@ -518,6 +520,28 @@ func BenchmarkOffload(b *testing.B) {
 			}
 		})
 	}
+	b.Run("hit-guarded/flows=1", func(b *testing.B) {
+		ob := newOffloadBench(b, 1)
+		if err := ob.d.SetGuard(GuardConfig{NewFlowsTotal: GuardLimit{Rate: 1_000_000, Burst: 1_000_000}}); err != nil {
+			b.Fatal(err)
+		}
+		orig := ob.addFlow(b, benchClient.Port(), "SEEN_REPLY", true)
+		frame := flowFrame(b, orig)
+		if res, err := ob.run(hookXDP, frame, runOpts{}); err != nil || res.verdict != xdpRedirect {
+			b.Fatalf("filling the flow: verdict %d, %v", res.verdict, err)
+		}
+		var v fastpathFpFlow
+		if err := ob.d.objs.FpFlows.Lookup(keyOf(orig), &v); err != nil {
+			b.Fatalf("flow not cached: %v", err)
+		}
+		cf := &cacheFiller{ob: ob, key: keyOf(orig), v: v, n: 1}
+		for _, h := range []hook{hookXDP, hookTC} {
+			b.Run(h.String(), func(b *testing.B) {
+				r, base := ob.replayer(b, h, frame, replay.Vary{})
+				benchReplay(b, ob.testNet, r, base, h, frame, func() { cf.fill(b) }, refreshEvery(1))
+			})
+		}
+	})
 	b.Run("hit-tcp/flows=1", func(b *testing.B) {
 		ob := newOffloadBench(b, 1)
 		orig := ob.addFlowProto(b, unix.IPPROTO_TCP, benchClient.Port(), "SEEN_REPLY,ASSURED", true)
