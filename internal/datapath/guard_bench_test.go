@@ -17,8 +17,9 @@ import (
 // dropped by the guard's deny list, by the total new-flow limit, and by it
 // with per-source buckets on top (an LRU insert per 16 packets: the sources
 // outnumber the buckets); syn_new_total, a SYN flood under the total (new
-// by its flags: no flow-cache or conntrack lookup); and new_check_passes, the new-flow check (flow
-// cache and conntrack lookups) on packets it lets go on. The test router
+// by its flags: no flow-cache or conntrack lookup); and new_check_passes,
+// the new-flow check (flow cache and conntrack lookups) on packets it lets
+// go on. The test router
 // has no daemon heartbeat, so "off" stops at the watchdog check: it is the
 // guard's absence, not the kernel-bound offload miss. Compare with
 // BenchmarkRouteForward, the cost of forwarding a packet.
