@@ -69,9 +69,6 @@ func writeDetach(w io.Writer, rep daemon.DetachReport) error {
 	for _, r := range rep.Removed {
 		fmt.Fprintf(&b, "removed %s\n", r)
 	}
-	if rep.Note != "" {
-		fmt.Fprintf(&b, "note: %s\n", rep.Note)
-	}
 	_, err := io.WriteString(w, b.String())
 	return err
 }

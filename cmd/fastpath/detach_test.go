@@ -13,8 +13,6 @@ func TestWriteDetach(t *testing.T) {
 		want string
 	}{
 		{daemon.DetachReport{}, "nothing to detach\n"},
-		{daemon.DetachReport{Note: "no BPF filesystem at /sys/fs/bpf"},
-			"nothing to detach\nnote: no BPF filesystem at /sys/fs/bpf\n"},
 		{daemon.DetachReport{Removed: []string{"link r0", "map fp_flows"}},
 			"removed link r0\nremoved map fp_flows\n"},
 	} {

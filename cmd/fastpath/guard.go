@@ -49,11 +49,15 @@ func newGuardListCmd() *cobra.Command {
 			if top < 0 {
 				return usageError(cmd.CommandPath(), fmt.Errorf("--top %d: want 0 or more", top))
 			}
-			ctx, cancel := context.WithTimeout(cmd.Context(), callTimeout)
-			defer cancel()
-			g, err := api.NewClient(f.socket).Guard(ctx, api.GuardQuery{Top: top, Entries: true})
+			c, err := f.client()
 			if err != nil {
 				return err
+			}
+			ctx, cancel := context.WithTimeout(cmd.Context(), callTimeout)
+			defer cancel()
+			g, err := c.Guard(ctx, api.GuardQuery{Top: top, Entries: true})
+			if err != nil {
+				return f.explain(err)
 			}
 			if f.json {
 				return writeJSON(cmd.OutOrStdout(), g)
@@ -89,11 +93,15 @@ func newGuardChangeCmd(add bool) *cobra.Command {
 			return nil
 		},
 		RunE: func(cmd *cobra.Command, args []string) error {
-			ctx, cancel := context.WithTimeout(cmd.Context(), callTimeout)
-			defer cancel()
-			res, err := api.NewClient(f.socket).GuardChange(ctx, add, args[0], args[1:])
+			c, err := f.client()
 			if err != nil {
 				return err
+			}
+			ctx, cancel := context.WithTimeout(cmd.Context(), callTimeout)
+			defer cancel()
+			res, err := c.GuardChange(ctx, add, args[0], args[1:])
+			if err != nil {
+				return f.explain(err)
 			}
 			if f.json {
 				return writeJSON(cmd.OutOrStdout(), res)
@@ -142,7 +150,7 @@ func writeGuard(w io.Writer, g *api.Guard) error {
 		fmt.Fprintf(w, "; allowed %d\n", i.Allowed)
 	}
 	if len(g.Top) > 0 {
-		fmt.Fprintln(w, "most dropped sources:")
+		fmt.Fprintln(w, "most dropped sources (sampled: one drop in 16 counts 16, so estimates):")
 		for _, s := range g.Top {
 			fmt.Fprintf(w, "  %-43s %12d pkts %14d bytes  %s\n", s.Source, s.Packets, s.Bytes, s.Reason)
 		}

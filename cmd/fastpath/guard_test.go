@@ -46,7 +46,7 @@ func TestGuardCLI(t *testing.T) {
 deny list: 1 entries
   198.18.0.0/16                               config             5 pkts            300 bytes
 r0: dropped deny=5; allowed 2
-most dropped sources:
+most dropped sources (sampled: one drop in 16 counts 16, so estimates):
   198.18.0.1/32                                          5 pkts            300 bytes  deny
 `
 	if code != 0 || out != want {
@@ -68,6 +68,14 @@ most dropped sources:
 	code, _, errOut := run(t, "guard", "add", "deny", "bogus", "--socket", sock)
 	if code == 0 || !strings.Contains(errOut, `"bogus" is not an IP address or prefix`) {
 		t.Errorf("bad prefix: code %d, %s", code, errOut)
+	}
+	// Without --socket, $FASTPATH_SOCKET names the daemon, as for every
+	// command that talks to one (-n is TestNetnsFlag's).
+	t.Setenv(api.SocketEnv, sock)
+	for _, args := range [][]string{{"guard", "list"}, {"guard", "add", "deny", "198.18.6.0/24"}, {"guard", "del", "deny", "198.18.6.0/24"}} {
+		if code, _, errOut := run(t, args...); code != 0 {
+			t.Errorf("%v with %s: exit %d, %s", args, api.SocketEnv, code, errOut)
+		}
 	}
 	for _, args := range [][]string{{"guard", "add"}, {"guard", "add", "deny"}, {"guard", "add", "block", "198.18.0.0/16"}, {"guard", "list", "--top", "-1"}} {
 		if code, _, _ := run(t, append(args, "--socket", sock)...); code != 2 {

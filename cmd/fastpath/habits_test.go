@@ -5,12 +5,14 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"runtime/debug"
 	"strings"
 	"testing"
 
 	"github.com/fastpath-router/fastpath/internal/api"
+	"github.com/fastpath-router/fastpath/internal/lab"
 	"github.com/fastpath-router/fastpath/internal/nsutil"
 )
 
@@ -161,6 +163,31 @@ func TestLabDownMissing(t *testing.T) {
 	code, out, errOut := run(t, "lab", "down", "--name", "fpnone")
 	if code != 1 || out != "" || errOut != "fastpath: lab fpnone does not exist (no namespace of it is there), nothing removed\n" {
 		t.Errorf("lab down --name fpnone: code %d, stdout %q, stderr %q", code, out, errOut)
+	}
+}
+
+// lab up --nat leaves the router masquerading towards the sink (conntrack
+// on, so offload mode has flows to offload); without it, no ruleset.
+func TestLabUpNat(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: creates network namespaces")
+	}
+	name := fmt.Sprintf("fn%d", os.Getpid()%100000)
+	t.Cleanup(func() { lab.Down(name) })
+	code, out, errOut := run(t, "lab", "up", "--nat", "--name", name)
+	if code != 0 || !strings.Contains(out, "masquerades what leaves r1") {
+		t.Fatalf("lab up --nat: code %d, stderr %q\n%s", code, errOut, out)
+	}
+	ruleset, err := exec.Command("ip", "netns", "exec", "fp-"+name+"-rtr", "nft", "list", "ruleset").CombinedOutput()
+	if err != nil || !strings.Contains(string(ruleset), `oifname "r1" masquerade`) {
+		t.Errorf("the router's ruleset after lab up --nat: %v\n%s", err, ruleset)
+	}
+	if code, _, errOut := run(t, "lab", "down", "--name", name); code != 0 {
+		t.Fatalf("lab down: code %d, %s", code, errOut)
+	}
+	code, out, _ = run(t, "lab", "up", "--name", name)
+	if code != 0 || !strings.Contains(out, "has no ruleset: conntrack is off there") {
+		t.Errorf("lab up: code %d\n%s", code, out)
 	}
 }
 

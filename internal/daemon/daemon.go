@@ -214,7 +214,12 @@ func (d *daemon) start(ctx context.Context) error {
 	}
 	d.onClose(func() {
 		if dp.Kept() {
-			log.Info("leaving the datapath attached and pinned for the next daemon", "pins", dp.PinDir())
+			if dp.MountedBPFFS() {
+				log.Warn("leaving the datapath pinned in the BPF filesystem this daemon mounted: if this mount namespace "+
+					"is private (ip netns exec), the pins end with this process and the datapath with them", "pins", dp.PinDir())
+			} else {
+				log.Info("leaving the datapath attached and pinned for the next daemon", "pins", dp.PinDir())
+			}
 			d.r.release()
 			return
 		}

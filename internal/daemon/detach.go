@@ -15,7 +15,6 @@ import (
 // DetachReport lists what Detach removed.
 type DetachReport struct {
 	Removed []string `json:"removed"`
-	Note    string   `json:"note,omitempty"`
 }
 
 // Detach removes everything a daemon left attached and pinned in the
@@ -31,7 +30,7 @@ func Detach(ctx context.Context, log *slog.Logger) (DetachReport, error) {
 		return rep, err
 	}
 	defer lock.Close()
-	rep.Removed, rep.Note, err = datapath.RemoveAll()
+	rep.Removed, err = datapath.RemoveAll()
 	// The caller prints the report (fastpath detach): at the default
 	// level the log would only say each line twice.
 	for _, r := range rep.Removed {

@@ -117,6 +117,19 @@ type reloadReply struct {
 // errStopping answers requests the main loop will not take any more.
 var errStopping = errors.New("the daemon is stopping")
 
+// logReload logs a reload and what it did, whoever asked for it (SIGHUP or
+// the API): the journal is where an operator looks for what changed.
+func logReload(log *slog.Logger, by string, res *api.ReloadResult, err error) {
+	switch {
+	case err != nil:
+		log.Error("reload ("+by+"): the running state is kept where it failed", "err", err)
+	case res != nil && res.Changed:
+		log.Info("reloaded ("+by+")", "actions", strings.Join(res.Actions, "; "))
+	default:
+		log.Info("reloaded (" + by + "): no change")
+	}
+}
+
 // reload asks the main loop to reload and waits for its answer: what the
 // reload did and its error, converge failures included. If ctx ends before
 // the loop takes the request, nothing is reloaded and ctx's error
@@ -237,20 +250,14 @@ func (l *mainLoop) run(ctx context.Context, hup <-chan os.Signal, stop <-chan er
 			}
 		case <-hup:
 			res, err := l.rl.reload()
-			switch {
-			case err != nil:
-				log.Error("reload (SIGHUP): the running state is kept where it failed", "err", err)
-			case res.Changed:
-				log.Info("reloaded (SIGHUP)", "actions", strings.Join(res.Actions, "; "))
-			default:
-				log.Info("reloaded (SIGHUP): no change")
-			}
+			logReload(log, "SIGHUP", res, err)
 		case req := <-l.reloads:
 			if err := req.ctx.Err(); err != nil { // the caller left before its turn
 				req.reply <- reloadReply{err: fmt.Errorf("reload not begun: %w", err)}
 				continue
 			}
 			res, err := l.rl.reload()
+			logReload(log, "API", res, err)
 			req.reply <- reloadReply{res, err}
 		case <-mtu6.C:
 			l.r.pollIPv6MTUs()

@@ -45,6 +45,26 @@ type loopFixture struct {
 	held      chan struct{} // closed when a converge waits in hold
 	holding   atomic.Bool
 	overlaps  atomic.Int64 // converges or heartbeats that ran while a converge was held
+
+	logs lockedBuffer // the main loop's log
+}
+
+// lockedBuffer is a log's output shared by the loop's goroutine and the test.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
 
 type fakeInvalidator struct{ routes, ruleset atomic.Int64 }
@@ -135,7 +155,7 @@ func newLoopFixture(t *testing.T) *loopFixture {
 	rl := &reloader{path: lf.path, cfg: cfg, r: lf.r, startOffload: off.ensure,
 		setRevalidate: func(*config.Config) error { return nil }}
 	sig := kernelSignals{links: lf.links, rules: lf.rules, fib: make(chan struct{}), addrs: make(chan struct{})}
-	lf.l = newMainLoop(slog.New(slog.DiscardHandler), lf.r, sig, &lf.inval, off, reval, rl)
+	lf.l = newMainLoop(slog.New(slog.NewTextHandler(&lf.logs, nil)), lf.r, sig, &lf.inval, off, reval, rl)
 	lf.l.legacyTables = func() ([]string, error) { return nil, nil }
 	lf.l.times = loopTimes{resync: time.Hour, beat: time.Millisecond, mtu6: time.Hour, peers: time.Hour, rulesRead: time.Hour, quiet: time.Hour}
 	lf.l.after = func(time.Duration) <-chan time.Time { return lf.quiet }
@@ -269,6 +289,17 @@ func TestLoopReloadAnswers(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "xdp refused") || res == nil ||
 		!slices.ContainsFunc(res.Actions, func(s string) bool { return strings.HasPrefix(s, "add r1: failed") }) {
 		t.Errorf("reload with a refused attach: %+v, %v; want the failure in actions and error", res, err)
+	}
+	// An API reload is logged as a SIGHUP one is: the journal shows it.
+	if logs := lf.logs.String(); !strings.Contains(logs, `msg="reload (API): the running state is kept where it failed"`) || !strings.Contains(logs, "xdp refused") {
+		t.Errorf("the failed API reload is not logged:\n%s", logs)
+	}
+	writeConfig(t, lf.path, "r0 route auto", "r1 route tc")
+	if _, err := lf.l.reload(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if logs := lf.logs.String(); !strings.Contains(logs, `msg="reloaded (API)" actions=`) {
+		t.Errorf("the API reload's changes are not logged:\n%s", logs)
 	}
 
 	if err := os.WriteFile(lf.path, []byte("version: 1\ninterfaces:\n  - name: r0\n    mode: ofload\n"), 0o644); err != nil {

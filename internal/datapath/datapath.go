@@ -45,17 +45,18 @@ const (
 
 // Datapath holds the loaded programs and maps of one network namespace.
 type Datapath struct {
-	objs     fastpathObjects
-	reasons  []string
-	drops    []string
-	g        globals
-	pinDir   string               // "" when not pinning
-	used     map[string]bool      // pinned links adopted or created by this run
-	links    map[string]link.Link // the same, by pin name
-	adopted  bool                 // maps came from a previous daemon
-	replaced bool                 // pins of another layout await Settle
-	keep     bool                 // pins outlive the process (Open)
-	log      *slog.Logger         // Open's; pin lifecycle notes
+	objs      fastpathObjects
+	reasons   []string
+	drops     []string
+	g         globals
+	pinDir    string               // "" when not pinning
+	used      map[string]bool      // pinned links adopted or created by this run
+	links     map[string]link.Link // the same, by pin name
+	adopted   bool                 // maps came from a previous daemon
+	replaced  bool                 // pins of another layout await Settle
+	keep      bool                 // pins outlive the process (Open)
+	mountedFS bool                 // Open mounted the BPF filesystem for them
+	log       *slog.Logger         // Open's; pin lifecycle notes
 
 	slotMu sync.Mutex
 	slots  map[int]uint32 // ifindex -> counter slot in fp_if_stats

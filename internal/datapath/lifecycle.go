@@ -31,7 +31,7 @@ func Open(opts OpenOptions) (*Datapath, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	dir, err := pinDirForRun(opts.Keep, log)
+	dir, mounted, err := pinDirForRun(opts.Keep, log)
 	if err != nil {
 		return nil, err
 	}
@@ -39,7 +39,7 @@ func Open(opts OpenOptions) (*Datapath, error) {
 	if err != nil {
 		return nil, err
 	}
-	d.keep, d.log = opts.Keep, log
+	d.keep, d.mountedFS, d.log = opts.Keep, mounted, log
 	switch {
 	case d.Adopted():
 		log.Info("adopting the datapath a previous daemon left", "pins", dir)
@@ -52,21 +52,21 @@ func Open(opts OpenOptions) (*Datapath, error) {
 // pinDirForRun decides where a run pins: always with keep (mounting bpffs
 // if needed, and removing the pins of namespaces that are gone); without
 // keep only if a previous daemon left pins to adopt.
-func pinDirForRun(keep bool, log *slog.Logger) (string, error) {
+func pinDirForRun(keep bool, log *slog.Logger) (dir string, mounted bool, err error) {
 	root := DefaultPinRoot
 	if keep {
-		mounted, err := EnsureBPFFS(root)
+		mounted, err = EnsureBPFFS(root)
 		if err != nil {
-			return "", err
+			return "", false, err
 		}
 		if mounted {
 			log.Warn("mounted the BPF filesystem on /sys/fs/bpf; if this mount namespace is private " +
 				"(ip netns exec remounts /sys), the pins end with it: start the daemon with nsenter --net=... instead")
 		}
 	}
-	dir, err := PinDirFor(root)
+	dir, err = PinDirFor(root)
 	if err != nil {
-		return "", err
+		return "", false, err
 	}
 	if keep {
 		removed, err := RemoveDefunct(root, dir)
@@ -76,12 +76,12 @@ func pinDirForRun(keep bool, log *slog.Logger) (string, error) {
 		if err != nil {
 			log.Warn("remove stale pins", "err", err)
 		}
-		return dir, nil
+		return dir, mounted, nil
 	}
 	if _, err := os.Stat(dir); err == nil {
-		return dir, nil
+		return dir, false, nil
 	}
-	return "", nil
+	return "", false, nil
 }
 
 // Settle finishes a start, once every managed interface (managed: by
@@ -131,21 +131,26 @@ func (d *Datapath) Abandon() error {
 // Kept says whether this datapath outlives the process (OpenOptions.Keep).
 func (d *Datapath) Kept() bool { return d.keep }
 
+// MountedBPFFS reports whether this run mounted the BPF filesystem its pins
+// are in: in a private mount namespace (ip netns exec) they end with it.
+func (d *Datapath) MountedBPFFS() bool { return d.mountedFS }
+
 // RemoveAll removes everything a daemon left pinned in the calling
 // thread's network namespace (`fastpath detach`, with no daemon running).
-// note explains an empty result that may not mean "nothing there".
-func RemoveAll() (removed []string, note string, err error) {
+// Without a BPF filesystem in sight it fails: it cannot tell "nothing
+// left" from "left where this process cannot see" (ip netns exec mounts
+// its own /sys), and saying "nothing" would leave a datapath running.
+func RemoveAll() (removed []string, err error) {
+	if !IsBPFFS(DefaultPinRoot) {
+		return nil, errors.New("no BPF filesystem at /sys/fs/bpf in this mount namespace, so what a daemon left pinned cannot be seen: " +
+			"ip netns exec mounts its own /sys; run `nsenter --net=/run/netns/NAME fastpath detach` instead")
+	}
 	dir, err := PinDirFor(DefaultPinRoot)
 	if err != nil {
-		return nil, "", err
+		return nil, err
 	}
 	if _, err := os.Stat(dir); errors.Is(err, fs.ErrNotExist) {
-		if !IsBPFFS(DefaultPinRoot) {
-			note = "no BPF filesystem at /sys/fs/bpf in this mount namespace, so no pins are visible; " +
-				"under ip netns exec /sys is remounted: run `nsenter --net=/run/netns/NAME fastpath detach`"
-		}
-		return nil, note, nil
+		return nil, nil
 	}
-	removed, err = RemovePinned(dir)
-	return removed, "", err
+	return RemovePinned(dir)
 }
