@@ -97,9 +97,10 @@ func TestParseErrors(t *testing.T) {
 			`c.yaml:5: api.socket: path is 111 bytes; unix socket paths are limited to 107`}},
 		{"flows not a mapping", "version: 1\ninterfaces:\n  - name: r0\nflows: 65536\n", []string{
 			`c.yaml:4: flows: expected a mapping of fields, got integer "65536"`}},
-		{"unknown flows key", "version: 1\ninterfaces:\n  - name: r0\nflows:\n  idle_timout: 30s\n  size: 10\n", []string{
+		{"unknown flows key", "version: 1\ninterfaces:\n  - name: r0\nflows:\n  idle_timout: 30s\n  size: 10\n  max_entry: 2048\n", []string{
 			`c.yaml:5: flows.idle_timout: unknown field (did you mean "idle_timeout"?); allowed here: idle_timeout, max_entries, revalidate, revalidate_always`,
-			`c.yaml:6: flows.size: unknown field; allowed here: idle_timeout, max_entries, revalidate, revalidate_always`}},
+			`c.yaml:6: flows.size: unknown field; allowed here: idle_timeout, max_entries, revalidate, revalidate_always`,
+			`c.yaml:7: flows.max_entry: unknown field (did you mean "max_entries"?); allowed here: idle_timeout, max_entries, revalidate, revalidate_always`}},
 		{"max_entries too small", flowsDoc("max_entries: 1023"), []string{
 			`c.yaml:5: flows.max_entries: 1023 is out of range; allowed 1024 to 16777216 (default 65536)`}},
 		{"max_entries too big", flowsDoc("max_entries: 16777217"), []string{

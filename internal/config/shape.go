@@ -148,7 +148,12 @@ func yamlFields(t reflect.Type) map[string]reflect.Type {
 
 // suggest names the known field a typo most likely meant, or returns "".
 func suggest(key string, fields map[string]reflect.Type) string {
-	best, bestDist := "", 3 // further than 2 edits is no longer a typo
+	// Further than 2 edits is no longer a typo, but for a long key, whose
+	// singular or plural alone takes 3 (max_entry, max_entries).
+	best, bestDist := "", 3
+	if len(key) >= 8 {
+		bestDist = 4
+	}
 	for _, name := range sortedKeys(fields) {
 		if d := editDistance(strings.ToLower(key), name); d < bestDist {
 			best, bestDist = name, d
