@@ -206,6 +206,11 @@ struct fp_event {
 	__be16 nat_dport;
 	__u8 flags;        /* enum fp_flow_flags */
 	__u8 pad[3];
+	/* the flow's counters and when it was cached (coarse clock) as the
+	 * event left: what an evicted flow carried */
+	__u64 packets;
+	__u64 bytes;
+	__u64 created_ns;
 };
 
 enum fp_state_flags {

@@ -88,6 +88,9 @@ static __always_inline void fp_flow_event(__u32 type, __u32 reason, const struct
 	e->nat_dport = f->nat_dport;
 	e->flags = f->flags;
 	e->pad[0] = e->pad[1] = e->pad[2] = 0;
+	e->packets = f->packets;
+	e->bytes = f->bytes;
+	e->created_ns = f->created_ns;
 	bpf_ringbuf_submit(e, 0);
 }
 

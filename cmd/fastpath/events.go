@@ -33,8 +33,7 @@ API sends them (GET /v1/events, see docs/api.md), until Ctrl-C. Every line
 has "time" and "kind", plus the fields of its kind:
 
   flow_added    the datapath started forwarding a flow itself: "flow" (its
-                tuples, NAT, ingress and egress; no counters), "interface"
-                (the ingress)
+                tuples, NAT, ingress and egress), "interface" (the ingress)
   flow_removed  the datapath evicted a flow; "reason" says why, as a pass
                 reason (docs/counters.md): tcp_close for a FIN or RST,
                 no_conntrack when the conntrack entry is gone (flushed,

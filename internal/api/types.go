@@ -199,7 +199,7 @@ type Event struct {
 	Time      time.Time `json:"time"`
 	Kind      string    `json:"kind"`
 	Interface string    `json:"interface,omitempty"`
-	Flow      *Flow     `json:"flow,omitempty"` // flow events; counters not filled
+	Flow      *Flow     `json:"flow,omitempty"` // flow events: counters and age as the event left, idle 0
 	Reason    string    `json:"reason,omitempty"`
 	Detail    string    `json:"detail,omitempty"`
 	Dropped   uint64    `json:"dropped,omitempty"`

@@ -262,7 +262,9 @@ func (d *daemon) publish(ev datapath.Event) {
 		return
 	}
 	f := apiFlow(ev.Flow, name, ev.Time)
-	f.AgeSec, f.IdleSec = 0, 0 // an event carries no times of the flow
+	// The age as the event left (the cache's clock is the coarse one, a
+	// tick behind at most); no idle time: the event has no last packet.
+	f.AgeSec, f.IdleSec = max(f.AgeSec, 0), 0
 	kind := api.EventFlowAdded
 	if ev.Type == datapath.FlowRemoved {
 		kind = api.EventFlowRemoved

@@ -47,7 +47,9 @@ type Event struct {
 	Type   EventType
 	Time   time.Duration // CLOCK_MONOTONIC
 	Reason string        // pass reason name, for FlowRemoved
-	Flow   Flow          // counters and times are not filled
+	// Flow: the flow as the event left, its packets, bytes and Created
+	// included (what an evicted flow carried); Last is not filled.
+	Flow Flow
 }
 
 // EventReader reads flow events. Close unblocks Read.
@@ -85,6 +87,7 @@ func (r *EventReader) Read() (Event, error) {
 	v := fastpathFpFlow{
 		IfindexIn: e.IfindexIn, IfindexOut: e.IfindexOut, Flags: e.Flags,
 		NatSaddr: e.NatSaddr, NatDaddr: e.NatDaddr, NatSport: e.NatSport, NatDport: e.NatDport,
+		Packets: e.Packets, Bytes: e.Bytes, CreatedNs: e.CreatedNs,
 	}
 	ev := Event{Type: EventType(e.Type), Time: time.Duration(e.TsNs), Flow: flowOf(e.Key, v, 0, 0)}
 	ev.Flow.Stale = false

@@ -37,12 +37,15 @@ type fastpathFpBtfTypes struct {
 			Saddr  [4]uint32
 			Daddr  [4]uint32
 		}
-		NatSaddr [4]uint32
-		NatDaddr [4]uint32
-		NatSport uint16
-		NatDport uint16
-		Flags    uint8
-		Pad      [3]uint8
+		NatSaddr  [4]uint32
+		NatDaddr  [4]uint32
+		NatSport  uint16
+		NatDport  uint16
+		Flags     uint8
+		Pad       [3]uint8
+		Packets   uint64
+		Bytes     uint64
+		CreatedNs uint64
 	}
 	EventType  uint32
 	FlowFlags  uint32
@@ -71,6 +74,9 @@ type fastpathFpEvent struct {
 	NatDport   uint16
 	Flags      uint8
 	Pad        [3]uint8
+	Packets    uint64
+	Bytes      uint64
+	CreatedNs  uint64
 }
 
 type fastpathFpEventType uint32

@@ -395,16 +395,19 @@ func (on *offloadNet) flowOfLeg(l leg, packets, bytes int) flowView {
 		Packets: uint64(packets), Bytes: uint64(bytes), MTU: l.egress().mtu}
 }
 
-// addedEvent is the FlowAdded event of a leg (events carry no counters).
+// addedEvent is the FlowAdded event of a leg: cached, nothing counted yet.
 func (on *offloadNet) addedEvent(l leg) Event {
 	v := on.flowOfLeg(l, 0, 0)
 	return Event{Type: FlowAdded, Flow: Flow{In: v.In, Out: v.Out, SNAT: v.SNAT, DNAT: v.DNAT, Reply: v.Reply,
 		IfindexIn: v.IfindexIn, IfindexOut: v.IfindexOut}}
 }
 
-func (on *offloadNet) removedEvent(l leg, reason string) Event {
+// removedEvent is the FlowRemoved event of a leg that had forwarded
+// packets and bytes: the event carries what the flow carried.
+func (on *offloadNet) removedEvent(l leg, reason string, packets, bytes int) Event {
 	e := on.addedEvent(l)
 	e.Type, e.Reason = FlowRemoved, reason
+	e.Flow.Packets, e.Flow.Bytes = uint64(packets), uint64(bytes)
 	return e
 }
 
@@ -770,7 +773,11 @@ func TestOffloadTCPClose(t *testing.T) {
 							t.Errorf("flows removed on %s went %d -> %d, want +1", l.ingress().name, s0.FlowsRemoved, s1.FlowsRemoved)
 						}
 						on.expectFlows(t)
-						on.expectEvents(t, on.removedEvent(l, "tcp_close"))
+						carried := len(fo)
+						if closer {
+							carried = len(fr)
+						}
+						on.expectEvents(t, on.removedEvent(l, "tcp_close", 1, carried))
 					})
 				}
 			}
@@ -1332,7 +1339,11 @@ func TestOffloadTCPOutOfWindow(t *testing.T) {
 						frame := l.inFrame(t, seg{payload: []byte{}, tcp: func(th *layers.TCP) { flags[fl](th, ack+50) }})
 						on.pass(t, h, l.ingress(), frame, "tcp_close", runOpts{})
 						on.expectFlows(t)
-						on.expectEvents(t, on.removedEvent(l, "tcp_close"))
+						carried := len(fo)
+						if closer {
+							carried = len(fr)
+						}
+						on.expectEvents(t, on.removedEvent(l, "tcp_close", 1, carried))
 					})
 				}
 			}
