@@ -368,10 +368,11 @@ static __always_inline void fp_guard_know(const struct fp_flow_key *k, const str
 		*seen = now;
 }
 
-/* fp_guard_is_new: would the packet create a conntrack entry? A TCP SYN
- * without ACK does; so does a TCP or UDP packet of a flow neither the flow
- * cache nor conntrack knows (conntrack picks up TCP mid-stream by default).
- * Anything else (ICMP, fragments, extension headers) is not judged here. */
+/* fp_guard_is_new: would the packet, not a SYN (the caller counts those
+ * as new by their flags), create a conntrack entry? A TCP or UDP packet of
+ * a flow neither the flow cache nor conntrack knows does (conntrack picks
+ * up TCP mid-stream by default). Anything else (ICMP, fragments, extension
+ * headers) is not judged here. */
 static __always_inline int fp_guard_is_new(void *ctx, const int xdp, const struct fp_guard_pkt *g,
 					   const struct fp_guard_cfg *c, __u32 mode)
 {
@@ -380,8 +381,6 @@ static __always_inline int fp_guard_is_new(void *ctx, const int xdp, const struc
 
 	if (!g->l4)
 		return 0;
-	if (g->k.proto == IPPROTO_TCP && (g->tcp_flags & (FP_TCP_SYN | FP_TCP_ACK)) == FP_TCP_SYN)
-		return 1;
 	/* the flow cache answers for offloaded flows without asking
 	 * conntrack; it holds none of another mode's */
 	if (mode == FP_MODE_OFFLOAD && bpf_map_lookup_elem(&fp_flows, &g->k))

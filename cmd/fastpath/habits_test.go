@@ -172,6 +172,9 @@ func TestLabUpNat(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root: creates network namespaces")
 	}
+	if _, err := exec.LookPath("nft"); err != nil {
+		t.Skip("needs nft (the nftables package)")
+	}
 	name := fmt.Sprintf("fn%d", os.Getpid()%100000)
 	t.Cleanup(func() { lab.Down(name) })
 	code, out, errOut := run(t, "lab", "up", "--nat", "--name", name)

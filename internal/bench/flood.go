@@ -344,17 +344,14 @@ func (r *runner) floodWindow(ctx context.Context, a *active, run *running, d tim
 	if !ok {
 		return fail(fmt.Errorf("flood: %s generator, want the loop", r.env.gen.kind()))
 	}
-	gens := []struct {
+	type pinnedGen struct {
 		what string
 		m    *stampMaps
 		cpu  int
-	}{{"legitimate", legitGen.maps(), r.env.genCPU}}
+	}
+	gens := []pinnedGen{{"legitimate", legitGen.maps(), r.env.genCPU}}
 	if fl != nil {
-		gens = append(gens, struct {
-			what string
-			m    *stampMaps
-			cpu  int
-		}{"flood", fl.maps(), r.env.restCPU})
+		gens = append(gens, pinnedGen{"flood", fl.maps(), r.env.restCPU})
 	}
 	perCPU := func() ([][]uint64, error) {
 		var out [][]uint64

@@ -121,6 +121,8 @@ var errStopping = errors.New("the daemon is stopping")
 // the API): the journal is where an operator looks for what changed.
 func logReload(log *slog.Logger, by string, res *api.ReloadResult, err error) {
 	switch {
+	case err != nil && res != nil && len(res.Actions) > 0:
+		log.Error("reload ("+by+"): the running state is kept where it failed", "err", err, "actions", strings.Join(res.Actions, "; "))
 	case err != nil:
 		log.Error("reload ("+by+"): the running state is kept where it failed", "err", err)
 	case res != nil && res.Changed:

@@ -159,8 +159,9 @@ func (d *Datapath) SetGuard(c GuardConfig) error {
 	v.Flags = old.Flags
 	// A changed total starts afresh, its full burst and no pressure of
 	// the old one's: each CPU resets its share when it sees the new
-	// generation, the pressure counts only under its own. One write,
-	// so the limits and the reset apply together.
+	// generation, the pressure counts only under its own. The limits and
+	// the reset go in one map update (a packet meanwhile may read a mix
+	// of old and new fields: one packet judged by either).
 	v.Gen = old.Gen
 	if v.SynAll != old.SynAll || v.NewAll != old.NewAll {
 		v.Gen++

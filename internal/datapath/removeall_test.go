@@ -27,11 +27,15 @@ func TestRemoveAllWithoutBPFFS(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root")
 	}
-	name := "fp-rmall-" + strings.ReplaceAll(t.Name(), "/", "-")[:6]
+	name := randomName(t, "fp-rmall-")
 	if err := nsutil.Create(name); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { nsutil.Delete(name) })
+	t.Cleanup(func() {
+		if err := nsutil.Delete(name); err != nil {
+			t.Errorf("delete netns %s: %v", name, err)
+		}
+	})
 	cmd := exec.Command("ip", "netns", "exec", name, os.Args[0], "-test.run", "^TestRemoveAllWithoutBPFFS$", "-test.count", "1", "-test.v")
 	cmd.Env = append(os.Environ(), "FP_REMOVEALL_CHILD=1")
 	out, err := cmd.CombinedOutput()

@@ -239,7 +239,7 @@ func Up(ctx context.Context, o Options) (_ *Lab, err error) {
 		return nil, err
 	}
 	if o.Queues < 0 || o.Queues > maxQueues {
-		return nil, fmt.Errorf("lab %s: %d queues outside 1..%d", name, o.Queues, maxQueues)
+		return nil, fmt.Errorf("lab %s: %d queues outside 1..%d (0: veth's default, one)", name, o.Queues, maxQueues)
 	}
 	log := o.Log
 	if log == nil {
