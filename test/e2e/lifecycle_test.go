@@ -117,9 +117,10 @@ func TestSecondDaemon(t *testing.T) {
 
 	second := startDaemon(t, l.Rtr, routeIfaces(l, "auto")...)
 	out := second.waitFailed(t)
-	if second.p.ExitCode() == 0 || !strings.Contains(out, "already running in this network namespace") {
-		t.Errorf("second daemon in %s: exit status %d, want non-zero and \"already running in this network namespace\":\n%s",
-			l.Rtr, second.p.ExitCode(), out)
+	holder := fmt.Sprintf("already running in this network namespace (pid %d)", st.PID)
+	if second.p.ExitCode() == 0 || !strings.Contains(out, holder) {
+		t.Errorf("second daemon in %s: exit status %d, want non-zero and %q:\n%s",
+			l.Rtr, second.p.ExitCode(), holder, out)
 	}
 	if _, err := os.Lstat(second.socket); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("second daemon's api socket %s exists: %v", second.socket, err)

@@ -1,0 +1,77 @@
+package daemon
+
+import (
+	"bufio"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+
+	"github.com/fastpath-router/fastpath/internal/nsutil"
+)
+
+// TestLockNamesHolder: a second daemon in a namespace is refused with the
+// pid of the one that holds it. The holder is this test binary run again
+// (by ip netns exec, which keeps its pid) in a namespace of the test's.
+func TestLockNamesHolder(t *testing.T) {
+	if os.Getenv("FP_LOCK_HOLDER") != "" {
+		l, err := takeLock()
+		if err != nil {
+			fmt.Println("error:", err)
+			os.Exit(1)
+		}
+		defer l.Close()
+		fmt.Println("held")
+		io.Copy(io.Discard, os.Stdin) // until the parent closes it
+		return
+	}
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: creates a network namespace")
+	}
+	b := make([]byte, 4)
+	rand.Read(b)
+	name := "fp-lock-" + hex.EncodeToString(b)
+	if err := nsutil.Create(name); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := nsutil.Delete(name); err != nil {
+			t.Errorf("delete netns %s: %v", name, err)
+		}
+	})
+	holder := exec.Command("ip", "netns", "exec", name, os.Args[0], "-test.run", "^TestLockNamesHolder$", "-test.count", "1")
+	holder.Env = append(os.Environ(), "FP_LOCK_HOLDER=1")
+	stdin, err := holder.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stdout, err := holder.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := holder.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		stdin.Close()
+		holder.Wait()
+	})
+	if line, err := bufio.NewReader(stdout).ReadString('\n'); err != nil || line != "held\n" {
+		t.Fatalf("the holder said %q (%v)", line, err)
+	}
+	err = nsutil.Do(name, func() error {
+		l, err := takeLock()
+		if err == nil {
+			l.Close()
+		}
+		return err
+	})
+	if !errors.Is(err, ErrAlreadyRunning) || !strings.Contains(err.Error(), fmt.Sprintf("(pid %d)", holder.Process.Pid)) {
+		t.Errorf("takeLock beside pid %d: %v; want ErrAlreadyRunning naming that pid", holder.Process.Pid, err)
+	}
+}
