@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"os/signal"
+	"path/filepath"
 	"runtime/debug"
 	"syscall"
 
@@ -67,6 +68,11 @@ still restarts it.`,
 			cfg, err := config.Load(path)
 			if err != nil {
 				return configError(err)
+			}
+			// status shows it: the file itself, whatever directory the
+			// daemon was started from
+			if abs, err := filepath.Abs(path); err == nil {
+				path = abs
 			}
 			ctx, stop := signalContext(cmd)
 			defer stop()

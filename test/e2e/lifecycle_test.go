@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -379,5 +380,33 @@ func TestInterfaceFlap(t *testing.T) {
 					fp, u.Received, before.reasonDeltas(after, l.RtrIn))
 			}
 		})
+	}
+}
+
+// TestStatusConfigPath: a daemon started with a config path relative to
+// its working directory shows the file's absolute path in its status.
+func TestStatusConfigPath(t *testing.T) {
+	l := newLab(t)
+	dir := t.TempDir()
+	socket := filepath.Join(dir, "api.sock")
+	cfg, err := labd.WriteConfig(dir, socket, routeIfaces(l, "tc")...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wd, err := os.Getwd()
+	if err != nil {
+		t.Fatal(err)
+	}
+	rel, err := filepath.Rel(wd, cfg)
+	if err != nil || filepath.IsAbs(rel) {
+		t.Fatalf("no relative path from %s to %s: %q, %v", wd, cfg, rel, err)
+	}
+	d := startDaemonWithConfig(t, l.Rtr, rel, socket)
+	st, err := d.p.WaitReady(context.Background(), d.c, readyTimeout)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.ConfigFile != cfg {
+		t.Errorf("status config %q, want %q (started with %q)", st.ConfigFile, cfg, rel)
 	}
 }
