@@ -20,6 +20,7 @@ import (
 	"github.com/fastpath-router/fastpath/internal/config"
 	"github.com/fastpath-router/fastpath/internal/datapath"
 	"github.com/fastpath-router/fastpath/internal/netwatch"
+	"github.com/fastpath-router/fastpath/internal/testio"
 )
 
 // loopFixture runs the main loop over the reconciler's fakes. Its signal
@@ -46,25 +47,7 @@ type loopFixture struct {
 	holding   atomic.Bool
 	overlaps  atomic.Int64 // converges or heartbeats that ran while a converge was held
 
-	logs lockedBuffer // the main loop's log
-}
-
-// lockedBuffer is a log's output shared by the loop's goroutine and the test.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
+	logs testio.SyncBuffer // the main loop's log
 }
 
 type fakeInvalidator struct{ routes, ruleset atomic.Int64 }

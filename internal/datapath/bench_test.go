@@ -502,22 +502,7 @@ func BenchmarkOffload(b *testing.B) {
 		b.Run(fmt.Sprintf("hit/flows=%d", n), func(b *testing.B) {
 			ob := newOffloadBench(b, n)
 			orig := ob.addFlow(b, benchClient.Port(), "SEEN_REPLY", true)
-			frame := flowFrame(b, orig)
-			if res, err := ob.run(hookXDP, frame, runOpts{}); err != nil || res.verdict != xdpRedirect {
-				b.Fatalf("filling the flow: verdict %d, %v", res.verdict, err)
-			}
-			var v fastpathFpFlow
-			if err := ob.d.objs.FpFlows.Lookup(keyOf(orig), &v); err != nil {
-				b.Fatalf("flow not cached: %v", err)
-			}
-			vary := replay.Vary{Offset: 14 + 20, Base: benchPorts, N: uint32(n)}
-			cf := &cacheFiller{ob: ob, key: keyOf(orig), v: v, n: n}
-			for _, h := range []hook{hookXDP, hookTC} {
-				b.Run(h.String(), func(b *testing.B) {
-					r, base := ob.replayer(b, h, frame, vary)
-					benchReplay(b, ob.testNet, r, base, h, frame, func() { cf.fill(b) }, refreshEvery(n))
-				})
-			}
+			ob.benchHits(b, orig, flowFrame(b, orig), n)
 		})
 	}
 	b.Run("hit-guarded/flows=1", func(b *testing.B) {
@@ -526,40 +511,12 @@ func BenchmarkOffload(b *testing.B) {
 			b.Fatal(err)
 		}
 		orig := ob.addFlow(b, benchClient.Port(), "SEEN_REPLY", true)
-		frame := flowFrame(b, orig)
-		if res, err := ob.run(hookXDP, frame, runOpts{}); err != nil || res.verdict != xdpRedirect {
-			b.Fatalf("filling the flow: verdict %d, %v", res.verdict, err)
-		}
-		var v fastpathFpFlow
-		if err := ob.d.objs.FpFlows.Lookup(keyOf(orig), &v); err != nil {
-			b.Fatalf("flow not cached: %v", err)
-		}
-		cf := &cacheFiller{ob: ob, key: keyOf(orig), v: v, n: 1}
-		for _, h := range []hook{hookXDP, hookTC} {
-			b.Run(h.String(), func(b *testing.B) {
-				r, base := ob.replayer(b, h, frame, replay.Vary{})
-				benchReplay(b, ob.testNet, r, base, h, frame, func() { cf.fill(b) }, refreshEvery(1))
-			})
-		}
+		ob.benchHits(b, orig, flowFrame(b, orig), 1)
 	})
 	b.Run("hit-tcp/flows=1", func(b *testing.B) {
 		ob := newOffloadBench(b, 1)
 		orig := ob.addFlowProto(b, unix.IPPROTO_TCP, benchClient.Port(), "SEEN_REPLY,ASSURED", true)
-		frame := tcpFlowFrame(b, orig)
-		if res, err := ob.run(hookXDP, frame, runOpts{}); err != nil || res.verdict != xdpRedirect {
-			b.Fatalf("filling the flow: verdict %d, %v", res.verdict, err)
-		}
-		var v fastpathFpFlow
-		if err := ob.d.objs.FpFlows.Lookup(keyOf(orig), &v); err != nil {
-			b.Fatalf("flow not cached: %v", err)
-		}
-		cf := &cacheFiller{ob: ob, key: keyOf(orig), v: v, n: 1}
-		for _, h := range []hook{hookXDP, hookTC} {
-			b.Run(h.String(), func(b *testing.B) {
-				r, base := ob.replayer(b, h, frame, replay.Vary{})
-				benchReplay(b, ob.testNet, r, base, h, frame, func() { cf.fill(b) }, refreshEvery(1))
-			})
-		}
+		ob.benchHits(b, orig, tcpFlowFrame(b, orig), 1)
 	})
 	b.Run("miss", func(b *testing.B) {
 		ob := newOffloadBench(b, 1)
@@ -599,6 +556,31 @@ func BenchmarkOffload(b *testing.B) {
 			b.Run(h.String()+"/watchdog", func(b *testing.B) { ob.benchReason(b, h, notAccepted, "watchdog") })
 		}
 	})
+}
+
+// benchHits caches the flow of frame (orig's first packet) and times cache
+// hits by each hook, the packets cycling through n cached flows (n > 1:
+// the frame's ports varied, the flows filled in around it).
+func (ob *offloadBench) benchHits(b *testing.B, orig Tuple, frame []byte, n int) {
+	b.Helper()
+	if res, err := ob.run(hookXDP, frame, runOpts{}); err != nil || res.verdict != xdpRedirect {
+		b.Fatalf("filling the flow: verdict %d, %v", res.verdict, err)
+	}
+	var v fastpathFpFlow
+	if err := ob.d.objs.FpFlows.Lookup(keyOf(orig), &v); err != nil {
+		b.Fatalf("flow not cached: %v", err)
+	}
+	var vary replay.Vary
+	if n > 1 {
+		vary = replay.Vary{Offset: 14 + 20, Base: benchPorts, N: uint32(n)}
+	}
+	cf := &cacheFiller{ob: ob, key: keyOf(orig), v: v, n: n}
+	for _, h := range []hook{hookXDP, hookTC} {
+		b.Run(h.String(), func(b *testing.B) {
+			r, base := ob.replayer(b, h, frame, vary)
+			benchReplay(b, ob.testNet, r, base, h, frame, func() { cf.fill(b) }, refreshEvery(n))
+		})
+	}
 }
 
 // benchReason times a frame that must go to the kernel for reason.
