@@ -13,7 +13,7 @@ import (
 
 	"github.com/fastpath-router/fastpath/internal/api"
 	"github.com/fastpath-router/fastpath/internal/lab"
-	"github.com/fastpath-router/fastpath/internal/nsutil"
+	"github.com/fastpath-router/fastpath/internal/testio"
 )
 
 // `fastpath stats r1` as `ip -s link show r1`.
@@ -128,14 +128,7 @@ func TestSocketFromEnvironment(t *testing.T) {
 // no setns is involved, so the daemon is served here from the test's own
 // namespace, at the path -n resolves to.
 func TestNetnsFlag(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: creates a network namespace")
-	}
-	name := fmt.Sprintf("fp14-%d", os.Getpid()%100000)
-	if err := nsutil.Create(name); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { nsutil.Delete(name) })
+	name := testio.Netns(t, "fp14-")
 	path := api.NetnsSocket(name)
 	if path != "/run/fastpath/netns/"+name+".sock" {
 		t.Fatalf("NetnsSocket(%q) = %s", name, path)

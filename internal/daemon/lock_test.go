@@ -2,8 +2,6 @@ package daemon
 
 import (
 	"bufio"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -13,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/fastpath-router/fastpath/internal/nsutil"
+	"github.com/fastpath-router/fastpath/internal/testio"
 )
 
 // TestLockNamesHolder: a second daemon in a namespace is refused with the
@@ -30,20 +29,7 @@ func TestLockNamesHolder(t *testing.T) {
 		io.Copy(io.Discard, os.Stdin) // until the parent closes it
 		return
 	}
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: creates a network namespace")
-	}
-	b := make([]byte, 4)
-	rand.Read(b)
-	name := "fp-lock-" + hex.EncodeToString(b)
-	if err := nsutil.Create(name); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := nsutil.Delete(name); err != nil {
-			t.Errorf("delete netns %s: %v", name, err)
-		}
-	})
+	name := testio.Netns(t, "fp-lock-")
 	holder := exec.Command("ip", "netns", "exec", name, os.Args[0], "-test.run", "^TestLockNamesHolder$", "-test.count", "1")
 	holder.Env = append(os.Environ(), "FP_LOCK_HOLDER=1")
 	stdin, err := holder.StdinPipe()

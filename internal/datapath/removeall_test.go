@@ -6,7 +6,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/fastpath-router/fastpath/internal/nsutil"
+	"github.com/fastpath-router/fastpath/internal/testio"
 )
 
 // TestRemoveAllWithoutBPFFS: run where no BPF filesystem is mounted (a
@@ -24,18 +24,7 @@ func TestRemoveAllWithoutBPFFS(t *testing.T) {
 		}
 		return
 	}
-	if os.Geteuid() != 0 {
-		t.Skip("needs root")
-	}
-	name := randomName(t, "fp-rmall-")
-	if err := nsutil.Create(name); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := nsutil.Delete(name); err != nil {
-			t.Errorf("delete netns %s: %v", name, err)
-		}
-	})
+	name := testio.Netns(t, "fp-rmall-")
 	cmd := exec.Command("ip", "netns", "exec", name, os.Args[0], "-test.run", "^TestRemoveAllWithoutBPFFS$", "-test.count", "1", "-test.v")
 	cmd.Env = append(os.Environ(), "FP_REMOVEALL_CHILD=1")
 	out, err := cmd.CombinedOutput()

@@ -1,27 +1,18 @@
 package ethtool
 
 import (
-	"fmt"
-	"math/rand/v2"
 	"net"
-	"os"
 	"os/exec"
 	"testing"
 
 	"github.com/fastpath-router/fastpath/internal/nsutil"
+	"github.com/fastpath-router/fastpath/internal/testio"
 )
 
 // TestFeatures reads a veth's GRO and tx checksum offload as ethtool sets
 // them, and fails clearly for a missing device.
 func TestFeatures(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root (creates a network namespace)")
-	}
-	ns := fmt.Sprintf("fpe-%06x", rand.IntN(1<<24))
-	if err := nsutil.Create(ns); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { nsutil.Delete(ns) })
+	ns := testio.Netns(t, "fpe-")
 	run := func(args ...string) {
 		t.Helper()
 		if out, err := exec.Command("ip", append([]string{"netns", "exec", ns}, args...)...).CombinedOutput(); err != nil {

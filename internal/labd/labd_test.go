@@ -2,8 +2,6 @@ package labd
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"os"
 	"path/filepath"
@@ -17,6 +15,7 @@ import (
 	"github.com/fastpath-router/fastpath/internal/api"
 	"github.com/fastpath-router/fastpath/internal/config"
 	"github.com/fastpath-router/fastpath/internal/nsutil"
+	"github.com/fastpath-router/fastpath/internal/testio"
 )
 
 func TestConfigYAMLLoads(t *testing.T) {
@@ -120,18 +119,7 @@ func requireRoot(t *testing.T) {
 func testNetns(t *testing.T) string {
 	t.Helper()
 	requireRoot(t)
-	b := make([]byte, 3)
-	rand.Read(b)
-	ns := "fp-labd-" + hex.EncodeToString(b)
-	if err := nsutil.Create(ns); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := nsutil.Delete(ns); err != nil {
-			t.Errorf("delete netns: %v", err)
-		}
-	})
-	return ns
+	return testio.Netns(t, "fp-labd-")
 }
 
 // fakeDaemon writes a shell script standing in for the fastpath binary: it

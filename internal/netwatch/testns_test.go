@@ -1,29 +1,18 @@
 package netwatch
 
 import (
-	"fmt"
-	"math/rand/v2"
-	"os"
 	"os/exec"
 	"strings"
 	"testing"
 
-	"github.com/fastpath-router/fastpath/internal/nsutil"
+	"github.com/fastpath-router/fastpath/internal/testio"
 )
 
 // emptyNS creates a network namespace for one test, removed at cleanup; the
 // test is skipped without root.
 func emptyNS(t *testing.T) string {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root (creates a network namespace)")
-	}
-	ns := fmt.Sprintf("fpn-%06x", rand.IntN(1<<24))
-	if err := nsutil.Create(ns); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { nsutil.Delete(ns) })
-	return ns
+	return testio.Netns(t, "fpn-")
 }
 
 // ipCmds runs ip commands (their arguments space-separated) in ns.

@@ -1,10 +1,16 @@
-// Package testio holds I/O helpers for tests: a buffer a running command
-// writes while the test reads it.
+// Package testio holds helpers for tests: a buffer a running command
+// writes while the test reads it, a network namespace of the test's own.
 package testio
 
 import (
 	"bytes"
+	"fmt"
+	"math/rand/v2"
+	"os"
 	"sync"
+	"testing"
+
+	"github.com/fastpath-router/fastpath/internal/nsutil"
 )
 
 // SyncBuffer is a bytes.Buffer safe for one writer and concurrent readers:
@@ -25,4 +31,24 @@ func (s *SyncBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
+}
+
+// Netns creates a network namespace for one test, named prefix and six
+// random hex digits, and removes it at cleanup; the test is skipped
+// without root.
+func Netns(t testing.TB, prefix string) string {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: creates a network namespace")
+	}
+	name := fmt.Sprintf("%s%06x", prefix, rand.IntN(1<<24))
+	if err := nsutil.Create(name); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := nsutil.Delete(name); err != nil {
+			t.Errorf("delete netns %s: %v", name, err)
+		}
+	})
+	return name
 }

@@ -2,8 +2,6 @@ package vethpeer
 
 import (
 	"errors"
-	"fmt"
-	"math/rand/v2"
 	"os"
 	"os/exec"
 	"strings"
@@ -13,21 +11,8 @@ import (
 	"github.com/vishvananda/netns"
 
 	"github.com/fastpath-router/fastpath/internal/nsutil"
+	"github.com/fastpath-router/fastpath/internal/testio"
 )
-
-func tempNetns(t *testing.T) string {
-	t.Helper()
-	name := fmt.Sprintf("fpvp-%06d", rand.IntN(1_000_000))
-	if err := nsutil.Create(name); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := nsutil.Delete(name); err != nil {
-			t.Errorf("delete netns %s: %v", name, err)
-		}
-	})
-	return name
-}
 
 func runEthtool(t *testing.T, ns string, args ...string) {
 	t.Helper()
@@ -43,7 +28,7 @@ func TestLookup(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("skipping: needs root to create network namespaces")
 	}
-	here, there := tempNetns(t), tempNetns(t)
+	here, there := testio.Netns(t, "fpvp-"), testio.Netns(t, "fpvp-")
 	err := nsutil.Do(here, func() error {
 		if err := netlink.LinkAdd(&netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: "va"}, PeerName: "vb"}); err != nil {
 			return err
