@@ -77,7 +77,8 @@ router: offload-xdp-nocsum, offload-tc-nocsum), in the rows below them.
 
 --flood runs the guard's flood scenario instead (docs/guard.md): offloaded
 flows while 64-byte frames from many spoofed sources arrive, guard off and
-on.`,
+on, after the flood alone through veth-direct and the plain redirect, which
+price the guard's drop per frame.`,
 		Example: `  fastpath bench --quick
   fastpath bench --json bench.json --plot bench.png
   fastpath bench --configs kernel-masq,offload-xdp --sizes 64 --flows 1,100000

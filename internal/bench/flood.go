@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net/netip"
 	"os"
 	"runtime"
@@ -63,8 +64,14 @@ var floodBase = netip.MustParseAddr("198.18.64.0")
 
 // FloodPhase is one measurement of the scenario.
 type FloodPhase struct {
-	Guard string `json:"guard"` // off | on
-	Flood bool   `json:"flood"`
+	// Router: what rtr ran, a configuration's name: offload-xdp or
+	// offload-tc for the guard's phases; for the reference phases (the
+	// flood alone, no legitimate flows) veth-direct (the flood counted
+	// and dropped on arrival at r0: what the generator costs by itself)
+	// and the plain redirect of the hook measured.
+	Router string `json:"router"`
+	Guard  string `json:"guard,omitempty"` // off | on (fastpath's phases)
+	Flood  bool   `json:"flood"`
 	// LegitMpps: packets of the legitimate flows fastpath forwarded (they
 	// are offloaded; the flood never is), millions a second.
 	LegitMpps float64 `json:"legit_mpps"`
@@ -72,14 +79,21 @@ type FloodPhase struct {
 	LegitSentMpps float64 `json:"legit_sent_mpps"`
 	// LegitShare: LegitMpps over the same guard setting's no-flood rate.
 	LegitShare float64 `json:"legit_share,omitempty"`
-	// FloodMpps: the flood generator's send rate.
+	// FloodMpps: the flood generator's send rate. Unpaced, it is what its
+	// CPU manages with the router's work on the same CPU (the frames' NAPI
+	// runs where they were sent): 1000/FloodMpps ns is the CPU's time per
+	// flood frame, generator and router together.
 	FloodMpps float64 `json:"flood_mpps,omitempty"`
+	// DeliveredMpps (reference phases): flood frames counted past the
+	// router, at r0 for veth-direct, at the sink for the redirects.
+	DeliveredMpps float64 `json:"delivered_mpps,omitempty"`
 	// GuardDropMpps: flood packets the guard dropped.
 	GuardDropMpps float64 `json:"guard_drop_mpps,omitempty"`
 	// ConntrackGrowth: conntrack entries added in rtr during the window.
 	ConntrackGrowth int `json:"conntrack_growth"`
 	// RouterNsPerRun: the router program's mean run time (BPF statistics)
-	// over every packet of the window, legitimate and flood.
+	// over every packet, legitimate and flood, in a quarter window after
+	// the rates' window (statistics slow every program down).
 	RouterNsPerRun float64 `json:"router_ns_per_run,omitempty"`
 	// Void says why the legitimate rate does not measure the router: a
 	// generator's loop moved to another CPU, taking its pacing (per CPU)
@@ -101,6 +115,24 @@ type FloodReport struct {
 	Duration float64      `json:"duration_sec"`
 	Load     float64      `json:"load_average_after"`
 	Phases   []FloodPhase `json:"phases"`
+	// DropCost compares, per flood frame, the guard's drop with the plain
+	// redirect's forwarding, both on the flood's CPU; nil if a phase it
+	// needs is missing or void.
+	DropCost *FloodDropCost `json:"drop_cost,omitempty"`
+}
+
+// FloodDropCost is the flood CPU's time per flood frame (1000/FloodMpps)
+// in three phases of one run, and the router's share of each: the time
+// less the generator's own (veth-direct, where the frame is counted and
+// dropped on arrival). The issue's target: the guard's share no more than
+// the plain redirect's.
+type FloodDropCost struct {
+	GeneratorNs  float64 `json:"generator_ns"`    // veth-direct
+	RedirectNs   float64 `json:"redirect_ns"`     // the plain redirect, generator included
+	GuardDropNs  float64 `json:"guard_drop_ns"`   // the guard dropping, generator included
+	RedirectOwn  float64 `json:"redirect_own_ns"` // RedirectNs - GeneratorNs
+	GuardDropOwn float64 `json:"guard_drop_own_ns"`
+	Met          bool    `json:"met"` // GuardDropNs <= RedirectNs
 }
 
 func (o *FloodOptions) defaults() error {
@@ -188,6 +220,17 @@ func RunFlood(ctx context.Context, o FloodOptions) (_ *FloodReport, err error) {
 
 	rep := &FloodReport{Started: time.Now().UTC().Truncate(time.Second), Attach: o.Attach, Flows: o.Flows,
 		LegitPPS: o.LegitPPS, Sources: o.Sources, NewFlows: o.NewFlows, Queues: o.Queues, Duration: o.Duration.Seconds()}
+	redirect := ConfigXDPRedirect
+	if o.Attach == "tc" {
+		redirect = ConfigTCRedirect
+	}
+	for _, name := range []string{ConfigVeth, redirect} {
+		ph, err := r.floodReference(ctx, o, fl, name)
+		rep.Phases = append(rep.Phases, ph)
+		if err != nil {
+			return rep, err
+		}
+	}
 	for _, guard := range []bool{false, true} {
 		phases, err := r.floodPhases(ctx, o, fl, guard)
 		rep.Phases = append(rep.Phases, phases...)
@@ -195,9 +238,91 @@ func RunFlood(ctx context.Context, o FloodOptions) (_ *FloodReport, err error) {
 			return rep, err
 		}
 	}
+	rep.DropCost = dropCost(rep.Phases, redirect)
 	rep.Load = loadAverage()
 	return rep, nil
 }
+
+// floodReference runs the flood alone through a reference configuration
+// (no daemon, no legitimate flows) and measures the flood generator's rate
+// and what arrived past the router.
+func (r *runner) floodReference(ctx context.Context, o FloodOptions, fl *loopGen, name string) (FloodPhase, error) {
+	ph := FloodPhase{Router: name, Flood: true}
+	cfg, _ := configByName(name)
+	fmt.Fprintf(o.Progress, "flood: reference %s: setting up\n", name)
+	a, err := r.setup(ctx, cfg)
+	if err != nil {
+		return ph, err
+	}
+	defer func() {
+		if err := a.teardown(); err != nil {
+			o.Log.Warn("teardown", "err", err)
+		}
+	}()
+	run := fl.start(ctx, o.Duration+floodWarmup+10*time.Second, 0)
+	defer run.halt()
+	if err := pause(ctx, run, floodWarmup); err != nil {
+		return ph, err
+	}
+	read := func() (sent, got uint64, cpus []uint64, at time.Time, err error) {
+		if cpus, err = fl.maps().sentPerCPU(); err != nil {
+			return
+		}
+		if got, _, err = a.count.read(); err != nil {
+			return
+		}
+		if sent, err = fl.sent(); err != nil {
+			return
+		}
+		return sent, got, cpus, time.Now(), nil
+	}
+	sent0, got0, cpus0, t0, err := read()
+	if err != nil {
+		return ph, err
+	}
+	if err := pause(ctx, run, o.Duration); err != nil {
+		return ph, err
+	}
+	sent1, got1, cpus1, t1, err := read()
+	if err != nil {
+		return ph, err
+	}
+	if off, all := offCPU(cpus0, cpus1, r.env.restCPU); off*100 > all {
+		ph.Void = fmt.Sprintf("the flood generator's loop left CPU %d (%d of %d frames elsewhere)", r.env.restCPU, off, all)
+	}
+	ph.FloodMpps = round3(rate(sent1-sent0, t1.Sub(t0)))
+	ph.DeliveredMpps = round3(rate(got1-got0, t1.Sub(t0)))
+	fmt.Fprintf(o.Progress, "flood: reference %s: flood %.3f Mpps, %.3f Mpps past the router%s\n", name, ph.FloodMpps, ph.DeliveredMpps, voidNote(ph))
+	return ph, run.halt()
+}
+
+// dropCost compares the guard's drop with the plain redirect from a run's
+// phases: nil without all three, or when one of them is void (its flood
+// rate then measures another CPU's share too).
+func dropCost(phases []FloodPhase, redirect string) *FloodDropCost {
+	ns := map[string]float64{}
+	for _, p := range phases {
+		if !p.Flood || p.Void != "" || p.Error != "" || p.FloodMpps <= 0 {
+			continue
+		}
+		switch {
+		case p.Router == ConfigVeth, p.Router == redirect:
+			ns[p.Router] = 1000 / p.FloodMpps
+		case p.Guard == "on":
+			ns["guard"] = 1000 / p.FloodMpps
+		}
+	}
+	gen, okG := ns[ConfigVeth]
+	red, okR := ns[redirect]
+	drop, okD := ns["guard"]
+	if !okG || !okR || !okD {
+		return nil
+	}
+	return &FloodDropCost{GeneratorNs: round1(gen), RedirectNs: round1(red), GuardDropNs: round1(drop),
+		RedirectOwn: round1(red - gen), GuardDropOwn: round1(drop - gen), Met: drop <= red}
+}
+
+func round1(v float64) float64 { return math.Round(v*10) / 10 }
 
 // floodPhases measures one guard setting: the legitimate flows alone, then
 // with the flood.
@@ -255,7 +380,7 @@ func (r *runner) floodPhases(ctx context.Context, o FloodOptions, fl *loopGen, g
 		return nil, err
 	}
 	alone := r.floodWindow(ctx, a, legit, o.Duration, nil)
-	alone.Guard = name
+	alone.Router, alone.Guard = cfg.name, name
 	fmt.Fprintf(o.Progress, "flood: guard %s, no flood: legit %.3f Mpps\n", name, alone.LegitMpps)
 
 	flood := fl.start(ctx, limit, 0)
@@ -264,7 +389,7 @@ func (r *runner) floodPhases(ctx context.Context, o FloodOptions, fl *loopGen, g
 		return []FloodPhase{alone}, err
 	}
 	with := r.floodWindow(ctx, a, flood, o.Duration, fl)
-	with.Guard, with.Flood = name, true
+	with.Router, with.Guard, with.Flood = cfg.name, name, true
 	if alone.Void != "" && with.Void == "" {
 		with.Void = "its no-flood window: " + alone.Void
 	}
@@ -328,16 +453,6 @@ func (r *runner) floodWindow(ctx context.Context, a *active, run *running, d tim
 		s.ct, err = conntrackCount(rtr)
 		return
 	}
-	prog, _, err := a.routerProgram(r.env)
-	if err != nil || prog == nil {
-		return fail(fmt.Errorf("router program: %v", err))
-	}
-	defer prog.Close()
-	stats, err := ebpf.EnableStats(uint32(unix.BPF_STATS_RUN_TIME))
-	if err != nil {
-		return fail(fmt.Errorf("enable bpf stats: %w", err))
-	}
-	defer stats.Close()
 	// Each loop generator must stay on its CPU: its pacing is per CPU,
 	// and the CPU picks the receive queue its frames land on.
 	legitGen, ok := r.env.gen.(*loopGen)
@@ -372,15 +487,7 @@ func (r *runner) floodWindow(ctx context.Context, a *active, run *running, d tim
 	if err != nil {
 		return fail(err)
 	}
-	s0, err := prog.Stats()
-	if err != nil {
-		return fail(err)
-	}
 	if err := pause(ctx, run, d); err != nil {
-		return fail(err)
-	}
-	s1, err := prog.Stats()
-	if err != nil {
 		return fail(err)
 	}
 	r1, err := read()
@@ -401,10 +508,46 @@ func (r *runner) floodWindow(ctx context.Context, a *active, run *running, d tim
 	ph.FloodMpps = round3(rate(r1.sent-r0.sent, r1.atLocal.Sub(r0.atLocal)))
 	ph.GuardDropMpps = round3(rate(r1.drops-r0.drops, r1.atDrops.Sub(r0.atDrops)))
 	ph.ConntrackGrowth = r1.ct - r0.ct
-	if runs := s1.RunCount - s0.RunCount; runs > 0 {
-		ph.RouterNsPerRun = round3(float64(s1.Runtime-s0.Runtime) / float64(runs))
+	// The router program's run time over a window of its own after the
+	// rates': BPF statistics time every program's every run, the
+	// generators' too, which would slow the flood and bias the rates
+	// against the reference phases, measured without.
+	ns, err := r.routerNsPerRun(ctx, a, run, d/4)
+	if err != nil {
+		return fail(err)
 	}
+	ph.RouterNsPerRun = ns
 	return ph
+}
+
+// routerNsPerRun: the router program's mean run time over d (BPF
+// statistics), every packet counted, legitimate and flood.
+func (r *runner) routerNsPerRun(ctx context.Context, a *active, run *running, d time.Duration) (float64, error) {
+	prog, _, err := a.routerProgram(r.env)
+	if err != nil || prog == nil {
+		return 0, fmt.Errorf("router program: %v", err)
+	}
+	defer prog.Close()
+	stats, err := ebpf.EnableStats(uint32(unix.BPF_STATS_RUN_TIME))
+	if err != nil {
+		return 0, fmt.Errorf("enable bpf stats: %w", err)
+	}
+	defer stats.Close()
+	s0, err := prog.Stats()
+	if err != nil {
+		return 0, err
+	}
+	if err := pause(ctx, run, d); err != nil {
+		return 0, err
+	}
+	s1, err := prog.Stats()
+	if err != nil {
+		return 0, err
+	}
+	if runs := s1.RunCount - s0.RunCount; runs > 0 {
+		return round3(float64(s1.Runtime-s0.Runtime) / float64(runs)), nil
+	}
+	return 0, nil
 }
 
 // voidNote: why a phase's legitimate share is void, if it is.
@@ -455,10 +598,23 @@ func (rep *FloodReport) WriteTable(w io.Writer) error {
 		rep.Flows, rep.LegitPPS, rep.Attach, rep.Sources, max(rep.Queues, 1), rep.NewFlows)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	var voids []string
-	fmt.Fprintln(tw, "guard\tflood\tlegit sent Mpps\tlegit fwd Mpps\tof no-flood\tflood Mpps\tguard drops Mpps\tconntrack +\trouter ns/run\t")
+	fmt.Fprintln(tw, "router\tguard\tflood\tlegit sent Mpps\tlegit fwd Mpps\tof no-flood\tflood Mpps\tpast router Mpps\tguard drops Mpps\tconntrack +\trouter ns/run\t")
 	for _, p := range rep.Phases {
+		guard := p.Guard
+		if guard == "" {
+			guard = "-"
+		}
 		if p.Error != "" {
-			fmt.Fprintf(tw, "%s\t%v\terror: %s\t\t\t\t\t\t\t\n", p.Guard, p.Flood, p.Error)
+			fmt.Fprintf(tw, "%s\t%s\t%v\terror: %s\t\t\t\t\t\t\t\t\n", p.Router, guard, p.Flood, p.Error)
+			continue
+		}
+		if p.Guard == "" { // a reference phase: the flood alone
+			past := fmt.Sprintf("%.3f", p.DeliveredMpps)
+			if p.Void != "" {
+				past += "*"
+				voids = append(voids, fmt.Sprintf("* %s: %s", p.Router, p.Void))
+			}
+			fmt.Fprintf(tw, "%s\t-\t%v\t-\t-\t-\t%.3f\t%s\t-\t-\t-\t\n", p.Router, p.Flood, p.FloodMpps, past)
 			continue
 		}
 		share, flood := "-", "-"
@@ -468,15 +624,25 @@ func (rep *FloodReport) WriteTable(w io.Writer) error {
 		}
 		if p.Void != "" {
 			share = "void*"
-			voids = append(voids, fmt.Sprintf("* guard %s, flood %v: %s", p.Guard, p.Flood, p.Void))
+			voids = append(voids, fmt.Sprintf("* %s, guard %s, flood %v: %s", p.Router, p.Guard, p.Flood, p.Void))
 		}
-		fmt.Fprintf(tw, "%s\t%v\t%.3f\t%.3f\t%s\t%s\t%.3f\t%d\t%.0f\t\n", p.Guard, p.Flood, p.LegitSentMpps, p.LegitMpps, share, flood, p.GuardDropMpps, p.ConntrackGrowth, p.RouterNsPerRun)
+		fmt.Fprintf(tw, "%s\t%s\t%v\t%.3f\t%.3f\t%s\t%s\t-\t%.3f\t%d\t%.0f\t\n", p.Router, p.Guard, p.Flood, p.LegitSentMpps, p.LegitMpps, share, flood, p.GuardDropMpps, p.ConntrackGrowth, p.RouterNsPerRun)
 	}
 	if err := tw.Flush(); err != nil {
 		return err
 	}
 	for _, v := range voids {
 		fmt.Fprintln(w, v)
+	}
+	if c := rep.DropCost; c != nil {
+		verdict := "more than"
+		if c.Met {
+			verdict = "no more than"
+		}
+		fmt.Fprintf(w, "\nper flood frame on the flood's CPU: generator alone %.0f ns, plain redirect %.0f ns, guard drop %.0f ns;\nthe router's share: redirect %.0f ns, guard drop %.0f ns: the drop costs %s the redirect\n",
+			c.GeneratorNs, c.RedirectNs, c.GuardDropNs, c.RedirectOwn, c.GuardDropOwn, verdict)
+	} else {
+		fmt.Fprintln(w, "\nper flood frame: no comparison (a phase it needs failed or is void)")
 	}
 	_, err := fmt.Fprintf(w, "\nload average after: %.2f\n", rep.Load)
 	return err

@@ -47,20 +47,57 @@ func TestOffCPU(t *testing.T) {
 
 func TestFloodTable(t *testing.T) {
 	rep := &FloodReport{Attach: "xdp", Flows: 1000, LegitPPS: 200000, Sources: 100000, NewFlows: 1000, Queues: 2, Phases: []FloodPhase{
-		{Guard: "off", LegitMpps: 0.2, LegitSentMpps: 0.2},
-		{Guard: "off", Flood: true, LegitMpps: 0.02, LegitSentMpps: 0.2, LegitShare: 0.1, FloodMpps: 1, ConntrackGrowth: 9000},
-		{Guard: "on", Flood: true, Error: "boom"},
-		{Guard: "on", Flood: true, LegitMpps: 0.05, Void: "the legitimate generator's loop left CPU 1"},
+		{Router: ConfigVeth, Flood: true, FloodMpps: 2, DeliveredMpps: 1.999},
+		{Router: ConfigXDPRedirect, Flood: true, FloodMpps: 1.25, DeliveredMpps: 1.2, Void: "the flood generator's loop left CPU 1"},
+		{Router: ConfigOffloadXDP, Guard: "off", LegitMpps: 0.2, LegitSentMpps: 0.2},
+		{Router: ConfigOffloadXDP, Guard: "off", Flood: true, LegitMpps: 0.02, LegitSentMpps: 0.2, LegitShare: 0.1, FloodMpps: 1, ConntrackGrowth: 9000},
+		{Router: ConfigOffloadXDP, Guard: "on", Flood: true, Error: "boom"},
+		{Router: ConfigOffloadXDP, Guard: "on", Flood: true, LegitMpps: 0.05, Void: "the legitimate generator's loop left CPU 1"},
 	}}
 	var b bytes.Buffer
 	if err := rep.WriteTable(&b); err != nil {
 		t.Fatal(err)
 	}
 	for _, want := range []string{"10.0%", "9000", "error: boom", "2 receive queue(s)", "guard on: total new flows 1000/s",
-		"void*", "* guard on, flood true: the legitimate generator's loop left CPU 1"} {
+		"void*", "* offload-xdp, guard on, flood true: the legitimate generator's loop left CPU 1",
+		"1.999", "1.200*", "* xdp-redirect: the flood generator's loop left CPU 1", "per flood frame: no comparison"} {
 		if !strings.Contains(b.String(), want) {
 			t.Errorf("table lacks %q:\n%s", want, b.String())
 		}
+	}
+}
+
+func TestDropCost(t *testing.T) {
+	phases := []FloodPhase{
+		{Router: ConfigVeth, Flood: true, FloodMpps: 2},           // 500 ns
+		{Router: ConfigXDPRedirect, Flood: true, FloodMpps: 1.25}, // 800 ns
+		{Router: ConfigOffloadXDP, Guard: "off", Flood: true, FloodMpps: 0.5},
+		{Router: ConfigOffloadXDP, Guard: "on", LegitMpps: 0.2},
+		{Router: ConfigOffloadXDP, Guard: "on", Flood: true, FloodMpps: 1}, // 1000 ns
+	}
+	c := dropCost(phases, ConfigXDPRedirect)
+	want := FloodDropCost{GeneratorNs: 500, RedirectNs: 800, GuardDropNs: 1000, RedirectOwn: 300, GuardDropOwn: 500}
+	if c == nil || *c != want {
+		t.Fatalf("dropCost = %+v, want %+v", c, want)
+	}
+	phases[4].FloodMpps = 1.6 // 625 ns: less than the redirect's 800
+	if c = dropCost(phases, ConfigXDPRedirect); c == nil || !c.Met || c.GuardDropOwn != 125 {
+		t.Errorf("dropCost with a cheaper drop = %+v", c)
+	}
+	if c = dropCost(phases, ConfigTCRedirect); c != nil {
+		t.Errorf("dropCost without the TC redirect's phase = %+v", c)
+	}
+	phases[1].Void = "moved"
+	if c = dropCost(phases, ConfigXDPRedirect); c != nil {
+		t.Errorf("dropCost with a void redirect phase = %+v", c)
+	}
+	var b bytes.Buffer
+	rep := &FloodReport{Phases: phases, DropCost: &want}
+	if err := rep.WriteTable(&b); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(b.String(), "the router's share: redirect 300 ns, guard drop 500 ns: the drop costs more than the redirect") {
+		t.Errorf("table lacks the drop cost:\n%s", b.String())
 	}
 }
 
@@ -98,6 +135,20 @@ func TestFloodPressure(t *testing.T) {
 		return FloodPhase{}
 	}
 	off, on := phase("off"), phase("on")
+	// The references: the flood alone reached the counter at r0, and
+	// went through the plain redirect to the sink.
+	for _, name := range []string{ConfigVeth, ConfigXDPRedirect} {
+		var ref *FloodPhase
+		for i := range rep.Phases {
+			if rep.Phases[i].Router == name {
+				ref = &rep.Phases[i]
+			}
+		}
+		if ref == nil || ref.Error != "" || ref.FloodMpps <= 0 || ref.DeliveredMpps <= 0 || ref.DeliveredMpps > 1.01*ref.FloodMpps {
+			t.Errorf("reference %s: %+v", name, ref)
+		}
+	}
+	t.Logf("drop cost: %+v", rep.DropCost)
 	t.Logf("guard off: flood %.3f Mpps, conntrack +%d; guard on: flood %.3f Mpps, %.3f Mpps dropped, conntrack +%d, legitimate %.3f Mpps",
 		off.FloodMpps, off.ConntrackGrowth, on.FloodMpps, on.GuardDropMpps, on.ConntrackGrowth, on.LegitMpps)
 	if off.Error != "" || on.Error != "" {

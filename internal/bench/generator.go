@@ -128,10 +128,13 @@ func goRun(fn func(r *running) error) *running {
 	return r
 }
 
-// halt stops the generator and returns its error, if it failed.
+// halt stops the generator and returns its error, if it failed. It may
+// be called again (a deferred halt after the measured one).
 func (r *running) halt() error {
 	r.stop.Store(true)
-	return <-r.done
+	err := <-r.done
+	r.done <- err // kept for the next call
+	return err
 }
 
 // failed returns the generator's error if it has stopped already.

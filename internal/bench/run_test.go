@@ -201,3 +201,31 @@ func TestGenerators(t *testing.T) {
 		})
 	}
 }
+
+// TestHaltTwice: a deferred halt after the measured one returns the same
+// error and does not block (it once waited forever on the spent channel).
+func TestHaltTwice(t *testing.T) {
+	boom := errors.New("boom")
+	r := goRun(func(r *running) error {
+		for !r.stop.Load() {
+			runtime.Gosched()
+		}
+		return boom
+	})
+	if err := r.halt(); err != boom {
+		t.Fatalf("first halt: %v", err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- r.halt() }()
+	select {
+	case err := <-done:
+		if err != boom {
+			t.Errorf("second halt: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the second halt blocked")
+	}
+	if err := r.failed(); err != boom {
+		t.Errorf("failed after halt: %v", err)
+	}
+}
