@@ -41,7 +41,9 @@ func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
 	}
 	if isNumber(n.Value) {
 		example := "30s"
-		if _, err := time.ParseDuration(n.Value + "s"); err == nil { // "30" -> "30s", not "1e3" -> "1e3s"
+		// "30" -> "30s", not "1e3" -> "1e3s"; nor "0" -> "0s", which
+		// most fields refuse: the hint would lead to another error.
+		if v, err := time.ParseDuration(n.Value + "s"); err == nil && v != 0 {
 			example = n.Value + "s"
 		}
 		return &valueError{msg: fmt.Sprintf("%q has no unit; write e.g. %q", n.Value, example)}

@@ -310,6 +310,25 @@ func checkPresent(want []config.Interface, links map[string]netlink.Link) error 
 	return errors.Join(missing...)
 }
 
+// checkAdded is checkPresent for the interfaces want has and running has
+// not (a reload's new ones); it reads the links only if there are some.
+func (r *reconciler) checkAdded(running, want []config.Interface) error {
+	var added []config.Interface
+	for _, c := range want {
+		if !slices.ContainsFunc(running, func(o config.Interface) bool { return o.Name == c.Name }) {
+			added = append(added, c)
+		}
+	}
+	if len(added) == 0 {
+		return nil
+	}
+	links, err := r.links()
+	if err != nil {
+		return err
+	}
+	return checkPresent(added, links)
+}
+
 // reattach moves an attached interface to the hook its config asks for;
 // an attach: xdp that cannot be correct is an error.
 func (r *reconciler) reattach(ic *iface) error {

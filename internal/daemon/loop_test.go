@@ -253,8 +253,10 @@ func TestLoopReloadSerialised(t *testing.T) {
 	if n := lf.overlaps.Load(); n != 0 {
 		t.Errorf("%d converges or heartbeats ran beside a held converge", n)
 	}
-	if n := lf.converges.Load(); n != 2 {
-		t.Errorf("%d converges, want 2 (the resync, the reload)", n)
+	// links are read three times: the resync, the reload's check that
+	// r1 exists, the reload
+	if n := lf.converges.Load(); n != 3 {
+		t.Errorf("links read %d times, want 3 (the resync, the reload's check, the reload)", n)
 	}
 	if hs := lf.dp.hooks(3); len(hs) != 1 || hs[0] != datapath.HookTC {
 		t.Errorf("r1 hooks after the reload: %v, want [tc]", hs)
@@ -291,6 +293,16 @@ func TestLoopReloadAnswers(t *testing.T) {
 	var ce *api.ConfigError
 	if _, err := lf.l.reload(t.Context()); !errors.As(err, &ce) {
 		t.Errorf("reload of an invalid file: %v, want a *api.ConfigError", err)
+	}
+	// An interface the reload adds must exist, as at start; nothing of
+	// the reload is applied (r0 stays in route mode).
+	writeConfig(t, lf.path, "r0 offload auto", "r1 route tc", "nosuch0 route auto")
+	if res, err := lf.l.reload(t.Context()); !errors.As(err, &ce) || !strings.Contains(err.Error(), "interface nosuch0: no such interface") ||
+		!strings.Contains(err.Error(), "nothing was changed") || res != nil {
+		t.Errorf("reload adding a missing interface: %+v, %v; want a config error naming it", res, err)
+	}
+	if i := slices.IndexFunc(lf.r.ifaces, func(ic *iface) bool { return ic.cfg.Name == "r0" }); i < 0 || lf.r.ifaces[i].cfg.Mode != config.ModeRoute {
+		t.Errorf("the refused reload changed r0: %+v", lf.r.ifaces)
 	}
 
 	// The caller leaves while a converge holds the loop: its reload is

@@ -67,6 +67,12 @@ func (rl *reloader) reload() (*api.ReloadResult, error) {
 	if err != nil {
 		return nil, err
 	}
+	// An interface the reload adds must exist and be Ethernet, as every
+	// interface must at start: a mistyped name would otherwise pass a
+	// reload and stop the next start.
+	if err := rl.r.checkAdded(rl.cfg.Interfaces, next.Interfaces); err != nil {
+		return nil, &api.ConfigError{Err: fmt.Errorf("%s: %w; nothing was changed", rl.path, err)}
+	}
 	if usesOffload(next) && !usesOffload(rl.cfg) {
 		if err := rl.startOffload(); err != nil {
 			return nil, fmt.Errorf("start offload mode: %w", err)

@@ -211,11 +211,36 @@ func (m *Manager) SetConfig(ls Lists) ([]string, error) {
 			}
 			return actions, fmt.Errorf("guard %s list: %w", l, err)
 		}
-		if added+removed > 0 {
-			actions = append(actions, fmt.Sprintf("guard %s list: %d added, %d removed (%d entries)", l, added, removed, len(ps)))
+		if act := listChange(l, old, m.conf[l], len(m.runtime[l]), added, removed); act != "" {
+			actions = append(actions, act)
 		}
 	}
 	return actions, nil
+}
+
+// listChange says what a reload did to one list: the config's part (what
+// the operator edited) and the datapath's whole list, whose run-time
+// entries a reload keeps. Empty when neither changed.
+func listChange(l datapath.GuardList, old, conf map[netip.Prefix]bool, runtime, added, removed int) string {
+	var cadd, cdel int
+	for p := range conf {
+		if !old[p] {
+			cadd++
+		}
+	}
+	for p := range old {
+		if !conf[p] {
+			cdel++
+		}
+	}
+	if cadd+cdel+added+removed == 0 {
+		return ""
+	}
+	s := fmt.Sprintf("guard %s list: config +%d -%d (now %d); datapath +%d -%d", l, cadd, cdel, len(conf), added, removed)
+	if runtime > 0 {
+		s += fmt.Sprintf(", %d run-time entries kept", runtime)
+	}
+	return s
 }
 
 // Add lists prefixes at run time. Already listed ones are no error.

@@ -107,8 +107,27 @@ func TestManager(t *testing.T) {
 	if want := []netip.Prefix{p("198.18.1.0/24"), p("198.19.0.0/16")}; !slices.Equal(dp.lists[datapath.GuardDeny], want) {
 		t.Errorf("deny after reload %v, want %v", dp.lists[datapath.GuardDeny], want)
 	}
-	if len(acts) != 2 {
-		t.Errorf("actions %q", acts)
+	if want := []string{"guard allow list: config +1 -0 (now 1); datapath +1 -0",
+		"guard deny list: config +1 -1 (now 1); datapath +1 -1, 1 run-time entries kept"}; !slices.Equal(acts, want) {
+		t.Errorf("actions %q, want %q", acts, want)
+	}
+	// The config drops a prefix a run-time entry also lists: the
+	// datapath keeps it, and the action says both.
+	if err := m.Add(datapath.GuardDeny, []netip.Prefix{p("198.18.1.0/24")}); err != nil {
+		t.Fatal(err)
+	}
+	acts, err = m.SetConfig(Lists{Allow: []netip.Prefix{p("198.18.1.1/32")}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{"guard deny list: config +0 -1 (now 0); datapath +0 -0, 2 run-time entries kept"}; !slices.Equal(acts, want) {
+		t.Errorf("actions %q, want %q", acts, want)
+	}
+	if err := m.Del(datapath.GuardDeny, []netip.Prefix{p("198.18.1.0/24")}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.SetConfig(Lists{Deny: []netip.Prefix{p("198.18.1.0/24")}, Allow: []netip.Prefix{p("198.18.1.1/32")}}); err != nil {
+		t.Fatal(err)
 	}
 	es, _ := m.Entries(datapath.GuardDeny)
 	if len(es) != 2 || es[0].Origin != OriginConfig || es[1].Origin != OriginRuntime || m.Count(datapath.GuardDeny) != 2 {
