@@ -641,6 +641,9 @@ func (rep *FloodReport) WriteTable(w io.Writer) error {
 		}
 		fmt.Fprintf(w, "\nper flood frame on the flood's CPU: generator alone %.0f ns, plain redirect %.0f ns, guard drop %.0f ns;\nthe router's share: redirect %.0f ns, guard drop %.0f ns: the drop costs %s the redirect\n",
 			c.GeneratorNs, c.RedirectNs, c.GuardDropNs, c.RedirectOwn, c.GuardDropOwn, verdict)
+		if rep.Queues < 2 {
+			fmt.Fprintln(w, "(one receive queue: with the guard on, the flood's CPU also carries the legitimate flows and loses frames in the shared ring; --flood-queues 2 prices the drop alone)")
+		}
 	} else {
 		fmt.Fprintln(w, "\nper flood frame: no comparison (a phase it needs failed or is void)")
 	}
