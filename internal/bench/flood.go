@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -10,6 +11,8 @@ import (
 	"net/netip"
 	"os"
 	"runtime"
+	"strconv"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -91,6 +94,10 @@ type FloodPhase struct {
 	GuardDropMpps float64 `json:"guard_drop_mpps,omitempty"`
 	// ConntrackGrowth: conntrack entries added in rtr during the window.
 	ConntrackGrowth int `json:"conntrack_growth"`
+	// DaemonCPU (fastpath's phases): the daemon's CPU time over the
+	// window, a share of one CPU. It runs on the flood generator's CPU,
+	// so the flood's rate carries it; the references run no daemon.
+	DaemonCPU float64 `json:"daemon_cpu_share,omitempty"`
 	// RouterNsPerRun: the router program's mean run time (BPF statistics)
 	// over every packet, legitimate and flood, in a quarter window after
 	// the rates' window (statistics slow every program down).
@@ -99,8 +106,12 @@ type FloodPhase struct {
 	// generator's loop moved to another CPU, taking its pacing (per CPU)
 	// and the receive queue its frames land on with it. The flood's
 	// counts and conntrack's growth still hold.
-	Void  string `json:"void,omitempty"`
-	Error string `json:"error,omitempty"`
+	Void string `json:"void,omitempty"`
+	// FloodVoid says why the flood's rate does not price the router: the
+	// flood generator's loop moved to another CPU. Only this one voids
+	// the drop's price (DropCost); Void, the legitimate share.
+	FloodVoid string `json:"flood_void,omitempty"`
+	Error     string `json:"error,omitempty"`
 }
 
 // FloodReport is the scenario's result.
@@ -226,9 +237,15 @@ func RunFlood(ctx context.Context, o FloodOptions) (_ *FloodReport, err error) {
 	}
 	for _, name := range []string{ConfigVeth, redirect} {
 		ph, err := r.floodReference(ctx, o, fl, name)
-		rep.Phases = append(rep.Phases, ph)
 		if err != nil {
-			return rep, err
+			// A reference only prices the drop: the guard's phases
+			// still run, unless the run itself is over.
+			ph.Error = err.Error()
+			o.Log.Warn("flood reference", "config", name, "err", err)
+		}
+		rep.Phases = append(rep.Phases, ph)
+		if ctx.Err() != nil {
+			return rep, ctx.Err()
 		}
 	}
 	for _, guard := range []bool{false, true} {
@@ -238,7 +255,9 @@ func RunFlood(ctx context.Context, o FloodOptions) (_ *FloodReport, err error) {
 			return rep, err
 		}
 	}
-	rep.DropCost = dropCost(rep.Phases, redirect)
+	if o.Queues >= 2 {
+		rep.DropCost = dropCost(rep.Phases, redirect)
+	}
 	rep.Load = loadAverage()
 	return rep, nil
 }
@@ -288,28 +307,40 @@ func (r *runner) floodReference(ctx context.Context, o FloodOptions, fl *loopGen
 		return ph, err
 	}
 	if off, all := offCPU(cpus0, cpus1, r.env.restCPU); off*100 > all {
-		ph.Void = fmt.Sprintf("the flood generator's loop left CPU %d (%d of %d frames elsewhere)", r.env.restCPU, off, all)
+		ph.FloodVoid = fmt.Sprintf("the flood generator's loop left CPU %d (%d of %d frames elsewhere)", r.env.restCPU, off, all)
 	}
 	ph.FloodMpps = round3(rate(sent1-sent0, t1.Sub(t0)))
 	ph.DeliveredMpps = round3(rate(got1-got0, t1.Sub(t0)))
-	fmt.Fprintf(o.Progress, "flood: reference %s: flood %.3f Mpps, %.3f Mpps past the router%s\n", name, ph.FloodMpps, ph.DeliveredMpps, voidNote(ph))
+	note := ""
+	if ph.FloodVoid != "" {
+		note = "; void: " + ph.FloodVoid
+	}
+	fmt.Fprintf(o.Progress, "flood: reference %s: flood %.3f Mpps, %.3f Mpps past the router%s\n", name, ph.FloodMpps, ph.DeliveredMpps, note)
 	return ph, run.halt()
 }
 
 // dropCost compares the guard's drop with the plain redirect from a run's
-// phases: nil without all three, or when one of them is void (its flood
-// rate then measures another CPU's share too).
+// phases (with a receive queue per generator: on a shared one the flood's
+// CPU carries the legitimate flows too). nil without all three, or when
+// in one of them the flood generator left its CPU (its rate then counts
+// another CPU's time) or the router handled under 98% of the flood (a
+// frame lost in a full ring costs the router nothing, and would make it
+// look cheaper).
 func dropCost(phases []FloodPhase, redirect string) *FloodDropCost {
 	ns := map[string]float64{}
 	for _, p := range phases {
-		if !p.Flood || p.Void != "" || p.Error != "" || p.FloodMpps <= 0 {
+		if !p.Flood || p.FloodVoid != "" || p.Error != "" || p.FloodMpps <= 0 {
 			continue
 		}
 		switch {
 		case p.Router == ConfigVeth, p.Router == redirect:
-			ns[p.Router] = 1000 / p.FloodMpps
+			if p.DeliveredMpps >= floodHandled*p.FloodMpps {
+				ns[p.Router] = 1000 / p.FloodMpps
+			}
 		case p.Guard == "on":
-			ns["guard"] = 1000 / p.FloodMpps
+			if p.GuardDropMpps >= floodHandled*p.FloodMpps {
+				ns["guard"] = 1000 / p.FloodMpps
+			}
 		}
 	}
 	gen, okG := ns[ConfigVeth]
@@ -321,6 +352,35 @@ func dropCost(phases []FloodPhase, redirect string) *FloodDropCost {
 	return &FloodDropCost{GeneratorNs: round1(gen), RedirectNs: round1(red), GuardDropNs: round1(drop),
 		RedirectOwn: round1(red - gen), GuardDropOwn: round1(drop - gen), Met: drop <= red}
 }
+
+// processCPU is the CPU time (user and system) process pid has used.
+func processCPU(pid int) (time.Duration, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, err
+	}
+	// The command name, in parentheses, may hold spaces: fields count
+	// from the last ')'. utime and stime are fields 14 and 15 of the
+	// whole line, in clock ticks (100 a second on Linux).
+	i := bytes.LastIndexByte(b, ')')
+	f := strings.Fields(string(b[i+1:]))
+	if i < 0 || len(f) < 13 {
+		return 0, fmt.Errorf("/proc/%d/stat: unexpected format", pid)
+	}
+	var ticks uint64
+	for _, v := range f[11:13] {
+		n, err := strconv.ParseUint(v, 10, 64)
+		if err != nil {
+			return 0, fmt.Errorf("/proc/%d/stat: %w", pid, err)
+		}
+		ticks += n
+	}
+	return time.Duration(ticks) * 10 * time.Millisecond, nil
+}
+
+// floodHandled: the share of the flood a phase's router must have handled
+// (delivered, or dropped by the guard) for its rate to price it.
+const floodHandled = 0.98
 
 func round1(v float64) float64 { return math.Round(v*10) / 10 }
 
@@ -396,8 +456,8 @@ func (r *runner) floodPhases(ctx context.Context, o FloodOptions, fl *loopGen, g
 	if alone.LegitMpps > 0 && with.Void == "" {
 		with.LegitShare = round3(with.LegitMpps / alone.LegitMpps)
 	}
-	fmt.Fprintf(o.Progress, "flood: guard %s, flood %.3f Mpps: legit %.3f Mpps (%.1f%%), conntrack +%d, router %.0f ns/run%s\n",
-		name, with.FloodMpps, with.LegitMpps, 100*with.LegitShare, with.ConntrackGrowth, with.RouterNsPerRun, voidNote(with))
+	fmt.Fprintf(o.Progress, "flood: guard %s, flood %.3f Mpps: legit %.3f Mpps (%.1f%%), conntrack +%d, router %.0f ns/run, daemon %.1f%% of a CPU%s\n",
+		name, with.FloodMpps, with.LegitMpps, 100*with.LegitShare, with.ConntrackGrowth, with.RouterNsPerRun, 100*with.DaemonCPU, voidNote(with))
 	return []FloodPhase{alone, with}, nil
 }
 
@@ -415,23 +475,27 @@ func (r *runner) floodWindow(ctx context.Context, a *active, run *running, d tim
 	// Each count with the time its call returned: under a flood the
 	// daemon answers late (seconds without the guard), and a rate over
 	// the window's ends instead would be off by that much. The daemon
-	// reads its maps just before it answers.
+	// reads its maps just before it answers. The local counts (the
+	// generators', the daemon's CPU time) are read inside the API calls'
+	// bracket: the daemon answers on the flood's CPU, and its answers
+	// must not count against the flood's rate.
 	type snap struct {
 		fwd, drops, sent, legit uint64
+		daemonCPU               time.Duration
 		ct                      int
 		atFwd, atDrops, atLocal time.Time
 	}
-	read := func() (s snap, err error) {
+	readAPI := func(s *snap) error {
 		c, err := a.d.counters(ctx, r.env.lab.RtrIn)
 		if err != nil {
-			return
+			return err
 		}
 		s.fwd, s.atFwd = c.fwd, time.Now()
 		cctx, cancel := a.d.callCtx(ctx)
 		defer cancel()
 		g, err := a.d.client.Guard(cctx, api.GuardQuery{})
 		if err != nil {
-			return
+			return err
 		}
 		s.atDrops = time.Now()
 		for _, i := range g.Interfaces {
@@ -441,17 +505,21 @@ func (r *runner) floodWindow(ctx context.Context, a *active, run *running, d tim
 				}
 			}
 		}
+		s.ct, err = conntrackCount(rtr)
+		return err
+	}
+	readLocal := func(s *snap) (err error) {
 		if fl != nil {
 			if s.sent, err = fl.sent(); err != nil {
-				return
+				return err
 			}
 		}
 		if s.legit, err = r.env.gen.sent(); err != nil {
-			return
+			return err
 		}
 		s.atLocal = time.Now()
-		s.ct, err = conntrackCount(rtr)
-		return
+		s.daemonCPU, err = processCPU(a.d.proc.PID())
+		return err
 	}
 	// Each loop generator must stay on its CPU: its pacing is per CPU,
 	// and the CPU picks the receive queue its frames land on.
@@ -483,15 +551,20 @@ func (r *runner) floodWindow(ctx context.Context, a *active, run *running, d tim
 	if err != nil {
 		return fail(err)
 	}
-	r0, err := read()
-	if err != nil {
+	var r0, r1 snap
+	if err := readAPI(&r0); err != nil {
+		return fail(err)
+	}
+	if err := readLocal(&r0); err != nil {
 		return fail(err)
 	}
 	if err := pause(ctx, run, d); err != nil {
 		return fail(err)
 	}
-	r1, err := read()
-	if err != nil {
+	if err := readLocal(&r1); err != nil {
+		return fail(err)
+	}
+	if err := readAPI(&r1); err != nil {
 		return fail(err)
 	}
 	cpus1, err := perCPU()
@@ -499,8 +572,16 @@ func (r *runner) floodWindow(ctx context.Context, a *active, run *running, d tim
 		return fail(err)
 	}
 	for i, g := range gens {
-		if off, all := offCPU(cpus0[i], cpus1[i], g.cpu); off*100 > all && ph.Void == "" {
-			ph.Void = fmt.Sprintf("the %s generator's loop left CPU %d (%d of %d frames elsewhere)", g.what, g.cpu, off, all)
+		off, all := offCPU(cpus0[i], cpus1[i], g.cpu)
+		if off*100 <= all {
+			continue
+		}
+		why := fmt.Sprintf("the %s generator's loop left CPU %d (%d of %d frames elsewhere)", g.what, g.cpu, off, all)
+		if ph.Void == "" {
+			ph.Void = why
+		}
+		if g.what == "flood" {
+			ph.FloodVoid = why
 		}
 	}
 	ph.LegitMpps = round3(rate(r1.fwd-r0.fwd, r1.atFwd.Sub(r0.atFwd)))
@@ -508,6 +589,9 @@ func (r *runner) floodWindow(ctx context.Context, a *active, run *running, d tim
 	ph.FloodMpps = round3(rate(r1.sent-r0.sent, r1.atLocal.Sub(r0.atLocal)))
 	ph.GuardDropMpps = round3(rate(r1.drops-r0.drops, r1.atDrops.Sub(r0.atDrops)))
 	ph.ConntrackGrowth = r1.ct - r0.ct
+	if w := r1.atLocal.Sub(r0.atLocal); w > 0 {
+		ph.DaemonCPU = round3(float64(r1.daemonCPU-r0.daemonCPU) / float64(w))
+	}
 	// The router program's run time over a window of its own after the
 	// rates': BPF statistics time every program's every run, the
 	// generators' too, which would slow the flood and bias the rates
@@ -609,12 +693,12 @@ func (rep *FloodReport) WriteTable(w io.Writer) error {
 			continue
 		}
 		if p.Guard == "" { // a reference phase: the flood alone
-			past := fmt.Sprintf("%.3f", p.DeliveredMpps)
-			if p.Void != "" {
-				past += "*"
-				voids = append(voids, fmt.Sprintf("* %s: %s", p.Router, p.Void))
+			flood := fmt.Sprintf("%.3f", p.FloodMpps)
+			if p.FloodVoid != "" {
+				flood += "*"
+				voids = append(voids, fmt.Sprintf("* %s: %s", p.Router, p.FloodVoid))
 			}
-			fmt.Fprintf(tw, "%s\t-\t%v\t-\t-\t-\t%.3f\t%s\t-\t-\t-\t\n", p.Router, p.Flood, p.FloodMpps, past)
+			fmt.Fprintf(tw, "%s\t-\t%v\t-\t-\t-\t%s\t%.3f\t-\t-\t-\t\n", p.Router, p.Flood, flood, p.DeliveredMpps)
 			continue
 		}
 		share, flood := "-", "-"
@@ -641,11 +725,10 @@ func (rep *FloodReport) WriteTable(w io.Writer) error {
 		}
 		fmt.Fprintf(w, "\nper flood frame on the flood's CPU: generator alone %.0f ns, plain redirect %.0f ns, guard drop %.0f ns;\nthe router's share: redirect %.0f ns, guard drop %.0f ns: the drop costs %s the redirect\n",
 			c.GeneratorNs, c.RedirectNs, c.GuardDropNs, c.RedirectOwn, c.GuardDropOwn, verdict)
-		if rep.Queues < 2 {
-			fmt.Fprintln(w, "(one receive queue: with the guard on, the flood's CPU also carries the legitimate flows and loses frames in the shared ring; --flood-queues 2 prices the drop alone)")
-		}
+	} else if rep.Queues < 2 {
+		fmt.Fprintln(w, "\nper flood frame: no comparison with one receive queue (the flood's CPU also carries the legitimate flows, and frames are lost in the shared ring); --flood-queues 2 prices the drop")
 	} else {
-		fmt.Fprintln(w, "\nper flood frame: no comparison (a phase it needs failed or is void)")
+		fmt.Fprintln(w, "\nper flood frame: no comparison (a phase it needs failed, is void, or lost over 2% of the flood before the router)")
 	}
 	_, err := fmt.Fprintf(w, "\nload average after: %.2f\n", rep.Load)
 	return err

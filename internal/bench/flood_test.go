@@ -3,6 +3,7 @@ package bench
 import (
 	"bytes"
 	"context"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -48,7 +49,7 @@ func TestOffCPU(t *testing.T) {
 func TestFloodTable(t *testing.T) {
 	rep := &FloodReport{Attach: "xdp", Flows: 1000, LegitPPS: 200000, Sources: 100000, NewFlows: 1000, Queues: 2, Phases: []FloodPhase{
 		{Router: ConfigVeth, Flood: true, FloodMpps: 2, DeliveredMpps: 1.999},
-		{Router: ConfigXDPRedirect, Flood: true, FloodMpps: 1.25, DeliveredMpps: 1.2, Void: "the flood generator's loop left CPU 1"},
+		{Router: ConfigXDPRedirect, Flood: true, FloodMpps: 1.25, DeliveredMpps: 1.2, FloodVoid: "the flood generator's loop left CPU 1"},
 		{Router: ConfigOffloadXDP, Guard: "off", LegitMpps: 0.2, LegitSentMpps: 0.2},
 		{Router: ConfigOffloadXDP, Guard: "off", Flood: true, LegitMpps: 0.02, LegitSentMpps: 0.2, LegitShare: 0.1, FloodMpps: 1, ConntrackGrowth: 9000},
 		{Router: ConfigOffloadXDP, Guard: "on", Flood: true, Error: "boom"},
@@ -60,7 +61,7 @@ func TestFloodTable(t *testing.T) {
 	}
 	for _, want := range []string{"10.0%", "9000", "error: boom", "2 receive queue(s)", "guard on: total new flows 1000/s",
 		"void*", "* offload-xdp, guard on, flood true: the legitimate generator's loop left CPU 1",
-		"1.999", "1.200*", "* xdp-redirect: the flood generator's loop left CPU 1", "per flood frame: no comparison"} {
+		"1.999", "1.250*", "* xdp-redirect: the flood generator's loop left CPU 1", "per flood frame: no comparison (a phase"} {
 		if !strings.Contains(b.String(), want) {
 			t.Errorf("table lacks %q:\n%s", want, b.String())
 		}
@@ -69,36 +70,62 @@ func TestFloodTable(t *testing.T) {
 
 func TestDropCost(t *testing.T) {
 	phases := []FloodPhase{
-		{Router: ConfigVeth, Flood: true, FloodMpps: 2},           // 500 ns
-		{Router: ConfigXDPRedirect, Flood: true, FloodMpps: 1.25}, // 800 ns
+		{Router: ConfigVeth, Flood: true, FloodMpps: 2, DeliveredMpps: 2},              // 500 ns
+		{Router: ConfigXDPRedirect, Flood: true, FloodMpps: 1.25, DeliveredMpps: 1.25}, // 800 ns
 		{Router: ConfigOffloadXDP, Guard: "off", Flood: true, FloodMpps: 0.5},
 		{Router: ConfigOffloadXDP, Guard: "on", LegitMpps: 0.2},
-		{Router: ConfigOffloadXDP, Guard: "on", Flood: true, FloodMpps: 1}, // 1000 ns
+		// 1000 ns; the legitimate generator moved: that voids their
+		// share, not the flood's rate
+		{Router: ConfigOffloadXDP, Guard: "on", Flood: true, FloodMpps: 1, GuardDropMpps: 0.99, Void: "the legitimate generator's loop left CPU 0"},
 	}
 	c := dropCost(phases, ConfigXDPRedirect)
 	want := FloodDropCost{GeneratorNs: 500, RedirectNs: 800, GuardDropNs: 1000, RedirectOwn: 300, GuardDropOwn: 500}
 	if c == nil || *c != want {
 		t.Fatalf("dropCost = %+v, want %+v", c, want)
 	}
-	phases[4].FloodMpps = 1.6 // 625 ns: less than the redirect's 800
+	phases[4].FloodMpps, phases[4].GuardDropMpps = 1.6, 1.6 // 625 ns: less than the redirect's 800
 	if c = dropCost(phases, ConfigXDPRedirect); c == nil || !c.Met || c.GuardDropOwn != 125 {
 		t.Errorf("dropCost with a cheaper drop = %+v", c)
 	}
+	// Frames lost before the guard (a full ring) cost it nothing: a
+	// phase that handled under 98% of the flood prices nothing.
+	phases[4].GuardDropMpps = 1.5
+	if c = dropCost(phases, ConfigXDPRedirect); c != nil {
+		t.Errorf("dropCost with 6%% of the flood lost before the guard = %+v", c)
+	}
+	phases[4].GuardDropMpps = 1.6
+	phases[1].DeliveredMpps = 1.2
+	if c = dropCost(phases, ConfigXDPRedirect); c != nil {
+		t.Errorf("dropCost with 4%% of the flood lost before the sink = %+v", c)
+	}
+	phases[1].DeliveredMpps = 1.25
+	phases[4].FloodVoid = "moved"
+	if c = dropCost(phases, ConfigXDPRedirect); c != nil {
+		t.Errorf("dropCost with the flood generator moved = %+v", c)
+	}
+	phases[4].FloodVoid = ""
 	if c = dropCost(phases, ConfigTCRedirect); c != nil {
 		t.Errorf("dropCost without the TC redirect's phase = %+v", c)
 	}
-	phases[1].Void = "moved"
+	phases[1].FloodVoid = "moved"
 	if c = dropCost(phases, ConfigXDPRedirect); c != nil {
 		t.Errorf("dropCost with a void redirect phase = %+v", c)
 	}
 	var b bytes.Buffer
-	rep := &FloodReport{Phases: phases, DropCost: &want}
+	rep := &FloodReport{Queues: 2, Phases: phases, DropCost: &want}
 	if err := rep.WriteTable(&b); err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(b.String(), "the router's share: redirect 300 ns, guard drop 500 ns: the drop costs more than the redirect") ||
-		!strings.Contains(b.String(), "one receive queue") {
+	if !strings.Contains(b.String(), "the router's share: redirect 300 ns, guard drop 500 ns: the drop costs more than the redirect") {
 		t.Errorf("table lacks the drop cost:\n%s", b.String())
+	}
+	b.Reset()
+	rep = &FloodReport{Queues: 1, Phases: phases}
+	if err := rep.WriteTable(&b); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(b.String(), "no comparison with one receive queue") {
+		t.Errorf("table with one queue lacks its reason:\n%s", b.String())
 	}
 }
 
@@ -174,5 +201,32 @@ func TestFloodPressure(t *testing.T) {
 	}
 	if nsutil.Exists("fp-" + name + "-rtr") {
 		t.Error("the lab outlived the run")
+	}
+}
+
+// TestProcessCPU: the test's own CPU time grows while it works, and a
+// process that does not exist is an error.
+func TestProcessCPU(t *testing.T) {
+	t0, err := processCPU(os.Getpid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	x := 0
+	for deadline := time.Now().Add(10 * time.Second); ; x++ {
+		if x%1_000_000 == 0 {
+			t1, err := processCPU(os.Getpid())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if t1 >= t0+20*time.Millisecond {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("CPU time %v -> %v after 10 s of work", t0, t1)
+			}
+		}
+	}
+	if _, err := processCPU(1 << 30); err == nil {
+		t.Error("a process that does not exist has a CPU time")
 	}
 }

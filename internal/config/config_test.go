@@ -197,6 +197,7 @@ func TestDurationYAML(t *testing.T) {
 		{"1.5", 0, `"1.5" has no unit; write e.g. "1.5s"`},
 		{"1e3", 0, `"1e3" has no unit; write e.g. "30s"`},
 		{"0", 0, `"0" has no unit; write e.g. "30s"`},
+		{"-5", 0, `"-5" has no unit; write e.g. "30s"`},
 		{"inf", 0, `"inf" is not a duration; write a number with a unit (ns, us, ms, s, m, h), e.g. "30s" or "1h30m"`},
 		{`""`, 0, `"" is not a duration; write a number with a unit (ns, us, ms, s, m, h), e.g. "30s" or "1h30m"`},
 		{"1d", 0, `"1d" is not a duration; write a number with a unit (ns, us, ms, s, m, h), e.g. "30s" or "1h30m"`},

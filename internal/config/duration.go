@@ -41,9 +41,10 @@ func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
 	}
 	if isNumber(n.Value) {
 		example := "30s"
-		// "30" -> "30s", not "1e3" -> "1e3s"; nor "0" -> "0s", which
-		// most fields refuse: the hint would lead to another error.
-		if v, err := time.ParseDuration(n.Value + "s"); err == nil && v != 0 {
+		// "30" -> "30s", not "1e3" -> "1e3s"; nor "0" -> "0s" or "-5"
+		// -> "-5s", which every field refuses: the hint would lead to
+		// another error.
+		if v, err := time.ParseDuration(n.Value + "s"); err == nil && v > 0 {
 			example = n.Value + "s"
 		}
 		return &valueError{msg: fmt.Sprintf("%q has no unit; write e.g. %q", n.Value, example)}

@@ -310,23 +310,27 @@ func checkPresent(want []config.Interface, links map[string]netlink.Link) error 
 	return errors.Join(missing...)
 }
 
-// checkAdded is checkPresent for the interfaces want has and running has
-// not (a reload's new ones); it reads the links only if there are some.
-func (r *reconciler) checkAdded(running, want []config.Interface) error {
+// checkAdded is checkPresent for what a reload newly asks to manage: the
+// interfaces want has and running has not, and those running has off and
+// want in another mode. It reads the links only if there are some. bad is
+// the config's fault (the reload's answer names it); err, reading the
+// links failed.
+func (r *reconciler) checkAdded(running, want []config.Interface) (bad, err error) {
 	var added []config.Interface
 	for _, c := range want {
-		if !slices.ContainsFunc(running, func(o config.Interface) bool { return o.Name == c.Name }) {
+		i := slices.IndexFunc(running, func(o config.Interface) bool { return o.Name == c.Name })
+		if i < 0 || running[i].Mode == config.ModeOff && c.Mode != config.ModeOff {
 			added = append(added, c)
 		}
 	}
 	if len(added) == 0 {
-		return nil
+		return nil, nil
 	}
 	links, err := r.links()
 	if err != nil {
-		return err
+		return nil, fmt.Errorf("list links: %w", err)
 	}
-	return checkPresent(added, links)
+	return checkPresent(added, links), nil
 }
 
 // reattach moves an attached interface to the hook its config asks for;

@@ -304,6 +304,24 @@ func TestLoopReloadAnswers(t *testing.T) {
 	if i := slices.IndexFunc(lf.r.ifaces, func(ic *iface) bool { return ic.cfg.Name == "r0" }); i < 0 || lf.r.ifaces[i].cfg.Mode != config.ModeRoute {
 		t.Errorf("the refused reload changed r0: %+v", lf.r.ifaces)
 	}
+	// So must one it turns on: an off interface that is not Ethernet
+	// may stay in the config, but not be managed.
+	lf.mu.Lock()
+	lf.fixture.links["wg0"] = &netlink.Dummy{LinkAttrs: netlink.LinkAttrs{Name: "wg0", Index: 9, MTU: 1420, EncapType: "none"}}
+	lf.mu.Unlock()
+	if err := os.WriteFile(lf.path, []byte("version: 1\ninterfaces:\n  - {name: r0, mode: route}\n  - {name: r1, mode: route, attach: tc}\n  - {name: wg0, mode: \"off\"}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := lf.l.reload(t.Context()); err != nil {
+		t.Fatalf("reload adding an off non-Ethernet interface: %v", err)
+	}
+	writeConfig(t, lf.path, "r0 offload auto", "r1 route tc", "wg0 route auto")
+	if res, err := lf.l.reload(t.Context()); !errors.As(err, &ce) || !strings.Contains(err.Error(), "interface wg0: not an ethernet device") || res != nil {
+		t.Errorf("reload turning on a non-Ethernet interface: %+v, %v; want a config error naming it", res, err)
+	}
+	if i := slices.IndexFunc(lf.r.ifaces, func(ic *iface) bool { return ic.cfg.Name == "r0" }); i < 0 || lf.r.ifaces[i].cfg.Mode != config.ModeRoute {
+		t.Errorf("the refused reload changed r0: %+v", lf.r.ifaces)
+	}
 
 	// The caller leaves while a converge holds the loop: its reload is
 	// never run.

@@ -67,11 +67,15 @@ func (rl *reloader) reload() (*api.ReloadResult, error) {
 	if err != nil {
 		return nil, err
 	}
-	// An interface the reload adds must exist and be Ethernet, as every
-	// interface must at start: a mistyped name would otherwise pass a
-	// reload and stop the next start.
-	if err := rl.r.checkAdded(rl.cfg.Interfaces, next.Interfaces); err != nil {
-		return nil, &api.ConfigError{Err: fmt.Errorf("%s: %w; nothing was changed", rl.path, err)}
+	// An interface the reload adds, or turns on, must exist and be
+	// Ethernet, as every interface must at start: a mistyped name would
+	// otherwise pass a reload and stop the next start.
+	bad, err := rl.r.checkAdded(rl.cfg.Interfaces, next.Interfaces)
+	if err != nil {
+		return nil, err
+	}
+	if bad != nil {
+		return nil, &api.ConfigError{Err: fmt.Errorf("%s: %w; nothing was changed", rl.path, bad)}
 	}
 	if usesOffload(next) && !usesOffload(rl.cfg) {
 		if err := rl.startOffload(); err != nil {
