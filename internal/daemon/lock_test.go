@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"strings"
 	"testing"
 
@@ -30,8 +29,7 @@ func TestLockNamesHolder(t *testing.T) {
 		return
 	}
 	name := testio.Netns(t, "fp-lock-")
-	holder := exec.Command("ip", "netns", "exec", name, os.Args[0], "-test.run", "^TestLockNamesHolder$", "-test.count", "1")
-	holder.Env = append(os.Environ(), "FP_LOCK_HOLDER=1")
+	holder := testio.SelfIn(t, name, "FP_LOCK_HOLDER=1")
 	stdin, err := holder.StdinPipe()
 	if err != nil {
 		t.Fatal(err)

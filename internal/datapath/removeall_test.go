@@ -2,7 +2,6 @@ package datapath
 
 import (
 	"os"
-	"os/exec"
 	"strings"
 	"testing"
 
@@ -25,8 +24,7 @@ func TestRemoveAllWithoutBPFFS(t *testing.T) {
 		return
 	}
 	name := testio.Netns(t, "fp-rmall-")
-	cmd := exec.Command("ip", "netns", "exec", name, os.Args[0], "-test.run", "^TestRemoveAllWithoutBPFFS$", "-test.count", "1", "-test.v")
-	cmd.Env = append(os.Environ(), "FP_REMOVEALL_CHILD=1")
+	cmd := testio.SelfIn(t, name, "FP_REMOVEALL_CHILD=1", "-test.v")
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		t.Fatalf("the test run by ip netns exec: %v\n%s", err, out)

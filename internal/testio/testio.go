@@ -1,5 +1,6 @@
 // Package testio holds helpers for tests: a buffer a running command
-// writes while the test reads it, a network namespace of the test's own.
+// writes while the test reads it, a network namespace of the test's own,
+// the test binary run again inside one.
 package testio
 
 import (
@@ -7,6 +8,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
+	"os/exec"
 	"sync"
 	"testing"
 
@@ -51,4 +53,15 @@ func Netns(t testing.TB, prefix string) string {
 		}
 	})
 	return name
+}
+
+// SelfIn returns a command that runs the calling test again, alone, in
+// network namespace ns by ip netns exec (which keeps the pid and mounts a
+// /sys of its own), with env (NAME=value) added: the test sees env and
+// plays the part to be played in there.
+func SelfIn(t testing.TB, ns, env string, args ...string) *exec.Cmd {
+	t.Helper()
+	cmd := exec.Command("ip", append([]string{"netns", "exec", ns, os.Args[0], "-test.run", "^" + t.Name() + "$", "-test.count", "1"}, args...)...)
+	cmd.Env = append(os.Environ(), env)
+	return cmd
 }
