@@ -48,12 +48,7 @@ func TestMinimalCapabilities(t *testing.T) {
 		t.Fatal(err)
 	}
 	bin := requireBinary(t)
-	dir := t.TempDir()
-	socket := filepath.Join(dir, "api.sock")
-	cfg, err := labd.WriteConfig(dir, socket, offloadIfaces(l, "xdp")...)
-	if err != nil {
-		t.Fatal(err)
-	}
+	cfg, socket := daemonConfig(t, offloadIfaces(l, "xdp")...)
 	// With full capabilities, whatever happened: nothing stays attached.
 	t.Cleanup(func() { detachAndCheck(t, bin, l.Rtr, l.RtrIn, l.RtrOut) })
 

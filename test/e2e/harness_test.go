@@ -102,13 +102,21 @@ type daemon struct {
 // (SIGTERM, then SIGKILL) and, if the test failed, its output logged.
 func startDaemon(t *testing.T, netns string, ifaces ...labd.Interface) *daemon {
 	t.Helper()
+	cfg, socket := daemonConfig(t, ifaces...)
+	return startDaemonWithConfig(t, netns, cfg, socket)
+}
+
+// daemonConfig writes a daemon config for ifaces, with an API socket of its
+// own, into a directory of the test's, and returns both paths.
+func daemonConfig(t *testing.T, ifaces ...labd.Interface) (cfg, socket string) {
+	t.Helper()
 	dir := t.TempDir()
-	socket := filepath.Join(dir, "api.sock")
+	socket = filepath.Join(dir, "api.sock")
 	cfg, err := labd.WriteConfig(dir, socket, ifaces...)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return startDaemonWithConfig(t, netns, cfg, socket)
+	return cfg, socket
 }
 
 // startDaemonWithConfig starts the daemon on an existing config file.

@@ -387,12 +387,7 @@ func TestInterfaceFlap(t *testing.T) {
 // its working directory shows the file's absolute path in its status.
 func TestStatusConfigPath(t *testing.T) {
 	l := newLab(t)
-	dir := t.TempDir()
-	socket := filepath.Join(dir, "api.sock")
-	cfg, err := labd.WriteConfig(dir, socket, routeIfaces(l, "tc")...)
-	if err != nil {
-		t.Fatal(err)
-	}
+	cfg, socket := daemonConfig(t, routeIfaces(l, "tc")...)
 	wd, err := os.Getwd()
 	if err != nil {
 		t.Fatal(err)

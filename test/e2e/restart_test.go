@@ -10,7 +10,6 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -36,13 +35,7 @@ func TestRestartWithoutLoss(t *testing.T) {
 				t.Fatal(err)
 			}
 			bin := requireBinary(t)
-			dir := t.TempDir()
-			socket := filepath.Join(dir, "api.sock")
-			ifaces := []labd.Interface{{Name: l.RtrIn, Mode: "offload", Attach: attach}, {Name: l.RtrOut, Mode: "offload", Attach: attach}}
-			cfg, err := labd.WriteConfig(dir, socket, ifaces...)
-			if err != nil {
-				t.Fatal(err)
-			}
+			cfg, socket := daemonConfig(t, labd.Interface{Name: l.RtrIn, Mode: "offload", Attach: attach}, labd.Interface{Name: l.RtrOut, Mode: "offload", Attach: attach})
 			t.Cleanup(func() { detachAndCheck(t, bin, l.Rtr, l.RtrIn, l.RtrOut) })
 
 			d := startKept(t, l.Rtr, bin, cfg, socket)
