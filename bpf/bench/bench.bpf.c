@@ -14,8 +14,9 @@
  *               device (one frame out per pass). A few frames injected with
  *               a packet socket start it; a stop flag, a frame limit or a
  *               deadline ends it.
- *   bench_sink  counts IPv4 UDP frames and drops them (or, while flows are
- *               being established, sends them back); the rest passes.
+ *   bench_sink  counts UDP frames (IPv4 and IPv6) and drops them (or,
+ *               while flows are being established, sends them back); the
+ *               rest passes.
  *   bench_fwd   the plain XDP redirect r0 -> r1, no parsing, no routing: the
  *               upper bound for any XDP router on this path.
  *   bench_tc_fwd the plain TC redirect, one copy on each router interface:
@@ -37,13 +38,14 @@
 
 char __license[] SEC("license") = "Dual BSD/GPL";
 
-#define BENCH_HDR_LEN 42 /* Ethernet + IPv4 (no options) + UDP */
+#define BENCH_HDR4_LEN 42 /* Ethernet + IPv4 (no options) + UDP */
+#define BENCH_HDR6_LEN 62 /* Ethernet + IPv6 (no extension headers) + UDP */
 
 /* What the generator writes into every frame. Flow i (0 <= i < flows) has
  * source port sport_base + i % sport_span and destination port
  * dport_base + i / sport_span; everything else comes from hdr. */
 struct bench_gen_cfg {
-	__u8 hdr[BENCH_HDR_LEN];
+	__u8 hdr[BENCH_HDR6_LEN]; /* IPv4 frames use the first BENCH_HDR4_LEN bytes */
 	__u16 sport_base; /* host order */
 	__u16 dport_base;
 	/* 0: UDP checksum 0 ("none"). Else frames carry a UDP checksum: this
@@ -56,6 +58,12 @@ struct bench_gen_cfg {
 	/* > 1: flow i comes from one of saddr_span IPv4 sources from hdr's
 	 * on, spread by a multiplicative hash (the flood of spoofed sources) */
 	__u32 saddr_span;
+	/* IPv6 frames, > 1: flow i goes to destination i % daddr_span,
+	 * written into bytes 2..5 of hdr's destination (which are 0 there):
+	 * one address in each route of a large FIB */
+	__u32 daddr_span;
+	__u8 ipv6; /* hdr is Ethernet + IPv6 + UDP */
+	__u8 pad[3];
 };
 
 /* The loop generator's bounds: it emits frames while seq < limit and
@@ -162,37 +170,56 @@ static __always_inline int bench_stamp(struct xdp_md *ctx, __u64 *seq)
 	void *data_end = (void *)(long)ctx->data_end;
 	struct bench_gen_cfg *cfg;
 	struct udphdr *uh;
-	__u32 zero = 0, i;
+	__u32 zero = 0, i, sum;
 	__u16 sport, dport;
 
 	cfg = bpf_map_lookup_elem(&bench_cfg, &zero);
 	if (!cfg || !cfg->flows || !cfg->sport_span)
 		return 0;
-	if (data + BENCH_HDR_LEN > data_end)
-		return 0;
 	/* A frame of another size is one of the last cell's, still circling
 	 * when the generator was configured anew: stamped with this cell's
-	 * IP length it would be malformed. Dropped, the loop is seeded anew. */
-	if (data_end - data != sizeof(struct ethhdr) + bpf_ntohs(*(__be16 *)&cfg->hdr[sizeof(struct ethhdr) + 2]))
-		return 0;
-	/* Pages come back recycled with whatever the router wrote into them
+	 * IP length it would be malformed. Dropped, the loop is seeded anew.
+	 * Pages come back recycled with whatever the router wrote into them
 	 * (MACs, TTL, NAT addresses and ports): write the whole header. */
-	__builtin_memcpy(data, cfg->hdr, BENCH_HDR_LEN);
+	if (cfg->ipv6) {
+		if (data + BENCH_HDR6_LEN > data_end ||
+		    data_end - data != sizeof(struct ethhdr) + sizeof(struct ipv6hdr) +
+					   bpf_ntohs(*(__be16 *)&cfg->hdr[sizeof(struct ethhdr) + 4]))
+			return 0;
+		__builtin_memcpy(data, cfg->hdr, BENCH_HDR6_LEN);
+		uh = data + sizeof(struct ethhdr) + sizeof(struct ipv6hdr);
+	} else {
+		if (data + BENCH_HDR4_LEN > data_end ||
+		    data_end - data != sizeof(struct ethhdr) + bpf_ntohs(*(__be16 *)&cfg->hdr[sizeof(struct ethhdr) + 2]))
+			return 0;
+		__builtin_memcpy(data, cfg->hdr, BENCH_HDR4_LEN);
+		uh = data + sizeof(struct ethhdr) + sizeof(struct iphdr);
+	}
+	if ((void *)(uh + 1) > data_end)
+		return 0;
 	i = *seq % cfg->flows;
 	*seq += 1;
-	uh = data + sizeof(struct ethhdr) + sizeof(struct iphdr);
 	sport = cfg->sport_base + i % cfg->sport_span;
 	dport = cfg->dport_base + i / cfg->sport_span;
 	uh->source = bpf_htons(sport);
 	uh->dest = bpf_htons(dport);
-	if (cfg->udp_sum) {
-		__u32 sum = (__u32)cfg->udp_sum + sport + dport;
+	sum = (__u32)cfg->udp_sum + sport + dport;
+	if (cfg->ipv6 && cfg->daddr_span > 1) {
+		struct ipv6hdr *ip6 = data + sizeof(struct ethhdr);
+		__u32 j = i % cfg->daddr_span;
 
+		if ((void *)(ip6 + 1) > data_end)
+			return 0; /* proven above: for the verifier, which reads cfg->ipv6 anew */
+		ip6->daddr.in6_u.u6_addr16[1] = bpf_htons(j >> 16);
+		ip6->daddr.in6_u.u6_addr16[2] = bpf_htons(j & 0xffff);
+		sum += (j >> 16) + (j & 0xffff);
+	}
+	if (cfg->udp_sum) {
 		sum = (sum & 0xffff) + (sum >> 16);
 		sum = (sum & 0xffff) + (sum >> 16);
 		uh->check = bpf_htons((__u16)~sum);
 	}
-	if (cfg->saddr_span > 1) {
+	if (!cfg->ipv6 && cfg->saddr_span > 1) {
 		struct iphdr *iph = data + sizeof(struct ethhdr);
 		__be32 old = iph->saddr;
 		__be32 new = bpf_htonl(bpf_ntohl(old) + (i * 2654435761u) % cfg->saddr_span);
@@ -253,16 +280,27 @@ int bench_sink(struct xdp_md *ctx)
 	void *data_end = (void *)(long)ctx->data_end;
 	struct ethhdr *eth = data;
 	struct bench_count *c;
-	struct iphdr *iph;
+	struct iphdr *iph = NULL;
+	struct ipv6hdr *ip6 = NULL;
 	struct udphdr *uh;
 	__u32 zero = 0, *mode;
 	__u16 *pass;
 
-	iph = (void *)(eth + 1);
-	if ((void *)(iph + 1) > data_end || eth->h_proto != bpf_htons(ETH_P_IP) ||
-	    iph->ihl != 5 || iph->protocol != IPPROTO_UDP)
+	if ((void *)(eth + 1) > data_end)
+		return XDP_PASS;
+	if (eth->h_proto == bpf_htons(ETH_P_IP)) {
+		iph = (void *)(eth + 1);
+		if ((void *)(iph + 1) > data_end || iph->ihl != 5 || iph->protocol != IPPROTO_UDP)
+			return XDP_PASS;
+		uh = (void *)(iph + 1);
+	} else if (eth->h_proto == bpf_htons(ETH_P_IPV6)) {
+		ip6 = (void *)(eth + 1);
+		if ((void *)(ip6 + 1) > data_end || ip6->nexthdr != IPPROTO_UDP)
+			return XDP_PASS;
+		uh = (void *)(ip6 + 1);
+	} else {
 		return XDP_PASS; /* ARP and the rest: the stack's business */
-	uh = (void *)(iph + 1);
+	}
 	if ((void *)(uh + 1) > data_end)
 		return XDP_PASS;
 	pass = bpf_map_lookup_elem(&bench_pass, &zero);
@@ -277,21 +315,31 @@ int bench_sink(struct xdp_md *ctx)
 	if (!mode || *mode != BENCH_SINK_REFLECT)
 		return XDP_DROP;
 
-	/* Swapping addresses and ports keeps both checksums; the TTL does not. */
+	/* Swapping addresses and ports keeps both checksums; the TTL does not
+	 * (IPv4's header checksum covers it). */
 	__u8 mac[ETH_ALEN];
-	__be32 addr = iph->saddr;
 	__be16 port = uh->source;
-	__u16 old = *(__u16 *)&iph->ttl;
 
 	__builtin_memcpy(mac, eth->h_source, ETH_ALEN);
 	__builtin_memcpy(eth->h_source, eth->h_dest, ETH_ALEN);
 	__builtin_memcpy(eth->h_dest, mac, ETH_ALEN);
-	iph->saddr = iph->daddr;
-	iph->daddr = addr;
 	uh->source = uh->dest;
 	uh->dest = port;
-	iph->ttl = 64;
-	iph->check = bench_csum_replace(iph->check, old, *(__u16 *)&iph->ttl);
+	if (iph) {
+		__be32 addr = iph->saddr;
+		__u16 old = *(__u16 *)&iph->ttl;
+
+		iph->saddr = iph->daddr;
+		iph->daddr = addr;
+		iph->ttl = 64;
+		iph->check = bench_csum_replace(iph->check, old, *(__u16 *)&iph->ttl);
+	} else if (ip6) {
+		struct in6_addr addr = ip6->saddr;
+
+		ip6->saddr = ip6->daddr;
+		ip6->daddr = addr;
+		ip6->hop_limit = 64;
+	}
 	/* Back out of the same device through the devmap, not XDP_TX: a veth
 	 * flushes XDP_TX frames to its peer without waking the peer's NAPI
 	 * unless the peer has an XDP program, and rtr's r1 may have none (GRO

@@ -115,9 +115,10 @@ func (o *Options) defaults() error {
 		}
 	}
 	if len(o.Configs) == 0 {
-		// All of them; extern where its commands are given.
+		// All of them but those measured only when named; extern where
+		// its commands are given.
 		for _, name := range ConfigNames() {
-			if name != ConfigExtern || o.Extern.Up != "" {
+			if c, _ := configByName(name); !c.named && (name != ConfigExtern || o.Extern.Up != "") {
 				o.Configs = append(o.Configs, name)
 			}
 		}

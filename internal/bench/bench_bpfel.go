@@ -21,13 +21,16 @@ type benchBenchCount struct {
 
 type benchBenchGenCfg struct {
 	_         structs.HostLayout
-	Hdr       [42]uint8
+	Hdr       [62]uint8
 	SportBase uint16
 	DportBase uint16
 	UdpSum    uint16
 	Flows     uint32
 	SportSpan uint32
 	SaddrSpan uint32
+	DaddrSpan uint32
+	Ipv6      uint8
+	Pad       [3]uint8
 }
 
 type benchBenchLoopCtl struct {

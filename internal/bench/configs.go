@@ -27,10 +27,16 @@ const (
 	ConfigKernelMasq  = "kernel-masq"
 	ConfigRouteXDP    = "route-xdp"
 	ConfigRouteTC     = "route-tc"
-	ConfigExtern      = "extern"
-	ConfigOffloadXDP  = "offload-xdp"
-	ConfigOffloadTC   = "offload-tc"
-	ConfigOffloadAuto = "offload-auto"
+	// IPv6 frames through a FIB of 10 and of a million routes, flow i to
+	// route i % routes (the IPv4 range the bench may use holds no million
+	// routes). Measured only when named: installing a million routes
+	// takes a while.
+	ConfigRouteXDP6    = "route-xdp6"
+	ConfigRouteXDP6Big = "route-xdp6-1m"
+	ConfigExtern       = "extern"
+	ConfigOffloadXDP   = "offload-xdp"
+	ConfigOffloadTC    = "offload-tc"
+	ConfigOffloadAuto  = "offload-auto"
 	// Measured only with Options.Checks, each right after its config:
 	// the same with the datapath's checksum verification off.
 	ConfigOffloadXDPNoCsum = "offload-xdp-nocsum"
@@ -71,6 +77,13 @@ type config struct {
 	// Options.Checks, right after the config named checksOf.
 	noChecksum bool
 	checksOf   string
+	// ipv6: the generated frames are IPv6; routes > 0: that many routes
+	// are added to rtr's FIB and the flows' destinations spread over
+	// them (fibRoute).
+	ipv6   bool
+	routes int
+	// named: part of a run only when named in Options.Configs.
+	named bool
 }
 
 var configs = []config{
@@ -81,6 +94,10 @@ var configs = []config{
 	{name: ConfigKernelMasq, label: "kernel + conntrack + masquerade", short: "kernel+masq", conntrack: true, masq: true},
 	{name: ConfigRouteXDP, label: "fastpath route (XDP)", short: "fp route XDP", mode: "route", attach: "xdp"},
 	{name: ConfigRouteTC, label: "fastpath route (TC)", short: "fp route TC", mode: "route", attach: "tc"},
+	{name: ConfigRouteXDP6, label: "fastpath route (XDP), IPv6, 10 routes", short: "fp route XDP v6", mode: "route", attach: "xdp",
+		ipv6: true, routes: 10, named: true},
+	{name: ConfigRouteXDP6Big, label: "fastpath route (XDP), IPv6, 1M routes", short: "fp route XDP v6 1M", mode: "route", attach: "xdp",
+		ipv6: true, routes: 1_000_000, named: true},
 	{name: ConfigExtern, label: externLabel, short: "extern", extern: true},
 	{name: ConfigOffloadXDP, label: "fastpath offload + masq (XDP)", short: "fp offload XDP", conntrack: true, masq: true, mode: "offload", attach: "xdp"},
 	{name: ConfigOffloadXDPNoCsum, label: "fastpath offload + masq (XDP), no checksum check", short: "fp offload XDP nocsum", conntrack: true, masq: true, mode: "offload", attach: "xdp",
@@ -217,6 +234,15 @@ func (r *runner) setup(ctx context.Context, cfg config) (_ *active, err error) {
 		a.undo = append(a.undo, func() error {
 			return e.run(context.Background(), e.lab.Rtr, "", "sysctl", "-qw", "net.netfilter.nf_conntrack_checksum=1")
 		})
+	}
+	if cfg.routes > 0 {
+		// Before the daemon starts, which then reads them all once.
+		r.prog.show(cfg.name, 0, 0, fmt.Sprintf("adding %d routes", cfg.routes))
+		err := e.fibRoutes(ctx, cfg.routes, true)
+		a.undo = append(a.undo, func() error { return e.fibRoutes(context.Background(), cfg.routes, false) })
+		if err != nil {
+			return nil, err
+		}
 	}
 	if cfg.masq {
 		if err := e.run(ctx, e.lab.Rtr, masqRuleset, "nft", "-f", "-"); err != nil {

@@ -7,12 +7,15 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
 
 	"github.com/ti-mo/conntrack"
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
 
 	"github.com/fastpath-router/fastpath/internal/lab"
 	"github.com/fastpath-router/fastpath/internal/nsutil"
@@ -101,6 +104,8 @@ func (e *env) setup(ctx context.Context, genKind string) error {
 		// measurement (each one makes every cached flow redo its FIB lookup).
 		{"ip", "neigh", "replace", l.GenAddr4.String(), "lladdr", e.g0.String(), "dev", l.RtrIn, "nud", "permanent"},
 		{"ip", "neigh", "replace", l.SinkAddr4.String(), "lladdr", e.s0.String(), "dev", l.RtrOut, "nud", "permanent"},
+		{"ip", "neigh", "replace", l.GenAddr6.String(), "lladdr", e.g0.String(), "dev", l.RtrIn, "nud", "permanent"},
+		{"ip", "neigh", "replace", l.SinkAddr6.String(), "lladdr", e.s0.String(), "dev", l.RtrOut, "nud", "permanent"},
 	}
 	if e.split {
 		// r0's receive processing (and everything it triggers: routing,
@@ -156,6 +161,64 @@ func (e *env) frames(size int) frameSpec {
 	return frameSpec{size: size, dst: e.r0, src: e.g0, from: e.lab.GenAddr4, to: e.lab.SinkAddr4, udpChecksum: e.udpChecksum}
 }
 
+// framesOf describes the generator's frames of the given size for cfg:
+// IPv4 gen to sink, or IPv6, to the sink or through cfg's FIB routes.
+func (e *env) framesOf(cfg config, size int) frameSpec {
+	f := e.frames(size)
+	if cfg.ipv6 {
+		f.from, f.to = e.lab.GenAddr6, e.lab.SinkAddr6
+		if cfg.routes > 0 {
+			f.to, f.dsts = fibDst, cfg.routes
+		}
+	}
+	return f
+}
+
+// The routes a configuration adds to rtr's FIB: route k is
+// fd01:kkkk:kkkk::/48 (k in bytes 2..5) via the sink, and the generator's
+// flow i goes to address ::5 in route i % routes (frameSpec.dsts): one
+// flow, one destination; a million flows, every route.
+var fibDst = netip.MustParseAddr("fd01::5")
+
+func fibRoute(k int) *net.IPNet {
+	ip := make(net.IP, net.IPv6len)
+	ip[0], ip[1] = 0xfd, 0x01
+	binary.BigEndian.PutUint32(ip[2:], uint32(k))
+	return &net.IPNet{IP: ip, Mask: net.CIDRMask(48, 128)}
+}
+
+// fibRoutes adds routes 0..n-1 to rtr's FIB, or (add false) removes those
+// that are there.
+func (e *env) fibRoutes(ctx context.Context, n int, add bool) error {
+	return nsutil.Do(e.lab.Rtr, func() error {
+		h, err := netlink.NewHandle(unix.NETLINK_ROUTE)
+		if err != nil {
+			return err
+		}
+		defer h.Close()
+		out, err := h.LinkByName(e.lab.RtrOut)
+		if err != nil {
+			return fmt.Errorf("look up %s in %s: %w", e.lab.RtrOut, e.lab.Rtr, err)
+		}
+		gw := net.IP(e.lab.SinkAddr6.AsSlice())
+		for k := range n {
+			if k%4096 == 0 && ctx.Err() != nil {
+				return ctx.Err()
+			}
+			rt := &netlink.Route{LinkIndex: out.Attrs().Index, Dst: fibRoute(k), Gw: gw}
+			if add {
+				err = h.RouteAdd(rt)
+			} else if err = h.RouteDel(rt); errors.Is(err, unix.ESRCH) || errors.Is(err, unix.ENOENT) {
+				err = nil
+			}
+			if err != nil {
+				return fmt.Errorf("route %s in %s: %w", rt.Dst, e.lab.Rtr, err)
+			}
+		}
+		return nil
+	})
+}
+
 // dropCounters takes the counters off g0 and s0 (bulk TCP runs without
 // them).
 func (e *env) dropCounters() {
@@ -169,11 +232,12 @@ func (e *env) dropCounters() {
 
 // sendFlows sends one frame of each of flows lo..lo+n-1 from g0.
 func (e *env) sendFlows(lo, n int) error {
-	frame, err := e.frames(MinFrame).frame()
+	f := e.frames(MinFrame)
+	frame, err := f.frame()
 	if err != nil {
 		return err
 	}
-	udp := frame[ethLen+ipLen:]
+	udp := frame[f.udpOff():]
 	for i := lo; i < lo+n; i++ {
 		sport, dport := flowTuple(i)
 		binary.BigEndian.PutUint16(udp[0:], sport)

@@ -17,14 +17,19 @@ import (
 )
 
 func TestExternOptions(t *testing.T) {
-	// Without --extern-up, all configurations but extern; with it, extern
-	// too, under its label.
+	// Without --extern-up, all configurations but extern and those run
+	// only when named (the FIB's); with it, extern too, under its label.
 	var all Options
 	if err := all.defaults(); err != nil {
 		t.Fatal(err)
 	}
-	if slices.Contains(all.Configs, ConfigExtern) || len(all.Configs) != len(ConfigNames())-1 {
+	if slices.Contains(all.Configs, ConfigExtern) || slices.Contains(all.Configs, ConfigRouteXDP6Big) ||
+		slices.Contains(all.Configs, ConfigRouteXDP6) || len(all.Configs) != len(ConfigNames())-3 {
 		t.Errorf("default configurations without --extern-up: %v", all.Configs)
+	}
+	named := Options{Configs: []string{ConfigRouteXDP6Big, ConfigRouteXDP6}}
+	if err := named.defaults(); err != nil || !slices.Equal(named.Configs, []string{ConfigRouteXDP6, ConfigRouteXDP6Big}) {
+		t.Errorf("named FIB configurations: %v, %v", named.Configs, err)
 	}
 	with := Options{Extern: Extern{Up: "xdp-forward load $IN $OUT", Down: "xdp-forward unload $IN $OUT", Label: "xdp-forward"}}
 	if err := with.defaults(); err != nil {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -659,6 +660,9 @@ func offCPU(before, after []uint64, cpu int) (off, all uint64) {
 // flow, from one of sources addresses from f.from on, to a port the
 // legitimate flows do not use.
 func (m *stampMaps) configureFlood(f frameSpec, sources int) error {
+	if f.ipv6() {
+		return errors.New("the flood's frames are IPv4 (its sources spread over IPv4 addresses)")
+	}
 	h, err := f.header()
 	if err != nil {
 		return err

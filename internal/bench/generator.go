@@ -63,7 +63,11 @@ func (m *stampMaps) configure(f frameSpec, flows int) error {
 	if err != nil {
 		return err
 	}
-	cfg := benchBenchGenCfg{Hdr: h, SportBase: sportBase, DportBase: dportBase, UdpSum: f.udpSum(), Flows: uint32(flows), SportSpan: sportSpan}
+	cfg := benchBenchGenCfg{Hdr: h, SportBase: sportBase, DportBase: dportBase, UdpSum: f.udpSum(), Flows: uint32(flows), SportSpan: sportSpan,
+		DaddrSpan: uint32(f.dsts)}
+	if f.ipv6() {
+		cfg.Ipv6 = 1
+	}
 	if err := m.Cfg.Update(uint32(0), cfg, ebpf.UpdateAny); err != nil {
 		return fmt.Errorf("configure generator: %w", err)
 	}

@@ -73,7 +73,7 @@ func latencyEstimate(quick bool) time.Duration {
 // redirect sends frames on unchanged (the sink's stack drops them, they
 // still carry r0's MAC) and veth-direct has no router.
 func latencyConfig(cfg config) bool {
-	return !cfg.veth && !cfg.redirect && !cfg.tcRedirect && !cfg.noChecksum
+	return !cfg.veth && !cfg.redirect && !cfg.tcRedirect && !cfg.noChecksum && !cfg.ipv6
 }
 
 // latency measures cfg's round trips; the flood rate comes from its cell at

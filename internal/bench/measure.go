@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"strconv"
 	"time"
 
 	"github.com/cilium/ebpf"
@@ -21,6 +22,12 @@ import (
 func (r *runner) establish(ctx context.Context, n int) (*Establish, error) {
 	e := r.env
 	start := time.Now()
+	// Past the table's size the rounds would fail one by one, for minutes.
+	if v, err := sysctlRead(e.lab.Rtr, "net.netfilter.nf_conntrack_max"); err == nil {
+		if limit, err := strconv.Atoi(v); err == nil && limit > 0 && n > limit {
+			return nil, fmt.Errorf("%d flows do not fit in conntrack here: net.netfilter.nf_conntrack_max is %d, which only the host's namespace can raise", n, limit)
+		}
+	}
 	if err := e.sink.reflect(true); err != nil {
 		return nil, err
 	}
@@ -134,7 +141,7 @@ const autoSettle = 2500 * time.Millisecond
 
 func (r *runner) measure(ctx context.Context, a *active, c *Cell) {
 	e, o := r.env, r.opts
-	if err := e.gen.configure(e.frames(c.FrameSize), c.Flows); err != nil {
+	if err := e.gen.configure(e.framesOf(a.cfg, c.FrameSize), c.Flows); err != nil {
 		c.Error = err.Error()
 		return
 	}

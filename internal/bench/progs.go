@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"math"
 	"net"
 	"net/netip"
 
@@ -14,12 +15,15 @@ import (
 	"github.com/fastpath-router/fastpath/internal/nsutil"
 )
 
-// Header sizes of the generated frames: Ethernet, IPv4 without options, UDP.
+// Header sizes of the generated frames: Ethernet, IPv4 without options or
+// IPv6 without extension headers, UDP.
 const (
-	ethLen = 14
-	ipLen  = 20
-	udpLen = 8
-	hdrLen = ethLen + ipLen + udpLen
+	ethLen  = 14
+	ipLen   = 20
+	ip6Len  = 40
+	udpLen  = 8
+	hdrLen  = ethLen + ipLen + udpLen
+	hdr6Len = ethLen + ip6Len + udpLen
 )
 
 // The port plan of the generated flows: flow i has source port
@@ -49,7 +53,8 @@ func flowTuple(i int) (sport, dport uint16) {
 	return uint16(sportBase + i%sportSpan), uint16(dportBase + i/sportSpan)
 }
 
-// frameSpec describes the generated frames.
+// frameSpec describes the generated frames: IPv4, or IPv6 when from and
+// to are.
 type frameSpec struct {
 	size     int
 	dst, src net.HardwareAddr
@@ -57,41 +62,78 @@ type frameSpec struct {
 	// udpChecksum: the generator fills in each frame's UDP checksum from
 	// udpSum; else it is 0 ("none").
 	udpChecksum bool
+	// dsts > 1 (IPv6 only): flow i goes to destination i % dsts, to
+	// with bytes 2..5 set to that number (to's must be 0).
+	dsts int
 }
 
-// udpSum is what the generator adds a frame's ports to for its UDP
-// checksum: the one's complement sum, folded, of the pseudo header, the
-// UDP header with ports and checksum 0, and the (zero) payload; 0 when
-// frames carry none.
+func (f frameSpec) ipv6() bool { return f.from.Is6() }
+
+// udpOff is the offset of the UDP header in the frame.
+func (f frameSpec) udpOff() int {
+	if f.ipv6() {
+		return ethLen + ip6Len
+	}
+	return ethLen + ipLen
+}
+
+// udpSum is what the generator adds a frame's ports (and destination
+// index) to for its UDP checksum: the one's complement sum, folded, of the
+// pseudo header, the UDP header with ports and checksum 0, and the (zero)
+// payload; 0 when frames carry none.
 func (f frameSpec) udpSum() uint16 {
 	if !f.udpChecksum {
 		return 0
 	}
-	from, to := f.from.As4(), f.to.As4()
-	n := uint32(f.size - ethLen - ipLen)
-	sum := uint32(binary.BigEndian.Uint16(from[:2])) + uint32(binary.BigEndian.Uint16(from[2:])) +
-		uint32(binary.BigEndian.Uint16(to[:2])) + uint32(binary.BigEndian.Uint16(to[2:])) +
-		unix.IPPROTO_UDP + n + n // pseudo header (its length) and the header's length field
+	n := uint32(f.size - f.udpOff())
+	sum := unix.IPPROTO_UDP + n + n // pseudo header (its length) and the header's length field
+	for _, a := range []netip.Addr{f.from, f.to} {
+		b := a.AsSlice()
+		for i := 0; i+1 < len(b); i += 2 {
+			sum += uint32(binary.BigEndian.Uint16(b[i:]))
+		}
+	}
 	for sum > 0xffff {
 		sum = sum&0xffff + sum>>16
 	}
 	return uint16(sum)
 }
 
-// header returns the Ethernet + IPv4 + UDP header the generator writes into
-// every frame, ports left zero (the program writes them per flow). The IPv4
-// checksum does not cover the ports, and the UDP checksum is 0 ("none"):
-// the program fills it in when the frames carry one.
-func (f frameSpec) header() ([hdrLen]byte, error) {
-	var h [hdrLen]byte
+// header returns the Ethernet + IP + UDP header the generator writes into
+// every frame (IPv4: the first hdrLen bytes), ports left zero (the program
+// writes them per flow). The IPv4 checksum does not cover the ports, and
+// the UDP checksum is 0 ("none"): the program fills it in when the frames
+// carry one.
+func (f frameSpec) header() ([hdr6Len]byte, error) {
+	var h [hdr6Len]byte
 	if f.size < MinFrame || f.size > MaxFrame {
 		return h, fmt.Errorf("frame size %d outside %d..%d", f.size, MinFrame, MaxFrame)
 	}
-	if len(f.dst) != 6 || len(f.src) != 6 || !f.from.Is4() || !f.to.Is4() {
-		return h, fmt.Errorf("frame needs Ethernet and IPv4 addresses (got %s %s %s %s)", f.dst, f.src, f.from, f.to)
+	if len(f.dst) != 6 || len(f.src) != 6 || !f.from.IsValid() || f.from.Is4() != f.to.Is4() || f.from.Is4In6() || f.to.Is4In6() {
+		return h, fmt.Errorf("frame needs Ethernet addresses and two IP addresses of one family (got %s %s %s %s)", f.dst, f.src, f.from, f.to)
+	}
+	if f.dsts > 1 {
+		to := f.to.As16()
+		if !f.ipv6() || f.dsts > math.MaxUint32 || to[2]|to[3]|to[4]|to[5] != 0 {
+			return h, fmt.Errorf("frames cycling through %d destinations need an IPv6 destination with bytes 2..5 zero (got %s)", f.dsts, f.to)
+		}
 	}
 	copy(h[0:6], f.dst)
 	copy(h[6:12], f.src)
+	udp := h[f.udpOff():]
+	binary.BigEndian.PutUint16(udp[4:], uint16(f.size-f.udpOff()))
+	if f.ipv6() {
+		binary.BigEndian.PutUint16(h[12:], unix.ETH_P_IPV6)
+		ip := h[ethLen : ethLen+ip6Len]
+		ip[0] = 0x60
+		binary.BigEndian.PutUint16(ip[4:], uint16(f.size-ethLen-ip6Len))
+		ip[6] = unix.IPPROTO_UDP
+		ip[7] = 64 // hop limit
+		from, to := f.from.As16(), f.to.As16()
+		copy(ip[8:24], from[:])
+		copy(ip[24:40], to[:])
+		return h, nil
+	}
 	binary.BigEndian.PutUint16(h[12:], unix.ETH_P_IP)
 	ip := h[ethLen : ethLen+ipLen]
 	ip[0] = 0x45
@@ -102,8 +144,6 @@ func (f frameSpec) header() ([hdrLen]byte, error) {
 	copy(ip[12:16], from[:])
 	copy(ip[16:20], to[:])
 	binary.BigEndian.PutUint16(ip[10:], ipChecksum(ip))
-	udp := h[ethLen+ipLen:]
-	binary.BigEndian.PutUint16(udp[4:], uint16(f.size-ethLen-ipLen))
 	return h, nil
 }
 
@@ -114,7 +154,7 @@ func (f frameSpec) frame() ([]byte, error) {
 		return nil, err
 	}
 	b := make([]byte, f.size)
-	copy(b, h[:])
+	copy(b, h[:f.udpOff()+udpLen])
 	return b, nil
 }
 
