@@ -206,6 +206,9 @@ func (d *daemon) start(ctx context.Context) error {
 	if err := d.syncLocalAddrs(); err != nil {
 		return err
 	}
+	// A fresh heartbeat for the attach: the one offload's start wrote may
+	// be older than the watchdog by now (the route dump of a full table).
+	d.off.beat()
 	if err := d.r.start(); err != nil {
 		return err
 	}

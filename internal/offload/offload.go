@@ -51,7 +51,8 @@ type Options struct {
 // Mode is offload mode's housekeeping, running. Beat and Resync belong to
 // one goroutine (the daemon's main loop).
 type Mode struct {
-	lastBeat    time.Duration // main loop only
+	lastBeat    time.Duration        // main loop only; 0 until the first Beat
+	now         func() time.Duration // datapath.Monotonic; a test's clock
 	beatFailing bool
 	dp          *datapath.Datapath
 	log         *slog.Logger
@@ -69,7 +70,8 @@ type Mode struct {
 // Start sets up offload mode; on error nothing of it remains. The
 // goroutines it starts end with ctx or Close.
 func Start(ctx context.Context, opts Options) (_ *Mode, err error) {
-	o := &Mode{dp: opts.DP, log: opts.Log, idle: opts.Idle, onEvent: opts.OnEvent, onWatchdog: opts.OnWatchdog}
+	o := &Mode{dp: opts.DP, log: opts.Log, idle: opts.Idle, onEvent: opts.OnEvent, onWatchdog: opts.OnWatchdog,
+		now: datapath.Monotonic}
 	dp := o.dp
 	defer func() {
 		if err != nil {
@@ -94,7 +96,6 @@ func Start(ctx context.Context, opts Options) (_ *Mode, err error) {
 	if err := o.watchFlows(ctx); err != nil {
 		return nil, err
 	}
-	o.lastBeat = datapath.Monotonic()
 	return o, nil
 }
 
@@ -127,9 +128,13 @@ func (o *Mode) Close() {
 // Beat writes the heartbeat. The main loop calls it, the loop that also
 // invalidates the cache: if that loop hangs, the heartbeat stops and the
 // watchdog hands everything to the kernel, rather than offloading flows
-// nobody re-validates.
+// nobody re-validates. The first Beat judges no lateness: the daemon's
+// start calls it right before attaching, however long reading the kernel's
+// state took (a full routing table: seconds), and nothing was offloaded
+// before it (a datapath adopted from a previous daemon has its flows
+// re-validated at load).
 func (o *Mode) Beat() {
-	now := datapath.Monotonic()
+	now := o.now()
 	// A daemon stalled longer than the watchdog (stopped, starved) finds
 	// out here: the datapath passed everything to the kernel meanwhile, and
 	// whatever changed meanwhile went unwatched: re-validate every flow.
