@@ -397,7 +397,7 @@ func (r *runner) config(ctx context.Context, cfg config) error {
 		var estErr error
 		if cfg.conntrack {
 			r.prog.show(cfg.name, 0, f, "establishing flows")
-			est, estErr = r.establish(ctx, f)
+			est, estErr = r.establish(ctx, cfg, f)
 			if ctx.Err() != nil {
 				return ctx.Err()
 			}

@@ -29,14 +29,16 @@ const (
 	ConfigRouteTC     = "route-tc"
 	// IPv6 frames through a FIB of 10 and of a million routes, flow i to
 	// route i % routes (the IPv4 range the bench may use holds no million
-	// routes). Measured only when named: installing a million routes
-	// takes a while.
-	ConfigRouteXDP6    = "route-xdp6"
-	ConfigRouteXDP6Big = "route-xdp6-1m"
-	ConfigExtern       = "extern"
-	ConfigOffloadXDP   = "offload-xdp"
-	ConfigOffloadTC    = "offload-tc"
-	ConfigOffloadAuto  = "offload-auto"
+	// routes), in route mode and in offload mode. Measured only when
+	// named: installing a million routes takes a while.
+	ConfigRouteXDP6      = "route-xdp6"
+	ConfigRouteXDP6Big   = "route-xdp6-1m"
+	ConfigOffloadXDP6    = "offload-xdp6"
+	ConfigOffloadXDP6Big = "offload-xdp6-1m"
+	ConfigExtern         = "extern"
+	ConfigOffloadXDP     = "offload-xdp"
+	ConfigOffloadTC      = "offload-tc"
+	ConfigOffloadAuto    = "offload-auto"
 	// Measured only with Options.Checks, each right after its config:
 	// the same with the datapath's checksum verification off.
 	ConfigOffloadXDPNoCsum = "offload-xdp-nocsum"
@@ -106,6 +108,10 @@ var configs = []config{
 	{name: ConfigOffloadTCNoCsum, label: "fastpath offload + masq (TC), no checksum check", short: "fp offload TC nocsum", conntrack: true, masq: true, mode: "offload", attach: "tc",
 		noChecksum: true, checksOf: ConfigOffloadTC},
 	{name: ConfigOffloadAuto, label: "fastpath offload + masq (auto)", short: "fp offload auto", conntrack: true, masq: true, mode: "offload", attach: "auto"},
+	{name: ConfigOffloadXDP6, label: "fastpath offload + masq (XDP), IPv6, 10 routes", short: "fp offload XDP v6", conntrack: true, masq: true,
+		mode: "offload", attach: "xdp", ipv6: true, routes: 10, named: true},
+	{name: ConfigOffloadXDP6Big, label: "fastpath offload + masq (XDP), IPv6, 1M routes", short: "fp offload XDP v6 1M", conntrack: true, masq: true,
+		mode: "offload", attach: "xdp", ipv6: true, routes: 1_000_000, named: true},
 }
 
 // ConfigNames lists every configuration one can select, in run order

@@ -162,11 +162,13 @@ func (e *env) frames(size int) frameSpec {
 }
 
 // framesOf describes the generator's frames of the given size for cfg:
-// IPv4 gen to sink, or IPv6, to the sink or through cfg's FIB routes.
+// IPv4 gen to sink, or IPv6, to the sink or through cfg's FIB routes. IPv6
+// frames always carry a UDP checksum: IPv6 requires one (conntrack calls
+// one of 0 invalid).
 func (e *env) framesOf(cfg config, size int) frameSpec {
 	f := e.frames(size)
 	if cfg.ipv6 {
-		f.from, f.to = e.lab.GenAddr6, e.lab.SinkAddr6
+		f.from, f.to, f.udpChecksum = e.lab.GenAddr6, e.lab.SinkAddr6, true
 		if cfg.routes > 0 {
 			f.to, f.dsts = fibDst, cfg.routes
 		}
@@ -230,18 +232,14 @@ func (e *env) dropCounters() {
 	}
 }
 
-// sendFlows sends one frame of each of flows lo..lo+n-1 from g0.
-func (e *env) sendFlows(lo, n int) error {
-	f := e.frames(MinFrame)
-	frame, err := f.frame()
-	if err != nil {
-		return err
-	}
-	udp := frame[f.udpOff():]
+// sendFlows sends one frame of each of cfg's flows lo..lo+n-1 from g0.
+func (e *env) sendFlows(cfg config, lo, n int) error {
+	f := e.framesOf(cfg, MinFrame)
 	for i := lo; i < lo+n; i++ {
-		sport, dport := flowTuple(i)
-		binary.BigEndian.PutUint16(udp[0:], sport)
-		binary.BigEndian.PutUint16(udp[2:], dport)
+		frame, err := f.flowFrame(i)
+		if err != nil {
+			return err
+		}
 		if err := e.inject.send(frame); err != nil {
 			return fmt.Errorf("send flow %d from %s: %w", i, e.lab.GenIf, err)
 		}

@@ -23,12 +23,17 @@ func TestExternOptions(t *testing.T) {
 	if err := all.defaults(); err != nil {
 		t.Fatal(err)
 	}
-	if slices.Contains(all.Configs, ConfigExtern) || slices.Contains(all.Configs, ConfigRouteXDP6Big) ||
-		slices.Contains(all.Configs, ConfigRouteXDP6) || len(all.Configs) != len(ConfigNames())-3 {
+	fib := []string{ConfigRouteXDP6, ConfigRouteXDP6Big, ConfigOffloadXDP6, ConfigOffloadXDP6Big}
+	if slices.Contains(all.Configs, ConfigExtern) || len(all.Configs) != len(ConfigNames())-1-len(fib) {
 		t.Errorf("default configurations without --extern-up: %v", all.Configs)
 	}
-	named := Options{Configs: []string{ConfigRouteXDP6Big, ConfigRouteXDP6}}
-	if err := named.defaults(); err != nil || !slices.Equal(named.Configs, []string{ConfigRouteXDP6, ConfigRouteXDP6Big}) {
+	for _, name := range fib {
+		if slices.Contains(all.Configs, name) {
+			t.Errorf("default configurations have %s", name)
+		}
+	}
+	named := Options{Configs: []string{ConfigOffloadXDP6Big, ConfigRouteXDP6Big, ConfigOffloadXDP6, ConfigRouteXDP6}}
+	if err := named.defaults(); err != nil || !slices.Equal(named.Configs, fib) {
 		t.Errorf("named FIB configurations: %v, %v", named.Configs, err)
 	}
 	with := Options{Extern: Extern{Up: "xdp-forward load $IN $OUT", Down: "xdp-forward unload $IN $OUT", Label: "xdp-forward"}}

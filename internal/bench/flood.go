@@ -419,7 +419,7 @@ func (r *runner) floodPhases(ctx context.Context, o FloodOptions, fl *loopGen, g
 	if err := conntrackFlush(r.env.lab.Rtr); err != nil {
 		return nil, err
 	}
-	if _, err := r.establish(ctx, o.Flows); err != nil {
+	if _, err := r.establish(ctx, cfg, o.Flows); err != nil {
 		return nil, fmt.Errorf("establish flows: %w", err)
 	}
 	// The guard comes after: the legitimate flows stand for traffic that

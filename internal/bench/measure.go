@@ -19,7 +19,7 @@ import (
 // veth's ring), and a round that lost packets is sent again. The frames go
 // from a packet socket on g0: the same frames as the generator's, whichever
 // generator runs.
-func (r *runner) establish(ctx context.Context, n int) (*Establish, error) {
+func (r *runner) establish(ctx context.Context, cfg config, n int) (*Establish, error) {
 	e := r.env
 	start := time.Now()
 	// Past the table's size the rounds would fail one by one, for minutes.
@@ -43,7 +43,7 @@ func (r *runner) establish(ctx context.Context, n int) (*Establish, error) {
 			if err != nil {
 				return nil, err
 			}
-			if err := e.sendFlows(lo, cnt); err != nil {
+			if err := e.sendFlows(cfg, lo, cnt); err != nil {
 				return nil, err
 			}
 			got, err := waitCount(ctx, e.back, base+uint64(cnt), establishWait)

@@ -87,12 +87,7 @@ func (f frameSpec) udpSum() uint16 {
 	}
 	n := uint32(f.size - f.udpOff())
 	sum := unix.IPPROTO_UDP + n + n // pseudo header (its length) and the header's length field
-	for _, a := range []netip.Addr{f.from, f.to} {
-		b := a.AsSlice()
-		for i := 0; i+1 < len(b); i += 2 {
-			sum += uint32(binary.BigEndian.Uint16(b[i:]))
-		}
-	}
+	sum = onesSum(onesSum(sum, f.from.AsSlice()), f.to.AsSlice())
 	for sum > 0xffff {
 		sum = sum&0xffff + sum>>16
 	}
@@ -158,13 +153,56 @@ func (f frameSpec) frame() ([]byte, error) {
 	return b, nil
 }
 
+// flowFrame is flow i's frame as the generator stamps it: its ports, its
+// destination (dsts) and, when the frames carry one, its UDP checksum.
+func (f frameSpec) flowFrame(i int) ([]byte, error) {
+	b, err := f.frame()
+	if err != nil {
+		return nil, err
+	}
+	udp := b[f.udpOff():]
+	sport, dport := flowTuple(i)
+	binary.BigEndian.PutUint16(udp[0:], sport)
+	binary.BigEndian.PutUint16(udp[2:], dport)
+	if f.dsts > 1 {
+		binary.BigEndian.PutUint32(b[ethLen+24+2:], uint32(i%f.dsts))
+	}
+	if f.udpChecksum {
+		var addrs []byte
+		if f.ipv6() {
+			addrs = b[ethLen+8 : ethLen+40]
+		} else {
+			addrs = b[ethLen+12 : ethLen+20]
+		}
+		sum := onesSum(onesSum(uint32(unix.IPPROTO_UDP)+uint32(len(udp)), addrs), udp)
+		for sum > 0xffff {
+			sum = sum&0xffff + sum>>16
+		}
+		check := ^uint16(sum)
+		if check == 0 {
+			check = 0xffff // 0 would mean "none"
+		}
+		binary.BigEndian.PutUint16(udp[6:], check)
+	}
+	return b, nil
+}
+
+// onesSum adds b's 16-bit big-endian words (an odd last byte padded) to
+// sum, unfolded.
+func onesSum(sum uint32, b []byte) uint32 {
+	for i := 0; i+1 < len(b); i += 2 {
+		sum += uint32(binary.BigEndian.Uint16(b[i:]))
+	}
+	if len(b)%2 == 1 {
+		sum += uint32(b[len(b)-1]) << 8
+	}
+	return sum
+}
+
 // ipChecksum is the Internet checksum of an IPv4 header whose checksum
 // field is zero.
 func ipChecksum(h []byte) uint16 {
-	var sum uint32
-	for i := 0; i+1 < len(h); i += 2 {
-		sum += uint32(binary.BigEndian.Uint16(h[i:]))
-	}
+	sum := onesSum(0, h)
 	for sum > 0xffff {
 		sum = sum&0xffff + sum>>16
 	}

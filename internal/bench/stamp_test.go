@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"bytes"
 	"encoding/binary"
 	"net"
 	"net/netip"
@@ -45,6 +46,9 @@ func TestStampUDPChecksum(t *testing.T) {
 				}
 				for _, flow := range []int{0, 1, sportSpan - 1, sportSpan, 3*sportSpan + 12345, MaxFlows - 1} {
 					frame := stampOne(t, g, flow)
+					if want, err := f.flowFrame(flow); spread == 0 && (err != nil || !bytes.Equal(frame, want)) {
+						t.Errorf("flow %d stamped\n% x\nflowFrame (establishing flows)\n% x (%v)", flow, frame[:hdrLen], want[:hdrLen], err)
+					}
 					udp := frame[ethLen+ipLen:]
 					sport, dport := flowTuple(flow)
 					if binary.BigEndian.Uint16(udp) != sport || binary.BigEndian.Uint16(udp[2:]) != dport {
@@ -86,6 +90,9 @@ func TestStampIPv6Routes(t *testing.T) {
 			}
 			for _, n := range []int{0, 1, 999, routes - 1, routes, MaxFlows - 1, MaxFlows + 3} {
 				frame := stampOne(t, g, n)
+				if want, err := f.flowFrame(n % MaxFlows); err != nil || !bytes.Equal(frame, want) {
+					t.Errorf("frame %d stamped\n% x\nflowFrame (establishing flows)\n% x (%v)", n, frame[:hdr6Len], want[:hdr6Len], err)
+				}
 				if len(frame) != size || binary.BigEndian.Uint16(frame[12:]) != unix.ETH_P_IPV6 ||
 					int(binary.BigEndian.Uint16(frame[ethLen+4:])) != size-ethLen-ip6Len {
 					t.Fatalf("frame %d: not an IPv6 frame of %d bytes: % x", n, size, frame[:hdr6Len])
