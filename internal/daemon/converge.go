@@ -375,7 +375,7 @@ func (r *reconciler) reattachTo(ic *iface, hook datapath.Hook, why string) error
 				r.fail(ic, berr)
 			}
 		}
-		return explainAttach(hook, err)
+		return explainAttach(ic, hook, err)
 	}
 	if l == nil { // the fallback is the hook it has: nothing to move
 		ic.why = why

@@ -394,7 +394,7 @@ func (r *reconciler) attach(ic *iface) error {
 	}
 	l, hook, why, err := r.attachAs(ic, hook, why)
 	if err != nil {
-		return fmt.Errorf("interface %s: %w", ic.cfg.Name, explainAttach(hook, err))
+		return fmt.Errorf("interface %s: %w", ic.cfg.Name, explainAttach(ic, hook, err))
 	}
 	r.attached(ic, l, hook, why)
 	return nil
@@ -439,10 +439,19 @@ func (r *reconciler) detach(ic *iface, l link.Link) {
 	}
 }
 
-func explainAttach(hook datapath.Hook, err error) error {
+func explainAttach(ic *iface, hook datapath.Hook, err error) error {
+	if hook != datapath.HookXDP {
+		return err
+	}
+	switch {
 	// The kernel answers EOPNOTSUPP when the driver lacks native XDP.
-	if hook == datapath.HookXDP && (errors.Is(err, unix.EOPNOTSUPP) || errors.Is(err, ebpf.ErrNotSupported)) {
+	case errors.Is(err, unix.EOPNOTSUPP) || errors.Is(err, ebpf.ErrNotSupported):
 		return fmt.Errorf("%w (the driver has no native XDP: use attach: tc, or xdp-generic for tests)", err)
+	// ERANGE: a frame of the MTU does not fit one page of XDP (a veth
+	// checks its peer's MTU; the datapath takes no multi-buffer frames).
+	case errors.Is(err, unix.ERANGE):
+		return fmt.Errorf("native XDP refused at MTU %d: a frame must fit one page with XDP (on a veth about 3500 bytes of MTU, its peer's counted): "+
+			"lower the MTU, or use attach: auto or tc (%w)", ic.mtu, err)
 	}
 	return err
 }

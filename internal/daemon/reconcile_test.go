@@ -14,6 +14,7 @@ import (
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
 	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
 
 	"github.com/fastpath-router/fastpath/internal/api"
 	"github.com/fastpath-router/fastpath/internal/config"
@@ -524,6 +525,19 @@ func TestRedecideOnMTU(t *testing.T) {
 	}
 	if hs := fx.dp.hooks(2); fmt.Sprint(hs) != "[xdp tc-gro]" {
 		t.Errorf("r0 hooks %v, want [xdp tc-gro]", hs)
+	}
+}
+
+// TestForcedXDPJumbo: a forced attach: xdp the kernel refuses for the MTU
+// (ERANGE) fails the start with the reason in words, not the bare errno.
+func TestForcedXDPJumbo(t *testing.T) {
+	fx := newFixture(t, ifc("r0", config.ModeOffload, config.AttachXDP), ifc("r1", config.ModeOffload, config.AttachTC))
+	fx.links["r0"].Attrs().MTU = 9000
+	fx.dp.fail[datapath.HookXDP] = fmt.Errorf("create link: %w", unix.ERANGE)
+	err := fx.r.start()
+	if err == nil || !strings.Contains(err.Error(), "interface r0: native XDP refused at MTU 9000") ||
+		!strings.Contains(err.Error(), "use attach: auto or tc") || !errors.Is(err, unix.ERANGE) {
+		t.Fatalf("forced xdp at MTU 9000: %v", err)
 	}
 }
 
