@@ -102,8 +102,8 @@ func (r *reconciler) converge(wanted func() []config.Interface, strict bool) ([]
 	}
 	for _, ic := range r.ifaces {
 		if !keep[ic.cfg.Name] {
-			r.teardown(ic, api.StateMissing)
-			actions = append(actions, "detach "+ic.cfg.Name+" (removed from the config)")
+			r.teardown(ic, api.StateMissing, removedFromConfig)
+			actions = append(actions, "detach "+ic.cfg.Name+" ("+removedFromConfig+")")
 		}
 	}
 	var changes []*ifaceChange
@@ -128,7 +128,7 @@ func (r *reconciler) converge(wanted func() []config.Interface, strict bool) ([]
 		ch := &ifaceChange{ic: ic, old: ic.cfg}
 		switch {
 		case ic.managed() && c.Mode == config.ModeOff:
-			r.teardown(ic, api.StateOff)
+			r.teardown(ic, api.StateOff, "")
 		case !ic.managed() && c.Mode != config.ModeOff:
 			ic.state = api.StateMissing
 		}
@@ -147,7 +147,7 @@ func (r *reconciler) converge(wanted func() []config.Interface, strict bool) ([]
 		l, ok := links[ic.cfg.Name]
 		if ic.ifindex != 0 && (!ok || l.Attrs().Index != ic.ifindex) {
 			r.log.Warn("interface went away: its traffic goes through the kernel", "interface", ic.cfg.Name, "ifindex", ic.ifindex)
-			r.teardown(ic, api.StateMissing)
+			r.teardown(ic, api.StateMissing, "")
 		}
 		if !ok {
 			continue

@@ -518,8 +518,17 @@ func (r *reconciler) removeGRO(ic *iface) {
 	}
 }
 
-// teardown detaches and forgets an interface's datapath state.
-func (r *reconciler) teardown(ic *iface, state string) {
+// removedFromConfig is the detach event's detail for an interface a
+// reload took out of the config (it has no state any more).
+const removedFromConfig = "removed from the config"
+
+// teardown detaches and forgets an interface's datapath state, leaving it
+// in state. The detach event says state, or why if not empty.
+func (r *reconciler) teardown(ic *iface, state, why string) {
+	detail := state
+	if why != "" {
+		detail = why
+	}
 	if ic.gro != nil {
 		r.detach(ic, ic.gro)
 		ic.gro = nil
@@ -528,7 +537,7 @@ func (r *reconciler) teardown(ic *iface, state string) {
 	if ic.link != nil {
 		r.detach(ic, ic.link)
 		ic.link = nil
-		r.events.Publish(api.Event{Kind: api.EventDetach, Interface: ic.cfg.Name, Detail: state})
+		r.events.Publish(api.Event{Kind: api.EventDetach, Interface: ic.cfg.Name, Detail: detail})
 	}
 	if ic.ifindex != 0 {
 		if err := r.dp.RemoveIface(ic.ifindex); err != nil {
@@ -608,7 +617,7 @@ func (r *reconciler) detachAll() {
 	defer r.publish()
 	for _, ic := range r.ifaces {
 		if ic.managed() {
-			r.teardown(ic, api.StateMissing)
+			r.teardown(ic, api.StateMissing, "")
 		}
 	}
 }

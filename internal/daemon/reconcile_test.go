@@ -1,6 +1,7 @@
 package daemon
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -841,4 +842,37 @@ func TestAutoFollowsXDPSending(t *testing.T) {
 	set(func(a *peerAnswer) { a.xdp = false })
 	clock = clock.Add(2 * xdpFedHold)
 	check("a long pause, GRO off", false, datapath.HookXDP, "g0 sends by XDP")
+}
+
+// TestDetachEvents: the detach event says why: an interface turned off is
+// "off", one a reload took out of the config "removed from the config"
+// (not "missing", which means configured and absent).
+func TestDetachEvents(t *testing.T) {
+	fx := newFixture(t, ifc("r0", config.ModeOffload, config.AttachTC), ifc("r1", config.ModeOffload, config.AttachTC),
+		ifc("r2", config.ModeOffload, config.AttachTC))
+	if err := fx.r.start(); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	evs := fx.r.events.Subscribe(ctx)
+	if _, err := fx.r.apply([]config.Interface{ifc("r0", config.ModeOff, config.AttachTC), ifc("r2", config.ModeOffload, config.AttachTC)}); err != nil {
+		t.Fatal(err)
+	}
+	delete(fx.links, "r2")
+	fx.r.sync()
+	got := map[string]string{}
+	for len(got) < 3 {
+		select {
+		case e := <-evs:
+			if e.Kind == api.EventDetach {
+				got[e.Interface] = e.Detail
+			}
+		default:
+			t.Fatalf("detach events %v, want three", got)
+		}
+	}
+	if want := map[string]string{"r0": "off", "r1": "removed from the config", "r2": "missing"}; !maps.Equal(got, want) {
+		t.Errorf("detach events %v, want %v", got, want)
+	}
 }
