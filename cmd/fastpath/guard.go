@@ -35,14 +35,16 @@ survive reloads. Entries from the config file change only through it.`,
 
 func newGuardListCmd() *cobra.Command {
 	var (
-		f   clientFlags
-		top int
+		f         clientFlags
+		top       int
+		noEntries bool
 	)
 	cmd := &cobra.Command{
 		Use:   "list",
 		Short: "Show the guard's lists, drop counters and top dropped sources",
 		Example: `  fastpath guard list
   fastpath guard list --top 50
+  fastpath guard list --no-entries        # counters and sizes only: lists of 50k prefixes stay on the daemon
   fastpath guard list --json | jq '.deny[] | select(.packets > 0)'`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -55,7 +57,7 @@ func newGuardListCmd() *cobra.Command {
 			}
 			ctx, cancel := context.WithTimeout(cmd.Context(), callTimeout)
 			defer cancel()
-			g, err := c.Guard(ctx, api.GuardQuery{Top: top, Entries: true})
+			g, err := c.Guard(ctx, api.GuardQuery{Top: top, Entries: !noEntries})
 			if err != nil {
 				return f.explain(err)
 			}
@@ -67,6 +69,7 @@ func newGuardListCmd() *cobra.Command {
 	}
 	f.register(cmd)
 	cmd.Flags().IntVar(&top, "top", 10, "how many of the most dropped sources to show (0: none)")
+	cmd.Flags().BoolVar(&noEntries, "no-entries", false, "leave the lists' entries out (their sizes and the counters stay)")
 	return cmd
 }
 
@@ -123,9 +126,10 @@ func newGuardChangeCmd(add bool) *cobra.Command {
 func writeGuard(w io.Writer, g *api.Guard) error {
 	for _, l := range []struct {
 		name string
+		n    int
 		es   []api.GuardEntry
-	}{{"allow", g.Allow}, {"deny", g.Deny}} {
-		fmt.Fprintf(w, "%s list: %d entries\n", l.name, len(l.es))
+	}{{"allow", g.AllowEntries, g.Allow}, {"deny", g.DenyEntries, g.Deny}} {
+		fmt.Fprintf(w, "%s list: %d entries\n", l.name, l.n)
 		for _, e := range l.es {
 			fmt.Fprintf(w, "  %-43s %-7s %12d pkts %14d bytes\n", e.Prefix, e.Origin, e.Packets, e.Bytes)
 		}

@@ -16,14 +16,17 @@ type fakeGuardBackend struct {
 	calls []string
 }
 
-func (f *fakeGuardBackend) Guard(context.Context, api.GuardQuery) (*api.Guard, error) {
-	return &api.Guard{AllowEntries: 0, DenyEntries: 1,
-		Allow: []api.GuardEntry{},
-		Deny:  []api.GuardEntry{{Prefix: "198.18.0.0/16", Origin: "config", Packets: 5, Bytes: 300}},
+func (f *fakeGuardBackend) Guard(_ context.Context, q api.GuardQuery) (*api.Guard, error) {
+	g := &api.Guard{AllowEntries: 0, DenyEntries: 1,
+		Allow: []api.GuardEntry{}, Deny: []api.GuardEntry{},
 		Interfaces: []api.GuardInterface{{Name: "r0", Ifindex: 3, Dropped: map[string]uint64{"deny": 5, "rate_pkt": 0},
 			DroppedBytes: map[string]uint64{"deny": 300}, Allowed: 2}},
 		Top: []api.GuardSource{{Source: "198.18.0.1/32", Packets: 5, Bytes: 300, Reason: "deny"}},
-	}, nil
+	}
+	if q.Entries {
+		g.Deny = append(g.Deny, api.GuardEntry{Prefix: "198.18.0.0/16", Origin: "config", Packets: 5, Bytes: 300})
+	}
+	return g, nil
 }
 
 func (f *fakeGuardBackend) GuardChange(_ context.Context, add bool, list string, ps []string) (*api.GuardChangeResult, error) {
@@ -51,6 +54,10 @@ most dropped sources (sampled: one drop in 16 counts 16, so estimates):
 `
 	if code != 0 || out != want {
 		t.Errorf("guard list: code %d\n%s\nwant\n%s", code, out, want)
+	}
+	code, out, _ = run(t, "guard", "list", "--socket", sock, "--no-entries")
+	if want := strings.Replace(want, "  198.18.0.0/16                               config             5 pkts            300 bytes\n", "", 1); code != 0 || out != want {
+		t.Errorf("guard list --no-entries: code %d\n%s\nwant\n%s", code, out, want)
 	}
 	code, out, _ = run(t, "guard", "list", "--socket", sock, "--json")
 	var g api.Guard
