@@ -44,3 +44,20 @@ int fp_sweep_idle(struct fp_sweep_args *ctx)
 	ctx->expired = a.expired;
 	return 0;
 }
+
+/* fp_forget removes a connection's two directions from the record of
+ * netfilter's verdicts and then from the flow cache, announced and
+ * counted as every removal (fp_flow_remove), run by the daemon with
+ * BPF_PROG_RUN when conntrack destroys the entry. Verdicts first: a packet
+ * that misses the cache in between would fill the flow again from a
+ * verdict still recorded. */
+SEC("syscall")
+int fp_forget(struct fp_forget_args *ctx)
+{
+	struct fp_flow_key k0 = ctx->k[0], k1 = ctx->k[1];
+
+	bpf_map_delete_elem(&fp_accepted, &k0);
+	bpf_map_delete_elem(&fp_accepted, &k1);
+	ctx->removed = fp_flow_forget(&k0, FP_PASS_NO_CONNTRACK) + fp_flow_forget(&k1, FP_PASS_NO_CONNTRACK);
+	return 0;
+}

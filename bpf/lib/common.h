@@ -82,6 +82,13 @@ enum fp_drop_reason {
 	FP_DROP_MAX,
 };
 
+/* Why a flow left the cache, the reason of its FP_EV_FLOW_DEL event: the
+ * pass reason of its next packet (enum fp_reason), or one of these, which
+ * no packet has. The Go side reads the names from BTF. */
+enum fp_del_reason {
+	FP_DEL_IDLE = 0x200, /* no packet for the idle timeout (fp_sweep_idle) */
+};
+
 /* fp_flow_get reports a drop as FP_DROP_BIT | enum fp_drop_reason. */
 #define FP_DROP_BIT 0x100
 
@@ -90,7 +97,7 @@ struct fp_stats {
 	__u64 fwd_packets;    /* route mode and offloaded flows together */
 	__u64 fwd_bytes;
 	__u64 flows_added;    /* flow cache fills (offload mode) */
-	__u64 flows_removed;  /* flows evicted by the datapath (FIN/RST, conntrack gone) */
+	__u64 flows_removed;  /* flows that left the cache: FIN/RST (both directions), conntrack gone, idle */
 	__u64 events_lost;    /* flow events dropped because the ring buffer was full */
 	__u64 pass_packets;
 	__u64 pass_bytes;
@@ -322,6 +329,7 @@ struct fp_btf_types {
 	enum fp_flow_flags flow_flags;
 	enum fp_reason reason;
 	enum fp_drop_reason drop_reason;
+	enum fp_del_reason del_reason;
 	enum fp_state_flags state_flags;
 };
 const volatile struct fp_btf_types fp_btf_types;

@@ -66,15 +66,16 @@ static __always_inline struct fp_slow *fp_slow_start(const struct fp_flow_key *k
 	return s;
 }
 
-/* fp_flow_event tells the daemon about a flow; a full ring drops it. */
-static __always_inline void fp_flow_event(__u32 type, __u32 reason, const struct fp_flow_key *k,
-					  const struct fp_flow *f, __u32 slot)
+/* fp_flow_event_new reserves and fills an event about a flow, to be
+ * submitted or discarded; NULL when the ring is full (counted on slot). */
+static __always_inline struct fp_event *fp_flow_event_new(__u32 type, __u32 reason, const struct fp_flow_key *k,
+							const struct fp_flow *f, __u32 slot)
 {
 	struct fp_event *e = bpf_ringbuf_reserve(&fp_events, sizeof(*e), 0);
 
 	if (!e) {
 		fp_count_event_lost(slot);
-		return;
+		return NULL;
 	}
 	e->ts_ns = bpf_ktime_get_ns();
 	e->type = type;
@@ -91,23 +92,73 @@ static __always_inline void fp_flow_event(__u32 type, __u32 reason, const struct
 	e->packets = f->packets;
 	e->bytes = f->bytes;
 	e->created_ns = f->created_ns;
-	bpf_ringbuf_submit(e, 0);
+	return e;
 }
 
-/* fp_flow_evict removes a flow and its other direction. */
+/* fp_flow_event tells the daemon about a flow; a full ring drops it. */
+static __always_inline void fp_flow_event(__u32 type, __u32 reason, const struct fp_flow_key *k,
+					  const struct fp_flow *f, __u32 slot)
+{
+	struct fp_event *e = fp_flow_event_new(type, reason, k, f, slot);
+
+	if (e)
+		bpf_ringbuf_submit(e, 0);
+}
+
+/* fp_slot_of: the counter slot of a flow's ingress; FP_MAX_IFACES, which
+ * counts nowhere, once the interface is no longer managed. */
+static __always_inline __u32 fp_slot_of(__u32 ifindex)
+{
+	struct fp_iface *in = bpf_map_lookup_elem(&fp_ifaces, &ifindex);
+
+	return in ? in->slot : FP_MAX_IFACES;
+}
+
+/* fp_flow_remove deletes the cached flow f of key k, counts it on its
+ * ingress's slot and announces it with reason. The event is filled from
+ * the entry before the delete and sent only if the delete was this
+ * caller's: another CPU may remove the same flow at the same time. A
+ * pending flow was never announced nor counted as added. 1: removed. */
+static __always_inline int fp_flow_remove(const struct fp_flow_key *k, const struct fp_flow *f, __u32 slot,
+					  __u32 reason)
+{
+	int pending = f->flags & FP_FLOW_PENDING;
+	struct fp_event *e = pending ? NULL : fp_flow_event_new(FP_EV_FLOW_DEL, reason, k, f, slot);
+
+	if (bpf_map_delete_elem(&fp_flows, k)) {
+		if (e)
+			bpf_ringbuf_discard(e, 0);
+		return 0;
+	}
+	if (!pending)
+		fp_count_flow(slot, 0);
+	if (e)
+		bpf_ringbuf_submit(e, 0);
+	return 1;
+}
+
+/* fp_flow_evict removes a flow (counted on slot) and its other direction
+ * (on that one's ingress), both announced with reason. */
 static __always_inline void fp_flow_evict(const struct fp_flow_key *k, const struct fp_flow *f, __u32 slot,
 					  __u32 reason)
 {
-	struct fp_flow gone = *f; /* f's element is freed by the delete */
 	struct fp_flow_key rev;
+	struct fp_flow *rf;
 
-	fp_key_reverse(&rev, k, f);
-	/* a pending flow was never added: nothing to announce */
-	if (bpf_map_delete_elem(&fp_flows, k) == 0 && !(gone.flags & FP_FLOW_PENDING)) {
-		fp_count_flow(slot, 0);
-		fp_flow_event(FP_EV_FLOW_DEL, reason, k, &gone, slot);
-	}
-	bpf_map_delete_elem(&fp_flows, &rev);
+	fp_key_reverse(&rev, k, f); /* before f's element is freed by the delete */
+	fp_flow_remove(k, f, slot, reason);
+	rf = bpf_map_lookup_elem(&fp_flows, &rev);
+	if (rf)
+		fp_flow_remove(&rev, rf, fp_slot_of(rf->ifindex_in), reason);
+}
+
+/* fp_flow_forget removes the cached flow of key k, if any, both ways of
+ * announcing and counting as fp_flow_remove. 1: removed. */
+static __always_inline int fp_flow_forget(const struct fp_flow_key *k, __u32 reason)
+{
+	struct fp_flow *f = bpf_map_lookup_elem(&fp_flows, k);
+
+	return f ? fp_flow_remove(k, f, fp_slot_of(f->ifindex_in), reason) : 0;
 }
 
 static __always_inline void fp_flow_account(struct fp_flow *f, __u64 bytes)
@@ -202,7 +253,16 @@ struct fp_sweep_args {
 static long fp_sweep_one(struct bpf_map *map, struct fp_flow_key *k, struct fp_flow *f, struct fp_sweep_args *a)
 {
 	a->scanned++;
-	if (f->last_ns < a->older_than_ns && !bpf_map_delete_elem(map, k))
+	if (f->last_ns < a->older_than_ns && fp_flow_remove(k, f, fp_slot_of(f->ifindex_in), FP_DEL_IDLE))
 		a->expired++;
 	return 0;
 }
+
+/* fp_forget_args: the two directions of a connection conntrack destroyed
+ * (or another program changed), for fp_forget; removed is set to how many
+ * were cached. */
+struct fp_forget_args {
+	struct fp_flow_key k[2];
+	__u32 removed;
+	__u32 pad;
+};

@@ -126,8 +126,8 @@ type InterfaceStats struct {
 	Ifindex   int     `json:"ifindex"`
 	Forwarded Counter `json:"forwarded"`
 	Passed    Counter `json:"passed"`
-	// FlowsAdded / FlowsRemoved: flows this ingress put into / the datapath
-	// evicted from the flow cache (offload mode; FIN/RST, conntrack gone).
+	// FlowsAdded / FlowsRemoved: flows this ingress put into / that left
+	// the flow cache (offload mode; FIN/RST, conntrack gone, idle).
 	FlowsAdded   uint64 `json:"flows_added"`
 	FlowsRemoved uint64 `json:"flows_removed"`
 	// EventsLost: flow events the datapath dropped because the daemon did

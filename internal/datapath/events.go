@@ -17,7 +17,8 @@ type EventType uint32
 const (
 	// FlowAdded: the flow entered the cache; fastpath forwards it now.
 	FlowAdded = EventType(fastpathFpEventTypeFP_EV_FLOW_ADD)
-	// FlowRemoved: the datapath evicted the flow (Reason says why).
+	// FlowRemoved: the flow left the cache (Reason says why): a FIN or RST
+	// (both directions), conntrack's entry gone, idle.
 	FlowRemoved = EventType(fastpathFpEventTypeFP_EV_FLOW_DEL)
 	// FlowPending: a TCP flow waits for its conntrack entry to be made
 	// window-liberal (ctliberal) before the datapath offloads it.
@@ -41,6 +42,11 @@ func (t EventType) String() string {
 	}
 	return fmt.Sprintf("event_%d", uint32(t))
 }
+
+// RemovedIdle is the reason of a FlowRemoved event for a flow that had no
+// packet for the idle timeout (ExpireIdle); every other reason is a pass
+// reason, the one its next packet gets.
+const RemovedIdle = "idle"
 
 // Event is one flow event from the datapath.
 type Event struct {
@@ -91,8 +97,13 @@ func (r *EventReader) Read() (Event, error) {
 	}
 	ev := Event{Type: EventType(e.Type), Time: time.Duration(e.TsNs), Flow: flowOf(e.Key, v, 0, 0)}
 	ev.Flow.Stale = false
-	if ev.Type == FlowRemoved && int(e.Reason) < len(r.reasons) {
-		ev.Reason = r.reasons[e.Reason]
+	if ev.Type == FlowRemoved {
+		switch {
+		case e.Reason == uint32(fastpathFpDelReasonFP_DEL_IDLE):
+			ev.Reason = RemovedIdle
+		case int(e.Reason) < len(r.reasons):
+			ev.Reason = r.reasons[e.Reason]
+		}
 	}
 	if ev.Type == GuardDrop && int(e.Reason) < len(r.guardReasons) {
 		ev.Reason = r.guardReasons[e.Reason]

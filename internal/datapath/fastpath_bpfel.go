@@ -51,14 +51,20 @@ type fastpathFpBtfTypes struct {
 	FlowFlags  uint32
 	Reason     uint32
 	DropReason uint32
+	DelReason  uint32
 	StateFlags uint32
-	_          [4]byte
 }
 
 type fastpathFpCsumBuf struct {
 	_ structs.HostLayout
 	B [256]uint8
 }
+
+type fastpathFpDelReason uint32
+
+const (
+	fastpathFpDelReasonFP_DEL_IDLE fastpathFpDelReason = 512
+)
 
 type fastpathFpEvent struct {
 	_          structs.HostLayout
@@ -133,6 +139,13 @@ type fastpathFpFlowKey struct {
 	Pad    uint16
 	Saddr  [4]uint32
 	Daddr  [4]uint32
+}
+
+type fastpathFpForgetArgs struct {
+	_       structs.HostLayout
+	K       [2]fastpathFpFlowKey
+	Removed uint32
+	Pad     uint32
 }
 
 type fastpathFpGuardBtfTypes struct {
@@ -370,6 +383,7 @@ const (
 	fastpathMapFpMtu6          = "fp_mtu6"
 	fastpathMapFpSlowScratch   = "fp_slow_scratch"
 	fastpathMapFpTxPorts       = "fp_tx_ports"
+	fastpathProgFpForget       = "fp_forget"
 	fastpathProgFpNfAccept     = "fp_nf_accept"
 	fastpathProgFpSweepIdle    = "fp_sweep_idle"
 	fastpathProgFpTc           = "fp_tc"
@@ -421,6 +435,7 @@ type fastpathSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type fastpathProgramSpecs struct {
+	FpForget    *ebpf.ProgramSpec `ebpf:"fp_forget"`
 	FpNfAccept  *ebpf.ProgramSpec `ebpf:"fp_nf_accept"`
 	FpSweepIdle *ebpf.ProgramSpec `ebpf:"fp_sweep_idle"`
 	FpTc        *ebpf.ProgramSpec `ebpf:"fp_tc"`
@@ -551,6 +566,7 @@ type fastpathVariables struct {
 //
 // It can be passed to loadFastpathObjects or ebpf.CollectionSpec.LoadAndAssign.
 type fastpathPrograms struct {
+	FpForget    *ebpf.Program `ebpf:"fp_forget"`
 	FpNfAccept  *ebpf.Program `ebpf:"fp_nf_accept"`
 	FpSweepIdle *ebpf.Program `ebpf:"fp_sweep_idle"`
 	FpTc        *ebpf.Program `ebpf:"fp_tc"`
@@ -559,6 +575,7 @@ type fastpathPrograms struct {
 
 func (p *fastpathPrograms) Close() error {
 	return _FastpathClose(
+		p.FpForget,
 		p.FpNfAccept,
 		p.FpSweepIdle,
 		p.FpTc,

@@ -168,25 +168,19 @@ func (d *Datapath) eachFlowSlow(fn func(*fastpathFpFlowKey, *fastpathFpFlow)) er
 // FlowCapacity is the flow cache's size.
 func (d *Datapath) FlowCapacity() int { return int(d.objs.FpFlows.MaxEntries()) }
 
-// ForgetConnection removes both directions of a connection from the cache
-// and from the record of what netfilter accepted, given conntrack's two
-// tuples (original and reply, as packets arrive). Used when conntrack
-// destroys the entry.
-func (d *Datapath) ForgetConnection(orig, reply Tuple) int {
-	keys := []fastpathFpFlowKey{keyOf(orig), keyOf(reply)}
-	// Verdicts first: a packet that misses the cache between the two
-	// deletes would otherwise fill the flow again from the verdict still
-	// recorded, and the connection would stay offloaded past its change.
-	for _, k := range keys {
-		_ = d.objs.FpAccepted.Delete(k)
+// ForgetConnection removes both directions of a connection from the
+// record of what netfilter accepted and from the cache, given conntrack's
+// two tuples (original and reply, as packets arrive). Used when conntrack
+// destroys the entry (or another program changes it). The work is
+// fp_forget's, in the kernel, so that each removed flow is counted and
+// announced (flow_removed, reason no_conntrack) as every removal is.
+// Returns how many directions were cached.
+func (d *Datapath) ForgetConnection(orig, reply Tuple) (int, error) {
+	args := fastpathFpForgetArgs{K: [2]fastpathFpFlowKey{keyOf(orig), keyOf(reply)}}
+	if _, err := d.objs.FpForget.Run(&ebpf.RunOptions{Context: args, ContextOut: &args}); err != nil {
+		return 0, fmt.Errorf("forget connection %v: %w", orig, err)
 	}
-	n := 0
-	for _, k := range keys {
-		if d.objs.FpFlows.Delete(k) == nil {
-			n++
-		}
-	}
-	return n
+	return int(args.Removed), nil
 }
 
 // ExpireIdle removes flows whose last packet is older than idle. The LRU
@@ -194,7 +188,8 @@ func (d *Datapath) ForgetConnection(orig, reply Tuple) int {
 // expired is forgotten by its destroy event or its next packet; this keeps
 // `fastpath flows` about live traffic. The walk runs in the kernel
 // (fp_sweep_idle): at a million flows it costs a fraction of reading them
-// out. Returns how many went.
+// out. Each flow that goes is counted and announced (flow_removed, reason
+// idle). Returns how many went.
 func (d *Datapath) ExpireIdle(idle time.Duration) (int, error) {
 	now := Monotonic()
 	if now <= idle {

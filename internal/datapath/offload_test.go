@@ -765,19 +765,21 @@ func TestOffloadTCPClose(t *testing.T) {
 						on.expectFlows(t, on.flowOfLeg(lo, 1, len(fo)), on.flowOfLeg(lr, 1, len(fr)))
 						on.events(t)
 
-						l := c.leg(closer)
-						s0 := on.flowStats(t, l.ingress())
+						l, other := c.leg(closer), c.leg(!closer)
+						s0, o0 := on.flowStats(t, l.ingress()), on.flowStats(t, other.ingress())
 						on.pass(t, h, l.ingress(), l.inFrame(t, seg{tcp: flags[fl]}), "tcp_close", runOpts{})
-						s1 := on.flowStats(t, l.ingress())
-						if s1.FlowsRemoved != s0.FlowsRemoved+1 {
-							t.Errorf("flows removed on %s went %d -> %d, want +1", l.ingress().name, s0.FlowsRemoved, s1.FlowsRemoved)
+						s1, o1 := on.flowStats(t, l.ingress()), on.flowStats(t, other.ingress())
+						if s1.FlowsRemoved != s0.FlowsRemoved+1 || o1.FlowsRemoved != o0.FlowsRemoved+1 {
+							t.Errorf("flows removed on %s went %d -> %d, on %s %d -> %d, want +1 each", l.ingress().name,
+								s0.FlowsRemoved, s1.FlowsRemoved, other.ingress().name, o0.FlowsRemoved, o1.FlowsRemoved)
 						}
 						on.expectFlows(t)
-						carried := len(fo)
+						carried, otherCarried := len(fo), len(fr)
 						if closer {
-							carried = len(fr)
+							carried, otherCarried = len(fr), len(fo)
 						}
-						on.expectEvents(t, on.removedEvent(l, "tcp_close", 1, carried))
+						// Both directions leave, each announced with what it carried.
+						on.expectEvents(t, on.removedEvent(l, "tcp_close", 1, carried), on.removedEvent(other, "tcp_close", 1, otherCarried))
 					})
 				}
 			}
@@ -796,6 +798,59 @@ func TestOffloadTCPClose(t *testing.T) {
 			on.expectFlows(t)
 			on.expectEvents(t)
 		})
+	}
+}
+
+// TestOffloadRemovals: every way a flow leaves the cache counts it on its
+// ingress and announces it with what it carried: conntrack's entry gone
+// (ForgetConnection, the daemon's answer to a destroy event: reason
+// no_conntrack) and the idle sweep (ExpireIdle: reason idle), both
+// directions each.
+func TestOffloadRemovals(t *testing.T) {
+	on := newOffloadNet(t)
+	for _, how := range []string{"no_conntrack", "idle"} {
+		for _, v6 := range []bool{false, true} {
+			t.Run(fmt.Sprintf("%s/%s", how, famName(v6)), func(t *testing.T) {
+				c := on.offloadConn(t, kindSNAT, unix.IPPROTO_UDP, v6)
+				lo, lr := c.leg(false), c.leg(true)
+				fo, fr := lo.inFrame(t, seg{}), lr.inFrame(t, seg{})
+				on.forward(t, hookXDP, lo, fo, lo.natExpect(t, seg{}), runOpts{})
+				on.forward(t, hookXDP, lr, fr, lr.natExpect(t, seg{}), runOpts{})
+				on.expectFlows(t, on.flowOfLeg(lo, 1, len(fo)), on.flowOfLeg(lr, 1, len(fr)))
+				on.events(t)
+				so0, sr0 := on.flowStats(t, lo.ingress()), on.flowStats(t, lr.ingress())
+				switch how {
+				case "no_conntrack":
+					if n, err := on.d.ForgetConnection(c.orig, c.reply); err != nil || n != 2 {
+						t.Fatalf("forget: %d removed, %v; want 2", n, err)
+					}
+				case "idle":
+					if n, err := on.d.ExpireIdle(time.Nanosecond); err != nil || n != 2 {
+						t.Fatalf("expire idle: %d removed, %v; want 2", n, err)
+					}
+				}
+				on.expectFlows(t)
+				so1, sr1 := on.flowStats(t, lo.ingress()), on.flowStats(t, lr.ingress())
+				if so1.FlowsRemoved != so0.FlowsRemoved+1 || sr1.FlowsRemoved != sr0.FlowsRemoved+1 {
+					t.Errorf("flows removed %d -> %d and %d -> %d, want +1 each", so0.FlowsRemoved, so1.FlowsRemoved, sr0.FlowsRemoved, sr1.FlowsRemoved)
+				}
+				got := on.events(t)
+				want := []Event{on.removedEvent(lo, how, 1, len(fo)), on.removedEvent(lr, how, 1, len(fr))}
+				// The sweep walks the table in hash order.
+				if len(got) == 2 && got[0].Flow.In != want[0].Flow.In {
+					got[0], got[1] = got[1], got[0]
+				}
+				if len(got) != 2 || got[0].Type != FlowRemoved || got[0].Reason != how || viewOf(got[0].Flow) != viewOf(want[0].Flow) ||
+					got[1].Type != FlowRemoved || got[1].Reason != how || viewOf(got[1].Flow) != viewOf(want[1].Flow) {
+					t.Errorf("events %s, want %s", eventsString(got), eventsString(want))
+				}
+				// Nothing left to remove: nothing counted or announced twice.
+				if n, err := on.d.ForgetConnection(c.orig, c.reply); err != nil || n != 0 {
+					t.Errorf("forget again: %d removed, %v", n, err)
+				}
+				on.expectEvents(t)
+			})
+		}
 	}
 }
 
@@ -1339,11 +1394,11 @@ func TestOffloadTCPOutOfWindow(t *testing.T) {
 						frame := l.inFrame(t, seg{payload: []byte{}, tcp: func(th *layers.TCP) { flags[fl](th, ack+50) }})
 						on.pass(t, h, l.ingress(), frame, "tcp_close", runOpts{})
 						on.expectFlows(t)
-						carried := len(fo)
+						carried, otherCarried := len(fo), len(fr)
 						if closer {
-							carried = len(fr)
+							carried, otherCarried = len(fr), len(fo)
 						}
-						on.expectEvents(t, on.removedEvent(l, "tcp_close", 1, carried))
+						on.expectEvents(t, on.removedEvent(l, "tcp_close", 1, carried), on.removedEvent(c.leg(!closer), "tcp_close", 1, otherCarried))
 					})
 				}
 			}

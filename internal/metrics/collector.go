@@ -96,7 +96,7 @@ func newCollector(ctx context.Context, src Source, version string, timeout time.
 			"Flows (one per direction of a connection) put into the flow cache by packets arriving on the interface (offload mode).",
 			counter, dev()...),
 		flowsRemoved: f("fastpath_flows_removed_total",
-			"Evictions of the interface's flows from the flow cache by the datapath (TCP FIN/RST, conntrack entry gone).",
+			"Flows (one per direction) of the interface that left the flow cache: TCP FIN/RST, conntrack entry gone or destroyed, idle (not LRU replacements).",
 			counter, dev()...),
 		eventsLost: f("fastpath_datapath_events_lost_total",
 			"Flow events of the interface the datapath dropped because the daemon did not read them in time.",

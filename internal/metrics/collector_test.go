@@ -174,7 +174,7 @@ fastpath_datapath_dropped_bytes_total{device="wan0"} 132
 # TYPE fastpath_flows_added_total counter
 fastpath_flows_added_total{device="lan0",interface="lan0"} 4
 fastpath_flows_added_total{device="wan0",interface="wan0"} 4
-# HELP fastpath_flows_removed_total Evictions of the interface's flows from the flow cache by the datapath (TCP FIN/RST, conntrack entry gone).
+# HELP fastpath_flows_removed_total Flows (one per direction) of the interface that left the flow cache: TCP FIN/RST, conntrack entry gone or destroyed, idle (not LRU replacements).
 # TYPE fastpath_flows_removed_total counter
 fastpath_flows_removed_total{device="lan0",interface="lan0"} 2
 fastpath_flows_removed_total{device="wan0",interface="wan0"} 1

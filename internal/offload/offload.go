@@ -253,7 +253,11 @@ func (o *Mode) watchConntrack(ctx context.Context) error {
 			if ev.Type == conntrack.EventUpdate && (m.Header.PID == 0 || m.Header.PID == own) {
 				continue
 			}
-			o.dp.ForgetConnection(tupleOf(ev.Flow.TupleOrig), tupleOf(ev.Flow.TupleReply))
+			if _, err := o.dp.ForgetConnection(tupleOf(ev.Flow.TupleOrig), tupleOf(ev.Flow.TupleReply)); err != nil &&
+				time.Since(logged) >= time.Minute {
+				logged = time.Now()
+				o.log.Warn("forget a connection conntrack dropped", "err", err)
+			}
 		}
 		return true
 	}, func(err error) bool {
