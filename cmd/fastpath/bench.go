@@ -158,7 +158,7 @@ price the guard's drop per frame.`,
 	f.BoolVar(&quick, "quick", false, "a short run: 64-byte frames, 1 and 1k flows, 2 repeats of 1 s, TCP and round trips (under 2 minutes)")
 	f.StringVar(&jsonFile, "json", "", "write the report with every raw sample as JSON to `FILE`")
 	f.StringVar(&plotFile, "plot", "", "draw a bar chart of the results into `FILE.png`")
-	f.StringSliceVar(&configs, "configs", nil, "configurations to measure (default all but the IPv6 FIB ones, *-xdp6 and *-xdp6-1m, which run when named; extern once --extern-up is given): "+strings.Join(bench.ConfigNames(), ","))
+	f.StringSliceVar(&configs, "configs", nil, "configurations to measure, comma-separated (default all but the IPv6 FIB ones, *-xdp6 and *-xdp6-1m, which run when named; extern once --extern-up is given): "+strings.Join(bench.ConfigNames(), ", "))
 	f.IntSliceVar(&o.Sizes, "sizes", bench.DefaultSizes, "frame sizes in bytes (Ethernet header to payload end)")
 	f.IntSliceVar(&o.Flows, "flows", bench.DefaultFlows, "flow counts (distinct UDP 5-tuples)")
 	f.IntVar(&o.Repeats, "repeats", bench.DefaultRepeats, "measurement windows per cell")
