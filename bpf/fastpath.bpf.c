@@ -3,7 +3,9 @@
 
 /* Entry points only: the XDP and TC programs over one pipeline
  * (lib/pipeline.h), the netfilter-hook program that records netfilter's
- * verdicts (lib/accept.h), and the flow cache's idle sweep. */
+ * verdicts (lib/accept.h), and two the daemon runs with BPF_PROG_RUN: the
+ * flow cache's idle sweep and the removal of a connection conntrack
+ * dropped. */
 #include "lib/common.h"
 #include "lib/accept.h"
 #include "lib/flow.h"
@@ -42,22 +44,25 @@ int fp_sweep_idle(struct fp_sweep_args *ctx)
 	bpf_for_each_map_elem(&fp_flows, fp_sweep_one, &a, 0);
 	ctx->scanned = a.scanned;
 	ctx->expired = a.expired;
+	ctx->unannounced = a.unannounced;
 	return 0;
 }
 
 /* fp_forget removes a connection's two directions from the record of
- * netfilter's verdicts and then from the flow cache, announced and
- * counted as every removal (fp_flow_remove), run by the daemon with
- * BPF_PROG_RUN when conntrack destroys the entry. Verdicts first: a packet
+ * netfilter's verdicts and then from the flow cache, each counted and
+ * announced as every removal is (fp_flow_remove), run by the daemon with
+ * BPF_PROG_RUN when conntrack destroys the entry (reason no_conntrack) or
+ * another program changes it (conntrack_changed). Verdicts first: a packet
  * that misses the cache in between would fill the flow again from a
  * verdict still recorded. */
 SEC("syscall")
 int fp_forget(struct fp_forget_args *ctx)
 {
 	struct fp_flow_key k0 = ctx->k[0], k1 = ctx->k[1];
+	__u32 reason = ctx->changed ? FP_DEL_CT_CHANGED : FP_PASS_NO_CONNTRACK;
 
 	bpf_map_delete_elem(&fp_accepted, &k0);
 	bpf_map_delete_elem(&fp_accepted, &k1);
-	ctx->removed = fp_flow_forget(&k0, FP_PASS_NO_CONNTRACK) + fp_flow_forget(&k1, FP_PASS_NO_CONNTRACK);
+	ctx->removed = fp_flow_forget(&k0, reason) + fp_flow_forget(&k1, reason);
 	return 0;
 }

@@ -84,9 +84,10 @@ enum fp_drop_reason {
 
 /* Why a flow left the cache, the reason of its FP_EV_FLOW_DEL event: the
  * pass reason of its next packet (enum fp_reason), or one of these, which
- * no packet has. The Go side reads the names from BTF. */
+ * no packet has (their names: internal/datapath/events.go). */
 enum fp_del_reason {
-	FP_DEL_IDLE = 0x200, /* no packet for the idle timeout (fp_sweep_idle) */
+	FP_DEL_IDLE = 0x200,       /* no packet for the idle timeout (fp_sweep_idle) */
+	FP_DEL_CT_CHANGED = 0x201, /* another program changed the conntrack entry (fp_forget) */
 };
 
 /* fp_flow_get reports a drop as FP_DROP_BIT | enum fp_drop_reason. */
@@ -193,7 +194,7 @@ struct fp_flow {
 
 enum fp_event_type {
 	FP_EV_FLOW_ADD = 1, /* a flow entered the cache: fastpath forwards it now */
-	FP_EV_FLOW_DEL = 2, /* the datapath evicted a flow; reason says why */
+	FP_EV_FLOW_DEL = 2, /* a flow left the cache; reason says why */
 	FP_EV_FLOW_PENDING = 3, /* a TCP flow waits for its entry to be made window-liberal */
 	FP_EV_GUARD_DROP = 4, /* the guard dropped a packet (sampled); reason is an enum fp_guard_reason */
 };
@@ -203,7 +204,7 @@ enum fp_event_type {
 struct fp_event {
 	__u64 ts_ns;
 	__u32 type;        /* enum fp_event_type */
-	__u32 reason;      /* enum fp_reason, for FP_EV_FLOW_DEL */
+	__u32 reason;      /* FP_EV_FLOW_DEL: enum fp_reason or enum fp_del_reason; FP_EV_GUARD_DROP: enum fp_guard_reason */
 	__u32 ifindex_in;
 	__u32 ifindex_out;
 	struct fp_flow_key key;

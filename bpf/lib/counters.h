@@ -25,6 +25,9 @@ static __always_inline void fp_count_pass(__u32 slot, __u32 reason, __u64 bytes)
 		s->pass_reason[reason]++;
 }
 
+/* fp_count_flow and fp_count_event_lost also run in the sleepable
+ * syscall programs (fp_sweep_idle, fp_forget), which the packet path can
+ * preempt on the same CPU: atomic, on paths that are rare anyway. */
 static __always_inline void fp_count_flow(__u32 slot, int added)
 {
 	struct fp_stats *s = bpf_map_lookup_elem(&fp_if_stats, &slot);
@@ -32,9 +35,9 @@ static __always_inline void fp_count_flow(__u32 slot, int added)
 	if (!s)
 		return;
 	if (added)
-		s->flows_added++;
+		__sync_fetch_and_add(&s->flows_added, 1);
 	else
-		s->flows_removed++;
+		__sync_fetch_and_add(&s->flows_removed, 1);
 }
 
 static __always_inline void fp_count_event_lost(__u32 slot)
@@ -42,7 +45,7 @@ static __always_inline void fp_count_event_lost(__u32 slot)
 	struct fp_stats *s = bpf_map_lookup_elem(&fp_if_stats, &slot);
 
 	if (s)
-		s->events_lost++;
+		__sync_fetch_and_add(&s->events_lost, 1);
 }
 
 static __always_inline void fp_count_drop(__u32 slot, __u32 reason, __u64 bytes)

@@ -232,7 +232,7 @@ static __always_inline int fp_flow_recheck(void *ctx, const int xdp, struct fp_s
 		bpf_ct_release(ct);
 	}
 	if (bad) {
-		fp_flow_evict(&r->k, f, r->slot, r->reason);
+		fp_flow_evict(&r->k, f, r->reason);
 		return -1;
 	}
 	f->ct_refresh_ns = r->now;
@@ -270,6 +270,6 @@ __noinline int fp_flow_close(struct fp_slow *s, const struct fp_flow *f)
 		r->reason = FP_DROP_BIT | FP_DROP_TCP_OUT_OF_WINDOW;
 		return -1;
 	}
-	fp_flow_evict(&r->k, f, r->slot, FP_PASS_TCP_CLOSE);
+	fp_flow_evict(&r->k, f, FP_PASS_TCP_CLOSE);
 	return -1;
 }

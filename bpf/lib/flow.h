@@ -67,16 +67,15 @@ static __always_inline struct fp_slow *fp_slow_start(const struct fp_flow_key *k
 }
 
 /* fp_flow_event_new reserves and fills an event about a flow, to be
- * submitted or discarded; NULL when the ring is full (counted on slot). */
+ * submitted or discarded; NULL when the ring is full (the caller counts
+ * the loss). */
 static __always_inline struct fp_event *fp_flow_event_new(__u32 type, __u32 reason, const struct fp_flow_key *k,
-							const struct fp_flow *f, __u32 slot)
+							const struct fp_flow *f)
 {
 	struct fp_event *e = bpf_ringbuf_reserve(&fp_events, sizeof(*e), 0);
 
-	if (!e) {
-		fp_count_event_lost(slot);
+	if (!e)
 		return NULL;
-	}
 	e->ts_ns = bpf_ktime_get_ns();
 	e->type = type;
 	e->reason = reason;
@@ -95,14 +94,17 @@ static __always_inline struct fp_event *fp_flow_event_new(__u32 type, __u32 reas
 	return e;
 }
 
-/* fp_flow_event tells the daemon about a flow; a full ring drops it. */
+/* fp_flow_event tells the daemon about a flow; a full ring drops it
+ * (counted on slot). */
 static __always_inline void fp_flow_event(__u32 type, __u32 reason, const struct fp_flow_key *k,
 					  const struct fp_flow *f, __u32 slot)
 {
-	struct fp_event *e = fp_flow_event_new(type, reason, k, f, slot);
+	struct fp_event *e = fp_flow_event_new(type, reason, k, f);
 
 	if (e)
 		bpf_ringbuf_submit(e, 0);
+	else
+		fp_count_event_lost(slot);
 }
 
 /* fp_slot_of: the counter slot of a flow's ingress; FP_MAX_IFACES, which
@@ -115,50 +117,56 @@ static __always_inline __u32 fp_slot_of(__u32 ifindex)
 }
 
 /* fp_flow_remove deletes the cached flow f of key k, counts it on its
- * ingress's slot and announces it with reason. The event is filled from
- * the entry before the delete and sent only if the delete was this
- * caller's: another CPU may remove the same flow at the same time. A
- * pending flow was never announced nor counted as added. 1: removed. */
-static __always_inline int fp_flow_remove(const struct fp_flow_key *k, const struct fp_flow *f, __u32 slot,
-					  __u32 reason)
+ * ingress's slot and, if announce, announces it with reason. The event is
+ * filled from the entry before the delete and sent only if the delete was
+ * this caller's: another CPU may remove the same flow at the same time. A
+ * pending flow was never announced nor counted as added: neither is its
+ * removal. 1: removed. */
+static __always_inline int fp_flow_remove(const struct fp_flow_key *k, const struct fp_flow *f, __u32 reason,
+					  int announce)
 {
+	__u32 slot = fp_slot_of(f->ifindex_in);
 	int pending = f->flags & FP_FLOW_PENDING;
-	struct fp_event *e = pending ? NULL : fp_flow_event_new(FP_EV_FLOW_DEL, reason, k, f, slot);
+	struct fp_event *e = NULL;
 
+	if (announce && !pending)
+		e = fp_flow_event_new(FP_EV_FLOW_DEL, reason, k, f);
 	if (bpf_map_delete_elem(&fp_flows, k)) {
 		if (e)
 			bpf_ringbuf_discard(e, 0);
 		return 0;
 	}
-	if (!pending)
-		fp_count_flow(slot, 0);
+	if (pending)
+		return 1;
+	fp_count_flow(slot, 0);
 	if (e)
 		bpf_ringbuf_submit(e, 0);
+	else if (announce)
+		fp_count_event_lost(slot);
 	return 1;
 }
 
-/* fp_flow_evict removes a flow (counted on slot) and its other direction
- * (on that one's ingress), both announced with reason. */
-static __always_inline void fp_flow_evict(const struct fp_flow_key *k, const struct fp_flow *f, __u32 slot,
-					  __u32 reason)
+/* fp_flow_evict removes a flow and its other direction, each counted on
+ * its own ingress and announced with reason. */
+static __always_inline void fp_flow_evict(const struct fp_flow_key *k, const struct fp_flow *f, __u32 reason)
 {
 	struct fp_flow_key rev;
 	struct fp_flow *rf;
 
 	fp_key_reverse(&rev, k, f); /* before f's element is freed by the delete */
-	fp_flow_remove(k, f, slot, reason);
+	fp_flow_remove(k, f, reason, 1);
 	rf = bpf_map_lookup_elem(&fp_flows, &rev);
 	if (rf)
-		fp_flow_remove(&rev, rf, fp_slot_of(rf->ifindex_in), reason);
+		fp_flow_remove(&rev, rf, reason, 1);
 }
 
-/* fp_flow_forget removes the cached flow of key k, if any, both ways of
- * announcing and counting as fp_flow_remove. 1: removed. */
+/* fp_flow_forget removes the one cached flow of key k, if there is one,
+ * as fp_flow_remove does. 1: removed. */
 static __always_inline int fp_flow_forget(const struct fp_flow_key *k, __u32 reason)
 {
 	struct fp_flow *f = bpf_map_lookup_elem(&fp_flows, k);
 
-	return f ? fp_flow_remove(k, f, fp_slot_of(f->ifindex_in), reason) : 0;
+	return f ? fp_flow_remove(k, f, reason, 1) : 0;
 }
 
 static __always_inline void fp_flow_account(struct fp_flow *f, __u64 bytes)
@@ -241,28 +249,46 @@ static __always_inline void fp_flow_rewrite_l4_xdp(struct fp_pkt *p, const struc
 /* fp_sweep_one: fp_sweep_idle's callback (fastpath.bpf.c), one cached
  * flow. The walk may miss or revisit an entry the packet path changes
  * meanwhile: idle expiry is housekeeping (the LRU and conntrack's destroy
- * events are what bound the cache), so best effort is enough. */
+ * events are what bound the cache), so best effort is enough. A removal is
+ * announced only while the event ring has room to spare: a sweep of many
+ * flows would otherwise fill it and the packet path's own events (a flow
+ * added, a flow waiting to be made liberal) would be lost; the rest are
+ * counted in unannounced. */
 struct bpf_map; /* opaque: the callback only hands it back to the map helpers */
+
+/* The sweep announces removals while the ring holds less than this. */
+#define FP_SWEEP_EVENTS_MAX_USED (64 * 1024)
 
 struct fp_sweep_args {
 	__u64 older_than_ns;
 	__u32 scanned;
 	__u32 expired;
+	__u32 unannounced; /* expired without a flow_removed event: the ring was busy */
+	__u32 pad;
 };
 
 static long fp_sweep_one(struct bpf_map *map, struct fp_flow_key *k, struct fp_flow *f, struct fp_sweep_args *a)
 {
+	int announce, pending;
+
 	a->scanned++;
-	if (f->last_ns < a->older_than_ns && fp_flow_remove(k, f, fp_slot_of(f->ifindex_in), FP_DEL_IDLE))
+	if (f->last_ns >= a->older_than_ns)
+		return 0;
+	announce = bpf_ringbuf_query(&fp_events, BPF_RB_AVAIL_DATA) < FP_SWEEP_EVENTS_MAX_USED;
+	pending = f->flags & FP_FLOW_PENDING;
+	if (fp_flow_remove(k, f, FP_DEL_IDLE, announce)) {
 		a->expired++;
+		if (!announce && !pending)
+			a->unannounced++;
+	}
 	return 0;
 }
 
 /* fp_forget_args: the two directions of a connection conntrack destroyed
- * (or another program changed), for fp_forget; removed is set to how many
- * were cached. */
+ * (changed 0) or another program changed (changed 1), for fp_forget;
+ * removed is set to how many were cached. */
 struct fp_forget_args {
 	struct fp_flow_key k[2];
+	__u32 changed;
 	__u32 removed;
-	__u32 pad;
 };

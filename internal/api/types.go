@@ -186,7 +186,7 @@ type Flows struct {
 // Event kinds.
 const (
 	EventFlowAdded   = "flow_added"   // the datapath started forwarding a flow
-	EventFlowRemoved = "flow_removed" // the datapath evicted a flow (Reason says why)
+	EventFlowRemoved = "flow_removed" // a flow left the cache (Reason says why)
 	EventAttach      = "attach"       // an interface was attached (Interface, Detail)
 	EventDetach      = "detach"       // an interface was detached or went away
 	EventWatchdog    = "watchdog"     // heartbeat trouble: offload suspended/resumed

@@ -163,8 +163,8 @@ func (e *env) frames(size int) frameSpec {
 
 // framesOf describes the generator's frames of the given size for cfg:
 // IPv4 gen to sink, or IPv6, to the sink or through cfg's FIB routes. IPv6
-// frames always carry a UDP checksum: IPv6 requires one (conntrack calls
-// one of 0 invalid).
+// frames always carry a UDP checksum, as IPv6 requires of every sender (RFC
+// 8200), and the datapath verifies it as conntrack does.
 func (e *env) framesOf(cfg config, size int) frameSpec {
 	f := e.frames(size)
 	if cfg.ipv6 {
@@ -209,7 +209,7 @@ func (e *env) fibRoutes(ctx context.Context, n int, add bool) error {
 			}
 			rt := &netlink.Route{LinkIndex: out.Attrs().Index, Dst: fibRoute(k), Gw: gw}
 			if add {
-				err = h.RouteAdd(rt)
+				err = h.RouteReplace(rt) // a run cut short may have left it
 			} else if err = h.RouteDel(rt); errors.Is(err, unix.ESRCH) || errors.Is(err, unix.ENOENT) {
 				err = nil
 			}

@@ -431,7 +431,7 @@ func (r *runner) floodPhases(ctx context.Context, o FloodOptions, fl *loopGen, g
 		}
 	}
 	e := r.env
-	if err := e.gen.configure(e.frames(MinFrame), o.Flows); err != nil {
+	if err := e.gen.configure(e.framesOf(cfg, MinFrame), o.Flows); err != nil {
 		return nil, err
 	}
 	limit := 4*o.Duration + 4*floodWarmup + 10*time.Second

@@ -22,10 +22,11 @@ import (
 func (r *runner) establish(ctx context.Context, cfg config, n int) (*Establish, error) {
 	e := r.env
 	start := time.Now()
-	// Past the table's size the rounds would fail one by one, for minutes.
+	// Past the table's room the rounds would fail one by one, for minutes.
 	if v, err := sysctlRead(e.lab.Rtr, "net.netfilter.nf_conntrack_max"); err == nil {
-		if limit, err := strconv.Atoi(v); err == nil && limit > 0 && n > limit {
-			return nil, fmt.Errorf("%d flows do not fit in conntrack here: net.netfilter.nf_conntrack_max is %d, which only the host's namespace can raise", n, limit)
+		held, _ := conntrackCount(e.lab.Rtr)
+		if limit, err := strconv.Atoi(v); err == nil && limit > 0 && n > limit-held {
+			return nil, fmt.Errorf("%d flows do not fit in conntrack here: net.netfilter.nf_conntrack_max is %d (%d in use), which only the host's namespace can raise", n, limit, held)
 		}
 	}
 	if err := e.sink.reflect(true); err != nil {

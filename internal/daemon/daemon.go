@@ -170,9 +170,9 @@ func (d *daemon) open(ctx context.Context) error {
 	return nil
 }
 
-// start makes the datapath what the config asks for: the heartbeat and the
-// verdict hook before any interface attaches in offload mode (until then
-// the datapath passes everything), revalidation, the guard, route MTUs,
+// start makes the datapath what the config asks for: the verdict hook
+// before any interface attaches in offload mode, revalidation, the guard,
+// route MTUs, the heartbeat (until then the datapath passes everything),
 // then every interface (all or nothing), then the pins settle.
 func (d *daemon) start(ctx context.Context) error {
 	log, cfg, dp := d.log, d.cfg, d.dp
@@ -193,7 +193,16 @@ func (d *daemon) start(ctx context.Context) error {
 		log.Info("guard", "actions", strings.Join(acts, "; "))
 	}
 	d.b.guard = gm
-	rl := &reloader{path: d.opts.ConfigPath, cfg: cfg, r: d.r, startOffload: d.off.ensure, setRevalidate: d.setRevalidate,
+	// Offload started by a reload beats at once: its interfaces attach
+	// next, and the main loop's next tick may be a second away.
+	startOffload := func() error {
+		if err := d.off.ensure(); err != nil {
+			return err
+		}
+		d.off.beat()
+		return nil
+	}
+	rl := &reloader{path: d.opts.ConfigPath, cfg: cfg, r: d.r, startOffload: startOffload, setRevalidate: d.setRevalidate,
 		applyGuard: func(p *guardPlan) ([]string, error) { return applyGuard(dp, gm, p) }}
 	d.main = newMainLoop(log, d.r, signalsOf(d.ev), dp, &d.off, d.reval, rl)
 	d.main.localAddrs = d.syncLocalAddrs
@@ -206,8 +215,10 @@ func (d *daemon) start(ctx context.Context) error {
 	if err := d.syncLocalAddrs(); err != nil {
 		return err
 	}
-	// A fresh heartbeat for the attach: the one offload's start wrote may
-	// be older than the watchdog by now (the route dump of a full table).
+	// The first heartbeat, now that every watch is subscribed: written
+	// before, it could be older than the watchdog by now (the route dump of
+	// a full table takes seconds), and an adopted datapath would trust its
+	// cache while route changes went unwatched.
 	d.off.beat()
 	if err := d.r.start(); err != nil {
 		return err

@@ -408,7 +408,7 @@ func (r *reconciler) attach(ic *iface) error {
 func (r *reconciler) attachAs(ic *iface, hook datapath.Hook, why string) (link.Link, datapath.Hook, string, error) {
 	l, err := r.dp.Attach(ic.ifindex, hook)
 	if err != nil && hook == datapath.HookXDP && ic.cfg.Attach == config.AttachAuto {
-		why = fmt.Sprintf("native XDP refused at MTU %d (%v)", ic.mtu, err)
+		why = fmt.Sprintf("%s (%v)", xdpRefusedAt(ic.mtu), err)
 		ic.xdpRefusedMTU, ic.xdpRefused = ic.mtu, why
 		hook = datapath.HookTC
 		if ic.link != nil && ic.hook == hook {
@@ -450,11 +450,15 @@ func explainAttach(ic *iface, hook datapath.Hook, err error) error {
 	// ERANGE: a frame of the MTU does not fit one page of XDP (a veth
 	// checks its peer's MTU; the datapath takes no multi-buffer frames).
 	case errors.Is(err, unix.ERANGE):
-		return fmt.Errorf("native XDP refused at MTU %d: a frame must fit one page with XDP (on a veth about 3500 bytes of MTU, its peer's counted): "+
-			"lower the MTU, or use attach: auto or tc (%w)", ic.mtu, err)
+		return fmt.Errorf("%s: a frame must fit one page with XDP (a veth checks its peer's MTU: about 3500 bytes at most); "+
+			"lower the MTU (the peer's too), or use attach: auto or tc (%w)", xdpRefusedAt(ic.mtu), err)
 	}
 	return err
 }
+
+// xdpRefusedAt says that the kernel refused native XDP at the interface's
+// MTU (ERANGE; status and errors say it alike).
+func xdpRefusedAt(mtu int) string { return fmt.Sprintf("native XDP refused at MTU %d", mtu) }
 
 // wantsGRO: native XDP in offload mode keeps a TC program behind it for
 // bulk TCP, which GRO merges before TC forwards it (bpf/lib/pipeline.h:

@@ -43,10 +43,17 @@ func (t EventType) String() string {
 	return fmt.Sprintf("event_%d", uint32(t))
 }
 
-// RemovedIdle is the reason of a FlowRemoved event for a flow that had no
-// packet for the idle timeout (ExpireIdle); every other reason is a pass
-// reason, the one its next packet gets.
-const RemovedIdle = "idle"
+// The reasons of FlowRemoved events that are no pass reason (enum
+// fp_del_reason); every other is the pass reason its next packet gets.
+const (
+	RemovedIdle      = "idle"              // no packet for the idle timeout (ExpireIdle)
+	RemovedCTChanged = "conntrack_changed" // another program changed the conntrack entry (ForgetConnection)
+)
+
+var delReasons = map[uint32]string{
+	uint32(fastpathFpDelReasonFP_DEL_IDLE):       RemovedIdle,
+	uint32(fastpathFpDelReasonFP_DEL_CT_CHANGED): RemovedCTChanged,
+}
 
 // Event is one flow event from the datapath.
 type Event struct {
@@ -98,10 +105,9 @@ func (r *EventReader) Read() (Event, error) {
 	ev := Event{Type: EventType(e.Type), Time: time.Duration(e.TsNs), Flow: flowOf(e.Key, v, 0, 0)}
 	ev.Flow.Stale = false
 	if ev.Type == FlowRemoved {
-		switch {
-		case e.Reason == uint32(fastpathFpDelReasonFP_DEL_IDLE):
-			ev.Reason = RemovedIdle
-		case int(e.Reason) < len(r.reasons):
+		if name, ok := delReasons[e.Reason]; ok {
+			ev.Reason = name
+		} else if int(e.Reason) < len(r.reasons) {
 			ev.Reason = r.reasons[e.Reason]
 		}
 	}

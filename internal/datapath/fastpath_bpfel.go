@@ -63,7 +63,8 @@ type fastpathFpCsumBuf struct {
 type fastpathFpDelReason uint32
 
 const (
-	fastpathFpDelReasonFP_DEL_IDLE fastpathFpDelReason = 512
+	fastpathFpDelReasonFP_DEL_IDLE       fastpathFpDelReason = 512
+	fastpathFpDelReasonFP_DEL_CT_CHANGED fastpathFpDelReason = 513
 )
 
 type fastpathFpEvent struct {
@@ -144,8 +145,8 @@ type fastpathFpFlowKey struct {
 type fastpathFpForgetArgs struct {
 	_       structs.HostLayout
 	K       [2]fastpathFpFlowKey
+	Changed uint32
 	Removed uint32
-	Pad     uint32
 }
 
 type fastpathFpGuardBtfTypes struct {
@@ -346,6 +347,8 @@ type fastpathFpSweepArgs struct {
 	OlderThanNs uint64
 	Scanned     uint32
 	Expired     uint32
+	Unannounced uint32
+	Pad         uint32
 }
 
 type fastpathFpVerdict struct {

@@ -170,13 +170,16 @@ func (d *Datapath) FlowCapacity() int { return int(d.objs.FpFlows.MaxEntries()) 
 
 // ForgetConnection removes both directions of a connection from the
 // record of what netfilter accepted and from the cache, given conntrack's
-// two tuples (original and reply, as packets arrive). Used when conntrack
-// destroys the entry (or another program changes it). The work is
-// fp_forget's, in the kernel, so that each removed flow is counted and
-// announced (flow_removed, reason no_conntrack) as every removal is.
-// Returns how many directions were cached.
-func (d *Datapath) ForgetConnection(orig, reply Tuple) (int, error) {
+// two tuples (original and reply, as packets arrive): when conntrack
+// destroys the entry, or (changed) another program changes it. The work
+// is fp_forget's, in the kernel, so that each removed flow is counted and
+// announced (flow_removed, reason no_conntrack or conntrack_changed) as
+// every removal is. Returns how many directions were cached.
+func (d *Datapath) ForgetConnection(orig, reply Tuple, changed bool) (int, error) {
 	args := fastpathFpForgetArgs{K: [2]fastpathFpFlowKey{keyOf(orig), keyOf(reply)}}
+	if changed {
+		args.Changed = 1
+	}
 	if _, err := d.objs.FpForget.Run(&ebpf.RunOptions{Context: args, ContextOut: &args}); err != nil {
 		return 0, fmt.Errorf("forget connection %v: %w", orig, err)
 	}
@@ -188,17 +191,18 @@ func (d *Datapath) ForgetConnection(orig, reply Tuple) (int, error) {
 // expired is forgotten by its destroy event or its next packet; this keeps
 // `fastpath flows` about live traffic. The walk runs in the kernel
 // (fp_sweep_idle): at a million flows it costs a fraction of reading them
-// out. Each flow that goes is counted and announced (flow_removed, reason
-// idle). Returns how many went.
-func (d *Datapath) ExpireIdle(idle time.Duration) (int, error) {
+// out. Each flow that goes is counted, and announced (flow_removed, reason
+// idle) while the event ring has room to spare; unannounced counts the
+// others. Returns how many went.
+func (d *Datapath) ExpireIdle(idle time.Duration) (expired, unannounced int, err error) {
 	now := Monotonic()
 	if now <= idle {
-		return 0, nil // booted less than idle ago: nothing can be that old
+		return 0, 0, nil // booted less than idle ago: nothing can be that old
 	}
 	args := fastpathFpSweepArgs{OlderThanNs: uint64(now - idle)}
 	// A syscall program writes its results back into its context.
 	if _, err := d.objs.FpSweepIdle.Run(&ebpf.RunOptions{Context: args, ContextOut: &args}); err != nil {
-		return 0, fmt.Errorf("expire idle flows: %w", err)
+		return 0, 0, fmt.Errorf("expire idle flows: %w", err)
 	}
-	return int(args.Expired), nil
+	return int(args.Expired), int(args.Unannounced), nil
 }

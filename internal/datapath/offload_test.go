@@ -227,7 +227,7 @@ func (on *offloadNet) addConn(t testing.TB, c natConn, st ctState) {
 		if out, err := on.conntrack(append([]string{"-D"}, origArgs(c)...)...); err != nil && !strings.Contains(out, "0 flow entries") {
 			t.Errorf("delete conntrack entry: %v", err)
 		}
-		on.d.ForgetConnection(c.orig, c.reply)
+		on.d.ForgetConnection(c.orig, c.reply, false)
 	})
 	out, err := on.conntrack(append(append([]string{"-G"}, origArgs(c)...), "-o", "extended")...)
 	if err != nil {
@@ -647,7 +647,7 @@ func TestOffloadPass(t *testing.T) {
 					if pc.ct != nil {
 						on.addConn(t, c, *pc.ct)
 					} else {
-						t.Cleanup(func() { on.d.ForgetConnection(c.orig, c.reply) })
+						t.Cleanup(func() { on.d.ForgetConnection(c.orig, c.reply, false) })
 					}
 					if pc.accept {
 						on.accept(t, c.orig, c.reply)
@@ -804,11 +804,12 @@ func TestOffloadTCPClose(t *testing.T) {
 // TestOffloadRemovals: every way a flow leaves the cache counts it on its
 // ingress and announces it with what it carried: conntrack's entry gone
 // (ForgetConnection, the daemon's answer to a destroy event: reason
-// no_conntrack) and the idle sweep (ExpireIdle: reason idle), both
-// directions each.
+// no_conntrack), changed by another program (conntrack_changed) and the
+// idle sweep (ExpireIdle: reason idle), both directions each. A pending
+// flow (never announced or counted as added) goes without either.
 func TestOffloadRemovals(t *testing.T) {
 	on := newOffloadNet(t)
-	for _, how := range []string{"no_conntrack", "idle"} {
+	for _, how := range []string{"no_conntrack", "conntrack_changed", "idle"} {
 		for _, v6 := range []bool{false, true} {
 			t.Run(fmt.Sprintf("%s/%s", how, famName(v6)), func(t *testing.T) {
 				c := on.offloadConn(t, kindSNAT, unix.IPPROTO_UDP, v6)
@@ -820,13 +821,13 @@ func TestOffloadRemovals(t *testing.T) {
 				on.events(t)
 				so0, sr0 := on.flowStats(t, lo.ingress()), on.flowStats(t, lr.ingress())
 				switch how {
-				case "no_conntrack":
-					if n, err := on.d.ForgetConnection(c.orig, c.reply); err != nil || n != 2 {
+				case "no_conntrack", "conntrack_changed":
+					if n, err := on.d.ForgetConnection(c.orig, c.reply, how == "conntrack_changed"); err != nil || n != 2 {
 						t.Fatalf("forget: %d removed, %v; want 2", n, err)
 					}
 				case "idle":
-					if n, err := on.d.ExpireIdle(time.Nanosecond); err != nil || n != 2 {
-						t.Fatalf("expire idle: %d removed, %v; want 2", n, err)
+					if n, quiet, err := on.d.ExpireIdle(time.Nanosecond); err != nil || n != 2 || quiet != 0 {
+						t.Fatalf("expire idle: %d removed (%d unannounced), %v; want 2, all announced", n, quiet, err)
 					}
 				}
 				on.expectFlows(t)
@@ -845,12 +846,42 @@ func TestOffloadRemovals(t *testing.T) {
 					t.Errorf("events %s, want %s", eventsString(got), eventsString(want))
 				}
 				// Nothing left to remove: nothing counted or announced twice.
-				if n, err := on.d.ForgetConnection(c.orig, c.reply); err != nil || n != 0 {
+				if n, err := on.d.ForgetConnection(c.orig, c.reply, false); err != nil || n != 0 {
 					t.Errorf("forget again: %d removed, %v", n, err)
 				}
 				on.expectEvents(t)
 			})
 		}
+	}
+	for _, how := range []string{"no_conntrack", "idle"} {
+		t.Run("pending/"+how, func(t *testing.T) {
+			c := on.newConn(kindSNAT, unix.IPPROTO_TCP, false)
+			on.addConn(t, c, ctState{notLiberal: true})
+			on.accept(t, c.orig, c.reply)
+			l := c.leg(false)
+			on.events(t)
+			on.pass(t, hookXDP, sideIn0, l.inFrame(t, seg{}), "not_liberal", runOpts{})
+			if ev := on.events(t); len(ev) != 1 || ev[0].Type != FlowPending {
+				t.Fatalf("events %s, want one flow_pending", eventsString(ev))
+			}
+			s0 := on.flowStats(t, sideIn0)
+			var n int
+			var err error
+			if how == "idle" {
+				n, _, err = on.d.ExpireIdle(time.Nanosecond)
+			} else {
+				n, err = on.d.ForgetConnection(c.orig, c.reply, false)
+			}
+			if err != nil || n != 1 {
+				t.Fatalf("%s: %d removed, %v; want the pending one", how, n, err)
+			}
+			if s1 := on.flowStats(t, sideIn0); s1.FlowsRemoved != s0.FlowsRemoved || s1.EventsLost != s0.EventsLost {
+				t.Errorf("a pending flow's removal counted: removed %d -> %d, events lost %d -> %d",
+					s0.FlowsRemoved, s1.FlowsRemoved, s0.EventsLost, s1.EventsLost)
+			}
+			on.expectFlows(t)
+			on.expectEvents(t)
+		})
 	}
 }
 

@@ -81,9 +81,10 @@ func Start(ctx context.Context, opts Options) (_ *Mode, err error) {
 	if err := o.refreshTimeouts(); err != nil {
 		return nil, err
 	}
-	if err := dp.Heartbeat(WatchdogAfter); err != nil {
-		return nil, err
-	}
+	// No heartbeat yet: the caller's first Beat writes it once the
+	// daemon watches everything it must (before attaching at start, after
+	// starting offload in a reload). Until then the datapath passes
+	// everything, an adopted one too.
 	if o.nfLinks, err = dp.AttachNetfilter(); err != nil {
 		return nil, err
 	}
@@ -128,11 +129,10 @@ func (o *Mode) Close() {
 // Beat writes the heartbeat. The main loop calls it, the loop that also
 // invalidates the cache: if that loop hangs, the heartbeat stops and the
 // watchdog hands everything to the kernel, rather than offloading flows
-// nobody re-validates. The first Beat judges no lateness: the daemon's
-// start calls it right before attaching, however long reading the kernel's
-// state took (a full routing table: seconds), and nothing was offloaded
-// before it (a datapath adopted from a previous daemon has its flows
-// re-validated at load).
+// nobody re-validates. The first Beat judges no lateness: the daemon calls
+// it right before attaching (or right after starting offload in a reload),
+// however long reading the kernel's state took (a full routing table:
+// seconds), and with no heartbeat before it nothing was offloaded.
 func (o *Mode) Beat() {
 	now := o.now()
 	// A daemon stalled longer than the watchdog (stopped, starved) finds
@@ -167,8 +167,11 @@ func (o *Mode) Resync() {
 	// after it went idle, and a million flows cost a walk every 15 s.
 	if now := datapath.Monotonic(); now-o.lastSweep >= o.idle/2 {
 		o.lastSweep = now
-		if n, err := o.dp.ExpireIdle(o.idle); err != nil {
+		if n, quiet, err := o.dp.ExpireIdle(o.idle); err != nil {
 			o.log.Warn("expire idle flows", "err", err)
+		} else if quiet > 0 {
+			o.log.Info("expired idle flows; some without a flow_removed event, to leave the event ring to the packet path",
+				"count", n, "unannounced", quiet)
 		} else if n > 0 {
 			o.log.Debug("expired idle flows", "count", n)
 		}
@@ -253,7 +256,8 @@ func (o *Mode) watchConntrack(ctx context.Context) error {
 			if ev.Type == conntrack.EventUpdate && (m.Header.PID == 0 || m.Header.PID == own) {
 				continue
 			}
-			if _, err := o.dp.ForgetConnection(tupleOf(ev.Flow.TupleOrig), tupleOf(ev.Flow.TupleReply)); err != nil &&
+			changed := ev.Type == conntrack.EventUpdate
+			if _, err := o.dp.ForgetConnection(tupleOf(ev.Flow.TupleOrig), tupleOf(ev.Flow.TupleReply), changed); err != nil &&
 				time.Since(logged) >= time.Minute {
 				logged = time.Now()
 				o.log.Warn("forget a connection conntrack dropped", "err", err)

@@ -42,6 +42,11 @@ func offloadLab(t *testing.T, attach, ruleset string) (*lab.Lab, *daemon, contex
 		nft(ctx, t, l, ruleset)
 	}
 	d, st := runDaemon(t, l.Rtr, offloadIfaces(l, attach)...)
+	// The daemon writes the first heartbeat right before it attaches: the
+	// watchdog is armed from its first answer on, not a tick later.
+	if st.Datapath == nil || st.Datapath.Watchdog != api.WatchdogArmed {
+		t.Fatalf("datapath at start: %+v, want the watchdog armed", st.Datapath)
+	}
 	for _, ifc := range st.Interfaces {
 		if ifc.AttachedAs != attach || ifc.Mode != "offload" {
 			t.Fatalf("%s: attached as %q in mode %q, want %s in offload", ifc.Name, ifc.AttachedAs, ifc.Mode, attach)
