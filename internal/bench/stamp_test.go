@@ -17,14 +17,7 @@ import (
 // checksums on (--checks) every frame's UDP checksum verifies, also when
 // the flood spreads the source address; with them off it stays 0.
 func TestStampUDPChecksum(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("skipping: needs root to load BPF programs")
-	}
-	g, err := newLiveGen(pinned{}, 1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer g.Close()
+	g := stampGen(t)
 	for _, size := range []int{MinFrame, 777, MaxFrame} {
 		for _, sum := range []bool{true, false} {
 			f := frameSpec{size: size, udpChecksum: sum,
@@ -71,14 +64,7 @@ func TestStampUDPChecksum(t *testing.T) {
 // FIB's routes (route-xdp6-1m): flow i goes to route i % dsts with its
 // ports, and its UDP checksum verifies when it has one.
 func TestStampIPv6Routes(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("skipping: needs root to load BPF programs")
-	}
-	g, err := newLiveGen(pinned{}, 1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer g.Close()
+	g := stampGen(t)
 	const routes = 1_000_000
 	for _, size := range []int{MinFrame, MaxFrame} {
 		for _, sum := range []bool{true, false} {
@@ -129,6 +115,21 @@ func TestStampIPv6Routes(t *testing.T) {
 	if err := g.configure(bad, 1); err == nil {
 		t.Error("mixed families accepted")
 	}
+}
+
+// stampGen loads the generator for BPF_PROG_RUN (no live frames), closed
+// at the test's end; the test is skipped without root.
+func stampGen(t *testing.T) *liveGen {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("skipping: needs root to load BPF programs")
+	}
+	g, err := newLiveGen(pinned{}, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { g.Close() })
+	return g
 }
 
 // stampOne runs the generator once as flow's frame and returns the frame.

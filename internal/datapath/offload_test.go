@@ -411,6 +411,21 @@ func (on *offloadNet) removedEvent(l leg, reason string, packets, bytes int) Eve
 	return e
 }
 
+// cacheBoth forwards one frame of each direction of c (segment sg) with
+// hook h, asserts both are cached with what they carried, and drains the
+// events that made them: the start of every test of a cached
+// connection's end. It returns the legs and their frames.
+func (on *offloadNet) cacheBoth(t testing.TB, h hook, c natConn, sg seg) (lo, lr leg, fo, fr []byte) {
+	t.Helper()
+	lo, lr = c.leg(false), c.leg(true)
+	fo, fr = lo.inFrame(t, sg), lr.inFrame(t, sg)
+	on.forward(t, h, lo, fo, lo.natExpect(t, sg), runOpts{})
+	on.forward(t, h, lr, fr, lr.natExpect(t, sg), runOpts{})
+	on.expectFlows(t, on.flowOfLeg(lo, 1, len(fo)), on.flowOfLeg(lr, 1, len(fr)))
+	on.events(t)
+	return lo, lr, fo, fr
+}
+
 // expectFlows asserts the flow cache holds exactly want (in any order).
 func (on *offloadNet) expectFlows(t testing.TB, want ...flowView) []Flow {
 	t.Helper()
@@ -758,12 +773,7 @@ func TestOffloadTCPClose(t *testing.T) {
 				for _, h := range hooks() {
 					t.Run(fmt.Sprintf("%s/%s/%s from %s", h, famName(v6), fl, dirName(closer)), func(t *testing.T) {
 						c := on.offloadConn(t, kindSNAT, unix.IPPROTO_TCP, v6)
-						lo, lr := c.leg(false), c.leg(true)
-						fo, fr := lo.inFrame(t, seg{}), lr.inFrame(t, seg{})
-						on.forward(t, h, lo, fo, lo.natExpect(t, seg{}), runOpts{})
-						on.forward(t, h, lr, fr, lr.natExpect(t, seg{}), runOpts{})
-						on.expectFlows(t, on.flowOfLeg(lo, 1, len(fo)), on.flowOfLeg(lr, 1, len(fr)))
-						on.events(t)
+						_, _, fo, fr := on.cacheBoth(t, h, c, seg{})
 
 						l, other := c.leg(closer), c.leg(!closer)
 						s0, o0 := on.flowStats(t, l.ingress()), on.flowStats(t, other.ingress())
@@ -813,12 +823,7 @@ func TestOffloadRemovals(t *testing.T) {
 		for _, v6 := range []bool{false, true} {
 			t.Run(fmt.Sprintf("%s/%s", how, famName(v6)), func(t *testing.T) {
 				c := on.offloadConn(t, kindSNAT, unix.IPPROTO_UDP, v6)
-				lo, lr := c.leg(false), c.leg(true)
-				fo, fr := lo.inFrame(t, seg{}), lr.inFrame(t, seg{})
-				on.forward(t, hookXDP, lo, fo, lo.natExpect(t, seg{}), runOpts{})
-				on.forward(t, hookXDP, lr, fr, lr.natExpect(t, seg{}), runOpts{})
-				on.expectFlows(t, on.flowOfLeg(lo, 1, len(fo)), on.flowOfLeg(lr, 1, len(fr)))
-				on.events(t)
+				lo, lr, fo, fr := on.cacheBoth(t, hookXDP, c, seg{})
 				so0, sr0 := on.flowStats(t, lo.ingress()), on.flowStats(t, lr.ingress())
 				switch how {
 				case "no_conntrack", "conntrack_changed":
@@ -1405,13 +1410,8 @@ func TestOffloadTCPOutOfWindow(t *testing.T) {
 				for _, h := range hooks() {
 					t.Run(fmt.Sprintf("%s/%s/%s from %s", h, famName(v6), fl, dirName(closer)), func(t *testing.T) {
 						c := on.offloadConn(t, kindSNAT, unix.IPPROTO_TCP, v6)
-						lo, lr := c.leg(false), c.leg(true)
-						sg := seg{tcp: win}
-						fo, fr := lo.inFrame(t, sg), lr.inFrame(t, sg)
-						on.forward(t, h, lo, fo, lo.natExpect(t, sg), runOpts{})
-						on.forward(t, h, lr, fr, lr.natExpect(t, sg), runOpts{})
+						lo, lr, fo, fr := on.cacheBoth(t, h, c, seg{tcp: win})
 						flows := []flowView{on.flowOfLeg(lo, 1, len(fo)), on.flowOfLeg(lr, 1, len(fr))}
-						on.events(t)
 						l := c.leg(closer)
 						ack := uint32(2000)
 						below := ack - 100<<14 - 2 // a FIN's end (seq + 1) still a byte below
