@@ -60,9 +60,11 @@ int fp_forget(struct fp_forget_args *ctx)
 {
 	struct fp_flow_key k0 = ctx->k[0], k1 = ctx->k[1];
 	__u32 reason = ctx->changed ? FP_DEL_CT_CHANGED : FP_PASS_NO_CONNTRACK;
+	__u32 quiet = 0;
 
 	bpf_map_delete_elem(&fp_accepted, &k0);
 	bpf_map_delete_elem(&fp_accepted, &k1);
-	ctx->removed = fp_flow_forget(&k0, reason) + fp_flow_forget(&k1, reason);
+	ctx->removed = fp_flow_forget(&k0, reason, &quiet) + fp_flow_forget(&k1, reason, &quiet);
+	ctx->unannounced = quiet;
 	return 0;
 }

@@ -160,13 +160,34 @@ static __always_inline void fp_flow_evict(const struct fp_flow_key *k, const str
 		fp_flow_remove(&rev, rf, reason, 1);
 }
 
+/* Housekeeping (the idle sweep, conntrack's destroy events) announces
+ * removals while the event ring holds less than this: a quarter of it, the
+ * rest kept for the packet path's events. */
+#define FP_HOUSEKEEPING_EVENTS_MAX_USED (64 * 1024)
+
+static __always_inline int fp_ring_has_room(void)
+{
+	return bpf_ringbuf_query(&fp_events, BPF_RB_AVAIL_DATA) < FP_HOUSEKEEPING_EVENTS_MAX_USED;
+}
+
 /* fp_flow_forget removes the one cached flow of key k, if there is one,
- * as fp_flow_remove does. 1: removed. */
-static __always_inline int fp_flow_forget(const struct fp_flow_key *k, __u32 reason)
+ * as fp_flow_remove does, announced while the ring has room to spare
+ * (fp_ring_has_room; a conntrack flush brings thousands at once); *quiet
+ * counts those that were not. 1: removed. */
+static __always_inline int fp_flow_forget(const struct fp_flow_key *k, __u32 reason, __u32 *quiet)
 {
 	struct fp_flow *f = bpf_map_lookup_elem(&fp_flows, k);
+	int announce, pending;
 
-	return f ? fp_flow_remove(k, f, reason, 1) : 0;
+	if (!f)
+		return 0;
+	announce = fp_ring_has_room();
+	pending = f->flags & FP_FLOW_PENDING;
+	if (!fp_flow_remove(k, f, reason, announce))
+		return 0;
+	if (!announce && !pending)
+		*quiet += 1;
+	return 1;
 }
 
 static __always_inline void fp_flow_account(struct fp_flow *f, __u64 bytes)
@@ -256,9 +277,6 @@ static __always_inline void fp_flow_rewrite_l4_xdp(struct fp_pkt *p, const struc
  * counted in unannounced. */
 struct bpf_map; /* opaque: the callback only hands it back to the map helpers */
 
-/* The sweep announces removals while the ring holds less than this. */
-#define FP_SWEEP_EVENTS_MAX_USED (64 * 1024)
-
 struct fp_sweep_args {
 	__u64 older_than_ns;
 	__u32 scanned;
@@ -274,7 +292,7 @@ static long fp_sweep_one(struct bpf_map *map, struct fp_flow_key *k, struct fp_f
 	a->scanned++;
 	if (f->last_ns >= a->older_than_ns)
 		return 0;
-	announce = bpf_ringbuf_query(&fp_events, BPF_RB_AVAIL_DATA) < FP_SWEEP_EVENTS_MAX_USED;
+	announce = fp_ring_has_room();
 	pending = f->flags & FP_FLOW_PENDING;
 	if (fp_flow_remove(k, f, FP_DEL_IDLE, announce)) {
 		a->expired++;
@@ -291,4 +309,6 @@ struct fp_forget_args {
 	struct fp_flow_key k[2];
 	__u32 changed;
 	__u32 removed;
+	__u32 unannounced; /* removed without a flow_removed event: the ring was busy */
+	__u32 pad;
 };

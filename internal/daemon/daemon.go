@@ -59,6 +59,12 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 	defer cancel()
 	d := &daemon{cfg: cfg, opts: opts, log: opts.Logger, cancel: cancel}
 	defer d.close()
+	// SIGHUP from the start on: its default action would end the process
+	// mid-start without any cleanup. One that comes during the start is
+	// kept and reloads once the main loop runs.
+	d.hup = make(chan os.Signal, 1)
+	signal.Notify(d.hup, syscall.SIGHUP)
+	defer signal.Stop(d.hup)
 	if err := d.open(ctx); err != nil {
 		return err
 	}
@@ -94,6 +100,7 @@ type daemon struct {
 	reval  *revalidation
 	main   *mainLoop
 	netns  string
+	hup    chan os.Signal // SIGHUP, registered at Run's start
 }
 
 func (d *daemon) onClose(f func()) { d.closers = append(d.closers, f) }
@@ -313,14 +320,11 @@ func (d *daemon) loop(ctx context.Context) error {
 		dashDone := d.dash.serve(ctx, log)
 		d.onClose(func() { d.cancel(); <-dashDone })
 	}
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
 	log.Info("fastpath running", "interfaces", len(d.cfg.Interfaces), "socket", d.cfg.API.Socket, "netns", d.netns)
 	notifyReady(log)
 	d.main.wd = newSDWatchdog(log)
 	d.main.wd.beat(time.Now())
-	return d.main.run(ctx, hup, serveErr)
+	return d.main.run(ctx, d.hup, serveErr)
 }
 
 func usesOffload(cfg *config.Config) bool {

@@ -211,6 +211,9 @@ func (l *mainLoop) run(ctx context.Context, hup <-chan os.Signal, stop <-chan er
 	}
 	rulesDirty := false
 	var legacy []string // iptables-legacy tables when last looked
+	// A beat now, not a tick from now: the start's beat came before every
+	// attach, which on real NICs can take a while.
+	l.off.beat()
 	for {
 		select {
 		case <-ctx.Done():

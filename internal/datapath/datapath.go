@@ -116,10 +116,13 @@ func Load(opts Options) (*Datapath, error) {
 			// Nobody watched the kernel while no daemon ran: before the
 			// heartbeat resumes offload, every cached flow must redo its
 			// FIB lookup and pass netfilter once more (one kernel pass per
-			// direction, no loss).
+			// direction, no loss). And the previous daemon's heartbeat goes:
+			// until this one beats, once it watches everything, the
+			// datapath passes every packet to the kernel rather than refill
+			// flows that a route change meanwhile would not invalidate.
 			err := errors.Join(d.readGlobals(), d.readSlots())
 			if err == nil {
-				err = d.writeGlobals(func(s *fastpathFpState) { s.FibGen++; s.FwGen++ })
+				err = d.writeGlobals(func(s *fastpathFpState) { s.FibGen++; s.FwGen++; s.HeartbeatNs = 0 })
 			}
 			if err != nil {
 				d.objs.Close()

@@ -143,10 +143,12 @@ type fastpathFpFlowKey struct {
 }
 
 type fastpathFpForgetArgs struct {
-	_       structs.HostLayout
-	K       [2]fastpathFpFlowKey
-	Changed uint32
-	Removed uint32
+	_           structs.HostLayout
+	K           [2]fastpathFpFlowKey
+	Changed     uint32
+	Removed     uint32
+	Unannounced uint32
+	Pad         uint32
 }
 
 type fastpathFpGuardBtfTypes struct {

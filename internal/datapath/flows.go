@@ -174,16 +174,18 @@ func (d *Datapath) FlowCapacity() int { return int(d.objs.FpFlows.MaxEntries()) 
 // destroys the entry, or (changed) another program changes it. The work
 // is fp_forget's, in the kernel, so that each removed flow is counted and
 // announced (flow_removed, reason no_conntrack or conntrack_changed) as
-// every removal is. Returns how many directions were cached.
-func (d *Datapath) ForgetConnection(orig, reply Tuple, changed bool) (int, error) {
+// every removal is: while the event ring has room to spare, as for the
+// idle sweep (a conntrack flush brings thousands at once); unannounced
+// counts the others. Returns how many directions were cached.
+func (d *Datapath) ForgetConnection(orig, reply Tuple, changed bool) (removed, unannounced int, err error) {
 	args := fastpathFpForgetArgs{K: [2]fastpathFpFlowKey{keyOf(orig), keyOf(reply)}}
 	if changed {
 		args.Changed = 1
 	}
 	if _, err := d.objs.FpForget.Run(&ebpf.RunOptions{Context: args, ContextOut: &args}); err != nil {
-		return 0, fmt.Errorf("forget connection %v: %w", orig, err)
+		return 0, 0, fmt.Errorf("forget connection %v: %w", orig, err)
 	}
-	return int(args.Removed), nil
+	return int(args.Removed), int(args.Unannounced), nil
 }
 
 // ExpireIdle removes flows whose last packet is older than idle. The LRU

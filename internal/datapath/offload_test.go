@@ -827,8 +827,8 @@ func TestOffloadRemovals(t *testing.T) {
 				so0, sr0 := on.flowStats(t, lo.ingress()), on.flowStats(t, lr.ingress())
 				switch how {
 				case "no_conntrack", "conntrack_changed":
-					if n, err := on.d.ForgetConnection(c.orig, c.reply, how == "conntrack_changed"); err != nil || n != 2 {
-						t.Fatalf("forget: %d removed, %v; want 2", n, err)
+					if n, quiet, err := on.d.ForgetConnection(c.orig, c.reply, how == "conntrack_changed"); err != nil || n != 2 || quiet != 0 {
+						t.Fatalf("forget: %d removed (%d unannounced), %v; want 2, all announced", n, quiet, err)
 					}
 				case "idle":
 					if n, quiet, err := on.d.ExpireIdle(time.Nanosecond); err != nil || n != 2 || quiet != 0 {
@@ -851,7 +851,7 @@ func TestOffloadRemovals(t *testing.T) {
 					t.Errorf("events %s, want %s", eventsString(got), eventsString(want))
 				}
 				// Nothing left to remove: nothing counted or announced twice.
-				if n, err := on.d.ForgetConnection(c.orig, c.reply, false); err != nil || n != 0 {
+				if n, _, err := on.d.ForgetConnection(c.orig, c.reply, false); err != nil || n != 0 {
 					t.Errorf("forget again: %d removed, %v", n, err)
 				}
 				on.expectEvents(t)
@@ -870,15 +870,15 @@ func TestOffloadRemovals(t *testing.T) {
 				t.Fatalf("events %s, want one flow_pending", eventsString(ev))
 			}
 			s0 := on.flowStats(t, sideIn0)
-			var n int
+			var n, quiet int
 			var err error
 			if how == "idle" {
-				n, _, err = on.d.ExpireIdle(time.Nanosecond)
+				n, quiet, err = on.d.ExpireIdle(time.Nanosecond)
 			} else {
-				n, err = on.d.ForgetConnection(c.orig, c.reply, false)
+				n, quiet, err = on.d.ForgetConnection(c.orig, c.reply, false)
 			}
-			if err != nil || n != 1 {
-				t.Fatalf("%s: %d removed, %v; want the pending one", how, n, err)
+			if err != nil || n != 1 || quiet != 0 {
+				t.Fatalf("%s: %d removed (%d unannounced), %v; want the pending one, not counted as unannounced", how, n, quiet, err)
 			}
 			if s1 := on.flowStats(t, sideIn0); s1.FlowsRemoved != s0.FlowsRemoved || s1.EventsLost != s0.EventsLost {
 				t.Errorf("a pending flow's removal counted: removed %d -> %d, events lost %d -> %d",

@@ -243,6 +243,7 @@ func (o *Mode) watchConntrack(ctx context.Context) error {
 	o.ct = c
 	own := o.nl.PID()
 	var logged time.Time
+	quiet := 0 // removals not announced since the last log line
 	go netwatch.Receive(ctx, c.Receive, func(msgs []netlink.Message) bool {
 		for _, m := range msgs {
 			var ev conntrack.Event
@@ -257,10 +258,18 @@ func (o *Mode) watchConntrack(ctx context.Context) error {
 				continue
 			}
 			changed := ev.Type == conntrack.EventUpdate
-			if _, err := o.dp.ForgetConnection(tupleOf(ev.Flow.TupleOrig), tupleOf(ev.Flow.TupleReply), changed); err != nil &&
-				time.Since(logged) >= time.Minute {
+			_, q, err := o.dp.ForgetConnection(tupleOf(ev.Flow.TupleOrig), tupleOf(ev.Flow.TupleReply), changed)
+			quiet += q
+			if (err != nil || quiet > 0) && time.Since(logged) >= time.Minute {
 				logged = time.Now()
-				o.log.Warn("forget a connection conntrack dropped", "err", err)
+				if err != nil {
+					o.log.Warn("forget a connection conntrack dropped", "err", err)
+				}
+				if quiet > 0 {
+					o.log.Info("flows removed with their conntrack entries; some without a flow_removed event, to leave the event ring to the packet path",
+						"unannounced", quiet)
+					quiet = 0
+				}
 			}
 		}
 		return true
