@@ -170,24 +170,31 @@ static __always_inline int fp_ring_has_room(void)
 	return bpf_ringbuf_query(&fp_events, BPF_RB_AVAIL_DATA) < FP_HOUSEKEEPING_EVENTS_MAX_USED;
 }
 
-/* fp_flow_forget removes the one cached flow of key k, if there is one,
- * as fp_flow_remove does, announced while the ring has room to spare
- * (fp_ring_has_room; a conntrack flush brings thousands at once); *quiet
- * counts those that were not. 1: removed. */
-static __always_inline int fp_flow_forget(const struct fp_flow_key *k, __u32 reason, __u32 *quiet)
+/* fp_flow_housekeep removes the cached flow f of key k for housekeeping
+ * (the idle sweep, conntrack's events), as fp_flow_remove does, announced
+ * only while the ring has room to spare (fp_ring_has_room: a sweep or a
+ * conntrack flush brings thousands at once); *quiet counts the removals
+ * left unannounced. 1: removed. */
+static __always_inline int fp_flow_housekeep(const struct fp_flow_key *k, const struct fp_flow *f, __u32 reason,
+					     __u32 *quiet)
 {
-	struct fp_flow *f = bpf_map_lookup_elem(&fp_flows, k);
-	int announce, pending;
+	int announce = fp_ring_has_room();
+	int pending = f->flags & FP_FLOW_PENDING;
 
-	if (!f)
-		return 0;
-	announce = fp_ring_has_room();
-	pending = f->flags & FP_FLOW_PENDING;
 	if (!fp_flow_remove(k, f, reason, announce))
 		return 0;
 	if (!announce && !pending)
 		*quiet += 1;
 	return 1;
+}
+
+/* fp_flow_forget removes the one cached flow of key k, if there is one
+ * (fp_flow_housekeep). 1: removed. */
+static __always_inline int fp_flow_forget(const struct fp_flow_key *k, __u32 reason, __u32 *quiet)
+{
+	struct fp_flow *f = bpf_map_lookup_elem(&fp_flows, k);
+
+	return f ? fp_flow_housekeep(k, f, reason, quiet) : 0;
 }
 
 static __always_inline void fp_flow_account(struct fp_flow *f, __u64 bytes)
@@ -287,18 +294,9 @@ struct fp_sweep_args {
 
 static long fp_sweep_one(struct bpf_map *map, struct fp_flow_key *k, struct fp_flow *f, struct fp_sweep_args *a)
 {
-	int announce, pending;
-
 	a->scanned++;
-	if (f->last_ns >= a->older_than_ns)
-		return 0;
-	announce = fp_ring_has_room();
-	pending = f->flags & FP_FLOW_PENDING;
-	if (fp_flow_remove(k, f, FP_DEL_IDLE, announce)) {
+	if (f->last_ns < a->older_than_ns && fp_flow_housekeep(k, f, FP_DEL_IDLE, &a->unannounced))
 		a->expired++;
-		if (!announce && !pending)
-			a->unannounced++;
-	}
 	return 0;
 }
 
