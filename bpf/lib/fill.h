@@ -33,8 +33,14 @@ static __always_inline int fp_fill_ct(struct fp_flow *f, struct fp_flow_req *r, 
 	return 0;
 }
 
-/* fp_fill_route routes the packet as it will leave, after NAT, and checks
- * the egress; it fills in f's egress, MACs and MTU. */
+/* fp_fill_route routes the packet as the kernel does, and checks the
+ * egress; it fills in f's egress, MACs and MTU. The kernel routes a
+ * forwarded packet between its two NAT steps: a destination rewrite (DNAT,
+ * or undoing SNAT on a reply) happens before, in prerouting, a source
+ * rewrite after, in postrouting. So the query takes the translated
+ * destination and the source as the packet arrived: rules that match the
+ * source (ip rule from, sport) and the multipath hash see what the
+ * kernel's lookup sees, not the masquerade address. */
 static __always_inline int fp_fill_route(void *ctx, const int xdp, struct fp_flow *f, struct bpf_fib_lookup *fib,
 					 struct fp_flow_req *r)
 {
@@ -43,7 +49,7 @@ static __always_inline int fp_fill_route(void *ctx, const int xdp, struct fp_flo
 	int rc;
 
 	fp_fib_query(fib, r->k.family, r->k.proto, r->tos, r->flowinfo, r->ifindex, r->l3_len);
-	fp_fib_addrs(fib, f->nat_saddr, f->nat_daddr, f->nat_sport, f->nat_dport);
+	fp_fib_addrs(fib, r->k.saddr, f->nat_daddr, r->k.sport, f->nat_dport);
 	route_mtu = fp_route_mtu(fib->family, fib->ipv6_dst); /* ipv4_dst is its first word */
 	rc = bpf_fib_lookup(ctx, fib, sizeof(*fib), 0);
 	if (fp_fib_check(fib, rc, route_mtu, r->l3_len, &r->reason, &route_mtu))

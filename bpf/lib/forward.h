@@ -7,13 +7,13 @@
 #include "csum.h"
 #include "parse.h"
 
-/* The FIB query for the packet as it will leave, in two parts: what the
+/* The FIB query, as the kernel routes the packet, in two parts: what the
  * packet itself gives (fp_fib_query: family, protocol, TOS / flow label,
  * ingress, length), and the addresses and ports (fp_fib_addrs): the
- * packet's own in route mode, the translated ones in offload mode (4 words;
- * IPv4 uses the first). l3_len (the L3 length of each packet that will
- * leave, see fp_tc_l3_len for GSO) asks the kernel to check it against the
- * egress MTU. */
+ * packet's own in route mode, in offload mode its source and the
+ * translated destination (fp_fill_route; 4 words, IPv4 uses the first).
+ * l3_len (the L3 length of each packet that will leave, see fp_tc_l3_len
+ * for GSO) asks the kernel to check it against the egress MTU. */
 static __always_inline void fp_fib_query(struct bpf_fib_lookup *fib, __u8 family, __u8 proto, __u8 tos,
 					 __be32 flowinfo, __u32 ifindex, __u32 l3_len)
 {

@@ -10,6 +10,7 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -1647,6 +1648,98 @@ func TestOffloadFillMarksKnown(t *testing.T) {
 		var seen uint64
 		if err := on.d.objs.FpGuardKnown.Lookup(&key, &seen); err != nil || seen == 0 {
 			t.Errorf("source %s of a flow filled again not known: %v", src, err)
+		}
+	}
+}
+
+// TestOffloadRoutesAsKernel: the kernel routes a forwarded packet after
+// its destination is translated and before its source is, so a rule on
+// the source (ip rule from the LAN client) and the multipath hash see the
+// client, not the masquerade address. The datapath must pick the next hop
+// the kernel picks: a masqueraded client's policy route (SNAT, original
+// direction) and a port forward's reply (DNAT, reply direction: the LAN
+// server's address is rewritten after routing), and, flow by flow, the
+// next hop of a multipath route under the L4 hash policy.
+func TestOffloadRoutesAsKernel(t *testing.T) {
+	on := newOffloadNet(t)
+	macAlt := net.HardwareAddr{0x02, 0, 0, 0, 0x20, 0x09}
+	macAlt2 := net.HardwareAddr{0x02, 0, 0, 0, 0x20, 0x0a}
+	for _, c := range [][]string{
+		{"neigh", "add", "198.18.20.9", "lladdr", macAlt.String(), "dev", "out0", "nud", "permanent"},
+		{"neigh", "add", "fd00:20::9", "lladdr", macAlt.String(), "dev", "out0", "nud", "permanent"},
+		{"neigh", "add", "198.18.20.10", "lladdr", macAlt2.String(), "dev", "out0", "nud", "permanent"},
+		{"neigh", "add", "fd00:20::10", "lladdr", macAlt2.String(), "dev", "out0", "nud", "permanent"},
+		{"route", "add", server4.String(), "via", "198.18.20.9", "dev", "out0", "table", "100"},
+		{"-6", "route", "add", server6.String(), "via", "fd00:20::9", "dev", "out0", "table", "100"},
+		{"rule", "add", "from", client4.String(), "lookup", "100", "pref", "100"},
+		{"-6", "rule", "add", "from", client6.String(), "lookup", "100", "pref", "100"},
+	} {
+		if err := ipCmd(on.ns, c...); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The masquerade address routes by the main table (macNhop): a lookup
+	// with it would pick the wrong next hop.
+	for _, v6 := range []bool{false, true} {
+		for _, kind := range []string{kindSNAT, kindDNAT} {
+			for _, h := range hooks() {
+				reply := kind == kindDNAT
+				t.Run(fmt.Sprintf("rule/%s/%s/%s", famName(v6), kind, h), func(t *testing.T) {
+					c := on.offloadConn(t, kind, unix.IPPROTO_UDP, v6)
+					l := c.leg(reply)
+					if l.in.Src.Addr() != client4 && l.in.Src.Addr() != client6 {
+						t.Fatalf("test bug: leg %+v does not come from the client", l)
+					}
+					frame, want := l.inFrame(t, seg{}), l.natExpect(t, seg{})
+					copy(want[0:6], macAlt)
+					on.forward(t, h, l, frame, want, runOpts{})
+				})
+			}
+		}
+	}
+	for _, c := range [][]string{
+		{"rule", "del", "pref", "100"},
+		{"-6", "rule", "del", "pref", "100"},
+		{"route", "replace", server4.String() + "/32", "nexthop", "via", "198.18.20.9", "dev", "out0", "nexthop", "via", "198.18.20.10", "dev", "out0"},
+		{"-6", "route", "replace", server6.String() + "/128", "nexthop", "via", "fd00:20::9", "dev", "out0", "nexthop", "via", "fd00:20::10", "dev", "out0"},
+	} {
+		if err := ipCmd(on.ns, c...); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, k := range []string{"net.ipv4.fib_multipath_hash_policy", "net.ipv6.fib_multipath_hash_policy"} {
+		if err := sysctl(on.ns, k, "1"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	macOf := map[string]net.HardwareAddr{"198.18.20.9": macAlt, "198.18.20.10": macAlt2, "fd00:20::9": macAlt, "fd00:20::10": macAlt2}
+	via := regexp.MustCompile(`via (\S+)`)
+	for _, v6 := range []bool{false, true} {
+		for _, h := range hooks() {
+			t.Run(fmt.Sprintf("multipath/%s/%s", famName(v6), h), func(t *testing.T) {
+				seen := map[string]int{}
+				for range 16 {
+					c := on.offloadConn(t, kindSNAT, unix.IPPROTO_UDP, v6)
+					l := c.leg(false)
+					out, err := exec.Command("ip", "-n", on.ns, "route", "get", l.in.Dst.Addr().String(),
+						"from", l.in.Src.Addr().String(), "iif", "in0", "ipproto", "udp",
+						"sport", fmt.Sprint(l.in.Src.Port()), "dport", fmt.Sprint(l.in.Dst.Port())).CombinedOutput()
+					if err != nil {
+						t.Fatalf("ip route get: %v: %s", err, out)
+					}
+					m := via.FindSubmatch(out)
+					if m == nil || macOf[string(m[1])] == nil {
+						t.Fatalf("ip route get: no known next hop in %q", out)
+					}
+					seen[string(m[1])]++
+					frame, want := l.inFrame(t, seg{}), l.natExpect(t, seg{})
+					copy(want[0:6], macOf[string(m[1])])
+					on.forward(t, h, l, frame, want, runOpts{})
+				}
+				if len(seen) < 2 {
+					t.Fatalf("the kernel put all 16 flows on one next hop %v: the test proves nothing", seen)
+				}
+			})
 		}
 	}
 }
