@@ -37,10 +37,10 @@
  * reads the names from BTF, so order and names are the counter names. */
 enum fp_reason {
 	FP_PASS_NOT_IP = 0,      /* ARP, LLDP, anything that is not IPv4/IPv6 */
-	FP_PASS_MALFORMED,       /* truncated or inconsistent headers */
+	FP_PASS_MALFORMED,       /* truncated or inconsistent headers, IPv4 header checksum wrong */
 	FP_PASS_VLAN,            /* 802.1Q/ad tagged: belongs to a VLAN device */
 	FP_PASS_L2_NOT_HOST,     /* L2 broadcast/multicast, or not our MAC */
-	FP_PASS_L3_SPECIAL,      /* multicast, broadcast, link-local, loopback, martian */
+	FP_PASS_L3_SPECIAL,      /* multicast, broadcast, link-local, loopback, martian (route mode: an IPv4 source of this host's) */
 	FP_PASS_IP_OPTIONS,      /* IPv4 header with options */
 	FP_PASS_FRAGMENT,        /* IPv4 fragment */
 	FP_PASS_IPV6_EXT,        /* IPv6 extension header */

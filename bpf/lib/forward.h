@@ -139,6 +139,22 @@ static __always_inline int fp_fib_check(const struct bpf_fib_lookup *fib, int rc
 	return 0;
 }
 
+/* fp_local_source: an IPv4 packet from one of this host's own addresses
+ * (or broadcast ones), which the kernel's input routing drops as a martian
+ * (fib_validate_source; only accept_local, off by default, lets it pass).
+ * IPv6 has no such check. Offload mode needs none: conntrack never confirms
+ * such a flow. */
+static __always_inline int fp_local_source(const struct fp_pkt *p)
+{
+	struct fp_addr k = {};
+
+	if (p->family != AF_INET)
+		return 0;
+	k.a[2] = bpf_htonl(0xffff);
+	k.a[3] = ((struct iphdr *)p->l3)->saddr;
+	return bpf_map_lookup_elem(&fp_local_addrs, &k) != NULL;
+}
+
 /* fp_route looks up the FIB and checks the answer is one we may act on. On
  * success fib->ifindex is the egress and fib->smac/dmac the new MACs. */
 static __always_inline int fp_route(void *ctx, struct bpf_fib_lookup *fib, const struct fp_pkt *p,
@@ -148,6 +164,10 @@ static __always_inline int fp_route(void *ctx, struct bpf_fib_lookup *fib, const
 	__u32 route_mtu, mtu;
 	int rc;
 
+	if (fp_local_source(p)) {
+		*reason = FP_PASS_L3_SPECIAL;
+		return -1;
+	}
 	fp_fib_query(fib, p->family, p->l4_proto, p->tos, fp_flowinfo(p), ifindex, l3_len);
 	fp_fib_addrs(fib, fp_src_of(p), fp_dst_of(p), p->sport, p->dport);
 	mtu = fp_route_mtu(fib->family, fib->ipv6_dst); /* ipv4_dst is its first word */

@@ -70,9 +70,12 @@ static __always_inline int fp_is_ipv6_special(const struct in6_addr *a)
 }
 
 /* Parse the L4 ports. The header must lie within the IP payload (not in
- * Ethernet padding after it) and a UDP length must agree with the payload:
- * anything else is malformed, as conntrack would call it invalid. ICMP needs
- * only its first 4 bytes. p->tot_len is set by the caller. */
+ * Ethernet padding after it) and a UDP length must equal the payload's:
+ * a longer one conntrack calls invalid; a shorter one the kernel forwards,
+ * but the receiver checks the UDP checksum over the UDP length only, and a
+ * frame redirected by XDP may reach it vouched for (a veth peer): the
+ * kernel forwards those. ICMP needs only its first 4 bytes. p->tot_len is
+ * set by the caller. */
 static __always_inline int fp_parse_l4(struct fp_pkt *p, void *l4, __u32 *reason)
 {
 	__u32 l4_off = l4 - p->data;
@@ -103,7 +106,7 @@ static __always_inline int fp_parse_l4(struct fp_pkt *p, void *l4, __u32 *reason
 		}
 		ulen = bpf_ntohs(uh->len);
 		/* ulen 0 with a jumbo IPv6 payload is not ours either */
-		if (ulen < sizeof(*uh) || ulen > payload) {
+		if (ulen < sizeof(*uh) || ulen != payload) {
 			*reason = FP_PASS_MALFORMED;
 			return -1;
 		}
@@ -129,6 +132,24 @@ static __always_inline int fp_parse_l4(struct fp_pkt *p, void *l4, __u32 *reason
 	return -1;
 }
 
+/* fp_ipv4_csum_ok: the header's ones' complement sum, checksum included,
+ * is all ones. The kernel's receive path drops a header that fails it
+ * (ip_rcv_core), before any forwarding; an incremental TTL update would
+ * carry the error on. Options go to the kernel, so 20 bytes. */
+static __always_inline int fp_ipv4_csum_ok(const struct iphdr *iph)
+{
+	const __u16 *w = (const __u16 *)iph;
+	__u32 sum = 0;
+	int i;
+
+#pragma unroll
+	for (i = 0; i < 10; i++)
+		sum += w[i];
+	sum = (sum & 0xffff) + (sum >> 16);
+	sum = (sum & 0xffff) + (sum >> 16);
+	return sum == 0xffff;
+}
+
 static __always_inline int fp_parse_ipv4(struct fp_pkt *p, __u32 *reason)
 {
 	struct iphdr *iph = p->l3;
@@ -145,6 +166,10 @@ static __always_inline int fp_parse_ipv4(struct fp_pkt *p, __u32 *reason)
 	}
 	if (iph->ihl != 5) {
 		*reason = FP_PASS_IP_OPTIONS;
+		return -1;
+	}
+	if (!fp_ipv4_csum_ok(iph)) {
+		*reason = FP_PASS_MALFORMED;
 		return -1;
 	}
 	/* MF set or a non-zero offset: leave reassembly/fragmentation to the kernel */

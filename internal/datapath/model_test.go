@@ -40,8 +40,11 @@ func modelIPv4(l3 []byte) bool {
 	if binary.BigEndian.Uint16(l3[6:])&0x3fff != 0 { // MF or offset
 		return false
 	}
+	if ipv4Checksum(l3[:20]) != binary.BigEndian.Uint16(l3[10:]) {
+		return false // the kernel's receive path drops it
+	}
 	src, dst := net.IP(l3[12:16]), net.IP(l3[16:20])
-	if special4(src) || special4(dst) || l3[8] <= 1 {
+	if special4(src) || special4(dst) || l3[8] <= 1 || localSource4(src) {
 		return false
 	}
 	if !modelL4(l3[9], l3[20:totLen], false) {
@@ -84,7 +87,8 @@ func modelIPv6(l3 []byte) bool {
 
 // modelL4: TCP, UDP and the family's own ICMP, with their headers (ports,
 // or ICMP type/code/checksum) inside the IP payload l4 (never in Ethernet
-// padding after it), a TCP header length and a UDP length that fit it.
+// padding after it), a TCP header length that fits it and a UDP length
+// equal to it.
 func modelL4(proto byte, l4 []byte, v6 bool) bool {
 	switch {
 	case proto == 6:
@@ -93,8 +97,7 @@ func modelL4(proto byte, l4 []byte, v6 bool) bool {
 		if len(l4) < 8 {
 			return false
 		}
-		ulen := int(binary.BigEndian.Uint16(l4[4:]))
-		return ulen >= 8 && ulen <= len(l4)
+		return int(binary.BigEndian.Uint16(l4[4:])) == len(l4)
 	case proto == 1 && !v6, proto == 58 && v6:
 		return len(l4) >= 4
 	}
@@ -104,6 +107,17 @@ func modelL4(proto byte, l4 []byte, v6 bool) bool {
 // special4: never forwarded whatever the FIB says.
 func special4(a net.IP) bool {
 	return a[0] == 0 || a[0] == 127 || a[0]&0xf0 == 0xe0 || a.Equal(net.IPv4bcast)
+}
+
+// localSource4: a source address of the test router's own (or one of its
+// subnets' broadcast addresses), which the kernel drops as a martian.
+func localSource4(a net.IP) bool {
+	for _, l := range []string{"198.18.10.1", "198.18.20.1", "198.18.70.1", "198.18.10.255", "198.18.20.255", "198.18.70.255"} {
+		if a.Equal(net.ParseIP(l)) {
+			return true
+		}
+	}
+	return false
 }
 
 func special6(a net.IP) bool {
@@ -136,30 +150,14 @@ func onesSum(b []byte) uint16 {
 }
 
 // checkForwarded compares the program's output for a forwarded frame with
-// the model's. A frame whose IPv4 header checksum was valid must come out
-// exactly as forwarded() builds it. An invalid one is not repaired by a
-// router that updates incrementally (RFC 1624), so there only the header's
-// ones' complement sum must be preserved.
+// the model's, byte for byte (the model forwards no IPv4 header with a wrong
+// checksum).
 func checkForwarded(in, got, want []byte) error {
 	if len(got) != len(want) {
 		return fmt.Errorf("output is %d bytes, want %d", len(got), len(want))
 	}
-	off := l3Offset(in)
-	if in[off]>>4 != 4 || ipv4Checksum(in[off:off+20]) == binary.BigEndian.Uint16(in[off+10:]) {
-		if !bytes.Equal(got, want) {
-			return fmt.Errorf("output %s", diffBytes(got, want))
-		}
-		return nil
-	}
-	csum := off + 10
-	g, w := append([]byte(nil), got...), append([]byte(nil), want...)
-	g[csum], g[csum+1], w[csum], w[csum+1] = 0, 0, 0, 0
-	if !bytes.Equal(g, w) {
-		return fmt.Errorf("output outside the checksum %s", diffBytes(got, want))
-	}
-	if onesSum(got[off:off+20]) != onesSum(in[off:off+20]) {
-		return fmt.Errorf("ipv4 checksum %#04x does not carry the input's error (input %#04x)",
-			binary.BigEndian.Uint16(got[csum:]), binary.BigEndian.Uint16(in[csum:]))
+	if !bytes.Equal(got, want) {
+		return fmt.Errorf("output %s", diffBytes(got, want))
 	}
 	return nil
 }

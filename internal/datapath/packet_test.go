@@ -159,6 +159,12 @@ func guardCases(t testing.TB) []pktCase {
 		both("ipv6 to ::1", udp6(net.IPv6loopback).bytes(t), "l3_special"),
 		both("ipv6 from fe80::", src6("fe80::1"), "l3_special"),
 		both("ipv6 from ::", src6("::"), "l3_special"),
+		// An IPv4 source of the router's own (or a broadcast address of
+		// its subnets) is a martian to the kernel's input routing
+		// (fib_validate_source); an IPv6 one it forwards.
+		both("ipv4 from out0 address", src4(ipOut0.String()), "l3_special"),
+		both("ipv4 from in0 subnet broadcast", src4(ipSubnetBc.String()), "l3_special"),
+		both("ipv6 from out0 address", src6("fd00:20::1"), fwd),
 
 		// XDP compares the dst MAC itself; TC has the kernel's pkt_type.
 		both("l2 broadcast", dstMAC(udp4(ipDst), layers.EthernetBroadcast), "l2_not_host"),
@@ -266,6 +272,17 @@ func malformedCases(t testing.TB) []pktCase {
 		both("ipv6 payload_len 0", patch(good6, func(l3 []byte) { binary.BigEndian.PutUint16(l3[4:], 0) }), "malformed"),
 		both("ipv6 payload_len beyond frame", patch(good6, func(l3 []byte) { binary.BigEndian.PutUint16(l3[4:], uint16(len(l3)-40+1)) }), "malformed"),
 		both("ipv6 ethertype, version 4", patch(good6, func(l3 []byte) { l3[0] = 0x45 }), "malformed"),
+		// The kernel drops a wrong IPv4 header checksum on receive; an
+		// incremental TTL update would carry the error on.
+		both("ipv4 header checksum wrong", patch(good4, func(l3 []byte) { l3[10] ^= 0x5a }), "malformed"),
+		// A UDP length short of the IP payload: the receiver checks the
+		// checksum over the UDP length only.
+		both("ipv4 udp length short of the payload", patch(udp4(ipDst).bytes(t), func(l3 []byte) {
+			binary.BigEndian.PutUint16(l3[20+4:], binary.BigEndian.Uint16(l3[20+4:])-2)
+		}), "malformed"),
+		both("ipv6 udp length short of the payload", patch(udp6(ip6Dst).bytes(t), func(l3 []byte) {
+			binary.BigEndian.PutUint16(l3[40+4:], binary.BigEndian.Uint16(l3[40+4:])-2)
+		}), "malformed"),
 	}
 }
 
