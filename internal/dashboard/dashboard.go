@@ -27,6 +27,7 @@ import (
 	"time"
 
 	"github.com/fastpath-router/fastpath/internal/api"
+	"github.com/fastpath-router/fastpath/internal/tcplisten"
 )
 
 //go:embed assets
@@ -128,7 +129,7 @@ func Listen(addr string) (net.Listener, error) {
 	if addr == "" {
 		return nil, errors.New("dashboard.listen: no address")
 	}
-	l, err := net.Listen("tcp", addr)
+	l, err := tcplisten.Listen(addr)
 	if err != nil {
 		return nil, fmt.Errorf("dashboard.listen: %w", err)
 	}

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -13,6 +12,7 @@ import (
 
 	"github.com/fastpath-router/fastpath/internal/lab"
 	"github.com/fastpath-router/fastpath/internal/labd"
+	"github.com/fastpath-router/fastpath/internal/tcplisten"
 	"github.com/fastpath-router/fastpath/internal/traffic"
 )
 
@@ -52,7 +52,7 @@ type dashboard struct {
 }
 
 func openDashboard(ctx context.Context, addr, rtr string) (*dashboard, error) {
-	l, err := net.Listen("tcp", addr)
+	l, err := tcplisten.Listen(addr)
 	if err != nil {
 		return nil, fmt.Errorf("dashboard on %s: %w (choose another with --dashboard-addr)", addr, err)
 	}

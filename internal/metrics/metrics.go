@@ -22,6 +22,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/fastpath-router/fastpath/internal/api"
+	"github.com/fastpath-router/fastpath/internal/tcplisten"
 )
 
 // Source is what the metrics need from the daemon; the daemon's API
@@ -74,7 +75,7 @@ func Listen(addr string) (net.Listener, error) {
 	if addr == "" {
 		return nil, errors.New("metrics.listen: no address")
 	}
-	l, err := net.Listen("tcp", addr)
+	l, err := tcplisten.Listen(addr)
 	if err != nil {
 		return nil, fmt.Errorf("metrics.listen: %w", err)
 	}
