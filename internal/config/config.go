@@ -8,6 +8,7 @@ package config
 import (
 	"fmt"
 	"os"
+	"path/filepath"
 	"time"
 )
 
@@ -145,7 +146,21 @@ func Load(path string) (*Config, error) {
 	if err != nil {
 		return nil, fmt.Errorf("read config: %w", err)
 	}
-	return Parse(data, path)
+	c, err := Parse(data, path)
+	if err != nil {
+		return nil, err
+	}
+	// A relative list file is the config's neighbour, wherever the daemon
+	// or check-config runs (the unit's working directory is /).
+	dir := filepath.Dir(path)
+	for _, files := range [][]string{c.Guard.AllowFiles, c.Guard.DenyFiles} {
+		for i, f := range files {
+			if f != "" && !filepath.IsAbs(f) {
+				files[i] = filepath.Join(dir, f)
+			}
+		}
+	}
+	return c, nil
 }
 
 // applyDefaults fills the fields a config may leave out.

@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -132,6 +133,24 @@ func TestLoad(t *testing.T) {
 	_, err := Load(missing)
 	if !errors.Is(err, os.ErrNotExist) || !strings.Contains(err.Error(), missing) {
 		t.Errorf("Load(missing) = %v, want a not-exist error naming the file", err)
+	}
+
+	// A relative list file is the config's neighbour, an absolute one stays.
+	lists := filepath.Join(dir, "lists.yaml")
+	yml := validYAML + "guard:\n  deny_files: [deny.txt, /etc/fastpath/abs.txt]\n  allow_files: [sub/allow.txt]\n"
+	if err := os.WriteFile(lists, []byte(yml), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var c *Config
+	c, err = Load(lists)
+	if err != nil {
+		t.Fatalf("Load with list files: %v", err)
+	}
+	if want := []string{filepath.Join(dir, "deny.txt"), "/etc/fastpath/abs.txt"}; !slices.Equal(c.Guard.DenyFiles, want) {
+		t.Errorf("deny_files %v, want %v", c.Guard.DenyFiles, want)
+	}
+	if want := []string{filepath.Join(dir, "sub/allow.txt")}; !slices.Equal(c.Guard.AllowFiles, want) {
+		t.Errorf("allow_files %v, want %v", c.Guard.AllowFiles, want)
 	}
 
 	bad := filepath.Join(dir, "bad.yaml")

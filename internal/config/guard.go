@@ -127,7 +127,7 @@ func (g Guard) validate(p *problems) {
 		case l.Burst == 0 && !p.present(key+".burst"):
 		case l.Burst < minBurst:
 			p.add(key+".burst", "", "%d is below %d", l.Burst, minBurst)
-		case time.Duration(float64(l.Burst)/float64(l.Rate)*float64(time.Second)) > GuardMaxBurstTime:
+		case float64(l.Burst)/float64(l.Rate) > GuardMaxBurstTime.Seconds(): // in seconds: a Duration overflows
 			p.add(key+".burst", "", "%d is more than %v at rate %d", l.Burst, GuardMaxBurstTime, l.Rate)
 		}
 	}

@@ -38,6 +38,8 @@ func TestGuardParseErrors(t *testing.T) {
 			`c.yaml:6: guard.per_source.syn.rate: 99999999999 is out of range; allowed 1 to 1000000000 per second (leave the limit out for none)`}},
 		{"absurd burst", "guard:\n  per_source:\n    syn: {rate: 1, burst: 100000}\n", []string{
 			`c.yaml:6: guard.per_source.syn.burst: 100000 is more than 1h0m0s at rate 1`}},
+		{"burst past a Duration", "guard:\n  per_source:\n    packets: {rate: 1, burst: 10000000000}\n", []string{
+			`c.yaml:6: guard.per_source.packets.burst: 10000000000 is more than 1h0m0s at rate 1`}},
 		{"small byte burst", "guard:\n  per_source:\n    bytes: {rate: 100000, burst: 1500}\n", []string{
 			`c.yaml:6: guard.per_source.bytes.burst: 1500 is below 65536`}},
 		{"prefix length", "guard:\n  source_prefix: {ipv4: 0, ipv6: 129}\n", []string{
