@@ -62,7 +62,7 @@ func newGuardListCmd() *cobra.Command {
 				return f.explain(err)
 			}
 			if f.json {
-				return writeJSON(cmd.OutOrStdout(), g)
+				return f.writeJSON(cmd.OutOrStdout(), g)
 			}
 			return writeGuard(cmd.OutOrStdout(), g)
 		},
@@ -107,7 +107,7 @@ func newGuardChangeCmd(add bool) *cobra.Command {
 				return f.explain(err)
 			}
 			if f.json {
-				return writeJSON(cmd.OutOrStdout(), res)
+				return f.writeJSON(cmd.OutOrStdout(), res)
 			}
 			verb := "removed from"
 			if add {

@@ -61,8 +61,8 @@ most dropped sources (sampled: one drop in 16 counts 16, so estimates):
 	}
 	code, out, _ = run(t, "guard", "list", "--socket", sock, "--json")
 	var g api.Guard
-	if err := json.Unmarshal([]byte(out), &g); err != nil || code != 0 || len(g.Deny) != 1 {
-		t.Errorf("guard list --json: code %d %v\n%s", code, err, out)
+	if err := json.Unmarshal([]byte(out), &g); err != nil || code != 0 || len(g.Deny) != 1 || strings.Count(out, "\n") != 1 {
+		t.Errorf("guard list --json: code %d %v, want one line\n%s", code, err, out)
 	}
 	code, out, _ = run(t, "guard", "add", "deny", "198.18.5.0/24", "fd00:bad::/48", "--socket", sock)
 	if code != 0 || out != "198.18.5.0/24 added to the deny list\nfd00:bad::/48 added to the deny list\n" {

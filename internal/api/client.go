@@ -15,8 +15,9 @@ import (
 	"time"
 )
 
-// maxResponse bounds what the client reads, against a confused peer.
-const maxResponse = 16 << 20
+// maxResponse bounds what the client reads, against a confused peer; a
+// flow table of millions of flows fits (each flow is some 300 bytes).
+const maxResponse = 1 << 30
 
 // Client talks to a daemon's API socket.
 type Client struct {
@@ -148,9 +149,12 @@ func (c *Client) call(ctx context.Context, method, path string, out any) error {
 		return err
 	}
 	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, maxResponse))
+	body, err := io.ReadAll(io.LimitReader(resp.Body, maxResponse+1))
 	if err != nil {
 		return fmt.Errorf("api %s: read response: %w", path, err)
+	}
+	if len(body) > maxResponse {
+		return fmt.Errorf("api %s: the response is larger than %d MiB: ask for less (a --limit)", path, maxResponse>>20)
 	}
 	if err := json.Unmarshal(body, out); err != nil {
 		return fmt.Errorf("api %s: decode response: %w", path, err)

@@ -3,6 +3,7 @@ package api
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -75,6 +76,11 @@ type Guard struct {
 	Top          []GuardSource    `json:"top"`
 }
 
+// MaxGuardChange is how many prefixes one add or del may carry: Go's HTTP
+// server parses at most 10000 query parameters, the list name among them.
+// More belong in a list file.
+const MaxGuardChange = 9999
+
 // GuardChangeResult says what a guard add or del did.
 type GuardChangeResult struct {
 	List    string   `json:"list"`
@@ -117,7 +123,11 @@ func (s *Server) guardRoutes(routes map[string]route) {
 	}}
 	change := func(add bool) http.HandlerFunc {
 		return func(w http.ResponseWriter, r *http.Request) {
-			q := r.URL.Query()
+			q, err := url.ParseQuery(r.URL.RawQuery)
+			if err != nil { // Go takes at most MaxGuardChange+1 parameters
+				s.writeError(w, http.StatusBadRequest, fmt.Sprintf("bad query (at most %d prefixes a request): %v", MaxGuardChange, err))
+				return
+			}
 			res, err := gb.GuardChange(context.WithoutCancel(r.Context()), add, q.Get("list"), q["prefix"])
 			var re *RequestError
 			switch {
@@ -148,6 +158,9 @@ func (c *Client) Guard(ctx context.Context, q GuardQuery) (*Guard, error) {
 
 // GuardChange adds or removes prefixes of a guard list ("allow", "deny").
 func (c *Client) GuardChange(ctx context.Context, add bool, list string, prefixes []string) (*GuardChangeResult, error) {
+	if len(prefixes) > MaxGuardChange {
+		return nil, fmt.Errorf("%d prefixes: one change takes at most %d; put more in a list file (guard.%s_files)", len(prefixes), MaxGuardChange, list)
+	}
 	q := url.Values{"list": {list}, "prefix": prefixes}
 	path := "/v1/guard/del?"
 	if add {

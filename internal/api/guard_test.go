@@ -3,7 +3,9 @@ package api
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
+	"net/url"
 	"reflect"
 	"strings"
 	"testing"
@@ -63,6 +65,30 @@ func TestGuardRoundTrip(t *testing.T) {
 	_, err = c.GuardChange(ctx, false, "deny", []string{"198.18.1.0/24"})
 	if err == nil || !strings.Contains(err.Error(), "HTTP 409") {
 		t.Errorf("config entry: %v", err)
+	}
+}
+
+// TestGuardChangeTooMany: more prefixes than one request may carry are
+// refused by the client before sending, and by the server with the limit
+// named (Go's parser drops the whole query past it, list name included).
+func TestGuardChangeTooMany(t *testing.T) {
+	b := &fakeGuard{}
+	c := NewClient(startServer(t, b))
+	many := make([]string, MaxGuardChange+1)
+	for i := range many {
+		many[i] = fmt.Sprintf("198.18.%d.%d/32", i>>8, i&0xff)
+	}
+	if _, err := c.GuardChange(t.Context(), true, "deny", many); err == nil || !strings.Contains(err.Error(), "at most 9999") {
+		t.Errorf("client: %v, want the limit named", err)
+	}
+	q := url.Values{"list": {"deny"}, "prefix": append(many, "198.19.0.0/16")}
+	var res GuardChangeResult
+	err := c.call(t.Context(), http.MethodPost, "/v1/guard/add?"+q.Encode(), &res)
+	if err == nil || !strings.Contains(err.Error(), "HTTP 400") || !strings.Contains(err.Error(), "at most 9999 prefixes") {
+		t.Errorf("server: %v, want a 400 naming the limit", err)
+	}
+	if len(b.changes) != 0 {
+		t.Errorf("the backend was asked: %q", b.changes)
 	}
 }
 

@@ -183,12 +183,18 @@ func (wd *writeDeadline) extend(d time.Duration) {
 	}
 }
 
-// expire makes a blocked or later write fail at once.
+// streamEndGrace is what a stream that must end (the client left, the
+// server shuts down) still has for its writes: a write blocked on a reader
+// that does not read fails then, while a reading client gets the stream's
+// end (the last chunk), which a deadline already past would cut.
+const streamEndGrace = 500 * time.Millisecond
+
+// expire makes a blocked or later write fail within streamEndGrace.
 func (wd *writeDeadline) expire() {
 	wd.mu.Lock()
 	defer wd.mu.Unlock()
 	if !wd.done {
-		wd.rc.SetWriteDeadline(time.Now())
+		wd.rc.SetWriteDeadline(time.Now().Add(streamEndGrace))
 		wd.done = true
 	}
 }
