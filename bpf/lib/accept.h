@@ -13,6 +13,39 @@
 
 #define NF_ACCEPT 1
 
+/* fp_accept_headers notes what the ruleset may have rewritten of the
+ * packet, as it leaves: DSCP/ECN, TTL or hop limit, the IPv6 flow label,
+ * the mark and the priority (fp_fill_accepted compares them with the
+ * next packet of the flow). */
+static __always_inline void fp_accept_headers(struct sk_buff *skb, struct fp_verdict *v, __u8 family)
+{
+	unsigned char *l3 = skb->head + skb->network_header;
+
+	v->priority = skb->priority;
+	if (skb->mark)
+		v->flags |= FP_VERDICT_MARKED;
+	if (family == AF_INET) {
+		struct iphdr iph;
+
+		if (bpf_probe_read_kernel(&iph, sizeof(iph), l3)) {
+			v->flags |= FP_VERDICT_UNREAD;
+			return;
+		}
+		v->tos = iph.tos;
+		v->hop = iph.ttl;
+		return;
+	}
+	struct ipv6hdr ip6h;
+
+	if (bpf_probe_read_kernel(&ip6h, sizeof(ip6h), l3)) {
+		v->flags |= FP_VERDICT_UNREAD;
+		return;
+	}
+	v->tos = (ip6h.priority << 4) | (ip6h.flow_lbl[0] >> 4);
+	v->flowlabel = *(__be32 *)&ip6h & bpf_htonl(0x000fffff);
+	v->hop = ip6h.hop_limit;
+}
+
 static __always_inline void fp_accept_record(const struct bpf_nf_ctx *ctx)
 {
 	struct sk_buff *skb = ctx->skb;
@@ -44,8 +77,11 @@ static __always_inline void fp_accept_record(const struct bpf_nf_ctx *ctx)
 	if (!st)
 		return;
 	v.fw_gen = st->fw_gen;
+	fp_accept_headers(skb, &v, k.family);
 	/* Write only on change: every kernel-forwarded packet passes here */
 	seen = bpf_map_lookup_elem(&fp_accepted, &k);
-	if (!seen || seen->fw_gen != v.fw_gen || seen->ifindex_in != v.ifindex_in || seen->ifindex_out != v.ifindex_out)
+	if (!seen || seen->fw_gen != v.fw_gen || seen->ifindex_in != v.ifindex_in || seen->ifindex_out != v.ifindex_out ||
+	    seen->priority != v.priority || seen->flowlabel != v.flowlabel || seen->tos != v.tos || seen->hop != v.hop ||
+	    seen->flags != v.flags)
 		bpf_map_update_elem(&fp_accepted, &k, &v, BPF_ANY);
 }

@@ -70,6 +70,11 @@ enum fp_reason {
 	FP_PASS_FLOW_TABLE_FULL, /* the flow cache could not take the flow (no entry to evict) */
 	FP_PASS_FLOW_RACE,       /* the flow was cached and at once evicted by another CPU's fill */
 	FP_PASS_BAD_CHECKSUM,    /* TCP/UDP checksum of an offloaded flow's packet wrong (or, XDP, not yet filled in): conntrack calls it invalid */
+	/* the daemon holds forwarding back (fp_state.hold_*) */
+	FP_PASS_XFRM,            /* IPsec (XFRM) policies exist: the kernel encrypts, or drops, what they match */
+	FP_PASS_NF_LATE_CHAIN,   /* offload mode: a netfilter chain runs after the verdict hook, which cannot see its verdicts */
+	/* offload mode */
+	FP_PASS_NF_REWRITE,      /* the ruleset rewrites this flow's packets (DSCP, TTL, hop limit, flow label) or marks them */
 	FP_PASS_MAX,
 };
 
@@ -151,7 +156,19 @@ struct fp_verdict {
 	__u32 fw_gen;
 	__u32 ifindex_in;
 	__u32 ifindex_out;
-	__u32 pad;
+	/* The packet as it left, after every chain before the hook: what the
+	 * ruleset rewrote shows against the next packet of the flow. */
+	__u32 priority;    /* skb->priority (IPv4: the kernel sets it from the TOS) */
+	__be32 flowlabel;  /* IPv6 flow label, network order; IPv4: 0 */
+	__u8 tos;          /* IPv4 TOS, IPv6 traffic class */
+	__u8 hop;          /* TTL / hop limit, decremented */
+	__u8 flags;        /* FP_VERDICT_* */
+	__u8 pad;
+};
+
+enum {
+	FP_VERDICT_MARKED = 1,   /* skb->mark set: policy routing, egress filters and later rules may act on it */
+	FP_VERDICT_UNREAD = 2,   /* the headers could not be read */
 };
 
 enum fp_flow_flags {
@@ -180,7 +197,7 @@ struct fp_flow {
 	__u8 dmac[6];
 	__u8 flags;          /* enum fp_flow_flags */
 	__u8 tcp_wscale;     /* TCP: window scale of this direction's windows */
-	__u8 pad[2];
+	__u16 priority;      /* skb->priority the kernel's path gave it (TC sets it: egress qdiscs classify by it) */
 	__be16 nat_sport;    /* the packet's ports and addresses after NAT */
 	__be16 nat_dport;
 	__be32 nat_saddr[4];
@@ -239,6 +256,10 @@ struct fp_state {
 	__u32 route_mtus;         /* entries in fp_mtu4 + fp_mtu6 */
 	__u32 flags;              /* enum fp_state_flags */
 	__u64 revalidate_ns;      /* each flow passes the ruleset again this often (0: never) */
+	/* Forwarding held back by the daemon, for a reason (enum fp_reason; 0:
+	 * none): kernel state fastpath cannot follow packet by packet. */
+	__u32 hold_all;           /* every packet on every managed interface goes to the kernel */
+	__u32 hold_offload;       /* packets arriving on interfaces in offload mode do */
 };
 
 /* Routes that carry an MTU metric. bpf_fib_lookup honours only locked route

@@ -85,9 +85,13 @@ static __always_inline int fp_fill_route(void *ctx, const int xdp, struct fp_flo
 }
 
 /* fp_fill_accepted: netfilter's verdict under the current ruleset, for
- * this ingress and f's egress, as fp_nf_accept saw it. */
-static __always_inline int fp_fill_accepted(struct fp_flow_req *r, const struct fp_flow *f,
-					    const struct fp_state *st)
+ * this ingress and f's egress, as fp_nf_accept saw it; and the packet it
+ * saw left as this one would leave here: the ruleset rewrote none of its
+ * headers (DSCP/ECN, TTL or hop limit beyond the hop, IPv6 flow label) and
+ * marked nothing. Such flows stay with the kernel (per-packet rules
+ * aside: docs/offload.md). The priority the kernel's path gave it goes
+ * into f, for TC's egress qdiscs. */
+static __always_inline int fp_fill_accepted(struct fp_flow_req *r, struct fp_flow *f, const struct fp_state *st)
 {
 	struct fp_verdict *v = bpf_map_lookup_elem(&fp_accepted, &r->k);
 
@@ -95,6 +99,12 @@ static __always_inline int fp_fill_accepted(struct fp_flow_req *r, const struct 
 		r->reason = FP_PASS_NOT_ACCEPTED;
 		return -1;
 	}
+	if (v->flags || v->tos != r->tos || v->hop != (__u8)(r->ttl - 1) || v->priority > 0xffff ||
+	    (r->k.family == AF_INET6 && v->flowlabel != (r->flowinfo & bpf_htonl(0x000fffff)))) {
+		r->reason = FP_PASS_NF_REWRITE;
+		return -1;
+	}
+	f->priority = v->priority;
 	return 0;
 }
 

@@ -25,7 +25,8 @@ struct fp_flow_req {
 	__u32 l3_len;          /* fill: the L3 length of each packet that will leave */
 	__be32 flowinfo;       /* fill: for the FIB query (fp_fib_query) */
 	__u8 tos;
-	__u8 pad[3];
+	__u8 ttl;              /* fill: TTL / hop limit as it arrived */
+	__u8 pad[2];
 };
 
 /* The slow paths' working memory: the request, and for a fill the new

@@ -49,6 +49,28 @@ static __always_inline void fp_fib_addrs(struct bpf_fib_lookup *fib, const __be3
 	}
 }
 
+/* fp_ttl: the packet's TTL or hop limit. fp_parse proved the header; the
+ * checks are the verifier's (see fp_key_of). */
+static __always_inline __u8 fp_ttl(const struct fp_pkt *p)
+{
+	if (p->family == AF_INET) {
+		struct iphdr *iph = p->l3;
+
+		return (void *)(iph + 1) > p->data_end ? 0 : iph->ttl;
+	}
+	struct ipv6hdr *ip6h = p->l3;
+
+	return (void *)(ip6h + 1) > p->data_end ? 0 : ip6h->hop_limit;
+}
+
+/* fp_tos2priority is rt_tos2priority: the skb->priority the kernel's IPv4
+ * forwarding gives a packet from its TOS (ip_tos2prio, net/ipv4/route.c:
+ * 0, 2, 6 or 4 by TOS bits 4-1), which egress qdiscs classify by. */
+static __always_inline __u32 fp_tos2priority(__u8 tos)
+{
+	return (0x4444666622220000ULL >> (((tos & 0x1e) >> 1) * 4)) & 0xf;
+}
+
 static __always_inline const __be32 *fp_dst_of(const struct fp_pkt *p)
 {
 	if (p->family == AF_INET)

@@ -75,6 +75,10 @@ struct sk_buff {
 	unsigned long _nfct;
 	int skb_iif;
 	__u8 ip_summed:2;
+	__u32 priority;
+	__u32 mark;
+	unsigned char *head;
+	__u16 network_header;
 };
 
 struct net_device {

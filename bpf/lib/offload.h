@@ -125,6 +125,7 @@ static __always_inline struct fp_flow *fp_flow_get(void *ctx, const int xdp, con
 			return NULL;
 		s->r.l3_len = l3_len;
 		s->r.tos = p->tos;
+		s->r.ttl = fp_ttl(p);
 		s->r.flowinfo = fp_flowinfo(p);
 		if (p->l4_proto == IPPROTO_TCP)
 			fp_tcp_seg_of(&s->r.seg, p);

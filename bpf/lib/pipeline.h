@@ -52,6 +52,14 @@ static __always_inline int fp_run(void *ctx, const int xdp)
 		reason = FP_PASS_DISABLED;
 		goto pass;
 	}
+	{
+		const struct fp_state *st = fp_state();
+
+		if (st && (st->hold_all || (in->mode == FP_MODE_OFFLOAD && st->hold_offload))) {
+			reason = st->hold_all ? st->hold_all : st->hold_offload;
+			goto pass;
+		}
+	}
 	if (in->flags & FP_IF_NF_INGRESS) {
 		reason = FP_PASS_NF_DEVICE_CHAIN;
 		goto pass;

@@ -144,6 +144,7 @@ static __always_inline long fp_tc_flow(struct __sk_buff *skb, struct fp_pkt *p, 
 		bpf_l4_csum_replace(skb, check, old_dport, f->nat_dport, 2 | mangled);
 	}
 	fp_tc_trim(skb, p);
+	skb->priority = f->priority;
 	return bpf_redirect(f->ifindex_out, 0);
 }
 
@@ -156,6 +157,10 @@ static __always_inline long fp_tc_route(struct __sk_buff *skb, struct fp_pkt *p,
 	fp_rewrite(p, fib);
 	fp_tc_csum_v6(skb, p, old_v6word);
 	fp_count_fwd(slot, fp_tc_fwd_bytes(skb, p));
+	/* as ip_forward (net.ipv4.ip_forward_update_priority, default 1);
+	 * IPv6 forwarding keeps the skb's */
+	if (p->family == AF_INET)
+		skb->priority = fp_tos2priority(p->tos);
 	fp_tc_trim(skb, p);
 	return bpf_redirect(fib->ifindex, 0);
 }

@@ -70,6 +70,9 @@ func writeStatus(w io.Writer, st *api.Status, now time.Time) error {
 	if dp := st.Datapath; dp != nil {
 		fmt.Fprintf(w, "datapath: route generation %d, ruleset generation %d, watchdog %s\n",
 			dp.RouteGeneration, dp.RulesetGeneration, dp.Watchdog)
+		for _, h := range dp.Held {
+			fmt.Fprintf(w, "held back, to the kernel: %s\n", h)
+		}
 	}
 	if d := st.Dashboard; d != nil {
 		access := "read-only"

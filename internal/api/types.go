@@ -69,6 +69,10 @@ type DatapathStatus struct {
 	// WatchdogSec: how late it may be before the watchdog fires.
 	HeartbeatAgeSec float64 `json:"heartbeat_age_seconds,omitempty"`
 	WatchdogSec     float64 `json:"watchdog_seconds,omitempty"`
+	// Held: kernel state fastpath cannot follow packet by packet, which
+	// sends packets to the kernel while it lasts: "all: why" (every
+	// managed interface), "offload: why" (those in offload mode).
+	Held []string `json:"held,omitempty"`
 }
 
 // DashboardStatus describes the web dashboard (docs/dashboard.md).

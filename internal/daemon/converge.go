@@ -137,6 +137,7 @@ func (r *reconciler) converge(wanted func() []config.Interface, strict bool) ([]
 	}
 	r.ifaces = next
 	nfChanged := r.readNFHooks()
+	r.updateHolds()
 
 	// Presence: what went is torn down, what is there is declared (again
 	// when its MAC, MTU, mode or device chains changed).

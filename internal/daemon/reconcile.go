@@ -6,6 +6,8 @@ import (
 	"log/slog"
 	"net"
 	"slices"
+	"strconv"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -88,12 +90,18 @@ type reconciler struct {
 	ipv6MTU func(name string) int
 	// nfHooks lists the nftables chains bound to devices, by device name.
 	nfHooks func() (map[string]netwatch.DeviceHooks, error)
-	links   func() (map[string]netlink.Link, error) // the namespace's links by name
-	now     func() time.Time
-	log     *slog.Logger
-	events  *eventhub.Hub
-	ifaces  []*iface
-	snap    atomic.Pointer[[]api.InterfaceStatus] // what status returns (publish)
+	// xfrm and lateChains read kernel state the datapath cannot follow
+	// packet by packet (netwatch.XfrmPolicies, netwatch.NFTLateChains);
+	// hold is what updateHolds last set.
+	xfrm       func() (string, error)
+	lateChains func() ([]string, error)
+	hold       datapath.Hold
+	links      func() (map[string]netlink.Link, error) // the namespace's links by name
+	now        func() time.Time
+	log        *slog.Logger
+	events     *eventhub.Hub
+	ifaces     []*iface
+	snap       atomic.Pointer[[]api.InterfaceStatus] // what status returns (publish)
 }
 
 // dataplane is what the reconciler changes in the datapath; the daemon
@@ -105,6 +113,7 @@ type dataplane interface {
 	Attach(ifindex int, hook datapath.Hook) (link.Link, error)
 	Detach(link.Link) error
 	InvalidateRoutes() error
+	SetHold(datapath.Hold) error
 }
 
 // featureSource answers what XDP a device supports (xdpfeat.Querier).
@@ -119,7 +128,7 @@ type peerSource interface {
 }
 
 func newReconciler(cfg *config.Config, dp dataplane, feats featureSource, peers peerSource, events *eventhub.Hub, log *slog.Logger) *reconciler {
-	r := &reconciler{dp: dp, feats: feats, peers: peers, shaping: netwatch.EgressShaping, nfHooks: netwatch.NFTDeviceHooks, ipv6MTU: netwatch.IPv6MTU, groOn: ethtool.GRO, links: linksByName, now: time.Now, log: log, events: events}
+	r := &reconciler{dp: dp, feats: feats, peers: peers, shaping: netwatch.EgressShaping, nfHooks: netwatch.NFTDeviceHooks, xfrm: netwatch.XfrmPolicies, lateChains: netwatch.NFTLateChains, ipv6MTU: netwatch.IPv6MTU, groOn: ethtool.GRO, links: linksByName, now: time.Now, log: log, events: events}
 	for _, c := range cfg.Interfaces {
 		st := api.StateMissing
 		if c.Mode == config.ModeOff {
@@ -218,6 +227,51 @@ func (r *reconciler) pollIPv6MTUs() {
 	}
 }
 
+// updateHolds holds forwarding back while the kernel has state the
+// datapath cannot follow packet by packet: IPsec policies, which decide
+// after routing what is encrypted or dropped (everything goes to the
+// kernel), and a netfilter chain after the verdict hook, whose drops the
+// hook cannot see (offload mode goes to the kernel). What cannot be read
+// keeps its last known hold.
+func (r *reconciler) updateHolds() {
+	h := r.hold
+	if why, err := r.xfrm(); err != nil {
+		r.log.Warn("IPsec policies unknown: the last known hold stays", "err", err)
+	} else {
+		h.All, h.AllWhy = "", ""
+		if why != "" {
+			h.All, h.AllWhy = "xfrm", why
+		}
+	}
+	if late, err := r.lateChains(); err != nil {
+		r.log.Warn("nftables postrouting chains unknown: the last known hold stays", "err", err)
+	} else {
+		h.Offload, h.OffloadWhy = "", ""
+		if len(late) > 0 {
+			h.Offload = "nf_late_chain"
+			h.OffloadWhy = "nftables postrouting chains at or after fastpath's verdict hook (priority " +
+				strconv.Itoa(netwatch.LateChainPriority) + "): " + strings.Join(late, ", ")
+		}
+	}
+	if h == r.hold {
+		return
+	}
+	if err := r.dp.SetHold(h); err != nil {
+		r.log.Error("hold forwarding back", "err", err)
+		return
+	}
+	if h.All != "" {
+		r.log.Warn("every packet goes to the kernel", "why", h.AllWhy)
+	}
+	if h.Offload != "" {
+		r.log.Warn("offload mode's packets go to the kernel", "why", h.OffloadWhy)
+	}
+	if h.All == "" && h.Offload == "" {
+		r.log.Info("forwarding no longer held back")
+	}
+	r.hold = h
+}
+
 // readNFHooks records each interface's nftables device chains and returns
 // the declared interfaces whose chains changed. If the chains cannot be
 // read, what was known stays.
@@ -261,6 +315,13 @@ func (r *reconciler) invalidateRoutes() {
 func (r *reconciler) resolveHook(ic *iface) (datapath.Hook, string, error) {
 	switch ic.cfg.Attach {
 	case config.AttachXDPGeneric:
+		// Correct either way (generic XDP sees what the stack holds), but
+		// frames whose checksum the peer left unfinished fail the
+		// datapath's check and all go to the kernel: say so.
+		r.readPeer(ic)
+		if why, known := r.partialChecksums(ic); known {
+			return datapath.HookXDPGeneric, "configured; " + why + ": its frames fail the checksum check and go to the kernel (bad_checksum), use auto or tc", nil
+		}
 		return datapath.HookXDPGeneric, "configured", nil
 	case config.AttachTC:
 		return datapath.HookTC, "configured", nil

@@ -53,6 +53,7 @@ type fakeDP struct {
 	attempts      map[datapath.Hook]int // Attach calls, refused ones included
 	nextID        uint32
 	invalidations int
+	hold          datapath.Hold
 }
 
 func newFakeDP() *fakeDP {
@@ -70,6 +71,7 @@ func (d *fakeDP) RemoveIface(idx int) error {
 }
 func (d *fakeDP) SetXDPTarget(idx int, ok bool) error { d.targets[idx] = ok; return nil }
 func (d *fakeDP) InvalidateRoutes() error             { d.invalidations++; return nil }
+func (d *fakeDP) SetHold(h datapath.Hold) error       { d.hold = h; return nil }
 func (d *fakeDP) Attach(idx int, hook datapath.Hook) (link.Link, error) {
 	d.attempts[hook]++
 	if err := d.fail[hook]; err != nil {
@@ -158,6 +160,9 @@ type fixture struct {
 	shaping map[int]string                  // egress shaping by ifindex
 	nf      map[string]netwatch.DeviceHooks // nftables device chains by name
 	nfErr   error
+	xfrm    string          // netwatch.XfrmPolicies' answer
+	late    []string        // netwatch.NFTLateChains' answer
+	holdErr error           // from both
 	mtu6    map[string]int  // IPv6 MTUs by name
 	groOff  map[string]bool // devices with GRO off
 	r       *reconciler
@@ -180,6 +185,8 @@ func newFixture(t *testing.T, ifaces ...config.Interface) *fixture {
 	fx.r.ipv6MTU = func(name string) int { return fx.mtu6[name] }
 	fx.r.groOn = func(name string) (bool, error) { return !fx.groOff[name], nil }
 	fx.r.nfHooks = func() (map[string]netwatch.DeviceHooks, error) { return maps.Clone(fx.nf), fx.nfErr }
+	fx.r.xfrm = func() (string, error) { return fx.xfrm, fx.holdErr }
+	fx.r.lateChains = func() ([]string, error) { return fx.late, fx.holdErr }
 	fx.r.links = func() (map[string]netlink.Link, error) {
 		m := make(map[string]netlink.Link, len(fx.links))
 		for k, v := range fx.links {
@@ -424,6 +431,21 @@ func TestAutoHookFacts(t *testing.T) {
 	}
 }
 
+// TestGenericXDPSaysPartialChecksums: attach: xdp-generic on a veth whose
+// peer sends partial checksums attaches (it is correct: every such frame
+// goes to the kernel) and its reason says why nothing is forwarded.
+func TestGenericXDPSaysPartialChecksums(t *testing.T) {
+	fx := newFixture(t, ifc("r0", config.ModeOffload, config.AttachXDPGeneric))
+	fx.peers["r0"] = peerAnswer{p: vethpeer.Peer{Name: "g0", PartialChecksums: true}}
+	if err := fx.r.start(); err != nil {
+		t.Fatal(err)
+	}
+	r0 := fx.iface(t, "r0")
+	if r0.hook != datapath.HookXDPGeneric || !strings.Contains(r0.why, "g0 sends partial checksums") || !strings.Contains(r0.why, "bad_checksum") {
+		t.Errorf("hook %s, why %q", r0.hook, r0.why)
+	}
+}
+
 // TestForcedXDPMustBeCorrect: attach: xdp on a veth whose peer sends partial
 // checksums is refused with the reason, and nothing is attached; a peer
 // that cannot be read does not override the operator.
@@ -641,6 +663,38 @@ func TestNFTDeviceChains(t *testing.T) {
 	fx.r.sync() // the periodic resync reads them too
 	if got := fx.dp.ifaces[2]; got.NFIngress {
 		t.Errorf("chain gone: r0 %+v", got)
+	}
+}
+
+// TestHolds: IPsec policies hold every packet back for the kernel, an
+// nftables postrouting chain after the verdict hook holds offload mode's;
+// each is in the datapath from the start (before any program is attached),
+// follows the kernel both ways, and state that cannot be read keeps the
+// last known hold.
+func TestHolds(t *testing.T) {
+	fx := newFixture(t, ifc("r0", config.ModeOffload, config.AttachAuto), ifc("r1", config.ModeRoute, config.AttachAuto))
+	fx.xfrm = "2 IPsec (xfrm) policies"
+	if err := fx.r.start(); err != nil {
+		t.Fatal(err)
+	}
+	if h := fx.dp.hold; h.All != "xfrm" || h.AllWhy != fx.xfrm || h.Offload != "" {
+		t.Fatalf("start with IPsec policies: hold %+v", h)
+	}
+	fx.late = []string{"inet t late priority 2147483647"}
+	fx.r.sync()
+	if h := fx.dp.hold; h.All != "xfrm" || h.Offload != "nf_late_chain" || !strings.Contains(h.OffloadWhy, fx.late[0]) {
+		t.Fatalf("a late chain too: hold %+v", h)
+	}
+	fx.holdErr = errors.New("netlink: permission denied")
+	fx.xfrm, fx.late = "", nil
+	fx.r.sync()
+	if h := fx.dp.hold; h.All != "xfrm" || h.Offload != "nf_late_chain" {
+		t.Fatalf("unreadable: hold %+v, want the last known kept", h)
+	}
+	fx.holdErr = nil
+	fx.r.sync()
+	if h := fx.dp.hold; h != (datapath.Hold{}) {
+		t.Fatalf("policies and chain gone: hold %+v", h)
 	}
 }
 

@@ -383,7 +383,7 @@ func (ob *offloadBench) addFlowProto(b *testing.B, proto uint8, sport uint16, st
 	ob.conntrack(b, args...)
 	if accepted {
 		_, fw := ob.d.Generations()
-		if err := ob.d.objs.FpAccepted.Update(keyOf(orig), verdictOf(fw, ob.in0, ob.out0), ebpf.UpdateAny); err != nil {
+		if err := ob.d.objs.FpAccepted.Update(keyOf(orig), verdictOf(fw, ob.in0, ob.out0, false), ebpf.UpdateAny); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -524,7 +524,7 @@ func BenchmarkOffload(b *testing.B) {
 		noCT := flowFrame(b, Tuple{Proto: unix.IPPROTO_UDP, Src: netip.AddrPortFrom(benchClient.Addr(), 30002), Dst: benchServer})
 		_, fw := ob.d.Generations()
 		k := keyOf(Tuple{Proto: unix.IPPROTO_UDP, Src: netip.AddrPortFrom(benchClient.Addr(), 30002), Dst: benchServer})
-		if err := ob.d.objs.FpAccepted.Update(k, verdictOf(fw, ob.in0, ob.out0), ebpf.UpdateAny); err != nil {
+		if err := ob.d.objs.FpAccepted.Update(k, verdictOf(fw, ob.in0, ob.out0, false), ebpf.UpdateAny); err != nil {
 			b.Fatal(err)
 		}
 		for _, h := range []hook{hookXDP, hookTC} {

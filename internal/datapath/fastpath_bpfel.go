@@ -114,7 +114,7 @@ type fastpathFpFlow struct {
 	Dmac        [6]uint8
 	Flags       uint8
 	TcpWscale   uint8
-	Pad         [2]uint8
+	Priority    uint16
 	NatSport    uint16
 	NatDport    uint16
 	NatSaddr    [4]uint32
@@ -302,7 +302,8 @@ type fastpathFpSlow struct {
 		L3Len    uint32
 		Flowinfo uint32
 		Tos      uint8
-		Pad      [3]uint8
+		Ttl      uint8
+		Pad      [2]uint8
 	}
 	F   fastpathFpFlow
 	Fib [64]uint8
@@ -321,6 +322,8 @@ type fastpathFpState struct {
 	Flags              uint32
 	_                  [4]byte
 	RevalidateNs       uint64
+	HoldAll            uint32
+	HoldOffload        uint32
 }
 
 type fastpathFpStateFlags uint32
@@ -338,7 +341,7 @@ type fastpathFpStats struct {
 	EventsLost   uint64
 	PassPackets  uint64
 	PassBytes    uint64
-	PassReason   [33]uint64
+	PassReason   [36]uint64
 	DropPackets  uint64
 	DropBytes    uint64
 	DropReason   [1]uint64
@@ -358,7 +361,12 @@ type fastpathFpVerdict struct {
 	FwGen      uint32
 	IfindexIn  uint32
 	IfindexOut uint32
-	Pad        uint32
+	Priority   uint32
+	Flowlabel  uint32
+	Tos        uint8
+	Hop        uint8
+	Flags      uint8
+	Pad        uint8
 }
 
 // Names of all BPF objects in the ELF.

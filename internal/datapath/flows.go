@@ -75,11 +75,6 @@ func keyOf(t Tuple) fastpathFpFlowKey {
 	return k
 }
 
-// verdictOf is an fp_accepted value: accepted from in to out under fw.
-func verdictOf(fw uint32, in, out int) fastpathFpVerdict {
-	return fastpathFpVerdict{FwGen: fw, IfindexIn: uint32(in), IfindexOut: uint32(out)}
-}
-
 func flowOf(k fastpathFpFlowKey, v fastpathFpFlow, fibGen, fwGen uint32) Flow {
 	return Flow{
 		In: Tuple{Proto: k.Proto,

@@ -228,6 +228,11 @@ type natVerdict struct {
 	// cached acks and windows, which the model does not follow); passed
 	// unchanged otherwise.
 	mayDrop bool
+	// mayPass: forwarded if the flow is cached, but its headers (TOS or
+	// traffic class, TTL, flow label) are not those of the packet the
+	// kernel accepted (verdictOf), so a fill passes it (nf_rewrite): after
+	// a FIN or RST evicted the flow, the model cannot tell.
+	mayPass bool
 }
 
 // expect applies the model to a frame arriving on ingress.
@@ -324,7 +329,13 @@ func (m natModel) expect(frame []byte, ingress *side) natVerdict {
 	w4 := want[14+l3Len-len(l4):]
 	binary.BigEndian.PutUint16(w4[0:], r.out.Src.Port())
 	binary.BigEndian.PutUint16(w4[2:], r.out.Dst.Port())
-	return natVerdict{want: want}
+	var asAccepted bool
+	if v6 {
+		asAccepted = binary.BigEndian.Uint32(l3)&0x0fffffff == 0x28<<20|0x12345 && l3[7] == 64
+	} else {
+		asAccepted = l3[1] == 0x10 && l3[8] == 64
+	}
+	return natVerdict{want: want, mayPass: !asAccepted}
 }
 
 // modelIPv4Parses: the IPv4 guards of route mode (modelIPv4) without its

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"math/bits"
 	"net"
 	"net/netip"
 	"os"
@@ -288,7 +289,7 @@ func (on *offloadNet) accept(t testing.TB, tuples ...Tuple) {
 func (on *offloadNet) acceptOn(t testing.TB, tp Tuple, in, out int) {
 	t.Helper()
 	_, fw := on.d.Generations()
-	if err := on.d.objs.FpAccepted.Update(keyOf(tp), verdictOf(fw, in, out), ebpf.UpdateAny); err != nil {
+	if err := on.d.objs.FpAccepted.Update(keyOf(tp), verdictOf(fw, in, out, tp.Src.Addr().Is6()), ebpf.UpdateAny); err != nil {
 		t.Fatalf("record %v as accepted: %v", tp, err)
 	}
 }
@@ -1742,4 +1743,143 @@ func TestOffloadRoutesAsKernel(t *testing.T) {
 			})
 		}
 	}
+}
+
+// TestHold: what the daemon holds back goes to the kernel unchanged with
+// the hold's reason: a chain after the verdict hook holds offload mode
+// (route mode forwards on), IPsec policies hold everything; a cached flow
+// is held too, and is forwarded again once the hold is lifted and
+// netfilter has accepted it anew (a hold's change re-judges every flow).
+func TestHold(t *testing.T) {
+	on := newOffloadNet(t)
+	if err := on.d.SetHold(Hold{All: "no_such_reason"}); err == nil {
+		t.Fatal("a hold for an unknown reason was taken")
+	}
+	setMode := func(t *testing.T, m Mode) {
+		t.Helper()
+		on.must(t, func() error { return on.d.SetIface(Iface{Index: on.in0, MAC: macIn0, MTU: 1500, Mode: m}) })
+	}
+	hold := func(t *testing.T, h Hold) {
+		t.Helper()
+		if err := on.d.SetHold(h); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, h := range hooks() {
+		t.Run(fmt.Sprint(h), func(t *testing.T) {
+			c, l, frame, want := on.cachedUDP(t, h)
+			routed := udp4(ipDst).bytes(t)
+			t.Cleanup(func() { hold(t, Hold{}); setMode(t, ModeOffload) })
+
+			hold(t, Hold{Offload: "nf_late_chain"})
+			on.pass(t, h, sideIn0, frame, "nf_late_chain", runOpts{})
+			setMode(t, ModeRoute)
+			checkOne(t, on.testNet, h, routed, runOpts{ingress: on.in0}, fwd)
+
+			hold(t, Hold{All: "xfrm", Offload: "nf_late_chain"})
+			checkOne(t, on.testNet, h, routed, runOpts{ingress: on.in0}, "xfrm")
+			setMode(t, ModeOffload)
+			on.pass(t, h, sideIn0, frame, "xfrm", runOpts{})
+
+			hold(t, Hold{})
+			on.accept(t, c.orig, c.reply)
+			on.forward(t, h, l, frame, want, runOpts{})
+		})
+	}
+}
+
+// verdictOf is the fp_accepted value the verdict hook records for a test
+// frame (ip4Hdr, ip6Hdr: TTL 64) accepted from in to out under fw: the
+// headers as the kernel's forwarding leaves them, nothing rewritten or
+// marked, and the priority it gives (IPv4: rt_tos2priority of the TOS;
+// IPv6: the skb's, 0 here).
+func verdictOf(fw uint32, in, out int, v6 bool) fastpathFpVerdict {
+	v := fastpathFpVerdict{FwGen: fw, IfindexIn: uint32(in), IfindexOut: uint32(out), Hop: 63}
+	if v6 {
+		v.Tos, v.Flowlabel = 0x28, bits.ReverseBytes32(0x12345) // network order, as the kernel stores it
+	} else {
+		v.Tos, v.Priority = 0x10, 6 // TC_PRIO_INTERACTIVE
+	}
+	return v
+}
+
+// TestOffloadRewrites: the verdict hook notes the packet as the ruleset
+// left it. A flow whose accepted packet left with another DSCP, TTL, hop
+// limit or flow label than forwarding alone gives, a mark, or a priority
+// the flow entry cannot hold, stays with the kernel (nf_rewrite), which
+// rewrites every packet; a priority the ruleset set, or the one the
+// kernel's IPv4 forwarding derives from the TOS, is what TC's forwarded
+// skb carries to the egress qdisc. Route mode under TC sets IPv4's as
+// ip_forward does.
+func TestOffloadRewrites(t *testing.T) {
+	on := newOffloadNet(t)
+	cases := []struct {
+		name string
+		v6   bool
+		edit func(v *fastpathFpVerdict)
+		prio uint32 // forwarded, TC: the skb's priority; else nf_rewrite
+		pass bool
+	}{
+		{"ipv4 as forwarded", false, func(*fastpathFpVerdict) {}, 6, false},
+		{"ipv6 as forwarded", true, func(*fastpathFpVerdict) {}, 0, false},
+		{"ipv4 dscp set", false, func(v *fastpathFpVerdict) { v.Tos = 0x20 }, 0, true},
+		{"ipv4 ecn set", false, func(v *fastpathFpVerdict) { v.Tos = 0x11 }, 0, true},
+		{"ipv4 ttl set", false, func(v *fastpathFpVerdict) { v.Hop = 7 }, 0, true},
+		{"ipv6 traffic class set", true, func(v *fastpathFpVerdict) { v.Tos = 0x00 }, 0, true},
+		{"ipv6 hop limit set", true, func(v *fastpathFpVerdict) { v.Hop = 255 }, 0, true},
+		{"ipv6 flow label set", true, func(v *fastpathFpVerdict) { v.Flowlabel = 0 }, 0, true},
+		{"mark set", false, func(v *fastpathFpVerdict) { v.Flags = 1 /* FP_VERDICT_MARKED */ }, 0, true},
+		{"headers unread", true, func(v *fastpathFpVerdict) { v.Flags = 2 /* FP_VERDICT_UNREAD */ }, 0, true},
+		{"priority set", false, func(v *fastpathFpVerdict) { v.Priority = 3 }, 3, false},
+		{"ipv6 priority set", true, func(v *fastpathFpVerdict) { v.Priority = 5 }, 5, false},
+		{"priority beyond the entry", false, func(v *fastpathFpVerdict) { v.Priority = 0x10010 }, 0, true},
+	}
+	for _, c := range cases {
+		for _, h := range hooks() {
+			t.Run(fmt.Sprintf("%s/%s", c.name, h), func(t *testing.T) {
+				conn := on.offloadConn(t, kindSNAT, unix.IPPROTO_UDP, c.v6)
+				l := conn.leg(false)
+				_, fw := on.d.Generations()
+				v := verdictOf(fw, on.in0, on.out0, c.v6)
+				c.edit(&v)
+				if err := on.d.objs.FpAccepted.Update(keyOf(l.in), v, ebpf.UpdateAny); err != nil {
+					t.Fatal(err)
+				}
+				frame := l.inFrame(t, seg{})
+				if c.pass {
+					on.pass(t, h, sideIn0, frame, "nf_rewrite", runOpts{})
+					return
+				}
+				on.forward(t, h, l, frame, l.natExpect(t, seg{}), runOpts{})
+				if h != hookTC {
+					return
+				}
+				res, err := on.run(h, frame, runOpts{ingress: on.in0}) // a cache hit
+				if err != nil {
+					t.Fatal(err)
+				}
+				if res.verdict != h.redirectCode() || res.priority != c.prio {
+					t.Errorf("cache hit: verdict %s, skb priority %d, want redirected with %d", h.verdictName(res.verdict), res.priority, c.prio)
+				}
+			})
+		}
+	}
+	t.Run("route mode/tc", func(t *testing.T) {
+		on.must(t, func() error { return on.d.SetIface(Iface{Index: on.in0, MAC: macIn0, MTU: 1500, Mode: ModeRoute}) })
+		t.Cleanup(func() {
+			on.must(t, func() error { return on.d.SetIface(Iface{Index: on.in0, MAC: macIn0, MTU: 1500, Mode: ModeOffload}) })
+		})
+		for tos, want := range map[uint8]uint32{0x00: 0, 0x08: 2, 0x10: 6, 0x18: 4, 0x12: 6, 0xb8: 4} {
+			p := udp4(ipDst)
+			p.v4().TOS = tos
+			res, err := on.run(hookTC, p.bytes(t), runOpts{ingress: on.in0})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if res.verdict != hookTC.redirectCode() || res.priority != want {
+				t.Errorf("tos %#02x: verdict %s, skb priority %d, want redirected with %d (rt_tos2priority)",
+					tos, hookTC.verdictName(res.verdict), res.priority, want)
+			}
+		}
+	})
 }

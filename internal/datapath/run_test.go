@@ -121,6 +121,9 @@ const bpfFTestSkbChecksumComplete = 1 << 2
 type runResult struct {
 	verdict uint32
 	out     []byte
+	// priority: TC only, the skb->priority the program left (egress
+	// qdiscs classify by it).
+	priority uint32
 }
 
 // run feeds one frame through the program of hook, once (Repeat 1: the
@@ -138,11 +141,13 @@ func (tn *testNet) run(h hook, frame []byte, o runOpts) (runResult, error) {
 		Repeat:  1,
 	}
 	prog := tn.d.objs.FpXdp
+	var skbOut skbMD
 	if h == hookXDP {
 		opts.Context = xdpMD{DataEnd: uint32(len(frame)), IngressIfindex: uint32(o.ingress)}
 	} else {
 		prog = tn.d.objs.FpTc
 		opts.Context = skbMD{Ifindex: uint32(o.ingress), GSOSize: o.gsoSize, GSOSegs: o.gsoSegs}
+		opts.ContextOut = &skbOut
 		if o.csumComplete {
 			opts.Flags = bpfFTestSkbChecksumComplete
 		}
@@ -153,7 +158,7 @@ func (tn *testNet) run(h hook, frame []byte, o runOpts) (runResult, error) {
 		if err != nil {
 			return fmt.Errorf("run %s program on %d-byte frame: %w", h, len(frame), err)
 		}
-		res = runResult{verdict: v, out: opts.DataOut}
+		res = runResult{verdict: v, out: opts.DataOut, priority: skbOut.Priority}
 		return nil
 	})
 	return res, err

@@ -21,8 +21,9 @@ type Timeouts struct {
 // map; every write here replaces the whole value under mu, so concurrent
 // callers cannot lose each other's updates.
 type globals struct {
-	mu sync.Mutex
-	v  fastpathFpState
+	mu   sync.Mutex
+	v    fastpathFpState
+	hold Hold // as SetHold last set it, with its whys
 }
 
 // Monotonic returns CLOCK_MONOTONIC, the clock of bpf_ktime_get_ns.
@@ -125,4 +126,63 @@ func (d *Datapath) SetChecksum(verify bool) error {
 			s.Flags |= uint32(fastpathFpStateFlagsFP_STATE_NO_CHECKSUM)
 		}
 	})
+}
+
+// Hold says what the daemon holds back from the datapath, by pass reason
+// name ("" none): All sends every packet of every managed interface to the
+// kernel, Offload those of interfaces in offload mode. For kernel state the
+// datapath cannot follow packet by packet (IPsec policies, a netfilter
+// chain after the verdict hook).
+type Hold struct {
+	All, Offload string
+	// AllWhy and OffloadWhy say what in the kernel caused each, for
+	// status.
+	AllWhy, OffloadWhy string
+}
+
+// SetHold sets what is held back. A change also makes every cached flow
+// prove again that netfilter accepts it (its verdicts may predate the
+// state that caused or lifted the hold).
+func (d *Datapath) SetHold(h Hold) error {
+	all, err := d.reasonIndex(h.All)
+	if err != nil {
+		return err
+	}
+	off, err := d.reasonIndex(h.Offload)
+	if err != nil {
+		return err
+	}
+	err = d.writeGlobals(func(s *fastpathFpState) {
+		if s.HoldAll != all || s.HoldOffload != off {
+			s.FwGen++
+		}
+		s.HoldAll, s.HoldOffload = all, off
+	})
+	if err == nil {
+		d.g.mu.Lock()
+		d.g.hold = h
+		d.g.mu.Unlock()
+	}
+	return err
+}
+
+// Held returns what SetHold last set.
+func (d *Datapath) Held() Hold {
+	d.g.mu.Lock()
+	defer d.g.mu.Unlock()
+	return d.g.hold
+}
+
+// reasonIndex is the enum fp_reason value of a pass reason name; "" is 0,
+// no hold.
+func (d *Datapath) reasonIndex(name string) (uint32, error) {
+	if name == "" {
+		return 0, nil
+	}
+	for i, r := range d.reasons {
+		if r == name && i > 0 {
+			return uint32(i), nil
+		}
+	}
+	return 0, fmt.Errorf("no pass reason %q to hold forwarding back for", name)
 }

@@ -22,7 +22,7 @@ import (
 type Events struct {
 	Links  chan struct{} // links, XDP features, qdiscs: reconcile interfaces
 	FIB    chan struct{} // neighbours, addresses, rules, netconf: re-route flows
-	Rules  chan struct{} // nftables ruleset: flows must be accepted again
+	Rules  chan struct{} // nftables ruleset, IPsec policies: flows must be accepted again
 	Addrs  chan struct{} // addresses, links: the host's own addresses may have changed
 	Routes *Routes       // routes: re-route flows, mirror route MTUs (off the main loop)
 	stats  *watchStats
@@ -48,7 +48,7 @@ type watchStats struct {
 // watchNames are the watches' names in logs and the metric's watch label,
 // listed so every series exists from the start. (The route MTU watch
 // counts its own, as route_mtus.)
-var watchNames = []string{"links", "neighbours", "addresses", "rules", "qdiscs", "nftables"}
+var watchNames = []string{"links", "neighbours", "addresses", "rules", "qdiscs", "nftables", "xfrm"}
 
 func newWatchStats() *watchStats {
 	s := &watchStats{overruns: map[string]uint64{}, logged: map[string]time.Time{}}
@@ -181,6 +181,9 @@ func Watch(ctx context.Context, log *slog.Logger) (*Events, error) {
 		return nil, err
 	}
 	if err := watchRuleset(ctx, log, ev.stats, ev.Rules); err != nil {
+		return nil, err
+	}
+	if err := watchXfrm(ctx, log, ev.stats, ev.Rules); err != nil {
 		return nil, err
 	}
 	if err := watchRtnl(ctx, log, ev.stats, "rules", routingGroups, ev.FIB); err != nil {

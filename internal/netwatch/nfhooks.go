@@ -3,6 +3,7 @@ package netwatch
 import (
 	"encoding/binary"
 	"fmt"
+	"math"
 	"sort"
 	"strings"
 
@@ -31,10 +32,56 @@ const (
 // in the calling thread's network namespace. A packet that fastpath
 // redirects skips them (the kernel runs them around tc), so an interface
 // named here must leave its packets to the kernel on that side.
-//
-// github.com/google/nftables does not decode a chain's device, so the
-// chains are dumped here with nfnetlink directly.
 func NFTDeviceHooks() (map[string]DeviceHooks, error) {
+	chains, err := dumpChains()
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]DeviceHooks{}
+	for _, ch := range chains {
+		ch.addTo(out)
+	}
+	for dev, dh := range out {
+		sort.Strings(dh.Ingress)
+		sort.Strings(dh.Egress)
+		out[dev] = dh
+	}
+	return out, nil
+}
+
+// LateChainPriority: an IPv4, IPv6 or inet postrouting chain of this
+// priority or above may run after fastpath's verdict hook (which takes
+// math.MaxInt32-1, or -2 while a successor replaces it), so the hook
+// cannot see what that chain drops.
+const LateChainPriority = math.MaxInt32 - 2
+
+// NFTLateChains lists ("family table chain priority N", sorted) the
+// nftables postrouting chains at LateChainPriority or above, in the
+// calling thread's network namespace.
+func NFTLateChains() ([]string, error) {
+	chains, err := dumpChains()
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, ch := range chains {
+		switch ch.family {
+		case unix.NFPROTO_IPV4, unix.NFPROTO_IPV6, unix.NFPROTO_INET:
+		default:
+			continue
+		}
+		if ch.hasHook && ch.hook == unix.NF_INET_POST_ROUTING && ch.priority >= LateChainPriority {
+			out = append(out, fmt.Sprintf("%s %s %s priority %d", familyName(ch.family), ch.table, ch.name, ch.priority))
+		}
+	}
+	sort.Strings(out)
+	return out, nil
+}
+
+// dumpChains reads every nftables chain's hook. github.com/google/nftables
+// does not decode a chain's device, so the chains are dumped here with
+// nfnetlink directly.
+func dumpChains() ([]chainHook, error) {
 	c, err := netfilter.Dial(nil)
 	if err != nil {
 		return nil, fmt.Errorf("nfnetlink: %w", err)
@@ -53,7 +100,7 @@ func NFTDeviceHooks() (map[string]DeviceHooks, error) {
 	if err != nil {
 		return nil, fmt.Errorf("list nftables chains: %w", err)
 	}
-	out := map[string]DeviceHooks{}
+	var out []chainHook
 	for _, m := range msgs {
 		h, attrs, err := netfilter.UnmarshalNetlink(m)
 		if err != nil {
@@ -63,12 +110,7 @@ func NFTDeviceHooks() (map[string]DeviceHooks, error) {
 		if err != nil {
 			return nil, err
 		}
-		ch.addTo(out)
-	}
-	for dev, dh := range out {
-		sort.Strings(dh.Ingress)
-		sort.Strings(dh.Egress)
-		out[dev] = dh
+		out = append(out, ch)
 	}
 	return out, nil
 }
@@ -78,6 +120,7 @@ type chainHook struct {
 	family      uint8
 	table, name string
 	hook        uint32
+	priority    int32
 	hasHook     bool
 	devices     []string
 }
@@ -102,6 +145,11 @@ func decodeChain(family uint8, attrs []netfilter.Attribute) (chainHook, error) {
 						return ch, fmt.Errorf("nftables chain %s: hook number of %d bytes", ch.name, len(ha.Data))
 					}
 					ch.hook, ch.hasHook = binary.BigEndian.Uint32(ha.Data), true
+				case unix.NFTA_HOOK_PRIORITY:
+					if len(ha.Data) != 4 {
+						return ch, fmt.Errorf("nftables chain %s: hook priority of %d bytes", ch.name, len(ha.Data))
+					}
+					ch.priority = int32(binary.BigEndian.Uint32(ha.Data))
 				case unix.NFTA_HOOK_DEV: // newer kernels send DEVS as well, with the same device
 					if len(ch.devices) == 0 {
 						ch.devices = []string{cString(ha.Data)}

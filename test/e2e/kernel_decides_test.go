@@ -21,16 +21,18 @@ const stopWindow = 400 * time.Millisecond
 // TestRouterChangesStopFlows: changes to the router that make the kernel
 // stop forwarding a flow, with no route, neighbour or ruleset event, stop
 // an offloaded flow too, within stopGrace of the command returning:
-// forwarding turned off (sysctl), and a policy routing rule that prohibits
-// the destination (ip rule). Each is undone before the next.
+// forwarding turned off (sysctl), a policy routing rule that prohibits
+// the destination (ip rule), an IPsec policy that blocks it (ip xfrm), and
+// a drop in an nftables chain that runs after fastpath's verdict hook.
+// Each is undone before the next.
 func TestRouterChangesStopFlows(t *testing.T) {
 	for _, attach := range offloadAttaches {
 		t.Run(attach, func(t *testing.T) {
 			l, d, ctx := offloadLab(t, attach, masqueradeRuleset+filterRuleset)
 			for _, f := range families(l) {
-				ipf, fwd := "-4", "net.ipv4.ip_forward"
+				ipf, fwd, host, daddr := "-4", "net.ipv4.ip_forward", "/32", "ip daddr"
 				if f.sink.Is6() {
-					ipf, fwd = "-6", "net.ipv6.conf.all.forwarding"
+					ipf, fwd, host, daddr = "-6", "net.ipv6.conf.all.forwarding", "/128", "ip6 daddr"
 				}
 				changes := []struct {
 					name     string
@@ -39,6 +41,21 @@ func TestRouterChangesStopFlows(t *testing.T) {
 					{"forwarding off", []string{"sysctl", "-qw", fwd + "=0"}, []string{"sysctl", "-qw", fwd + "=1"}},
 					{"prohibit rule", []string{"ip", ipf, "rule", "add", "to", f.sink.String(), "prohibit", "pref", "100"},
 						[]string{"ip", ipf, "rule", "del", "pref", "100"}},
+					// IPsec decides after routing, where bpf_fib_lookup
+					// does not look: the kernel must carry everything. A
+					// forward block drops before the verdict hook; an
+					// output policy that wants a tunnel with no SA yet
+					// drops after it (the plaintext packet passes
+					// postrouting first), so the hold is what stops it.
+					{"ipsec block policy", []string{"ip", "xfrm", "policy", "add", "dst", f.sink.String() + host, "dir", "fwd", "action", "block"},
+						[]string{"ip", "xfrm", "policy", "del", "dst", f.sink.String() + host, "dir", "fwd"}},
+					{"ipsec tunnel policy without a key", []string{"ip", "xfrm", "policy", "add", "dst", f.sink.String() + host, "dir", "out",
+						"tmpl", "src", f.rtrOut.String(), "dst", f.sink.String(), "proto", "esp", "mode", "tunnel"},
+						[]string{"ip", "xfrm", "policy", "del", "dst", f.sink.String() + host, "dir", "out"}},
+					// A chain after the verdict hook: its drops are not
+					// seen there, so offload mode must stop.
+					{"drop in a chain after the verdict hook", []string{"nft", "add table inet fplate; add chain inet fplate late { type filter hook postrouting priority 2147483647; policy accept; }; add rule inet fplate late " + daddr + " " + f.sink.String() + " drop"},
+						[]string{"nft", "delete table inet fplate"}},
 				}
 				for _, c := range changes {
 					t.Run(f.name+"/"+c.name, func(t *testing.T) {
@@ -216,6 +233,48 @@ func TestNFTDeviceChainsHonoured(t *testing.T) {
 						nft(ctx, t, l, "delete table netdev fpdev\n")
 					})
 				}
+			}
+		})
+	}
+}
+
+// TestForwardChainRewrites: a rule in a forward chain that rewrites every
+// packet (DSCP) or marks it (which policy routing, egress filters and later
+// rules may act on), added under an offloaded flow: from stopGrace on,
+// every datagram carries the DSCP the kernel gives it, and a marked flow
+// stays with the kernel (nf_rewrite), as the verdict hook sees what the
+// ruleset did to the packet.
+func TestForwardChainRewrites(t *testing.T) {
+	for _, attach := range offloadAttaches {
+		t.Run(attach, func(t *testing.T) {
+			l, d, ctx := offloadLab(t, attach, masqueradeRuleset+filterRuleset)
+			for _, f := range families(l) {
+				ipf := "ip"
+				if f.sink.Is6() {
+					ipf = "ip6"
+				}
+				t.Run(f.name+"/dscp", func(t *testing.T) {
+					rule := fmt.Sprintf("table inet fprw {\n\tchain rw {\n\t\ttype filter hook forward priority 10;\n\t\t%s dscp set cs3\n\t}\n}\n", ipf)
+					changeMarksFlow(ctx, t, l, d, f, 24, func() time.Time { return nft(ctx, t, l, rule) })
+					nft(ctx, t, l, "delete table inet fprw\n")
+				})
+				t.Run(f.name+"/mark", func(t *testing.T) {
+					u := newUDPFlow(t, l.Gen, l.Sink, netip.AddrPort{}, netip.AddrPortFrom(f.sink, 0), netip.AddrPortFrom(f.sink, 0))
+					str := offloadedStream(ctx, t, l, d, f, u, 10000, 200)
+					defer str.stop()
+					nft(ctx, t, l, "table inet fprw {\n\tchain rw {\n\t\ttype filter hook forward priority 10;\n\t\tmeta mark set 0x10\n\t}\n}\n")
+					defer nft(ctx, t, l, "delete table inet fprw\n")
+					u.waitReceived(t, u.received()+200, offloadWait) // past stopGrace
+					before := d.counters(t, l.Rtr)
+					u.waitReceived(t, u.received()+300, offloadWait)
+					after := d.counters(t, l.Rtr)
+					if s, fp, k := share(before, after, f); s > 0.02 {
+						t.Errorf("marked flow: fastpath forwarded %d, the kernel %d (%.1f%%); %s", fp, k, 100*s, before.reasonDeltas(after, l.RtrIn))
+					}
+					if n := after.reasonSum("nf_rewrite") - before.reasonSum("nf_rewrite"); n == 0 {
+						t.Errorf("pass reason nf_rewrite did not grow; %s", before.reasonDeltas(after, l.RtrIn))
+					}
+				})
 			}
 		})
 	}
