@@ -3,10 +3,12 @@ package main
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 
 	"github.com/spf13/cobra"
 
 	"github.com/fastpath-router/fastpath/internal/config"
+	"github.com/fastpath-router/fastpath/internal/dashboard"
 	"github.com/fastpath-router/fastpath/internal/guard"
 )
 
@@ -40,6 +42,13 @@ Exit status: 0 if the file is valid, 2 if not.`,
 			if err == nil {
 				// the guard's list files, line by line, as the daemon reads them
 				_, err = guard.Load(guard.SpecOf(cfg.Guard))
+				// the dashboard's token as the daemon reads it; a file this
+				// user may not read (the daemon runs as root) is not judged
+				if d := cfg.Dashboard; d.Listen != "" && d.Write {
+					if _, terr := dashboard.LoadToken(d.TokenFile); terr != nil && !errors.Is(terr, fs.ErrPermission) {
+						err = errors.Join(err, terr)
+					}
+				}
 			}
 			if out.asJSON() {
 				res := checkResult{File: path, OK: err == nil, Errors: splitErrors(err)}

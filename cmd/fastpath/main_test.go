@@ -61,6 +61,23 @@ func TestCheckConfig(t *testing.T) {
 	if code != 2 || !strings.Contains(errOut, "no such file or directory") {
 		t.Errorf("missing file: code %d, stderr %q", code, errOut)
 	}
+
+	// The dashboard's token file, as the daemon would refuse it.
+	tok := writeFile(t, "token", "0123456789abcdef0123\n")
+	if err := os.Chmod(tok, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	dash := writeFile(t, "dash.yaml", goodConfig+"dashboard:\n  listen: 127.0.0.1:9470\n  write: true\n  token_file: "+tok+"\n")
+	code, _, errOut = run(t, "check-config", dash)
+	if code != 2 || !strings.Contains(errOut, "lets other users read it") {
+		t.Errorf("token file 0644: code %d, stderr %q", code, errOut)
+	}
+	if err := os.Chmod(tok, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if code, _, errOut = run(t, "check-config", dash); code != 0 {
+		t.Errorf("token file 0600: code %d, stderr %q", code, errOut)
+	}
 }
 
 func TestCheckConfigJSON(t *testing.T) {

@@ -33,7 +33,7 @@ func TestValidateDashboard(t *testing.T) {
 		{Dashboard{}, nil},
 		{Dashboard{Listen: "0.0.0.0:9470"}, nil}, // allowed; the daemon warns
 		{Dashboard{Listen: "127.0.0.1:9469"}, []string{
-			`dashboard.listen: "127.0.0.1:9469" is metrics.listen too; give the dashboard its own port`}},
+			`dashboard.listen: "127.0.0.1:9469" takes metrics.listen's port ("127.0.0.1:9469"); give the dashboard its own port`}},
 		{Dashboard{Listen: "[::1]:1", TokenFile: "/t"}, nil},
 		{Dashboard{Listen: "localhost:9469"}, []string{
 			`dashboard.listen: host "localhost" is not an IP address; write an address such as "127.0.0.1" or "::1", or leave it empty (":9469") for every address`}},
@@ -49,6 +49,29 @@ func TestValidateDashboard(t *testing.T) {
 		c := &Config{Version: 1, Interfaces: []Interface{{Name: "r0"}}, Dashboard: tt.d, Metrics: Metrics{Listen: "127.0.0.1:9469"}}
 		if got := errLines(c.Validate()); !reflect.DeepEqual(got, tt.want) {
 			t.Errorf("%+v:\ngot  %q\nwant %q", tt.d, got, tt.want)
+		}
+	}
+}
+
+// TestListensOverlap: the dashboard and metrics may not take one port on
+// any address.
+func TestListensOverlap(t *testing.T) {
+	for _, tt := range []struct {
+		a, b string
+		want bool
+	}{
+		{"127.0.0.1:9469", "127.0.0.1:9469", true},
+		{":9469", "127.0.0.1:9469", true},
+		{"127.0.0.1:9469", ":9469", true},
+		{"0.0.0.0:9469", "192.0.2.1:9469", true},
+		{"[::]:9469", "[::1]:9469", true},
+		{"0.0.0.0:9469", "[::1]:9469", false},
+		{"127.0.0.1:9469", "127.0.0.2:9469", false},
+		{"127.0.0.1:9469", "127.0.0.1:9470", false},
+		{"127.0.0.1:9469", "", false},
+	} {
+		if got := listensOverlap(tt.a, tt.b); got != tt.want {
+			t.Errorf("listensOverlap(%q, %q) = %v, want %v", tt.a, tt.b, got, tt.want)
 		}
 	}
 }

@@ -63,9 +63,30 @@ func (c *Config) validate(p *problems) {
 	c.Metrics.validate(p)
 	c.Guard.validate(p)
 	c.Dashboard.validate(p)
-	if c.Dashboard.Listen != "" && c.Dashboard.Listen == c.Metrics.Listen {
-		p.add("dashboard.listen", "", "%q is metrics.listen too; give the dashboard its own port", c.Dashboard.Listen)
+	if c.Dashboard.Listen != "" && listensOverlap(c.Dashboard.Listen, c.Metrics.Listen) {
+		p.add("dashboard.listen", "", "%q takes metrics.listen's port (%q); give the dashboard its own port", c.Dashboard.Listen, c.Metrics.Listen)
 	}
+}
+
+// listensOverlap says whether two listen addresses ("host:port") would
+// take the same port on some address: the same port, and the same host,
+// or one that covers the other (empty: every address; 0.0.0.0 every IPv4
+// one; [::] every IPv6 one).
+func listensOverlap(a, b string) bool {
+	ha, pa, errA := net.SplitHostPort(a)
+	hb, pb, errB := net.SplitHostPort(b)
+	if errA != nil || errB != nil || pa != pb {
+		return false
+	}
+	if ha == hb || ha == "" || hb == "" {
+		return true
+	}
+	ia, errA := netip.ParseAddr(ha)
+	ib, errB := netip.ParseAddr(hb)
+	if errA != nil || errB != nil || ia.Is4() != ib.Is4() {
+		return false
+	}
+	return ia == ib || ia.IsUnspecified() || ib.IsUnspecified()
 }
 
 func (ifc Interface) validate(p *problems, i int, firstUse map[string]int) {

@@ -10,8 +10,9 @@ import (
 )
 
 // Listen listens on addr ("host:port"): "tcp4" for an IPv4 host, "tcp6"
-// for an IPv6 one ("[::]" is every IPv6 address, dual-stack only if the
-// system says so), "tcp" for a name or an empty host.
+// for an IPv6 one ("[::]" is every IPv6 address and no IPv4 one: Go sets
+// IPV6_V6ONLY for tcp6), "tcp" for a name or an empty host (every address
+// of both families).
 func Listen(addr string) (net.Listener, error) {
 	return net.Listen(Network(addr), addr)
 }
