@@ -16,6 +16,7 @@ import (
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/btf"
 	"github.com/cilium/ebpf/link"
+	"golang.org/x/sys/unix"
 )
 
 // Mode is how packets arriving on an interface are handled.
@@ -449,6 +450,14 @@ func (d *Datapath) AttachNetfilter() ([]link.Link, error) {
 		if err != nil {
 			for _, l := range links {
 				d.Detach(l)
+			}
+			if errors.Is(err, unix.EBUSY) {
+				// Both priorities taken: another datapath's links, which
+				// this mount namespace cannot see (ip netns exec mounts its
+				// own /sys over a --keep-datapath daemon's pins).
+				return nil, fmt.Errorf("attach netfilter postrouting hook (%s): %w: another fastpath datapath holds it, "+
+					"probably one a --keep-datapath daemon left pinned where this process cannot see it (ip netns exec mounts its own /sys); "+
+					"run the daemon with nsenter --net=/run/netns/NAME, or remove that datapath first with `nsenter --net=/run/netns/NAME fastpath detach`", f.name, err)
 			}
 			return nil, fmt.Errorf("attach netfilter postrouting hook (%s): %w", f.name, err)
 		}

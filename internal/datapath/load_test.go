@@ -1,9 +1,15 @@
 package datapath
 
 import (
+	"errors"
+	"fmt"
+	"math"
 	"os"
 	"slices"
+	"strings"
 	"testing"
+
+	"github.com/cilium/ebpf/link"
 )
 
 // testFlowEntries sizes the flow cache of the tests' datapaths.
@@ -65,5 +71,36 @@ func BenchmarkLoad(b *testing.B) {
 			b.Fatal(err)
 		}
 		d.Close()
+	}
+}
+
+// TestAttachNetfilterTaken: with both of the verdict hook's priorities
+// held by links this datapath does not know (another daemon's, pinned out
+// of sight), attaching says what holds them and what to do.
+func TestAttachNetfilterTaken(t *testing.T) {
+	tn := newTestNet(t)
+	err := tn.do(func() error {
+		for _, prio := range []int32{math.MaxInt32 - 1, math.MaxInt32 - 2} {
+			l, err := link.AttachNetfilter(link.NetfilterOptions{Program: tn.d.objs.FpNfAccept,
+				ProtocolFamily: link.NetfilterProtoIPv4, Hook: link.NetfilterInetPostRouting, Priority: prio})
+			if err != nil {
+				return err
+			}
+			t.Cleanup(func() { l.Close() })
+		}
+		links, err := tn.d.AttachNetfilter()
+		for _, l := range links {
+			tn.d.Detach(l)
+		}
+		if err == nil {
+			return errors.New("attached over both taken priorities")
+		}
+		if !strings.Contains(err.Error(), "another fastpath datapath holds it") || !strings.Contains(err.Error(), "nsenter") {
+			return fmt.Errorf("unhelpful error: %w", err)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
 }
