@@ -23,6 +23,13 @@ type reloadRefused struct {
 	Errors []string `json:"errors"`
 }
 
+// reloadPartial is reload's --json output after a reload that failed in
+// part: what it did, and the error, as the API answers it.
+type reloadPartial struct {
+	api.ReloadResult
+	Error string `json:"error,omitempty"`
+}
+
 func newReloadCmd() *cobra.Command {
 	var f clientFlags
 	cmd := &cobra.Command{
@@ -66,7 +73,11 @@ is invalid or needs a restart.`,
 			}
 			// A reload that failed in part: what it did, then the error.
 			if f.asJSON() {
-				if werr := f.writeJSON(cmd.OutOrStdout(), res); werr != nil {
+				out := reloadPartial{ReloadResult: *res}
+				if err != nil {
+					out.Error = err.Error()
+				}
+				if werr := f.writeJSON(cmd.OutOrStdout(), out); werr != nil {
 					return werr
 				}
 				return err

@@ -82,4 +82,10 @@ func TestReloadPartialFailure(t *testing.T) {
 	if code != 1 || out != want || errOut != "fastpath: daemon: attach r2: no such device (HTTP 500)\n" {
 		t.Errorf("reload: code %d, stderr %q\n%s\nwant\n%s", code, errOut, out, want)
 	}
+	// -j carries the error too, as the API's answer does.
+	code, out, _ = run(t, "reload", "--socket", sock, "-j")
+	want = `{"changed":true,"actions":["detach r1 (removed from the config)","add r2: failed: no such device"],"error":"daemon: attach r2: no such device (HTTP 500)"}` + "\n"
+	if code != 1 || out != want {
+		t.Errorf("reload -j: code %d\n%s\nwant\n%s", code, out, want)
+	}
 }
