@@ -70,8 +70,8 @@ func (c *Config) validate(p *problems) {
 
 // listensOverlap says whether two listen addresses ("host:port") would
 // take the same port on some address: the same port, and the same host,
-// or one that covers the other (empty: every address; 0.0.0.0 every IPv4
-// one; [::] every IPv6 one).
+// or one that covers the other (empty and [::]: every address, IPv4 too
+// by default; 0.0.0.0: every IPv4 one).
 func listensOverlap(a, b string) bool {
 	ha, pa, errA := net.SplitHostPort(a)
 	hb, pb, errB := net.SplitHostPort(b)
@@ -83,7 +83,12 @@ func listensOverlap(a, b string) bool {
 	}
 	ia, errA := netip.ParseAddr(ha)
 	ib, errB := netip.ParseAddr(hb)
-	if errA != nil || errB != nil || ia.Is4() != ib.Is4() {
+	switch {
+	case errA != nil || errB != nil:
+		return false
+	case ia.Is6() && ia.IsUnspecified(), ib.Is6() && ib.IsUnspecified():
+		return true
+	case ia.Is4() != ib.Is4():
 		return false
 	}
 	return ia == ib || ia.IsUnspecified() || ib.IsUnspecified()

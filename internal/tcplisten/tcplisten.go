@@ -9,10 +9,10 @@ import (
 	"net/netip"
 )
 
-// Listen listens on addr ("host:port"): "tcp4" for an IPv4 host, "tcp6"
-// for an IPv6 one ("[::]" is every IPv6 address and no IPv4 one: Go sets
-// IPV6_V6ONLY for tcp6), "tcp" for a name or an empty host (every address
-// of both families).
+// Listen listens on addr ("host:port"): "tcp4" for an IPv4 host, "tcp"
+// for anything else (an IPv6 host, "[::]" as the system's IPv6 sockets do:
+// every address, IPv4 too by default; a name; an empty host: every
+// address of both families).
 func Listen(addr string) (net.Listener, error) {
 	return net.Listen(Network(addr), addr)
 }
@@ -23,12 +23,8 @@ func Network(addr string) string {
 	if err != nil {
 		return "tcp" // net.Listen reports the error
 	}
-	ip, err := netip.ParseAddr(host)
-	switch {
-	case err != nil:
-		return "tcp"
-	case ip.Is4():
+	if ip, err := netip.ParseAddr(host); err == nil && ip.Is4() {
 		return "tcp4"
 	}
-	return "tcp6"
+	return "tcp"
 }

@@ -16,9 +16,9 @@ func TestNetwork(t *testing.T) {
 	for addr, want := range map[string]string{
 		"0.0.0.0:9469":       "tcp4",
 		"127.0.0.1:9469":     "tcp4",
-		"[::]:9469":          "tcp6",
-		"[fd00::1]:9469":     "tcp6",
-		"[::ffff:1.2.3.4]:1": "tcp6",
+		"[::]:9469":          "tcp",
+		"[fd00::1]:9469":     "tcp",
+		"[::ffff:1.2.3.4]:1": "tcp",
 		"localhost:9469":     "tcp",
 		":9469":              "tcp",
 		"nonsense":           "tcp",
