@@ -207,6 +207,13 @@ struct fp_flow {
 	 * direction may send (conntrack's td_maxend for it). Fits the 128 bytes
 	 * the entry had anyway. */
 	__u32 tcp_ack;
+	/* The packet's headers as the flow was judged with them
+	 * (fp_fill_accepted): one that arrives otherwise is judged again, as
+	 * the ruleset may treat it otherwise (fp_flow_headers_as). */
+	__be32 in_flowlabel; /* IPv6 flow label; IPv4: 0 */
+	__u8 in_dscp;        /* TOS / traffic class without the ECN bits */
+	__u8 in_ttl;         /* TTL / hop limit */
+	__u8 pad2[2];
 };
 
 enum fp_event_type {

@@ -87,10 +87,11 @@ static __always_inline int fp_fill_route(void *ctx, const int xdp, struct fp_flo
 /* fp_fill_accepted: netfilter's verdict under the current ruleset, for
  * this ingress and f's egress, as fp_nf_accept saw it; and the packet it
  * saw left as this one would leave here: the ruleset rewrote none of its
- * headers (DSCP/ECN, TTL or hop limit beyond the hop, IPv6 flow label) and
+ * headers (DSCP, TTL or hop limit beyond the hop, IPv6 flow label) and
  * marked nothing. Such flows stay with the kernel (per-packet rules
- * aside: docs/offload.md). The priority the kernel's path gave it goes
- * into f, for TC's egress qdiscs. */
+ * aside: docs/offload.md). The headers judged go into f, which forwards
+ * only packets that arrive with them; the priority the kernel's path gave
+ * it too, for TC's egress qdiscs (IPv4's follows from the DSCP). */
 static __always_inline int fp_fill_accepted(struct fp_flow_req *r, struct fp_flow *f, const struct fp_state *st)
 {
 	struct fp_verdict *v = bpf_map_lookup_elem(&fp_accepted, &r->k);
@@ -99,8 +100,11 @@ static __always_inline int fp_fill_accepted(struct fp_flow_req *r, struct fp_flo
 		r->reason = FP_PASS_NOT_ACCEPTED;
 		return -1;
 	}
-	if (v->flags || v->tos != r->tos || v->hop != (__u8)(r->ttl - 1) || v->priority > 0xffff ||
-	    (r->k.family == AF_INET6 && v->flowlabel != (r->flowinfo & bpf_htonl(0x000fffff)))) {
+	f->in_dscp = FP_DSCP(r->tos);
+	f->in_ttl = r->ttl;
+	f->in_flowlabel = r->flowinfo & bpf_htonl(0x000fffff); /* IPv4: flowinfo is 0 */
+	if (v->flags || FP_DSCP(v->tos) != f->in_dscp || v->hop != (__u8)(r->ttl - 1) || v->priority > 0xffff ||
+	    v->flowlabel != f->in_flowlabel) {
 		r->reason = FP_PASS_NF_REWRITE;
 		return -1;
 	}

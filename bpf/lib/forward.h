@@ -49,19 +49,16 @@ static __always_inline void fp_fib_addrs(struct bpf_fib_lookup *fib, const __be3
 	}
 }
 
-/* fp_ttl: the packet's TTL or hop limit. fp_parse proved the header; the
- * checks are the verifier's (see fp_key_of). */
-static __always_inline __u8 fp_ttl(const struct fp_pkt *p)
+/* fp_flowlabel: an IPv6 packet's flow label, network order (IPv4: 0). */
+static __always_inline __be32 fp_flowlabel(const struct fp_pkt *p)
 {
-	if (p->family == AF_INET) {
-		struct iphdr *iph = p->l3;
-
-		return (void *)(iph + 1) > p->data_end ? 0 : iph->ttl;
-	}
-	struct ipv6hdr *ip6h = p->l3;
-
-	return (void *)(ip6h + 1) > p->data_end ? 0 : ip6h->hop_limit;
+	return fp_flowinfo(p) & bpf_htonl(0x000fffff);
 }
+
+/* FP_DSCP takes the ECN bits out of a TOS or traffic class: they change
+ * packet by packet (TCP marks data ECT but not pure ACKs or retransmits,
+ * routers mark CE), so flows are judged by their DSCP. */
+#define FP_DSCP(tos) ((__u8)((tos) & 0xfc))
 
 /* fp_tos2priority is rt_tos2priority: the skb->priority the kernel's IPv4
  * forwarding gives a packet from its TOS (ip_tos2prio, net/ipv4/route.c:

@@ -13,9 +13,18 @@
 #include "parse.h"
 #include "tcp.h"
 
+/* fp_flow_headers_as: the packet arrives with the DSCP, TTL or hop limit
+ * and flow label its flow was judged with (fp_fill_accepted). One that
+ * arrives otherwise goes through the fill again: its kernel pass shows
+ * what the ruleset does to such a packet. */
+static __always_inline int fp_flow_headers_as(const struct fp_flow *f, const struct fp_pkt *p)
+{
+	return FP_DSCP(p->tos) == f->in_dscp && p->ttl == f->in_ttl && fp_flowlabel(p) == f->in_flowlabel;
+}
+
 /* fp_flow_current: the packet's flow is cached, for this ingress, under
- * the current routes and ruleset, and not waiting for its entry: what XDP
- * hands a TC program behind it (FP_IF_GRO_TC). */
+ * the current routes and ruleset, with these headers, and not waiting for
+ * its entry: what XDP hands a TC program behind it (FP_IF_GRO_TC). */
 static __always_inline int fp_flow_current(const struct fp_pkt *p, __u32 ifindex)
 {
 	const struct fp_state *st = fp_state();
@@ -27,7 +36,7 @@ static __always_inline int fp_flow_current(const struct fp_pkt *p, __u32 ifindex
 	fp_key_of(&k, p);
 	f = bpf_map_lookup_elem(&fp_flows, &k);
 	return f && f->fib_gen == st->fib_gen && f->fw_gen == st->fw_gen && f->ifindex_in == ifindex &&
-	       !(f->flags & FP_FLOW_PENDING);
+	       !(f->flags & FP_FLOW_PENDING) && fp_flow_headers_as(f, p);
 }
 
 /* fp_flow_csum_bad: a packet of an offloaded flow with a TCP/UDP checksum
@@ -97,7 +106,7 @@ static __always_inline struct fp_flow *fp_flow_get(void *ctx, const int xdp, con
 		}
 	}
 	if (f && (f->fib_gen != st->fib_gen || f->fw_gen != st->fw_gen || f->ifindex_in != ifindex ||
-		  (f->flags & FP_FLOW_PENDING))) {
+		  (f->flags & FP_FLOW_PENDING) || !fp_flow_headers_as(f, p))) {
 		stale = f; /* decide again; the fill overwrites it */
 		f = NULL;
 	}
@@ -125,7 +134,7 @@ static __always_inline struct fp_flow *fp_flow_get(void *ctx, const int xdp, con
 			return NULL;
 		s->r.l3_len = l3_len;
 		s->r.tos = p->tos;
-		s->r.ttl = fp_ttl(p);
+		s->r.ttl = p->ttl;
 		s->r.flowinfo = fp_flowinfo(p);
 		if (p->l4_proto == IPPROTO_TCP)
 			fp_tcp_seg_of(&s->r.seg, p);

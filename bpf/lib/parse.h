@@ -23,7 +23,8 @@ struct fp_pkt {
 	__u8 family;        /* AF_INET / AF_INET6 */
 	__u8 l4_proto;
 	__u8 vlan_tags;
-	__u8 tos;
+	__u8 tos;           /* IPv4 TOS, IPv6 traffic class */
+	__u8 ttl;           /* TTL, hop limit */
 	__u8 tcp_flags;     /* FIN, SYN, RST, ... (TCP only) */
 	__u8 l4_hdr_len;    /* TCP header with options, or 8 (UDP, ICMP) */
 	__be16 sport;
@@ -185,6 +186,7 @@ static __always_inline int fp_parse_ipv4(struct fp_pkt *p, __u32 *reason)
 	p->tot_len = tot_len;
 	p->l4_proto = iph->protocol;
 	p->tos = iph->tos;
+	p->ttl = iph->ttl;
 	if (fp_parse_l4(p, (void *)(iph + 1), reason))
 		return -1;
 	if (iph->ttl <= 1) {
@@ -237,6 +239,7 @@ static __always_inline int fp_parse_ipv6(struct fp_pkt *p, __u32 *reason)
 	p->tot_len = plen + sizeof(*ip6h);
 	p->l4_proto = ip6h->nexthdr;
 	p->tos = (ip6h->priority << 4) | (ip6h->flow_lbl[0] >> 4);
+	p->ttl = ip6h->hop_limit;
 	if (fp_parse_l4(p, (void *)(ip6h + 1), reason))
 		return -1;
 	if (ip6h->hop_limit <= 1) {

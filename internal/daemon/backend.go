@@ -69,10 +69,11 @@ func (b *backend) Status(context.Context) (*api.Status, error) {
 func datapathStatus(dp *datapath.Datapath) *api.DatapathStatus {
 	fib, fw := dp.Generations()
 	s := &api.DatapathStatus{RouteGeneration: fib, RulesetGeneration: fw, Watchdog: api.WatchdogOff}
-	if h := dp.Held(); h.All != "" {
+	h := dp.Held()
+	if h.All != "" {
 		s.Held = append(s.Held, "all: "+h.AllWhy)
 	}
-	if h := dp.Held(); h.Offload != "" {
+	if h.Offload != "" {
 		s.Held = append(s.Held, "offload: "+h.OffloadWhy)
 	}
 	at, wd := dp.LastHeartbeat()

@@ -96,6 +96,7 @@ type reconciler struct {
 	xfrm       func() (string, error)
 	lateChains func() ([]string, error)
 	hold       datapath.Hold
+	holdSet    bool                                    // hold is written: an adopted datapath may hold what no longer applies
 	links      func() (map[string]netlink.Link, error) // the namespace's links by name
 	now        func() time.Time
 	log        *slog.Logger
@@ -253,7 +254,7 @@ func (r *reconciler) updateHolds() {
 				strconv.Itoa(netwatch.LateChainPriority) + "): " + strings.Join(late, ", ")
 		}
 	}
-	if h == r.hold {
+	if h == r.hold && r.holdSet {
 		return
 	}
 	if err := r.dp.SetHold(h); err != nil {
@@ -266,10 +267,10 @@ func (r *reconciler) updateHolds() {
 	if h.Offload != "" {
 		r.log.Warn("offload mode's packets go to the kernel", "why", h.OffloadWhy)
 	}
-	if h.All == "" && h.Offload == "" {
+	if h.All == "" && h.Offload == "" && r.holdSet {
 		r.log.Info("forwarding no longer held back")
 	}
-	r.hold = h
+	r.hold, r.holdSet = h, true
 }
 
 // readNFHooks records each interface's nftables device chains and returns

@@ -54,6 +54,7 @@ type fakeDP struct {
 	nextID        uint32
 	invalidations int
 	hold          datapath.Hold
+	holdWrites    int
 }
 
 func newFakeDP() *fakeDP {
@@ -71,7 +72,7 @@ func (d *fakeDP) RemoveIface(idx int) error {
 }
 func (d *fakeDP) SetXDPTarget(idx int, ok bool) error { d.targets[idx] = ok; return nil }
 func (d *fakeDP) InvalidateRoutes() error             { d.invalidations++; return nil }
-func (d *fakeDP) SetHold(h datapath.Hold) error       { d.hold = h; return nil }
+func (d *fakeDP) SetHold(h datapath.Hold) error       { d.hold, d.holdWrites = h, d.holdWrites+1; return nil }
 func (d *fakeDP) Attach(idx int, hook datapath.Hook) (link.Link, error) {
 	d.attempts[hook]++
 	if err := d.fail[hook]; err != nil {
@@ -668,11 +669,25 @@ func TestNFTDeviceChains(t *testing.T) {
 
 // TestHolds: IPsec policies hold every packet back for the kernel, an
 // nftables postrouting chain after the verdict hook holds offload mode's;
-// each is in the datapath from the start (before any program is attached),
-// follows the kernel both ways, and state that cannot be read keeps the
-// last known hold.
+// each is in the datapath from the start, follows the kernel both ways,
+// and state that cannot be read keeps the last known hold.
 func TestHolds(t *testing.T) {
-	fx := newFixture(t, ifc("r0", config.ModeOffload, config.AttachAuto), ifc("r1", config.ModeRoute, config.AttachAuto))
+	// An adopted datapath may still hold what no longer applies: the first
+	// converge writes the hold even when there is none.
+	fx := newFixture(t, ifc("r0", config.ModeOffload, config.AttachAuto))
+	fx.dp.hold = datapath.Hold{All: "xfrm", AllWhy: "left by the previous daemon"}
+	if err := fx.r.start(); err != nil {
+		t.Fatal(err)
+	}
+	if fx.dp.hold != (datapath.Hold{}) || fx.dp.holdWrites != 1 {
+		t.Fatalf("start over an adopted hold: %+v after %d writes", fx.dp.hold, fx.dp.holdWrites)
+	}
+	fx.r.sync()
+	if fx.dp.holdWrites != 1 {
+		t.Errorf("an unchanged hold was written again (%d writes)", fx.dp.holdWrites)
+	}
+
+	fx = newFixture(t, ifc("r0", config.ModeOffload, config.AttachAuto), ifc("r1", config.ModeRoute, config.AttachAuto))
 	fx.xfrm = "2 IPsec (xfrm) policies"
 	if err := fx.r.start(); err != nil {
 		t.Fatal(err)

@@ -120,6 +120,10 @@ type fastpathFpFlow struct {
 	NatSaddr    [4]uint32
 	NatDaddr    [4]uint32
 	TcpAck      uint32
+	InFlowlabel uint32
+	InDscp      uint8
+	InTtl       uint8
+	Pad2        [2]uint8
 }
 
 type fastpathFpFlowFlags uint32

@@ -228,11 +228,6 @@ type natVerdict struct {
 	// cached acks and windows, which the model does not follow); passed
 	// unchanged otherwise.
 	mayDrop bool
-	// mayPass: forwarded if the flow is cached, but its headers (TOS or
-	// traffic class, TTL, flow label) are not those of the packet the
-	// kernel accepted (verdictOf), so a fill passes it (nf_rewrite): after
-	// a FIN or RST evicted the flow, the model cannot tell.
-	mayPass bool
 }
 
 // expect applies the model to a frame arriving on ingress.
@@ -304,6 +299,16 @@ func (m natModel) expect(frame []byte, ingress *side) natVerdict {
 	if l3Len > r.egress.mtu {
 		return natVerdict{why: "over the egress mtu"}
 	}
+	// The flows were judged (verdictOf) on packets with the test frames'
+	// DSCP, TTL 64 and flow label: one that arrives otherwise goes to the
+	// kernel to be judged (nf_rewrite); the ECN bits are not judged.
+	if v6 {
+		if w := binary.BigEndian.Uint32(l3); w&0x0fcfffff != 0x28<<20|0x12345 || l3[7] != 64 {
+			return natVerdict{why: "headers other than the judged ones"}
+		}
+	} else if l3[1]&0xfc != 0x10 || l3[8] != 64 {
+		return natVerdict{why: "headers other than the judged ones"}
+	}
 	// conntrack verifies L4 checksums (nf_conntrack_checksum=1): a wrong
 	// one is invalid to it, so the datapath leaves it to the kernel; a
 	// UDP checksum of 0 means none, in both families (udp_error)
@@ -329,13 +334,7 @@ func (m natModel) expect(frame []byte, ingress *side) natVerdict {
 	w4 := want[14+l3Len-len(l4):]
 	binary.BigEndian.PutUint16(w4[0:], r.out.Src.Port())
 	binary.BigEndian.PutUint16(w4[2:], r.out.Dst.Port())
-	var asAccepted bool
-	if v6 {
-		asAccepted = binary.BigEndian.Uint32(l3)&0x0fffffff == 0x28<<20|0x12345 && l3[7] == 64
-	} else {
-		asAccepted = l3[1] == 0x10 && l3[8] == 64
-	}
-	return natVerdict{want: want, mayPass: !asAccepted}
+	return natVerdict{want: want}
 }
 
 // modelIPv4Parses: the IPv4 guards of route mode (modelIPv4) without its

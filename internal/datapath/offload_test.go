@@ -550,8 +550,8 @@ func testOffloadLeg(t *testing.T, on *offloadNet, h hook, kind string, proto uin
 	on.expectFlows(t, on.flowOfLeg(l, 1, len(frame)))
 	on.expectEvents(t, on.addedEvent(l))
 
-	// Cache hit: another size, another TTL.
-	sg := seg{payload: payload(301), ttl: 9}
+	// Cache hit: another size.
+	sg := seg{payload: payload(301)}
 	frame2, want2 := l.inFrame(t, sg), l.natExpect(t, sg)
 	on.forward(t, h, l, frame2, want2, runOpts{})
 	s2 := on.flowStats(t, ing)
@@ -560,6 +560,12 @@ func testOffloadLeg(t *testing.T, on *offloadNet, h hook, kind string, proto uin
 	}
 	on.expectFlows(t, on.flowOfLeg(l, 2, len(frame)+len(frame2)))
 	on.expectEvents(t)
+
+	// Another TTL than the flow was judged with: the kernel judges it
+	// (its verdict hook shows what the rules do to such a packet); the
+	// cached flow stays for the packets that come as before.
+	on.pass(t, h, ing, l.inFrame(t, seg{ttl: 9}), "nf_rewrite", runOpts{})
+	on.forward(t, h, l, frame2, want2, runOpts{})
 }
 
 // TestOffloadUDPChecksum: a UDP checksum of 0 means "none" and must stay
@@ -1781,7 +1787,10 @@ func TestHold(t *testing.T) {
 			setMode(t, ModeOffload)
 			on.pass(t, h, sideIn0, frame, "xfrm", runOpts{})
 
+			// Lifted: the flow's verdict predates the hold's changes and
+			// is judged again before the cache forwards it.
 			hold(t, Hold{})
+			on.pass(t, h, sideIn0, frame, "not_accepted", runOpts{})
 			on.accept(t, c.orig, c.reply)
 			on.forward(t, h, l, frame, want, runOpts{})
 		})
@@ -1823,7 +1832,8 @@ func TestOffloadRewrites(t *testing.T) {
 		{"ipv4 as forwarded", false, func(*fastpathFpVerdict) {}, 6, false},
 		{"ipv6 as forwarded", true, func(*fastpathFpVerdict) {}, 0, false},
 		{"ipv4 dscp set", false, func(v *fastpathFpVerdict) { v.Tos = 0x20 }, 0, true},
-		{"ipv4 ecn set", false, func(v *fastpathFpVerdict) { v.Tos = 0x11 }, 0, true},
+		// ECN changes packet by packet (TCP marks data, not pure ACKs): not a rewrite
+		{"ipv4 ecn differs", false, func(v *fastpathFpVerdict) { v.Tos = 0x11 }, 6, false},
 		{"ipv4 ttl set", false, func(v *fastpathFpVerdict) { v.Hop = 7 }, 0, true},
 		{"ipv6 traffic class set", true, func(v *fastpathFpVerdict) { v.Tos = 0x00 }, 0, true},
 		{"ipv6 hop limit set", true, func(v *fastpathFpVerdict) { v.Hop = 255 }, 0, true},
@@ -1882,4 +1892,66 @@ func TestOffloadRewrites(t *testing.T) {
 			}
 		}
 	})
+}
+
+// TestOffloadHeadersPerPacket: a cached flow forwards only packets that
+// arrive with the DSCP, TTL and flow label it was judged with; one that
+// arrives otherwise goes to the kernel (nf_rewrite: its kernel pass shows
+// what the rules do to it), and the flow carries on for the others. The
+// ECN bits are not judged: TCP marks data and not pure ACKs, routers mark
+// CE, and forwarding leaves them as they are.
+func TestOffloadHeadersPerPacket(t *testing.T) {
+	on := newOffloadNet(t)
+	for _, v6 := range []bool{false, true} {
+		for _, h := range hooks() {
+			t.Run(fmt.Sprintf("%s/%s", famName(v6), h), func(t *testing.T) {
+				c := on.offloadConn(t, kindSNAT, unix.IPPROTO_UDP, v6)
+				l := c.leg(false)
+				frame, want := l.inFrame(t, seg{}), l.natExpect(t, seg{})
+				on.forward(t, h, l, frame, want, runOpts{})
+				off := l3Offset(frame)
+				edits := map[string]func(b []byte){
+					"another dscp": func(b []byte) { b[off+1] ^= 0x20 }, // TOS bit 5
+					"another ttl":  func(b []byte) { b[off+8] = 33 },
+				}
+				if v6 {
+					edits = map[string]func(b []byte){
+						"another dscp":       func(b []byte) { b[off] ^= 0x02 }, // traffic class bit 5
+						"another hop limit":  func(b []byte) { b[off+7] = 33 },
+						"another flow label": func(b []byte) { b[off+3] ^= 0x01 },
+					}
+				}
+				for name, edit := range edits {
+					b := bytes.Clone(frame)
+					edit(b)
+					if !v6 {
+						fixIPv4Checksum(b, off)
+					}
+					t.Log(name)
+					on.pass(t, h, sideIn0, b, "nf_rewrite", runOpts{})
+					on.forward(t, h, l, frame, want, runOpts{}) // the flow carries on
+				}
+				// ECN: another codepoint is forwarded as it came.
+				ecn := bytes.Clone(frame)
+				if v6 {
+					ecn[off+1] ^= 0x30 // traffic class bits 0-1: the high nibble of byte 1
+				} else {
+					ecn[off+1] ^= 0x03
+					fixIPv4Checksum(ecn, off)
+				}
+				wantECN := bytes.Clone(want)
+				copy(wantECN[off:off+2], ecn[off:off+2])
+				if !v6 {
+					fixIPv4Checksum(wantECN, off)
+				}
+				res, err := on.run(h, ecn, runOpts{ingress: on.in0})
+				if err != nil {
+					t.Fatal(err)
+				}
+				if res.verdict != h.redirectCode() || !bytes.Equal(res.out, wantECN) {
+					t.Errorf("another ECN codepoint: verdict %s, output %s", h.verdictName(res.verdict), diffBytes(res.out, wantECN))
+				}
+			})
+		}
+	}
 }

@@ -17,6 +17,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/fastpath-router/fastpath/internal/api"
 	"github.com/fastpath-router/fastpath/internal/lab"
 	"github.com/fastpath-router/fastpath/internal/traffic"
@@ -605,6 +607,73 @@ func TestNoResetsBehindNAT(t *testing.T) {
 			after := d.counters(t, l.Rtr)
 			if after.forwarded() <= before.forwarded() {
 				t.Errorf("fastpath carried nothing (%d -> %d): the test shows nothing", before.forwarded(), after.forwarded())
+			}
+		})
+	}
+}
+
+// TestOffloadECN: the ECN bits change packet by packet (TCP marks data
+// ECT and leaves pure ACKs and retransmissions unmarked; routers mark CE),
+// and forwarding leaves them alone: flows are judged by their DSCP, not by
+// those bits. A UDP flow whose datagrams alternate Not-ECT, ECT(0) and
+// ECT(1) is carried by fastpath like any other, and each arrives with the
+// codepoint it was sent with.
+func TestOffloadECN(t *testing.T) {
+	for _, attach := range offloadAttaches {
+		t.Run(attach, func(t *testing.T) {
+			l, d, ctx := offloadLab(t, attach, masqueradeRuleset+filterRuleset)
+			for _, f := range families(l) {
+				t.Run(f.name, func(t *testing.T) {
+					u := newUDPFlow(t, l.Gen, l.Sink, netip.AddrPort{}, netip.AddrPortFrom(f.sink, 0), netip.AddrPortFrom(f.sink, 0))
+					u.handshake(t)
+					const warm = 20
+					u.send(ctx, warm, 200, time.Millisecond) // the flow gets cached
+					d.waitFlow(t, u.local, u.dst)
+					raw, err := u.tx.SyscallConn()
+					if err != nil {
+						t.Fatal(err)
+					}
+					setECN := func(ecn int) {
+						var serr error
+						raw.Control(func(fd uintptr) {
+							if f.sink.Is6() {
+								serr = unix.SetsockoptInt(int(fd), unix.IPPROTO_IPV6, unix.IPV6_TCLASS, ecn)
+							} else {
+								serr = unix.SetsockoptInt(int(fd), unix.IPPROTO_IP, unix.IP_TOS, ecn)
+							}
+						})
+						if serr != nil {
+							t.Fatalf("set ECN %d: %v", ecn, serr)
+						}
+					}
+					const n = 600
+					before := d.counters(t, l.Rtr)
+					first := u.received()
+					for i := range n {
+						setECN(i % 3) // Not-ECT, ECT(1), ECT(0)
+						u.send(ctx, 1, 200, 0)
+					}
+					u.settle(t, first+n, 500*time.Millisecond)
+					after := d.counters(t, l.Rtr)
+					if s, fp, k := share(before, after, f); s < minShare {
+						t.Errorf("alternating ECN: fastpath forwarded %d packets, the kernel %d: %.1f%%, want >= %.0f%%; %s",
+							fp, k, 100*s, 100*minShare, before.reasonDeltas(after, l.RtrIn))
+					}
+					arr, _ := u.snapshot()
+					wrong := 0
+					for _, a := range arr {
+						want := 0 // the warm-up's
+						if a.seq >= warm {
+							want = int((a.seq - warm) % 3)
+						}
+						if a.tos >= 0 && a.tos&3 != want {
+							wrong++
+						}
+					}
+					if wrong > 0 {
+						t.Errorf("%d datagrams arrived with an ECN codepoint they were not sent with", wrong)
+					}
+				})
 			}
 		})
 	}
