@@ -30,10 +30,11 @@ func TestRouterChangesStopFlows(t *testing.T) {
 		t.Run(attach, func(t *testing.T) {
 			l, d, ctx := offloadLab(t, attach, masqueradeRuleset+filterRuleset)
 			for _, f := range families(l) {
-				ipf, fwd, host, daddr := "-4", "net.ipv4.ip_forward", "/32", "ip daddr"
+				ipf, fwd, host := "-4", "net.ipv4.ip_forward", "/32"
 				if f.sink.Is6() {
-					ipf, fwd, host, daddr = "-6", "net.ipv6.conf.all.forwarding", "/128", "ip6 daddr"
+					ipf, fwd, host = "-6", "net.ipv6.conf.all.forwarding", "/128"
 				}
+				daddr := f.nftIP() + " daddr"
 				changes := []struct {
 					name     string
 					do, undo []string
@@ -215,10 +216,7 @@ func TestNFTDeviceChainsHonoured(t *testing.T) {
 		t.Run(attach, func(t *testing.T) {
 			l, d, ctx := offloadLab(t, attach, masqueradeRuleset+filterRuleset)
 			for _, f := range families(l) {
-				ipf := "ip"
-				if f.sink.Is6() {
-					ipf = "ip6"
-				}
+				ipf := f.nftIP()
 				for _, c := range []struct {
 					side, dev, dscp string
 					want            int // DSCP value
@@ -249,10 +247,7 @@ func TestForwardChainRewrites(t *testing.T) {
 		t.Run(attach, func(t *testing.T) {
 			l, d, ctx := offloadLab(t, attach, masqueradeRuleset+filterRuleset)
 			for _, f := range families(l) {
-				ipf := "ip"
-				if f.sink.Is6() {
-					ipf = "ip6"
-				}
+				ipf := f.nftIP()
 				t.Run(f.name+"/dscp", func(t *testing.T) {
 					rule := fmt.Sprintf("table inet fprw {\n\tchain rw {\n\t\ttype filter hook forward priority 10;\n\t\t%s dscp set cs3\n\t}\n}\n", ipf)
 					changeMarksFlow(ctx, t, l, d, f, 24, func() time.Time { return nft(ctx, t, l, rule) })

@@ -72,6 +72,14 @@ type fam struct {
 	forwarded                func(c counters) uint64
 }
 
+// nftIP is the family's nftables payload protocol: "ip" or "ip6".
+func (f fam) nftIP() string {
+	if f.sink.Is6() {
+		return "ip6"
+	}
+	return "ip"
+}
+
 func families(l *lab.Lab) []fam {
 	return []fam{
 		{"IPv4", l.GenAddr4, l.RtrInAddr4, l.RtrOutAddr4, l.SinkAddr4, "ipv4", 20,
