@@ -32,6 +32,21 @@ int fp_nf_accept(struct bpf_nf_ctx *ctx)
 	return NF_ACCEPT;
 }
 
+/* One per family: the hook state does not say which. */
+SEC("netfilter")
+int fp_nf_arrive4(struct bpf_nf_ctx *ctx)
+{
+	fp_arrive(ctx, AF_INET);
+	return NF_ACCEPT;
+}
+
+SEC("netfilter")
+int fp_nf_arrive6(struct bpf_nf_ctx *ctx)
+{
+	fp_arrive(ctx, AF_INET6);
+	return NF_ACCEPT;
+}
+
 /* fp_sweep_idle deletes the flows whose last packet is older than
  * older_than_ns, run by the daemon with BPF_PROG_RUN. Walking the cache in
  * the kernel costs tens of nanoseconds a flow; reading it out to user space

@@ -72,7 +72,7 @@ enum fp_reason {
 	FP_PASS_BAD_CHECKSUM,    /* TCP/UDP checksum of an offloaded flow's packet wrong (or, XDP, not yet filled in): conntrack calls it invalid */
 	/* the daemon holds forwarding back (fp_state.hold_*) */
 	FP_PASS_XFRM,            /* IPsec (XFRM) policies exist: the kernel encrypts, or drops, what they match */
-	FP_PASS_NF_LATE_CHAIN,   /* offload mode: a netfilter chain runs after the verdict hook, which cannot see its verdicts */
+	FP_PASS_NF_CHAIN_ORDER,  /* offload mode: a netfilter chain runs outside fastpath's hooks (postrouting after the verdict, prerouting before the arrival note) */
 	/* offload mode */
 	FP_PASS_NF_REWRITE,      /* the ruleset rewrites this flow's packets (DSCP, TTL, hop limit, flow label) or marks them */
 	FP_PASS_MAX,
@@ -164,12 +164,46 @@ struct fp_verdict {
 	__u8 hop;          /* TTL / hop limit, decremented */
 	__u8 flags;        /* FP_VERDICT_* */
 	__u8 pad;
+	/* The same packet as it arrived (fp_nf_arrive, first in PREROUTING):
+	 * the packets it vouches for are those that arrive like it. */
+	__be32 in_flowlabel;
+	__u8 in_dscp;
+	__u8 in_ttl;
+	__u8 pad2[2];
 };
 
 enum {
 	FP_VERDICT_MARKED = 1,   /* skb->mark set: policy routing, egress filters and later rules may act on it */
-	FP_VERDICT_UNREAD = 2,   /* the headers could not be read */
+	FP_VERDICT_UNREAD = 2,   /* the headers, or how the packet arrived, could not be read */
 };
+
+/* FP_DSCP takes the ECN bits out of a TOS or traffic class: they change
+ * packet by packet (TCP marks data ECT but not pure ACKs or retransmits,
+ * routers mark CE), so flows are judged by their DSCP. */
+#define FP_DSCP(tos) ((__u8)((tos) & 0xfc))
+
+/* How packets arrived, noted by fp_nf_arrive first in PREROUTING for
+ * fp_nf_accept last in POSTROUTING: both run for a forwarded packet on one
+ * CPU, in one pass through the stack (a batch of packets may go through
+ * PREROUTING before the first reaches POSTROUTING). Slots per CPU, by the
+ * address of the packet's data buffer; a slot taken by another packet
+ * meanwhile reads as unknown, and that verdict vouches for nothing. */
+#define FP_ARRIVAL_SLOTS 1024
+
+struct fp_arrival {
+	__u64 skb;         /* the packet's: its data buffer's address */
+	__be32 flowlabel;
+	__u8 dscp;
+	__u8 ttl;
+	__u8 pad[2];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, FP_ARRIVAL_SLOTS);
+	__type(key, __u32);
+	__type(value, struct fp_arrival);
+} fp_arrivals SEC(".maps");
 
 enum fp_flow_flags {
 	FP_FLOW_SNAT = 1, /* source address/port rewritten */

@@ -103,8 +103,10 @@ static __always_inline int fp_fill_accepted(struct fp_flow_req *r, struct fp_flo
 	f->in_dscp = FP_DSCP(r->tos);
 	f->in_ttl = r->ttl;
 	f->in_flowlabel = r->flowinfo & bpf_htonl(0x000fffff); /* IPv4: flowinfo is 0 */
-	if (v->flags || FP_DSCP(v->tos) != f->in_dscp || v->hop != (__u8)(r->ttl - 1) || v->priority > 0xffff ||
-	    v->flowlabel != f->in_flowlabel) {
+	/* the verdict's packet arrived as this one, and left as it came */
+	if (v->flags || v->in_dscp != f->in_dscp || v->in_ttl != f->in_ttl || v->in_flowlabel != f->in_flowlabel ||
+	    FP_DSCP(v->tos) != v->in_dscp || v->hop != (__u8)(v->in_ttl - 1) || v->flowlabel != v->in_flowlabel ||
+	    v->priority > 0xffff) {
 		r->reason = FP_PASS_NF_REWRITE;
 		return -1;
 	}

@@ -55,10 +55,6 @@ static __always_inline __be32 fp_flowlabel(const struct fp_pkt *p)
 	return fp_flowinfo(p) & bpf_htonl(0x000fffff);
 }
 
-/* FP_DSCP takes the ECN bits out of a TOS or traffic class: they change
- * packet by packet (TCP marks data ECT but not pure ACKs or retransmits,
- * routers mark CE), so flows are judged by their DSCP. */
-#define FP_DSCP(tos) ((__u8)((tos) & 0xfc))
 
 /* fp_tos2priority is rt_tos2priority: the skb->priority the kernel's IPv4
  * forwarding gives a packet from its TOS (ip_tos2prio, net/ipv4/route.c:

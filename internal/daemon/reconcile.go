@@ -6,7 +6,6 @@ import (
 	"log/slog"
 	"net"
 	"slices"
-	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -90,19 +89,19 @@ type reconciler struct {
 	ipv6MTU func(name string) int
 	// nfHooks lists the nftables chains bound to devices, by device name.
 	nfHooks func() (map[string]netwatch.DeviceHooks, error)
-	// xfrm and lateChains read kernel state the datapath cannot follow
-	// packet by packet (netwatch.XfrmPolicies, netwatch.NFTLateChains);
+	// xfrm and unseenChains read kernel state the datapath cannot follow
+	// packet by packet (netwatch.XfrmPolicies, netwatch.NFTUnseenChains);
 	// hold is what updateHolds last set.
-	xfrm       func() (string, error)
-	lateChains func() ([]string, error)
-	hold       datapath.Hold
-	holdSet    bool                                    // hold is written: an adopted datapath may hold what no longer applies
-	links      func() (map[string]netlink.Link, error) // the namespace's links by name
-	now        func() time.Time
-	log        *slog.Logger
-	events     *eventhub.Hub
-	ifaces     []*iface
-	snap       atomic.Pointer[[]api.InterfaceStatus] // what status returns (publish)
+	xfrm         func() (string, error)
+	unseenChains func() ([]string, error)
+	hold         datapath.Hold
+	holdSet      bool                                    // hold is written: an adopted datapath may hold what no longer applies
+	links        func() (map[string]netlink.Link, error) // the namespace's links by name
+	now          func() time.Time
+	log          *slog.Logger
+	events       *eventhub.Hub
+	ifaces       []*iface
+	snap         atomic.Pointer[[]api.InterfaceStatus] // what status returns (publish)
 }
 
 // dataplane is what the reconciler changes in the datapath; the daemon
@@ -115,6 +114,7 @@ type dataplane interface {
 	Detach(link.Link) error
 	InvalidateRoutes() error
 	SetHold(datapath.Hold) error
+	Held() datapath.Hold
 }
 
 // featureSource answers what XDP a device supports (xdpfeat.Querier).
@@ -129,7 +129,7 @@ type peerSource interface {
 }
 
 func newReconciler(cfg *config.Config, dp dataplane, feats featureSource, peers peerSource, events *eventhub.Hub, log *slog.Logger) *reconciler {
-	r := &reconciler{dp: dp, feats: feats, peers: peers, shaping: netwatch.EgressShaping, nfHooks: netwatch.NFTDeviceHooks, xfrm: netwatch.XfrmPolicies, lateChains: netwatch.NFTLateChains, ipv6MTU: netwatch.IPv6MTU, groOn: ethtool.GRO, links: linksByName, now: time.Now, log: log, events: events}
+	r := &reconciler{dp: dp, feats: feats, peers: peers, shaping: netwatch.EgressShaping, nfHooks: netwatch.NFTDeviceHooks, xfrm: netwatch.XfrmPolicies, unseenChains: netwatch.NFTUnseenChains, ipv6MTU: netwatch.IPv6MTU, groOn: ethtool.GRO, links: linksByName, now: time.Now, log: log, events: events}
 	for _, c := range cfg.Interfaces {
 		st := api.StateMissing
 		if c.Mode == config.ModeOff {
@@ -236,6 +236,9 @@ func (r *reconciler) pollIPv6MTUs() {
 // keeps its last known hold.
 func (r *reconciler) updateHolds() {
 	h := r.hold
+	if !r.holdSet {
+		h = r.dp.Held() // an adopted datapath's: what cannot be read keeps it
+	}
 	if why, err := r.xfrm(); err != nil {
 		r.log.Warn("IPsec policies unknown: the last known hold stays", "err", err)
 	} else {
@@ -244,14 +247,14 @@ func (r *reconciler) updateHolds() {
 			h.All, h.AllWhy = "xfrm", why
 		}
 	}
-	if late, err := r.lateChains(); err != nil {
-		r.log.Warn("nftables postrouting chains unknown: the last known hold stays", "err", err)
+	if unseen, err := r.unseenChains(); err != nil {
+		r.log.Warn("nftables chains unknown: the last known hold stays", "err", err)
 	} else {
 		h.Offload, h.OffloadWhy = "", ""
-		if len(late) > 0 {
-			h.Offload = "nf_late_chain"
-			h.OffloadWhy = "nftables postrouting chains at or after fastpath's verdict hook (priority " +
-				strconv.Itoa(netwatch.LateChainPriority) + "): " + strings.Join(late, ", ")
+		if len(unseen) > 0 {
+			h.Offload = "nf_chain_order"
+			h.OffloadWhy = fmt.Sprintf("nftables chains outside fastpath's netfilter hooks (postrouting from priority %d, prerouting up to %d): %s",
+				netwatch.LateChainPriority, netwatch.EarlyChainPriority, strings.Join(unseen, ", "))
 		}
 	}
 	if h == r.hold && r.holdSet {

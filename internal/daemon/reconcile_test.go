@@ -73,6 +73,7 @@ func (d *fakeDP) RemoveIface(idx int) error {
 func (d *fakeDP) SetXDPTarget(idx int, ok bool) error { d.targets[idx] = ok; return nil }
 func (d *fakeDP) InvalidateRoutes() error             { d.invalidations++; return nil }
 func (d *fakeDP) SetHold(h datapath.Hold) error       { d.hold, d.holdWrites = h, d.holdWrites+1; return nil }
+func (d *fakeDP) Held() datapath.Hold                 { return d.hold }
 func (d *fakeDP) Attach(idx int, hook datapath.Hook) (link.Link, error) {
 	d.attempts[hook]++
 	if err := d.fail[hook]; err != nil {
@@ -162,7 +163,7 @@ type fixture struct {
 	nf      map[string]netwatch.DeviceHooks // nftables device chains by name
 	nfErr   error
 	xfrm    string          // netwatch.XfrmPolicies' answer
-	late    []string        // netwatch.NFTLateChains' answer
+	late    []string        // netwatch.NFTUnseenChains' answer
 	holdErr error           // from both
 	mtu6    map[string]int  // IPv6 MTUs by name
 	groOff  map[string]bool // devices with GRO off
@@ -187,7 +188,7 @@ func newFixture(t *testing.T, ifaces ...config.Interface) *fixture {
 	fx.r.groOn = func(name string) (bool, error) { return !fx.groOff[name], nil }
 	fx.r.nfHooks = func() (map[string]netwatch.DeviceHooks, error) { return maps.Clone(fx.nf), fx.nfErr }
 	fx.r.xfrm = func() (string, error) { return fx.xfrm, fx.holdErr }
-	fx.r.lateChains = func() ([]string, error) { return fx.late, fx.holdErr }
+	fx.r.unseenChains = func() ([]string, error) { return fx.late, fx.holdErr }
 	fx.r.links = func() (map[string]netlink.Link, error) {
 		m := make(map[string]netlink.Link, len(fx.links))
 		for k, v := range fx.links {
@@ -687,6 +688,18 @@ func TestHolds(t *testing.T) {
 		t.Errorf("an unchanged hold was written again (%d writes)", fx.dp.holdWrites)
 	}
 
+	// ... but kept while the state that decides it cannot be read: fail
+	// closed, IPsec may still want the kernel.
+	fx = newFixture(t, ifc("r0", config.ModeOffload, config.AttachAuto))
+	fx.dp.hold = datapath.Hold{All: "xfrm", AllWhy: "left by the previous daemon"}
+	fx.holdErr = errors.New("netlink: permission denied")
+	if err := fx.r.start(); err != nil {
+		t.Fatal(err)
+	}
+	if fx.dp.hold.All != "xfrm" {
+		t.Fatalf("adopted hold with unreadable state: %+v, want it kept", fx.dp.hold)
+	}
+
 	fx = newFixture(t, ifc("r0", config.ModeOffload, config.AttachAuto), ifc("r1", config.ModeRoute, config.AttachAuto))
 	fx.xfrm = "2 IPsec (xfrm) policies"
 	if err := fx.r.start(); err != nil {
@@ -697,13 +710,13 @@ func TestHolds(t *testing.T) {
 	}
 	fx.late = []string{"inet t late priority 2147483647"}
 	fx.r.sync()
-	if h := fx.dp.hold; h.All != "xfrm" || h.Offload != "nf_late_chain" || !strings.Contains(h.OffloadWhy, fx.late[0]) {
+	if h := fx.dp.hold; h.All != "xfrm" || h.Offload != "nf_chain_order" || !strings.Contains(h.OffloadWhy, fx.late[0]) {
 		t.Fatalf("a late chain too: hold %+v", h)
 	}
 	fx.holdErr = errors.New("netlink: permission denied")
 	fx.xfrm, fx.late = "", nil
 	fx.r.sync()
-	if h := fx.dp.hold; h.All != "xfrm" || h.Offload != "nf_late_chain" {
+	if h := fx.dp.hold; h.All != "xfrm" || h.Offload != "nf_chain_order" {
 		t.Fatalf("unreadable: hold %+v, want the last known kept", h)
 	}
 	fx.holdErr = nil

@@ -419,31 +419,43 @@ func (d *Datapath) readSlots() error {
 // AttachNetfilter attaches the verdict recorder to netfilter's IPv4 and
 // IPv6 POSTROUTING hooks, after every other chain (NAT included) and just
 // before conntrack confirms: a forwarded packet that reaches it was accepted
-// by the whole ruleset. Offload mode needs it; route mode does not.
+// by the whole ruleset; and, first in PREROUTING, the note of how each
+// packet arrived, before any chain could rewrite it. Offload mode needs
+// them; route mode does not.
 func (d *Datapath) AttachNetfilter() ([]link.Link, error) {
 	var links []link.Link
 	for _, f := range []struct {
 		name string
+		prog *ebpf.Program
 		pf   link.NetfilterProtocolFamily
-	}{{"nf-ipv4", link.NetfilterProtoIPv4}, {"nf-ipv6", link.NetfilterProtoIPv6}} {
-		// NF_IP_PRI_LAST is conntrack confirm's. Two BPF links cannot share
-		// a hook priority, so a successor takes the other of the two last
-		// free ones: it attaches before its predecessor leaves, and the hook
-		// is never empty.
-		prio := int32(math.MaxInt32 - 1)
+		hook link.NetfilterInetHook
+		// prio and step: the priority, and where a successor goes. The
+		// first and last are the kernel's own (NF_IP_PRI_FIRST, and
+		// NF_IP_PRI_LAST: conntrack confirm's). Two BPF links cannot share
+		// a hook priority, so a successor takes the other of the two
+		// next to it: it attaches before its predecessor leaves, and the
+		// hook is never empty.
+		prio, step int32
+	}{
+		{"nf-ipv4", d.objs.FpNfAccept, link.NetfilterProtoIPv4, link.NetfilterInetPostRouting, math.MaxInt32 - 1, -1},
+		{"nf-ipv6", d.objs.FpNfAccept, link.NetfilterProtoIPv6, link.NetfilterInetPostRouting, math.MaxInt32 - 1, -1},
+		{"nf-in-ipv4", d.objs.FpNfArrive4, link.NetfilterProtoIPv4, link.NetfilterInetPreRouting, math.MinInt32 + 1, 1},
+		{"nf-in-ipv6", d.objs.FpNfArrive6, link.NetfilterProtoIPv6, link.NetfilterInetPreRouting, math.MinInt32 + 1, 1},
+	} {
+		prio := f.prio
 		if old := d.pinnedLink(f.name); old != nil {
 			if info, err := old.Info(); err == nil {
 				if nf := info.Netfilter(); nf != nil && nf.Priority == prio {
-					prio--
+					prio += f.step
 				}
 			}
 			old.Close()
 		}
 		l, err := d.replacePinned(f.name, func() (link.Link, error) {
 			return link.AttachNetfilter(link.NetfilterOptions{
-				Program:        d.objs.FpNfAccept,
+				Program:        f.prog,
 				ProtocolFamily: f.pf,
-				Hook:           link.NetfilterInetPostRouting,
+				Hook:           f.hook,
 				Priority:       prio,
 			})
 		})
@@ -455,11 +467,11 @@ func (d *Datapath) AttachNetfilter() ([]link.Link, error) {
 				// Both priorities taken: another datapath's links, which
 				// this mount namespace cannot see (ip netns exec mounts its
 				// own /sys over a --keep-datapath daemon's pins).
-				return nil, fmt.Errorf("attach netfilter postrouting hook (%s): %w: another fastpath datapath holds it, "+
+				return nil, fmt.Errorf("attach netfilter hook (%s): %w: another fastpath datapath holds it, "+
 					"probably one a --keep-datapath daemon left pinned where this process cannot see it (ip netns exec mounts its own /sys); "+
 					"run the daemon with nsenter --net=/run/netns/NAME, or remove that datapath first with `nsenter --net=/run/netns/NAME fastpath detach`", f.name, err)
 			}
-			return nil, fmt.Errorf("attach netfilter postrouting hook (%s): %w", f.name, err)
+			return nil, fmt.Errorf("attach netfilter hook (%s): %w", f.name, err)
 		}
 		links = append(links, l)
 	}

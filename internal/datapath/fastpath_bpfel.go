@@ -18,6 +18,15 @@ type fastpathFpAddr struct {
 	A [4]uint32
 }
 
+type fastpathFpArrival struct {
+	_         structs.HostLayout
+	Skb       uint64
+	Flowlabel uint32
+	Dscp      uint8
+	Ttl       uint8
+	Pad       [2]uint8
+}
+
 type fastpathFpBtfTypes struct {
 	_     structs.HostLayout
 	Event struct {
@@ -361,16 +370,20 @@ type fastpathFpSweepArgs struct {
 }
 
 type fastpathFpVerdict struct {
-	_          structs.HostLayout
-	FwGen      uint32
-	IfindexIn  uint32
-	IfindexOut uint32
-	Priority   uint32
-	Flowlabel  uint32
-	Tos        uint8
-	Hop        uint8
-	Flags      uint8
-	Pad        uint8
+	_           structs.HostLayout
+	FwGen       uint32
+	IfindexIn   uint32
+	IfindexOut  uint32
+	Priority    uint32
+	Flowlabel   uint32
+	Tos         uint8
+	Hop         uint8
+	Flags       uint8
+	Pad         uint8
+	InFlowlabel uint32
+	InDscp      uint8
+	InTtl       uint8
+	Pad2        [2]uint8
 }
 
 // Names of all BPF objects in the ELF.
@@ -378,6 +391,7 @@ type fastpathFpVerdict struct {
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
 	fastpathMapFpAccepted      = "fp_accepted"
+	fastpathMapFpArrivals      = "fp_arrivals"
 	fastpathMapFpCsumScratch   = "fp_csum_scratch"
 	fastpathMapFpEvents        = "fp_events"
 	fastpathMapFpFlows         = "fp_flows"
@@ -402,6 +416,8 @@ const (
 	fastpathMapFpTxPorts       = "fp_tx_ports"
 	fastpathProgFpForget       = "fp_forget"
 	fastpathProgFpNfAccept     = "fp_nf_accept"
+	fastpathProgFpNfArrive4    = "fp_nf_arrive4"
+	fastpathProgFpNfArrive6    = "fp_nf_arrive6"
 	fastpathProgFpSweepIdle    = "fp_sweep_idle"
 	fastpathProgFpTc           = "fp_tc"
 	fastpathProgFpXdp          = "fp_xdp"
@@ -454,6 +470,8 @@ type fastpathSpecs struct {
 type fastpathProgramSpecs struct {
 	FpForget    *ebpf.ProgramSpec `ebpf:"fp_forget"`
 	FpNfAccept  *ebpf.ProgramSpec `ebpf:"fp_nf_accept"`
+	FpNfArrive4 *ebpf.ProgramSpec `ebpf:"fp_nf_arrive4"`
+	FpNfArrive6 *ebpf.ProgramSpec `ebpf:"fp_nf_arrive6"`
 	FpSweepIdle *ebpf.ProgramSpec `ebpf:"fp_sweep_idle"`
 	FpTc        *ebpf.ProgramSpec `ebpf:"fp_tc"`
 	FpXdp       *ebpf.ProgramSpec `ebpf:"fp_xdp"`
@@ -464,6 +482,7 @@ type fastpathProgramSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type fastpathMapSpecs struct {
 	FpAccepted    *ebpf.MapSpec `ebpf:"fp_accepted"`
+	FpArrivals    *ebpf.MapSpec `ebpf:"fp_arrivals"`
 	FpCsumScratch *ebpf.MapSpec `ebpf:"fp_csum_scratch"`
 	FpEvents      *ebpf.MapSpec `ebpf:"fp_events"`
 	FpFlows       *ebpf.MapSpec `ebpf:"fp_flows"`
@@ -518,6 +537,7 @@ func (o *fastpathObjects) Close() error {
 // It can be passed to loadFastpathObjects or ebpf.CollectionSpec.LoadAndAssign.
 type fastpathMaps struct {
 	FpAccepted    *ebpf.Map `ebpf:"fp_accepted"`
+	FpArrivals    *ebpf.Map `ebpf:"fp_arrivals"`
 	FpCsumScratch *ebpf.Map `ebpf:"fp_csum_scratch"`
 	FpEvents      *ebpf.Map `ebpf:"fp_events"`
 	FpFlows       *ebpf.Map `ebpf:"fp_flows"`
@@ -545,6 +565,7 @@ type fastpathMaps struct {
 func (m *fastpathMaps) Close() error {
 	return _FastpathClose(
 		m.FpAccepted,
+		m.FpArrivals,
 		m.FpCsumScratch,
 		m.FpEvents,
 		m.FpFlows,
@@ -585,6 +606,8 @@ type fastpathVariables struct {
 type fastpathPrograms struct {
 	FpForget    *ebpf.Program `ebpf:"fp_forget"`
 	FpNfAccept  *ebpf.Program `ebpf:"fp_nf_accept"`
+	FpNfArrive4 *ebpf.Program `ebpf:"fp_nf_arrive4"`
+	FpNfArrive6 *ebpf.Program `ebpf:"fp_nf_arrive6"`
 	FpSweepIdle *ebpf.Program `ebpf:"fp_sweep_idle"`
 	FpTc        *ebpf.Program `ebpf:"fp_tc"`
 	FpXdp       *ebpf.Program `ebpf:"fp_xdp"`
@@ -594,6 +617,8 @@ func (p *fastpathPrograms) Close() error {
 	return _FastpathClose(
 		p.FpForget,
 		p.FpNfAccept,
+		p.FpNfArrive4,
+		p.FpNfArrive6,
 		p.FpSweepIdle,
 		p.FpTc,
 		p.FpXdp,

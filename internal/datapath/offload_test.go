@@ -1777,12 +1777,12 @@ func TestHold(t *testing.T) {
 			routed := udp4(ipDst).bytes(t)
 			t.Cleanup(func() { hold(t, Hold{}); setMode(t, ModeOffload) })
 
-			hold(t, Hold{Offload: "nf_late_chain"})
-			on.pass(t, h, sideIn0, frame, "nf_late_chain", runOpts{})
+			hold(t, Hold{Offload: "nf_chain_order"})
+			on.pass(t, h, sideIn0, frame, "nf_chain_order", runOpts{})
 			setMode(t, ModeRoute)
 			checkOne(t, on.testNet, h, routed, runOpts{ingress: on.in0}, fwd)
 
-			hold(t, Hold{All: "xfrm", Offload: "nf_late_chain"})
+			hold(t, Hold{All: "xfrm", Offload: "nf_chain_order"})
 			checkOne(t, on.testNet, h, routed, runOpts{ingress: on.in0}, "xfrm")
 			setMode(t, ModeOffload)
 			on.pass(t, h, sideIn0, frame, "xfrm", runOpts{})
@@ -1797,18 +1797,19 @@ func TestHold(t *testing.T) {
 	}
 }
 
-// verdictOf is the fp_accepted value the verdict hook records for a test
-// frame (ip4Hdr, ip6Hdr: TTL 64) accepted from in to out under fw: the
-// headers as the kernel's forwarding leaves them, nothing rewritten or
-// marked, and the priority it gives (IPv4: rt_tos2priority of the TOS;
-// IPv6: the skb's, 0 here).
+// verdictOf is the fp_accepted value the netfilter hooks record for a
+// test frame (ip4Hdr, ip6Hdr: TTL 64) accepted from in to out under fw:
+// how it arrived, the headers as the kernel's forwarding leaves them,
+// nothing rewritten or marked, and the priority it gives (IPv4:
+// rt_tos2priority of the TOS; IPv6: the skb's, 0 here).
 func verdictOf(fw uint32, in, out int, v6 bool) fastpathFpVerdict {
-	v := fastpathFpVerdict{FwGen: fw, IfindexIn: uint32(in), IfindexOut: uint32(out), Hop: 63}
+	v := fastpathFpVerdict{FwGen: fw, IfindexIn: uint32(in), IfindexOut: uint32(out), Hop: 63, InTtl: 64}
 	if v6 {
 		v.Tos, v.Flowlabel = 0x28, bits.ReverseBytes32(0x12345) // network order, as the kernel stores it
 	} else {
 		v.Tos, v.Priority = 0x10, 6 // TC_PRIO_INTERACTIVE
 	}
+	v.InDscp, v.InFlowlabel = v.Tos&0xfc, v.Flowlabel
 	return v
 }
 
@@ -1832,6 +1833,12 @@ func TestOffloadRewrites(t *testing.T) {
 		{"ipv4 as forwarded", false, func(*fastpathFpVerdict) {}, 6, false},
 		{"ipv6 as forwarded", true, func(*fastpathFpVerdict) {}, 0, false},
 		{"ipv4 dscp set", false, func(v *fastpathFpVerdict) { v.Tos = 0x20 }, 0, true},
+		// The accepted packet arrived with another DSCP and was rewritten
+		// to this packet's: it vouches for packets that arrive as it did,
+		// not for this one (a rule may drop this DSCP on arrival).
+		{"ipv4 rewritten to this dscp", false, func(v *fastpathFpVerdict) { v.InDscp = 0x20 }, 0, true},
+		{"ipv4 arrived with another dscp", false, func(v *fastpathFpVerdict) { v.InDscp, v.Tos = 0x20, 0x20 }, 0, true},
+		{"ipv6 arrived with another hop limit", true, func(v *fastpathFpVerdict) { v.InTtl, v.Hop = 9, 8 }, 0, true},
 		// ECN changes packet by packet (TCP marks data, not pure ACKs): not a rewrite
 		{"ipv4 ecn differs", false, func(v *fastpathFpVerdict) { v.Tos = 0x11 }, 6, false},
 		{"ipv4 ttl set", false, func(v *fastpathFpVerdict) { v.Hop = 7 }, 0, true},

@@ -110,6 +110,21 @@ func (d *Datapath) readGlobals() error {
 	if err := d.objs.FpGlobals.Lookup(uint32(0), &d.g.v); err != nil {
 		return fmt.Errorf("read adopted datapath state: %w", err)
 	}
+	// Holds, by reason name: the new daemon keeps them until it has read
+	// the kernel state that decides them.
+	name := func(i uint32) string {
+		if i > 0 && int(i) < len(d.reasons) {
+			return d.reasons[i]
+		}
+		return ""
+	}
+	const kept = "kept from the previous daemon until the kernel's state is read"
+	if d.g.hold.All = name(d.g.v.HoldAll); d.g.hold.All != "" {
+		d.g.hold.AllWhy = kept
+	}
+	if d.g.hold.Offload = name(d.g.v.HoldOffload); d.g.hold.Offload != "" {
+		d.g.hold.OffloadWhy = kept
+	}
 	return nil
 }
 

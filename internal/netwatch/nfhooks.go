@@ -49,16 +49,21 @@ func NFTDeviceHooks() (map[string]DeviceHooks, error) {
 	return out, nil
 }
 
-// LateChainPriority: an IPv4, IPv6 or inet postrouting chain of this
-// priority or above may run after fastpath's verdict hook (which takes
-// math.MaxInt32-1, or -2 while a successor replaces it), so the hook
-// cannot see what that chain drops.
-const LateChainPriority = math.MaxInt32 - 2
+// Where fastpath's netfilter hooks sit: an IPv4, IPv6 or inet postrouting
+// chain at LateChainPriority or above may run after the verdict hook
+// (math.MaxInt32-1, or -2 while a successor replaces it), which then cannot
+// see what it drops; a prerouting chain at EarlyChainPriority or below may
+// run before the arrival hook (math.MinInt32+1, or +2), which then notes a
+// packet as that chain left it.
+const (
+	LateChainPriority  = math.MaxInt32 - 2
+	EarlyChainPriority = math.MinInt32 + 2
+)
 
-// NFTLateChains lists ("family table chain priority N", sorted) the
-// nftables postrouting chains at LateChainPriority or above, in the
-// calling thread's network namespace.
-func NFTLateChains() ([]string, error) {
+// NFTUnseenChains lists ("family table chain hook priority N", sorted) the
+// nftables chains outside fastpath's hooks (LateChainPriority,
+// EarlyChainPriority), in the calling thread's network namespace.
+func NFTUnseenChains() ([]string, error) {
 	chains, err := dumpChains()
 	if err != nil {
 		return nil, err
@@ -70,8 +75,12 @@ func NFTLateChains() ([]string, error) {
 		default:
 			continue
 		}
-		if ch.hasHook && ch.hook == unix.NF_INET_POST_ROUTING && ch.priority >= LateChainPriority {
-			out = append(out, fmt.Sprintf("%s %s %s priority %d", familyName(ch.family), ch.table, ch.name, ch.priority))
+		switch {
+		case !ch.hasHook:
+		case ch.hook == unix.NF_INET_POST_ROUTING && ch.priority >= LateChainPriority:
+			out = append(out, fmt.Sprintf("%s %s %s postrouting priority %d", familyName(ch.family), ch.table, ch.name, ch.priority))
+		case ch.hook == unix.NF_INET_PRE_ROUTING && ch.priority <= EarlyChainPriority:
+			out = append(out, fmt.Sprintf("%s %s %s prerouting priority %d", familyName(ch.family), ch.table, ch.name, ch.priority))
 		}
 	}
 	sort.Strings(out)
@@ -207,6 +216,10 @@ func familyName(f uint8) string {
 		return "netdev"
 	case unix.NFPROTO_INET:
 		return "inet"
+	case unix.NFPROTO_IPV4:
+		return "ip"
+	case unix.NFPROTO_IPV6:
+		return "ip6"
 	}
 	return fmt.Sprintf("family-%d", f)
 }

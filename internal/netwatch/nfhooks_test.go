@@ -41,3 +41,43 @@ table inet fw {
 		t.Errorf("got %+v\nwant %+v", got, want)
 	}
 }
+
+// TestNFTUnseenChains lists the chains outside fastpath's netfilter hooks:
+// postrouting from the verdict hook's priority up, prerouting up to the
+// arrival hook's; others, and other hooks and families, are not.
+func TestNFTUnseenChains(t *testing.T) {
+	ns := emptyNS(t)
+	ruleset := `
+table inet a {
+	chain late { type filter hook postrouting priority 2147483647; }
+	chain lastbut2 { type filter hook postrouting priority 2147483645; }
+	chain normal { type filter hook postrouting priority 100; }
+	chain early { type filter hook prerouting priority -2147483648; }
+	chain raw { type filter hook prerouting priority -300; }
+	chain forw { type filter hook forward priority 2147483647; }
+}
+table ip b {
+	chain late4 { type nat hook postrouting priority 2147483646; }
+}
+table bridge c {
+	chain latebr { type filter hook postrouting priority 2147483647; }
+}
+`
+	inNS(t, ns, ruleset, "nft", "-f", "-")
+	var got []string
+	if err := nsutil.Do(ns, func() (err error) {
+		got, err = NFTUnseenChains()
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{
+		"inet a early prerouting priority -2147483648",
+		"inet a lastbut2 postrouting priority 2147483645",
+		"inet a late postrouting priority 2147483647",
+		"ip b late4 postrouting priority 2147483646",
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("got %q\nwant %q", got, want)
+	}
+}

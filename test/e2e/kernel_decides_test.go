@@ -395,3 +395,65 @@ func offloadedStream(ctx context.Context, t *testing.T, l *lab.Lab, d *daemon, f
 	}
 	return str
 }
+
+// TestRewriteVouchesForArrivals: a packet the ruleset rewrote vouches
+// only for packets that arrive as it did. With `dscp af21 drop` ahead of
+// `dscp cs1 -> set af21`, a flow's cs1 datagrams leave as af21; when the
+// same flow then sends af21 itself, the kernel drops it, and fastpath must
+// not forward it on the strength of the af21 the cs1 packets left with.
+func TestRewriteVouchesForArrivals(t *testing.T) {
+	for _, attach := range offloadAttaches {
+		t.Run(attach, func(t *testing.T) {
+			l, d, ctx := offloadLab(t, attach, masqueradeRuleset+filterRuleset)
+			for _, f := range families(l) {
+				t.Run(f.name, func(t *testing.T) {
+					ipf := f.nftIP()
+					nft(ctx, t, l, fmt.Sprintf("table inet fprw {\n\tchain rw {\n\t\ttype filter hook forward priority 10;\n\t\t%s dscp af21 drop\n\t\t%s dscp cs1 %s dscp set af21\n\t}\n}\n", ipf, ipf, ipf))
+					defer nft(ctx, t, l, "delete table inet fprw\n")
+					u := newUDPFlow(t, l.Gen, l.Sink, netip.AddrPort{}, netip.AddrPortFrom(f.sink, 0), netip.AddrPortFrom(f.sink, 0))
+					raw, err := u.tx.SyscallConn()
+					if err != nil {
+						t.Fatal(err)
+					}
+					setTOS := func(tos int) {
+						var serr error
+						raw.Control(func(fd uintptr) {
+							if f.sink.Is6() {
+								serr = unix.SetsockoptInt(int(fd), unix.IPPROTO_IPV6, unix.IPV6_TCLASS, tos)
+							} else {
+								serr = unix.SetsockoptInt(int(fd), unix.IPPROTO_IP, unix.IP_TOS, tos)
+							}
+						})
+						if serr != nil {
+							t.Fatal(serr)
+						}
+					}
+					const cs1, af21, n = 8 << 2, 18 << 2, 300
+					setTOS(cs1)
+					u.handshake(t)
+					first := u.received()
+					u.send(ctx, n, 200, 200*time.Microsecond)
+					u.waitReceived(t, first+n*9/10, offloadWait)
+					setTOS(af21)
+					before := d.counters(t, l.Rtr)
+					u.send(ctx, n, 200, 200*time.Microsecond)
+					u.settle(t, first+n, 300*time.Millisecond)
+					arr, _ := u.snapshot()
+					leaked := 0
+					for _, a := range arr {
+						if a.tos>>2 != 18 {
+							t.Fatalf("seq %d arrived with dscp %d, want af21 (18): the rewrite was skipped", a.seq, a.tos>>2)
+						}
+						if a.seq >= uint64(n) { // sent as af21: the kernel drops them
+							leaked++
+						}
+					}
+					if leaked > 0 {
+						t.Errorf("%d of %d datagrams sent as af21 crossed the router; the ruleset drops them (%s)",
+							leaked, n, before.reasonDeltas(d.counters(t, l.Rtr), l.RtrIn))
+					}
+				})
+			}
+		})
+	}
+}
