@@ -177,7 +177,10 @@ func TestGenerators(t *testing.T) {
 			if got < 20000 || got > sent {
 				t.Fatalf("sink counted %d frames, generator sent %d", got, sent)
 			}
-			if rate := float64(sent) / elapsed.Seconds(); rate > 1.3*pps {
+			// Paced at all: an unpaced generator sends millions a second.
+			// A tight bound would be a timed assertion on a shared machine
+			// (CI once saw 1.31x over a short window).
+			if rate := float64(sent) / elapsed.Seconds(); rate > 3*pps {
 				t.Errorf("paced at %d frames/s, sent %.0f/s", pps, rate)
 			}
 			// Halted means halted: the generator's own count stands still.
