@@ -9,9 +9,10 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/fastpath-router/fastpath/internal/lab"
 	"github.com/fastpath-router/fastpath/internal/traffic"
-	"golang.org/x/sys/unix"
 )
 
 // stopWindow is how long a stream keeps sending after a change that must
@@ -411,30 +412,13 @@ func TestRewriteVouchesForArrivals(t *testing.T) {
 					nft(ctx, t, l, fmt.Sprintf("table inet fprw {\n\tchain rw {\n\t\ttype filter hook forward priority 10;\n\t\t%s dscp af21 drop\n\t\t%s dscp cs1 %s dscp set af21\n\t}\n}\n", ipf, ipf, ipf))
 					defer nft(ctx, t, l, "delete table inet fprw\n")
 					u := newUDPFlow(t, l.Gen, l.Sink, netip.AddrPort{}, netip.AddrPortFrom(f.sink, 0), netip.AddrPortFrom(f.sink, 0))
-					raw, err := u.tx.SyscallConn()
-					if err != nil {
-						t.Fatal(err)
-					}
-					setTOS := func(tos int) {
-						var serr error
-						raw.Control(func(fd uintptr) {
-							if f.sink.Is6() {
-								serr = unix.SetsockoptInt(int(fd), unix.IPPROTO_IPV6, unix.IPV6_TCLASS, tos)
-							} else {
-								serr = unix.SetsockoptInt(int(fd), unix.IPPROTO_IP, unix.IP_TOS, tos)
-							}
-						})
-						if serr != nil {
-							t.Fatal(serr)
-						}
-					}
 					const cs1, af21, n = 8 << 2, 18 << 2, 300
-					setTOS(cs1)
+					u.setTOS(t, cs1)
 					u.handshake(t)
 					first := u.received()
 					u.send(ctx, n, 200, 200*time.Microsecond)
 					u.waitReceived(t, first+n*9/10, offloadWait)
-					setTOS(af21)
+					u.setTOS(t, af21)
 					before := d.counters(t, l.Rtr)
 					u.send(ctx, n, 200, 200*time.Microsecond)
 					u.settle(t, first+n, 300*time.Millisecond)

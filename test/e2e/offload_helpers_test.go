@@ -551,6 +551,27 @@ func (u *udpFlow) readEchoes() {
 	}
 }
 
+// setTOS sets the TOS (IPv4) or traffic class (IPv6) of what the sender
+// sends from now on, DSCP and ECN bits.
+func (u *udpFlow) setTOS(t *testing.T, tos int) {
+	t.Helper()
+	raw, err := u.tx.SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var serr error
+	err = raw.Control(func(fd uintptr) {
+		if u.dst.Addr().Is6() {
+			serr = unix.SetsockoptInt(int(fd), unix.IPPROTO_IPV6, unix.IPV6_TCLASS, tos)
+		} else {
+			serr = unix.SetsockoptInt(int(fd), unix.IPPROTO_IP, unix.IP_TOS, tos)
+		}
+	})
+	if err = errors.Join(err, serr); err != nil {
+		t.Fatalf("set tos %#x: %v", tos, err)
+	}
+}
+
 // handshake sends hellos until one is echoed: the flow then has a reply.
 func (u *udpFlow) handshake(t *testing.T) {
 	t.Helper()

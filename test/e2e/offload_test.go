@@ -17,8 +17,6 @@ import (
 	"testing"
 	"time"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/fastpath-router/fastpath/internal/api"
 	"github.com/fastpath-router/fastpath/internal/lab"
 	"github.com/fastpath-router/fastpath/internal/traffic"
@@ -629,28 +627,11 @@ func TestOffloadECN(t *testing.T) {
 					const warm = 20
 					u.send(ctx, warm, 200, time.Millisecond) // the flow gets cached
 					d.waitFlow(t, u.local, u.dst)
-					raw, err := u.tx.SyscallConn()
-					if err != nil {
-						t.Fatal(err)
-					}
-					setECN := func(ecn int) {
-						var serr error
-						raw.Control(func(fd uintptr) {
-							if f.sink.Is6() {
-								serr = unix.SetsockoptInt(int(fd), unix.IPPROTO_IPV6, unix.IPV6_TCLASS, ecn)
-							} else {
-								serr = unix.SetsockoptInt(int(fd), unix.IPPROTO_IP, unix.IP_TOS, ecn)
-							}
-						})
-						if serr != nil {
-							t.Fatalf("set ECN %d: %v", ecn, serr)
-						}
-					}
 					const n = 600
 					before := d.counters(t, l.Rtr)
 					first := u.received()
 					for i := range n {
-						setECN(i % 3) // Not-ECT, ECT(1), ECT(0)
+						u.setTOS(t, i%3) // the ECN bits: Not-ECT, ECT(1), ECT(0)
 						u.send(ctx, 1, 200, 0)
 					}
 					u.settle(t, first+n, 500*time.Millisecond)
