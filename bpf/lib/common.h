@@ -238,12 +238,12 @@ struct fp_flow {
 	__be32 nat_daddr[4];
 	/* TCP, host order: the ack of this direction's segment whose ack plus
 	 * scaled window reached furthest, i.e. the edge of what the other
-	 * direction may send (conntrack's td_maxend for it). Fits the 128 bytes
-	 * the entry had anyway. */
+	 * direction may send (conntrack's td_maxend for it). */
 	__u32 tcp_ack;
 	/* The packet's headers as the flow was judged with them
 	 * (fp_fill_accepted): one that arrives otherwise is judged again, as
-	 * the ruleset may treat it otherwise (fp_flow_headers_as). */
+	 * the ruleset may treat it otherwise (fp_flow_headers_as). They take
+	 * the entry from 128 bytes to 136. */
 	__be32 in_flowlabel; /* IPv6 flow label; IPv4: 0 */
 	__u8 in_dscp;        /* TOS / traffic class without the ECN bits */
 	__u8 in_ttl;         /* TTL / hop limit */
